@@ -1,0 +1,47 @@
+"""Uncompressed references: float32 (exact, the 100% point) and float16."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vcmbench.codecs.base import FeatureCodec, RatePoint, strip_crc, with_crc
+from vcmbench.errors import ConfigError, PayloadError
+from vcmbench.vision.base import LEVELS, Features
+
+_DTYPES = {"float32": np.dtype(">f4"), "float16": np.dtype(">f2")}
+
+
+class RawCodec(FeatureCodec):
+    """p2..p5 as big-endian floats, level after level, with a CRC32.
+
+    Payload = header (6 + 24 bytes) + 4 or 2 bytes per element + 4 bytes CRC.
+    """
+
+    knob = "dtype"
+
+    def __init__(self, name: str = "raw", dtype: str = "float32"):
+        if dtype not in _DTYPES:
+            raise ConfigError(f"codec.{name}.dtype={dtype!r}: choose one of {sorted(_DTYPES)}")
+        self.dtype = dtype
+        self.tag = b"RAW4" if dtype == "float32" else b"RAW2"
+        super().__init__(name, [dtype])
+
+    def _encode_body(self, features: Features, rate: RatePoint, shapes) -> bytes:
+        dt = _DTYPES[self.dtype]
+        parts = [features[k].detach().cpu().float().numpy().astype(dt).tobytes() for k in LEVELS]
+        return with_crc(b"".join(parts))
+
+    def _decode_body(self, body, shapes) -> Features:
+        data = strip_crc(body, self.name)
+        dt = _DTYPES[self.dtype]
+        need = sum(int(np.prod(s)) for s in shapes) * dt.itemsize
+        if len(data) != need:
+            raise PayloadError(f"{self.name}: body has {len(data)} bytes, shapes need {need} (truncated payload)")
+        out, off = {}, 0
+        for lvl, s in zip(LEVELS, shapes):
+            n = int(np.prod(s)) * dt.itemsize
+            arr = np.frombuffer(data, dtype=dt, count=n // dt.itemsize, offset=off).astype(np.float32)
+            out[lvl] = torch.from_numpy(arr.reshape(s))
+            off += n
+        return out

@@ -1,0 +1,154 @@
+"""torchvision Faster R-CNN R50-FPN (v1 and v2) cut after the FPN.
+
+The front runs GeneralizedRCNNTransform + backbone (ResNet body + FPN) and keeps
+levels '0'..'3' (p2..p5). The back rebuilds 'pool' (p6) from p5 and runs the RPN,
+ROI heads and postprocess, exactly the calls GeneralizedRCNN.forward makes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision.models.detection.image_list import ImageList
+
+from vcmbench.errors import CheckpointError, ConfigError
+from vcmbench.vision.base import (
+    LEVELS,
+    Detections,
+    Features,
+    FrontOutput,
+    ImageMeta,
+    SplitDetector,
+    check_features,
+    p6_from_p5,
+)
+
+_TV_KEYS = ("0", "1", "2", "3")
+ARCHS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2")
+
+
+def build_torchvision_frcnn(arch: str, weights: str | None, num_classes: int, **kwargs) -> torch.nn.Module:
+    """Build the detector; `weights` is 'coco' (torchvision's enum), a local path, or 'none'."""
+    from torchvision.models import detection
+
+    if arch not in ARCHS:
+        raise ConfigError(f"model.arch={arch!r} is not supported; choose one of {ARCHS}")
+    builder = getattr(detection, arch)
+    weights = "none" if weights in (None, "", "none", "None") else str(weights)
+    if weights == "coco":
+        enum = {
+            "fasterrcnn_resnet50_fpn": detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
+            "fasterrcnn_resnet50_fpn_v2": detection.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+        }[arch]
+        try:
+            return builder(weights=enum, **kwargs)
+        except Exception as exc:  # network errors come in many types (URLError, socket, SSL)
+            raise CheckpointError(
+                f"model.weights=coco: could not download torchvision's {enum} ({type(exc).__name__}: {exc}). "
+                f"Without network access, download {enum.url} elsewhere and pass "
+                f"model.weights=/path/to/{Path(enum.url).name}"
+            ) from exc
+    model = builder(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
+    if weights != "none":
+        path = Path(weights)
+        if not path.is_file():
+            raise CheckpointError(
+                f"model.weights={weights}: no such file. Pass a local checkpoint path, 'coco' "
+                f"(downloads torchvision's weights) or 'none' (random init)"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            state = state["model"]
+        try:
+            model.load_state_dict({k: v.float() for k, v in state.items()})
+        except RuntimeError as exc:
+            raise CheckpointError(f"model.weights={weights}: checkpoint does not fit {arch}: {exc}") from exc
+    return model
+
+
+class TorchvisionSplit(SplitDetector):
+    """Split wrapper around any torchvision GeneralizedRCNN whose backbone is an FPN."""
+
+    def __init__(self, model: torch.nn.Module, name: str, category_ids: list[int] | None = None):
+        self.model = model.eval()
+        self.name = name
+        self.category_ids = category_ids
+        self.out_channels = int(model.backbone.out_channels)
+
+    @torch.inference_mode()
+    def _transform(self, image: Tensor) -> tuple[ImageList, tuple[int, int]]:
+        img = image.float().div(255.0) if image.dtype == torch.uint8 else image
+        original = (int(img.shape[-2]), int(img.shape[-1]))
+        images, _ = self.model.transform([img])
+        return images, original
+
+    @torch.inference_mode()
+    def front(self, image: Tensor) -> FrontOutput:
+        images, original = self._transform(image)
+        out = self.model.backbone(images.tensors)
+        feats = {lvl: out[k][0] for lvl, k in zip(LEVELS, _TV_KEYS)}
+        meta = ImageMeta(
+            original_size=original,
+            resized_size=tuple(int(v) for v in images.image_sizes[0]),
+            padded_size=(int(images.tensors.shape[-2]), int(images.tensors.shape[-1])),
+        )
+        return FrontOutput(feats, meta)
+
+    @torch.inference_mode()
+    def back(self, features: Features, meta: ImageMeta) -> Detections:
+        check_features(features, self.out_channels)
+        fpn = OrderedDict((k, features[lvl].unsqueeze(0).float()) for lvl, k in zip(LEVELS, _TV_KEYS))
+        fpn["pool"] = p6_from_p5(fpn["3"])
+        # The anchor generator reads only the padded size (and dtype/device) of the image
+        # tensor, so a zero-stride view stands in for the pixels the receiver never sees.
+        h, w = meta.padded_size
+        placeholder = torch.zeros((), dtype=fpn["0"].dtype).expand(1, 3, h, w)
+        images = ImageList(placeholder, [tuple(meta.resized_size)])
+        proposals, _ = self.model.rpn(images, fpn)
+        dets, _ = self.model.roi_heads(fpn, proposals, images.image_sizes)
+        dets = self.model.transform.postprocess(dets, images.image_sizes, [tuple(meta.original_size)])
+        return _to_detections(dets[0])
+
+    @torch.inference_mode()
+    def full(self, image: Tensor) -> Detections:
+        img = image.float().div(255.0) if image.dtype == torch.uint8 else image
+        return _to_detections(self.model([img])[0])
+
+
+def _to_detections(d: dict[str, Tensor]) -> Detections:
+    return Detections(boxes=d["boxes"].float(), scores=d["scores"].float(), labels=d["labels"].long())
+
+
+def coco91_category_ids() -> list[int]:
+    """torchvision's COCO label index already is the COCO category id (0 = background)."""
+    return list(range(91))
+
+
+def build(
+    arch: str = "fasterrcnn_resnet50_fpn",
+    weights: str | None = "none",
+    num_classes: int = 91,
+    name: str | None = None,
+    seed: int = 0,
+    score_thresh: float = 0.05,
+    detections_per_img: int = 100,
+    min_size: int = 800,
+    max_size: int = 1333,
+    category_ids: list[int] | str | None = "coco91",
+) -> TorchvisionSplit:
+    """Hydra target: `model=frcnn_r50_fpn` / `frcnn_r50_fpn_v2`. `seed` fixes random init."""
+    torch.manual_seed(seed)
+    model = build_torchvision_frcnn(
+        arch,
+        weights,
+        num_classes,
+        box_score_thresh=score_thresh,
+        box_detections_per_img=detections_per_img,
+        min_size=min_size,
+        max_size=max_size,
+    )
+    cats = coco91_category_ids() if category_ids == "coco91" else (list(category_ids) if category_ids else None)
+    return TorchvisionSplit(model, name or arch, cats)
