@@ -1,0 +1,36 @@
+# Two commands do the whole set-up on a fresh machine with Python 3.11:
+#   make demo   -> .venv + vcmbench, then `vcmbench run` (the offline default sweep)
+#   make test   -> .venv + vcmbench[dev] + detectron2 (Python-only), then the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test install detectron2 bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=24"
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+$(VENV)/.detectron2: scripts/install_detectron2.sh | $(VENV)/.installed
+	PYTHON=$(BIN)/python bash scripts/install_detectron2.sh
+	touch $@
+
+detectron2: $(VENV)/.detectron2
+
+demo: install
+	$(BIN)/vcmbench run
+
+test: install detectron2
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/pipeline_overhead.py
+
+clean:
+	rm -rf $(VENV) results/*/ .pytest_cache

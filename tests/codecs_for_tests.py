@@ -1,0 +1,27 @@
+"""Codecs that misbehave on purpose, to test how the sweep survives them."""
+
+from __future__ import annotations
+
+from vcmbench.codecs.raw import RawCodec
+
+
+class CorruptingRaw(RawCodec):
+    """raw whose payload gets one byte flipped in transit: decode must fail cleanly."""
+
+    def encode(self, features, rate):
+        payload = bytearray(super().encode(features, rate))
+        payload[len(payload) // 2] ^= 0x5A
+        return bytes(payload)
+
+
+class CrashingRaw(RawCodec):
+    """raw that kills the process-level sweep after `crash_after` encodes (a simulated crash)."""
+
+    crash_after: int | None = None
+    encodes = 0
+
+    def encode(self, features, rate):
+        type(self).encodes += 1
+        if self.crash_after is not None and type(self).encodes > self.crash_after:
+            raise KeyboardInterrupt("simulated crash")
+        return super().encode(features, rate)

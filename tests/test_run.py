@@ -1,0 +1,147 @@
+"""The sweep runner: true bytes and bpp, resume after a crash, failures recorded, multirun."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from tests.codecs_for_tests import CrashingRaw
+from vcmbench.config import conf_dir
+from vcmbench.points import POINT_COLUMNS
+from vcmbench.run import run_sweep
+from vcmbench.vision.torchvision_split import TorchvisionSplit
+
+FAST = ["dataset=coco_val2017_mini", "dataset.max_images=2", "model=frcnn_r50_fpn", "model.weights=none",
+        "model.min_size=256", "model.max_size=384", "progress=false"]
+HEADER_AND_CRC = 30 + 4
+
+
+def cfg_with(*overrides: str):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=[*FAST, *overrides])
+
+
+def test_cli_run_raw_gives_true_bytes_and_bpp(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "vcmbench.cli", "run", *FAST, "codec=raw", f"hydra.run.dir={out}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    points = pd.read_csv(out / "points.csv")
+    assert list(points.columns[: len(POINT_COLUMNS)]) == POINT_COLUMNS
+    assert len(points) == 1 and points.loc[0, "rate"] == "dtype=float32"
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    # Recompute the expected payload from the real front on the same images.
+    cfg = cfg_with("codec=raw")
+    from hydra.utils import instantiate
+
+    ds, det = instantiate(cfg.dataset), instantiate(cfg.model)
+    expected_bytes = 0
+    for rec in ds.records:
+        feats = det.front(ds.load(rec).image).features
+        expected_bytes += 4 * sum(v.numel() for v in feats.values()) + HEADER_AND_CRC
+    row = points.iloc[0]
+    assert row["bytes"] == expected_bytes
+    assert row["pixels"] == sum(r.height * r.width for r in ds.records)
+    assert row["bpp"] == pytest.approx(8 * row["bytes"] / row["pixels"], rel=1e-12)
+    assert (out / "detections" / "raw" / "dtype=float32.json").is_file()
+    assert (out / "config.resolved.yaml").is_file()
+
+
+def test_crash_then_rerun_resumes_without_redoing(tmp_path, monkeypatch):
+    calls = {"front": 0}
+    real_front = TorchvisionSplit.front
+
+    def counting_front(self, image):
+        calls["front"] += 1
+        return real_front(self, image)
+
+    monkeypatch.setattr(TorchvisionSplit, "front", counting_front)
+    codec = ["+codec.crashy._target_=tests.codecs_for_tests.CrashingRaw", "+codec.crashy.name=crashy",
+             "+codec.raw16._target_=vcmbench.codecs.raw.RawCodec", "+codec.raw16.name=raw16",
+             "+codec.raw16.dtype=float16"]
+    cfg = cfg_with(*codec)
+    CrashingRaw.encodes, CrashingRaw.crash_after = 0, 1  # image 1 done, crash on image 2's first point
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, tmp_path)
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # crashy + raw16 of the first image survived the crash
+    assert calls["front"] == 2
+    CrashingRaw.crash_after = None
+    points = run_sweep(cfg, tmp_path)
+    assert calls["front"] == 3  # only the unfinished image ran the front again
+    assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 4
+    assert sorted(points.codec) == ["crashy", "raw16"]
+    assert (points.n_images == 2).all()
+    # A third run redoes nothing at all.
+    run_sweep(cfg, tmp_path)
+    assert calls["front"] == 3
+
+
+def test_torn_record_line_is_redone(tmp_path):
+    cfg = cfg_with("codec=raw")
+    run_sweep(cfg, tmp_path)
+    path = tmp_path / "records.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # crash mid-write
+    points = run_sweep(cfg, tmp_path)
+    assert len(path.read_text().splitlines()) == 2 and points.n_images.tolist() == [2]
+
+
+def test_decode_failure_is_recorded_and_sweep_goes_on(tmp_path):
+    cfg = cfg_with("codec=raw", "+codec.bad._target_=tests.codecs_for_tests.CorruptingRaw", "+codec.bad.name=bad")
+    points = run_sweep(cfg, tmp_path).set_index("codec")
+    assert points.loc["bad", "n_failed"] == 2 and points.loc["raw", "n_failed"] == 0
+    assert points.loc["bad", "bytes"] == points.loc["raw", "bytes"]  # the bits were still spent
+    recs = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
+    bad = [r for r in recs if r["codec"] == "bad"]
+    assert all(r["status"] == "decode_failed" and "checksum" in r["error"] for r in bad)
+
+
+def test_front_runs_once_per_image_not_per_rate_point(tmp_path, monkeypatch):
+    calls = {"front": 0}
+    real_front = TorchvisionSplit.front
+    monkeypatch.setattr(TorchvisionSplit, "front", lambda s, i: calls.__setitem__("front", calls["front"] + 1)
+                        or real_front(s, i))
+    run_sweep(cfg_with("codec=[raw,raw16]"), tmp_path)
+    assert calls["front"] == 2
+
+
+def test_changed_codec_settings_are_not_reused(tmp_path):
+    run_sweep(cfg_with("codec=raw"), tmp_path)
+    points = run_sweep(cfg_with("codec=raw", "codec.raw.dtype=float16"), tmp_path)
+    assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 4
+    assert points.rate.tolist() == ["dtype=float16"]
+
+
+def test_bad_config_value_gives_clear_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "vcmbench.cli", "run", *FAST, "codec=raw", "codec.raw.dtype=int8",
+         f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "codec.raw.dtype='int8'" in proc.stderr and "float16" in proc.stderr
+
+
+def test_multirun_basic_launcher_writes_one_dir_per_job(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "vcmbench.cli", "run", "-m", *FAST, "dataset.max_images=1", "codec=raw,raw16",
+         f"results_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tables = sorted(tmp_path.glob("multirun/*/*/points.csv"))
+    assert len(tables) == 2
+    merged = pd.concat([pd.read_csv(t) for t in tables])
+    assert sorted(merged.codec) == ["raw", "raw16"]
+    ratio = merged.set_index("codec").bytes
+    assert np.isclose((ratio["raw"] - 34) / (ratio["raw16"] - 34), 2.0)

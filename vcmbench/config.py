@@ -1,0 +1,71 @@
+"""Where the Hydra configs live and how codec selections are resolved.
+
+`conf/` sits beside the package in the repository (an editable install). A codec is
+one yaml in `conf/codec/` whose single top-level key is the codec's name; selecting
+none (`codec: null`, the default) means every codec whose yaml does not say
+`in_default_run: false` (codecs that need a user-supplied binary or checkpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from vcmbench.errors import ConfigError
+
+_META_KEYS = ("in_default_run",)
+
+
+def conf_dir() -> Path:
+    env = os.environ.get("VCMBENCH_CONF")
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / "conf"
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(
+            f"config folder not found at {path}: install vcmbench from its repository with "
+            f"`pip install -e .`, or set VCMBENCH_CONF to the repository's conf/ folder"
+        )
+    return path
+
+
+def all_codec_configs(include_optional: bool = False) -> dict[str, DictConfig]:
+    """Every codec yaml in conf/codec, keyed by codec name, in file-name order."""
+    out: dict[str, DictConfig] = {}
+    for path in sorted((conf_dir() / "codec").glob("*.yaml")):
+        node = OmegaConf.load(path)
+        if not isinstance(node, DictConfig) or len(node) != 1:
+            raise ConfigError(f"{path}: a codec yaml must hold exactly one top-level key, the codec's name")
+        (name,) = node.keys()
+        sub = node[name]
+        if include_optional or sub.get("in_default_run", True):
+            out[str(name)] = sub
+    return out
+
+
+def selected_codec_configs(cfg: DictConfig) -> dict[str, DictConfig]:
+    """The codecs of this run: the `codec` selection, or all default-run codecs when empty."""
+    sel = cfg.get("codec")
+    nodes = dict(sel.items()) if sel else all_codec_configs()
+    if not nodes:
+        raise ConfigError("no codec selected and none found in conf/codec; pass codec=raw (for example)")
+    clean = {}
+    for name, node in nodes.items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(f"codec.{name}: not a codec config (no _target_); see conf/codec/*.yaml")
+        node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+        for k in _META_KEYS:
+            node.pop(k, None)
+        clean[str(name)] = node
+    return clean
+
+
+def fingerprint(*nodes: object) -> str:
+    """Short stable hash of config nodes: the `setup` part of a record's resume key."""
+    h = hashlib.sha1()
+    for node in nodes:
+        if isinstance(node, DictConfig):
+            node = OmegaConf.to_yaml(node, sort_keys=True)
+        h.update(repr(node).encode())
+    return h.hexdigest()[:12]

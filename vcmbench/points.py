@@ -1,0 +1,91 @@
+"""Records -> points table: one row per (dataset, model, codec, rate).
+
+Columns follow DESIGN.md (never rename them): dataset, model, codec, rate,
+n_images, bytes, pixels, bpp, map, ap50, enc_s, dec_s, front_s, back_s, plus
+n_failed and any per-record extras (averaged).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from vcmbench.metrics.detection import evaluate
+from vcmbench.records import Record
+
+POINT_COLUMNS = [
+    "dataset", "model", "codec", "rate", "n_images", "n_failed", "bytes", "pixels", "bpp",
+    "map", "ap50", "enc_s", "dec_s", "front_s", "back_s",
+]  # fmt: skip
+
+
+def coco_results(records: list[Record]) -> list[dict]:
+    return [
+        {"image_id": r.image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
+        for r in records
+        for d in r.detections
+    ]
+
+
+def build_points(
+    records: list[Record],
+    dataset_name: str,
+    model_name: str,
+    metric: str,
+    annotation_file: Path,
+    image_ids: list[int],
+    detections_dir: Path | None = None,
+) -> pd.DataFrame:
+    """Aggregate records of the given images into points; evaluates mAP on real detections.
+
+    Only (codec, rate) groups that cover every image in `image_ids` become points:
+    a partial group would give an mAP over a different image set than its neighbours.
+    """
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    wanted = set(image_ids)
+    for r in records:
+        if r.image_id in wanted:
+            groups[(r.codec, r.rate)].append(r)
+    rows = []
+    for (codec, rate), recs in groups.items():
+        if {r.image_id for r in recs} != wanted:
+            continue
+        recs.sort(key=lambda r: r.image_id)
+        dets = coco_results(recs)
+        if detections_dir is not None:
+            out = Path(detections_dir) / codec / f"{rate}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(dets))
+        scores = evaluate(metric, annotation_file, dets, image_ids=sorted(wanted))
+        n = len(recs)
+        total_bytes = sum(r.bytes for r in recs)
+        total_pixels = sum(r.pixels for r in recs)
+        row = {
+            "dataset": dataset_name,
+            "model": model_name,
+            "codec": codec,
+            "rate": rate,
+            "n_images": n,
+            "n_failed": sum(r.status != "ok" for r in recs),
+            "bytes": total_bytes,
+            "pixels": total_pixels,
+            "bpp": 8.0 * total_bytes / total_pixels,
+            "map": scores["map"],
+            "ap50": scores["ap50"],
+            "enc_s": sum(r.enc_s for r in recs) / n,
+            "dec_s": sum(r.dec_s for r in recs) / n,
+            "front_s": sum(r.front_s for r in recs) / n,
+            "back_s": sum(r.back_s for r in recs) / n,
+        }
+        extra_keys = sorted({k for r in recs for k in r.extra})
+        for k in extra_keys:
+            vals = [r.extra[k] for r in recs if k in r.extra]
+            row[k] = sum(vals) / len(vals) if vals else float("nan")
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=POINT_COLUMNS if not rows else None)
+    if rows:
+        df = df.sort_values(["codec", "bpp"], kind="stable").reset_index(drop=True)
+    return df
