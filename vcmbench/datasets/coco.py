@@ -45,9 +45,10 @@ def build(
     `annotation_file` and `image_dir` are relative to `root` unless absolute.
     `max_images` keeps the first N images by id (deterministic subsets for CI).
     """
-    rootp = require_path(Path(root), f"dataset {name}: folder", how_to_get)
-    ann = require_path(rootp / annotation_file, f"dataset {name}: annotation file", how_to_get)
-    imgs = require_path(rootp / image_dir, f"dataset {name}: image folder", how_to_get)
+    rootp = require_path(Path(root), f"dataset {name}: folder (dataset.root)", how_to_get)
+    ann_what = f"dataset {name}: annotation file (dataset.annotation_file)"
+    ann = require_path(rootp / annotation_file, ann_what, how_to_get)
+    imgs = require_path(rootp / image_dir, f"dataset {name}: image folder (dataset.image_dir)", how_to_get)
     recs = load_coco_records(ann)
     if max_images is not None:
         if int(max_images) < 1:
