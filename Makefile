@@ -27,6 +27,7 @@ demo: install
 	$(BIN)/vcmbench run
 
 test: install detectron2
+	bash scripts/lint_docker.sh
 	$(BIN)/python -m pytest -q
 
 bench: install

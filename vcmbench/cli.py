@@ -57,40 +57,22 @@ def _run(cfg, out_dir: str) -> None:
     print(f"points table: {out_dir}/points.csv")
 
 
-def _bdrate(argv: list[str]) -> int:
-    import argparse
+def _lazy(module: str, func: str) -> Callable[[list[str]], int]:
+    """Import a subcommand's module only when it runs: `vcmbench run` stays quick to start."""
 
-    import pandas as pd
+    def call(argv: list[str]) -> int:
+        import importlib
 
-    from vcmbench.metrics.bd import compare
+        return getattr(importlib.import_module(module), func)(argv)
 
-    ap = argparse.ArgumentParser(prog="vcmbench bdrate", description="BD-rate of TEST vs ANCHOR points tables")
-    ap.add_argument("anchor")
-    ap.add_argument("test")
-    ap.add_argument("--anchor-codec", help="codec of ANCHOR.csv to use (default: its only codec)")
-    ap.add_argument("--codec", nargs="*", help="codecs of TEST.csv to compare (default: all)")
-    ap.add_argument("--method", choices=["pchip", "cubic"], default="pchip")
-    ap.add_argument("--metric", default="map")
-    args = ap.parse_args(argv)
-    anchor, test = pd.read_csv(args.anchor), pd.read_csv(args.test)
-    a_codecs = sorted(anchor.codec.unique())
-    a_codec = args.anchor_codec or (a_codecs[0] if len(a_codecs) == 1 else None)
-    if a_codec is None:
-        raise VcmbenchError(f"{args.anchor} holds codecs {a_codecs}: choose one with --anchor-codec")
-    a = anchor[anchor.codec == a_codec]
-    rows = []
-    for codec in args.codec or sorted(test.codec.unique()):
-        t = test[test.codec == codec]
-        r = compare(a, t, metric_col=args.metric, method=args.method)
-        rows.append({"codec": codec, "anchor": a_codec, "bd_rate_%": r.bd_rate, f"bd_{args.metric}": r.bd_metric,
-                     "overlap": f"{r.overlap_lo:.3f}..{r.overlap_hi:.3f}"})
-    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return 0
+    return call
 
 
 COMMANDS = {
     "run": lambda argv: _hydra_app(_run, "config", argv),
-    "bdrate": _bdrate,
+    "report": _lazy("vcmbench.report", "report_main"),
+    "bdrate": _lazy("vcmbench.report", "bdrate_main"),
+    "regress": _lazy("vcmbench.regress", "regress_main"),
 }
 
 
@@ -99,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(f"usage: vcmbench {{{'|'.join(COMMANDS)}}} [args]\n"
-              "  run     sweep codecs x rate points (Hydra overrides follow; -m for multirun)\n"
-              "  bdrate  BD-rate table of two points tables")
+              "  run      sweep codecs x rate points (Hydra overrides follow; -m for multirun)\n"
+              "  report   tables, BD-rate and RD plots of one or more runs (md, html, png, svg)\n"
+              "  bdrate   BD-rate table of two points tables\n"
+              "  regress  exit 1 when a run loses BD-rate against a reference points table")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0

@@ -1,0 +1,133 @@
+"""`vcmbench regress`: exit 0 on the same run, 1 on a worse one (naming the codec), 2 on unusable input."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_report import BPP, MAP, curve, lossless, write_csv, write_run
+from vcmbench.regress import EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE, regress_main
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW = REPO / ".github" / "workflows" / "vcmbench-regression.yml"
+
+
+def points(vvc_scale=1.0, learned_scale=1.0, raw16_map=37.4, raw_bpp=396.8, learned=True):
+    rows = curve("anchor_vvc", BPP * vvc_scale, MAP)
+    if learned:
+        rows += curve("learned", BPP * 0.7 * learned_scale, MAP)
+    rows += lossless("raw", raw_bpp, 37.4, "dtype=float32")
+    rows += lossless("raw16", 198.4, raw16_map, "dtype=float16")
+    return rows
+
+
+@pytest.fixture
+def reference(tmp_path):
+    return write_csv(tmp_path / "anchors" / "ci" / "points.csv", points())
+
+
+def regress(run, reference, *extra):
+    return regress_main([str(run), "--reference", str(reference), *extra])
+
+
+def test_same_run_passes(tmp_path, reference, capsys):
+    run = write_run(tmp_path / "run", points())
+    assert regress(run, reference, "--tolerance", "1") == EXIT_OK
+    out = capsys.readouterr().out
+    table = {line.split()[0]: line for line in out.splitlines()[3:7]}
+    assert set(table) == {"anchor_vvc", "learned", "raw", "raw16"}
+    assert re.search(r"BD-rate\s+\+0\.00\s+ok", table["anchor_vvc"])
+    assert re.search(r"per point \(single rate point\)\s+\+0\.00\s+ok", table["raw"])
+    assert "no regression: 4 codec(s) within +1%" in out
+
+
+def test_worse_run_fails_naming_the_codec_and_its_figure(tmp_path, reference, capsys):
+    run = write_run(tmp_path / "run", points(learned_scale=1.05))  # 5 % more bits at every mAP
+    assert regress(run, reference, "--tolerance", "2") == EXIT_REGRESSION
+    captured = capsys.readouterr()
+    assert re.search(r"learned\s+BD-rate\s+\+5\.00\s+REGRESSION", captured.out)
+    assert re.search(r"anchor_vvc\s+BD-rate\s+\+0\.00\s+ok", captured.out)
+    assert "REGRESSION: learned: BD-rate +5.00% (tolerance 2%)" in captured.err
+    assert "anchor_vvc" not in captured.err
+    # within a looser tolerance it passes; a better run passes and says so
+    assert regress(run, reference, "--tolerance", "6") == EXIT_OK
+    better = write_run(tmp_path / "better", points(learned_scale=0.9))
+    assert regress(better, reference, "--tolerance", "1") == EXIT_OK
+    assert re.search(r"learned\s+BD-rate\s+-10\.00\s+ok \(better\)", capsys.readouterr().out)
+
+
+def test_single_point_codecs_compare_bpp_and_map(tmp_path, reference, capsys):
+    run = write_run(tmp_path / "run", points(raw16_map=37.4 * 0.95, raw_bpp=396.8 * 1.02))
+    assert regress(run, reference, "--tolerance", "1") == EXIT_REGRESSION
+    err = capsys.readouterr().err
+    assert "REGRESSION: raw16: dtype=float16 map -5.00%" in err
+    assert "REGRESSION: raw: dtype=float32 bpp +2.00%" in err
+    assert regress(run, reference, "--tolerance", "5.5") == EXIT_OK
+
+
+def test_missing_codec_is_unusable(tmp_path, reference, capsys):
+    run = write_run(tmp_path / "run", points(learned=False))
+    assert regress(run, reference) == EXIT_UNUSABLE
+    captured = capsys.readouterr()
+    assert re.search(r"learned\s+-\s+–\s+MISSING", captured.out)
+    assert "codec(s) of the reference missing in the run: learned" in captured.err
+
+
+def test_too_few_points_and_no_overlap_are_unusable(tmp_path, reference, capsys):
+    short = [r for r in points() if not (r["codec"] == "learned" and r["rate"] in ("qp=40", "qp=37", "qp=34"))]
+    assert regress(write_run(tmp_path / "short", short), reference) == EXIT_UNUSABLE
+    assert "learned: cannot compare: learned has 3 rate points, BD-rate needs 4" in capsys.readouterr().err
+
+    apart = [r for r in points() if r["codec"] != "learned"] + curve("learned", BPP * 9, MAP + 20)
+    assert regress(write_run(tmp_path / "apart", apart), reference) == EXIT_UNUSABLE
+    assert "ranges do not overlap" in capsys.readouterr().err
+
+    no_rate = [dict(r, rate="dtype=bfloat16") if r["codec"] == "raw16" else r for r in points()]
+    assert regress(write_run(tmp_path / "no_rate", no_rate), reference) == EXIT_UNUSABLE
+    assert "rate point dtype=float16 of the reference is not in the run" in capsys.readouterr().err
+
+
+def test_bad_inputs_are_unusable(tmp_path, reference, capsys):
+    run = write_run(tmp_path / "run", points())
+    assert regress(run, tmp_path / "nope.csv") == EXIT_UNUSABLE
+    assert "no such file" in capsys.readouterr().err
+    assert regress(tmp_path / "no_run", reference) == EXIT_UNUSABLE
+    assert regress(run, reference, "--tolerance", "-1") == EXIT_UNUSABLE
+    other = write_run(tmp_path / "other", [dict(r, dataset="openimages_mpeg") for r in points()])
+    assert regress(other, reference) == EXIT_UNUSABLE
+    assert "run the sweep with the reference's dataset and model" in capsys.readouterr().err
+
+
+def test_a_run_csv_works_as_well_as_a_run_folder(tmp_path, reference):
+    run_csv = write_csv(tmp_path / "run.csv", points(vvc_scale=1.2))
+    assert regress(run_csv, reference, "--tolerance", "10") == EXIT_REGRESSION
+
+
+def test_cli_entry_exits_with_the_status(tmp_path, reference):
+    import subprocess
+    import sys
+
+    run = write_run(tmp_path / "run", points(learned_scale=1.05))
+    proc = subprocess.run([sys.executable, "-m", "vcmbench.regress", str(run), "--reference", str(reference),
+                           "--tolerance", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "REGRESSION: learned" in proc.stderr
+
+
+def test_example_workflow_runs_these_commands():
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
+    assert {"push", "pull_request"} <= set(on)
+    steps = {job: [s.get("run", "") for s in spec["steps"]] for job, spec in wf["jobs"].items()}
+    assert set(steps) == {"regression", "sweep", "docker-lint"}
+    regress_line = next(r for r in steps["regression"] if "vcmbench regress" in r)
+    argv = shlex.split(regress_line.replace('"$TOLERANCE"', wf["env"]["TOLERANCE"]))
+    assert argv[:3] == ["vcmbench", "regress", "results/ci"]
+    assert argv[argv.index("--reference") + 1] == "anchors/ci/points.csv"
+    float(argv[argv.index("--tolerance") + 1])
+    sweep = " ".join(steps["sweep"])
+    assert "hydra/launcher=joblib" in sweep and "vcmbench report results/multirun/ci-sweep" in sweep
+    assert "hadolint docker/Dockerfile docker/Dockerfile.gpu" in " ".join(steps["docker-lint"])

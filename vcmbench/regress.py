@@ -1,0 +1,213 @@
+"""`vcmbench regress RUN_DIR --reference anchors/ci/points.csv --tolerance PCT`: a CI gate.
+
+For every codec of the reference points table, the run's curve is compared with the
+reference curve of the same dataset and model:
+
+- codecs whose reference has at least 4 rate points with mAP rising with rate: BD-rate of
+  the run vs the reference (percent bits at equal mAP, vcmbench.metrics.bd). Worse than
+  +tolerance % is a regression.
+- codecs whose reference cannot make a BD curve (a single point, such as the lossless
+  `raw` / `raw16`, fewer than 4 points, or an mAP that does not vary across its points):
+  point by point, matched on the `rate` label. bpp rising by more than tolerance % or mAP
+  dropping by more than tolerance % of its reference value is a regression.
+
+Exit status: 0 = no codec regressed; 1 = some codec regressed (each is named with its
+figure); 2 = unusable input (a codec or rate point of the reference missing in the run,
+too few points, curves that do not overlap, unreadable files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from vcmbench.errors import VcmbenchError
+from vcmbench.metrics.bd import METHODS, MIN_POINTS
+from vcmbench.report import bd_row, codec_order, load_sources, merge_points, read_points, text_table
+
+__all__ = ["EXIT_OK", "EXIT_REGRESSION", "EXIT_UNUSABLE", "Check", "regress", "regress_main", "DEFAULT_REFERENCE"]
+
+EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE = 0, 1, 2
+DEFAULT_REFERENCE = "anchors/ci/points.csv"
+DEFAULT_TOLERANCE = 1.0
+
+OK, BETTER, REGRESSION, UNUSABLE, MISSING = "ok", "ok (better)", "REGRESSION", "UNUSABLE", "MISSING"
+
+
+@dataclass
+class Check:
+    dataset: str
+    model: str
+    codec: str
+    mode: str  # "BD-rate", "per point" or "-"
+    figure: float  # BD-rate (%) or the worst bpp change (%)
+    detail: str
+    status: str
+    summary: str = ""  # why it regressed, for the exit message
+
+    @property
+    def failed(self) -> bool:
+        return self.status == REGRESSION
+
+    @property
+    def unusable(self) -> bool:
+        return self.status in (UNUSABLE, MISSING)
+
+
+def _bd_ok(ref: pd.DataFrame, metric: str) -> bool:
+    return len(ref) >= MIN_POINTS and ref[metric].nunique(dropna=True) > 1
+
+
+def _pct(new: float, old: float) -> float:
+    if old == 0:
+        return 0.0 if new == old else math.copysign(math.inf, new - old)
+    return (new / old - 1.0) * 100.0
+
+
+def _per_point(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataFrame, tol: float,
+               metric: str) -> Check:
+    worst_bpp, details, status, bad = -math.inf, [], OK, []
+    for _, r in ref.iterrows():
+        match = run[run.rate.astype(str) == str(r.rate)]
+        if match.empty:
+            return Check(ds, model, codec, "per point", math.nan,
+                         f"rate point {r.rate} of the reference is not in the run (run has "
+                         f"{sorted(run.rate.astype(str))})", UNUSABLE)
+        m = match.iloc[-1]
+        values = (float(r.bpp), float(m.bpp), float(r[metric]), float(m[metric]))
+        if not all(math.isfinite(v) for v in values):
+            return Check(ds, model, codec, "per point", math.nan,
+                         f"rate point {r.rate}: bpp or {metric} is missing (NaN)", UNUSABLE)
+        ref_bpp, run_bpp, ref_m, run_m = values
+        bpp_change = _pct(run_bpp, ref_bpp)
+        drop = max(0.0, -_pct(run_m, ref_m)) if ref_m > 0 else (0.0 if run_m >= ref_m else math.inf)
+        worst_bpp = max(worst_bpp, bpp_change)
+        rel = f" ({_pct(run_m, ref_m):+.2f}%)" if ref_m > 0 else ""
+        details.append(f"{r.rate}: bpp {bpp_change:+.2f}%, {metric} {run_m - ref_m:+.3f}{rel}")
+        if bpp_change > tol:
+            bad.append(f"{r.rate} bpp {bpp_change:+.2f}%")
+        if drop > tol:
+            bad.append(f"{r.rate} {metric} -{drop:.2f}%")
+    if bad:
+        status = REGRESSION
+    why = "single rate point" if len(ref) == 1 else (
+        f"{metric} does not vary" if ref[metric].nunique() <= 1 else f"{len(ref)} points (< {MIN_POINTS})")
+    return Check(ds, model, codec, f"per point ({why})", worst_bpp, "; ".join(details), status,
+                 ", ".join(bad))
+
+
+def _bd(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataFrame, tol: float, method: str,
+        metric: str) -> Check:
+    r = bd_row(ref, run, codec, "reference", method, metric)
+    if not r.ok:
+        return Check(ds, model, codec, "BD-rate", math.nan, r.reason or "", UNUSABLE)
+    detail = (f"BD-{metric} {r.bd_metric:+.3f}; {metric} range {r.overlap_lo:.3f}..{r.overlap_hi:.3f} "
+              f"({r.overlap_fraction:.0%} overlap{', poor' if r.poor_overlap else ''})")
+    if r.n_failed:
+        detail += f"; {r.n_failed} failed decode(s) in the run"
+    status = REGRESSION if r.bd_rate > tol else (BETTER if r.bd_rate < -tol else OK)
+    return Check(ds, model, codec, "BD-rate", r.bd_rate, detail, status, f"BD-rate {r.bd_rate:+.2f}%")
+
+
+def regress(run: pd.DataFrame, reference: pd.DataFrame, tolerance: float, method: str = "pchip",
+            metric: str = "map") -> list[Check]:
+    """One Check per (dataset, model, codec) of the reference."""
+    checks = []
+    for (ds, model, codec), ref in reference.groupby(["dataset", "model", "codec"], sort=False):
+        mine = run[(run.dataset == ds) & (run.model == model) & (run.codec == codec)]
+        if mine.empty:
+            checks.append(Check(ds, model, codec, "-", math.nan, "not in the run", MISSING))
+        elif _bd_ok(ref, metric):
+            checks.append(_bd(ds, model, codec, ref, mine, tolerance, method, metric))
+        else:
+            checks.append(_per_point(ds, model, codec, ref, mine, tolerance, metric))
+    return checks
+
+
+def _table(checks: list[Check], several_groups: bool) -> str:
+    rows = [{
+        "codec": f"{c.dataset}/{c.model}/{c.codec}" if several_groups else c.codec,
+        "check": c.mode,
+        "BD-rate or bpp (%)": "–" if not math.isfinite(c.figure) else f"{c.figure:+.2f}",
+        "status": c.status,
+        "detail": c.detail,
+    } for c in checks]
+    return text_table(pd.DataFrame(rows, columns=["codec", "check", "BD-rate or bpp (%)", "status", "detail"]), "llrll")
+
+
+def regress_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="vcmbench regress",
+        description="Compare a run with a reference points table, codec by codec: exit 0 when no codec is "
+                    "worse than the tolerance, 1 when some codec regressed, 2 on unusable input.")
+    ap.add_argument("run", metavar="RUN_DIR", help="run folder (holding points.csv), multirun folder, or points .csv")
+    ap.add_argument("--reference", default=DEFAULT_REFERENCE,
+                    help=f"reference points table (default: {DEFAULT_REFERENCE})")
+    ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="PCT",
+                    help="largest accepted BD-rate increase in percent; for single-point codecs the largest "
+                         f"accepted bpp increase and mAP drop, in percent (default: {DEFAULT_TOLERANCE})")
+    ap.add_argument("--method", choices=list(METHODS), default="pchip", help="BD interpolation (default: pchip)")
+    ap.add_argument("--metric", default="map", help="metric column (default: map)")
+    args = ap.parse_args(argv)
+    try:
+        if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
+            raise VcmbenchError(f"--tolerance {args.tolerance}: give a percentage >= 0 (e.g. 1.0)")
+        ref_path = Path(args.reference)
+        if not ref_path.is_file():
+            raise VcmbenchError(f"reference {ref_path}: no such file; pass --reference PATH to a points table "
+                                "(e.g. anchors/ci/points.csv)")
+        reference = read_points(ref_path)
+        run, notes = merge_points(load_sources([args.run]))
+        for col in (args.metric,):
+            if col not in reference.columns or col not in run.columns:
+                raise VcmbenchError(f"column {col!r} missing in {ref_path} or {args.run}; pass --metric COLUMN")
+        if reference.empty:
+            raise VcmbenchError(f"reference {ref_path} has no rows")
+    except VcmbenchError as exc:
+        print(f"vcmbench regress: error: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+
+    ref_groups = set(zip(reference.dataset, reference.model))
+    run_groups = set(zip(run.dataset, run.model))
+    if not ref_groups & run_groups:
+        print(f"vcmbench regress: error: the run holds {sorted(run_groups)} but the reference {ref_path} holds "
+              f"{sorted(ref_groups)}: run the sweep with the reference's dataset and model, or pass the matching "
+              "--reference", file=sys.stderr)
+        return EXIT_UNUSABLE
+
+    checks = regress(run, reference, args.tolerance, args.method, args.metric)
+    print(f"vcmbench regress: {args.run} vs {ref_path}, tolerance {args.tolerance:g}% "
+          f"(BD-rate via {args.method}; single-point codecs: bpp and {args.metric} point by point)")
+    print(_table(checks, len(ref_groups) > 1))
+    for n in notes:
+        print(f"note: {n}")
+    checked = {(c.dataset, c.model, c.codec) for c in checks}
+    extra = [c for c in codec_order(run) if not any((d, m, c) in checked for d, m in ref_groups)]
+    if extra:
+        print(f"not in the reference (not checked): {', '.join(extra)}")
+
+    missing = [c for c in checks if c.status == MISSING]
+    unusable = [c for c in checks if c.status == UNUSABLE]
+    regressed = [c for c in checks if c.failed]
+    for c in regressed:
+        print(f"REGRESSION: {c.codec}: {c.summary} (tolerance {args.tolerance:g}%)", file=sys.stderr)
+    if missing:
+        print(f"vcmbench regress: error: codec(s) of the reference missing in the run: "
+              f"{', '.join(c.codec for c in missing)} (add them to the sweep, e.g. codec=[...])", file=sys.stderr)
+    for c in unusable:
+        print(f"vcmbench regress: error: {c.codec}: cannot compare: {c.detail}", file=sys.stderr)
+    if missing or unusable:
+        return EXIT_UNUSABLE
+    if regressed:
+        return EXIT_REGRESSION
+    print(f"no regression: {len(checks)} codec(s) within +{args.tolerance:g}%")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(regress_main(sys.argv[1:]))

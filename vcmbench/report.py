@@ -1,0 +1,706 @@
+"""`vcmbench report` and `vcmbench bdrate`: points tables -> tables, BD-rate tables, RD plots, md/html.
+
+A report merges the points tables of one or more run folders (each job folder of a Hydra
+multirun is one run folder; a folder holding several of them is searched for points.csv)
+and of reference tables (any points-table .csv, e.g. anchors/*.csv). It writes, under --out:
+
+- report.md: per (dataset, model) a table of every codec's rate points, the BD-rate table of
+  every codec against the anchor, the RD and timing figures, and each run's overrides,
+  software versions and resolved config;
+- report.html: the same, self-contained (figures embedded as base64 PNG);
+- figures/<dataset>__<model>-rd.{png,svg} (mAP vs bpp) and -time.{png,svg} (encode/decode
+  time vs bpp).
+
+BD-rate follows vcmbench.metrics.bd (DESIGN.md): percent bits of the codec vs the anchor at
+equal mAP over the overlapping mAP range, negative = fewer bits. A comparison that cannot be
+made (fewer than 4 points, mAP not rising with rate, no overlap) shows its reason in the
+table instead of stopping the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from vcmbench.errors import MetricError, VcmbenchError
+from vcmbench.metrics.bd import METHODS, MIN_POINTS, compare
+from vcmbench.points import POINT_COLUMNS
+
+__all__ = [
+    "DEFAULT_ANCHOR",
+    "POOR_OVERLAP",
+    "Source",
+    "BDRow",
+    "load_sources",
+    "merge_points",
+    "choose_anchor",
+    "bd_rows",
+    "md_table",
+    "write_report",
+    "report_main",
+    "bdrate_main",
+]
+
+DEFAULT_ANCHOR = "anchor_vvc"
+POOR_OVERLAP = 0.5  # overlap_fraction below this is flagged
+REQUIRED_COLUMNS = ["dataset", "model", "codec", "rate", "bpp", "map"]
+UNCOMPRESSED_CODEC = "raw"
+MISSING = "–"
+WARN = "⚠"
+
+BD_LEGEND = (
+    f"BD-rate: bits of the codec relative to the anchor at equal mAP, in percent, averaged over the "
+    f"mAP range both curves cover (negative = fewer bits = better); BD-mAP: mean mAP gain in points "
+    f"over the shared log-bpp range. *mAP range used* is that shared range; *overlap* is the smaller "
+    f"fraction of either curve's mAP span that it covers. {WARN} poor overlap: below "
+    f"{POOR_OVERLAP:.0%}, the figure rests on a small part of a curve: add rate points so that both "
+    f"curves span the same accuracies. *not computed*: the reason is given (a BD figure needs at "
+    f"least {MIN_POINTS} rate points per curve with mAP rising with bpp, and overlapping mAP ranges)."
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and merging
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """One points table and, for a run folder, what describes the run."""
+
+    path: Path
+    label: str
+    kind: str  # "run" (a run folder) or "table" (a points-table .csv, e.g. an anchor)
+    points: pd.DataFrame
+    config: str | None = None
+    versions: dict | None = None
+    overrides: list[str] | None = None
+    metric: str | None = None  # the dataset's evaluator ('coco' / 'oid') from the run's config
+
+
+def read_points(path: Path) -> pd.DataFrame:
+    """Read a points table, checking the columns a report needs."""
+    try:
+        df = pd.read_csv(path, dtype={"rate": str, "codec": str, "dataset": str, "model": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise VcmbenchError(f"{path}: cannot read it as a points table (csv): {exc}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise VcmbenchError(
+            f"{path}: not a points table: column(s) {missing} missing (has {list(df.columns)}); "
+            f"a points table has at least {POINT_COLUMNS} (DESIGN.md)"
+        )
+    for col in ("bpp", "map", "ap50", "enc_s", "dec_s", "n_images", "n_failed"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def _run_source(run_dir: Path, label: str) -> Source:
+    src = Source(run_dir, label, "run", read_points(run_dir / "points.csv"))
+    cfg = run_dir / "config.resolved.yaml"
+    if cfg.is_file():
+        src.config = cfg.read_text()
+        try:
+            ds = (yaml.safe_load(src.config) or {}).get("dataset") or {}
+            src.metric = ds.get("metric") if isinstance(ds, dict) else None
+        except yaml.YAMLError:
+            src.metric = None
+    for name in ("run.json",):
+        p = run_dir / name
+        if p.is_file():
+            try:
+                src.versions = json.loads(p.read_text())
+            except json.JSONDecodeError:
+                src.versions = {"run.json": "unreadable"}
+    ov = run_dir / ".hydra" / "overrides.yaml"
+    if ov.is_file():
+        src.overrides = [ln[2:].strip() for ln in ov.read_text().splitlines() if ln.startswith("- ")]
+    return src
+
+
+def load_sources(paths: list[str | Path]) -> list[Source]:
+    """Run folders, folders of run folders (multirun sweeps) and points-table .csv files."""
+    sources: list[Source] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_file():
+            if p.name == "points.csv" and ((p.parent / "run.json").is_file()
+                                           or (p.parent / "config.resolved.yaml").is_file()):
+                sources.append(_run_source(p.parent, p.parent.name))
+            else:
+                sources.append(Source(p, p.stem, "table", read_points(p)))
+        elif p.is_dir():
+            if (p / "points.csv").is_file():
+                sources.append(_run_source(p, p.name))
+                continue
+            found = sorted(p.rglob("points.csv"))
+            if not found:
+                raise VcmbenchError(
+                    f"{p}: no points.csv in this folder or below it; pass a run folder "
+                    "(results/<run>/, made by `vcmbench run`) or a points-table .csv"
+                )
+            sources.extend(_run_source(f.parent, str(f.parent.relative_to(p))) for f in found)
+        else:
+            raise VcmbenchError(
+                f"{p}: no such file or folder; pass a run folder (holding points.csv) or a points-table .csv"
+            )
+    seen: dict[str, int] = {}
+    for s in sources:  # unique labels
+        n = seen.get(s.label, 0)
+        seen[s.label] = n + 1
+        if n:
+            s.label = f"{s.label} ({n + 1})"
+    return sources
+
+
+def merge_points(sources: list[Source]) -> tuple[pd.DataFrame, list[str]]:
+    """One table of every source's points; a (dataset, model, codec, rate) given twice keeps the last."""
+    frames = []
+    for s in sources:
+        df = s.points.copy()
+        df["_source"] = s.label
+        frames.append(df)
+    if not frames:
+        raise VcmbenchError("nothing to report: pass at least one run folder or points table")
+    merged = pd.concat(frames, ignore_index=True, sort=False)
+    notes = []
+    key = ["dataset", "model", "codec", "rate"]
+    dup = merged.duplicated(key, keep="last")
+    for _, row in merged[dup].iterrows():
+        later = merged[(merged[key] == row[key]).all(axis=1) & ~dup]["_source"].iloc[0]
+        notes.append(
+            f"{row.dataset} / {row.model}: {row.codec} {row.rate} is in both {row._source} and {later}; "
+            f"the points of {later} (given later) are used"
+        )
+    return merged[~dup].reset_index(drop=True), notes
+
+
+def groups(points: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """(dataset, model) groups in order of first appearance."""
+    keys = list(dict.fromkeys(zip(points.dataset, points.model)))
+    return [((d, m), points[(points.dataset == d) & (points.model == m)]) for d, m in keys]
+
+
+def codec_order(points: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(points.codec))
+
+
+def _bd_capable(points: pd.DataFrame, codec: str) -> bool:
+    sub = points[points.codec == codec]
+    return len(sub) >= MIN_POINTS and sub["map"].nunique() > 1
+
+
+def choose_anchor(points: pd.DataFrame, requested: str | None = None) -> tuple[str, str | None]:
+    """The anchor codec of one (dataset, model) group and a note when the request could not be met.
+
+    Default: `anchor_vvc` if present, else the first codec with at least 4 rate points, else
+    the first codec.
+    """
+    codecs = codec_order(points)
+    if requested:
+        if requested in codecs:
+            return requested, None
+        fallback, _ = choose_anchor(points)
+        return fallback, f"the requested anchor {requested!r} has no points here (codecs: {codecs}); using {fallback!r}"
+    if DEFAULT_ANCHOR in codecs:
+        return DEFAULT_ANCHOR, None
+    for c in codecs:
+        if _bd_capable(points, c):
+            return c, None
+    return codecs[0], None
+
+
+# --------------------------------------------------------------------------------------------
+# BD-rate rows
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BDRow:
+    codec: str
+    anchor: str
+    bd_rate: float = math.nan
+    bd_metric: float = math.nan
+    overlap_lo: float = math.nan
+    overlap_hi: float = math.nan
+    overlap_fraction: float = math.nan
+    reason: str | None = None  # why no figure could be computed
+    n_failed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    @property
+    def poor_overlap(self) -> bool:
+        return self.ok and self.overlap_fraction < POOR_OVERLAP
+
+    @property
+    def note(self) -> str:
+        if not self.ok:
+            return f"not computed: {self.reason}"
+        parts = []
+        if self.poor_overlap:
+            parts.append(f"{WARN} poor overlap")
+        if self.n_failed:
+            parts.append(f"{WARN} {self.n_failed} failed decode(s) in its points")
+        return "; ".join(parts)
+
+
+def _short_reason(exc: MetricError, codec: str, anchor: str) -> str:
+    msg = str(exc).split(";")[0].strip()
+    msg = re.sub(r"^anchor\b", f"anchor {anchor}", msg)
+    msg = re.sub(r"^test\b", codec, msg)
+    return msg
+
+
+def bd_row(anchor_pts: pd.DataFrame, test_pts: pd.DataFrame, codec: str, anchor: str,
+           method: str = "pchip", metric: str = "map", rate_col: str = "bpp") -> BDRow:
+    row = BDRow(codec, anchor)
+    if "n_failed" in test_pts:
+        row.n_failed = int(pd.to_numeric(test_pts.n_failed, errors="coerce").fillna(0).sum())
+    for who, pts in ((codec, test_pts), (f"anchor {anchor}", anchor_pts)):
+        if len(pts) == 1:
+            row.reason = f"{who} has a single rate point (a fixed-rate codec): no curve to compare"
+            return row
+        if len(pts) < MIN_POINTS:
+            row.reason = f"{who} has {len(pts)} rate points, BD-rate needs {MIN_POINTS}"
+            return row
+    try:
+        r = compare(anchor_pts.sort_values(rate_col), test_pts.sort_values(rate_col),
+                    rate_col=rate_col, metric_col=metric, method=method)
+    except MetricError as exc:
+        row.reason = _short_reason(exc, codec, anchor)
+        return row
+    row.bd_rate, row.bd_metric = r.bd_rate, r.bd_metric
+    row.overlap_lo, row.overlap_hi, row.overlap_fraction = r.overlap_lo, r.overlap_hi, r.overlap_fraction
+    return row
+
+
+def bd_rows(points: pd.DataFrame, anchor: str, method: str = "pchip", metric: str = "map") -> list[BDRow]:
+    """Every codec of one (dataset, model) group vs the anchor (the anchor itself left out)."""
+    a = points[points.codec == anchor]
+    return [bd_row(a, points[points.codec == c], c, anchor, method, metric)
+            for c in codec_order(points) if c != anchor]
+
+
+# --------------------------------------------------------------------------------------------
+# Display tables
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(v, spec: str) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return MISSING if v is None or (isinstance(v, str) and not v) else str(v)
+    if not math.isfinite(f):
+        return MISSING
+    return format(f, spec)
+
+
+_METRIC_NAMES = {"coco": "COCO AP@[.5:.95]", "oid": "OpenImages challenge mAP@0.5"}
+
+
+def _metric_label(metric: str | None) -> str:
+    name = _METRIC_NAMES.get(metric or "")
+    return f"mAP (%, {name})" if name else "mAP (%)"
+
+
+def _metric_sentence(label: str) -> str:
+    inner = label[len("mAP (%, "):-1] if label.startswith("mAP (%, ") else None
+    return f"mAP: {inner}, in percent" if inner else "mAP in percent"
+
+
+def points_display(points: pd.DataFrame, anchor: str | None) -> pd.DataFrame:
+    rows = []
+    for codec in codec_order(points):
+        sub = points[points.codec == codec].sort_values("bpp", na_position="last")
+        for _, r in sub.iterrows():
+            n_img, n_fail = r.get("n_images", math.nan), r.get("n_failed", math.nan)
+            if isinstance(n_fail, float) and math.isnan(n_fail):
+                failed = MISSING
+            else:
+                failed = f"{int(n_fail)}/{_fmt(n_img, '.0f')} {WARN}" if n_fail > 0 else "0"
+            rows.append({
+                "codec": f"{codec} (anchor)" if codec == anchor else codec,
+                "rate": str(r.rate),
+                "bpp": _fmt(r.bpp, ".4g"),
+                "mAP (%)": _fmt(r["map"], ".2f"),
+                "AP50 (%)": _fmt(r.get("ap50"), ".2f"),
+                "enc (s/img)": _fmt(r.get("enc_s"), ".3g"),
+                "dec (s/img)": _fmt(r.get("dec_s"), ".3g"),
+                "images": _fmt(n_img, ".0f"),
+                "failed": failed,
+            })
+    return pd.DataFrame(rows)
+
+
+def bd_display(rows: list[BDRow]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "codec": r.codec,
+        "BD-rate (%)": _fmt(r.bd_rate, "+.2f"),
+        "BD-mAP": _fmt(r.bd_metric, "+.3f"),
+        "mAP range used": (f"{r.overlap_lo:.2f}–{r.overlap_hi:.2f}" if r.ok else MISSING),
+        "overlap": _fmt(r.overlap_fraction * 100, ".0f") + ("%" if r.ok else ""),
+        "note": r.note,
+    } for r in rows], columns=["codec", "BD-rate (%)", "BD-mAP", "mAP range used", "overlap", "note"])
+
+
+def md_table(df: pd.DataFrame, align: str = "") -> str:
+    """A GitHub-flavoured markdown table of a frame of strings (no `tabulate` needed).
+
+    `align` has one letter per column, l(eft) or r(ight); columns past its end are left-aligned.
+    """
+    def cell(v) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    cols = [cell(c) for c in df.columns]
+    marks = ["---:" if align[i:i + 1] == "r" else ":---" for i in range(len(cols))]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(marks) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def text_table(df: pd.DataFrame, align: str = "") -> str:
+    """A plain-text table for the terminal; `align` as in md_table (default: left)."""
+    cols = [str(c) for c in df.columns]
+    rows = [[str(v) for v in r] for r in df.itertuples(index=False)]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+
+    def line(vals: list[str]) -> str:
+        return "  ".join(v.rjust(w) if align[i:i + 1] == "r" else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
+
+    return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _slug(*parts: str) -> str:
+    return "__".join(re.sub(r"[^A-Za-z0-9_.=-]+", "_", p) for p in parts)
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GroupReport:
+    dataset: str
+    model: str
+    anchor: str
+    points: pd.DataFrame
+    bd: list[BDRow]
+    figures: dict[str, list[Path]] = field(default_factory=dict)  # "rd"/"time" -> [png, svg]
+    notes: list[str] = field(default_factory=list)
+    metric_label: str = "mAP (%)"
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    markdown: Path
+    html: Path
+    groups: list[GroupReport]
+    sources: list[Source]
+    notes: list[str]
+
+    @property
+    def figures(self) -> list[Path]:
+        return [p for g in self.groups for ps in g.figures.values() for p in ps]
+
+
+def _uncompressed(points: pd.DataFrame) -> tuple[str, float] | None:
+    raw = points[points.codec == UNCOMPRESSED_CODEC]["map"].dropna()
+    if len(raw):
+        return f"uncompressed features ({UNCOMPRESSED_CODEC}) mAP", float(raw.iloc[0])
+    return None
+
+
+def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anchor: str | None,
+                 method: str, plots: bool = True) -> list[GroupReport]:
+    from vcmbench import plots as plotting
+
+    metric_by_dataset: dict[str, str] = {}
+    for s in sources:
+        if s.metric:
+            for d in s.points.dataset.unique():
+                metric_by_dataset.setdefault(d, s.metric)
+    out = []
+    for (dataset, model), pts in groups(points):
+        a, note = choose_anchor(pts, anchor)
+        g = GroupReport(dataset, model, a, pts, bd_rows(pts, a, method))
+        if note:
+            g.notes.append(note)
+        metric = metric_by_dataset.get(dataset) or ("oid" if "openimages" in dataset.lower() else None)
+        g.metric_label = _metric_label(metric)
+        if plots:
+            stem = out_dir / "figures" / _slug(dataset, model)
+            title = f"{dataset} / {model}"
+            g.figures["rd"] = plotting.rd_plot(
+                pts, stem.with_name(stem.name + "-rd"), title=f"{title}: accuracy vs rate",
+                anchor=a, uncompressed=_uncompressed(pts), metric_label=g.metric_label)
+            if plotting.has_times(pts):
+                g.figures["time"] = plotting.time_plot(
+                    pts, stem.with_name(stem.name + "-time"), title=f"{title}: codec time per image vs rate",
+                    anchor=a)
+        out.append(g)
+    return out
+
+
+_FIGURE_ALT = {"rd": "mAP vs bpp", "time": "encode and decode time vs bpp"}
+
+
+def _first_with_versions(sources: list[Source]) -> dict[str, str]:
+    """For each source, the label of the first source with the same software versions."""
+    out, seen = {}, []
+    for s in sources:
+        match = next((label for label, v in seen if v == s.versions), None)
+        out[s.label] = match or s.label
+        if match is None and s.versions:
+            seen.append((s.label, s.versions))
+    return out
+
+
+def _versions_df(v: dict) -> pd.DataFrame:
+    return pd.DataFrame({"package": list(v), "version": [str(x) for x in v.values()]})
+
+
+def _markdown(rep: Report, method: str, generated: str) -> str:
+    out = ["# vcmbench report", "",
+           f"Generated {generated} by `vcmbench report` from {len(rep.sources)} source(s); "
+           f"BD interpolation: {method}.", ""]
+    for n in rep.notes:
+        out += [f"- {WARN} {n}"]
+    if rep.notes:
+        out.append("")
+    for g in rep.groups:
+        out += [f"## {g.dataset} / {g.model}", ""]
+        for n in g.notes:
+            out += [f"{WARN} {n}", ""]
+        out += ["### Rate points", "", md_table(points_display(g.points, g.anchor), "llrrrrrrr"), "",
+                f"{_metric_sentence(g.metric_label)}; enc/dec: wall seconds per image of the codec alone; "
+                f"failed: images whose payload did not decode ({WARN} marks points with failures).", ""]
+        out += [f"### BD-rate vs {g.anchor} (anchor)", ""]
+        out += [md_table(bd_display(g.bd), "lrrrrl") if g.bd else "(no other codec to compare)", "", BD_LEGEND, ""]
+        if g.figures:
+            rel = {k: [p.relative_to(rep.out_dir).as_posix() for p in v] for k, v in g.figures.items()}
+            out += ["### Figures", ""]
+            out += [f"![{g.dataset} / {g.model}: {_FIGURE_ALT[k]}]({v[0]})\n" for k, v in rel.items()]
+            out += ["SVG: " + ", ".join(f"[{Path(v[1]).name}]({v[1]})" for v in rel.values()), ""]
+    out += ["## Sources", ""]
+    first_with = _first_with_versions(rep.sources)
+    for s in rep.sources:
+        codecs = ", ".join(codec_order(s.points)) or "(no points)"
+        out += [f"### {s.label}", "", f"- {'run folder' if s.kind == 'run' else 'points table'}: `{s.path}`",
+                f"- codecs: {codecs}"]
+        if "source" in s.points.columns:
+            for src in s.points["source"].dropna().unique():
+                out.append(f"- source: {src}")
+        if s.overrides is not None:
+            out.append("- overrides: " + (" ".join(f"`{o}`" for o in s.overrides) or "(none)"))
+        out.append("")
+        if s.versions and first_with[s.label] != s.label:
+            out += [f"Software versions: as {first_with[s.label]}.", ""]
+        elif s.versions:
+            out += ["Software versions:", "", md_table(_versions_df(s.versions)), ""]
+        if s.config:
+            out += ["<details><summary>config.resolved.yaml</summary>", "", "```yaml", s.config.rstrip(), "```",
+                    "", "</details>", ""]
+    return "\n".join(out)
+
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #333}h2{border-bottom:1px solid #bbb;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+tr:nth-child(even) td{background:#fafafa}.bd td:last-child{text-align:left}
+.note{color:#7a4a00}.legend{font-size:.88em;color:#444;max-width:60em}
+img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
+pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
+code{background:#f3f3f3;padding:0 .2em}
+"""
+
+
+def _html_table(df: pd.DataFrame, cls: str = "") -> str:
+    return df.to_html(index=False, escape=True, border=0, na_rep=MISSING, classes=cls or None)
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _html(rep: Report, method: str, generated: str) -> str:
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           "<title>vcmbench report</title>", f"<style>{_CSS}</style></head><body>",
+           "<h1>vcmbench report</h1>",
+           f"<p>Generated {e(generated)} by <code>vcmbench report</code> from {len(rep.sources)} source(s); "
+           f"BD interpolation: {e(method)}.</p>"]
+    if rep.notes:
+        out.append("<ul>" + "".join(f'<li class="note">{WARN} {e(n)}</li>' for n in rep.notes) + "</ul>")
+    for g in rep.groups:
+        out.append(f"<h2>{e(g.dataset)} / {e(g.model)}</h2>")
+        out += [f'<p class="note">{WARN} {e(n)}</p>' for n in g.notes]
+        out += ["<h3>Rate points</h3>", _html_table(points_display(g.points, g.anchor)),
+                f'<p class="legend">{e(_metric_sentence(g.metric_label))}; enc/dec: wall seconds per image of the '
+                f"codec alone; failed: images whose payload did not decode ({WARN} marks points with failures).</p>"]
+        out.append(f"<h3>BD-rate vs {e(g.anchor)} (anchor)</h3>")
+        out.append(_html_table(bd_display(g.bd), "bd") if g.bd else "<p>(no other codec to compare)</p>")
+        out.append(f'<p class="legend">{e(BD_LEGEND).replace("*", "")}</p>')
+        if g.figures:
+            out.append("<h3>Figures</h3>")
+            out += [_img(v[0], f"{g.dataset} / {g.model}: {_FIGURE_ALT[k]}") for k, v in g.figures.items()]
+    out.append("<h2>Sources</h2>")
+    first_with = _first_with_versions(rep.sources)
+    for s in rep.sources:
+        out.append(f"<h3>{e(s.label)}</h3><ul>")
+        out.append(f"<li>{'run folder' if s.kind == 'run' else 'points table'}: <code>{e(str(s.path))}</code></li>")
+        out.append(f"<li>codecs: {e(', '.join(codec_order(s.points)) or '(no points)')}</li>")
+        if "source" in s.points.columns:
+            out += [f"<li>source: {e(str(src))}</li>" for src in s.points["source"].dropna().unique()]
+        if s.overrides is not None:
+            out.append("<li>overrides: " + (" ".join(f"<code>{e(o)}</code>" for o in s.overrides) or "(none)")
+                       + "</li>")
+        out.append("</ul>")
+        if s.versions and first_with[s.label] != s.label:
+            out.append(f"<p>Software versions: as {e(first_with[s.label])}.</p>")
+        elif s.versions:
+            out += ["<p>Software versions:</p>", _html_table(_versions_df(s.versions))]
+        if s.config:
+            out.append(f"<details><summary>config.resolved.yaml</summary><pre>{e(s.config)}</pre></details>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | None = None,
+                 method: str = "pchip") -> Report:
+    """Load, merge, compute and write report.md, report.html and the figures under out_dir."""
+    if method not in METHODS:
+        raise VcmbenchError(f"unknown BD interpolation method {method!r}; choose one of {METHODS}")
+    sources = load_sources(paths)
+    points, notes = merge_points(sources)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rep = Report(out_dir, out_dir / "report.md", out_dir / "report.html",
+                 build_groups(points, sources, out_dir, anchor, method), sources, notes)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rep.markdown.write_text(_markdown(rep, method, generated), encoding="utf-8")
+    rep.html.write_text(_html(rep, method, generated), encoding="utf-8")
+    return rep
+
+
+def _default_out(paths: list[str]) -> Path:
+    p = Path(paths[0])
+    if len(paths) == 1 and p.is_dir():
+        return p / "report"
+    return Path("results") / "report"
+
+
+def report_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="vcmbench report",
+        description="Merge the points tables of run folders (and reference tables such as anchors/*.csv) "
+                    "into report.md, a self-contained report.html, and RD/timing figures (PNG and SVG).")
+    ap.add_argument("paths", nargs="+", metavar="RUN_DIR",
+                    help="run folder (results/<run>/), a folder of run folders (a multirun sweep), "
+                         "or a points-table .csv")
+    ap.add_argument("--anchor", metavar="CODEC",
+                    help=f"codec every other is compared to (default: {DEFAULT_ANCHOR} if present, else the "
+                         f"first codec with >= {MIN_POINTS} rate points)")
+    ap.add_argument("--out", metavar="DIR",
+                    help="output folder (default: RUN_DIR/report for one run, else results/report)")
+    ap.add_argument("--method", choices=METHODS, default="pchip", help="BD interpolation (default: pchip)")
+    args = ap.parse_args(argv)
+    try:
+        rep = write_report(args.paths, args.out or _default_out(args.paths), args.anchor, args.method)
+    except VcmbenchError as exc:
+        print(f"vcmbench report: error: {exc}", file=sys.stderr)
+        return 2
+    for g in rep.groups:
+        print(f"{g.dataset} / {g.model}: BD-rate vs {g.anchor}")
+        if g.bd:
+            print(text_table(bd_display(g.bd), "lrrrrl"))
+        else:
+            print("  (no other codec)")
+        for n in g.notes:
+            print(f"  note: {n}")
+    for n in rep.notes:
+        print(f"note: {n}")
+    print(f"report: {rep.markdown}\n        {rep.html}")
+    print("figures: " + " ".join(str(p) for p in rep.figures))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# `vcmbench bdrate ANCHOR.csv TEST.csv`
+# --------------------------------------------------------------------------------------------
+
+
+def bdrate_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="vcmbench bdrate", description="BD-rate of TEST vs ANCHOR points tables")
+    ap.add_argument("anchor", help="points table (.csv) holding the anchor curve")
+    ap.add_argument("test", help="points table (.csv) or run folder holding the codecs to compare")
+    ap.add_argument("--anchor-codec", help="codec of ANCHOR.csv to use (default: its only codec)")
+    ap.add_argument("--codec", nargs="*", help="codecs of TEST.csv to compare (default: all)")
+    ap.add_argument("--method", choices=list(METHODS), default="pchip")
+    ap.add_argument("--metric", default="map")
+    args = ap.parse_args(argv)
+    try:
+        anchor = read_points(Path(args.anchor))
+        test_path = Path(args.test)
+        test = read_points(test_path / "points.csv" if test_path.is_dir() else test_path)
+        a_codecs = codec_order(anchor)
+        a_codec = args.anchor_codec or (a_codecs[0] if len(a_codecs) == 1 else None)
+        if a_codec is None:
+            raise VcmbenchError(f"{args.anchor} holds codecs {a_codecs}: choose one with --anchor-codec")
+        if a_codec not in a_codecs:
+            raise VcmbenchError(f"{args.anchor} has no codec {a_codec!r} (it has {a_codecs})")
+        for col in (args.metric,):
+            if col not in anchor.columns or col not in test.columns:
+                raise VcmbenchError(f"column {col!r} missing in {args.anchor} or {args.test}; pass --metric COLUMN")
+        codecs = args.codec or codec_order(test)
+        unknown = [c for c in codecs if c not in set(test.codec)]
+        if unknown:
+            raise VcmbenchError(f"{args.test} has no codec(s) {unknown} (it has {codec_order(test)})")
+    except VcmbenchError as exc:
+        print(f"vcmbench bdrate: error: {exc}", file=sys.stderr)
+        return 2
+    a = anchor[anchor.codec == a_codec]
+    rows = [bd_row(a, test[test.codec == c], c, a_codec, args.method, args.metric) for c in codecs]
+    table = pd.DataFrame([{
+        "codec": r.codec,
+        "anchor": r.anchor,
+        "bd_rate_%": _fmt(r.bd_rate, ".3f"),
+        f"bd_{args.metric}": _fmt(r.bd_metric, ".3f"),
+        "overlap": f"{r.overlap_lo:.3f}..{r.overlap_hi:.3f}" if r.ok else MISSING,
+        "overlap_%": _fmt(r.overlap_fraction * 100, ".0f"),
+        "note": r.note,
+    } for r in rows])
+    print(text_table(table, "llrrrrl"))
+    failed = [r for r in rows if not r.ok]
+    if any(r.poor_overlap for r in rows):
+        print(f"{WARN} poor overlap: the shared mAP range covers less than {POOR_OVERLAP:.0%} of a curve's span")
+    for r in failed:
+        print(f"vcmbench bdrate: error: {r.codec}: {r.reason}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(report_main(sys.argv[1:]))
