@@ -1,0 +1,309 @@
+"""detectron2 R-CNN FPN models (Faster R-CNN R50/X101-32x8d, Mask R-CNN R50) cut after the FPN.
+
+The front runs the DefaultPredictor preprocessing (ResizeShortestEdge, the config's channel
+order, pixel normalization, padding to the FPN's size divisibility) and the backbone (ResNet
+body + FPN), and keeps p2..p5. The back rebuilds p6 from p5 and runs the proposal generator,
+ROI heads and detector_postprocess, exactly the calls GeneralizedRCNN.inference makes.
+X101-32x8d-FPN is the MPEG-VCM feature anchor's network.
+
+detectron2 is an optional extra (`bash scripts/install_detectron2.sh`): this module imports
+it only inside `build` and the methods, so importing vcmbench never requires it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vcmbench.errors import CheckpointError, ConfigError, MissingDependencyError, ShapeError
+from vcmbench.vision.base import (
+    LEVELS,
+    Detections,
+    Features,
+    FrontOutput,
+    ImageMeta,
+    SplitDetector,
+    check_features,
+    p6_from_p5,
+)
+
+if TYPE_CHECKING:  # detectron2 types only for annotations; it may not be installed
+    from detectron2.config import CfgNode
+    from detectron2.structures import Instances
+
+INSTALL_HINT = "bash scripts/install_detectron2.sh"
+CONFIGS = (
+    "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml",
+    "COCO-Detection/faster_rcnn_X_101_32x8d_FPN_3x.yaml",
+    "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml",
+)
+"""Configs the exactness tests cover; any GeneralizedRCNN + FPN(LastLevelMaxPool) config should work."""
+
+
+def require_detectron2() -> None:
+    """Fail with the install command rather than an ImportError deep inside Hydra instantiation."""
+    try:
+        import detectron2  # noqa: F401  # imported first: a cached submodule must not mask a hidden package
+        import detectron2.modeling  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"detectron2 is not importable ({exc}). It is not on PyPI; install it (Python-only, "
+            f"with the fixes it needs) with `{INSTALL_HINT}`, or choose a torchvision model "
+            f"(model=frcnn_r50_fpn)"
+        ) from exc
+
+
+def load_config(
+    config_name: str,
+    score_thresh: float,
+    detections_per_img: int,
+    min_size: int,
+    max_size: int,
+    device: str,
+    opts: Sequence[Any] | Mapping[str, Any] | None = None,
+) -> CfgNode:
+    """detectron2 config from the model zoo (or a local yaml), with vcmbench's test-time settings.
+
+    `opts` are further detectron2 overrides, either its command-line style
+    `[KEY, VALUE, ...]` or a mapping `{KEY: VALUE}`; they are applied last.
+    """
+    from detectron2 import model_zoo
+    from detectron2.config import get_cfg
+
+    if Path(config_name).is_file():
+        path = config_name
+    else:
+        try:
+            path = model_zoo.get_config_file(config_name)
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"model.config_name={config_name!r} is neither a local yaml file nor a detectron2 "
+                f"model-zoo config (e.g. {CONFIGS[0]!r}); if it is a zoo name, re-run `{INSTALL_HINT}`"
+            ) from exc
+    cfg = get_cfg()
+    cfg.merge_from_file(path)
+    cfg.MODEL.WEIGHTS = ""  # weights are loaded by `build`, which reports failures in our terms
+    cfg.MODEL.DEVICE = device
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(score_thresh)
+    cfg.TEST.DETECTIONS_PER_IMAGE = int(detections_per_img)
+    cfg.INPUT.MIN_SIZE_TEST = int(min_size)
+    cfg.INPUT.MAX_SIZE_TEST = int(max_size)
+    if opts:
+        pairs = [x for kv in opts.items() for x in kv] if isinstance(opts, Mapping) else list(opts)
+        try:
+            cfg.merge_from_list(pairs)
+        except (AssertionError, KeyError, ValueError) as exc:
+            raise ConfigError(f"model.opts={pairs}: not valid detectron2 config overrides ({exc})") from exc
+    cfg.freeze()
+    return cfg
+
+
+def load_weights(model: torch.nn.Module, config_name: str, weights: str) -> None:
+    """Load `weights` ('model_zoo' or a local .pkl/.pth) with detectron2's DetectionCheckpointer.
+
+    The checkpointer only logs keys it could not load; here a checkpoint that leaves part of
+    the model at random init is an error, since its numbers would silently mean nothing.
+    """
+    from detectron2 import model_zoo
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    class _Checkpointer(DetectionCheckpointer):
+        incompatible: Any = None
+
+        def _log_incompatible_keys(self, incompatible: Any) -> None:
+            self.incompatible = incompatible
+            super()._log_incompatible_keys(incompatible)
+
+    checkpointer = _Checkpointer(model)
+    if weights == "model_zoo":
+        try:
+            url = model_zoo.get_checkpoint_url(config_name)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"model.weights=model_zoo: detectron2's model zoo has no weights for {config_name!r}; "
+                f"pass model.weights=/path/to/model.pkl"
+            ) from exc
+        try:
+            checkpointer.load(url)
+        except Exception as exc:  # download errors come in many types (URLError, socket, SSL, assert)
+            raise CheckpointError(
+                f"model.weights=model_zoo: could not download {url} ({type(exc).__name__}: {exc}). "
+                f"Without network access, download that .pkl elsewhere and pass "
+                f"model.weights=/path/to/{Path(url).name}"
+            ) from exc
+        source = url
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise CheckpointError(
+                f"model.weights={weights}: no such file. Pass a local detectron2 checkpoint "
+                f"(.pkl from the model zoo or a .pth), 'model_zoo' (downloads detectron2's weights) "
+                f"or 'none' (random init)"
+            )
+        try:
+            checkpointer.load(str(path))
+        except Exception as exc:  # unpickling errors, wrong container format
+            raise CheckpointError(
+                f"model.weights={weights}: detectron2 could not read it ({type(exc).__name__}: {exc})"
+            ) from exc
+        source = str(path)
+    incompatible = checkpointer.incompatible
+    missing = list(getattr(incompatible, "missing_keys", []) or [])
+    if missing:
+        shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+        raise CheckpointError(
+            f"model.weights={weights}: {source} does not fit {config_name} ({len(missing)} parameters "
+            f"missing or of the wrong shape: {shown}); pass the checkpoint trained with this config"
+        )
+
+
+def coco80_category_ids() -> list[int]:
+    """detectron2's contiguous COCO labels 0..79 -> COCO category ids (sorted 1..90, with gaps)."""
+    from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
+
+    ids = [c["id"] for c in COCO_CATEGORIES if c["isthing"] == 1]
+    assert len(ids) == 80 and ids == sorted(ids)
+    return ids
+
+
+class Detectron2Split(SplitDetector):
+    """Split wrapper around a detectron2 GeneralizedRCNN whose backbone is an FPN with LastLevelMaxPool."""
+
+    def __init__(self, model: torch.nn.Module, cfg: CfgNode, name: str, category_ids: list[int] | None = None):
+        from detectron2.data import transforms as T
+        from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
+
+        backbone = model.backbone
+        if not isinstance(backbone, FPN) or not isinstance(backbone.top_block, LastLevelMaxPool):
+            # p6 is rebuilt at the receiver by max-pool; another top block (RetinaNet's P6P7) would differ.
+            raise ConfigError(
+                f"model {name}: the split needs an FPN backbone whose top block is LastLevelMaxPool "
+                f"(p6 = max-pool of p5); got {type(backbone).__name__}"
+            )
+        shapes = backbone.output_shape()
+        if list(shapes) != [*LEVELS, "p6"]:
+            raise ConfigError(f"model {name}: FPN outputs {list(shapes)}, expected {[*LEVELS, 'p6']}")
+        self.model = model.eval()
+        self.cfg = cfg
+        self.name = name
+        self.category_ids = category_ids
+        self.out_channels = int(shapes["p2"].channels)
+        self.device = torch.device(cfg.MODEL.DEVICE)
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ConfigError(f"model {name}: INPUT.FORMAT={self.input_format!r}; only RGB and BGR are supported")
+        # The resize DefaultPredictor applies (PIL bilinear on the uint8 image).
+        self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+
+    def model_input(self, image: Tensor) -> dict[str, Any]:
+        """uint8 RGB (3, H, W) -> the dict GeneralizedRCNN takes, as DefaultPredictor builds it.
+
+        `front` and `full` both start here, so the split and the reference see the same pixels.
+        """
+        if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[0] != 3:
+            raise ShapeError(
+                f"{self.name}: expected a uint8 RGB image of shape (3, H, W), got {image.dtype} {tuple(image.shape)}"
+            )
+        hwc = image.detach().cpu().permute(1, 2, 0).numpy()
+        if self.input_format == "BGR":
+            hwc = hwc[:, :, ::-1]
+        hwc = np.ascontiguousarray(hwc)
+        resized = self.resize.get_transform(hwc).apply_image(hwc)
+        tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
+        return {"image": tensor, "height": int(hwc.shape[0]), "width": int(hwc.shape[1])}
+
+    @torch.inference_mode()
+    def front(self, image: Tensor) -> FrontOutput:
+        inputs = self.model_input(image)
+        images = self.model.preprocess_image([inputs])
+        out = self.model.backbone(images.tensor)
+        feats = {lvl: out[lvl][0] for lvl in LEVELS}  # p6 is dropped: the back rebuilds it
+        meta = ImageMeta(
+            original_size=(inputs["height"], inputs["width"]),
+            resized_size=tuple(int(v) for v in images.image_sizes[0]),
+            padded_size=(int(images.tensor.shape[-2]), int(images.tensor.shape[-1])),
+        )
+        return FrontOutput(feats, meta)
+
+    @torch.inference_mode()
+    def back(self, features: Features, meta: ImageMeta) -> Detections:
+        from detectron2.modeling.postprocessing import detector_postprocess
+        from detectron2.structures import ImageList
+
+        check_features(features, self.out_channels)
+        fpn = {lvl: features[lvl].unsqueeze(0).to(self.device, torch.float32) for lvl in LEVELS}
+        fpn["p6"] = p6_from_p5(fpn["p5"])
+        # RPN and ROI heads read only image_sizes (clipping) from the ImageList at inference;
+        # a zero-stride view of the padded size stands in for pixels the receiver never sees.
+        h, w = meta.padded_size
+        placeholder = torch.zeros((), dtype=torch.float32, device=self.device).expand(1, 3, h, w)
+        images = ImageList(placeholder, [tuple(int(v) for v in meta.resized_size)])
+        proposals, _ = self.model.proposal_generator(images, fpn, None)
+        results, _ = self.model.roi_heads(images, fpn, proposals, None)
+        height, width = meta.original_size
+        return _to_detections(detector_postprocess(results[0], int(height), int(width)))
+
+    @torch.inference_mode()
+    def full(self, image: Tensor) -> Detections:
+        return _to_detections(self.model([self.model_input(image)])[0]["instances"])
+
+
+def _to_detections(inst: Instances) -> Detections:
+    """Boxes, scores and labels on the CPU; Mask R-CNN's masks are dropped (the task is detection)."""
+    return Detections(
+        boxes=inst.pred_boxes.tensor.detach().float().cpu(),
+        scores=inst.scores.detach().float().cpu(),
+        labels=inst.pred_classes.detach().long().cpu(),
+    )
+
+
+def build(
+    config_name: str = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml",
+    weights: str | None = "none",
+    name: str | None = None,
+    seed: int = 0,
+    score_thresh: float = 0.05,
+    detections_per_img: int = 100,
+    min_size: int = 800,
+    max_size: int = 1333,
+    device: str = "cpu",
+    category_ids: list[int] | str | None = "coco80",
+    opts: Sequence[Any] | Mapping[str, Any] | None = None,
+) -> Detectron2Split:
+    """Hydra target: `model=d2_frcnn_r50_fpn` / `d2_frcnn_x101_fpn` / `d2_mask_rcnn_r50_fpn`.
+
+    `weights`: 'none' (random init, fixed by `seed`), 'model_zoo' (detectron2's download),
+    or a local checkpoint path. `category_ids`: 'coco80' maps detectron2's 80 contiguous COCO
+    labels to COCO category ids; a list gives the mapping; None means labels are the ids.
+    `opts`: further detectron2 config overrides ({KEY: VALUE} or [KEY, VALUE, ...]), applied last.
+    """
+    require_detectron2()
+    from detectron2.modeling import build_model
+
+    cfg = load_config(config_name, score_thresh, detections_per_img, min_size, max_size, device, opts)
+    torch.manual_seed(seed)  # before build_model: random init draws from the global generator
+    try:
+        model = build_model(cfg)
+    except (RuntimeError, AssertionError) as exc:  # e.g. MODEL.DEVICE=cuda without a GPU
+        raise ConfigError(f"model.config_name={config_name}, model.device={device}: cannot build ({exc})") from exc
+    weights = "none" if weights in (None, "", "none", "None") else str(weights)
+    if weights != "none":
+        load_weights(model, config_name, weights)
+    if category_ids == "coco80":
+        num_classes = int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+        if num_classes != 80:
+            raise ConfigError(
+                f"model.category_ids=coco80 needs an 80-class COCO model; {config_name} has {num_classes} "
+                f"classes: pass model.category_ids as a list or null"
+            )
+        cats: list[int] | None = coco80_category_ids()
+    elif isinstance(category_ids, str):
+        raise ConfigError(f"model.category_ids={category_ids!r}: use 'coco80', a list of ids, or null")
+    else:
+        cats = list(category_ids) if category_ids else None
+    return Detectron2Split(model, cfg, name or Path(config_name).stem, cats)
