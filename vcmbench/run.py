@@ -24,6 +24,7 @@ from vcmbench.codecs.base import FeatureCodec, RatePoint
 from vcmbench.config import fingerprint, selected_codec_configs
 from vcmbench.datasets.base import Dataset
 from vcmbench.errors import PayloadError
+from vcmbench.metrics.fidelity import fidelity
 from vcmbench.points import build_points
 from vcmbench.records import Record, RecordStore
 from vcmbench.vision.base import Detections, SplitDetector
@@ -56,8 +57,12 @@ def build_jobs(cfg: DictConfig) -> list[CodecJob]:
 
 
 def code_one(codec: FeatureCodec, rate: RatePoint, front, detector: SplitDetector, sample, front_s: float,
-             setup: str) -> Record:
-    """Encode, decode and run the back for one image at one rate point, all timed."""
+             setup: str, pristine: Detections | None = None) -> Record:
+    """Encode, decode and run the back for one image at one rate point, all timed.
+
+    With `pristine` (the back's output on untouched features) the record also gets the
+    task-fidelity figures (feature MSE/PSNR per level, detection agreement): `fid_*`.
+    """
     t0 = time.perf_counter()
     payload = codec.encode(front.features, rate)
     enc_s = time.perf_counter() - t0
@@ -76,6 +81,8 @@ def code_one(codec: FeatureCodec, rate: RatePoint, front, detector: SplitDetecto
     dets = detector.back(decoded, front.meta)
     rec.back_s = time.perf_counter() - t0
     rec.detections = to_rows(dets, detector)
+    if pristine is not None:
+        rec.extra = fidelity(front.features, decoded, pristine, dets)
     return rec
 
 
@@ -103,9 +110,10 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
             t0 = time.perf_counter()
             front = detector.front(sample.image)
             front_s = time.perf_counter() - t0
+            pristine = detector.back(front.features, front.meta) if cfg.get("fidelity", True) else None
             for job, rp in todo:
                 bar.set_postfix_str(f"image {rec.image_id} {job.codec.name} {rp.label}", refresh=False)
-                store.append(code_one(job.codec, rp, front, detector, sample, front_s, job.setup))
+                store.append(code_one(job.codec, rp, front, detector, sample, front_s, job.setup, pristine))
                 bar.update(1)
     finally:
         bar.close()

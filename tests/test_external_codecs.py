@@ -1,0 +1,301 @@
+"""External codec layer: real encoders (VVC, HEVC, AV1, FFV1, PNG, JPEG) on small frames,
+errors that name the codec, the command and the setting; VTM through fake binaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vcmbench.codecs.external import BACKENDS, ExternalCodec, make_backend
+from vcmbench.errors import ConfigError, ExternalCodecError, MissingDependencyError
+from vcmbench.vision.base import LEVELS
+
+ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
+VAL_IMAGES = Path(os.environ.get("VCMBENCH_ASSETS", ASSETS)) / "coco-val2017-mini" / "val2017"
+
+
+@lru_cache(maxsize=1)
+def small_detector():
+    """torchvision R50-FPN with random weights at a 128-px input size, every box kept, 100 proposals."""
+    from vcmbench.vision.torchvision_split import build
+
+    det = build(weights="none", seed=0, min_size=128, max_size=192, score_thresh=0.0)
+    det.model.rpn._pre_nms_top_n["testing"] = 200  # fewer proposals: a faster back, same features
+    det.model.rpn._post_nms_top_n["testing"] = 100
+    return det
+
+
+@lru_cache(maxsize=1)
+def front_output():
+    from vcmbench.datasets.images import read_rgb
+
+    return small_detector().front(read_rgb(sorted(VAL_IMAGES.glob("*.jpg"))[0]))
+
+
+def real_features(channels: int | None = None) -> dict[str, torch.Tensor]:
+    """p2..p5 of a real COCO image through a small random-weights R50-FPN (p2 is 32x48),
+    optionally only the first `channels` channels of every level (smaller, faster)."""
+    feats = front_output().features
+    return {k: (feats[k] if channels is None else feats[k][:channels]).clone() for k in LEVELS}
+
+
+def smooth_frames(n: int, h: int, w: int, bits: int, seed: int = 0) -> np.ndarray:
+    """Feature-like frames: smooth random fields spanning most of the sample range."""
+    g = np.random.default_rng(seed)
+    x = g.normal(size=(n, h + 4, w + 4)).cumsum(axis=1).cumsum(axis=2)[:, 4:, 4:]
+    x = (x - x.min()) / (np.ptp(x) + 1e-9)
+    return np.rint(x * ((1 << bits) - 1)).astype(np.uint16)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, bits: int) -> float:
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(((1 << bits) - 1) ** 2 / mse)
+
+
+# ------------------------------------------------------------------ real encoders
+
+
+@pytest.mark.parametrize(
+    "kind, knob, value, bits, min_psnr",
+    [
+        ("vvc", "qp", 27, 10, 35.0),
+        ("vvc", "qp", 27, 8, 35.0),
+        ("hevc", "qp", 27, 10, 35.0),
+        ("hevc", "crf", 24, 8, 30.0),
+        ("av1", "crf", 20, 10, 35.0),
+        ("svtav1", "qp", 20, 10, 35.0),
+        ("jpeg", "q", 3, 8, 35.0),
+    ],
+)
+def test_lossy_backends_round_trip_odd_sized_frames(kind, knob, value, bits, min_psnr):
+    be = make_backend(kind, f"test_{kind}", f"codec.test_{kind}")
+    frames = smooth_frames(2, 37, 53, bits)  # odd sizes: padded for 4:2:0 encoders, cropped back
+    data = be.encode(frames, bits, knob, value, intra=True)
+    assert isinstance(data, bytes) and len(data) > 0
+    assert be.last_encode_s > 0
+    out = be.decode(data, frames.shape, bits)
+    assert out.shape == frames.shape and out.dtype == np.uint16
+    assert be.last_decode_s > 0
+    assert out.max() < (1 << bits)
+    assert psnr(out, frames, bits) > min_psnr
+
+
+@pytest.mark.parametrize("kind, knob", [("ffv1", "lossless"), ("png", "lossless"), ("hevc", "lossless"), ("av1", "lossless")])
+@pytest.mark.parametrize("bits", [8, 10])
+def test_lossless_backends_are_exact(kind, knob, bits):
+    be = make_backend(kind, f"test_{kind}", f"codec.test_{kind}")
+    frames = smooth_frames(3, 24, 40, bits, seed=bits)
+    frames[1] = np.random.default_rng(1).integers(0, 1 << bits, frames[1].shape)  # noise too
+    out = be.decode(be.encode(frames, bits, knob, None, intra=False), frames.shape, bits)
+    np.testing.assert_array_equal(out, frames)
+
+
+def test_vvc_bits_fall_as_qp_rises_and_intra_vs_inter():
+    be = make_backend("vvc", "test_vvc", "codec.test_vvc")
+    frames = smooth_frames(4, 32, 48, 10)
+    sizes = [len(be.encode(frames[:1], 10, "qp", qp)) for qp in (22, 32, 42)]
+    assert sizes[0] > sizes[1] > sizes[2]
+    for intra in (True, False):
+        data = be.encode(frames, 10, "qp", 32, intra=intra)
+        assert be.decode(data, frames.shape, 10).shape == frames.shape
+
+
+def test_vvc_stream_is_raw_annexb_without_delimiters():
+    be = make_backend("vvc", "test_vvc", "codec.test_vvc")
+    data = be.encode(smooth_frames(1, 32, 32, 10), 10, "qp", 37)
+    assert data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01"
+    nal_types = [data[i + 4] >> 3 for i in range(len(data) - 4) if data[i : i + 3] == b"\x00\x00\x01"]
+    assert 20 not in nal_types  # no access-unit delimiters: bytes the anchor does not need
+
+
+def test_small_frames_are_padded_for_encoders_with_a_minimum_size():
+    for kind in ("vvc", "hevc"):
+        be = make_backend(kind, f"test_{kind}", f"codec.test_{kind}")
+        frames = smooth_frames(3, 4, 6, 10)  # p5 of a small image
+        out = be.decode(be.encode(frames, 10, "qp", 22, intra=False), frames.shape, 10)
+        assert out.shape == frames.shape
+
+
+def test_samples_out_of_range_and_unknown_knobs_are_refused():
+    be = make_backend("hevc", "test_hevc", "codec.test_hevc")
+    with pytest.raises(ValueError, match="outside"):
+        be.encode(np.full((1, 16, 16), 1024, np.uint16), 10, "qp", 30)
+    with pytest.raises(ConfigError, match="rate knobs"):
+        be.encode(np.zeros((1, 16, 16), np.uint16), 10, "q", 3)
+    with pytest.raises(ConfigError, match="8"):
+        make_backend("jpeg", "t", "codec.t").encode(np.zeros((1, 16, 16), np.uint16), 10, "q", 3)
+    with pytest.raises(ConfigError, match="inner"):
+        make_backend("h264", "t", "codec.t")
+
+
+@pytest.mark.skipif(shutil.which("x265") is None, reason="no x265 command-line encoder (apt install x265)")
+def test_x265_command_line_encoder_with_ffmpeg_decoder():
+    be = make_backend("x265", "anchor_hevc", "codec.anchor_hevc")
+    frames = smooth_frames(2, 20, 70, 10)  # smaller than a CTU: padded to 64
+    out = be.decode(be.encode(frames, 10, "lossless", None), frames.shape, 10)
+    np.testing.assert_array_equal(out, frames)
+    lossy = be.encode(frames, 10, "qp", 27, intra=False)
+    assert be.last_command[0] == shutil.which("x265") and "i400" in be.last_command and "--no-info" in be.last_command
+    assert psnr(be.decode(lossy, frames.shape, 10), frames, 10) > 35  # by ffmpeg's hevc decoder
+
+
+def test_missing_x265_path_names_the_setting():
+    with pytest.raises(MissingDependencyError, match=r"codec\.pack_tile\.x265"):
+        make_backend("x265", "pack_tile", "codec.pack_tile", x265="/nonexistent/x265")
+
+
+# ------------------------------------------------------------------------- errors
+
+
+def test_missing_ffmpeg_path_names_the_setting():
+    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vvc\.ffmpeg"):
+        make_backend("vvc", "anchor_vvc", "codec.anchor_vvc", ffmpeg="/nonexistent/ffmpeg")
+    from vcmbench.codecs.anchor import AnchorCodec
+
+    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_hevc\.ffmpeg.*imageio-ffmpeg==0\.8\.1"):
+        AnchorCodec("anchor_hevc", "hevc", ffmpeg="/nonexistent/ffmpeg")
+
+
+def test_encoder_error_names_codec_command_and_output():
+    be = make_backend("vvc", "anchor_vvc", "codec.anchor_vvc", extra_args=["-vvenc-params", "NoSuchOption=1"])
+    with pytest.raises(ExternalCodecError) as err:
+        be.encode(smooth_frames(1, 32, 32, 10), 10, "qp", 37)
+    msg = str(err.value)
+    assert "anchor_vvc" in msg and "libvvenc" in msg and "NoSuchOption" in msg and "printed" in msg
+
+
+def test_undecodable_bitstream_raises_external_codec_error():
+    be = make_backend("hevc", "anchor_hevc", "codec.anchor_hevc")
+    with pytest.raises(ExternalCodecError, match="anchor_hevc"):
+        be.decode(b"\x00\x00\x01 this is not HEVC" * 4, (1, 32, 32), 10)
+    good = be.encode(smooth_frames(2, 32, 32, 10), 10, "qp", 30)
+    with pytest.raises(ExternalCodecError, match="expected"):  # asks for 3 frames, stream holds 2
+        be.decode(good, (3, 32, 32), 10)
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text(f"#!{sys.executable}\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def test_hanging_process_is_killed_by_the_timeout(tmp_path):
+    fake = _script(tmp_path / "ffmpeg", "import sys, time\nif '-encoders' not in sys.argv and '-decoders' not in sys.argv:\n    time.sleep(30)\n")
+    be = make_backend("hevc", "anchor_hevc", "codec.anchor_hevc", ffmpeg=str(fake), timeout_s=1)
+    with pytest.raises(ExternalCodecError, match="did not finish within 1 s"):
+        be.encode(smooth_frames(1, 16, 16, 10), 10, "qp", 30)
+
+
+# ---------------------------------------------------------------------------- VTM
+
+FAKE_ENCODER = r'''
+import json, struct, sys, zlib
+args = sys.argv[1:]
+opts = {}
+i = 0
+while i < len(args):
+    a = args[i]
+    if a.startswith("--"):
+        k, _, v = a[2:].partition("=")
+        opts[k] = v
+        i += 1
+    else:
+        opts[a] = args[i + 1]
+        i += 2
+json.dump({"argv": sys.argv[1:], "opts": opts}, open(LOG, "w"))
+w, h, n = int(opts["SourceWidth"]), int(opts["SourceHeight"]), int(opts["FramesToBeEncoded"])
+assert opts["InputChromaFormat"] == "400" and opts["ChromaFormatIDC"] == "400"
+raw = open(opts["-i"], "rb").read()
+assert len(raw) == w * h * n * 2, (len(raw), w, h, n)
+open(opts["-b"], "wb").write(b"FVTM" + struct.pack(">HHH", w, h, n) + zlib.compress(raw))
+print("fake VTM encoder done")
+'''
+
+FAKE_DECODER = r'''
+import struct, sys, zlib
+import numpy as np
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+data = open(args["-b"], "rb").read()
+if data[:4] != b"FVTM":
+    print("Error: not a bitstream", file=sys.stderr)
+    sys.exit(1)
+w, h, n = struct.unpack(">HHH", data[4:10])
+y = np.frombuffer(zlib.decompress(data[10:]), "<u2").reshape(n, h, w)
+with open(args["-o"], "wb") as f:
+    for frame in y:
+        f.write(frame.tobytes())
+        if AS_420:
+            f.write(np.full(2 * ((h + 1) // 2) * ((w + 1) // 2), 512, "<u2").tobytes())
+'''
+
+
+def fake_vtm(tmp_path: Path, as_420: bool = False) -> tuple[Path, Path, Path]:
+    log = tmp_path / "encoder_args.json"
+    enc = _script(tmp_path / "EncoderApp", f"LOG = {str(log)!r}\n" + FAKE_ENCODER)
+    dec = _script(tmp_path / "DecoderApp", f"AS_420 = {as_420}\n" + FAKE_DECODER)
+    return enc, dec, log
+
+
+@pytest.mark.parametrize("as_420", [False, True])
+def test_vtm_command_line_and_round_trip_with_fake_binaries(tmp_path, as_420):
+    from vcmbench.codecs.anchor import AnchorCodec
+
+    enc, dec, log = fake_vtm(tmp_path, as_420)
+    cfg = tmp_path / "encoder_intra_vtm.cfg"
+    cfg.write_text("IntraPeriod : 1\n")
+    codec = AnchorCodec("anchor_vtm", "vtm", rates=[37], encoder_app=str(enc), decoder_app=str(dec), vtm_cfg=str(cfg))
+    feats = real_features(channels=16)
+    payload = codec.encode(feats, codec.rates[0])
+    call = json.loads(log.read_text())
+    opts = call["opts"]
+    assert call["argv"][:2] == ["-c", str(cfg.resolve())]
+    assert opts["QP"] == "37" and opts["IntraPeriod"] == "1"
+    assert opts["InternalBitDepth"] == "10" and opts["InputBitDepth"] == "10" and opts["OutputBitDepth"] == "10"
+    assert opts["InputChromaFormat"] == "400" and opts["ChromaFormatIDC"] == "400"
+    assert opts["FramesToBeEncoded"] == "1"
+    assert codec.backend.last_encode_s > 0
+    out = codec.decode(payload)
+    step = (float(max(v.max() for v in feats.values())) - float(min(v.min() for v in feats.values()))) / 1023
+    for k in LEVELS:  # the fake is lossless: only quantisation error is left
+        assert out[k].shape == feats[k].shape
+        assert float((out[k] - feats[k]).abs().max()) <= step / 2 * 1.001
+
+
+def test_wrong_vtm_path_names_the_setting(tmp_path):
+    from vcmbench.codecs.anchor import AnchorCodec
+
+    enc, dec, _ = fake_vtm(tmp_path)
+    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vtm\.encoder_app"):
+        AnchorCodec("anchor_vtm", "vtm", encoder_app=str(tmp_path / "nope" / "EncoderApp"), decoder_app=str(dec))
+    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vtm\.encoder_app"):
+        AnchorCodec("anchor_vtm", "vtm", encoder_app=None, decoder_app=str(dec))
+    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vtm\.decoder_app"):
+        AnchorCodec("anchor_vtm", "vtm", encoder_app=str(enc), decoder_app=str(tmp_path / "DecoderAppXX"))
+    with pytest.raises(ConfigError, match=r"codec\.anchor_vtm\.cfg"):
+        AnchorCodec("anchor_vtm", "vtm", encoder_app=str(enc), decoder_app=str(dec), vtm_cfg=str(tmp_path / "x.cfg"))
+
+
+def test_vtm_decoder_failure_is_a_payload_error(tmp_path):
+    from vcmbench.codecs.anchor import AnchorCodec
+    from vcmbench.errors import PayloadError
+
+    enc, dec, _ = fake_vtm(tmp_path)
+    codec = AnchorCodec("anchor_vtm", "vtm", rates=[37], encoder_app=str(enc), decoder_app=str(dec))
+    payload = bytearray(codec.encode(real_features(channels=4), codec.rates[0]))
+    payload[40:44] = b"JUNK"  # the fake bitstream's magic: its decoder fails
+    with pytest.raises(PayloadError, match=r"anchor_vtm.*DecoderApp.*not a bitstream"):
+        codec.decode(bytes(payload))
+
+
+def test_every_backend_is_registered():
+    assert set(BACKENDS) == {"vvc", "vtm", "hevc", "x265", "av1", "svtav1", "ffv1", "png", "jpeg"}
+    assert all(issubclass(b, ExternalCodec) for b in BACKENDS.values())
