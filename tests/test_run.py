@@ -145,3 +145,13 @@ def test_multirun_basic_launcher_writes_one_dir_per_job(tmp_path):
     assert sorted(merged.codec) == ["raw", "raw16"]
     ratio = merged.set_index("codec").bytes
     assert np.isclose((ratio["raw"] - 34) / (ratio["raw16"] - 34), 2.0)
+
+
+def test_parallel_workers_give_the_same_records(tmp_path):
+    serial = run_sweep(cfg_with("codec=[raw,raw16]"), tmp_path / "serial")
+    parallel = run_sweep(cfg_with("codec=[raw,raw16]", "workers=2"), tmp_path / "parallel")
+    cols = ["codec", "rate", "bytes", "pixels", "bpp", "map", "ap50", "n_failed"]
+    pd.testing.assert_frame_equal(serial[cols], parallel[cols])
+    a = {(r["image_id"], r["codec"]): r["detections"] for r in map(json.loads, (tmp_path / "serial/records.jsonl").open())}
+    b = {(r["image_id"], r["codec"]): r["detections"] for r in map(json.loads, (tmp_path / "parallel/records.jsonl").open())}
+    assert a == b

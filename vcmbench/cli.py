@@ -68,8 +68,26 @@ def _lazy(module: str, func: str) -> Callable[[list[str]], int]:
     return call
 
 
+def _hydra_task(module: str, func: str, config_name: str) -> Callable[[list[str]], int]:
+    """A Hydra-configured subcommand whose task is `module.func(cfg, out_dir)`."""
+
+    def task(cfg, out_dir: str) -> None:
+        import importlib
+        import json
+
+        info = getattr(importlib.import_module(module), func)(cfg, out_dir)
+        if isinstance(info, dict):
+            shown = {k: v for k, v in info.items() if k not in ("losses", "config", "history")}
+            print(json.dumps(shown, indent=2, default=str))
+        print(f"outputs: {out_dir}")
+
+    return lambda argv: _hydra_app(task, config_name, argv)
+
+
 COMMANDS = {
     "run": lambda argv: _hydra_app(_run, "config", argv),
+    "train-detector": _hydra_task("vcmbench.vision.train_detector", "train_detector", "train_detector"),
+    "train": _hydra_task("vcmbench.codecs.learned.train", "train_codec", "train"),
     "report": _lazy("vcmbench.report", "report_main"),
     "bdrate": _lazy("vcmbench.report", "bdrate_main"),
     "regress": _lazy("vcmbench.regress", "regress_main"),
@@ -82,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(f"usage: vcmbench {{{'|'.join(COMMANDS)}}} [args]\n"
               "  run      sweep codecs x rate points (Hydra overrides follow; -m for multirun)\n"
+              "  train-detector  train the offline CI detector ci_frcnn on synthetic scenes\n"
+              "  train    train a learned feature codec (codec=learned_interleaved|learned_cascade)\n"
               "  report   tables, BD-rate and RD plots of one or more runs (md, html, png, svg)\n"
               "  bdrate   BD-rate table of two points tables\n"
               "  regress  exit 1 when a run loses BD-rate against a reference points table")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +88,29 @@ def code_one(codec: FeatureCodec, rate: RatePoint, front, detector: SplitDetecto
     return rec
 
 
+def run_points(one: Callable[[CodecJob, RatePoint], Record], todo: list[tuple[CodecJob, RatePoint]],
+               pool: ThreadPoolExecutor | None) -> Iterator[Record]:
+    """Yield finished records of one image, serially or from a thread pool.
+
+    External encoders are separate processes and torch releases the GIL, so threads
+    overlap them. In parallel every record that finished is still yielded (and saved)
+    before the first error is raised: a failing point costs no finished work.
+    """
+    if pool is None:
+        for job, rp in todo:
+            yield one(job, rp)
+        return
+    futures = [pool.submit(one, job, rp) for job, rp in todo]
+    error: BaseException | None = None
+    for fut in as_completed(futures):
+        try:
+            yield fut.result()
+        except BaseException as exc:  # keep draining: the other points' work is already done
+            error = error or exc
+    if error is not None:
+        raise error
+
+
 def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -97,6 +122,8 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     jobs = build_jobs(cfg)
     store = RecordStore(run_dir / "records.jsonl")
     points_per_image = sum(len(j.codec.rates) for j in jobs)
+    workers = int(cfg.get("workers") or 1)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="vcmbench") if workers > 1 else None
     bar = tqdm(total=len(dataset) * points_per_image, unit="pt", desc="images x rate points",
                disable=not cfg.get("progress", True))
     try:
@@ -111,13 +138,19 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
             front = detector.front(sample.image)
             front_s = time.perf_counter() - t0
             pristine = detector.back(front.features, front.meta) if cfg.get("fidelity", True) else None
-            for job, rp in todo:
-                bar.set_postfix_str(f"image {rec.image_id} {job.codec.name} {rp.label}", refresh=False)
-                store.append(code_one(job.codec, rp, front, detector, sample, front_s, job.setup, pristine))
+
+            def one(job: CodecJob, rp: RatePoint) -> Record:
+                return code_one(job.codec, rp, front, detector, sample, front_s, job.setup, pristine)
+
+            bar.set_postfix_str(f"image {rec.image_id}", refresh=False)
+            for record in run_points(one, todo, pool):
+                store.append(record)
                 bar.update(1)
     finally:
         bar.close()
         store.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     wanted = {(j.codec.name, rp.label, j.setup) for j in jobs for rp in j.codec.rates}
     points = build_points(
         [r for r in store.records.values() if (r.codec, r.rate, r.setup) in wanted],
