@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install detectron2 bench clean
+.PHONY: demo test install detectron2 bench ci-reference clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ demo: install
 test: install detectron2
 	bash scripts/lint_docker.sh
 	$(BIN)/python -m pytest -q
+
+# The CI regression references (anchors/README.md): the default run, and the reduced one CI runs.
+ci-reference: install
+	rm -rf results/ci-reference results/ci-reference-reduced
+	$(BIN)/vcmbench run progress=false hydra.run.dir=results/ci-reference
+	$(BIN)/vcmbench run progress=false workers=2 report=false dataset.max_images=20 \
+		hydra.run.dir=results/ci-reference-reduced
+	cp results/ci-reference/points.csv anchors/ci/points.csv
+	cp results/ci-reference-reduced/points.csv anchors/ci/points-reduced.csv
 
 bench: install
 	$(BIN)/python benchmarks/pipeline_overhead.py

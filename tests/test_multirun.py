@@ -76,7 +76,7 @@ def test_joblib_launcher_config_composes():
     cfg = launcher_cfg("joblib", "hydra.launcher.n_jobs=2")
     assert cfg.hydra.launcher._target_ == "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
     assert cfg.hydra.launcher.n_jobs == 2
-    assert cfg.hydra.sweep.dir == "/sweeps/multirun/coco_val2017_mini-frcnn_r50_fpn"
+    assert cfg.hydra.sweep.dir == "/sweeps/multirun/synthetic_val-ci_frcnn"
 
 
 @pytest.mark.parametrize("launcher", ["submitit_slurm", "slurm_gpu"])
@@ -88,7 +88,7 @@ def test_slurm_launcher_configs_compose(launcher):
     node = cfg.hydra.launcher
     assert node._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert node.partition == "gpu" and node.timeout_min == 30
-    assert node.submitit_folder == "/sweeps/multirun/coco_val2017_mini-frcnn_r50_fpn/.submitit/%j"
+    assert node.submitit_folder == "/sweeps/multirun/synthetic_val-ci_frcnn/.submitit/%j"
     if launcher == "slurm_gpu":
         assert node.gpus_per_node == 1 and node.mem_gb == 48
     launcher_obj = instantiate(node)  # the plugin accepts every field (nothing is submitted)

@@ -131,3 +131,10 @@ def test_example_workflow_runs_these_commands():
     sweep = " ".join(steps["sweep"])
     assert "hydra/launcher=joblib" in sweep and "vcmbench report results/multirun/ci-sweep" in sweep
     assert "hadolint docker/Dockerfile docker/Dockerfile.gpu" in " ".join(steps["docker-lint"])
+
+
+def test_runs_on_other_image_counts_are_unusable(tmp_path, reference, capsys):
+    run = write_run(tmp_path / "run", [dict(r, n_images=20) for r in points()])
+    assert regress(run, reference) == EXIT_UNUSABLE
+    err = capsys.readouterr().err
+    assert "reference was measured on 8 image(s), the run on 20: rerun with dataset.max_images=8" in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 from vcmbench.errors import VcmbenchError
 
@@ -55,6 +56,17 @@ def _run(cfg, out_dir: str) -> None:
             if c in points.columns]
     print(points[cols].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print(f"points table: {out_dir}/points.csv")
+    if cfg.get("report", True):
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from vcmbench.report import write_report
+
+        # Multirun jobs each hold one slice of the sweep: their merged report is `vcmbench report SWEEP_DIR`.
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return
+        rep = write_report([out_dir], Path(out_dir) / "report")
+        print(f"report: {rep.markdown} (and report.html, figures/)")
 
 
 def _lazy(module: str, func: str) -> Callable[[list[str]], int]:

@@ -114,6 +114,23 @@ def _bd(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataFrame, t
     return Check(ds, model, codec, "BD-rate", r.bd_rate, detail, status, f"BD-rate {r.bd_rate:+.2f}%")
 
 
+def _image_count_mismatch(ref: pd.DataFrame, run: pd.DataFrame) -> str | None:
+    """Curves over different image sets differ for reasons other than the code: refuse them.
+
+    A reduced run (dataset.max_images=8) against a reference of 50 images would report the
+    subset's difficulty as a regression or hide a real one.
+    """
+    if "n_images" not in ref.columns or "n_images" not in run.columns:
+        return None
+    want = sorted({int(n) for n in ref.n_images.dropna()})
+    have = sorted({int(n) for n in run.n_images.dropna()})
+    if not want or not have or want == have:
+        return None
+    return (f"the reference was measured on {'/'.join(map(str, want))} image(s), the run on "
+            f"{'/'.join(map(str, have))}: rerun with dataset.max_images={want[0]} or compare with a reference "
+            "made on the same images")
+
+
 def regress(run: pd.DataFrame, reference: pd.DataFrame, tolerance: float, method: str = "pchip",
             metric: str = "map") -> list[Check]:
     """One Check per (dataset, model, codec) of the reference."""
@@ -122,6 +139,8 @@ def regress(run: pd.DataFrame, reference: pd.DataFrame, tolerance: float, method
         mine = run[(run.dataset == ds) & (run.model == model) & (run.codec == codec)]
         if mine.empty:
             checks.append(Check(ds, model, codec, "-", math.nan, "not in the run", MISSING))
+        elif (why := _image_count_mismatch(ref, mine)) is not None:
+            checks.append(Check(ds, model, codec, "-", math.nan, why, UNUSABLE))
         elif _bd_ok(ref, metric):
             checks.append(_bd(ds, model, codec, ref, mine, tolerance, method, metric))
         else:

@@ -1,0 +1,101 @@
+"""Synthetic scenes: deterministic bytes, consistent COCO annotations, disjoint seed ranges."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from vcmbench.datasets import synthetic
+from vcmbench.errors import DatasetError
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "assets" / "coco-train2017-mini" / "train2017"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_same_seed_same_png_bytes(tmp_path):
+    a = synthetic.build("a", seed_start=1_000_000, count=2, height=160, width=192, cache_dir=tmp_path / "a")
+    b = synthetic.build("b", seed_start=1_000_000, count=2, height=160, width=192, cache_dir=tmp_path / "b")
+    for ra, rb in zip(a.records, b.records):
+        assert _sha(a.image_dir / ra.file_name) == _sha(b.image_dir / rb.file_name)
+    assert json.loads(a.annotation_file.read_text()) == json.loads(b.annotation_file.read_text())
+    # and straight from the renderer, without the cache
+    img1, anns1 = synthetic.render(7, 160, 192)
+    img2, anns2 = synthetic.render(7, 160, 192)
+    assert synthetic.png_bytes(img1) == synthetic.png_bytes(img2) and anns1 == anns2
+    img3, _ = synthetic.render(8, 160, 192)
+    assert not np.array_equal(img1, img3)
+
+
+def test_annotations_are_consistent(tmp_path):
+    h, w, n = 256, 256, 24
+    ds = synthetic.build("val", seed_start=1_000_000, count=n, height=h, width=w, cache_dir=tmp_path)
+    data = json.loads(ds.annotation_file.read_text())
+    cats = {c["id"] for c in data["categories"]}
+    assert cats == set(range(1, len(synthetic.CATEGORIES) + 1)) and len(cats) >= 6
+    assert [im["id"] for im in data["images"]] == ds.image_ids == list(range(1_000_000, 1_000_000 + n))
+    per_image = {i: 0 for i in ds.image_ids}
+    sizes, ids = [], set()
+    for a in data["annotations"]:
+        x, y, bw, bh = a["bbox"]
+        assert 0 <= x and 0 <= y and bw > 0 and bh > 0 and x + bw <= w and y + bh <= h, a
+        assert 0 < a["area"] <= bw * bh and a["iscrowd"] == 0
+        assert a["category_id"] in cats and a["image_id"] in per_image
+        assert a["id"] not in ids
+        ids.add(a["id"])
+        per_image[a["image_id"]] += 1
+        sizes.append(max(bw, bh))
+    assert min(per_image.values()) >= 1 and np.mean(list(per_image.values())) >= 4  # several objects per image
+    assert min(sizes) <= 16 and max(sizes) >= 0.4 * min(h, w)  # ~12 px .. half the image
+    assert len({a["category_id"] for a in data["annotations"]}) == len(cats)
+    assert any(a["visible"] < 0.95 for a in data["annotations"])  # some are partly occluded
+    sample = ds.load(ds.records[0])
+    assert tuple(sample.image.shape) == (3, h, w) and str(sample.image.dtype) == "torch.uint8"
+
+
+def test_cache_reuses_files_and_subsets_share_images(tmp_path):
+    big = synthetic.build("v", seed_start=1_000_000, count=6, height=96, width=96, cache_dir=tmp_path)
+    stamp = (big.image_dir / big.records[0].file_name).stat().st_mtime_ns
+    small = synthetic.build("v", seed_start=1_000_000, count=3, height=96, width=96, cache_dir=tmp_path)
+    assert small.image_dir == big.image_dir
+    assert (small.image_dir / small.records[0].file_name).stat().st_mtime_ns == stamp
+    big_anns = json.loads(big.annotation_file.read_text())["annotations"]
+    small_anns = json.loads(small.annotation_file.read_text())["annotations"]
+    strip = lambda anns: [{k: v for k, v in a.items() if k != "id"} for a in anns]  # noqa: E731
+    assert strip(small_anns) == strip([a for a in big_anns if a["image_id"] in small.image_ids])
+    assert len(synthetic.build("v", 1_000_000, 6, 96, 96, tmp_path, max_images=2)) == 2
+
+
+def test_train_and_val_seed_ranges_are_disjoint():
+    val = OmegaConf.load(CONF / "dataset" / "synthetic_val.yaml")
+    train = OmegaConf.load(CONF / "dataset" / "synthetic_train.yaml")
+    td = OmegaConf.load(CONF / "train_detector.yaml")
+    assert val.seed_start >= synthetic.VAL_SEED_START and td.val.seed_start >= synthetic.VAL_SEED_START
+    assert train.seed_start + train.count <= synthetic.VAL_SEED_START
+    assert td.train.seed_start + td.train.scenes <= synthetic.VAL_SEED_START
+
+
+def test_bad_settings_name_the_field(tmp_path):
+    with pytest.raises(DatasetError, match="dataset.backgrounds"):
+        synthetic.build("x", 0, 1, 64, 64, tmp_path, backgrounds=tmp_path / "nope")
+    with pytest.raises(DatasetError, match="dataset.count"):
+        synthetic.build("x", 0, 0, 64, 64, tmp_path)
+
+
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photo assets not present")
+def test_photo_backgrounds_are_deterministic(tmp_path):
+    a = synthetic.build("p", 0, 4, 96, 128, tmp_path / "a", backgrounds=str(PHOTOS))
+    b = synthetic.build("p", 0, 4, 96, 128, tmp_path / "b", backgrounds=str(PHOTOS))
+    plain = synthetic.build("p", 0, 4, 96, 128, tmp_path / "c")
+    hashes = [_sha(a.image_dir / r.file_name) for r in a.records]
+    assert hashes == [_sha(b.image_dir / r.file_name) for r in b.records]
+    assert hashes != [_sha(plain.image_dir / r.file_name) for r in plain.records]

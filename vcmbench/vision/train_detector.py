@@ -1,0 +1,318 @@
+"""`vcmbench train-detector`: train ci_frcnn on synthetic scenes (config: conf/train_detector.yaml).
+
+Deterministic given `seed`: the model's initial weights come from `seed`, step ``s`` trains
+on scenes ``train.seed_start + (s * batch_size + j) % train.scenes`` (drawn on the fly, the
+same pixels the dataset writes as PNG), and torch's sampler RNG is seeded too. Every
+`log_every` steps the losses go to ``<out_dir>/loss.csv``; `checkpoint_every` steps a
+resumable training state (``train_state.pt``, float32 + optimizer) is written, and a run
+started in the same folder resumes from it. At the end the weights are stored in fp16
+(``ci_frcnn.pt``), evaluated on the held-out val scenes (seeds from 1_000_000: the full
+`val.count` set and its first `val.small_count` scenes, which the tests re-check), and
+described in ``ci_frcnn.json``; ``copy_to`` copies both into a folder (relative: the repo root).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vcmbench.errors import ConfigError
+
+CHECKPOINT_NAME = "ci_frcnn.pt"
+INFO_NAME = "ci_frcnn.json"
+STATE_NAME = "train_state.pt"
+
+
+def _targets(anns) -> dict[str, torch.Tensor]:
+    boxes = torch.tensor(
+        [[a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]] for a in anns], dtype=torch.float32
+    ).reshape(-1, 4)
+    labels = torch.tensor([a.category_id for a in anns], dtype=torch.int64)
+    return {"boxes": boxes, "labels": labels}
+
+
+def train_batch(step: int, batch_size: int, seed_start: int, scenes: int, size: int, photos=()):
+    """The images (float 0..1) and targets of one step: a pure function of the step."""
+    from vcmbench.datasets.synthetic import render
+
+    images, targets = [], []
+    for j in range(batch_size):
+        seed = seed_start + (step * batch_size + j) % scenes
+        img, anns = render(seed, size, size, photos)
+        images.append(torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0))
+        targets.append(_targets(anns))
+    return images, targets
+
+
+def lr_at(step: int, cfg: DictConfig) -> float:
+    """Linear warmup then cosine decay to `lr * final_lr_fraction`."""
+    opt = cfg.optimizer
+    base, warm, total = float(opt.lr), int(opt.warmup_steps), int(cfg.steps)
+    if warm > 0 and step < warm:
+        return base * (0.1 + 0.9 * step / warm)
+    frac = (step - warm) / max(1, total - warm)
+    lo = base * float(opt.final_lr_fraction)
+    return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+
+
+def _optimizer(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
+    opt = cfg.optimizer
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": float(opt.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
+    if opt.name == "adamw":
+        return torch.optim.AdamW(groups, lr=float(opt.lr), betas=(0.9, 0.999))
+    if opt.name == "sgd":
+        return torch.optim.SGD(groups, lr=float(opt.lr), momentum=float(opt.momentum))
+    raise ConfigError(f"optimizer.name={opt.name!r}: choose 'adamw' or 'sgd'")
+
+
+@torch.inference_mode()
+def evaluate(split, dataset, image_ids=None, progress: bool = False) -> dict[str, float]:
+    """COCO AP/AP50 (percent) of a split detector's full model on (a subset of) a dataset."""
+    from tqdm import tqdm
+
+    from vcmbench.metrics.detection import coco_ap, detections_to_coco
+
+    wanted = set(dataset.image_ids if image_ids is None else image_ids)
+    recs = [r for r in dataset.records if r.image_id in wanted]
+    dets: list[dict] = []
+    for rec in tqdm(recs, desc="val", unit="img", disable=not progress, leave=False):
+        sample = dataset.load(rec)
+        d = split.full(sample.image)
+        dets += detections_to_coco(rec.image_id, d.boxes, d.scores, d.labels, split.category_ids)
+    return coco_ap(dataset.annotation_file, dets, [r.image_id for r in recs])
+
+
+def _model_kwargs(cfg: DictConfig) -> dict:
+    kw = OmegaConf.to_container(cfg.model, resolve=True)
+    for key in ("_target_", "name", "weights", "seed", "category_ids"):
+        kw.pop(key, None)
+    return kw
+
+
+def build_training_model(cfg: DictConfig) -> torch.nn.Module:
+    from vcmbench.vision.ci_frcnn import build_model
+
+    torch.manual_seed(int(cfg.seed))
+    kw = _model_kwargs(cfg)
+    for key in ("widths", "blocks", "aspect_ratios"):
+        if key in kw:
+            kw[key] = tuple(kw[key])
+    if int(kw.get("image_size", cfg.image_size)) != int(cfg.image_size):
+        raise ConfigError(
+            f"model.image_size={kw['image_size']} differs from image_size={cfg.image_size}: the detector must "
+            f"not resize the training scenes; set both to the same value"
+        )
+    return build_model(**kw)
+
+
+def train_detector(cfg: DictConfig, out_dir: str) -> dict:
+    """Train, save fp16 weights + json in `out_dir`, evaluate on val; returns the json dict.
+
+    The returned dict also holds ``losses`` (every step's total loss), which the json does not.
+    torch's thread count and deterministic-algorithms flag are restored afterwards.
+    """
+    threads = torch.get_num_threads()
+    det, det_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(int(cfg.threads))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        return _train(cfg, out_dir)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det, warn_only=det_warn)
+
+
+def _train(cfg: DictConfig, out_dir: str) -> dict:
+    from tqdm import tqdm
+
+    from vcmbench.datasets import synthetic
+    from vcmbench.vision.ci_frcnn import REPO_ROOT, count_parameters, load_state, save_state
+    from vcmbench.vision.torchvision_split import TorchvisionSplit
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps, bs, size = int(cfg.steps), int(cfg.batch_size), int(cfg.image_size)
+    tr = cfg.train
+    if int(tr.seed_start) + int(tr.scenes) > synthetic.VAL_SEED_START:
+        raise ConfigError(
+            f"train.seed_start + train.scenes = {int(tr.seed_start) + int(tr.scenes)} reaches the validation "
+            f"seeds (from {synthetic.VAL_SEED_START}); keep training scenes below them"
+        )
+    if steps < 1 or bs < 1:
+        raise ConfigError(f"steps={steps}, batch_size={bs}: both must be >= 1")
+    photos = synthetic.list_photos(tr.get("backgrounds"))
+
+    model = build_training_model(cfg)
+    optimizer = _optimizer(model, cfg)
+    start, elapsed, cpu_prev = 0, 0.0, 0.0
+    state_path = out / STATE_NAME
+    torch.manual_seed(int(cfg.seed) + 1)  # the RPN/ROI samplers' RNG
+    if cfg.resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state.get("config_key") == _config_key(cfg):
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            start, elapsed = int(state["step"]), float(state["elapsed_s"])
+            cpu_prev = float(state.get("cpu_s", 0.0))
+            print(f"resuming from {state_path} at step {start}", file=sys.stderr)
+        else:
+            print(f"{state_path} belongs to another configuration: starting afresh", file=sys.stderr)
+
+    loss_path = out / "loss.csv"
+    fields = ["step", "lr", "loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "elapsed_s"]
+    if start == 0 or not loss_path.is_file():
+        with loss_path.open("w", newline="") as f:
+            csv.writer(f).writerow(fields)
+    log_every, ckpt_every = max(1, int(cfg.log_every)), int(cfg.checkpoint_every)
+    losses: list[float] = []
+    model.train()
+    t0 = time.perf_counter() - elapsed
+    c0 = time.process_time() - cpu_prev
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", unit="step", disable=not cfg.progress)
+    window: list[dict[str, float]] = []
+    for step in bar:
+        lr = lr_at(step, cfg)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        images, targets = train_batch(step, bs, int(tr.seed_start), int(tr.scenes), size, photos)
+        parts = model(images, targets)
+        loss = sum(parts.values())
+        if not torch.isfinite(loss):
+            raise ConfigError(f"training diverged at step {step} (loss {float(loss)}); lower optimizer.lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optimizer.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.optimizer.clip_grad_norm))
+        optimizer.step()
+        row = {k: float(v.detach()) for k, v in parts.items()}
+        row["loss"] = float(loss.detach())
+        losses.append(row["loss"])
+        window.append(row)
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            mean = {k: sum(r[k] for r in window) / len(window) for k in window[0]}
+            with loss_path.open("a", newline="") as f:
+                csv.writer(f).writerow([step + 1, f"{lr:.6g}"] + [f"{mean.get(k, float('nan')):.5f}" for k in fields[2:-1]]
+                                       + [f"{time.perf_counter() - t0:.1f}"])
+            bar.set_postfix(loss=f"{mean['loss']:.3f}", lr=f"{lr:.2g}")
+            window = []
+        if ckpt_every > 0 and (step + 1) % ckpt_every == 0 and step + 1 < steps:
+            _save_train_state(state_path, model, optimizer, step + 1, time.perf_counter() - t0,
+                              time.process_time() - c0, cfg)
+    bar.close()
+    train_s = time.perf_counter() - t0
+    train_cpu_s = time.process_time() - c0
+
+    ckpt = out / CHECKPOINT_NAME
+    save_state(model, ckpt)
+    info: dict = {
+        "model": "ci_frcnn",
+        "command": "vcmbench train-detector " + " ".join(_overrides()),
+        "seed": int(cfg.seed),
+        "steps": steps,
+        "batch_size": bs,
+        "image_size": size,
+        "train_images_seen": steps * bs,
+        "train_seconds": round(train_s, 1),
+        "train_cpu_seconds": round(train_cpu_s, 1),  # all threads; wall = this / threads on an idle machine
+        "threads": torch.get_num_threads(),
+        "final_loss": round(sum(losses[-log_every:]) / max(1, len(losses[-log_every:])), 4) if losses else None,
+        "parameters": count_parameters(model),
+        "checkpoint_bytes": ckpt.stat().st_size,
+        "storage": "fp16 state dict (integer buffers as stored)",
+        "torch": torch.__version__,
+        "torchvision": __import__("torchvision").__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+    v = cfg.val
+    if int(v.count) > 0:
+        t1 = time.perf_counter()
+        eval_model = build_training_model(cfg)
+        load_state(eval_model, ckpt)  # evaluate what is stored: the fp16-rounded weights
+        split = TorchvisionSplit(eval_model, str(cfg.model.get("name", "ci_frcnn")))
+        ds = synthetic.build("synthetic_val", int(v.seed_start), int(v.count), size, size, v.cache_dir)
+        ap = evaluate(split, ds, progress=bool(cfg.progress))
+        info["val"] = {"seed_start": int(v.seed_start), "count": int(v.count), "height": size, "width": size,
+                       "map": round(ap["map"], 3), "ap50": round(ap["ap50"], 3)}
+        n_small = min(int(v.small_count), int(v.count))
+        if n_small > 0:
+            ap_s = evaluate(split, ds, ds.image_ids[:n_small])
+            info["val_small"] = {"seed_start": int(v.seed_start), "count": n_small, "height": size, "width": size,
+                                 "map": round(ap_s["map"], 3), "ap50": round(ap_s["ap50"], 3)}
+        info["eval_seconds"] = round(time.perf_counter() - t1, 1)
+    info["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    (out / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    state_path.unlink(missing_ok=True)
+
+    if cfg.copy_to:
+        dest = Path(str(cfg.copy_to)).expanduser()
+        dest = dest if dest.is_absolute() else REPO_ROOT / dest
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ckpt, dest / CHECKPOINT_NAME)
+        shutil.copyfile(out / INFO_NAME, dest / INFO_NAME)
+        info["copied_to"] = str(dest)
+    info["losses"] = losses  # per-step losses of this process (not written to the json)
+    return info
+
+
+def _config_key(cfg: DictConfig) -> str:
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for k in ("resume", "progress", "copy_to", "threads", "val", "log_every", "checkpoint_every"):
+        c.pop(k, None)
+    return json.dumps(c, sort_keys=True)
+
+
+def _save_train_state(path: Path, model, optimizer, step: int, elapsed: float, cpu: float, cfg: DictConfig) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "elapsed_s": elapsed, "cpu_s": cpu, "torch_rng": torch.get_rng_state(), "config_key": _config_key(cfg)}, tmp)
+    tmp.replace(path)
+
+
+def _overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:  # not under Hydra (tests, notebooks)
+        return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vcmbench.vision.train_detector [overrides]` (what `vcmbench train-detector` runs)."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from vcmbench.config import conf_dir
+
+    @hydra.main(config_path=str(conf_dir()), config_name="train_detector", version_base="1.3")
+    def app(cfg: DictConfig) -> None:
+        info = train_detector(cfg, HydraConfig.get().runtime.output_dir)
+        info.pop("losses", None)
+        info.pop("config", None)
+        print(json.dumps(info, indent=2))
+
+    sys.argv = ["vcmbench train-detector", *(sys.argv[1:] if argv is None else argv)]
+    app()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
