@@ -1,0 +1,467 @@
+"""Learned multi-scale feature codecs as vcmbench codecs: one trained checkpoint per rate point.
+
+`codec=learned_interleaved` (Kim et al. 2024, interleaved fusion and encoding) and
+`codec=learned_cascade` (fuse all levels first, then compress: the ablation baseline). The
+knob is `quality` (1 = lowest rate); quality k loads ``<checkpoint_dir>/q{k}.pt`` (its
+``q{k}.json`` says how it was trained; `vcmbench train codec=<name> quality=k` makes it).
+
+Payload (after the 30-byte container header of `vcmbench.codecs.base`):
+
+    model id   4 bytes   first 4 bytes of the checkpoint's sha256 fingerprint; the decoder
+                         refuses a payload made by another model (retrained, other arch)
+    quality    u8        which checkpoint decodes it
+    stream     the rest  ONE rANS stream (CompressAI's entropy coder) holding z (entropy
+                         bottleneck) then y (Gaussian conditional, mean/scale from z)
+
+Latent shapes are not written: they follow from the container's shape table (P2 padded up
+to a multiple of the model's total stride, the same rule at both ends). Coding z and y in
+one stream saves the 8-byte rANS flush and a length field per image (about 9 bytes: at
+~0.005 bpp on a 256x256 image that is a third of the payload).
+
+Integrity without a checksum: rANS coding is a deterministic function of the symbols and
+their CDF indexes, so the decoder re-encodes what it decoded and compares the result with
+the received stream; any difference (a flipped or missing byte) is a PayloadError. The
+decoder also reads from a zero-padded copy of the stream, so a corrupt stream cannot make
+the C++ decoder read outside memory it owns, and decoded features are clamped to the
+range seen in training, so they are always finite.
+
+Determinism: weights are stored in float16 and the CDF tables computed from exactly those
+weights (``update(force=True)`` after rounding) are stored in the checkpoint and loaded as
+they are, never recomputed; the hyper-decoder that picks each symbol's CDF runs in float64.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import struct
+import warnings
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vcmbench.codecs.base import FeatureCodec, RatePoint
+from vcmbench.codecs.learned.models import FeatureCompressionNet, build_net, pad_levels
+from vcmbench.codecs.tiling import Reader
+from vcmbench.errors import CheckpointError, ConfigError, PayloadError, ShapeError
+from vcmbench.vision.base import LEVELS, Features
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+FORMAT = "vcmbench-learned-feature-codec/1"
+MAX_P2_CELLS = 512 * 512  # decode bound: P2 grid of a 2048 x 2048 input (stride 4)
+_TABLES = ("_quantized_cdf", "_offset", "_cdf_length")
+#: Symbols are clamped to +-SYMBOL_LIMIT before coding. CompressAI's rANS encoder loops forever
+#: on bypass values of 2**28 and more (an int32 shift by 32), so the decoder also refuses any
+#: decoded symbol beyond the limit before it re-encodes (a corrupt stream can decode to anything).
+SYMBOL_LIMIT = 1 << 20
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _is_half_stored(key: str, tensor: torch.Tensor) -> bool:
+    """Transform weights go to float16; entropy-model parameters and buffers stay as they are."""
+    return tensor.is_floating_point() and not key.startswith(("entropy_bottleneck.", "gaussian_conditional.")) \
+        and not key.startswith(("feat_scale", "feat_absmax"))
+
+
+def _fingerprint(arch: str, net_kwargs: dict, state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256(f"{FORMAT}|{arch}|{json.dumps(net_kwargs, sort_keys=True)}".encode())
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"|{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def finalize(net: FeatureCompressionNet) -> dict[str, torch.Tensor]:
+    """Round the transform weights to float16, then compute the CDF tables from exactly those.
+
+    Returns the state dict as stored (float16 where `_is_half_stored`); `net` itself is
+    left with the rounded weights (float32) and fresh tables, ready to code.
+    """
+    state = net.state_dict()
+    rounded = {k: (v.half().float() if _is_half_stored(k, v) else v) for k, v in state.items()}
+    net.load_state_dict(rounded)
+    # update_quantiles: fit the entropy bottleneck's coding range to its learned density
+    # directly (a short run's aux loss has not converged, and a too-narrow range sends
+    # symbols to the costly bypass mode)
+    net.update(force=True, update_quantiles=True)
+    stored = {}
+    for k, v in net.state_dict().items():
+        stored[k] = v.detach().cpu().half() if _is_half_stored(k, v) else v.detach().cpu().clone()
+    return stored
+
+
+def save_checkpoint(net: FeatureCompressionNet, path: str | Path, arch: str, net_kwargs: dict, meta: dict) -> dict:
+    """Finalize `net` and write it; returns meta + model_id + checkpoint_bytes.
+
+    The integer CDF tables are stored zlib-compressed (the Gaussian table is ~0.8 MB raw,
+    mostly padding).
+    """
+    stored = finalize(net)
+    fp = _fingerprint(arch, net_kwargs, stored)
+    tensors = {k: v for k, v in stored.items() if not k.endswith(_TABLES)}
+    tables = {}
+    for k, v in stored.items():
+        if k.endswith(_TABLES):
+            arr = v.to(torch.int32).numpy()
+            tables[k] = {"shape": list(arr.shape), "data": zlib.compress(arr.astype("<i4").tobytes(), 9)}
+    meta = dict(meta)
+    meta.update({"format": FORMAT, "arch": arch, "net": net_kwargs, "model_id": fp[:8], "fingerprint": fp})
+    blob = {"format": FORMAT, "arch": arch, "net": json.dumps(net_kwargs, sort_keys=True),
+            "meta": json.dumps(meta, sort_keys=True), "state": tensors, "tables": tables}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)
+    meta["checkpoint_bytes"] = path.stat().st_size
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> tuple[FeatureCompressionNet, dict]:
+    """(net in eval mode with its stored CDF tables, meta). Checks the fingerprint."""
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} file")
+        arch = str(blob["arch"])
+        net_kwargs = json.loads(blob["net"])
+        meta = json.loads(blob["meta"])
+        stored = dict(blob["state"])
+        for k, t in blob["tables"].items():
+            arr = np.frombuffer(zlib.decompress(t["data"]), dtype="<i4").reshape(t["shape"])
+            stored[k] = torch.from_numpy(arr.astype(np.int32))
+    except Exception as exc:  # zip, pickle, zlib, key errors: all mean "not a usable checkpoint"
+        raise CheckpointError(f"{path}: cannot read the learned-codec checkpoint ({type(exc).__name__}: {exc})") from exc
+    fp = _fingerprint(arch, net_kwargs, stored)
+    if fp != meta.get("fingerprint"):
+        raise CheckpointError(f"{path}: fingerprint mismatch (the file is corrupt or was edited); recreate it")
+    net = build_net(arch, **net_kwargs)
+    try:
+        net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in stored.items()})
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the {arch} network it describes: {exc}") from exc
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, meta
+
+
+# ----------------------------------------------------------------------------- coding
+
+
+def _coder_tables(module) -> tuple[list, list, list]:
+    return (module._quantized_cdf.tolist(), module._cdf_length.reshape(-1).int().tolist(),
+            module._offset.reshape(-1).int().tolist())
+
+
+def _z_indexes(net: FeatureCompressionNet, z_shape: tuple[int, int]) -> torch.Tensor:
+    c = net.entropy_bottleneck.channels
+    return torch.arange(c, dtype=torch.int32).view(1, c, 1, 1).expand(1, c, *z_shape)
+
+
+def _z_medians(net: FeatureCompressionNet) -> torch.Tensor:
+    return net.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
+
+
+class _Cache:
+    """Per-net Python lists of the CDF tables (converting them per image costs more than coding)."""
+
+    def __init__(self, net: FeatureCompressionNet):
+        self.z = _coder_tables(net.entropy_bottleneck)
+        self.y = _coder_tables(net.gaussian_conditional)
+
+
+def _tables(net: FeatureCompressionNet) -> _Cache:
+    cache = net.__dict__.get("_coder_cache")
+    if cache is None:
+        cache = _Cache(net)
+        net.__dict__["_coder_cache"] = cache
+    return cache
+
+
+@torch.inference_mode()
+def encode_levels(net: FeatureCompressionNet, levels: Sequence[torch.Tensor]) -> bytes:
+    """[p2..p5] (each (C,H,W) or (1,C,H,W)) -> one rANS stream holding z then y."""
+    from compressai.ans import BufferedRansEncoder
+
+    x = [(t if t.dim() == 4 else t.unsqueeze(0)).to(torch.float32) for t in levels]
+    x, _ = pad_levels(x, net.total_stride)
+    y = net.g_a(x)
+    z = net.h_a(y)
+    med = _z_medians(net)
+    z_sym = torch.round(z - med).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+    z_hat = z_sym + med
+    scales, means = net.hyper_params_exact(z_hat)
+    y_idx = net.gaussian_conditional.build_indexes(scales)
+    y_sym = torch.round(y - means).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+    tabs = _tables(net)
+    enc = BufferedRansEncoder()
+    enc.encode_with_indexes(z_sym.int().reshape(-1).tolist(), _z_indexes(net, z.shape[-2:]).reshape(-1).tolist(), *tabs.z)
+    enc.encode_with_indexes(y_sym.int().reshape(-1).tolist(), y_idx.reshape(-1).tolist(), *tabs.y)
+    return enc.flush()
+
+
+def _check_symbols(symbols: list[int], who: str) -> None:
+    if symbols and max(max(symbols), -min(symbols)) > SYMBOL_LIMIT:
+        raise PayloadError(f"{who}: the entropy-coded stream is corrupt (it decodes to out-of-range symbols)")
+
+
+def _reencode(tabs: _Cache, z_sym: list[int], z_idx: list[int], y_sym: list[int], y_idx: list[int]) -> bytes:
+    from compressai.ans import BufferedRansEncoder
+
+    enc = BufferedRansEncoder()
+    enc.encode_with_indexes(z_sym, z_idx, *tabs.z)
+    enc.encode_with_indexes(y_sym, y_idx, *tabs.y)
+    return enc.flush()
+
+
+@torch.inference_mode()
+def decode_levels(net: FeatureCompressionNet, stream: bytes, p2_size: tuple[int, int], who: str = "learned",
+                  verify: bool = True) -> list[torch.Tensor]:
+    """Inverse of `encode_levels` for a P2 grid of `p2_size` (unpadded): padded [p2..p5], (1,C,H,W)."""
+    from compressai.ans import RansDecoder
+
+    s = net.total_stride
+    hp, wp = (math.ceil(p2_size[0] / s) * s, math.ceil(p2_size[1] / s) * s)
+    z_shape = (hp // s, wp // s)
+    y_shape = (hp // net.y_stride, wp // net.y_stride)
+    n_sym = net.entropy_bottleneck.channels * z_shape[0] * z_shape[1] + net.M * y_shape[0] * y_shape[1]
+    if len(stream) < 8:
+        raise PayloadError(f"{who}: payload truncated (the entropy-coded stream has {len(stream)} bytes, at least 8)")
+    tabs = _tables(net)
+    dec = RansDecoder()
+    # zero padding: a corrupt stream may make the decoder read past its end; it reads zeros we own
+    dec.set_stream(bytes(stream) + bytes(16 * n_sym + 64 * len(stream) + 1024))
+    z_idx = _z_indexes(net, z_shape).reshape(-1).tolist()
+    z_sym = dec.decode_stream(z_idx, *tabs.z)
+    _check_symbols(z_sym, who)
+    med = _z_medians(net)
+    z_hat = torch.tensor(z_sym, dtype=torch.float32).view(1, -1, *z_shape).clamp_(-1e4, 1e4) + med
+    scales, means = net.hyper_params_exact(z_hat)
+    y_idx_t = net.gaussian_conditional.build_indexes(scales)
+    y_idx = y_idx_t.reshape(-1).tolist()
+    y_sym = dec.decode_stream(y_idx, *tabs.y)
+    _check_symbols(y_sym, who)
+    if verify and _reencode(tabs, z_sym, z_idx, y_sym, y_idx) != bytes(stream):
+        raise PayloadError(f"{who}: the entropy-coded stream is corrupt (its decoded symbols do not re-encode to it)")
+    y_hat = torch.tensor(y_sym, dtype=torch.float32).view(1, net.M, *y_shape).clamp_(-1e4, 1e4) + means
+    out = net.g_s(y_hat)
+    lim = net.feat_absmax * 2.0
+    return [torch.nan_to_num(t, nan=0.0).clamp_(-float(lim[i]), float(lim[i])) for i, t in enumerate(out)]
+
+
+# ----------------------------------------------------------------------------- the codec
+
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if not n or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_dir(path: str) -> Path:
+    p = Path(str(path)).expanduser()
+    if p.is_absolute() or p.is_dir():
+        return p
+    return REPO_ROOT / p
+
+
+class LearnedCodec(FeatureCodec):
+    """A learned feature codec with one checkpoint per quality (rate point).
+
+    Args:
+        name: codec name (the yaml's key).
+        arch: interleaved | cascade (must match the checkpoints').
+        checkpoint_dir: folder of q{k}.pt / q{k}.json (relative: working dir, then repo root).
+        rates: quality indices to run (default: 1..len(lambdas)).
+        lambdas: the rate-distortion weight of each quality (training only).
+        net: network settings (training only; a checkpoint carries its own).
+        front_check: warn | error | off: what to do when the front a checkpoint was trained
+            on (name + sha256 of its weights, from the checkpoint) has changed on disk.
+        max_p2_cells: decode bound on the P2 grid (H x W) a header may announce.
+        verify: re-encode decoded symbols to detect corrupt streams (cheap; keep on).
+        threads: torch threads for the transforms inside encode/decode. 1 (default) makes the
+            decoded features bit-identical whatever thread count the caller runs with (oneDNN's
+            convolutions sum in a thread-dependent order; the bytes never depend on it);
+            null leaves the caller's setting.
+    """
+
+    knob = "quality"
+    version = 1
+
+    def __init__(self, name: str, arch: str, checkpoint_dir: str, rates: Sequence[object] | None = None,
+                 lambdas: Sequence[float] | None = None, net: dict | None = None, front_check: str = "warn",
+                 max_p2_cells: int = MAX_P2_CELLS, verify: bool = True, threads: int | None = 1):
+        if arch not in ("interleaved", "cascade"):
+            raise ConfigError(f"codec.{name}.arch={arch!r}: choose interleaved or cascade")
+        if front_check not in ("warn", "error", "off"):
+            raise ConfigError(f"codec.{name}.front_check={front_check!r}: choose warn, error or off")
+        self.arch = arch
+        self.tag = b"LMSI" if arch == "interleaved" else b"LMSC"
+        self.lambdas = [float(v) for v in lambdas] if lambdas else []
+        self.front_check = front_check
+        self.max_p2_cells = int(max_p2_cells)
+        self.verify = bool(verify)
+        self.threads = int(threads) if threads else None
+        self.checkpoint_dir = resolve_dir(checkpoint_dir)
+        self._nets: dict[int, tuple[FeatureCompressionNet, dict]] = {}
+        if rates is None:
+            rates = list(range(1, len(self.lambdas) + 1)) if self.lambdas else [1, 2, 3, 4]
+        super().__init__(name, [int(r) for r in rates])
+        for rp in self.rates:
+            if not 1 <= int(rp.value) <= 255:
+                raise ConfigError(f"codec.{name}.rates: quality {rp.value} outside 1..255")
+            self.checkpoint_path(int(rp.value), must_exist=True)
+
+    def train_command(self, quality: int) -> str:
+        return f"vcmbench train codec={self.name} quality={quality} copy_to={self._dir_for_command()}"
+
+    def _dir_for_command(self) -> str:
+        try:
+            return str(self.checkpoint_dir.relative_to(REPO_ROOT))
+        except ValueError:
+            return str(self.checkpoint_dir)
+
+    def checkpoint_path(self, quality: int, must_exist: bool = False) -> Path:
+        path = self.checkpoint_dir / f"q{quality}.pt"
+        if must_exist and not path.is_file():
+            raise CheckpointError(
+                f"codec {self.name}: no checkpoint for quality={quality} ({path}). Train it with "
+                f"`{self.train_command(quality)}`, or point codec.{self.name}.checkpoint_dir at a folder of "
+                f"q{{k}}.pt files, or drop quality {quality} from codec.{self.name}.rates"
+            )
+        return path
+
+    def net(self, quality: int) -> tuple[FeatureCompressionNet, dict]:
+        if quality not in self._nets:
+            path = self.checkpoint_path(quality, must_exist=True)
+            net, meta = load_checkpoint(path)
+            if meta.get("arch") != self.arch:
+                raise CheckpointError(f"{path}: a {meta.get('arch')} checkpoint; codec {self.name} is {self.arch}")
+            self._check_front(path, meta, quality)
+            self._nets[quality] = (net, meta)
+        return self._nets[quality]
+
+    def _check_front(self, path: Path, meta: dict, quality: int) -> None:
+        front = meta.get("front") or {}
+        if self.front_check == "off" or not front.get("weights") or front.get("weights") == "none":
+            return
+        from vcmbench.codecs.learned.features import _resolve, file_sha256
+
+        wpath = _resolve(str(front["weights"]))
+        if wpath is None:
+            return
+        st = wpath.stat()
+        key = (str(wpath), st.st_size, st.st_mtime_ns)
+        if key not in _SHA_CACHE:
+            _SHA_CACHE[key] = file_sha256(wpath)
+        sha = _SHA_CACHE[key]
+        if sha != front.get("sha256"):
+            msg = (f"codec {self.name}: {path} was trained on features of {front.get('name')} with weights "
+                   f"{front['weights']} sha256 {str(front.get('sha256'))[:12]}, but that file now has sha256 "
+                   f"{sha[:12]}: the detector changed, so this codec no longer matches its features. Retrain it "
+                   f"with `{self.train_command(quality)}` (or set codec.{self.name}.front_check=off)")
+            if self.front_check == "error":
+                raise CheckpointError(msg)
+            warnings.warn(msg, stacklevel=2)
+
+    # -- payload ------------------------------------------------------------------------------
+    def _encode_body(self, features: Features, rate: RatePoint, shapes) -> bytes:
+        q = int(rate.value)
+        net, meta = self.net(q)
+        if any(s[0] != net.N for s in shapes):
+            raise ShapeError(f"codec {self.name}: features have {[s[0] for s in shapes]} channels; "
+                             f"its checkpoints code {net.N}-channel levels")
+        self._check_geometry(shapes, net, ShapeError)
+        self._check_statistics(features, net, q)
+        with _threads(self.threads):
+            stream = encode_levels(net, [features[k].detach().to("cpu") for k in LEVELS])
+        return bytes.fromhex(meta["model_id"]) + struct.pack(">B", q) + stream
+
+    def _check_statistics(self, features: Features, net: FeatureCompressionNet, quality: int) -> None:
+        """Warn once when the features' level RMS is far from the training set's: another front."""
+        if getattr(self, "_stats_warned", False):
+            return
+        rms = [float(features[k].detach().float().pow(2).mean().sqrt()) for k in LEVELS]
+        ratio = [r / float(s) for r, s in zip(rms, net.feat_scale)]
+        if any(not 1 / 4 <= v <= 4 for v in ratio):
+            self._stats_warned = True
+            warnings.warn(
+                f"codec {self.name}: the features' per-level RMS {[round(v, 3) for v in rms]} is far from that of the "
+                f"features its checkpoints were trained on {[round(float(v), 3) for v in net.feat_scale]} (front "
+                f"{net_front_name(self, quality)}): a different front? Train checkpoints for it with "
+                f"`vcmbench train codec={self.name} model=<your model> ...`",
+                stacklevel=3,
+            )
+
+    def _check_geometry(self, shapes, net: FeatureCompressionNet, error) -> None:
+        h2, w2 = shapes[0][1], shapes[0][2]
+        if h2 * w2 > self.max_p2_cells:
+            raise error(f"codec {self.name}: P2 grid {h2}x{w2} exceeds max_p2_cells={self.max_p2_cells}"
+                        + (" (corrupt header)" if error is PayloadError else ""))
+        s = net.total_stride
+        hp, wp = math.ceil(h2 / s) * s, math.ceil(w2 / s) * s
+        for i, (c, h, w) in enumerate(shapes):
+            if h > hp >> i or w > wp >> i or h < (h2 >> i) // 2 or w < (w2 >> i) // 2:
+                raise error(f"codec {self.name}: level {LEVELS[i]} is {h}x{w}, which does not fit a P2 grid of "
+                            f"{h2}x{w2} (each level must be about half the one before)")
+
+    def _decode_body(self, body, shapes) -> Features:
+        r = Reader(body, self.name)
+        model_id = r.take(4).hex()
+        q = r.u8()
+        stream = r.rest()
+        if not any(int(rp.value) == q for rp in self.rates) and not self.checkpoint_path(q).is_file():
+            raise PayloadError(f"{self.name}: payload says quality={q}, for which {self.checkpoint_dir} has no "
+                               f"checkpoint (corrupt header, or made with another set of checkpoints)")
+        try:
+            net, meta = self.net(q)
+        except CheckpointError as exc:
+            raise PayloadError(f"{self.name}: cannot load the checkpoint of quality={q}: {exc}") from None
+        if model_id != meta["model_id"]:
+            raise PayloadError(
+                f"{self.name}: payload made by model {model_id}, this decoder's quality={q} checkpoint is model "
+                f"{meta['model_id']} ({self.checkpoint_path(q)}); it was encoded with another (retrained?) model"
+            )
+        if any(s[0] != net.N for s in shapes):
+            raise PayloadError(f"{self.name}: header says {[s[0] for s in shapes]} channels, the model codes {net.N}")
+        self._check_geometry(shapes, net, PayloadError)
+        try:
+            with _threads(self.threads):
+                levels = decode_levels(net, stream, (shapes[0][1], shapes[0][2]), self.name, self.verify)
+        except PayloadError:
+            raise
+        except Exception as exc:  # the range decoder and the transforms on garbage: never a crash
+            raise PayloadError(f"{self.name}: the entropy-coded stream does not decode ({type(exc).__name__}: {exc})") from None
+        return {k: t[0, : s[0], : s[1], : s[2]].contiguous() for k, t, s in zip(LEVELS, levels, shapes)}
+
+
+def net_front_name(codec: LearnedCodec, quality: int) -> str:
+    return str((codec.net(quality)[1].get("front") or {}).get("name", "unknown"))
+
+
+def build(name: str, arch: str, checkpoint_dir: str, **kw) -> LearnedCodec:
+    """Hydra target of conf/codec/learned_*.yaml."""
+    return LearnedCodec(name, arch, checkpoint_dir, **kw)

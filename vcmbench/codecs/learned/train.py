@@ -1,0 +1,472 @@
+"""`vcmbench train codec=learned_interleaved quality=K [overrides]`: train one rate point.
+
+Hydra config `conf/train.yaml`. The front (`model`, default ci_frcnn) runs once per image of
+`train_set` / `val_set` and its p2..p5 are cached on disk (`features.py`); training then
+draws random crops of those features (`crop` P2 cells, aligned to P5 cells) and minimises
+
+    loss = lambda * D + bpp,   D = level_weight * sum_{l=2..6} MSE(P_l, P^_l)   (level_weight 0.2)
+
+with bpp = -sum log2(likelihoods) / input-image pixels of the crop (the crop's share of the
+image's pixels), Adam (lr, aux_lr for the entropy bottleneck's quantiles), gradient
+clipping, a cosine schedule (with `max_minutes`, driven by whichever of steps and time is
+further along, so a time-bounded run still ends at the low learning rate). `loss.task_weight > 0` adds a task-aware term: the MSE
+between the back's RPN head outputs (objectness and box deltas on p2..p6) on decoded and on
+original features (torchvision fronts).
+
+Outputs in the Hydra run dir: ``q{K}.pt`` (fp16 weights + CDF tables), ``q{K}.json`` (how it
+was trained, final validation figures with real range-coded bytes), ``train.csv`` and
+``val.csv`` (loss curves), ``train_state.pt`` (resumable state, removed at the end; a rerun
+with the same settings resumes from it). ``copy_to=checkpoints/learned_interleaved`` copies
+``q{K}.pt`` and ``q{K}.json`` there (relative: the repository root). ``init_from=<q.pt>``
+fine-tunes from an existing checkpoint (e.g. a lower lambda from the highest one).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vcmbench.errors import ConfigError
+
+STATE_NAME = "train_state.pt"
+HEADER_BYTES = 30 + 5  # container header (base.py) + model id + quality
+
+
+def _codec_node(cfg: DictConfig) -> tuple[str, DictConfig]:
+    node = cfg.get("codec")
+    if not node or len(node) != 1:
+        raise ConfigError("train: select exactly one learned codec, e.g. codec=learned_interleaved")
+    (name,) = node.keys()
+    sub = node[name]
+    if "arch" not in sub or "net" not in sub:
+        raise ConfigError(f"codec={name} is not a learned codec (no arch/net settings); use codec=learned_interleaved "
+                          f"or codec=learned_cascade")
+    return str(name), sub
+
+
+def _lambda(cfg: DictConfig, node: DictConfig, quality: int) -> float:
+    if cfg.get("lmbda") is not None:
+        return float(cfg.lmbda)
+    lambdas = list(node.get("lambdas") or [])
+    if not 1 <= quality <= len(lambdas):
+        raise ConfigError(f"quality={quality}: codec lambdas are {lambdas}; choose 1..{len(lambdas)} or set lmbda=")
+    return float(lambdas[quality - 1])
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda: no CUDA device here; use device=auto or device=cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, cfg: DictConfig, time_frac: float = 0.0) -> float:
+    """Warmup, then cosine decay to `final_lr_fraction`; `time_frac` (elapsed / max_minutes)
+    advances the schedule when the time limit is nearer than the step limit."""
+    opt = cfg.optimizer
+    base, warm, total = float(opt.lr), int(opt.get("warmup_steps", 0)), max(1, int(cfg.steps))
+    if warm > 0 and step < warm:
+        return base * (0.1 + 0.9 * step / warm)
+    if opt.get("schedule", "cosine") == "constant":
+        return base
+    frac = min(1.0, max((step - warm) / max(1, total - warm), time_frac))
+    lo = base * float(opt.get("final_lr_fraction", 0.1))
+    return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+class CropSampler:
+    """Random crops of cached features: batch of `crop` x `crop` P2 cells (+ matching p3..p5)."""
+
+    def __init__(self, fs, crop: int, align: int, seed: int):
+        self.fs, self.crop, self.align, self.seed = fs, int(crop), int(align), int(seed)
+
+    def batch(self, step: int, batch_size: int, device) -> tuple[list[torch.Tensor], list[tuple[int, int]], float]:
+        """levels (B,C,h,w) each, valid P2 sizes per sample, input-image pixels covered."""
+        from vcmbench.codecs.learned.models import pad_levels
+
+        rng = np.random.default_rng([self.seed, step])
+        idx = rng.integers(0, len(self.fs), batch_size)
+        per_level: list[list[torch.Tensor]] = [[] for _ in range(4)]
+        valid, pixels = [], 0.0
+        for i in idx:
+            lv = self.fs.load(int(i))
+            h2, w2 = lv[0].shape[-2:]
+            ch, cw = min(self.crop, h2), min(self.crop, w2)
+            y0 = int(rng.integers(0, (h2 - ch) // self.align + 1)) * self.align
+            x0 = int(rng.integers(0, (w2 - cw) // self.align + 1)) * self.align
+            crop = []
+            for j, t in enumerate(lv):
+                s = 1 << j
+                crop.append(t[:, y0 // s : (y0 + ch + s - 1) // s, x0 // s : (x0 + cw + s - 1) // s].unsqueeze(0))
+            crop, _ = pad_levels(crop, self.crop)
+            for j in range(4):
+                per_level[j].append(crop[j])
+            valid.append((ch, cw))
+            pixels += self.fs.pixels[int(i)] * (ch * cw) / (h2 * w2)
+        return [torch.cat(p).to(device) for p in per_level], valid, pixels
+
+
+def _valid_mse(out: list[torch.Tensor], ref: list[torch.Tensor], valid: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """Per-level MSE (p2..p5 and p6 = p5[::2, ::2]) over each sample's valid (unpadded) region."""
+    import torch.nn.functional as F
+
+    if all(v == tuple(ref[0].shape[-2:]) for v in valid):
+        from vcmbench.codecs.learned.models import level_mse
+
+        return level_mse(out, ref)
+    res = []
+    for j in range(5):
+        lvl = min(j, 3)
+        errs, n = 0.0, 0
+        for b, (h, w) in enumerate(valid):
+            s = 1 << lvl
+            hh, ww = (h + s - 1) // s, (w + s - 1) // s
+            a, r = out[lvl][b, :, :hh, :ww], ref[lvl][b, :, :hh, :ww]
+            if j == 4:
+                a, r = a[:, ::2, ::2], r[:, ::2, ::2]
+            errs = errs + F.mse_loss(a, r, reduction="sum")
+            n += r.numel()
+        res.append(errs / max(n, 1))
+    return res
+
+
+class TaskTerm:
+    """Task-aware distortion: MSE between the back's RPN head outputs on decoded vs original features."""
+
+    def __init__(self, detector, device):
+        model = getattr(detector, "model", None)
+        head = getattr(getattr(model, "rpn", None), "head", None)
+        if head is None:
+            raise ConfigError("loss.task_weight > 0 needs a torchvision front (model.rpn.head); this model has none: "
+                              "set loss.task_weight=0")
+        self.head = head.to(device).eval()
+        for p in self.head.parameters():
+            p.requires_grad_(False)
+
+    def __call__(self, out: list[torch.Tensor], ref: list[torch.Tensor]) -> torch.Tensor:
+        from vcmbench.vision.base import p6_from_p5
+
+        a = list(out) + [p6_from_p5(out[-1])]
+        r = [t.detach() for t in ref] + [p6_from_p5(ref[-1]).detach()]
+        la, da = self.head(a)
+        with torch.no_grad():
+            lr_, dr = self.head(r)
+        return sum(((x - y) ** 2).mean() for x, y in zip(la + da, lr_ + dr)) / len(a)
+
+
+def _bits(likelihoods: dict) -> torch.Tensor:
+    return sum(-torch.log2(v).sum() for v in likelihoods.values())
+
+
+@torch.no_grad()
+def validate(net, fs, device, lmbda: float, level_weight: float, limit: int | None = None) -> dict:
+    """Likelihood-based figures on whole val images (padded to the model's stride)."""
+    from vcmbench.codecs.learned.models import level_mse, pad_levels
+
+    was = net.training
+    net.eval()
+    n = len(fs) if limit is None else min(limit, len(fs))
+    tot_bits, tot_px, mse_sum = 0.0, 0.0, np.zeros(5)
+    for i in range(n):
+        lv = [t.unsqueeze(0).to(device) for t in fs.load(i)]
+        padded, _ = pad_levels(lv, net.total_stride)
+        out = net(padded)
+        dec = [o[..., : t.shape[-2], : t.shape[-1]] for o, t in zip(out["levels"], lv)]
+        mse_sum += np.array([float(m) for m in level_mse(dec, lv)])
+        tot_bits += float(_bits(out["likelihoods"]))
+        tot_px += fs.pixels[i]
+    net.train(was)
+    mse = mse_sum / max(n, 1)
+    d = level_weight * float(mse.sum())
+    bpp = tot_bits / max(tot_px, 1.0)
+    return {"images": n, "loss": lmbda * d + bpp, "bpp_est": bpp, "D": d,
+            "mse": dict(zip(("p2", "p3", "p4", "p5", "p6"), [float(v) for v in mse]))}
+
+
+@torch.no_grad()
+def validate_bytes(net, fs, limit: int | None = None) -> dict:
+    """Real range-coded payloads on val images: bpp from bytes (with the 35-byte header) and decoded MSE."""
+    from vcmbench.codecs.learned.codec import decode_levels, encode_levels
+    from vcmbench.codecs.learned.models import level_mse
+
+    n = len(fs) if limit is None else min(limit, len(fs))
+    tot_bytes, tot_px, mse_sum, enc_s, dec_s = 0, 0.0, np.zeros(5), 0.0, 0.0
+    for i in range(n):
+        lv = fs.load(i)
+        t0 = time.perf_counter()
+        stream = encode_levels(net, lv)
+        t1 = time.perf_counter()
+        dec = decode_levels(net, stream, tuple(lv[0].shape[-2:]))
+        dec_s += time.perf_counter() - t1
+        enc_s += t1 - t0
+        dec = [o[0, :, : t.shape[-2], : t.shape[-1]] for o, t in zip(dec, lv)]
+        mse_sum += np.array([float(m) for m in level_mse(dec, lv)])
+        tot_bytes += len(stream) + HEADER_BYTES
+        tot_px += fs.pixels[i]
+    mse = mse_sum / max(n, 1)
+    return {"images": n, "bpp": 8 * tot_bytes / tot_px, "bytes_per_image": tot_bytes / max(n, 1),
+            "mse": dict(zip(("p2", "p3", "p4", "p5", "p6"), [float(v) for v in mse])),
+            "enc_s": enc_s / max(n, 1), "dec_s": dec_s / max(n, 1)}
+
+
+def _config_key(cfg: DictConfig) -> str:
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for k in ("resume", "progress", "copy_to", "threads", "log_every", "val_every", "checkpoint_every",
+              "max_minutes", "results_dir"):
+        c.pop(k, None)
+    return json.dumps(c, sort_keys=True, default=str)
+
+
+def _overrides() -> list[str]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:  # not under Hydra (tests)
+        return []
+
+
+def build_training_net(arch: str, net_kwargs: dict, stats: dict, init_from: str | None, seed: int):
+    from vcmbench.codecs.learned.codec import load_checkpoint, resolve_dir
+    from vcmbench.codecs.learned.models import build_net
+
+    torch.manual_seed(seed)
+    if init_from:
+        path = Path(str(init_from)).expanduser()
+        if not path.is_file():
+            path = resolve_dir(str(init_from))
+        src, meta = load_checkpoint(path)
+        if meta.get("arch") != arch or meta.get("net") != net_kwargs:
+            raise ConfigError(f"init_from={init_from}: a {meta.get('arch')} net with {meta.get('net')}; this run trains "
+                              f"{arch} with {net_kwargs}")
+        net = build_net(arch, **net_kwargs)
+        net.load_state_dict(src.state_dict())
+        for p in net.parameters():
+            p.requires_grad_(True)
+        return net, {"path": str(init_from), "model_id": meta.get("model_id"), "lambda": meta.get("lambda")}
+    net = build_net(arch, **net_kwargs)
+    net.set_feature_stats(stats["rms"], stats["absmax"])
+    return net, None
+
+
+def train_codec(cfg: DictConfig, out_dir: str) -> dict:
+    """Train one quality of a learned codec; writes q{K}.pt/.json (+ CSV logs) into `out_dir`."""
+    from hydra.utils import instantiate
+    from tqdm import tqdm
+
+    from vcmbench.codecs.learned.codec import REPO_ROOT, save_checkpoint
+    from vcmbench.codecs.learned.features import feature_set
+    from vcmbench.codecs.learned.models import count_parameters
+
+    name, node = _codec_node(cfg)
+    quality = int(cfg.quality)
+    lmbda = _lambda(cfg, node, quality)
+    arch = str(node.arch)
+    net_kwargs = OmegaConf.to_container(node.net, resolve=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    device = _device(str(cfg.get("device", "auto")))
+    progress = bool(cfg.get("progress", True))
+
+    fcfg = cfg.features
+    detector = None
+    if float(cfg.loss.get("task_weight", 0.0)) > 0:
+        detector = instantiate(cfg.model)
+    train_fs = feature_set(cfg.model, cfg.train_set, fcfg.get("cache_dir"), fcfg.get("train_images"), progress, detector)
+    val_fs = feature_set(cfg.model, cfg.val_set, fcfg.get("cache_dir"), fcfg.get("val_images"), progress, detector)
+    n_levels = [s[0] for s in train_fs.shapes[0]]
+    if any(c != int(net_kwargs.get("N", 256)) for c in n_levels):
+        raise ConfigError(f"the front gives {n_levels}-channel levels; set codec.{name}.net.N to match")
+
+    net, init_info = build_training_net(arch, net_kwargs, train_fs.stats, cfg.get("init_from"), int(cfg.seed))
+    net.to(device).train()
+    crop = int(cfg.crop)
+    if crop % net.total_stride:
+        raise ConfigError(f"crop={crop}: must be a multiple of the model's total stride {net.total_stride} (P2 cells)")
+    sampler = CropSampler(train_fs, crop, 8, int(cfg.seed))
+    aux_params = [p for n, p in net.named_parameters() if n.endswith("quantiles")]
+    main_params = [p for n, p in net.named_parameters() if not n.endswith("quantiles")]
+    opt = torch.optim.Adam(main_params, lr=float(cfg.optimizer.lr))
+    aux_opt = torch.optim.Adam(aux_params, lr=float(cfg.optimizer.aux_lr))
+    task = TaskTerm(detector, device) if detector is not None else None
+    level_weight = float(cfg.loss.level_weight)
+    task_weight = float(cfg.loss.get("task_weight", 0.0))
+
+    steps, bs = int(cfg.steps), int(cfg.batch_size)
+    start, elapsed = 0, 0.0
+    state_path = out / STATE_NAME
+    if cfg.get("resume", True) and state_path.is_file():
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        if st.get("config_key") == _config_key(cfg):
+            net.load_state_dict(st["net"])
+            opt.load_state_dict(st["opt"])
+            aux_opt.load_state_dict(st["aux_opt"])
+            start, elapsed = int(st["step"]), float(st["elapsed_s"])
+            print(f"resuming from {state_path} at step {start}", file=sys.stderr)
+        else:
+            print(f"{state_path} belongs to another configuration: starting afresh", file=sys.stderr)
+
+    fields = ["step", "lr", "loss", "bpp", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "task", "aux",
+              "elapsed_s"]
+    vfields = ["step", "loss", "bpp_est", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "elapsed_s"]
+    train_csv, val_csv = out / "train.csv", out / "val.csv"
+    if start == 0 or not train_csv.is_file():
+        with train_csv.open("w", newline="") as f:
+            csv.writer(f).writerow(fields)
+        with val_csv.open("w", newline="") as f:
+            csv.writer(f).writerow(vfields)
+
+    def log_val(step: int) -> dict:
+        v = validate(net, val_fs, device, lmbda, level_weight, cfg.get("val_limit"))
+        with val_csv.open("a", newline="") as f:
+            csv.writer(f).writerow([step, f"{v['loss']:.6g}", f"{v['bpp_est']:.6g}", f"{v['D']:.6g}"]
+                                   + [f"{v['mse'][k]:.6g}" for k in ("p2", "p3", "p4", "p5", "p6")]
+                                   + [f"{time.perf_counter() - t0:.1f}"])
+        return v
+
+    max_s = float(cfg.max_minutes) * 60 if cfg.get("max_minutes") else None
+    log_every, val_every, ckpt_every = max(1, int(cfg.log_every)), int(cfg.val_every), int(cfg.checkpoint_every)
+    t0 = time.perf_counter() - elapsed
+    losses: list[float] = []
+    window: list[list[float]] = []
+    stopped_early = False
+    step = start
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"train {name} q{quality}", unit="step",
+               disable=not progress)
+    for step in bar:
+        if max_s is not None and time.perf_counter() - t0 > max_s:
+            stopped_early = True
+            break
+        lr = lr_at(step, cfg, (time.perf_counter() - t0) / max_s if max_s else 0.0)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, valid, pixels = sampler.batch(step, bs, device)
+        res = net(x)
+        mses = _valid_mse(res["levels"], x, valid)
+        d = level_weight * sum(mses)
+        bpp = _bits(res["likelihoods"]) / pixels
+        loss = lmbda * d + bpp
+        tterm = torch.zeros(())
+        if task is not None and task_weight > 0:
+            tterm = task(res["levels"], x)
+            loss = loss + lmbda * task_weight * tterm
+        if not torch.isfinite(loss):
+            raise ConfigError(f"training diverged at step {step} (loss {float(loss)}); lower optimizer.lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optimizer.get("clip_grad_norm"):
+            torch.nn.utils.clip_grad_norm_(main_params, float(cfg.optimizer.clip_grad_norm))
+        opt.step()
+        aux = net.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        row = [float(v.detach()) for v in (loss, bpp, d, *mses, tterm, aux)]
+        losses.append(row[0])
+        window.append(row)
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            mean = np.mean(np.array(window), axis=0)
+            with train_csv.open("a", newline="") as f:
+                csv.writer(f).writerow([step + 1, f"{lr:.4g}"] + [f"{v:.6g}" for v in mean]
+                                       + [f"{time.perf_counter() - t0:.1f}"])
+            bar.set_postfix(loss=f"{mean[0]:.4g}", bpp=f"{mean[1]:.4f}", D=f"{mean[2]:.4g}")
+            window = []
+        if val_every > 0 and (step + 1) % val_every == 0 and step + 1 < steps:
+            log_val(step + 1)
+        if ckpt_every > 0 and (step + 1) % ckpt_every == 0 and step + 1 < steps:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+                        "step": step + 1, "elapsed_s": time.perf_counter() - t0, "config_key": _config_key(cfg)}, tmp)
+            tmp.replace(state_path)
+    bar.close()
+    train_s = time.perf_counter() - t0
+    steps_done = step if stopped_early else steps
+
+    # -- finalize: CDF tables from the fp16-rounded weights, real bytes on the val set ---------------
+    net.to("cpu").eval()
+    v_est = validate(net, val_fs, torch.device("cpu"), lmbda, level_weight, cfg.get("val_limit"))
+    ck = out / f"q{quality}.pt"
+    meta = {"codec": name, "quality": quality, "lambda": lmbda, "front": train_fs.front}
+    meta = save_checkpoint(net, ck, arch, net_kwargs, meta)
+    v_bytes = validate_bytes(net, val_fs, cfg.get("val_limit"))
+    info = {
+        "codec": name,
+        "arch": arch,
+        "quality": quality,
+        "lambda": lmbda,
+        "model_id": meta["model_id"],
+        "fingerprint": meta["fingerprint"],
+        "net": net_kwargs,
+        "parameters": count_parameters(net),
+        "checkpoint_bytes": meta["checkpoint_bytes"],
+        "storage": "fp16 transform weights, fp32 entropy-model parameters, zlib-compressed int32 CDF tables",
+        "front": train_fs.front,
+        "train_set": {"name": str(cfg.train_set.get("name")), "images": len(train_fs), "cache": str(train_fs.folder)},
+        "val_set": {"name": str(cfg.val_set.get("name")), "images": len(val_fs)},
+        "init_from": init_info,
+        "steps": steps_done,
+        "steps_planned": steps,
+        "stopped_by_time": stopped_early,
+        "batch_size": bs,
+        "crop_p2": crop,
+        "train_seconds": round(train_s, 1),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "final_train_loss": round(float(np.mean(losses[-50:])), 6) if losses else None,
+        "val": {"loss": v_est["loss"], "bpp_est": v_est["bpp_est"], "D": v_est["D"], "mse": v_est["mse"],
+                "bpp": v_bytes["bpp"], "bytes_per_image": v_bytes["bytes_per_image"], "mse_decoded": v_bytes["mse"],
+                "enc_s": v_bytes["enc_s"], "dec_s": v_bytes["dec_s"], "images": v_bytes["images"]},
+        "command": "vcmbench train " + " ".join(_overrides()),
+        "torch": torch.__version__,
+        "compressai": __import__("compressai").__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    (out / f"q{quality}.json").write_text(json.dumps(info, indent=2) + "\n")
+    state_path.unlink(missing_ok=True)
+    if cfg.get("copy_to"):
+        dest = Path(str(cfg.copy_to)).expanduser()
+        dest = dest if dest.is_absolute() else REPO_ROOT / dest
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ck, dest / ck.name)
+        shutil.copyfile(out / f"q{quality}.json", dest / f"q{quality}.json")
+        info["copied_to"] = str(dest)
+    info["losses"] = losses
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vcmbench.codecs.learned.train [overrides]` (what `vcmbench train` runs)."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from vcmbench.config import conf_dir
+
+    @hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")
+    def app(cfg: DictConfig) -> None:
+        info = train_codec(cfg, HydraConfig.get().runtime.output_dir)
+        info.pop("losses", None)
+        info.pop("config", None)
+        print(json.dumps(info, indent=2))
+
+    sys.argv = ["vcmbench train", *(sys.argv[1:] if argv is None else argv)]
+    app()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
