@@ -134,3 +134,14 @@ def test_disjoint_ranges():
         bd_rate(RATES, MAPS, RATES, [m + 20 for m in MAPS])
     with pytest.raises(MetricError, match="do not overlap"):
         bd_metric(RATES, MAPS, [r * 100 for r in RATES], MAPS)
+
+
+def test_bd_rate_needs_shared_accuracy_not_shared_rates():
+    """A test codec 20x cheaper everywhere: no rate in common, yet BD-rate at equal mAP is -95 %."""
+    import pandas as pd
+
+    anchor = pd.DataFrame({"bpp": RATES, "map": MAPS})
+    test = pd.DataFrame({"bpp": [r / 20 for r in RATES], "map": MAPS})
+    res = compare(anchor, test)
+    assert res.bd_rate == pytest.approx(-95.0)
+    assert math.isnan(res.bd_metric)

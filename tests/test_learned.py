@@ -400,6 +400,11 @@ def test_codec_yaml_instantiates_with_committed_checkpoints(name):
             js = json.loads((folder / f"q{rp.value}.json").read_text())
             assert js["model_id"] == meta["model_id"]
             assert js["front"]["sha256"] == meta["front"]["sha256"]
-    feats = _features(8, 64)
+    # real features of a held-out scene (random tensors are far outside what the models were trained on)
+    from vcmbench.datasets.synthetic import render
+    from vcmbench.vision.ci_frcnn import build as ci_frcnn
+
+    image, _ = render(1_000_007, 256, 256)
+    feats = ci_frcnn().front(torch.from_numpy(image).permute(2, 0, 1).contiguous()).features
     sizes = [len(codec.encode(feats, rp)) for rp in codec.rates]
     assert sizes == sorted(sizes), sizes  # quality k+1 spends more bytes than quality k

@@ -211,9 +211,16 @@ def compare(
         cols[name] = (df[rate_col].to_numpy(dtype=np.float64), df[metric_col].to_numpy(dtype=np.float64))
     args = (*cols["anchor"], *cols["test"])
     ov = bd_overlap(*args)
+    rate = bd_rate(*args, method=method)
+    try:
+        metric = bd_metric(*args, method=method)
+    except MetricError:
+        # Curves that share accuracy levels but no rates (a codec many times cheaper than the
+        # anchor everywhere) still have a BD-rate; BD-metric, averaged over shared rates, has none.
+        metric = math.nan
     return BDResult(
-        bd_rate=bd_rate(*args, method=method),
-        bd_metric=bd_metric(*args, method=method),
+        bd_rate=rate,
+        bd_metric=metric,
         overlap_lo=ov.lo,
         overlap_hi=ov.hi,
         overlap_fraction=ov.fraction,
