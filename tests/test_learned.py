@@ -7,7 +7,6 @@ tests when they exist (the tiny trained model stands in otherwise).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -21,7 +20,6 @@ import torch
 
 from vcmbench.codecs.learned.codec import (
     LearnedCodec,
-    decode_levels,
     encode_levels,
     load_checkpoint,
     save_checkpoint,

@@ -13,6 +13,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vcmbench.atomic import write_bytes
+
 
 @dataclass
 class Record:
@@ -63,9 +65,7 @@ class RecordStore:
             good.append(line)
         # Rewrite without the torn line so appends start on a clean line boundary.
         if len(good) != len([ln for ln in lines if ln.strip()]):
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(g + "\n" for g in good), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_bytes(self.path, "".join(g + "\n" for g in good).encode("utf-8"))
 
     def __contains__(self, key: tuple[int, str, str, str]) -> bool:
         return key in self.records

@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from vcmbench.atomic import write_bytes
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.errors import DatasetError
 
@@ -339,13 +339,10 @@ def _read_cache(path: Path, fp: str) -> dict[str, Any] | None:
 
 def _write_cache(path: Path, data: dict[str, Any]) -> None:
     """Write atomically, so parallel sweep workers never read a half-written json."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        write_bytes(path, json.dumps(data).encode("utf-8"))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DatasetError(
             f"cannot write the converted COCO json {path} ({exc}); set dataset.cache_file to a writable path"
         ) from exc

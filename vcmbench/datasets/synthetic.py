@@ -23,13 +23,13 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from vcmbench.atomic import write_bytes
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.errors import DatasetError
 
@@ -264,17 +264,6 @@ def _scene_key(height: int, width: int, photos: tuple[str, ...]) -> str:
     return h.hexdigest()[:12]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def png_bytes(image: np.ndarray) -> bytes:
     import io
 
@@ -341,10 +330,10 @@ def build(
             image, objs = render(s, height, width, photos)
             path = folder / f"{s:08d}.png"
             if not path.is_file():
-                _atomic_write(path, png_bytes(image))
+                write_bytes(path, png_bytes(image))
             recs.append((s, path.name, objs))
         data = coco_annotations(recs, height, width)
-        _atomic_write(ann_file, json.dumps(data).encode())
+        write_bytes(ann_file, json.dumps(data).encode())
     records = [ImageRecord(s, f"{s:08d}.png", height, width) for s in seeds]
     if max_images is not None:
         if int(max_images) < 1:

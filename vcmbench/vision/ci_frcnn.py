@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vcmbench.atomic import torch_save
 from vcmbench.errors import CheckpointError, ConfigError
 from vcmbench.vision.torchvision_split import TorchvisionSplit
 
@@ -252,7 +253,7 @@ def resolve_weights(weights: str | None) -> Path | None:
 def save_state(model: nn.Module, path: str | Path) -> None:
     """fp16 storage of the floating point tensors (integers, e.g. BN counters, stay as they are)."""
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    torch.save(state, Path(path))
+    torch_save(state, path)
 
 
 def load_state(model: nn.Module, path: str | Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vcmbench.atomic import torch_save
 from vcmbench.errors import ConfigError
 
 CHECKPOINT_NAME = "ci_frcnn.pt"
@@ -280,10 +281,9 @@ def _config_key(cfg: DictConfig) -> str:
 
 
 def _save_train_state(path: Path, model, optimizer, step: int, elapsed: float, cpu: float, cfg: DictConfig) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "elapsed_s": elapsed, "cpu_s": cpu, "torch_rng": torch.get_rng_state(), "config_key": _config_key(cfg)}, tmp)
-    tmp.replace(path)
+    torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "elapsed_s": elapsed, "cpu_s": cpu, "torch_rng": torch.get_rng_state(), "config_key": _config_key(cfg)},
+               path)
 
 
 def _overrides() -> list[str]:
@@ -296,22 +296,10 @@ def _overrides() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m vcmbench.vision.train_detector [overrides]` (what `vcmbench train-detector` runs)."""
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
+    """`python -m vcmbench.vision.train_detector [overrides]`: runs `vcmbench train-detector`."""
+    from vcmbench.cli import main as cli_main
 
-    from vcmbench.config import conf_dir
-
-    @hydra.main(config_path=str(conf_dir()), config_name="train_detector", version_base="1.3")
-    def app(cfg: DictConfig) -> None:
-        info = train_detector(cfg, HydraConfig.get().runtime.output_dir)
-        info.pop("losses", None)
-        info.pop("config", None)
-        print(json.dumps(info, indent=2))
-
-    sys.argv = ["vcmbench train-detector", *(sys.argv[1:] if argv is None else argv)]
-    app()
-    return 0
+    return cli_main(["train-detector", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

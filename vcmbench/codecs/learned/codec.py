@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import math
 import struct
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vcmbench.atomic import torch_save
 from vcmbench.codecs.base import FeatureCodec, RatePoint
 from vcmbench.codecs.learned.models import FeatureCompressionNet, build_net, pad_levels
 from vcmbench.codecs.tiling import Reader
@@ -119,11 +119,7 @@ def save_checkpoint(net: FeatureCompressionNet, path: str | Path, arch: str, net
             "meta": json.dumps(meta, sort_keys=True), "state": tensors, "tables": tables}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    torch_save(blob, path)
     meta["checkpoint_bytes"] = path.stat().st_size
     return meta
 

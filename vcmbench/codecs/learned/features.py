@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vcmbench.atomic import torch_save
 from vcmbench.errors import DatasetError
 from vcmbench.vision.base import LEVELS
 
@@ -71,15 +71,6 @@ def _resolve(weights: str) -> Path | None:
     return None
 
 
-def _atomic_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -175,7 +166,7 @@ def feature_set(
             feats = detector.front(sample.image).features
             d = {k: feats[k].detach().to("cpu", torch.float16).contiguous() for k in LEVELS}
             d["pixels"] = int(sample.pixels)
-            _atomic_save(d, path)
+            torch_save(d, path)
         ids.append(int(rec.image_id))
         pixels.append(int(d["pixels"]))
         shapes.append([list(d[k].shape) for k in LEVELS])

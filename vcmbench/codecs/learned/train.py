@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from vcmbench.atomic import torch_save
 from vcmbench.errors import ConfigError
 
 STATE_NAME = "train_state.pt"
@@ -387,10 +388,9 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
         if val_every > 0 and (step + 1) % val_every == 0 and step + 1 < steps:
             log_val(step + 1)
         if ckpt_every > 0 and (step + 1) % ckpt_every == 0 and step + 1 < steps:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
-                        "step": step + 1, "elapsed_s": time.perf_counter() - t0, "config_key": _config_key(cfg)}, tmp)
-            tmp.replace(state_path)
+            torch_save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+                        "step": step + 1, "elapsed_s": time.perf_counter() - t0, "config_key": _config_key(cfg)},
+                       state_path)
     bar.close()
     train_s = time.perf_counter() - t0
     steps_done = step if stopped_early else steps
@@ -450,22 +450,10 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m vcmbench.codecs.learned.train [overrides]` (what `vcmbench train` runs)."""
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
+    """`python -m vcmbench.codecs.learned.train [overrides]`: runs `vcmbench train`."""
+    from vcmbench.cli import main as cli_main
 
-    from vcmbench.config import conf_dir
-
-    @hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")
-    def app(cfg: DictConfig) -> None:
-        info = train_codec(cfg, HydraConfig.get().runtime.output_dir)
-        info.pop("losses", None)
-        info.pop("config", None)
-        print(json.dumps(info, indent=2))
-
-    sys.argv = ["vcmbench train", *(sys.argv[1:] if argv is None else argv)]
-    app()
-    return 0
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
