@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-__all__ = ["CodecStyle", "codec_styles", "rd_plot", "time_plot", "has_times", "FORMATS"]
+__all__ = ["CodecStyle", "codec_styles", "rd_plot", "time_plot", "layer_plot", "has_layers", "has_times", "FORMATS"]
 
 FORMATS = ("png", "svg")
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
@@ -221,5 +221,63 @@ def time_plot(
         ax.grid(True, which="major", color="#cccccc", linewidth=0.7)
     fig.suptitle(title, fontsize=11)
     _legend(axes[1], [_failed_handle()] if failed else None)
+    fig.tight_layout()
+    return _save(fig, out_stem)
+
+
+def has_layers(points: pd.DataFrame) -> bool:
+    """Whether a layered (joint feature + image) codec has points here (its bpp_base column)."""
+    return "bpp_base" in points and pd.to_numeric(points["bpp_base"], errors="coerce").notna().any()
+
+
+def layer_plot(
+    points: pd.DataFrame,
+    out_stem: Path,
+    *,
+    title: str,
+    anchor: str | None = None,
+    metric_label: str = "mAP (%)",
+    codecs: list[str] | None = None,
+) -> list[Path]:
+    """One RD panel per layer of the layered codecs, beside the codecs that serve the same user.
+
+    Left, the machine: task accuracy vs the bits the task decoder reads: a layered codec's
+    base layer (bpp_base), every other codec's whole payload. Middle and right, the person:
+    image PSNR and MS-SSIM vs the bits the viewer reads: a layered codec's whole payload
+    (both layers), an image codec's payload. Codecs that make no image (feature codecs) and
+    the lossless reference (PSNR infinite) have no line there.
+    """
+    codecs = codecs or list(dict.fromkeys(points.codec))
+    styles = codec_styles(codecs, anchor)
+    machine = points.copy()
+    base = pd.to_numeric(machine.get("bpp_base"), errors="coerce")
+    machine["bpp"] = base.where(base.notna(), machine["bpp"])
+    fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.6))
+    panels = (
+        (axes[0], machine, "map", metric_label, "machine: task accuracy vs base-layer bits"),
+        (axes[1], points, "image_psnr", "image PSNR (dB, RGB)", "person: image PSNR vs all bits"),
+        (axes[2], points, "image_msssim", "image MS-SSIM", "person: image MS-SSIM vs all bits"),
+    )
+    failed = False
+    for ax, pts, col, ylabel, what in panels:
+        if col in pts:
+            pts = pts[np.isfinite(pd.to_numeric(pts[col], errors="coerce"))]
+        failed |= _draw(ax, pts, col, codecs, styles)
+        _log_axis(ax, "x")
+        if col == "map":
+            _clamp_at_zero(ax, pts[col] if col in pts else [])
+        ax.set_xlabel("bits per input-image pixel (bpp, log scale)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(what, fontsize=10)
+        ax.grid(True, which="major", color="#cccccc", linewidth=0.7)
+    fig.suptitle(title, fontsize=11)
+    handles = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if failed:
+        handles["point with failed decodes"] = _failed_handle()
+    axes[2].legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                   borderaxespad=0.0, frameon=False, fontsize=9)
     fig.tight_layout()
     return _save(fig, out_stem)

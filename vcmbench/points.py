@@ -2,7 +2,9 @@
 
 Columns follow DESIGN.md (never rename them): dataset, model, codec, rate,
 n_images, bytes, pixels, bpp, map, ap50, enc_s, dec_s, front_s, back_s, plus
-n_failed and any per-record extras (averaged).
+n_failed and any per-record extras: averaged over the images, except layer sizes
+(`bytes_base`, `bytes_enh` of layered codecs), which are summed like `bytes` and get a
+`bpp_base` / `bpp_enh` column each.
 """
 
 from __future__ import annotations
@@ -83,7 +85,12 @@ def build_points(
         extra_keys = sorted({k for r in recs for k in r.extra})
         for k in extra_keys:
             vals = [r.extra[k] for r in recs if k in r.extra]
-            row[k] = sum(vals) / len(vals) if vals else float("nan")
+            if k.startswith("bytes_"):
+                # a layer's bytes: summed like `bytes`, with its own bpp (bpp_base + bpp_enh = bpp)
+                row[k] = int(sum(vals))
+                row["bpp_" + k[len("bytes_"):]] = 8.0 * row[k] / total_pixels
+            else:
+                row[k] = sum(vals) / len(vals) if vals else float("nan")
         rows.append(row)
     df = pd.DataFrame(rows, columns=POINT_COLUMNS if not rows else None)
     if rows:

@@ -53,6 +53,9 @@ __all__ = [
 ]
 
 DEFAULT_ANCHOR = "anchor_vvc"
+#: image anchors (remote inference): when one is in a group beside another anchor, the report
+#: adds a second BD-rate table against it (this run's VVC image anchor first, then the published VTM one)
+IMAGE_ANCHORS = ("image_vvc", "image_vtm")
 POOR_OVERLAP = 0.5  # overlap_fraction below this is flagged
 REQUIRED_COLUMNS = ["dataset", "model", "codec", "rate", "bpp", "map"]
 UNCOMPRESSED_CODEC = "raw"
@@ -238,6 +241,7 @@ class BDRow:
     overlap_fraction: float = math.nan
     reason: str | None = None  # why no figure could be computed
     n_failed: int = 0
+    dominated: tuple[str, ...] = ()  # "codec rate" of points left out: more bits, no higher metric
 
     @property
     def ok(self) -> bool:
@@ -256,6 +260,8 @@ class BDRow:
             parts.append(f"{WARN} poor overlap")
         if self.n_failed:
             parts.append(f"{WARN} {self.n_failed} failed decode(s) in its points")
+        if self.dominated:
+            parts.append("dominated point(s) left out (more bits, no higher mAP): " + ", ".join(self.dominated))
         return "; ".join(parts)
 
 
@@ -266,11 +272,38 @@ def _short_reason(exc: MetricError, codec: str, anchor: str) -> str:
     return msg
 
 
+def pareto_front(pts: pd.DataFrame, rate_col: str = "bpp", metric: str = "map") -> tuple[pd.DataFrame, list[int]]:
+    """The curve's operating points: sorted by rate, each point kept only if its metric beats every
+    cheaper point's. A point with more bits and no higher accuracy (a curve saturating at its
+    uncompressed accuracy, where detection noise makes mAP wobble) is one no user would pick, and
+    BD interpolation needs the metric to rise with rate. Returns (kept, index labels dropped)."""
+    pts = pts.sort_values(rate_col, kind="stable")
+    keep, dropped, best = [], [], -math.inf
+    for idx, value in zip(pts.index, pd.to_numeric(pts[metric], errors="coerce")):
+        if value > best:
+            keep.append(idx)
+            best = value
+        elif math.isfinite(value):
+            dropped.append(idx)
+        else:
+            keep.append(idx)  # a NaN stays in, so the BD check names it
+    return pts.loc[keep], dropped
+
+
 def bd_row(anchor_pts: pd.DataFrame, test_pts: pd.DataFrame, codec: str, anchor: str,
            method: str = "pchip", metric: str = "map", rate_col: str = "bpp") -> BDRow:
     row = BDRow(codec, anchor)
     if "n_failed" in test_pts:
         row.n_failed = int(pd.to_numeric(test_pts.n_failed, errors="coerce").fillna(0).sum())
+    if len(test_pts) > 1 and len(anchor_pts) > 1:
+        dominated = []
+        test_front, d_test = pareto_front(test_pts, rate_col, metric)
+        anchor_front, d_anchor = pareto_front(anchor_pts, rate_col, metric)
+        for who, frame, idx in ((codec, test_pts, d_test), (anchor, anchor_pts, d_anchor)):
+            labels = frame.loc[idx, "rate"] if "rate" in frame else pd.Series(idx, dtype=object)
+            dominated += [f"{who} {label}" for label in labels.astype(str)]
+        row.dominated = tuple(dominated)
+        test_pts, anchor_pts = test_front, anchor_front
     for who, pts in ((codec, test_pts), (f"anchor {anchor}", anchor_pts)):
         if len(pts) == 1:
             row.reason = f"{who} has a single rate point (a fixed-rate codec): no curve to compare"
@@ -348,6 +381,34 @@ def points_display(points: pd.DataFrame, anchor: str | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def layers_display(points: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the layered codecs: each layer's bits, the task metric and the image quality."""
+    rows = []
+    if "bpp_base" not in points:
+        return pd.DataFrame(rows)
+    layered = points[pd.to_numeric(points["bpp_base"], errors="coerce").notna()]
+    for codec in codec_order(layered):
+        for _, r in layered[layered.codec == codec].sort_values("bpp").iterrows():
+            rows.append({
+                "codec": codec, "rate": str(r.rate),
+                "bpp base": _fmt(r.get("bpp_base"), ".4g"), "bpp enh": _fmt(r.get("bpp_enh"), ".4g"),
+                "bpp total": _fmt(r.bpp, ".4g"),
+                "mAP (%) base": _fmt(r["map"], ".2f"),
+                "PSNR (dB) enh": _fmt(r.get("image_psnr"), ".2f"),
+                "MS-SSIM enh": _fmt(r.get("image_msssim"), ".4f"),
+            })
+    return pd.DataFrame(rows)
+
+
+LAYERS_LEGEND = (
+    "Layered codecs (joint feature + image stream): *bpp base* is the base layer the task decoder "
+    "reads (features, and the layer header), *bpp enh* the enhancement layer the viewer adds; they "
+    "add up to *bpp total*, the whole payload, which is also the bpp of the rate-points table and of "
+    "the BD-rates. mAP comes from the base layer alone; PSNR (RGB, 8-bit peak) and MS-SSIM from the "
+    "image rebuilt from both layers, averaged over the images."
+)
+
+
 def bd_display(rows: list[BDRow]) -> pd.DataFrame:
     return pd.DataFrame([{
         "codec": r.codec,
@@ -403,9 +464,11 @@ class GroupReport:
     anchor: str
     points: pd.DataFrame
     bd: list[BDRow]
-    figures: dict[str, list[Path]] = field(default_factory=dict)  # "rd"/"time" -> [png, svg]
+    figures: dict[str, list[Path]] = field(default_factory=dict)  # "rd"/"time"/"layers" -> [png, svg]
     notes: list[str] = field(default_factory=list)
     metric_label: str = "mAP (%)"
+    image_anchor: str | None = None  # a second BD reference: the image anchor (remote inference)
+    bd_image: list[BDRow] = field(default_factory=list)
 
 
 @dataclass
@@ -444,6 +507,9 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
         g = GroupReport(dataset, model, a, pts, bd_rows(pts, a, method))
         if note:
             g.notes.append(note)
+        image_anchor = next((c for c in IMAGE_ANCHORS if c != a and _bd_capable(pts, c)), None)
+        if image_anchor is not None:
+            g.image_anchor, g.bd_image = image_anchor, bd_rows(pts, image_anchor, method)
         metric = metric_by_dataset.get(dataset) or ("oid" if "openimages" in dataset.lower() else None)
         g.metric_label = _metric_label(metric)
         if plots:
@@ -452,6 +518,10 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
             g.figures["rd"] = plotting.rd_plot(
                 pts, stem.with_name(stem.name + "-rd"), title=f"{title}: accuracy vs rate",
                 anchor=a, uncompressed=_uncompressed(pts), metric_label=g.metric_label)
+            if plotting.has_layers(pts):
+                g.figures["layers"] = plotting.layer_plot(
+                    pts, stem.with_name(stem.name + "-layers"), title=f"{title}: joint feature + image coding, per layer",
+                    anchor=a, metric_label=g.metric_label)
             if plotting.has_times(pts):
                 g.figures["time"] = plotting.time_plot(
                     pts, stem.with_name(stem.name + "-time"), title=f"{title}: codec time per image vs rate",
@@ -460,7 +530,8 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
     return out
 
 
-_FIGURE_ALT = {"rd": "mAP vs bpp", "time": "encode and decode time vs bpp"}
+_FIGURE_ALT = {"rd": "mAP vs bpp", "time": "encode and decode time vs bpp",
+               "layers": "per layer: mAP vs base-layer bpp, image PSNR and MS-SSIM vs total bpp"}
 
 
 def _first_with_versions(sources: list[Source]) -> dict[str, str]:
@@ -495,6 +566,13 @@ def _markdown(rep: Report, method: str, generated: str) -> str:
                 f"failed: images whose payload did not decode ({WARN} marks points with failures).", ""]
         out += [f"### BD-rate vs {g.anchor} (anchor)", ""]
         out += [md_table(bd_display(g.bd), "lrrrrl") if g.bd else "(no other codec to compare)", "", BD_LEGEND, ""]
+        if g.image_anchor:
+            out += [f"### BD-rate vs {g.image_anchor} (image anchor: remote inference on the decoded image)", "",
+                    md_table(bd_display(g.bd_image), "lrrrrl"), ""]
+        layers = layers_display(g.points)
+        if len(layers):
+            out += ["### Layers of the joint feature + image codecs", "", md_table(layers, "llrrrrrr"), "",
+                    LAYERS_LEGEND, ""]
         if g.figures:
             rel = {k: [p.relative_to(rep.out_dir).as_posix() for p in v] for k, v in g.figures.items()}
             out += ["### Figures", ""]
@@ -564,6 +642,13 @@ def _html(rep: Report, method: str, generated: str) -> str:
         out.append(f"<h3>BD-rate vs {e(g.anchor)} (anchor)</h3>")
         out.append(_html_table(bd_display(g.bd), "bd") if g.bd else "<p>(no other codec to compare)</p>")
         out.append(f'<p class="legend">{e(BD_LEGEND).replace("*", "")}</p>')
+        if g.image_anchor:
+            out.append(f"<h3>BD-rate vs {e(g.image_anchor)} (image anchor: remote inference on the decoded image)</h3>")
+            out.append(_html_table(bd_display(g.bd_image), "bd"))
+        layers = layers_display(g.points)
+        if len(layers):
+            out += ["<h3>Layers of the joint feature + image codecs</h3>", _html_table(layers),
+                    f'<p class="legend">{e(LAYERS_LEGEND).replace("*", "")}</p>']
         if g.figures:
             out.append("<h3>Figures</h3>")
             out += [_img(v[0], f"{g.dataset} / {g.model}: {_FIGURE_ALT[k]}") for k, v in g.figures.items()]
@@ -639,6 +724,9 @@ def report_main(argv: list[str]) -> int:
             print(text_table(bd_display(g.bd), "lrrrrl"))
         else:
             print("  (no other codec)")
+        if g.image_anchor:
+            print(f"{g.dataset} / {g.model}: BD-rate vs {g.image_anchor} (image anchor)")
+            print(text_table(bd_display(g.bd_image), "lrrrrl"))
         for n in g.notes:
             print(f"  note: {n}")
     for n in rep.notes:

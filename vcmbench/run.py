@@ -22,21 +22,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from vcmbench.codecs.base import FeatureCodec, RatePoint
+from vcmbench.codecs.base import Codec, ImageCodec, LayeredCodec, RatePoint
 from vcmbench.config import fingerprint, selected_codec_configs
 from vcmbench.datasets.base import Dataset
 from vcmbench.errors import PayloadError
-from vcmbench.metrics.fidelity import fidelity
+from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.points import build_points
 from vcmbench.records import Record, RecordStore
-from vcmbench.vision.base import Detections, SplitDetector
+from vcmbench.vision.base import LEVELS, Detections, FrontOutput, SplitDetector
 
 log = logging.getLogger("vcmbench.run")
 
 
 @dataclass
 class CodecJob:
-    codec: FeatureCodec
+    codec: Codec
     setup: str
 
 
@@ -54,30 +54,36 @@ def build_jobs(cfg: DictConfig) -> list[CodecJob]:
     for name, node in selected_codec_configs(cfg).items():
         codec_settings = OmegaConf.masked_copy(node, [k for k in node if k != "rates"])
         codec = instantiate(node)
-        jobs.append(CodecJob(codec, fingerprint(base, codec_settings)))
+        extra = codec.setup_extra()
+        setup = fingerprint(base, codec_settings) if extra is None else fingerprint(base, codec_settings, extra)
+        jobs.append(CodecJob(codec, setup))
     return jobs
 
 
-def code_one(codec: FeatureCodec, rate: RatePoint, front, detector: SplitDetector, sample, front_s: float,
+def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitDetector, sample, front_s: float,
              setup: str, pristine: Detections | None = None) -> Record:
-    """Encode, decode and run the back for one image at one rate point, all timed.
+    """One image at one rate point through the codec and the network, every stage timed.
+
+    Where the codec sits depends on its kind (DESIGN.md data flow; ImageCodec and
+    LayeredCodec in codecs/base.py): a feature codec codes the front's features and the
+    back runs on the decoded ones; an image codec codes the image and the whole network
+    (front, then back) runs on the decoded image; a layered codec codes both, the back
+    runs on its base layer and the viewer's image comes from its enhancement layer.
 
     With `pristine` (the back's output on untouched features) the record also gets the
     task-fidelity figures (feature MSE/PSNR per level, detection agreement): `fid_*`.
     """
+    if codec.kind == "image":
+        return _code_image(codec, rate, front, detector, sample, setup, pristine)
+    if codec.kind == "layered":
+        return _code_layered(codec, rate, front, detector, sample, front_s, setup, pristine)
     t0 = time.perf_counter()
     payload = codec.encode(front.features, rate)
     enc_s = time.perf_counter() - t0
     rec = Record(sample.image_id, codec.name, rate.label, setup, len(payload), sample.pixels,
                  enc_s, 0.0, front_s, 0.0)
-    try:
-        t0 = time.perf_counter()
-        decoded = codec.decode(payload)
-        rec.dec_s = time.perf_counter() - t0
-    except PayloadError as exc:
-        rec.dec_s = time.perf_counter() - t0
-        rec.status, rec.error = "decode_failed", str(exc)
-        log.warning("image %s, %s %s: %s", sample.image_id, codec.name, rate.label, exc)
+    decoded = _timed_decode(rec, lambda: codec.decode(payload))
+    if decoded is None:
         return rec
     t0 = time.perf_counter()
     dets = detector.back(decoded, front.meta)
@@ -85,6 +91,80 @@ def code_one(codec: FeatureCodec, rate: RatePoint, front, detector: SplitDetecto
     rec.detections = to_rows(dets, detector)
     if pristine is not None:
         rec.extra = fidelity(front.features, decoded, pristine, dets)
+    return rec
+
+
+def _timed_decode(rec: Record, decode: Callable[[], object]):
+    """Run and time one decode into rec.dec_s; a PayloadError marks the record failed (None)."""
+    t0 = time.perf_counter()
+    try:
+        out = decode()
+    except PayloadError as exc:
+        rec.status, rec.error = "decode_failed", str(exc)
+        log.warning("image %s, %s %s: %s", rec.image_id, rec.codec, rec.rate, exc)
+        out = None
+    rec.dec_s += time.perf_counter() - t0
+    return out
+
+
+def _code_image(codec: ImageCodec, rate: RatePoint, front: FrontOutput, detector: SplitDetector, sample,
+                setup: str, pristine: Detections | None) -> Record:
+    """Remote inference: the image is coded; front and back both run on the decoded image.
+
+    front_s / back_s are the receiver's network times on the decoded image (front + back is
+    the unsplit detector: the split-exactness tests hold every model to it).
+    """
+    t0 = time.perf_counter()
+    payload = codec.encode(sample.image, rate)
+    enc_s = time.perf_counter() - t0
+    rec = Record(sample.image_id, codec.name, rate.label, setup, len(payload), sample.pixels, enc_s, 0.0, 0.0, 0.0)
+    image = _timed_decode(rec, lambda: codec.decode(payload))
+    if image is None:
+        return rec
+    t0 = time.perf_counter()
+    received = detector.front(image)
+    rec.front_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dets = detector.back(received.features, received.meta)
+    rec.back_s = time.perf_counter() - t0
+    rec.detections = to_rows(dets, detector)
+    rec.extra = image_fidelity(sample.image, image)
+    if pristine is not None and received.features[LEVELS[0]].shape == front.features[LEVELS[0]].shape:
+        rec.extra.update(fidelity(front.features, received.features, pristine, dets))
+    return rec
+
+
+def _code_layered(codec: LayeredCodec, rate: RatePoint, front: FrontOutput, detector: SplitDetector, sample,
+                  front_s: float, setup: str, pristine: Detections | None) -> Record:
+    """Joint coding: the back runs on the base layer, the image comes from the enhancement layer.
+
+    dec_s is the whole payload's decode (both layers); dec_base_s (what the machine needs)
+    and dec_enh_s are extra columns, as are bytes_base and bytes_enh (they add up to bytes).
+    """
+    t0 = time.perf_counter()
+    payload = codec.encode(sample.image, front.features, front.meta, rate)
+    enc_s = time.perf_counter() - t0
+    rec = Record(sample.image_id, codec.name, rate.label, setup, len(payload), sample.pixels,
+                 enc_s, 0.0, front_s, 0.0)
+    layers = _timed_decode(rec, lambda: codec.layer_bytes(payload))
+    if layers is None:
+        return rec
+    base = _timed_decode(rec, lambda: codec.decode_base(payload))
+    if base is None:
+        return rec
+    dec_base_s = rec.dec_s
+    image = _timed_decode(rec, lambda: codec.decode_enhancement(payload, base, front.meta))
+    if image is None:
+        return rec
+    t0 = time.perf_counter()
+    dets = detector.back(base, front.meta)
+    rec.back_s = time.perf_counter() - t0
+    rec.detections = to_rows(dets, detector)
+    rec.extra = {"bytes_base": float(layers[0]), "bytes_enh": float(layers[1]),
+                 "dec_base_s": dec_base_s, "dec_enh_s": rec.dec_s - dec_base_s}
+    rec.extra.update(image_fidelity(sample.image, image))
+    if pristine is not None:
+        rec.extra.update(fidelity(front.features, base, pristine, dets))
     return rec
 
 

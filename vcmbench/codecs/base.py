@@ -1,4 +1,9 @@
-"""The feature-codec contract and the payload container every codec writes.
+"""The codec contracts and the payload container every codec writes.
+
+Three kinds (`Codec.kind`), by where they sit in the data flow: feature codecs (below),
+image codecs (the image is coded and the whole detector runs on the decoded image: the
+VCM image anchor) and layered codecs (a feature base layer plus an image enhancement
+layer in one payload). The feature contract:
 
 `encode(features, rate) -> bytes` and `decode(bytes) -> features`: the bytes are the
 whole transmitted payload. Shapes, quantisation ranges, channel orders, model ids:
@@ -23,8 +28,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from vcmbench.errors import ConfigError, PayloadError, ShapeError
-from vcmbench.vision.base import LEVELS, Features, check_features
+from vcmbench.vision.base import LEVELS, Features, ImageMeta, check_features
 
 
 @dataclass(frozen=True)
@@ -43,16 +50,17 @@ class RatePoint:
         return self.label
 
 
-class FeatureCodec(ABC):
-    """Base of every feature codec.
+class Codec(ABC):
+    """What every codec has: a name, a rate knob and its rate points.
 
-    Subclasses set `tag` (4 ASCII bytes, unique per codec family) and `knob`, and
-    implement `_encode_body` / `_decode_body`; the container and its checks live here
-    so every codec refuses truncated or foreign payloads the same way.
+    `kind` says where the codec sits in the data flow, and so what the sweep gives it:
+    "features" (FeatureCodec: the front's p2..p5, the back runs on the decoded features),
+    "image" (ImageCodec: the input image before any front, the whole detector runs on the
+    decoded image: remote inference), "layered" (LayeredCodec: image and features, a base
+    layer for the task and an enhancement layer for a viewable image).
     """
 
-    tag: bytes = b"????"
-    version: int = 1
+    kind: str = "features"
     knob: str = "rate"
 
     def __init__(self, name: str, rates: Sequence[object] | None = None):
@@ -72,6 +80,24 @@ class FeatureCodec(ABC):
         raise ConfigError(
             f"codec {self.name} has no rate point {label_or_value!r}; it has {[r.label for r in self.rates]}"
         )
+
+    def setup_extra(self) -> object:
+        """Settings that shape the output but are not in the codec's own yaml (e.g. a codec
+        configured by the name of another codec's yaml); they join the resume fingerprint."""
+        return None
+
+
+class FeatureCodec(Codec):
+    """Base of every feature codec.
+
+    Subclasses set `tag` (4 ASCII bytes, unique per codec family) and `knob`, and
+    implement `_encode_body` / `_decode_body`; the container and its checks live here
+    so every codec refuses truncated or foreign payloads the same way.
+    """
+
+    kind = "features"
+    tag: bytes = b"????"
+    version: int = 1
 
     # -- public API -----------------------------------------------------------------
     def encode(self, features: Features, rate: RatePoint) -> bytes:
@@ -120,6 +146,102 @@ class FeatureCodec(ABC):
     @abstractmethod
     def _decode_body(self, body: memoryview, shapes: list[tuple[int, int, int]]) -> Features:
         """Inverse of `_encode_body`; raise PayloadError on anything malformed."""
+
+
+class ImageCodec(Codec):
+    """Base of the image codecs (remote inference): the image is coded, not the features.
+
+    `encode(image, rate) -> bytes`, `decode(bytes) -> image`, with image a uint8 RGB tensor
+    (3, H, W). The sweep hands these codecs the dataset's image before any front runs and
+    gives the decoded image to the whole detector, so their points sit in the same table as
+    the feature codecs' (same images, same bpp definition: payload bits over the input's
+    pixels) and BD-rates between the two settings are read off one report.
+
+    Container: tag (4 bytes), version (1), the input's height and width (2 x u16), then
+    the codec's body. The size is in the payload because the decoder must crop the coded
+    picture's padding and undo any downscaling, and nothing reaches it another way.
+    """
+
+    kind = "image"
+    tag: bytes = b"????"
+    version: int = 1
+
+    def encode(self, image: torch.Tensor, rate: RatePoint) -> bytes:
+        check_image(image, self.name)
+        _, h, w = (int(s) for s in image.shape)
+        if max(h, w) > 0xFFFF:
+            raise ShapeError(f"{self.name}: image of {w}x{h} exceeds the container's 65535-pixel side")
+        header = self.tag + struct.pack(">BHH", self.version, h, w)
+        return header + self._encode_body(image, rate)
+
+    def decode(self, payload: bytes) -> torch.Tensor:
+        payload = bytes(payload)
+        if len(payload) < 9:
+            raise PayloadError(f"{self.name}: payload of {len(payload)} bytes is shorter than the header")
+        if payload[:4] != self.tag:
+            raise PayloadError(
+                f"{self.name}: payload tag {payload[:4]!r} is not this codec's {self.tag!r}; it was made by another codec"
+            )
+        version, h, w = struct.unpack(">BHH", payload[4:9])
+        if version != self.version:
+            raise PayloadError(f"{self.name}: payload version {version}, this decoder reads {self.version}")
+        if h == 0 or w == 0:
+            raise PayloadError(f"{self.name}: header says the image is {w}x{h} (corrupt header)")
+        image = self._decode_body(memoryview(payload)[9:], h, w)
+        if tuple(image.shape) != (3, h, w) or image.dtype != torch.uint8:
+            raise PayloadError(
+                f"{self.name}: decoded image is {tuple(image.shape)} {image.dtype}, header says (3, {h}, {w}) uint8"
+            )
+        return image
+
+    @abstractmethod
+    def _encode_body(self, image: torch.Tensor, rate: RatePoint) -> bytes:
+        """Everything after the size; must carry whatever else decode needs."""
+
+    @abstractmethod
+    def _decode_body(self, body: memoryview, height: int, width: int) -> torch.Tensor:
+        """Inverse of `_encode_body`: a (3, height, width) uint8 image; PayloadError if malformed."""
+
+
+class LayeredCodec(Codec):
+    """Base of the joint feature + image codecs: one payload, two layers.
+
+    The base layer carries features for the machine task, the enhancement layer what a person
+    needs to see the image. `encode(image, features, rate)` writes both into one payload;
+    `layer_bytes(payload)` says how many of its bytes belong to each (they add up to the
+    payload: bytes_base + bytes_enh == len(payload)); the task decoder reads the base layer
+    alone (`decode_base`), the viewer also the enhancement layer, which may use the decoded
+    base features (`decode_enhancement`).
+    """
+
+    kind = "layered"
+
+    @abstractmethod
+    def encode(self, image: torch.Tensor, features: Features, meta: ImageMeta, rate: RatePoint) -> bytes:
+        """Both layers of one image; `meta` is the front's preprocessing (the receiver knows it too)."""
+
+    @abstractmethod
+    def layer_bytes(self, payload: bytes) -> tuple[int, int]:
+        """(bytes_base, bytes_enh) of a payload; PayloadError if its layer table is corrupt."""
+
+    @abstractmethod
+    def decode_base(self, payload: bytes) -> Features:
+        """The base layer's features (what the back runs on)."""
+
+    @abstractmethod
+    def decode_enhancement(self, payload: bytes, base: Features, meta: ImageMeta) -> torch.Tensor:
+        """The viewable image, uint8 RGB (3, H, W), from the enhancement layer (and the decoded base)."""
+
+
+def check_image(image: torch.Tensor, who: str) -> None:
+    """An image codec's input guard: uint8 RGB (3, H, W), what the datasets yield."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ShapeError(f"{who}: expected an RGB image tensor of shape (3, H, W), got {shape}")
+    if image.dtype != torch.uint8:
+        raise ShapeError(f"{who}: expected a uint8 image (0..255), got {image.dtype}; datasets yield uint8")
+    if 0 in image.shape:
+        raise ShapeError(f"{who}: empty image {tuple(image.shape)}")
 
 
 def with_crc(body: bytes) -> bytes:

@@ -348,17 +348,63 @@ class FfmpegCodec(ExternalCodec):
         n, h, w = frames.shape
         frames = _pad_to(frames, self._align(), self.min_dim)
         _, ph, pw = frames.shape
+        return self._run_encoder(self._to_input(frames, bitdepth), self._in_pix_fmt(bitdepth), (ph, pw), n,
+                                 knob, value, intra, bitdepth)
+
+    def _run_encoder(self, raw: bytes, pix_fmt: str, size: tuple[int, int], n: int, knob: str, value: object,
+                     intra: bool, bitdepth: int, filters: str | None = None, out_pix_fmt: str | None = None) -> bytes:
+        ph, pw = size
         cmd = self._base() + [
-            "-f", "rawvideo", "-pix_fmt", self._in_pix_fmt(bitdepth), "-s", f"{pw}x{ph}", "-r", "25", "-i", "-",
-            "-an", "-frames:v", str(n), "-c:v", self.encoder,
+            "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{pw}x{ph}", "-r", "25", "-i", "-",
+            "-an", "-frames:v", str(n),
         ]
+        if filters:
+            cmd += ["-vf", filters]
+        if out_pix_fmt:
+            cmd += ["-pix_fmt", out_pix_fmt]
+        cmd += ["-c:v", self.encoder]
         threads = self.threads if self.threads is not None else self._auto_threads(ph * pw)
         if threads is not None:
             cmd += ["-threads", str(threads)]
         cmd += self._encoder_args(knob, value, intra, bitdepth) + self.extra_args + ["-f", self.muxer, "-"]
         self.last_command = cmd
-        done = run_process(cmd, self.who, self.setting, self._to_input(frames, bitdepth), self.timeout_s)
+        done = run_process(cmd, self.who, self.setting, raw, self.timeout_s)
         self.last_output = done.stderr
+        return done.stdout
+
+    # -- colour pictures (image codecs) ---------------------------------------------------
+    def encode_picture(self, raw: bytes, pix_fmt: str, size: tuple[int, int], filters: str, out_pix_fmt: str,
+                       knob: str, value: object = None) -> bytes:
+        """One colour picture, all-intra: `raw` samples in `pix_fmt` of `size` (h, w), converted by
+        the ffmpeg filter graph `filters` (scaling, padding, colour conversion) to `out_pix_fmt`,
+        then encoded. The image codecs build the filter graph; this runs the real encoder on it."""
+        self.check_rate(knob, value)
+        t0 = time.perf_counter()
+        data = self._run_encoder(raw, pix_fmt, size, 1, knob, value, True, 10 if "10" in out_pix_fmt else 8,
+                                 filters, out_pix_fmt)
+        self.last_encode_s = time.perf_counter() - t0
+        if not data:
+            raise ExternalCodecError(
+                f"{self.who}: `{shlex.join(self.last_command)}` wrote an empty bitstream; "
+                f"it printed: {_tail(self.last_output)}"
+            )
+        return data
+
+    def decode_picture(self, data: bytes, filters: str, pix_fmt: str, n_bytes: int, size: tuple[int, int]) -> bytes:
+        """Inverse of encode_picture: decode, run `filters` (colour conversion, crop, scaling) and
+        return exactly `n_bytes` of `pix_fmt` samples; ExternalCodecError if the stream gives fewer."""
+        if not data:
+            raise ExternalCodecError(f"{self.who}: empty bitstream")
+        t0 = time.perf_counter()
+        cmd = self._base() + self._decoder_args() + [
+            "-i", "-", "-an", "-frames:v", "1", "-vf", filters, "-f", "rawvideo", "-pix_fmt", pix_fmt, "-",
+        ]
+        self.last_command = cmd
+        done = run_process(cmd, self.who, self.setting, bytes(data), self.timeout_s)
+        self.last_output = done.stderr
+        self.last_decode_s = time.perf_counter() - t0
+        if len(done.stdout) != n_bytes:
+            raise self._wrong_size(len(done.stdout), n_bytes, 1, *size)
         return done.stdout
 
     def _auto_threads(self, frame_pixels: int) -> int | None:

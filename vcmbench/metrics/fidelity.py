@@ -6,6 +6,12 @@ Feature fidelity (per image): MSE and PSNR per level, PSNR peak = the pristine l
 max - min; overall MSE over all elements, PSNR with the peak over all levels. Identical
 features give MSE 0 and PSNR +inf.
 
+Image fidelity (image and layered codecs): `image_psnr` (dB, over the three 8-bit RGB
+channels, peak 255) and `image_msssim` (MS-SSIM, pytorch_msssim: Gaussian window 11,
+sigma 1.5, five scales with the standard weights, computed on RGB in [0, 255]) of the
+decoded image against the input. MS-SSIM's five scales need both sides > 160 pixels;
+smaller images get NaN, not a number from fewer scales that would not compare.
+
 Detection fidelity: the back's detections on decoded features against its detections on
 pristine features taken as ground truth: pristine boxes scoring at least `score_thresh`
 are the ground truth, every decoded box is a prediction, matched class-aware as in mAP
@@ -29,7 +35,7 @@ import torch
 from vcmbench.errors import MetricError, ShapeError
 from vcmbench.vision.base import LEVELS, Detections, Features
 
-__all__ = ["feature_fidelity", "detection_fidelity", "fidelity", "DEFAULT_SCORE_THRESH"]
+__all__ = ["feature_fidelity", "detection_fidelity", "fidelity", "image_fidelity", "DEFAULT_SCORE_THRESH"]
 
 #: pristine detections at or above this score are the ground truth (a trained detector's
 #: usual display threshold: confident boxes only, so the ground truth is what the task
@@ -208,4 +214,24 @@ def fidelity(
     out = feature_fidelity(pristine, decoded)
     if pristine_dets is not None and decoded_dets is not None:
         out.update(detection_fidelity(pristine_dets, decoded_dets, iou=iou, score_thresh=score_thresh))
+    return out
+
+
+#: smallest side MS-SSIM's five scales (window 11, four 2x poolings) are defined on
+MSSSIM_MIN_SIDE = 161
+
+
+def image_fidelity(original: torch.Tensor, decoded: torch.Tensor) -> dict[str, float]:
+    """PSNR and MS-SSIM of a decoded uint8 RGB image (3, H, W) against the original."""
+    if original.shape != decoded.shape:
+        raise ShapeError(f"image_fidelity: decoded image is {tuple(decoded.shape)}, the original {tuple(original.shape)}")
+    a = original.detach().to("cpu", torch.float64)
+    b = decoded.detach().to("cpu", torch.float64)
+    out = {"image_psnr": _psnr(float(((a - b) ** 2).mean()), 255.0)}
+    if min(original.shape[-2:]) < MSSSIM_MIN_SIDE:
+        out["image_msssim"] = math.nan
+    else:
+        from pytorch_msssim import ms_ssim
+
+        out["image_msssim"] = float(ms_ssim(a[None].float(), b[None].float(), data_range=255.0, size_average=True))
     return out
