@@ -107,3 +107,38 @@ def test_sweep_reports_each_layer(tmp_path):
     assert all(p.is_file() for p in rep.groups[0].figures["layers"])
     table = pd.read_csv(tmp_path / "run" / "points.csv")
     assert {"bytes_base", "bytes_enh", "bpp_base", "bpp_enh", "image_psnr", "image_msssim"} <= set(table.columns)
+
+
+def test_residual_layer_builds_on_the_decoded_base(scene):
+    """Collaborative mode: the enhancement layer is a residual over a prediction from the base layer,
+    so the viewer's image depends on the base features, and adds to what the prediction alone gives."""
+    from vcmbench.codecs.learned.predictor import predict_image
+    from vcmbench.metrics.fidelity import image_fidelity
+
+    image, front = scene
+    node = all_codec_configs(include_optional=True)["joint_residual_vvc"]
+    node.pop("in_default_run")
+    codec = instantiate(node)
+    simulcast = instantiate(all_codec_configs()["joint_interleaved_vvc"])
+    rate = codec.rate_point("quality=4+qp=32")
+    payload = codec.encode(image, front.features, front.meta, rate)
+    n_base, n_enh = codec.layer_bytes(payload)
+    assert n_base + n_enh == len(payload)
+    assert n_base == simulcast.layer_bytes(simulcast.encode(image, front.features, front.meta, rate))[0]
+    base = codec.decode_base(payload)
+    viewed = codec.decode_enhancement(payload, base, front.meta)
+    predicted = predict_image(codec._predictor, base, front.meta)
+    assert image_fidelity(image, viewed)["image_psnr"] > image_fidelity(image, predicted)["image_psnr"] + 1.0
+    other = {k: torch.zeros_like(v) for k, v in base.items()}
+    assert not torch.equal(codec.decode_enhancement(payload, other, front.meta), viewed)
+
+
+def test_residual_mode_needs_its_predictor(tmp_path):
+    with pytest.raises(Exception, match=r"codec.j.predictor.*not found.*vcmbench.codecs.learned.predictor"):
+        JointCodec("j", base="learned_interleaved", rates=[[2, 42]], enhancement="residual",
+                   predictor=str(tmp_path / "missing.pt"))
+    with pytest.raises(ConfigError, match=r"codec.j.scale"):
+        JointCodec("j", base="learned_interleaved", rates=[[2, 42]], enhancement="residual",
+                   predictor="checkpoints/joint_predictor/ci_frcnn.pt", scale=0.5)
+    with pytest.raises(ConfigError, match=r"codec.j.enhancement"):
+        JointCodec("j", base="learned_interleaved", rates=[[2, 42]], enhancement="both")

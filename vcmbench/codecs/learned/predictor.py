@@ -62,7 +62,7 @@ def load_predictor(path: str | Path, who: str) -> FeatureToImage:
     if not p.is_file():
         raise CheckpointError(
             f"{who}: predictor checkpoint {p} not found; train one with "
-            f"`python -m vcmbench.codecs.learned.predictor --out {path}` or set {who}.predictor"
+            f"`python -m vcmbench.codecs.learned.predictor --out {path}` or set {who} to a trained checkpoint"
         )
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
