@@ -113,16 +113,8 @@ class FeatureCodec(Codec):
     def decode(self, payload: bytes) -> Features:
         payload = bytes(payload)
         fixed = 6
-        if len(payload) < fixed:
-            raise PayloadError(f"{self.name}: payload of {len(payload)} bytes is shorter than the header")
-        if payload[:4] != self.tag:
-            raise PayloadError(
-                f"{self.name}: payload tag {payload[:4]!r} is not this codec's {self.tag!r}; "
-                f"it was made by another codec"
-            )
-        version, n = struct.unpack(">BB", payload[4:6])
-        if version != self.version:
-            raise PayloadError(f"{self.name}: payload version {version}, this decoder reads {self.version}")
+        check_container(payload, fixed, self.tag, self.version, self.name)
+        n = payload[5]
         if n != len(LEVELS):
             raise PayloadError(f"{self.name}: payload says {n} levels, expected {len(LEVELS)} (corrupt header)")
         end = fixed + 6 * n
@@ -176,15 +168,8 @@ class ImageCodec(Codec):
 
     def decode(self, payload: bytes) -> torch.Tensor:
         payload = bytes(payload)
-        if len(payload) < 9:
-            raise PayloadError(f"{self.name}: payload of {len(payload)} bytes is shorter than the header")
-        if payload[:4] != self.tag:
-            raise PayloadError(
-                f"{self.name}: payload tag {payload[:4]!r} is not this codec's {self.tag!r}; it was made by another codec"
-            )
-        version, h, w = struct.unpack(">BHH", payload[4:9])
-        if version != self.version:
-            raise PayloadError(f"{self.name}: payload version {version}, this decoder reads {self.version}")
+        check_container(payload, 9, self.tag, self.version, self.name)
+        h, w = struct.unpack(">HH", payload[5:9])
         if h == 0 or w == 0:
             raise PayloadError(f"{self.name}: header says the image is {w}x{h} (corrupt header)")
         image = self._decode_body(memoryview(payload)[9:], h, w)
@@ -231,6 +216,17 @@ class LayeredCodec(Codec):
     @abstractmethod
     def decode_enhancement(self, payload: bytes, base: Features, meta: ImageMeta) -> torch.Tensor:
         """The viewable image, uint8 RGB (3, H, W), from the enhancement layer (and the decoded base)."""
+
+
+def check_container(payload: bytes, fixed: int, tag: bytes, version: int, who: str) -> None:
+    """The checks every container starts with (bytes 0-3 the tag, byte 4 the version): long
+    enough for its fixed header, made by this codec, in the version this decoder reads."""
+    if len(payload) < fixed:
+        raise PayloadError(f"{who}: payload of {len(payload)} bytes is shorter than the header")
+    if payload[:4] != tag:
+        raise PayloadError(f"{who}: payload tag {payload[:4]!r} is not this codec's {tag!r}; it was made by another codec")
+    if payload[4] != version:
+        raise PayloadError(f"{who}: payload version {payload[4]}, this decoder reads {version}")
 
 
 def check_image(image: torch.Tensor, who: str) -> None:

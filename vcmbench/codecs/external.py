@@ -222,6 +222,10 @@ class ExternalCodec(ABC):
         self.last_encode_s = time.perf_counter() - t0
         self.encode_s += self.last_encode_s
         self.calls += 1
+        return self._nonempty(data)
+
+    def _nonempty(self, data: bytes) -> bytes:
+        """An encoder that exits 0 but writes nothing is an error, with its command and output."""
         if not data:
             raise ExternalCodecError(
                 f"{self.who}: `{shlex.join(self.last_command)}` wrote an empty bitstream; "
@@ -374,21 +378,16 @@ class FfmpegCodec(ExternalCodec):
 
     # -- colour pictures (image codecs) ---------------------------------------------------
     def encode_picture(self, raw: bytes, pix_fmt: str, size: tuple[int, int], filters: str, out_pix_fmt: str,
-                       knob: str, value: object = None) -> bytes:
+                       bitdepth: int, knob: str, value: object = None) -> bytes:
         """One colour picture, all-intra: `raw` samples in `pix_fmt` of `size` (h, w), converted by
-        the ffmpeg filter graph `filters` (scaling, padding, colour conversion) to `out_pix_fmt`,
-        then encoded. The image codecs build the filter graph; this runs the real encoder on it."""
+        the ffmpeg filter graph `filters` (scaling, padding, colour conversion) to `out_pix_fmt`
+        (`bitdepth` bits per sample), then encoded. The image codecs build the filter graph; this
+        runs the real encoder on it."""
         self.check_rate(knob, value)
         t0 = time.perf_counter()
-        data = self._run_encoder(raw, pix_fmt, size, 1, knob, value, True, 10 if "10" in out_pix_fmt else 8,
-                                 filters, out_pix_fmt)
+        data = self._run_encoder(raw, pix_fmt, size, 1, knob, value, True, bitdepth, filters, out_pix_fmt)
         self.last_encode_s = time.perf_counter() - t0
-        if not data:
-            raise ExternalCodecError(
-                f"{self.who}: `{shlex.join(self.last_command)}` wrote an empty bitstream; "
-                f"it printed: {_tail(self.last_output)}"
-            )
-        return data
+        return self._nonempty(data)
 
     def decode_picture(self, data: bytes, filters: str, pix_fmt: str, n_bytes: int, size: tuple[int, int]) -> bytes:
         """Inverse of encode_picture: decode, run `filters` (colour conversion, crop, scaling) and

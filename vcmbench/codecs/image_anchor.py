@@ -136,7 +136,7 @@ class ImageAnchorCodec(ImageCodec):
         _, h, w = planes.shape
         gbr = np.ascontiguousarray(planes[[1, 2, 0]].astype("<u2"))  # gbrp10le plane order: G, B, R
         return self.backend.encode_picture(gbr.tobytes(), "gbrp10le", (h, w), self._encode_filters(h, w, "gbrp10le"),
-                                           self._yuv_format(), rate.knob, rate.value)
+                                           self._yuv_format(), self.bits, rate.knob, rate.value)
 
     def decode_rgb10(self, stream: bytes, height: int, width: int) -> np.ndarray:
         """Inverse of encode_rgb10: (3, H, W) uint16 samples; PayloadError if the stream does not decode."""
@@ -152,8 +152,8 @@ class ImageAnchorCodec(ImageCodec):
     def _encode_body(self, image: torch.Tensor, rate: RatePoint) -> bytes:
         _, h, w = image.shape
         rgb = image.permute(1, 2, 0).contiguous().numpy().tobytes()
-        out_fmt = "rgb24" if self.lossless else self._yuv_format()
-        stream = self.backend.encode_picture(rgb, "rgb24", (h, w), self._encode_filters(h, w), out_fmt,
+        out_fmt, bits = ("rgb24", 8) if self.lossless else (self._yuv_format(), self.bits)
+        stream = self.backend.encode_picture(rgb, "rgb24", (h, w), self._encode_filters(h, w), out_fmt, bits,
                                              rate.knob, rate.value)
         return struct.pack(">B", self.percent) + stream
 
