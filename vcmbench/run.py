@@ -29,7 +29,7 @@ from vcmbench.errors import PayloadError
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.points import build_points
 from vcmbench.records import Record, RecordStore
-from vcmbench.vision.base import LEVELS, Detections, FrontOutput, SplitDetector
+from vcmbench.vision.base import LEVELS, Detections, Features, FrontOutput, SplitDetector
 
 log = logging.getLogger("vcmbench.run")
 
@@ -85,13 +85,19 @@ def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitD
     decoded = _timed_decode(rec, lambda: codec.decode(payload))
     if decoded is None:
         return rec
-    t0 = time.perf_counter()
-    dets = detector.back(decoded, front.meta)
-    rec.back_s = time.perf_counter() - t0
-    rec.detections = to_rows(dets, detector)
+    dets = _timed_back(rec, detector, decoded, front.meta)
     if pristine is not None:
         rec.extra = fidelity(front.features, decoded, pristine, dets)
     return rec
+
+
+def _timed_back(rec: Record, detector: SplitDetector, features: Features, meta) -> Detections:
+    """Run and time the back into rec.back_s; its detections go into the record (and are returned)."""
+    t0 = time.perf_counter()
+    dets = detector.back(features, meta)
+    rec.back_s = time.perf_counter() - t0
+    rec.detections = to_rows(dets, detector)
+    return dets
 
 
 def _timed_decode(rec: Record, decode: Callable[[], object]):
@@ -124,10 +130,7 @@ def _code_image(codec: ImageCodec, rate: RatePoint, front: FrontOutput, detector
     t0 = time.perf_counter()
     received = detector.front(image)
     rec.front_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    dets = detector.back(received.features, received.meta)
-    rec.back_s = time.perf_counter() - t0
-    rec.detections = to_rows(dets, detector)
+    dets = _timed_back(rec, detector, received.features, received.meta)
     rec.extra = image_fidelity(sample.image, image)
     if pristine is not None and received.features[LEVELS[0]].shape == front.features[LEVELS[0]].shape:
         rec.extra.update(fidelity(front.features, received.features, pristine, dets))
@@ -156,10 +159,7 @@ def _code_layered(codec: LayeredCodec, rate: RatePoint, front: FrontOutput, dete
     image = _timed_decode(rec, lambda: codec.decode_enhancement(payload, base, front.meta))
     if image is None:
         return rec
-    t0 = time.perf_counter()
-    dets = detector.back(base, front.meta)
-    rec.back_s = time.perf_counter() - t0
-    rec.detections = to_rows(dets, detector)
+    dets = _timed_back(rec, detector, base, front.meta)
     rec.extra = {"bytes_base": float(layers[0]), "bytes_enh": float(layers[1]),
                  "dec_base_s": dec_base_s, "dec_enh_s": rec.dec_s - dec_base_s}
     rec.extra.update(image_fidelity(sample.image, image))
