@@ -41,9 +41,7 @@ def parse_args(argv=None):
 
 
 def run(args) -> pd.DataFrame:
-    from hydra import compose, initialize_config_dir
-
-    from vcmbench.config import conf_dir
+    from vcmbench.config import compose_config
     from vcmbench.run import run_sweep
 
     pairs = "[" + ",".join(f"[{args.base_quality},{qp}]" for qp in args.qps) + "]"
@@ -51,8 +49,7 @@ def run(args) -> pd.DataFrame:
     overrides = ["dataset=synthetic_val", "model=ci_frcnn", f"codec=[{','.join(MODES)},image_vvc]",
                  *(f"codec.{m}.rates={pairs}" for m in MODES), f"codec.image_vvc.rates={qps}",
                  f"threads={args.threads}", "progress=false", f"dataset.max_images={args.max_images or 'null'}"]
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose_config("config", overrides)
     t0 = time.perf_counter()
     points = run_sweep(cfg, args.run_dir)
     print(f"sweep: {time.perf_counter() - t0:.0f} s ({args.run_dir})", file=sys.stderr)

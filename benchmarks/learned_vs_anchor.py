@@ -61,17 +61,14 @@ def run_or_read(args) -> pd.DataFrame:
         if not points_csv.is_file():
             sys.exit(f"{points_csv} does not exist; run without --read-only first")
         return pd.read_csv(points_csv)
-    from hydra import compose, initialize_config_dir
-
-    from vcmbench.config import conf_dir
+    from vcmbench.config import compose_config
     from vcmbench.run import run_sweep
 
     overrides = [f"dataset={args.dataset}", f"model={args.model}", f"codec=[{','.join(args.codecs)}]",
                  f"threads={args.threads}", *args.overrides]
     # conf/config.yaml caps dataset.max_images for the quick default run: lift it
     overrides.append(f"dataset.max_images={args.max_images or 'null'}")
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose_config("config", overrides)
     t0 = time.perf_counter()
     points = run_sweep(cfg, args.run_dir)
     print(f"sweep: {time.perf_counter() - t0:.0f} s ({args.run_dir})", file=sys.stderr)
@@ -82,15 +79,13 @@ def timing_pass(args, codecs: list[str], n: int) -> pd.DataFrame:
     """Per-image encode/decode seconds of each codec under the same conditions (one process,
     codecs back to back on the same features), unlike the sweep's, which may have shared the
     machine with other work while some codecs ran."""
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from vcmbench.config import conf_dir, selected_codec_configs
+    from vcmbench.config import compose_config, selected_codec_configs
 
     overrides = [f"dataset={args.dataset}", f"model={args.model}", f"codec=[{','.join(codecs)}]",
                  f"dataset.max_images={n}", *args.overrides]
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose_config("config", overrides)
     torch.set_num_threads(args.threads)
     dataset = instantiate(cfg.dataset)
     detector = instantiate(cfg.model)

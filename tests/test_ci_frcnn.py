@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from vcmbench.config import conf_dir
+from vcmbench.config import compose_config
 from vcmbench.datasets import synthetic
 from vcmbench.errors import CheckpointError
 from vcmbench.vision.base import LEVELS
@@ -17,11 +16,6 @@ from vcmbench.vision.ci_frcnn import DEFAULT_WEIGHTS, REPO_ROOT, build
 
 CKPT = REPO_ROOT / DEFAULT_WEIGHTS
 INFO = CKPT.with_suffix(".json")
-
-
-def _compose(config: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(config, overrides=overrides)
 
 
 def _scene(seed: int = 1_000_000, size: int = 256) -> torch.Tensor:
@@ -77,13 +71,13 @@ def test_training_steps_reduce_loss_deterministically(tmp_path):
 
     common = ["model.image_size=128", "batch_size=2", "val.count=0", "progress=false", "threads=1",
               "optimizer.warmup_steps=2", "log_every=1", "checkpoint_every=0"]
-    info = train_detector(_compose("train_detector", common + ["steps=10"]), str(tmp_path / "a"))
+    info = train_detector(compose_config("train_detector", common + ["steps=10"]), str(tmp_path / "a"))
     losses = info["losses"]
     assert len(losses) == 10 and all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
     assert (tmp_path / "a" / "ci_frcnn.pt").is_file() and (tmp_path / "a" / "loss.csv").is_file()
     # same seed: the same losses (the lr schedule depends on `steps` only after the warmup)
-    again = train_detector(_compose("train_detector", common + ["steps=2"]), str(tmp_path / "b"))
+    again = train_detector(compose_config("train_detector", common + ["steps=2"]), str(tmp_path / "b"))
     assert again["losses"][:2] == losses[:2]
 
 
@@ -101,7 +95,7 @@ def test_committed_checkpoint_reaches_recorded_ap(tmp_path):
 
     info = json.loads(INFO.read_text())
     small = info["val_small"]
-    cfg = _compose("config", ["model=ci_frcnn", "dataset=synthetic_val", f"dataset.count={small['count']}",
+    cfg = compose_config("config", ["model=ci_frcnn", "dataset=synthetic_val", f"dataset.count={small['count']}",
                               f"dataset.seed_start={small['seed_start']}", f"dataset.height={small['height']}",
                               f"dataset.width={small['width']}", f"dataset.cache_dir={tmp_path}",
                               "dataset.max_images=null"])

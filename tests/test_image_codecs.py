@@ -8,11 +8,10 @@ import math
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from vcmbench.codecs.image_anchor import ImageAnchorCodec, scaled_size
-from vcmbench.config import conf_dir
+from vcmbench.config import compose_config
 from vcmbench.errors import ConfigError, PayloadError, ShapeError
 from vcmbench.metrics.detection import evaluate
 from vcmbench.metrics.fidelity import image_fidelity
@@ -92,8 +91,7 @@ def test_bad_settings_and_inputs_name_the_field(odd_crop):
 
 
 def _cfg(*overrides: str):
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=[*SYNTHETIC, *overrides])
+    return compose_config("config", [*SYNTHETIC, *overrides])
 
 
 def test_lossless_image_limit_equals_the_unsplit_detector(tmp_path):

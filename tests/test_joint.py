@@ -5,12 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from vcmbench.codecs.image_anchor import ImageAnchorCodec
 from vcmbench.codecs.joint import JointCodec
-from vcmbench.config import all_codec_configs, conf_dir
+from vcmbench.config import all_codec_configs, compose_config, runnable_codec_config
 from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.report import write_report
 from vcmbench.run import run_sweep
@@ -19,8 +18,7 @@ SYNTHETIC = ["dataset=synthetic_val", "dataset.max_images=3", "model=ci_frcnn", 
 
 
 def _cfg(*overrides: str):
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=[*SYNTHETIC, *overrides])
+    return compose_config("config", [*SYNTHETIC, *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +114,7 @@ def test_residual_layer_builds_on_the_decoded_base(scene):
     from vcmbench.metrics.fidelity import image_fidelity
 
     image, front = scene
-    node = all_codec_configs(include_optional=True)["joint_residual_vvc"]
-    node.pop("in_default_run")
-    codec = instantiate(node)
+    codec = instantiate(runnable_codec_config(all_codec_configs(include_optional=True)["joint_residual_vvc"]))
     simulcast = instantiate(all_codec_configs()["joint_interleaved_vvc"])
     rate = codec.rate_point("quality=4+qp=32")
     payload = codec.encode(image, front.features, front.meta, rate)

@@ -89,10 +89,9 @@ def test_pad_levels_odd_sizes():
 @pytest.fixture(scope="module")
 def trained_tiny(tmp_path_factory):
     """train_codec on a tiny network: features of ci_frcnn (random weights) on 6 synthetic scenes."""
-    from hydra import compose, initialize_config_dir
 
     from vcmbench.codecs.learned.train import train_codec
-    from vcmbench.config import conf_dir
+    from vcmbench.config import compose_config
 
     root = tmp_path_factory.mktemp("learned_train")
     net = ",".join(f"{k}:{json.dumps(v)}" for k, v in dict(TINY, in_proj=8, attention=False).items())
@@ -104,8 +103,7 @@ def trained_tiny(tmp_path_factory):
         "threads=1", "quality=2", "lmbda=4.0", "optimizer.lr=2e-3", "optimizer.schedule=constant",
         f"codec.learned_interleaved.net={{{net}}}", f"copy_to={root / 'ckpt'}",
     ]
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose_config("train", overrides)
     info = train_codec(cfg, str(root / "run"))
     return root, info
 
@@ -128,10 +126,9 @@ def test_training_reduces_loss_and_writes_checkpoint(trained_tiny):
 
 
 def test_training_resumes_after_interruption(trained_tiny, monkeypatch):
-    from hydra import compose, initialize_config_dir
 
     from vcmbench.codecs.learned import train as train_mod
-    from vcmbench.config import conf_dir
+    from vcmbench.config import compose_config
 
     root, _ = trained_tiny
     net = ",".join(f"{k}:{json.dumps(v)}" for k, v in dict(TINY, in_proj=8, attention=False).items())
@@ -142,8 +139,7 @@ def test_training_resumes_after_interruption(trained_tiny, monkeypatch):
         "steps=8", "batch_size=2", "crop=32", "log_every=2", "val_every=0", "checkpoint_every=4",
         "progress=false", "threads=1", "quality=1", "lmbda=1.0", f"codec.learned_interleaved.net={{{net}}}",
     ]
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose_config("train", overrides)
     real_batch = train_mod.CropSampler.batch
 
     def interrupted(self, step, *a, **k):
@@ -365,13 +361,11 @@ def test_encode_decode_deterministic_across_processes(trained_tiny):
 
 
 def test_train_config_composes():
-    from hydra import compose, initialize_config_dir
 
     from vcmbench.codecs.learned.train import _codec_node, _lambda
-    from vcmbench.config import conf_dir
+    from vcmbench.config import compose_config
 
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=["codec=learned_cascade", "quality=1"])
+    cfg = compose_config("train", ["codec=learned_cascade", "quality=1"])
     name, node = _codec_node(cfg)
     assert name == "learned_cascade" and node.arch == "cascade"
     assert _lambda(cfg, node, 1) == float(node.lambdas[0])

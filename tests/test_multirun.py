@@ -16,10 +16,9 @@ from typing import Any, Dict
 import pandas as pd
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import MISSING, OmegaConf
 
-from vcmbench.config import conf_dir
+from vcmbench.config import compose_config
 from vcmbench.regress import regress_main
 from vcmbench.report import report_main
 
@@ -29,9 +28,8 @@ RUN_NAME = "mr"
 
 
 def launcher_cfg(launcher: str, *overrides: str):
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(config_name="config", return_hydra_config=True,
-                       overrides=[f"hydra/launcher={launcher}", "results_dir=/sweeps", "codec=raw", *overrides])
+    return compose_config("config", [f"hydra/launcher={launcher}", "results_dir=/sweeps", "codec=raw", *overrides],
+                          return_hydra_config=True)
 
 
 def test_joblib_multirun_two_codecs_then_report_and_regress(tmp_path, capsys):

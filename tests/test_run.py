@@ -9,10 +9,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
 from tests.codecs_for_tests import CrashingRaw
-from vcmbench.config import conf_dir
+from vcmbench.config import compose_config
 from vcmbench.points import POINT_COLUMNS
 from vcmbench.run import run_sweep
 from vcmbench.vision.torchvision_split import TorchvisionSplit
@@ -23,8 +22,7 @@ HEADER_AND_CRC = 30 + 4
 
 
 def cfg_with(*overrides: str):
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=[*FAST, *overrides])
+    return compose_config("config", [*FAST, *overrides])
 
 
 def test_cli_run_raw_gives_true_bytes_and_bpp(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -44,6 +45,24 @@ def all_codec_configs(include_optional: bool = False) -> dict[str, DictConfig]:
     return out
 
 
+def compose_config(config_name: str = "config", overrides: Sequence[str] = (), **kwargs) -> DictConfig:
+    """conf/<config_name>.yaml with Hydra overrides, for code outside a Hydra app (benchmarks,
+    tests, the predictor's training): the same composition `vcmbench run` does."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides), **kwargs)
+
+
+def runnable_codec_config(node: DictConfig) -> DictConfig:
+    """A codec yaml's node ready to instantiate: interpolations resolved, vcmbench's own keys
+    (`in_default_run`) removed, since they are not arguments of the codec."""
+    node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+    for k in _META_KEYS:
+        node.pop(k, None)
+    return node
+
+
 def selected_codec_configs(cfg: DictConfig) -> dict[str, DictConfig]:
     """The codecs of this run: the `codec` selection, or all default-run codecs when empty."""
     sel = cfg.get("codec")
@@ -54,10 +73,7 @@ def selected_codec_configs(cfg: DictConfig) -> dict[str, DictConfig]:
     for name, node in nodes.items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"codec.{name}: not a codec config (no _target_); see conf/codec/*.yaml")
-        node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
-        for k in _META_KEYS:
-            node.pop(k, None)
-        clean[str(name)] = node
+        clean[str(name)] = runnable_codec_config(node)
     return clean
 
 

@@ -40,7 +40,7 @@ from omegaconf import OmegaConf
 
 from vcmbench.codecs.base import FeatureCodec, LayeredCodec, RatePoint, check_image
 from vcmbench.codecs.image_anchor import ImageAnchorCodec
-from vcmbench.config import all_codec_configs
+from vcmbench.config import all_codec_configs, runnable_codec_config
 from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.vision.base import Features, ImageMeta
 
@@ -75,8 +75,7 @@ class JointCodec(LayeredCodec):
             pairs.append((pair[0], pair[1]))
         if not pairs:
             raise ConfigError(f"{setting}.rates is empty; give [base rate, enhancement QP] pairs")
-        node = OmegaConf.create(OmegaConf.to_container(configs[base], resolve=True))
-        node.pop("in_default_run", None)
+        node = runnable_codec_config(configs[base])
         if "rates" in node:  # build only the base rates in use (fixed-rate codecs such as raw have none)
             node.rates = sorted({p[0] for p in pairs}, key=str)
         self.base_settings = OmegaConf.to_container(node)

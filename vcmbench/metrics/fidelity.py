@@ -43,7 +43,8 @@ __all__ = ["feature_fidelity", "detection_fidelity", "fidelity", "image_fidelity
 DEFAULT_SCORE_THRESH = 0.5
 
 
-def _psnr(mse: float, peak: float) -> float:
+def psnr(mse: float, peak: float) -> float:
+    """PSNR in dB of an MSE at a peak value: +inf for a zero MSE, NaN for a flat (zero-peak) signal."""
     if mse == 0.0:
         return math.inf
     if peak <= 0.0:
@@ -71,12 +72,12 @@ def feature_fidelity(pristine: Features, decoded: Features) -> dict[str, float]:
         amin, amax = float(a.min()), float(a.max())
         mse = sq / n
         out[f"fid_mse_{k}"] = mse
-        out[f"fid_psnr_{k}"] = _psnr(mse, amax - amin)
+        out[f"fid_psnr_{k}"] = psnr(mse, amax - amin)
         total_sq += sq
         total_n += n
         lo, hi = min(lo, amin), max(hi, amax)
     out["fid_mse"] = total_sq / total_n
-    out["fid_psnr"] = _psnr(out["fid_mse"], hi - lo)
+    out["fid_psnr"] = psnr(out["fid_mse"], hi - lo)
     return out
 
 
@@ -227,7 +228,7 @@ def image_fidelity(original: torch.Tensor, decoded: torch.Tensor) -> dict[str, f
         raise ShapeError(f"image_fidelity: decoded image is {tuple(decoded.shape)}, the original {tuple(original.shape)}")
     a = original.detach().to("cpu", torch.float64)
     b = decoded.detach().to("cpu", torch.float64)
-    out = {"image_psnr": _psnr(float(((a - b) ** 2).mean()), 255.0)}
+    out = {"image_psnr": psnr(float(((a - b) ** 2).mean()), 255.0)}
     if min(original.shape[-2:]) < MSSSIM_MIN_SIDE:
         out["image_msssim"] = math.nan
     else:

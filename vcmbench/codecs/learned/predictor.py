@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from vcmbench.atomic import torch_save
 from vcmbench.errors import CheckpointError
+from vcmbench.metrics.fidelity import psnr
 from vcmbench.vision.base import Features, ImageMeta
 
 
@@ -90,14 +91,12 @@ def predict_image(net: FeatureToImage, features: Features, meta: ImageMeta) -> T
 
 def _data(model: str, train_images: int, val_images: int):
     """(train pairs, val pairs): lists of (feature-cache index, dataset, record) per split."""
-    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
     from vcmbench.codecs.learned.features import feature_set
-    from vcmbench.config import conf_dir
+    from vcmbench.config import compose_config
 
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"model={model}"])
+    cfg = compose_config("train", [f"model={model}"])
     out = []
     for split, n in (("train_set", train_images), ("val_set", val_images)):
         fs = feature_set(cfg.model, cfg[split], max_images=n, progress=True)
@@ -119,10 +118,6 @@ def _batch(fs, ds, records, idx: list[int]) -> tuple[Tensor, Tensor, Tensor]:
     return torch.stack(p2), torch.stack(p3), torch.stack(img)
 
 
-def _psnr(mse: float) -> float:
-    return 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
-
-
 def train(out: Path, model: str = "ci_frcnn", steps: int = 1500, batch_size: int = 8, lr: float = 2e-3,
           width: int = 48, train_images: int = 1000, val_images: int = 16, seed: int = 0, threads: int = 2) -> dict:
     torch.manual_seed(seed)
@@ -142,7 +137,7 @@ def train(out: Path, model: str = "ci_frcnn", steps: int = 1500, batch_size: int
         loss.backward()
         opt.step()
         if step % 100 == 0 or step == steps:
-            print(f"step {step}/{steps}  mse {loss.item():.2f}  psnr {_psnr(loss.item()):.2f} dB", flush=True)
+            print(f"step {step}/{steps}  mse {loss.item():.2f}  psnr {psnr(loss.item(), 255.0):.2f} dB", flush=True)
     train_s = time.perf_counter() - started
     net.eval()
     with torch.no_grad():
@@ -154,7 +149,7 @@ def train(out: Path, model: str = "ci_frcnn", steps: int = 1500, batch_size: int
         "command": " ".join(["python -m vcmbench.codecs.learned.predictor", *sys.argv[1:]]),
         "model": model, "steps": steps, "batch_size": batch_size, "lr": lr, "width": width, "seed": seed,
         "train_images": len(fs), "train_s": round(train_s, 1), "threads": threads,
-        "val_images": len(vfs), "val_psnr_pristine_features": round(sum(_psnr(m) for m in mses) / len(mses), 3),
+        "val_images": len(vfs), "val_psnr_pristine_features": round(sum(psnr(m, 255.0) for m in mses) / len(mses), 3),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
