@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.atomic import torch_save
 from vcmbench.errors import ConfigError
+from vcmbench.train_state import matching_state
 
 CHECKPOINT_NAME = "ci_frcnn.pt"
 INFO_NAME = "ci_frcnn.json"
@@ -162,17 +163,13 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
     start, elapsed, cpu_prev = 0, 0.0, 0.0
     state_path = out / STATE_NAME
     torch.manual_seed(int(cfg.seed) + 1)  # the RPN/ROI samplers' RNG
-    if cfg.resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state.get("config_key") == _config_key(cfg):
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-            start, elapsed = int(state["step"]), float(state["elapsed_s"])
-            cpu_prev = float(state.get("cpu_s", 0.0))
-            print(f"resuming from {state_path} at step {start}", file=sys.stderr)
-        else:
-            print(f"{state_path} belongs to another configuration: starting afresh", file=sys.stderr)
+    state = matching_state(state_path, _config_key(cfg), bool(cfg.resume))
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start, elapsed = int(state["step"]), float(state["elapsed_s"])
+        cpu_prev = float(state.get("cpu_s", 0.0))
 
     loss_path = out / "loss.csv"
     fields = ["step", "lr", "loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "elapsed_s"]

@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.atomic import torch_save
 from vcmbench.errors import ConfigError
+from vcmbench.train_state import matching_state
 
 STATE_NAME = "train_state.pt"
 HEADER_BYTES = 30 + 5  # container header (base.py) + model id + quality
@@ -309,16 +310,12 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     steps, bs = int(cfg.steps), int(cfg.batch_size)
     start, elapsed = 0, 0.0
     state_path = out / STATE_NAME
-    if cfg.get("resume", True) and state_path.is_file():
-        st = torch.load(state_path, map_location="cpu", weights_only=False)
-        if st.get("config_key") == _config_key(cfg):
-            net.load_state_dict(st["net"])
-            opt.load_state_dict(st["opt"])
-            aux_opt.load_state_dict(st["aux_opt"])
-            start, elapsed = int(st["step"]), float(st["elapsed_s"])
-            print(f"resuming from {state_path} at step {start}", file=sys.stderr)
-        else:
-            print(f"{state_path} belongs to another configuration: starting afresh", file=sys.stderr)
+    st = matching_state(state_path, _config_key(cfg), bool(cfg.get("resume", True)))
+    if st is not None:
+        net.load_state_dict(st["net"])
+        opt.load_state_dict(st["opt"])
+        aux_opt.load_state_dict(st["aux_opt"])
+        start, elapsed = int(st["step"]), float(st["elapsed_s"])
 
     fields = ["step", "lr", "loss", "bpp", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "task", "aux",
               "elapsed_s"]
