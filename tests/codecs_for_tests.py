@@ -25,3 +25,14 @@ class CrashingRaw(RawCodec):
         if self.crash_after is not None and type(self).encodes > self.crash_after:
             raise KeyboardInterrupt("simulated crash")
         return super().encode(features, rate)
+
+
+class FailingRaw(RawCodec):
+    """raw whose encoder fails on portrait images only (as an external encoder might crash on
+    one image): in the mini set's first two images, 000000000802.jpg is the portrait one."""
+
+    def encode(self, features, rate):
+        _, h, w = features["p2"].shape
+        if h > w:
+            raise RuntimeError("simulated encoder crash on a portrait image")
+        return super().encode(features, rate)

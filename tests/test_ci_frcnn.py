@@ -8,13 +8,14 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from tests.assets import CHECKPOINTS
 from vcmbench.config import compose_config
 from vcmbench.datasets import synthetic
 from vcmbench.errors import CheckpointError
 from vcmbench.vision.base import LEVELS
-from vcmbench.vision.ci_frcnn import DEFAULT_WEIGHTS, REPO_ROOT, build
+from vcmbench.vision.ci_frcnn import DEFAULT_WEIGHTS, build
 
-CKPT = REPO_ROOT / DEFAULT_WEIGHTS
+CKPT = CHECKPOINTS.parent / DEFAULT_WEIGHTS
 INFO = CKPT.with_suffix(".json")
 
 
@@ -82,7 +83,7 @@ def test_training_steps_reduce_loss_deterministically(tmp_path):
 
 
 def test_committed_checkpoint_is_small_and_described():
-    assert CKPT.is_file(), f"{CKPT} missing: train it with `vcmbench train-detector copy_to=checkpoints/ci_frcnn`"
+    assert CKPT.is_file(), f"{CKPT} missing: train it with `vcmbench train-detector copy_to=vcmbench/checkpoints/ci_frcnn`"
     assert CKPT.stat().st_size <= 10 * 1024 * 1024
     info = json.loads(INFO.read_text())
     for key in ("config", "seed", "steps", "val", "val_small", "torch"):

@@ -13,17 +13,16 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from tests.assets import COCO_MINI, COCO_MINI_COUNT, COCO_MINI_JSON, CONF
 from vcmbench.datasets import coco, openimages
 from vcmbench.errors import DatasetError
 
-REPO = Path(__file__).resolve().parents[1]
-ASSETS = REPO.parent / "shared" / "assets"
-MINI = ASSETS / "coco-val2017-mini"
-MINI_JSON = MINI / "annotations" / "instances_val2017_subset.json"
+MINI = COCO_MINI
+MINI_JSON = COCO_MINI_JSON
 
 
 def build_mini(**kw) -> coco.Dataset:
-    args = dict(root=str(MINI), annotation_file="annotations/instances_val2017_subset.json", image_dir="val2017")
+    args = dict(root=str(MINI), annotation_file=str(MINI_JSON.relative_to(MINI)), image_dir="val2017")
     return coco.build(**(args | kw))
 
 
@@ -31,8 +30,8 @@ def build_mini(**kw) -> coco.Dataset:
 
 
 def test_coco_mini_loads_all_images():
-    ds = build_mini(name="coco_val2017_mini")
-    assert len(ds) == 188
+    ds = build_mini(name="coco_mini")
+    assert len(ds) == COCO_MINI_COUNT
     assert ds.metric == "coco"
     assert ds.annotation_file == MINI_JSON
     assert ds.image_ids == sorted(ds.image_ids)
@@ -310,28 +309,35 @@ def test_openimages_missing_csv_column(tmp_path):
 
 
 @pytest.fixture
-def assets_env(monkeypatch):
-    monkeypatch.setenv("VCMBENCH_ASSETS", str(ASSETS))
+def assets_env(monkeypatch, tmp_path) -> Path:
+    """An assets folder laid out like the project's shared one (coco-val2017-mini/val2017 and
+    annotations/instances_val2017_subset.json), made of the mini set, named by VCMBENCH_ASSETS."""
+    folder = tmp_path / "assets" / "coco-val2017-mini"
+    (folder / "annotations").mkdir(parents=True)
+    (folder / "val2017").symlink_to(MINI / "val2017")
+    (folder / "annotations" / "instances_val2017_subset.json").symlink_to(MINI_JSON)
+    monkeypatch.setenv("VCMBENCH_ASSETS", str(folder.parent))
+    return folder
 
 
 def test_hydra_yaml_coco_mini(assets_env):
-    cfg = OmegaConf.load(REPO / "conf" / "dataset" / "coco_val2017_mini.yaml")
+    cfg = OmegaConf.load(CONF / "dataset" / "coco_val2017_mini.yaml")
     ds = instantiate(cfg)
     assert ds.name == "coco_val2017_mini"
-    assert len(ds) == 188
+    assert len(ds) == COCO_MINI_COUNT
     assert ds.metric == "coco"
 
 
 def test_hydra_compose_dataset_group(assets_env):
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name=None, overrides=["+dataset=coco_val2017_mini", "dataset.max_images=2"])
-    assert Path(cfg.dataset.root) == MINI
+    assert Path(cfg.dataset.root) == assets_env
     ds = instantiate(cfg.dataset)
     assert len(ds) == 2
 
 
 def test_hydra_coco_folder_needs_root(tmp_path):
-    cfg = OmegaConf.load(REPO / "conf" / "dataset" / "coco_folder.yaml")
+    cfg = OmegaConf.load(CONF / "dataset" / "coco_folder.yaml")
     with pytest.raises(MissingMandatoryValue):
         instantiate(cfg)
     cfg.root, cfg.annotation_file, cfg.image_dir = str(MINI), str(MINI_JSON), "val2017"
@@ -340,7 +346,7 @@ def test_hydra_coco_folder_needs_root(tmp_path):
 
 
 def test_hydra_openimages_yaml(tmp_path):
-    cfg = OmegaConf.load(REPO / "conf" / "dataset" / "openimages_mpeg.yaml")
+    cfg = OmegaConf.load(CONF / "dataset" / "openimages_mpeg.yaml")
     with pytest.raises(MissingMandatoryValue):
         instantiate(cfg)
     cfg.root = str(make_openimages(tmp_path / "oi"))

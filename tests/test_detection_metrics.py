@@ -6,20 +6,16 @@ import copy
 import json
 import os
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.assets import COCO_MINI_JSON
 from vcmbench.errors import MetricError
 from vcmbench.metrics import detection
 from vcmbench.metrics.detection import coco_ap, detections_to_coco, evaluate, oid_map50
 
-COCO_JSON = (
-    Path(__file__).resolve().parents[1]
-    / "../shared/assets/coco-val2017-mini/annotations/instances_val2017_subset.json"
-).resolve()
-needs_coco = pytest.mark.skipif(not COCO_JSON.exists(), reason=f"{COCO_JSON} not present")
+COCO_JSON = COCO_MINI_JSON
 
 CAT, DOG, CAR = 1, 2, 3
 
@@ -142,7 +138,6 @@ def _gt_as_detections(gt: dict, include_crowd: bool) -> list[dict]:
     ]
 
 
-@needs_coco
 def test_coco_gt_fed_back_is_perfect():
     gt = json.loads(COCO_JSON.read_text())
     dets = _gt_as_detections(gt, include_crowd=False)  # crowd regions are ignored, not targets
@@ -153,7 +148,6 @@ def test_coco_gt_fed_back_is_perfect():
     assert coco_ap(gt, dets, image_ids=few) == {"map": 100.0, "ap50": 100.0}
 
 
-@needs_coco
 def test_oid_gt_fed_back_is_perfect():
     # COCO crowd boxes read as group-of boxes: they are positives, so they are fed back too
     # (after the single boxes, so that every single box is claimed by its own copy first).
@@ -164,7 +158,6 @@ def test_oid_gt_fed_back_is_perfect():
     assert r == {"map": 100.0, "ap50": 100.0}
 
 
-@needs_coco
 def test_coco_perturbed_and_shuffled_score_lower():
     gt = json.loads(COCO_JSON.read_text())
     few = {im["id"] for im in gt["images"][:20]}  # keeps pycocotools' share of the test short
@@ -187,7 +180,6 @@ def test_coco_perturbed_and_shuffled_score_lower():
             assert r["ap50"] < base["ap50"], name
 
 
-@needs_coco
 def test_coco_image_ids_empty_and_errors():
     gt = json.loads(COCO_JSON.read_text())
     dets = _gt_as_detections(gt, include_crowd=False)
@@ -204,7 +196,6 @@ def test_coco_image_ids_empty_and_errors():
         coco_ap(COCO_JSON.with_name("missing.json"), dets)
 
 
-@needs_coco
 def test_coco_does_not_mutate_inputs_and_prints_nothing(capsys):
     gt = json.loads(COCO_JSON.read_text())
     dets = _gt_as_detections(gt, include_crowd=False)[:50]

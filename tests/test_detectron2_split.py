@@ -14,11 +14,11 @@ import pytest
 import torch
 from torchvision.io import ImageReadMode, read_image
 
+from tests.assets import COCO_MINI_IMAGES
 from vcmbench.errors import CheckpointError, MissingDependencyError
 from vcmbench.vision.base import LEVELS
 from vcmbench.vision.detectron2_split import CONFIGS, Detectron2Split, build
 
-ASSETS = Path(__file__).resolve().parents[1] / "../shared/assets/coco-val2017-mini/val2017"
 IMAGES = ("000000000139.jpg", "000000000802.jpg")  # one landscape, one portrait
 # Small inputs and 300 instead of 1000 proposals: with a 0.0 threshold every proposal x class
 # reaches NMS, which dominates the CPU time; exactness does not depend on either setting.
@@ -48,7 +48,7 @@ def condition_random_init(det: Detectron2Split) -> Detectron2Split:
 
 @pytest.fixture(scope="module")
 def images() -> list[torch.Tensor]:
-    paths = [ASSETS / name for name in IMAGES]
+    paths = [COCO_MINI_IMAGES / name for name in IMAGES]
     missing = [str(p) for p in paths if not p.is_file()]
     assert not missing, f"test images missing: {missing}"
     return [read_image(str(p), ImageReadMode.RGB) for p in paths]
@@ -84,7 +84,7 @@ def split_run(request, cache, images) -> Run:
 
 def test_front_back_equals_full(split_run):
     det, runs = split_run
-    for image, front, split, full in runs:
+    for _image, _front, split, full in runs:
         assert len(full) >= MIN_DETECTIONS, f"{det.name}: only {len(full)} detections; the test would be vacuous"
         assert full.scores.unique().numel() > len(full) // 2, f"{det.name}: scores are saturated"
         assert torch.equal(split.boxes, full.boxes)

@@ -4,7 +4,6 @@ errors that name the codec, the command and the setting; VTM through fake binari
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import sys
@@ -15,12 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.assets import coco_mini_image_paths
 from vcmbench.codecs.external import BACKENDS, ExternalCodec, make_backend
 from vcmbench.errors import ConfigError, ExternalCodecError, MissingDependencyError
 from vcmbench.vision.base import LEVELS
-
-ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
-VAL_IMAGES = Path(os.environ.get("VCMBENCH_ASSETS", ASSETS)) / "coco-val2017-mini" / "val2017"
 
 
 @lru_cache(maxsize=1)
@@ -38,7 +35,7 @@ def small_detector():
 def front_output():
     from vcmbench.datasets.images import read_rgb
 
-    return small_detector().front(read_rgb(sorted(VAL_IMAGES.glob("*.jpg"))[0]))
+    return small_detector().front(read_rgb(coco_mini_image_paths(1)[0]))
 
 
 def real_features(channels: int | None = None) -> dict[str, torch.Tensor]:

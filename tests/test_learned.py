@@ -1,7 +1,7 @@
 """Learned multi-scale feature codecs (issue 5): networks, training, payloads, determinism.
 
 Quick by design: tiny networks for the training and payload-format tests; the committed
-checkpoints (checkpoints/learned_*/q{k}.pt) for the determinism and bytes-vs-likelihood
+checkpoints (vcmbench/checkpoints/learned_*/q{k}.pt) for the determinism and bytes-vs-likelihood
 tests when they exist (the tiny trained model stands in otherwise).
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.assets import CHECKPOINTS, CONF, REPO
 from vcmbench.codecs.learned.codec import (
     LearnedCodec,
     encode_levels,
@@ -28,8 +29,7 @@ from vcmbench.codecs.learned.models import build_net, pad_levels
 from vcmbench.errors import CheckpointError, ConfigError, PayloadError
 from vcmbench.vision.base import LEVELS
 
-REPO = Path(__file__).resolve().parents[1]
-COMMITTED = REPO / "checkpoints" / "learned_interleaved"
+COMMITTED = CHECKPOINTS / "learned_interleaved"
 TINY = dict(N=256, C=8, M=8, hyper=8, dec_widths=[8, 8, 8, 8], y_level=5, hyper_down=2, light_up=True)
 
 
@@ -181,7 +181,7 @@ def _trained_checkpoint(trained_tiny) -> tuple[Path, int]:
 
 def _val_features(n: int = 2) -> list[list[torch.Tensor]]:
     """Features of the committed detector on synthetic val scenes when it exists, else smooth random ones."""
-    weights = REPO / "checkpoints" / "ci_frcnn" / "ci_frcnn.pt"
+    weights = CHECKPOINTS / "ci_frcnn" / "ci_frcnn.pt"
     if not weights.is_file():
         return [[_features(s)[k] for k in LEVELS] for s in range(n)]
     from vcmbench.datasets.synthetic import render
@@ -380,10 +380,10 @@ def test_codec_yaml_instantiates_with_committed_checkpoints(name):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    folder = REPO / "checkpoints" / name
+    folder = CHECKPOINTS / name
     if not (folder / "q1.pt").is_file():
         pytest.skip(f"no committed checkpoints in {folder}")
-    node = OmegaConf.load(REPO / "conf" / "codec" / f"{name}.yaml")[name]
+    node = OmegaConf.load(CONF / "codec" / f"{name}.yaml")[name]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the committed checkpoints match the committed detector
         codec = instantiate(node)

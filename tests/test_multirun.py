@@ -11,19 +11,20 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
 from omegaconf import MISSING, OmegaConf
 
+from tests.assets import COCO_MINI_DATASET
 from vcmbench.config import compose_config
 from vcmbench.regress import regress_main
 from vcmbench.report import report_main
 
-FAST = ["dataset=coco_val2017_mini", "dataset.max_images=2", "model=frcnn_r50_fpn", "model.weights=none",
-        "model.min_size=256", "model.max_size=384", "progress=false", "threads=1"]
+FAST = [*COCO_MINI_DATASET, "dataset.max_images=2", "model=frcnn_r50_fpn", "model.weights=none",
+        "model.min_size=256", "model.max_size=384", "progress=false", "threads=1", "workers=1"]
 RUN_NAME = "mr"
 
 
@@ -95,8 +96,8 @@ def test_slurm_launcher_configs_compose(launcher):
 
 @dataclass
 class _RayConf:  # what hydra-ray-launcher 1.2 reads from hydra.launcher (its RayLauncherConf)
-    init: Dict[str, Any] = field(default_factory=dict)
-    remote: Dict[str, Any] = field(default_factory=dict)
+    init: dict[str, Any] = field(default_factory=dict)
+    remote: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

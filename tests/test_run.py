@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.assets import COCO_MINI_DATASET
 from tests.codecs_for_tests import CrashingRaw
 from vcmbench.config import compose_config
 from vcmbench.points import POINT_COLUMNS
 from vcmbench.run import run_sweep
 from vcmbench.vision.torchvision_split import TorchvisionSplit
 
-FAST = ["dataset=coco_val2017_mini", "dataset.max_images=2", "model=frcnn_r50_fpn", "model.weights=none",
-        "model.min_size=256", "model.max_size=384", "progress=false"]
+FAST = [*COCO_MINI_DATASET, "dataset.max_images=2", "model=frcnn_r50_fpn", "model.weights=none",
+        "model.min_size=256", "model.max_size=384", "progress=false", "workers=1"]
 HEADER_AND_CRC = 30 + 4
 
 
@@ -104,6 +105,27 @@ def test_decode_failure_is_recorded_and_sweep_goes_on(tmp_path):
     assert all(r["status"] == "decode_failed" and "checksum" in r["error"] for r in bad)
 
 
+def test_encode_failure_is_recorded_and_sweep_goes_on(tmp_path):
+    """An encoder that crashes on one image costs that image and rate point only."""
+    cfg = cfg_with("codec=raw", "+codec.flaky._target_=tests.codecs_for_tests.FailingRaw", "+codec.flaky.name=flaky")
+    points = run_sweep(cfg, tmp_path).set_index("codec")
+    recs = {(r["codec"], r["image_id"]): r for r in map(json.loads, (tmp_path / "records.jsonl").open())}
+    failed = recs[("flaky", 802)]  # 000000000802.jpg, the portrait one of the first two
+    assert failed["status"] == "encode_failed" and "simulated encoder crash" in failed["error"]
+    assert failed["bytes"] == 0 and failed["detections"] == []
+    assert recs[("flaky", 139)]["status"] == "ok"
+    assert recs[("flaky", 139)]["bytes"] == recs[("raw", 139)]["bytes"]
+    assert points.loc["flaky", "n_failed"] == 1 and points.loc["raw", "n_failed"] == 0
+    assert points.loc["flaky", "bytes"] == recs[("raw", 139)]["bytes"]  # a lost payload sends nothing
+    # the failed image has no detections in the evaluated results; the other image keeps all of its own
+    dets = json.loads((tmp_path / "detections" / "flaky" / "dtype=float32.json").read_text())
+    assert {d["image_id"] for d in dets} == {139} and len(dets) == len(recs[("raw", 139)]["detections"]) > 0
+    # A rerun keeps the failure as a finished record: nothing is redone.
+    before = (tmp_path / "records.jsonl").read_text()
+    run_sweep(cfg, tmp_path)
+    assert (tmp_path / "records.jsonl").read_text() == before
+
+
 def test_front_runs_once_per_image_not_per_rate_point(tmp_path, monkeypatch):
     calls = {"front": 0}
     real_front = TorchvisionSplit.front
@@ -146,10 +168,14 @@ def test_multirun_basic_launcher_writes_one_dir_per_job(tmp_path):
 
 
 def test_parallel_workers_give_the_same_records(tmp_path):
-    serial = run_sweep(cfg_with("codec=[raw,raw16]"), tmp_path / "serial")
+    """Worker processes code whole images; one writer; the same records as a serial run, and
+    the points table says the times were taken under contention."""
+    serial = run_sweep(cfg_with("codec=[raw,raw16]", "workers=1"), tmp_path / "serial")
     parallel = run_sweep(cfg_with("codec=[raw,raw16]", "workers=2"), tmp_path / "parallel")
     cols = ["codec", "rate", "bytes", "pixels", "bpp", "map", "ap50", "n_failed"]
     pd.testing.assert_frame_equal(serial[cols], parallel[cols])
+    assert serial.workers.tolist() == [1, 1] and not serial.contended.any()
+    assert parallel.workers.tolist() == [2, 2] and parallel.contended.all()
     a = {(r["image_id"], r["codec"]): r["detections"] for r in map(json.loads, (tmp_path / "serial/records.jsonl").open())}
     b = {(r["image_id"], r["codec"]): r["detections"] for r in map(json.loads, (tmp_path / "parallel/records.jsonl").open())}
     assert a == b

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from tests.assets import COCO_MINI_IMAGES, CONF
 from vcmbench.datasets import synthetic
 from vcmbench.errors import DatasetError
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "assets" / "coco-train2017-mini" / "train2017"
+PHOTOS = COCO_MINI_IMAGES  # any folder of real photographs serves as backgrounds
 
 
 def _sha(path: Path) -> str:
@@ -91,7 +90,6 @@ def test_bad_settings_name_the_field(tmp_path):
         synthetic.build("x", 0, 0, 64, 64, tmp_path)
 
 
-@pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photo assets not present")
 def test_photo_backgrounds_are_deterministic(tmp_path):
     a = synthetic.build("p", 0, 4, 96, 128, tmp_path / "a", backgrounds=str(PHOTOS))
     b = synthetic.build("p", 0, 4, 96, 128, tmp_path / "b", backgrounds=str(PHOTOS))

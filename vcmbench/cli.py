@@ -25,13 +25,17 @@ def _user_error(exc: BaseException) -> VcmbenchError | None:
     return None
 
 
-def _hydra_app(task: Callable, config_name: str, argv: list[str]) -> int:
+def _hydra_app(task: Callable, config_name: str, argv: list[str], check: Callable | None = None) -> int:
+    """Run `task(cfg, out_dir)` as a Hydra app, after every job of the command line has composed
+    and passed `check` (command_line.py): a bad setting is one line before anything starts."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
-    from vcmbench.config import conf_dir
+    from vcmbench.command_line import check_command_line
 
-    @hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
+    check_command_line(config_name, argv, check)
+
+    @hydra.main(config_path="pkg://vcmbench.conf", config_name=config_name, version_base="1.3")
     def app(cfg) -> None:
         try:
             task(cfg, HydraConfig.get().runtime.output_dir)
@@ -40,7 +44,7 @@ def _hydra_app(task: Callable, config_name: str, argv: list[str]) -> int:
             if user is None:
                 raise
             # A user error: its message is the whole story, no traceback.
-            print(f"vcmbench {config_name}: error: {user}", file=sys.stderr)
+            _print_error(user)
             sys.exit(2)
 
     sys.argv = [f"vcmbench {config_name}", *argv]
@@ -48,15 +52,35 @@ def _hydra_app(task: Callable, config_name: str, argv: list[str]) -> int:
     return 0
 
 
+def _print_error(exc: BaseException) -> None:
+    """`vcmbench: error: <message>` on one line, whatever line breaks the message had."""
+    print(f"vcmbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+
+
+def _check_run(cfg) -> None:
+    """What `vcmbench run` checks before it starts: its own settings, the dataset's size limit,
+    and every selected codec's settings and rate points (by building the codecs)."""
+    from hydra.utils import instantiate
+
+    from vcmbench.config import selected_codec_configs
+    from vcmbench.settings import RunSettings, as_int
+
+    RunSettings.from_config(cfg)
+    as_int(cfg.dataset.get("max_images"), "dataset.max_images", minimum=1, allow_none=True)
+    for node in selected_codec_configs(cfg).values():
+        instantiate(node)
+
+
 def _run(cfg, out_dir: str) -> None:
     from vcmbench.run import run_sweep
+    from vcmbench.settings import RunSettings
 
     points = run_sweep(cfg, out_dir)
     cols = [c for c in ("codec", "rate", "n_images", "n_failed", "bpp", "map", "ap50", "enc_s", "dec_s")
             if c in points.columns]
     print(points[cols].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print(f"points table: {out_dir}/points.csv")
-    if cfg.get("report", True):
+    if RunSettings.from_config(cfg).report:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
@@ -97,7 +121,7 @@ def _hydra_task(module: str, func: str, config_name: str) -> Callable[[list[str]
 
 
 COMMANDS = {
-    "run": lambda argv: _hydra_app(_run, "config", argv),
+    "run": lambda argv: _hydra_app(_run, "config", argv, _check_run),
     "train-detector": _hydra_task("vcmbench.vision.train_detector", "train_detector", "train_detector"),
     "train": _hydra_task("vcmbench.codecs.learned.train", "train_codec", "train"),
     "report": _lazy("vcmbench.report", "report_main"),
@@ -120,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
-    except VcmbenchError as exc:
-        print(f"vcmbench {argv[0]}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        user = _user_error(exc)
+        if user is None:
+            raise
+        _print_error(user)
         return 2
 
 

@@ -1,6 +1,8 @@
 """Where the Hydra configs live and how codec selections are resolved.
 
-`conf/` sits beside the package in the repository (an editable install). A codec is
+The configs ship inside the package (`vcmbench/conf`, Hydra's `pkg://vcmbench.conf`), so an
+installed wheel runs from any directory; users add their own yaml with `--config-dir` or a
+`hydra.searchpath` entry. A codec is
 one yaml in `conf/codec/` whose single top-level key is the codec's name; selecting
 none (`codec: null`, the default) means every codec whose yaml does not say
 `in_default_run: false` (codecs that need a user-supplied binary or checkpoint).
@@ -9,26 +11,21 @@ none (`codec: null`, the default) means every codec whose yaml does not say
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.errors import ConfigError
+from vcmbench.paths import CONF_DIR
 
 _META_KEYS = ("in_default_run",)
+CONFIG_MODULE = "vcmbench.conf"
 
 
 def conf_dir() -> Path:
-    env = os.environ.get("VCMBENCH_CONF")
-    path = Path(env) if env else Path(__file__).resolve().parents[1] / "conf"
-    if not (path / "config.yaml").is_file():
-        raise ConfigError(
-            f"config folder not found at {path}: install vcmbench from its repository with "
-            f"`pip install -e .`, or set VCMBENCH_CONF to the repository's conf/ folder"
-        )
-    return path
+    """The packaged config folder (`vcmbench/conf`): Hydra reads it as `pkg://vcmbench.conf`."""
+    return CONF_DIR
 
 
 def all_codec_configs(include_optional: bool = False) -> dict[str, DictConfig]:
@@ -48,9 +45,9 @@ def all_codec_configs(include_optional: bool = False) -> dict[str, DictConfig]:
 def compose_config(config_name: str = "config", overrides: Sequence[str] = (), **kwargs) -> DictConfig:
     """conf/<config_name>.yaml with Hydra overrides, for code outside a Hydra app (benchmarks,
     tests, the predictor's training): the same composition `vcmbench run` does."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides), **kwargs)
 
 

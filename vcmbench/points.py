@@ -2,7 +2,8 @@
 
 Columns follow DESIGN.md (never rename them): dataset, model, codec, rate,
 n_images, bytes, pixels, bpp, map, ap50, enc_s, dec_s, front_s, back_s, plus
-n_failed and any per-record extras: averaged over the images, except layer sizes
+n_failed, `workers` / `contended` (how many images were coded in parallel while the
+times were taken; contended times include the others' load) and any per-record extras: averaged over the images, except layer sizes
 (`bytes_base`, `bytes_enh` of layered codecs), which are summed like `bytes` and get a
 `bpp_base` / `bpp_enh` column each.
 """
@@ -81,6 +82,9 @@ def build_points(
             "dec_s": sum(r.dec_s for r in recs) / n,
             "front_s": sum(r.front_s for r in recs) / n,
             "back_s": sum(r.back_s for r in recs) / n,
+            # whether enc_s/dec_s were taken while other images were coded in parallel
+            "workers": max(r.workers for r in recs),
+            "contended": max(r.workers for r in recs) > 1,
         }
         extra_keys = sorted({k for r in recs for k in r.extra})
         for k in extra_keys:

@@ -28,11 +28,13 @@ class Record:
     dec_s: float
     front_s: float
     back_s: float
-    status: str = "ok"  # "ok" | "decode_failed"
+    status: str = "ok"  # "ok" | "decode_failed" | "encode_failed"
     error: str = ""
     # COCO results rows without image_id: [x, y, w, h, score, category_id]
     detections: list[list[float]] = field(default_factory=list)
     extra: dict[str, float] = field(default_factory=dict)  # codec/fidelity figures, become columns
+    # Images coded in parallel when this record's times were taken: 1 = uncontended enc_s/dec_s.
+    workers: int = 1
 
     @property
     def key(self) -> tuple[int, str, str, str]:

@@ -27,7 +27,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -685,7 +685,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = Report(out_dir, out_dir / "report.md", out_dir / "report.html",
                  build_groups(points, sources, out_dir, anchor, method), sources, notes)
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rep.markdown.write_text(_markdown(rep, method, generated), encoding="utf-8")
     rep.html.write_text(_html(rep, method, generated), encoding="utf-8")
     return rep

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing as mp
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from queue import Empty
 
 import pandas as pd
 import torch
@@ -24,11 +26,12 @@ from tqdm import tqdm
 
 from vcmbench.codecs.base import Codec, ImageCodec, LayeredCodec, RatePoint
 from vcmbench.config import fingerprint, selected_codec_configs
-from vcmbench.datasets.base import Dataset
-from vcmbench.errors import PayloadError
+from vcmbench.datasets.base import Dataset, ImageRecord
+from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.points import build_points
 from vcmbench.records import Record, RecordStore
+from vcmbench.settings import RunSettings, as_bool
 from vcmbench.vision.base import LEVELS, Detections, Features, FrontOutput, SplitDetector
 
 log = logging.getLogger("vcmbench.run")
@@ -51,7 +54,7 @@ def to_rows(dets: Detections, detector: SplitDetector) -> list[list[float]]:
 def build_jobs(cfg: DictConfig) -> list[CodecJob]:
     base = fingerprint(cfg.model, cfg.dataset.name)
     jobs = []
-    for name, node in selected_codec_configs(cfg).items():
+    for _name, node in selected_codec_configs(cfg).items():
         codec_settings = OmegaConf.masked_copy(node, [k for k in node if k != "rates"])
         codec = instantiate(node)
         extra = codec.setup_extra()
@@ -77,17 +80,41 @@ def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitD
         return _code_image(codec, rate, front, detector, sample, setup, pristine)
     if codec.kind == "layered":
         return _code_layered(codec, rate, front, detector, sample, front_s, setup, pristine)
-    t0 = time.perf_counter()
-    payload = codec.encode(front.features, rate)
-    enc_s = time.perf_counter() - t0
+    payload, enc_s, failure = _timed_encode(lambda: codec.encode(front.features, rate))
     rec = Record(sample.image_id, codec.name, rate.label, setup, len(payload), sample.pixels,
                  enc_s, 0.0, front_s, 0.0)
+    if failure:
+        return _encode_failed(rec, failure)
     decoded = _timed_decode(rec, lambda: codec.decode(payload))
     if decoded is None:
         return rec
     dets = _timed_back(rec, detector, decoded, front.meta)
     if pristine is not None:
         rec.extra = fidelity(front.features, decoded, pristine, dets)
+    return rec
+
+
+def _timed_encode(encode: Callable[[], bytes]) -> tuple[bytes, float, str]:
+    """Run and time one encode: (payload, seconds, "") or (b"", seconds, what went wrong).
+
+    An encoder that fails on one image (an external process that crashes, a shape it cannot
+    take) costs that image and rate point only: the record says `encode_failed` and the sweep
+    goes on. Setting and installation errors are the same for every image, so they still stop
+    the sweep with their message.
+    """
+    t0 = time.perf_counter()
+    try:
+        return encode(), time.perf_counter() - t0, ""
+    except (ConfigError, MissingDependencyError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any encoder failure is recorded, not fatal
+        return b"", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
+
+
+def _encode_failed(rec: Record, failure: str) -> Record:
+    """A lost payload: no bytes were sent, so the image has no detections."""
+    rec.status, rec.error = "encode_failed", failure
+    log.warning("image %s, %s %s: encode failed: %s", rec.image_id, rec.codec, rec.rate, failure)
     return rec
 
 
@@ -120,10 +147,10 @@ def _code_image(codec: ImageCodec, rate: RatePoint, front: FrontOutput, detector
     front_s / back_s are the receiver's network times on the decoded image (front + back is
     the unsplit detector: the split-exactness tests hold every model to it).
     """
-    t0 = time.perf_counter()
-    payload = codec.encode(sample.image, rate)
-    enc_s = time.perf_counter() - t0
+    payload, enc_s, failure = _timed_encode(lambda: codec.encode(sample.image, rate))
     rec = Record(sample.image_id, codec.name, rate.label, setup, len(payload), sample.pixels, enc_s, 0.0, 0.0, 0.0)
+    if failure:
+        return _encode_failed(rec, failure)
     image = _timed_decode(rec, lambda: codec.decode(payload))
     if image is None:
         return rec
@@ -144,11 +171,11 @@ def _code_layered(codec: LayeredCodec, rate: RatePoint, front: FrontOutput, dete
     dec_s is the whole payload's decode (both layers); dec_base_s (what the machine needs)
     and dec_enh_s are extra columns, as are bytes_base and bytes_enh (they add up to bytes).
     """
-    t0 = time.perf_counter()
-    payload = codec.encode(sample.image, front.features, front.meta, rate)
-    enc_s = time.perf_counter() - t0
+    payload, enc_s, failure = _timed_encode(lambda: codec.encode(sample.image, front.features, front.meta, rate))
     rec = Record(sample.image_id, codec.name, rate.label, setup, len(payload), sample.pixels,
                  enc_s, 0.0, front_s, 0.0)
+    if failure:
+        return _encode_failed(rec, failure)
     layers = _timed_decode(rec, lambda: codec.layer_bytes(payload))
     if layers is None:
         return rec
@@ -168,25 +195,106 @@ def _code_layered(codec: LayeredCodec, rate: RatePoint, front: FrontOutput, dete
     return rec
 
 
-def run_points(one: Callable[[CodecJob, RatePoint], Record], todo: list[tuple[CodecJob, RatePoint]],
-               pool: ThreadPoolExecutor | None) -> Iterator[Record]:
-    """Yield finished records of one image, serially or from a thread pool.
+class ImageCoder:
+    """Everything one process needs to code images: the dataset, the detector, the codecs.
 
-    External encoders are separate processes and torch releases the GIL, so threads
-    overlap them. In parallel every record that finished is still yielded (and saved)
-    before the first error is raised: a failing point costs no finished work.
+    The sweep's main process uses one directly (`workers: 1`); with more workers each worker
+    process builds its own from the same config, so no model or codec state crosses processes
+    and every worker computes exactly what a serial run would.
     """
-    if pool is None:
-        for job, rp in todo:
-            yield one(job, rp)
-        return
-    futures = [pool.submit(one, job, rp) for job, rp in todo]
+
+    def __init__(self, cfg: DictConfig, jobs: list[CodecJob] | None = None, dataset: Dataset | None = None,
+                 detector: SplitDetector | None = None):
+        self.dataset: Dataset = dataset if dataset is not None else instantiate(cfg.dataset)
+        self.detector: SplitDetector = detector if detector is not None else instantiate(cfg.model)
+        self.jobs = jobs if jobs is not None else build_jobs(cfg)
+        self.fidelity = as_bool(cfg.get("fidelity", True), "fidelity")
+        self.workers = 1
+
+    def code(self, image: ImageRecord, todo: list[tuple[int, int]]) -> Iterator[Record]:
+        """The records of one image at the (job index, rate index) points still missing.
+
+        The front runs once for all of them (image-major), then each point is coded, decoded
+        and run through the back. Records are yielded as each point finishes.
+        """
+        sample = self.dataset.load(image)
+        t0 = time.perf_counter()
+        front = self.detector.front(sample.image)
+        front_s = time.perf_counter() - t0
+        pristine = self.detector.back(front.features, front.meta) if self.fidelity else None
+        for j, r in todo:
+            job = self.jobs[j]
+            record = code_one(job.codec, job.codec.rates[r], front, self.detector, sample, front_s, job.setup,
+                              pristine)
+            record.workers = self.workers
+            yield record
+
+
+_WORKER: dict[str, object] = {}
+
+
+def _worker_init(cfg_yaml: str, threads: int, workers: int, queue) -> None:
+    """Build this worker's ImageCoder once; records go back through `queue` as they finish."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    cfg = OmegaConf.create(cfg_yaml)
+    torch.set_num_threads(threads)
+    coder = ImageCoder(cfg)
+    coder.workers = workers
+    _WORKER.update(coder=coder, queue=queue)
+
+
+def _worker_code(image: ImageRecord, todo: list[tuple[int, int]]) -> tuple[int, BaseException | None]:
+    """Code one image in a worker; each record is sent as it finishes, so a crash later in
+    the image loses none of them. Returns (records sent, the error that stopped it or None)."""
+    coder, queue = _WORKER["coder"], _WORKER["queue"]
+    sent = 0
+    try:
+        for record in coder.code(image, todo):
+            queue.put(asdict(record))
+            sent += 1
+    except Exception as exc:  # noqa: BLE001 - handed to the main process, which stops the sweep
+        return sent, exc
+    return sent, None
+
+
+def _code_in_workers(cfg: DictConfig, work: list[tuple[ImageRecord, list[tuple[int, int]]]], settings: RunSettings,
+                     save: Callable[[Record], None]) -> None:
+    """A pool of worker processes, fed image by image; this process is the only writer.
+
+    External encoders are processes and each worker holds its own detector, so N workers
+    keep N images in flight. Every record that reached this process is saved before the
+    first error is raised: a failing image costs no finished work.
+    """
+    ctx = mp.get_context("spawn")  # no fork after torch has started its thread pools
+    queue = ctx.Queue()
     error: BaseException | None = None
-    for fut in as_completed(futures):
-        try:
-            yield fut.result()
-        except BaseException as exc:  # keep draining: the other points' work is already done
-            error = error or exc
+    with ProcessPoolExecutor(settings.workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(OmegaConf.to_yaml(cfg, resolve=True), settings.threads, settings.workers,
+                                       queue)) as pool:
+        pending = {pool.submit(_worker_code, image, todo) for image, todo in work}
+        expected = received = 0
+        while pending or received < expected:
+            try:
+                save(Record(**queue.get(timeout=0.2)))
+                received += 1
+                continue
+            except Empty:
+                pass
+            for fut in [f for f in pending if f.done()]:
+                pending.discard(fut)
+                try:
+                    sent, exc = fut.result()
+                except BaseException as exc_:  # a worker process died: its in-flight records are lost
+                    sent, exc = 0, exc_
+                expected += sent
+                if exc is not None and error is None:
+                    error = exc
+                    for other in pending:
+                        other.cancel()
+            if error is not None and all(f.done() for f in pending) and received >= expected:
+                break
     if error is not None:
         raise error
 
@@ -195,42 +303,42 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(int(cfg.get("threads") or torch.get_num_threads()))
+    settings = RunSettings.from_config(cfg)
+    torch.set_num_threads(settings.threads)
     (run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    # Dataset, detector and codecs are built here first even when workers code the images:
+    # a bad setting (a missing checkpoint, an out-of-range rate) stops the run with its
+    # message before any work starts.
     dataset: Dataset = instantiate(cfg.dataset)
     detector: SplitDetector = instantiate(cfg.model)
     jobs = build_jobs(cfg)
     store = RecordStore(run_dir / "records.jsonl")
-    points_per_image = sum(len(j.codec.rates) for j in jobs)
-    workers = int(cfg.get("workers") or 1)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="vcmbench") if workers > 1 else None
-    bar = tqdm(total=len(dataset) * points_per_image, unit="pt", desc="images x rate points",
-               disable=not cfg.get("progress", True))
+    work = []
+    for image in dataset.records:
+        todo = [(j, r) for j, job in enumerate(jobs) for r, rp in enumerate(job.codec.rates)
+                if (image.image_id, job.codec.name, rp.label, job.setup) not in store]
+        if todo:
+            work.append((image, todo))
+    total = len(dataset) * sum(len(j.codec.rates) for j in jobs)
+    bar = tqdm(total=total, initial=total - sum(len(t) for _, t in work), unit="pt", desc="images x rate points",
+               disable=not settings.progress)
+
+    def save(record: Record) -> None:
+        store.append(record)
+        bar.set_postfix_str(f"image {record.image_id}", refresh=False)
+        bar.update(1)
+
     try:
-        for rec in dataset.records:
-            todo = [(j, rp) for j in jobs for rp in j.codec.rates
-                    if (rec.image_id, j.codec.name, rp.label, j.setup) not in store]
-            bar.update(points_per_image - len(todo))
-            if not todo:
-                continue
-            sample = dataset.load(rec)
-            t0 = time.perf_counter()
-            front = detector.front(sample.image)
-            front_s = time.perf_counter() - t0
-            pristine = detector.back(front.features, front.meta) if cfg.get("fidelity", True) else None
-
-            def one(job: CodecJob, rp: RatePoint) -> Record:
-                return code_one(job.codec, rp, front, detector, sample, front_s, job.setup, pristine)
-
-            bar.set_postfix_str(f"image {rec.image_id}", refresh=False)
-            for record in run_points(one, todo, pool):
-                store.append(record)
-                bar.update(1)
+        if settings.workers > 1 and len(work) > 1:
+            _code_in_workers(cfg, work, settings, save)
+        elif work:
+            coder = ImageCoder(cfg, jobs, dataset, detector)
+            for image, todo in work:
+                for record in coder.code(image, todo):
+                    save(record)
     finally:
         bar.close()
         store.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
     wanted = {(j.codec.name, rp.label, j.setup) for j in jobs for rp in j.codec.rates}
     points = build_points(
         [r for r in store.records.values() if (r.codec, r.rate, r.setup) in wanted],
@@ -243,7 +351,8 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     )
     points.to_csv(run_dir / "points.csv", index=False)
     (run_dir / "run.json").write_text(json.dumps(software_versions(), indent=1))
-    (run_dir / "timing.json").write_text(json.dumps({"sweep_s": time.perf_counter() - started}))
+    (run_dir / "timing.json").write_text(json.dumps({"sweep_s": time.perf_counter() - started,
+                                                     "workers": settings.workers, "threads": settings.threads}))
     return points
 
 

@@ -80,6 +80,13 @@ def configure_rate(backend: ExternalCodec, knob: str, bits: int, setting: str) -
     return knob
 
 
+def check_rate_points(backend: ExternalCodec, backend_knob: str, rates: Sequence[RatePoint], setting: str) -> None:
+    """Every rate point's value within the back-end's range (bits points are checked by the codec)."""
+    if backend_knob != "lossless":
+        for rp in rates:
+            backend.check_rate(backend_knob, rp.value, f"{setting}.rates")
+
+
 class AnchorCodec(FeatureCodec):
     """EE1.2 anchor over an external codec; knob `qp` (or `bits`: lossless inner coding at that depth)."""
 
@@ -126,6 +133,7 @@ class AnchorCodec(FeatureCodec):
         self.inner = inner
         self.backend_knob = configure_rate(self.backend, self.knob, self.bits, setting)
         super().__init__(name, rates)
+        check_rate_points(self.backend, self.backend_knob, self.rates, setting)
 
     def default_rates(self) -> Sequence[object]:
         return (self.bits,) if self.knob == "bits" else MPEG_QPS

@@ -182,6 +182,8 @@ class ExternalCodec(ABC):
     knobs: tuple[str, ...] = ()
     #: sample bit depths accepted
     bitdepths: tuple[int, ...] = (8, 10)
+    #: accepted values of each valued knob, inclusive
+    value_ranges: dict[str, tuple[int, int]] = {}
 
     def __init__(self, who: str, timeout_s: float = DEFAULT_TIMEOUT_S):
         self.who = who
@@ -198,10 +200,22 @@ class ExternalCodec(ABC):
     def family_id(self) -> int:
         return FAMILY_IDS[self.family]
 
-    def check_rate(self, knob: str, value: object = None) -> None:
-        """ConfigError unless this back-end understands knob (and value)."""
+    def check_rate(self, knob: str, value: object = None, setting: str | None = None) -> None:
+        """ConfigError unless this back-end understands knob (and value, when given: checked
+        against `value_ranges` so a sweep with qp=99 stops before its first image)."""
         if knob not in self.knobs:
             raise ConfigError(f"{self.who}: the {self.family} back-end takes rate knobs {list(self.knobs)}, not {knob!r}")
+        if value is None or knob not in self.value_ranges:
+            return
+        lo, hi = self.value_ranges[knob]
+        where = setting or self.who
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {knob}={value!r} is not an integer; give {knob} values from {lo} to {hi}") from None
+        if not lo <= number <= hi:
+            raise ConfigError(f"{where}: {knob}={number} outside {lo}..{hi} for the {self.family} back-end; "
+                              f"give rate points from {lo} to {hi}")
 
     def check_bitdepth(self, bitdepth: int) -> None:
         if bitdepth not in self.bitdepths:
@@ -437,6 +451,7 @@ class VvencCodec(FfmpegCodec):
 
     family = "vvc"
     knobs = ("qp",)
+    value_ranges = {"qp": (0, 63)}
     bitdepths = (8, 10)
     encoder = "libvvenc"
     decoder_format = "vvc"
@@ -468,6 +483,7 @@ class X265Codec(FfmpegCodec):
 
     family = "hevc"
     knobs = ("qp", "crf", "lossless")
+    value_ranges = {"qp": (0, 51), "crf": (0, 51)}
     encoder = "libx265"
     decoder_format = "hevc"
     muxer = "hevc"
@@ -542,6 +558,7 @@ class AomCodec(FfmpegCodec):
 
     family = "av1"
     knobs = ("crf", "lossless")
+    value_ranges = {"crf": (0, 63)}
     encoder = "libaom-av1"
     decoder_format = "obu"
     muxer = "obu"
@@ -562,6 +579,7 @@ class SvtAv1Codec(FfmpegCodec):
 
     family = "av1"
     knobs = ("qp", "crf")
+    value_ranges = {"qp": (1, 63), "crf": (1, 63)}
     encoder = "libsvtav1"
     decoder_format = "obu"
     muxer = "obu"
@@ -626,6 +644,7 @@ class JpegCodec(FfmpegCodec):
 
     family = "jpeg"
     knobs = ("q",)
+    value_ranges = {"q": (1, 31)}
     bitdepths = (8,)
     encoder = "mjpeg"
     decoder_format = "jpeg_pipe"
@@ -667,6 +686,7 @@ class VtmCodec(ExternalCodec):
 
     family = "vvc"
     knobs = ("qp",)
+    value_ranges = {"qp": (0, 63)}
     bitdepths = (8, 10)
 
     def __init__(self, who: str, encoder_app: str | None, decoder_app: str | None, cfg: str | None = None,

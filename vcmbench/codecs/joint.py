@@ -102,8 +102,8 @@ class JointCodec(LayeredCodec):
     def setup_extra(self) -> object:
         extra: dict = {"base": self.base_settings}
         if self.mode == "residual":
-            from vcmbench.codecs.learned.features import file_sha256
             from vcmbench.codecs.learned.codec import resolve_dir
+            from vcmbench.codecs.learned.features import file_sha256
 
             extra["predictor_sha256"] = file_sha256(resolve_dir(str(self.predictor_path)))
         return extra

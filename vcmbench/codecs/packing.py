@@ -37,7 +37,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from vcmbench.codecs.anchor import EE12_OPENIMAGES_RANGE, configure_rate, sample_depth, to_numpy_levels
+from vcmbench.codecs.anchor import (
+    EE12_OPENIMAGES_RANGE,
+    check_rate_points,
+    configure_rate,
+    sample_depth,
+    to_numpy_levels,
+)
 from vcmbench.codecs.base import FeatureCodec, RatePoint
 from vcmbench.codecs.external import make_backend
 from vcmbench.codecs.tiling import (
@@ -147,6 +153,7 @@ class PackingCodec(FeatureCodec):
         )
         self.backend_knob = configure_rate(self.backend, self.knob, self.bits, setting)
         super().__init__(name, rates)
+        check_rate_points(self.backend, self.backend_knob, self.rates, setting)
 
     def default_rates(self) -> Sequence[object]:
         return _DEFAULT_RATES.get(self.knob, ())

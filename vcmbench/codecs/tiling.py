@@ -77,7 +77,7 @@ class MosaicLayout:
     grids: tuple[tuple[int, int], ...]  # (rows, cols) per level
 
     @classmethod
-    def for_shapes(cls, shapes: Sequence[Sequence[int]], grids: Sequence[Sequence[int]] | None = None) -> "MosaicLayout":
+    def for_shapes(cls, shapes: Sequence[Sequence[int]], grids: Sequence[Sequence[int]] | None = None) -> MosaicLayout:
         shapes = tuple(tuple(int(v) for v in s) for s in shapes)
         if grids is None:
             grids = [default_grid(s[0], i) for i, s in enumerate(shapes)]
@@ -88,7 +88,7 @@ class MosaicLayout:
         return cls(shapes, grids)
 
     def level_size(self, i: int) -> tuple[int, int]:
-        (c, h, w), (r, k) = self.shapes[i], self.grids[i]
+        (_c, h, w), (r, k) = self.shapes[i], self.grids[i]
         return r * h, k * w
 
     @property
@@ -190,7 +190,7 @@ def pack_ranges(mode: str, ranges: Sequence[tuple[float, float]]) -> bytes:
     return b"".join(struct.pack(">ff", lo, hi) for lo, hi in pairs)
 
 
-def unpack_ranges(reader: "Reader", mode: str, n_levels: int) -> list[tuple[float, float]]:
+def unpack_ranges(reader: Reader, mode: str, n_levels: int) -> list[tuple[float, float]]:
     count = n_levels if mode == "per_level" else 1
     pairs = []
     for _ in range(count):

@@ -21,10 +21,11 @@ import io
 import json
 import math
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from vcmbench.errors import MetricError
 
 __all__ = ["GroundTruth", "METRICS", "coco_ap", "oid_map50", "evaluate", "detections_to_coco"]
 
-GroundTruth = Union[str, os.PathLike, Mapping[str, Any]]
+GroundTruth = str | os.PathLike | Mapping[str, Any]
 
 OID_IOU = 0.5  # the Open Images challenge matches at IoU (and group-of IoA) 0.5
 

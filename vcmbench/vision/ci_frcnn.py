@@ -34,9 +34,9 @@ from torch import nn
 
 from vcmbench.atomic import torch_save
 from vcmbench.errors import CheckpointError, ConfigError
+from vcmbench.paths import is_none, resolve_data_path
 from vcmbench.vision.torchvision_split import TorchvisionSplit
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WEIGHTS = "checkpoints/ci_frcnn/ci_frcnn.pt"
 TRAIN_COMMAND = "vcmbench train-detector copy_to=checkpoints/ci_frcnn"
 
@@ -235,15 +235,13 @@ def build_model(
 
 
 def resolve_weights(weights: str | None) -> Path | None:
-    """None for random init; else the checkpoint path (relative: cwd first, then the repo root)."""
-    if weights in (None, "", "none", "None"):
+    """None for random init; else the checkpoint path (relative: working dir first, then the package's)."""
+    if is_none(weights):
         return None
-    path = Path(str(weights)).expanduser()
-    if not path.is_absolute() and not path.is_file():
-        path = REPO_ROOT / path
+    path = resolve_data_path(str(weights))
     if not path.is_file():
         raise CheckpointError(
-            f"model.weights={weights}: no such checkpoint ({path}). The repository ships "
+            f"model.weights={weights}: no such checkpoint ({path}). vcmbench ships "
             f"{DEFAULT_WEIGHTS}; recreate it with `{TRAIN_COMMAND}`, pass the path of a checkpoint that "
             f"command wrote (its output folder holds ci_frcnn.pt), or use model.weights=none for random weights"
         )

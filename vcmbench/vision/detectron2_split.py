@@ -12,8 +12,8 @@ it only inside `build` and the methods, so importing vcmbench never requires it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

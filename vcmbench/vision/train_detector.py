@@ -69,7 +69,7 @@ def lr_at(step: int, cfg: DictConfig) -> float:
 def _optimizer(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
     opt = cfg.optimizer
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for _name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": float(opt.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
@@ -142,7 +142,7 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
     from tqdm import tqdm
 
     from vcmbench.datasets import synthetic
-    from vcmbench.vision.ci_frcnn import REPO_ROOT, count_parameters, load_state, save_state
+    from vcmbench.vision.ci_frcnn import count_parameters, load_state, save_state
     from vcmbench.vision.torchvision_split import TorchvisionSplit
 
     out = Path(out_dir)
@@ -261,7 +261,6 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
 
     if cfg.copy_to:
         dest = Path(str(cfg.copy_to)).expanduser()
-        dest = dest if dest.is_absolute() else REPO_ROOT / dest
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ckpt, dest / CHECKPOINT_NAME)
         shutil.copyfile(out / INFO_NAME, dest / INFO_NAME)

@@ -50,9 +50,9 @@ from vcmbench.codecs.base import FeatureCodec, RatePoint
 from vcmbench.codecs.learned.models import FeatureCompressionNet, build_net, pad_levels
 from vcmbench.codecs.tiling import Reader
 from vcmbench.errors import CheckpointError, ConfigError, PayloadError, ShapeError
+from vcmbench.paths import display_path, resolve_data_path
 from vcmbench.vision.base import LEVELS, Features
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 FORMAT = "vcmbench-learned-feature-codec/1"
 MAX_P2_CELLS = 512 * 512  # decode bound: P2 grid of a 2048 x 2048 input (stride 4)
 _TABLES = ("_quantized_cdf", "_offset", "_cdf_length")
@@ -278,10 +278,8 @@ def _threads(n: int | None):
 
 
 def resolve_dir(path: str) -> Path:
-    p = Path(str(path)).expanduser()
-    if p.is_absolute() or p.is_dir():
-        return p
-    return REPO_ROOT / p
+    """A checkpoint folder or file of a config: the working directory's, else the packaged one."""
+    return resolve_data_path(path)
 
 
 class LearnedCodec(FeatureCodec):
@@ -335,10 +333,7 @@ class LearnedCodec(FeatureCodec):
         return f"vcmbench train codec={self.name} quality={quality} copy_to={self._dir_for_command()}"
 
     def _dir_for_command(self) -> str:
-        try:
-            return str(self.checkpoint_dir.relative_to(REPO_ROOT))
-        except ValueError:
-            return str(self.checkpoint_dir)
+        return display_path(self.checkpoint_dir)
 
     def checkpoint_path(self, quality: int, must_exist: bool = False) -> Path:
         path = self.checkpoint_dir / f"q{quality}.pt"
@@ -419,7 +414,7 @@ class LearnedCodec(FeatureCodec):
                         + (" (corrupt header)" if error is PayloadError else ""))
         s = net.total_stride
         hp, wp = math.ceil(h2 / s) * s, math.ceil(w2 / s) * s
-        for i, (c, h, w) in enumerate(shapes):
+        for i, (_c, h, w) in enumerate(shapes):
             if h > hp >> i or w > wp >> i or h < (h2 >> i) // 2 or w < (w2 >> i) // 2:
                 raise error(f"codec {self.name}: level {LEVELS[i]} is {h}x{w}, which does not fit a P2 grid of "
                             f"{h2}x{w2} (each level must be about half the one before)")

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.atomic import torch_save
 from vcmbench.errors import DatasetError
+from vcmbench.paths import resolve_data_path
 from vcmbench.vision.base import LEVELS
 
 CACHE_VERSION = 1
@@ -59,16 +60,10 @@ def front_fingerprint(model_cfg: DictConfig) -> dict:
     return {"name": name, "weights": str(weights), "sha256": file_sha256(path)}
 
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
 def _resolve(weights: str) -> Path | None:
-    p = Path(weights).expanduser()
-    if p.is_file():
-        return p
-    if not p.is_absolute() and (REPO_ROOT / p).is_file():
-        return REPO_ROOT / p
-    return None
+    """The weights file a config names (working directory first, then the package), or None."""
+    path = resolve_data_path(weights)
+    return path if path.is_file() else None
 
 
 

@@ -267,7 +267,7 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     from hydra.utils import instantiate
     from tqdm import tqdm
 
-    from vcmbench.codecs.learned.codec import REPO_ROOT, save_checkpoint
+    from vcmbench.codecs.learned.codec import save_checkpoint
     from vcmbench.codecs.learned.features import feature_set
     from vcmbench.codecs.learned.models import count_parameters
 
@@ -437,7 +437,6 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     state_path.unlink(missing_ok=True)
     if cfg.get("copy_to"):
         dest = Path(str(cfg.copy_to)).expanduser()
-        dest = dest if dest.is_absolute() else REPO_ROOT / dest
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ck, dest / ck.name)
         shutil.copyfile(out / f"q{quality}.json", dest / f"q{quality}.json")

@@ -1,0 +1,93 @@
+"""Checks of single config values, with the one-line error a user needs.
+
+Hydra configs are untyped YAML, so `workers=abc` or `dataset.max_images=-3` arrive as they
+were typed. Each check names the setting, the bad value and what would be accepted, so the
+CLI can print it as one `vcmbench: error:` line before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from vcmbench.errors import ConfigError
+from vcmbench.paths import is_none
+
+
+def as_int(value: object, setting: str, minimum: int | None = None, maximum: int | None = None,
+           allow_none: bool = False) -> int | None:
+    """`value` as an int within [minimum, maximum]; None allowed only with allow_none."""
+    if allow_none and is_none(value):
+        return None
+    bounds = _bounds(minimum, maximum) + (" or null" if allow_none else "")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{setting}={value!r}: not an integer; use an integer {bounds}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{setting}={value!r}: not an integer; use an integer {bounds}") from None
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ConfigError(f"{setting}={number}: out of range; use an integer {bounds}")
+    return number
+
+
+def as_bool(value: object, setting: str) -> bool:
+    """`value` as a bool: true/false (YAML), or the strings true/false/1/0."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{setting}={value!r}: not a boolean; use {setting}=true or {setting}=false")
+
+
+def _bounds(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"from {minimum} to {maximum}"
+    if minimum is not None:
+        return f">= {minimum}"
+    if maximum is not None:
+        return f"<= {maximum}"
+    return ""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The sweep's own settings (conf/config.yaml), checked and typed.
+
+    `workers` processes code whole images in parallel (`auto`: one per CPU core, at most 8);
+    each runs torch with `threads` intra-op threads (default 1). Features, and so every byte and
+    detection, depend on the thread count but not on the number of workers: a run with 4
+    workers gives the records of a serial one, only sooner. Timings taken with workers > 1
+    include contention, and the points table says so.
+    """
+
+    workers: int
+    threads: int  # null in the config: torch's default for this machine
+    progress: bool
+    fidelity: bool
+    report: bool
+
+    @classmethod
+    def from_config(cls, cfg) -> RunSettings:
+        workers = cfg.get("workers", 1)
+        if isinstance(workers, str) and workers.strip() == "auto":
+            workers = min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+        return cls(
+            workers=as_int(workers, "workers", minimum=1),
+            threads=as_int(cfg.get("threads"), "threads", minimum=1, allow_none=True) or torch_threads(),
+            progress=as_bool(cfg.get("progress", True), "progress"),
+            fidelity=as_bool(cfg.get("fidelity", True), "fidelity"),
+            report=as_bool(cfg.get("report", True), "report"),
+        )
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
