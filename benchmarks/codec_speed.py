@@ -42,10 +42,7 @@ def parse_args(argv=None):
 
 
 def build_codecs(names):
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from vcmbench.config import all_codec_configs
+    from vcmbench.config import all_codec_configs, build, runnable_codec_config
 
     nodes = all_codec_configs(include_optional=names is not None)
     if names is None:
@@ -54,8 +51,7 @@ def build_codecs(names):
     for n in names:
         if n not in nodes:
             sys.exit(f"unknown codec {n!r}; conf/codec has {sorted(nodes)}")
-        node = OmegaConf.masked_copy(nodes[n], [k for k in nodes[n] if k != "in_default_run"])
-        codecs.append(instantiate(node))
+        codecs.append(build(runnable_codec_config(nodes[n], n)))
     return codecs
 
 

@@ -7,11 +7,9 @@ import struct
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from tests.test_external_codecs import real_features
-from vcmbench.codecs.anchor import EE12_OPENIMAGES_RANGE, MPEG_QPS, AnchorCodec
+from vcmbench.codecs.frames import EE12_OPENIMAGES_RANGE, MPEG_QPS, FrameCodec
 from vcmbench.codecs.tiling import (
     MPEG_GRIDS_256,
     MosaicLayout,
@@ -22,17 +20,10 @@ from vcmbench.codecs.tiling import (
     tile,
     untile,
 )
-from vcmbench.config import all_codec_configs
 from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.vision.base import LEVELS
 
 CONTAINER = 4 + 1 + 1 + 4 * 6
-
-
-def from_yaml(name: str, **overrides) -> AnchorCodec:
-    node = OmegaConf.merge(all_codec_configs(include_optional=True)[name], overrides)
-    node.pop("in_default_run", None)
-    return instantiate(node)
 
 
 def synthetic(c: int = 256, h: int = 8, w: int = 12) -> dict[str, torch.Tensor]:
@@ -126,10 +117,10 @@ def _max_err_vs_step(out, feats, step):
 
 
 @pytest.mark.parametrize("inner", ["ffv1", "hevc"])
-def test_lossless_settings_leave_only_half_a_quantisation_step(inner):
+def test_lossless_settings_leave_only_half_a_quantisation_step(inner, codec_from_yaml):
     """pack -> quantise -> code (lossless) -> decode -> dequantise -> unpack on real features."""
     feats = real_features()
-    codec = AnchorCodec(f"anchor_{inner}", inner, knob="bits", rates=[10])
+    codec = codec_from_yaml("anchor_hevc", name=f"anchor_{inner}", backend=inner, knob="bits", rates=[10])
     out = codec.decode(codec.encode(feats, codec.rates[0]))
     lo = min(float(v.min()) for v in feats.values())
     hi = max(float(v.max()) for v in feats.values())
@@ -139,10 +130,11 @@ def test_lossless_settings_leave_only_half_a_quantisation_step(inner):
 
 
 @pytest.mark.parametrize("name", ["anchor_vvc", "anchor_hevc"])
-def test_bits_fall_as_qp_rises_with_the_real_codec(name):
+def test_bits_fall_as_qp_rises_with_the_real_codec(name, codec_from_yaml):
     feats = real_features()
-    codec = from_yaml(name, rates=[35, 40, 45])
-    assert [r.label for r in from_yaml(name).rates] == [f"qp={q}" for q in MPEG_QPS]
+    codec = codec_from_yaml(name, rates=[35, 40, 45])
+    assert isinstance(codec, FrameCodec) and codec.tag == b"ANCH"
+    assert [r.label for r in codec_from_yaml(name).rates] == [f"qp={q}" for q in MPEG_QPS]
     sizes, errors = [], []
     for rp in codec.rates:
         payload = codec.encode(feats, rp)
@@ -155,9 +147,9 @@ def test_bits_fall_as_qp_rises_with_the_real_codec(name):
     assert codec.backend.last_encode_s > 0 and codec.backend.last_decode_s > 0
 
 
-def test_payload_layout_per_image_range():
+def test_payload_layout_per_image_range(codec_from_yaml):
     feats = real_features(channels=64)
-    codec = AnchorCodec("anchor_vvc", "vvc", rates=[45])
+    codec = codec_from_yaml("anchor_vvc", rates=[45])
     payload = codec.encode(feats, codec.rates[0])
     body = payload[CONTAINER:]
     assert body[0] == 1  # range mode per_image, no flags
@@ -170,9 +162,9 @@ def test_payload_layout_per_image_range():
     assert len(payload) == CONTAINER + 10 + len(stream)
 
 
-def test_global_range_writes_the_configured_constants():
+def test_global_range_writes_the_configured_constants(codec_from_yaml):
     feats = {k: v.clamp(-20, 20) / 5 for k, v in real_features(channels=16).items()}
-    codec = AnchorCodec("anchor_hevc", "hevc", knob="bits", rates=[10], range="global")
+    codec = codec_from_yaml("anchor_hevc", knob="bits", rates=[10], quantiser__range="global")
     payload = codec.encode(feats, codec.rates[0])
     assert payload[CONTAINER] == 0
     assert struct.unpack(">ff", payload[CONTAINER + 2 : CONTAINER + 10]) == pytest.approx(EE12_OPENIMAGES_RANGE)
@@ -181,9 +173,10 @@ def test_global_range_writes_the_configured_constants():
     assert _max_err_vs_step(out, feats, step) <= 0.5 * (1 + 1e-3)
 
 
-def test_explicit_grid_and_per_level_range_round_trip():
+def test_explicit_grid_and_per_level_range_round_trip(codec_from_yaml):
     feats = real_features(channels=32)
-    codec = AnchorCodec("anchor_x", "ffv1", knob="bits", rates=[10], grid=[2, 2, 1, 1], range="per_level")
+    codec = codec_from_yaml("anchor_hevc", name="anchor_x", backend="ffv1", knob="bits", rates=[10],
+                            layout__grid=[2, 2, 1, 1], quantiser__range="per_level")
     payload = codec.encode(feats, codec.rates[0])
     assert payload[CONTAINER] == 2 | (1 << 2)  # per_level, explicit grid
     out = codec.decode(payload)
@@ -192,18 +185,22 @@ def test_explicit_grid_and_per_level_range_round_trip():
         assert float((out[k] - feats[k]).abs().max()) <= step / 2 * (1 + 1e-3)
 
 
-def test_config_errors_name_the_setting():
-    with pytest.raises(ConfigError, match=r"codec\.a\.range"):
-        AnchorCodec("a", "vvc", range="minmax")
+def test_config_errors_name_the_setting(codec_from_yaml):
+    with pytest.raises(ConfigError, match=r"codec\.a\.quantiser\.range"):
+        codec_from_yaml("anchor_vvc", name="a", quantiser__range="minmax")
     with pytest.raises(ConfigError, match=r"codec\.a\.knob=bits"):
-        AnchorCodec("a", "vvc", knob="bits")
-    with pytest.raises(ConfigError, match=r"codec\.a\.grid"):
-        AnchorCodec("a", "vvc", grid=[4, 2])
+        codec_from_yaml("anchor_vvc", name="a", knob="bits")
+    with pytest.raises(ConfigError, match=r"codec\.a\.layout\.grid"):
+        codec_from_yaml("anchor_vvc", name="a", layout__grid=[4, 2])
+    with pytest.raises(ConfigError, match=r"codec\.a\.gop=inter.*intra frames only"):
+        codec_from_yaml("anchor_vvc", name="a", gop="inter")
+    with pytest.raises(ConfigError, match=r"codec\.a\.rates: qp=64 outside 0\.\.63"):
+        codec_from_yaml("anchor_vvc", name="a", rates=[35, 64])
 
 
 @pytest.fixture(scope="module")
-def vvc_payload():
-    codec = AnchorCodec("anchor_vvc", "vvc", rates=[45])
+def vvc_payload(codec_from_yaml):
+    codec = codec_from_yaml("anchor_vvc", rates=[45])
     feats = real_features(channels=64)
     return codec, feats, codec.encode(feats, codec.rates[0])
 
@@ -235,8 +232,8 @@ def test_corrupted_payload_raises_payload_error_or_decodes_to_right_shapes(vvc_p
         assert torch.isfinite(out[k]).all()
 
 
-def test_payload_of_another_codec_is_refused(vvc_payload):
+def test_payload_of_another_codec_is_refused(vvc_payload, codec_from_yaml):
     codec, feats, _ = vvc_payload
-    hevc = AnchorCodec("anchor_hevc", "hevc", rates=[45])
+    hevc = codec_from_yaml("anchor_hevc", rates=[45])
     with pytest.raises(PayloadError, match="another codec"):
         codec.decode(hevc.encode(feats, hevc.rates[0]))

@@ -153,13 +153,11 @@ def test_missing_x265_path_names_the_setting():
 # ------------------------------------------------------------------------- errors
 
 
-def test_missing_ffmpeg_path_names_the_setting():
+def test_missing_ffmpeg_path_names_the_setting(codec_from_yaml):
     with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vvc\.ffmpeg"):
         make_backend("vvc", "anchor_vvc", "codec.anchor_vvc", ffmpeg="/nonexistent/ffmpeg")
-    from vcmbench.codecs.anchor import AnchorCodec
-
-    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_hevc\.ffmpeg.*imageio-ffmpeg==0\.8\.1"):
-        AnchorCodec("anchor_hevc", "hevc", ffmpeg="/nonexistent/ffmpeg")
+    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_hevc\.backend\.ffmpeg.*imageio-ffmpeg==0\.8\.1"):
+        codec_from_yaml("anchor_hevc", backend__ffmpeg="/nonexistent/ffmpeg")
 
 
 def test_encoder_error_names_codec_command_and_output():
@@ -243,13 +241,12 @@ def fake_vtm(tmp_path: Path, as_420: bool = False) -> tuple[Path, Path, Path]:
 
 
 @pytest.mark.parametrize("as_420", [False, True])
-def test_vtm_command_line_and_round_trip_with_fake_binaries(tmp_path, as_420):
-    from vcmbench.codecs.anchor import AnchorCodec
-
+def test_vtm_command_line_and_round_trip_with_fake_binaries(tmp_path, as_420, codec_from_yaml):
     enc, dec, log = fake_vtm(tmp_path, as_420)
     cfg = tmp_path / "encoder_intra_vtm.cfg"
     cfg.write_text("IntraPeriod : 1\n")
-    codec = AnchorCodec("anchor_vtm", "vtm", rates=[37], encoder_app=str(enc), decoder_app=str(dec), vtm_cfg=str(cfg))
+    codec = codec_from_yaml("anchor_vtm", rates=[37], backend__encoder_app=str(enc), backend__decoder_app=str(dec),
+                            backend__cfg=str(cfg))
     feats = real_features(channels=16)
     payload = codec.encode(feats, codec.rates[0])
     call = json.loads(log.read_text())
@@ -267,26 +264,25 @@ def test_vtm_command_line_and_round_trip_with_fake_binaries(tmp_path, as_420):
         assert float((out[k] - feats[k]).abs().max()) <= step / 2 * 1.001
 
 
-def test_wrong_vtm_path_names_the_setting(tmp_path):
-    from vcmbench.codecs.anchor import AnchorCodec
-
+def test_wrong_vtm_path_names_the_setting(tmp_path, codec_from_yaml):
     enc, dec, _ = fake_vtm(tmp_path)
-    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vtm\.encoder_app"):
-        AnchorCodec("anchor_vtm", "vtm", encoder_app=str(tmp_path / "nope" / "EncoderApp"), decoder_app=str(dec))
-    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vtm\.encoder_app"):
-        AnchorCodec("anchor_vtm", "vtm", encoder_app=None, decoder_app=str(dec))
-    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vtm\.decoder_app"):
-        AnchorCodec("anchor_vtm", "vtm", encoder_app=str(enc), decoder_app=str(tmp_path / "DecoderAppXX"))
-    with pytest.raises(ConfigError, match=r"codec\.anchor_vtm\.cfg"):
-        AnchorCodec("anchor_vtm", "vtm", encoder_app=str(enc), decoder_app=str(dec), vtm_cfg=str(tmp_path / "x.cfg"))
+    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vtm\.backend\.encoder_app"):
+        codec_from_yaml("anchor_vtm", backend__encoder_app=str(tmp_path / "nope" / "EncoderApp"),
+                        backend__decoder_app=str(dec))
+    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vtm\.backend\.encoder_app"):
+        codec_from_yaml("anchor_vtm", backend__decoder_app=str(dec))
+    with pytest.raises(MissingDependencyError, match=r"codec\.anchor_vtm\.backend\.decoder_app"):
+        codec_from_yaml("anchor_vtm", backend__encoder_app=str(enc), backend__decoder_app=str(tmp_path / "DecoderAppXX"))
+    with pytest.raises(ConfigError, match=r"codec\.anchor_vtm\.backend\.cfg"):
+        codec_from_yaml("anchor_vtm", backend__encoder_app=str(enc), backend__decoder_app=str(dec),
+                        backend__cfg=str(tmp_path / "x.cfg"))
 
 
-def test_vtm_decoder_failure_is_a_payload_error(tmp_path):
-    from vcmbench.codecs.anchor import AnchorCodec
+def test_vtm_decoder_failure_is_a_payload_error(tmp_path, codec_from_yaml):
     from vcmbench.errors import PayloadError
 
     enc, dec, _ = fake_vtm(tmp_path)
-    codec = AnchorCodec("anchor_vtm", "vtm", rates=[37], encoder_app=str(enc), decoder_app=str(dec))
+    codec = codec_from_yaml("anchor_vtm", rates=[37], backend__encoder_app=str(enc), backend__decoder_app=str(dec))
     payload = bytearray(codec.encode(real_features(channels=4), codec.rates[0]))
     payload[40:44] = b"JUNK"  # the fake bitstream's magic: its decoder fails
     with pytest.raises(PayloadError, match=r"anchor_vtm.*DecoderApp.*not a bitstream"):

@@ -109,12 +109,10 @@ def test_several_images_are_pooled():
         detection_fidelity([GT, other], [GT])
 
 
-def test_fidelity_through_a_real_codec_and_the_back():
+def test_fidelity_through_a_real_codec_and_the_back(codec_from_yaml):
     """Pristine vs decoded anchor_hevc features through the small random-weights detector."""
-    from vcmbench.codecs.anchor import AnchorCodec
-
     det, front = small_detector(), front_output()
-    codec = AnchorCodec("anchor_hevc", "hevc", rates=[35])
+    codec = codec_from_yaml("anchor_hevc", rates=[35])
     decoded = codec.decode(codec.encode(front.features, codec.rates[0]))
     pristine_dets, decoded_dets = det.back(front.features, front.meta), det.back(decoded, front.meta)
     # random weights score everything low: take the top-scoring half of the pristine boxes as truth

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 
 from vcmbench.codecs.image_anchor import ImageAnchorCodec
 from vcmbench.codecs.joint import JointCodec
-from vcmbench.config import all_codec_configs, compose_config, runnable_codec_config
+from vcmbench.config import compose_config
 from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.report import write_report
 from vcmbench.run import run_sweep
@@ -30,14 +30,14 @@ def scene():
 
 
 @pytest.fixture(scope="module")
-def joint() -> JointCodec:
-    return instantiate(all_codec_configs()["joint_interleaved_vvc"])
+def joint(codec_from_yaml) -> JointCodec:
+    return codec_from_yaml("joint_interleaved_vvc")
 
 
-def test_layers_are_the_base_codec_and_the_image_codec(scene, joint):
+def test_layers_are_the_base_codec_and_the_image_codec(scene, joint, codec_from_yaml):
     image, front = scene
     assert [r.label for r in joint.rates] == ["quality=2+qp=42", "quality=4+qp=32"]
-    base_codec = instantiate(all_codec_configs()["learned_interleaved"])
+    base_codec = codec_from_yaml("learned_interleaved")
     image_codec = ImageAnchorCodec("image_vvc", rates=[32])
     rate = joint.rate_point("quality=4+qp=32")
     payload = joint.encode(image, front.features, front.meta, rate)
@@ -107,15 +107,15 @@ def test_sweep_reports_each_layer(tmp_path):
     assert {"bytes_base", "bytes_enh", "bpp_base", "bpp_enh", "image_psnr", "image_msssim"} <= set(table.columns)
 
 
-def test_residual_layer_builds_on_the_decoded_base(scene):
+def test_residual_layer_builds_on_the_decoded_base(scene, codec_from_yaml):
     """Collaborative mode: the enhancement layer is a residual over a prediction from the base layer,
     so the viewer's image depends on the base features, and adds to what the prediction alone gives."""
     from vcmbench.codecs.learned.predictor import predict_image
     from vcmbench.metrics.fidelity import image_fidelity
 
     image, front = scene
-    codec = instantiate(runnable_codec_config(all_codec_configs(include_optional=True)["joint_residual_vvc"]))
-    simulcast = instantiate(all_codec_configs()["joint_interleaved_vvc"])
+    codec = codec_from_yaml("joint_residual_vvc")
+    simulcast = codec_from_yaml("joint_interleaved_vvc")
     rate = codec.rate_point("quality=4+qp=32")
     payload = codec.encode(image, front.features, front.meta, rate)
     n_base, n_enh = codec.layer_bytes(payload)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.assets import CHECKPOINTS, CONF, REPO
+from tests.assets import CHECKPOINTS, REPO
 from vcmbench.codecs.learned.codec import (
     LearnedCodec,
     encode_levels,
@@ -376,17 +376,13 @@ def test_train_config_composes():
 
 
 @pytest.mark.parametrize("name", ["learned_interleaved", "learned_cascade"])
-def test_codec_yaml_instantiates_with_committed_checkpoints(name):
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
+def test_codec_yaml_instantiates_with_committed_checkpoints(name, codec_from_yaml):
     folder = CHECKPOINTS / name
     if not (folder / "q1.pt").is_file():
         pytest.skip(f"no committed checkpoints in {folder}")
-    node = OmegaConf.load(CONF / "codec" / f"{name}.yaml")[name]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the committed checkpoints match the committed detector
-        codec = instantiate(node)
+        codec = codec_from_yaml(name)
         for rp in codec.rates:
             net, meta = codec.net(int(rp.value))
             js = json.loads((folder / f"q{rp.value}.json").read_text())

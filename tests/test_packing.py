@@ -5,23 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from tests.test_external_codecs import real_features
-from vcmbench.codecs.packing import PackingCodec, greedy_chain
+from vcmbench.codecs.frames import ChannelFrames, FrameCodec, LevelMosaics, greedy_chain
 from vcmbench.codecs.tiling import Reader, order_bytes, quant_step, quantize, unpack_order, unpack_streams
-from vcmbench.config import all_codec_configs
 from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.vision.base import LEVELS
 
 CONTAINER = 4 + 1 + 1 + 4 * 6
 C = 24  # channels kept per level: real features, small videos
-
-
-def from_yaml(name: str, **overrides) -> PackingCodec:
-    node = OmegaConf.merge(all_codec_configs()[name], overrides)
-    return instantiate(node)
 
 
 def image_range(feats):
@@ -35,17 +27,19 @@ def assert_within_half_step(out, feats, bits=10):
         assert float((out[k] - feats[k]).abs().max()) <= step / 2 * (1 + 1e-3)
 
 
-def test_yamls_build_with_modest_default_rates():
-    for name, method in [("pack_concat", "concat"), ("pack_diff", "diff"), ("pack_tile", "tile")]:
-        codec = from_yaml(name)
-        assert codec.method == method and codec.inner == "hevc"
+def test_yamls_build_with_modest_default_rates(codec_from_yaml):
+    for name, layout, tag in [("pack_concat", ChannelFrames, b"PKCC"), ("pack_diff", ChannelFrames, b"PKCD"),
+                              ("pack_tile", LevelMosaics, b"PKTL")]:
+        codec = codec_from_yaml(name)
+        assert isinstance(codec, FrameCodec) and isinstance(codec.layout, layout) and codec.tag == tag
+        assert codec.backend.family == "hevc"
         assert [r.label for r in codec.rates] == ["qp=32", "qp=37", "qp=42", "qp=47"]
 
 
 @pytest.mark.parametrize("method", ["concat", "diff", "tile"])
-def test_lossless_ffv1_packing_is_exact_up_to_quantisation(method):
+def test_lossless_ffv1_packing_is_exact_up_to_quantisation(method, codec_from_yaml):
     feats = real_features(channels=C)
-    codec = PackingCodec(f"pack_{method}", method, inner="ffv1", knob="bits", rates=[10, 6])
+    codec = codec_from_yaml(f"pack_{method}", backend="ffv1", knob="bits", rates=[10, 6])
     out = codec.decode(codec.encode(feats, codec.rates[0]))
     assert_within_half_step(out, feats, 10)
     coarse = codec.encode(feats, codec.rates[1])
@@ -53,9 +47,9 @@ def test_lossless_ffv1_packing_is_exact_up_to_quantisation(method):
 
 
 @pytest.mark.parametrize("gop", ["intra", "inter"])
-def test_concat_bits_fall_as_qp_rises_in_both_gop_modes(gop):
+def test_concat_bits_fall_as_qp_rises_in_both_gop_modes(gop, codec_from_yaml):
     feats = real_features(channels=C)
-    codec = from_yaml("pack_concat", gop=gop, rates=[27, 37, 47])
+    codec = codec_from_yaml("pack_concat", gop=gop, rates=[27, 37, 47])
     sizes = []
     for rp in codec.rates:
         payload = codec.encode(feats, rp)
@@ -66,20 +60,20 @@ def test_concat_bits_fall_as_qp_rises_in_both_gop_modes(gop):
     assert sizes[0] > sizes[1] > sizes[2]
 
 
-def test_inter_and_intra_code_differently_over_vvc():
+def test_inter_and_intra_code_differently_over_vvc(codec_from_yaml):
     feats = real_features(channels=4)
     sizes = {}
     for gop in ("intra", "inter"):
-        codec = PackingCodec("pack_concat", "concat", inner="vvc", gop=gop, rates=[37])
+        codec = codec_from_yaml("pack_concat", backend="vvc", backend__preset="faster", gop=gop, rates=[37])
         payload = codec.encode(feats, codec.rates[0])
         assert codec.decode(payload)["p2"].shape == feats["p2"].shape
         sizes[gop] = len(payload)
     assert sizes["intra"] != sizes["inter"]
 
 
-def test_diff_order_is_in_the_payload_and_decoding_restores_channel_order():
+def test_diff_order_is_in_the_payload_and_decoding_restores_channel_order(codec_from_yaml):
     feats = real_features(channels=C)
-    codec = PackingCodec("pack_diff", "diff", inner="ffv1", knob="bits", rates=[10])
+    codec = codec_from_yaml("pack_diff", backend="ffv1", knob="bits", rates=[10])
     payload = codec.encode(feats, codec.rates[0])
     lo, hi = image_range(feats)
     r = Reader(payload[CONTAINER + 2 + 8 :], "test")
@@ -106,9 +100,10 @@ def test_greedy_chain_puts_similar_channels_next_to_each_other():
 
 
 @pytest.mark.parametrize("tiles", ["per_level", "stacked"])
-def test_tile_modes_over_vvc_bits_fall_as_qp_rises(tiles):
+def test_tile_modes_over_vvc_bits_fall_as_qp_rises(tiles, codec_from_yaml):
     feats = real_features(channels=64)
-    codec = PackingCodec("pack_tile", "tile", inner="vvc", tiles=tiles, rates=[30, 45])
+    codec = codec_from_yaml("pack_tile", backend="vvc", backend__preset="faster", layout__stacked=tiles == "stacked",
+                            rates=[30, 45])
     sizes = []
     for rp in codec.rates:
         payload = codec.encode(feats, rp)
@@ -120,27 +115,30 @@ def test_tile_modes_over_vvc_bits_fall_as_qp_rises(tiles):
 
 
 @pytest.mark.parametrize("inner, knob, value", [("av1", "crf", 40), ("jpeg", "q", 8), ("png", "bits", 8)])
-def test_other_inner_codecs(inner, knob, value):
+def test_other_inner_codecs(inner, knob, value, codec_from_yaml):
     feats = real_features(channels=8)
-    codec = PackingCodec("pack_tile", "tile", inner=inner, knob=knob, rates=[value], bits=8)
+    codec = codec_from_yaml("pack_tile", backend=inner, backend__preset=None, knob=knob, rates=[value],
+                            quantiser__bits=8)
     out = codec.decode(codec.encode(feats, codec.rates[0]))
     assert out["p5"].shape == feats["p5"].shape
 
 
-def test_config_errors_name_the_setting():
-    with pytest.raises(ConfigError, match=r"codec\.p\.method"):
-        PackingCodec("p", "zigzag")
+def test_config_errors_name_the_setting(codec_from_yaml):
+    with pytest.raises(ConfigError, match=r"codec\.p\.layout\.order"):
+        codec_from_yaml("pack_concat", name="p", layout__order="zigzag")
     with pytest.raises(ConfigError, match=r"codec\.p\.gop"):
-        PackingCodec("p", "concat", gop="ldp")
+        codec_from_yaml("pack_concat", name="p", gop="ldp")
+    with pytest.raises(ConfigError, match=r"codec\.p\.gop=inter"):
+        codec_from_yaml("pack_tile", name="p", gop="inter")
     with pytest.raises(ConfigError, match="rate knobs"):
-        PackingCodec("p", "concat", inner="vvc", knob="crf")
+        codec_from_yaml("pack_concat", name="p", backend="vvc", knob="crf")
     with pytest.raises(ConfigError, match="bit"):
-        PackingCodec("p", "tile", inner="jpeg", knob="q", bits=10)
+        codec_from_yaml("pack_tile", name="p", backend="jpeg", backend__preset=None, knob="q", rates=[5])
 
 
 @pytest.fixture(scope="module")
-def diff_payload():
-    codec = PackingCodec("pack_diff", "diff", inner="hevc", rates=[37])
+def diff_payload(codec_from_yaml):
+    codec = codec_from_yaml("pack_diff", rates=[37])
     feats = real_features(channels=C)
     return codec, feats, codec.encode(feats, codec.rates[0])
 
@@ -171,8 +169,8 @@ def test_corrupted_payload_raises_payload_error_or_decodes_to_right_shapes(diff_
         assert tuple(out[k].shape) == tuple(feats[k].shape) and torch.isfinite(out[k]).all()
 
 
-def test_payload_of_another_packing_method_is_refused(diff_payload):
+def test_payload_of_another_packing_method_is_refused(diff_payload, codec_from_yaml):
     codec, feats, _ = diff_payload
-    concat = PackingCodec("pack_concat", "concat", inner="hevc", rates=[37])
+    concat = codec_from_yaml("pack_concat", rates=[37])
     with pytest.raises(PayloadError, match="another codec"):
         codec.decode(concat.encode(feats, concat.rates[0]))

@@ -34,6 +34,11 @@ MAP = np.array([20.0, 27.0, 32.0, 35.0, 36.5, 37.1])
 PIXELS = 8 * 640 * 480
 
 
+# the meta.role each codec's yaml gives it (what `vcmbench run` writes into points.csv)
+ROLES = {"anchor_vvc": "feature_anchor", "raw": "uncompressed", "image_vvc": "image_anchor",
+         "image_vtm": "image_anchor"}
+
+
 def curve(codec: str, bpp, maps, *, enc=0.05, dec=0.02, failed: dict[int, int] | None = None,
           dataset: str = "coco_val2017_mini", model: str = "frcnn_r50_fpn", rates=None) -> list[dict]:
     rows = []
@@ -44,7 +49,7 @@ def curve(codec: str, bpp, maps, *, enc=0.05, dec=0.02, failed: dict[int, int] |
             "n_images": 8, "n_failed": (failed or {}).get(i, 0),
             "bytes": int(round(float(b) * PIXELS / 8)), "pixels": PIXELS, "bpp": float(b),
             "map": float(m), "ap50": float(m) * 1.6, "enc_s": enc * (1 + 0.3 * i), "dec_s": dec * (1 + 0.2 * i),
-            "front_s": 0.3, "back_s": 0.2,
+            "front_s": 0.3, "back_s": 0.2, "role": ROLES.get(codec, "test"),
         })
     return rows
 
@@ -54,7 +59,7 @@ def lossless(codec: str, bpp: float, map_: float, rate: str, **kw) -> list[dict]
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=POINT_COLUMNS)
+    return pd.DataFrame(rows, columns=[*POINT_COLUMNS, "role"])
 
 
 def write_run(run_dir: Path, rows: list[dict], metric: str = "coco") -> Path:
@@ -151,7 +156,7 @@ def test_rd_plot_content(two_runs, tmp_path):
     assert "bits per input-image pixel (bpp, log scale)" in texts
     assert "mAP (%, COCO AP@[.5:.95])" in texts
     assert "anchor_vvc (anchor)" in texts and "raw, 1 point" in texts and "better" in texts
-    assert "uncompressed features (raw) mAP: 37.40" in texts  # the horizontal line
+    assert "uncompressed (raw) mAP: 37.40" in texts  # the horizontal line, from the codec of role uncompressed
     assert "point with failed decodes" in texts
     time_svg = (out / "figures" / "coco_val2017_mini__frcnn_r50_fpn-time.svg").read_text()
     assert "encode time per image (s, log scale)" in set(re.findall(r"<!-- (.*?) -->", time_svg))
@@ -198,7 +203,8 @@ def test_duplicate_points_keep_the_later_source(tmp_path):
 
 def test_published_anchor_table(tmp_path):
     df = pd.read_csv(PUBLISHED, dtype={"rate": str})
-    assert list(df.columns) == POINT_COLUMNS + ["source"]
+    assert list(df.columns) == POINT_COLUMNS + ["role", "metric", "source"]
+    assert set(df.role) == {"image_anchor"} and set(df.metric) == {"oid"}  # what a report needs of it
     assert df.rate.tolist() == [f"qp={q}" for q in (47, 42, 37, 32, 27, 22)]
     assert df.bpp.tolist() == [0.0378, 0.0783, 0.1546, 0.2893, 0.5118, 0.8601]
     assert df["map"].tolist() == [57.55, 68.40, 74.25, 76.61, 77.98, 78.67]
@@ -270,4 +276,4 @@ def test_bdrate_accepts_a_run_folder(tmp_path, capsys):
 
 
 def test_table_helper_columns():
-    assert list(table(curve("x", BPP, MAP)).columns) == POINT_COLUMNS
+    assert list(table(curve("x", BPP, MAP)).columns) == [*POINT_COLUMNS, "role"]

@@ -60,15 +60,13 @@ def _print_error(exc: BaseException) -> None:
 def _check_run(cfg) -> None:
     """What `vcmbench run` checks before it starts: its own settings, the dataset's size limit,
     and every selected codec's settings and rate points (by building the codecs)."""
-    from hydra.utils import instantiate
-
-    from vcmbench.config import selected_codec_configs
+    from vcmbench.config import build, selected_codec_configs
     from vcmbench.settings import RunSettings, as_int
 
     RunSettings.from_config(cfg)
     as_int(cfg.dataset.get("max_images"), "dataset.max_images", minimum=1, allow_none=True)
     for node in selected_codec_configs(cfg).values():
-        instantiate(node)
+        build(node)
 
 
 def _run(cfg, out_dir: str) -> None:

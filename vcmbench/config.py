@@ -3,9 +3,9 @@
 The configs ship inside the package (`vcmbench/conf`, Hydra's `pkg://vcmbench.conf`), so an
 installed wheel runs from any directory; users add their own yaml with `--config-dir` or a
 `hydra.searchpath` entry. A codec is
-one yaml in `conf/codec/` whose single top-level key is the codec's name; selecting
-none (`codec: null`, the default) means every codec whose yaml does not say
-`in_default_run: false` (codecs that need a user-supplied binary or checkpoint).
+one yaml in the `codec` group whose single top-level key is the codec's name (and its file
+name); selecting none (`codec: null`, the default) means every codec whose yaml does not say
+`meta: {in_default_run: false}` (codecs that need a user-supplied binary or checkpoint).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from vcmbench.errors import ConfigError
 from vcmbench.paths import CONF_DIR
 
-_META_KEYS = ("in_default_run",)
 CONFIG_MODULE = "vcmbench.conf"
+ROLES = ("feature_anchor", "image_anchor", "uncompressed", "test")
 
 
 def conf_dir() -> Path:
@@ -29,16 +29,51 @@ def conf_dir() -> Path:
 
 
 def all_codec_configs(include_optional: bool = False) -> dict[str, DictConfig]:
-    """Every codec yaml in conf/codec, keyed by codec name, in file-name order."""
+    """Every codec yaml of the `codec` config group, keyed by codec name (the yaml's one key).
+
+    Listed through Hydra's config search path: inside `vcmbench run` that is the packaged
+    configs plus any `--config-dir` / `hydra.searchpath` folder, so a user's codec yaml joins
+    the default sweep too; elsewhere (tests, benchmarks, worker processes) the packaged ones.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return _codec_group(GlobalHydra.instance().config_loader(), include_optional)
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return _codec_group(GlobalHydra.instance().config_loader(), include_optional)
+
+
+def _codec_group(loader, include_optional: bool) -> dict[str, DictConfig]:
     out: dict[str, DictConfig] = {}
-    for path in sorted((conf_dir() / "codec").glob("*.yaml")):
-        node = OmegaConf.load(path)
+    for option in loader.get_group_options("codec"):
+        result = loader.repository.load_config(f"codec/{option}")
+        node = None if result is None else result.config
         if not isinstance(node, DictConfig) or len(node) != 1:
-            raise ConfigError(f"{path}: a codec yaml must hold exactly one top-level key, the codec's name")
+            raise ConfigError(f"codec/{option}.yaml ({getattr(result, 'path', '?')}): a codec yaml must hold exactly "
+                              f"one top-level key, the codec's name")
         (name,) = node.keys()
+        if str(name) != option:
+            raise ConfigError(f"codec/{option}.yaml: its top-level key is {name!r}; name the file {name}.yaml or the "
+                              f"key {option}, so `codec={option}` and the codec's name agree")
         sub = node[name]
-        if include_optional or sub.get("in_default_run", True):
+        if include_optional or codec_meta(sub).get("in_default_run", True):
             out[str(name)] = sub
+    return out
+
+
+def codec_meta(node: DictConfig) -> dict:
+    """vcmbench's own keys of a codec yaml (`meta:`): its role and whether the default run has it.
+
+    role: feature_anchor (the reference of BD-rates) | image_anchor (the reference of image
+    coding) | uncompressed (the accuracy ceiling) | test (default).
+    """
+    meta = node.get("meta") if isinstance(node, DictConfig) else None
+    out = OmegaConf.to_container(meta, resolve=True) if isinstance(meta, DictConfig) else {}
+    role = out.setdefault("role", "test")
+    if role not in ROLES:
+        raise ConfigError(f"meta.role={role!r}: choose one of {list(ROLES)}")
     return out
 
 
@@ -51,13 +86,36 @@ def compose_config(config_name: str = "config", overrides: Sequence[str] = (), *
         return compose(config_name=config_name, overrides=list(overrides), **kwargs)
 
 
-def runnable_codec_config(node: DictConfig) -> DictConfig:
+def runnable_codec_config(node: DictConfig, name: str | None = None) -> DictConfig:
     """A codec yaml's node ready to instantiate: interpolations resolved, vcmbench's own keys
-    (`in_default_run`) removed, since they are not arguments of the codec."""
+    (`meta:`) removed, since they are not arguments of the codec, and `name` set to the yaml
+    key it is given (a `name:` that disagrees with the key is an error)."""
     node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
-    for k in _META_KEYS:
-        node.pop(k, None)
+    node.pop("meta", None)
+    if name is not None:
+        given = node.get("name")
+        if given is not None and str(given) != name:
+            raise ConfigError(f"codec.{name}.name={given!r}: a codec's name is its yaml key ({name}); drop name:")
+        node.name = name
     return node
+
+
+def build(node: DictConfig):
+    """`hydra.utils.instantiate(node)`, with our own errors unwrapped from Hydra's
+    InstantiationException: a bad nested setting (a back-end's ffmpeg path) reads as itself."""
+    from hydra.utils import instantiate
+
+    from vcmbench.errors import VcmbenchError
+
+    try:
+        return instantiate(node)
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, VcmbenchError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def selected_codec_configs(cfg: DictConfig) -> dict[str, DictConfig]:
@@ -70,8 +128,15 @@ def selected_codec_configs(cfg: DictConfig) -> dict[str, DictConfig]:
     for name, node in nodes.items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"codec.{name}: not a codec config (no _target_); see conf/codec/*.yaml")
-        clean[str(name)] = runnable_codec_config(node)
+        clean[str(name)] = runnable_codec_config(node, str(name))
     return clean
+
+
+def selected_codec_roles(cfg: DictConfig) -> dict[str, str]:
+    """codec name -> role (codec_meta) of this run's codecs; they travel in points.csv."""
+    sel = cfg.get("codec")
+    nodes = dict(sel.items()) if sel else all_codec_configs()
+    return {str(name): codec_meta(node)["role"] for name, node in nodes.items()}
 
 
 def fingerprint(*nodes: object) -> str:

@@ -41,6 +41,7 @@ def build_points(
     annotation_file: Path,
     image_ids: list[int],
     detections_dir: Path | None = None,
+    roles: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Aggregate records of the given images into points; evaluates mAP on real detections.
 
@@ -85,6 +86,9 @@ def build_points(
             # whether enc_s/dec_s were taken while other images were coded in parallel
             "workers": max(r.workers for r in recs),
             "contended": max(r.workers for r in recs) > 1,
+            # the codec yaml's meta.role: feature_anchor | image_anchor | uncompressed | test
+            "role": (roles or {}).get(codec, "test"),
+            "metric": metric,  # the evaluator that gave map/ap50: coco | oid
         }
         extra_keys = sorted({k for r in recs for k in r.extra})
         for k in extra_keys:

@@ -38,7 +38,6 @@ from vcmbench.metrics.bd import METHODS, MIN_POINTS, compare
 from vcmbench.points import POINT_COLUMNS
 
 __all__ = [
-    "DEFAULT_ANCHOR",
     "POOR_OVERLAP",
     "Source",
     "BDRow",
@@ -52,13 +51,8 @@ __all__ = [
     "bdrate_main",
 ]
 
-DEFAULT_ANCHOR = "anchor_vvc"
-#: image anchors (remote inference): when one is in a group beside another anchor, the report
-#: adds a second BD-rate table against it (this run's VVC image anchor first, then the published VTM one)
-IMAGE_ANCHORS = ("image_vvc", "image_vtm")
 POOR_OVERLAP = 0.5  # overlap_fraction below this is flagged
 REQUIRED_COLUMNS = ["dataset", "model", "codec", "rate", "bpp", "map"]
-UNCOMPRESSED_CODEC = "raw"
 MISSING = "–"
 WARN = "⚠"
 
@@ -205,11 +199,21 @@ def _bd_capable(points: pd.DataFrame, codec: str) -> bool:
     return len(sub) >= MIN_POINTS and sub["map"].nunique() > 1
 
 
+def codecs_with_role(points: pd.DataFrame, role: str) -> list[str]:
+    """Codecs whose rows say `role` (the codec yaml's meta.role, carried in points.csv), those
+    measured in a run (bytes known) before published curves (bpp only)."""
+    if "role" not in points.columns:
+        return []
+    found = [c for c in codec_order(points) if (points.loc[points.codec == c, "role"] == role).any()]
+    measured = {c for c in found if "bytes" in points.columns and points.loc[points.codec == c, "bytes"].notna().any()}
+    return sorted(found, key=lambda c: c not in measured)
+
+
 def choose_anchor(points: pd.DataFrame, requested: str | None = None) -> tuple[str, str | None]:
     """The anchor codec of one (dataset, model) group and a note when the request could not be met.
 
-    Default: `anchor_vvc` if present, else the first codec with at least 4 rate points, else
-    the first codec.
+    Default: the first codec whose role is `feature_anchor` and that has a curve, else the
+    first codec with at least 4 rate points, else the first codec.
     """
     codecs = codec_order(points)
     if requested:
@@ -217,9 +221,7 @@ def choose_anchor(points: pd.DataFrame, requested: str | None = None) -> tuple[s
             return requested, None
         fallback, _ = choose_anchor(points)
         return fallback, f"the requested anchor {requested!r} has no points here (codecs: {codecs}); using {fallback!r}"
-    if DEFAULT_ANCHOR in codecs:
-        return DEFAULT_ANCHOR, None
-    for c in codecs:
+    for c in codecs_with_role(points, "feature_anchor") + codecs:
         if _bd_capable(points, c):
             return c, None
     return codecs[0], None
@@ -486,10 +488,21 @@ class Report:
 
 
 def _uncompressed(points: pd.DataFrame) -> tuple[str, float] | None:
-    raw = points[points.codec == UNCOMPRESSED_CODEC]["map"].dropna()
-    if len(raw):
-        return f"uncompressed features ({UNCOMPRESSED_CODEC}) mAP", float(raw.iloc[0])
+    """The accuracy ceiling: the first codec of role `uncompressed` (raw features, lossless image)."""
+    for codec in codecs_with_role(points, "uncompressed"):
+        values = points[points.codec == codec]["map"].dropna()
+        if len(values):
+            return f"uncompressed ({codec}) mAP", float(values.iloc[0])
     return None
+
+
+def _group_metric(points: pd.DataFrame, from_config: str | None) -> str | None:
+    """The evaluator of a group: the points' own `metric` column, else the run's dataset config."""
+    if "metric" in points.columns:
+        named = points["metric"].dropna().astype(str).unique()
+        if len(named):
+            return str(named[0])
+    return from_config
 
 
 def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anchor: str | None,
@@ -507,10 +520,11 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
         g = GroupReport(dataset, model, a, pts, bd_rows(pts, a, method))
         if note:
             g.notes.append(note)
-        image_anchor = next((c for c in IMAGE_ANCHORS if c != a and _bd_capable(pts, c)), None)
+        # an image anchor (remote inference) beside another anchor gets a second BD-rate table
+        image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and _bd_capable(pts, c)), None)
         if image_anchor is not None:
             g.image_anchor, g.bd_image = image_anchor, bd_rows(pts, image_anchor, method)
-        metric = metric_by_dataset.get(dataset) or ("oid" if "openimages" in dataset.lower() else None)
+        metric = _group_metric(pts, metric_by_dataset.get(dataset))
         g.metric_label = _metric_label(metric)
         if plots:
             stem = out_dir / "figures" / _slug(dataset, model)
@@ -707,7 +721,7 @@ def report_main(argv: list[str]) -> int:
                     help="run folder (results/<run>/), a folder of run folders (a multirun sweep), "
                          "or a points-table .csv")
     ap.add_argument("--anchor", metavar="CODEC",
-                    help=f"codec every other is compared to (default: {DEFAULT_ANCHOR} if present, else the "
+                    help="codec every other is compared to (default: the codec of role feature_anchor, else the "
                          f"first codec with >= {MIN_POINTS} rate points)")
     ap.add_argument("--out", metavar="DIR",
                     help="output folder (default: RUN_DIR/report for one run, else results/report)")

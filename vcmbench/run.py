@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from vcmbench.codecs.base import Codec, ImageCodec, LayeredCodec, RatePoint
-from vcmbench.config import fingerprint, selected_codec_configs
+from vcmbench.config import build, fingerprint, selected_codec_configs, selected_codec_roles
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
@@ -41,6 +41,7 @@ log = logging.getLogger("vcmbench.run")
 class CodecJob:
     codec: Codec
     setup: str
+    role: str = "test"  # the yaml's meta.role; travels in points.csv
 
 
 def to_rows(dets: Detections, detector: SplitDetector) -> list[list[float]]:
@@ -54,12 +55,13 @@ def to_rows(dets: Detections, detector: SplitDetector) -> list[list[float]]:
 def build_jobs(cfg: DictConfig) -> list[CodecJob]:
     base = fingerprint(cfg.model, cfg.dataset.name)
     jobs = []
-    for _name, node in selected_codec_configs(cfg).items():
+    roles = selected_codec_roles(cfg)
+    for name, node in selected_codec_configs(cfg).items():
         codec_settings = OmegaConf.masked_copy(node, [k for k in node if k != "rates"])
-        codec = instantiate(node)
+        codec = build(node)
         extra = codec.setup_extra()
         setup = fingerprint(base, codec_settings) if extra is None else fingerprint(base, codec_settings, extra)
-        jobs.append(CodecJob(codec, setup))
+        jobs.append(CodecJob(codec, setup, roles.get(name, "test")))
     return jobs
 
 
@@ -267,6 +269,10 @@ def _code_in_workers(cfg: DictConfig, work: list[tuple[ImageRecord, list[tuple[i
     keep N images in flight. Every record that reached this process is saved before the
     first error is raised: a failing image costs no finished work.
     """
+    # The codecs as this process selected them (a user's --config-dir codecs included): workers
+    # are not under Hydra and would list only the packaged ones for `codec: null`.
+    cfg = cfg.copy()
+    OmegaConf.update(cfg, "codec", selected_codec_configs(cfg), merge=False, force_add=True)
     ctx = mp.get_context("spawn")  # no fork after torch has started its thread pools
     queue = ctx.Queue()
     error: BaseException | None = None
@@ -348,6 +354,7 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         dataset.annotation_file,
         dataset.image_ids,
         detections_dir=run_dir / "detections",
+        roles={j.codec.name: j.role for j in jobs},
     )
     points.to_csv(run_dir / "points.csv", index=False)
     (run_dir / "run.json").write_text(json.dumps(software_versions(), indent=1))

@@ -33,6 +33,20 @@ import torch
 from vcmbench.errors import ConfigError, PayloadError, ShapeError
 from vcmbench.vision.base import LEVELS, Features, ImageMeta, check_features
 
+#: payload tag -> the codec (module.class, or module.class:variant) that writes it
+PAYLOAD_TAGS: dict[bytes, str] = {}
+
+
+def register_tags(owner: str, *tags: bytes) -> None:
+    """Claim payload tags for one codec family, at import: two codecs that wrote the same tag
+    could read each other's payloads as their own, so a second claimant is refused."""
+    for tag in tags:
+        if not (isinstance(tag, bytes) and len(tag) == 4):
+            raise ConfigError(f"{owner}: payload tag {tag!r} must be 4 bytes")
+        holder = PAYLOAD_TAGS.setdefault(tag, owner)
+        if holder != owner:
+            raise ConfigError(f"{owner}: payload tag {tag!r} is already {holder}'s; give {owner} a tag of its own")
+
 
 @dataclass(frozen=True)
 class RatePoint:

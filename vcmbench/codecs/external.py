@@ -301,10 +301,11 @@ class FfmpegCodec(ExternalCodec):
     min_dim: int = 1
     default_preset: object = None
 
-    def __init__(self, who: str, ffmpeg: str | None = None, setting: str = "codec.ffmpeg",
+    def __init__(self, who: str = "backend", ffmpeg: str | None = None, setting_prefix: str = "codec",
                  preset: object = None, timeout_s: float = DEFAULT_TIMEOUT_S, threads: int | None = None,
                  extra_args: Sequence[str] = ()):
         super().__init__(who, timeout_s)
+        setting = f"{setting_prefix}.ffmpeg"
         self.setting = setting
         self.exe = resolve_ffmpeg(ffmpeg, setting)
         self.preset = self.default_preset if preset is None else preset
@@ -514,7 +515,7 @@ class X265CliCodec(X265Codec):
     min_dim = 64  # the x265 CLI refuses pictures smaller than one CTU (64 by default)
 
     def __init__(self, who: str, x265: str | None = None, setting_prefix: str = "codec.x265", **kwargs):
-        super().__init__(who, setting=f"{setting_prefix}.ffmpeg", **kwargs)
+        super().__init__(who, setting_prefix=setting_prefix, **kwargs)
         self.x265_setting = f"{setting_prefix}.x265"
         name = "x265" if x265 in (None, "") else os.path.expanduser(str(x265))
         found = name if (os.path.isfile(name) and os.access(name, os.X_OK)) else shutil.which(name)
@@ -689,7 +690,8 @@ class VtmCodec(ExternalCodec):
     value_ranges = {"qp": (0, 63)}
     bitdepths = (8, 10)
 
-    def __init__(self, who: str, encoder_app: str | None, decoder_app: str | None, cfg: str | None = None,
+    def __init__(self, who: str = "backend", encoder_app: str | None = None, decoder_app: str | None = None,
+                 cfg: str | None = None,
                  setting_prefix: str = "codec.vtm", timeout_s: float = 600.0, extra_args: Sequence[str] = (),
                  internal_bitdepth: int = 10):
         super().__init__(who, timeout_s)
@@ -806,6 +808,6 @@ def make_backend(kind: str, who: str, setting_prefix: str, *, ffmpeg: str | None
     if kind == "x265":
         return X265CliCodec(who, x265=x265, setting_prefix=setting_prefix, ffmpeg=ffmpeg, preset=preset,
                             timeout_s=timeout_s, threads=threads, extra_args=extra)
-    return BACKENDS[kind](who, ffmpeg=ffmpeg, setting=f"{setting_prefix}.ffmpeg", preset=preset,
+    return BACKENDS[kind](who, ffmpeg=ffmpeg, setting_prefix=setting_prefix, preset=preset,
                           timeout_s=timeout_s, threads=threads, extra_args=extra)
 

@@ -33,13 +33,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from vcmbench.codecs.base import ImageCodec, RatePoint
+from vcmbench.codecs.base import ImageCodec, RatePoint, register_tags
 from vcmbench.codecs.external import FfmpegCodec, make_backend
 from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError
 
 #: back-end -> 4-byte payload tag: a PNG payload fed to the VVC decoder is refused, not misread
 TAGS = {"vvc": b"IMGV", "hevc": b"IMGH", "av1": b"IMGA", "png": b"IMGP"}
 MATRICES = ("bt601", "bt709")
+register_tags(f"{__name__}.ImageAnchorCodec", *TAGS.values())
 #: the VCM CTC image-anchor QPs
 CTC_QPS = (22, 27, 32, 37, 42, 47)
 

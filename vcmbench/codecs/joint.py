@@ -35,16 +35,16 @@ import struct
 from collections.abc import Sequence
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from vcmbench.codecs.base import FeatureCodec, LayeredCodec, RatePoint, check_image
+from vcmbench.codecs.base import FeatureCodec, LayeredCodec, RatePoint, check_image, register_tags
 from vcmbench.codecs.image_anchor import ImageAnchorCodec
-from vcmbench.config import all_codec_configs, runnable_codec_config
+from vcmbench.config import all_codec_configs, build, runnable_codec_config
 from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.vision.base import Features, ImageMeta
 
 TAG = b"JNT1"
+register_tags(f"{__name__}.JointCodec", TAG)
 HEADER = struct.Struct(">4sBI")  # tag, version, base-layer length
 RESIDUAL_OFFSET = 512  # residual (-255..255) + 512: the middle of the 10-bit range
 
@@ -75,11 +75,11 @@ class JointCodec(LayeredCodec):
             pairs.append((pair[0], pair[1]))
         if not pairs:
             raise ConfigError(f"{setting}.rates is empty; give [base rate, enhancement QP] pairs")
-        node = runnable_codec_config(configs[base])
+        node = runnable_codec_config(configs[base], base)
         if "rates" in node:  # build only the base rates in use (fixed-rate codecs such as raw have none)
             node.rates = sorted({p[0] for p in pairs}, key=str)
         self.base_settings = OmegaConf.to_container(node)
-        self.base: FeatureCodec = instantiate(node)
+        self.base: FeatureCodec = build(node)
         if getattr(self.base, "kind", None) != "features":
             raise ConfigError(f"{setting}.base={base!r} is not a feature codec; the base layer codes features")
         self.image = ImageAnchorCodec(f"{name}.enhancement", inner=inner, rates=[p[1] for p in pairs], scale=scale,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vcmbench.codecs.base import FeatureCodec, RatePoint, strip_crc, with_crc
+from vcmbench.codecs.base import FeatureCodec, RatePoint, register_tags, strip_crc, with_crc
 from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.vision.base import LEVELS, Features
 
 _DTYPES = {"float32": np.dtype(">f4"), "float16": np.dtype(">f2")}
+_TAGS = {"float32": b"RAW4", "float16": b"RAW2"}
+register_tags(f"{__name__}.RawCodec", *_TAGS.values())
 
 
 class RawCodec(FeatureCodec):
@@ -24,7 +26,7 @@ class RawCodec(FeatureCodec):
         if dtype not in _DTYPES:
             raise ConfigError(f"codec.{name}.dtype={dtype!r}: choose one of {sorted(_DTYPES)}")
         self.dtype = dtype
-        self.tag = b"RAW4" if dtype == "float32" else b"RAW2"
+        self.tag = _TAGS[dtype]
         super().__init__(name, [dtype])
 
     def _encode_body(self, features: Features, rate: RatePoint, shapes) -> bytes:

@@ -46,12 +46,16 @@ import numpy as np
 import torch
 
 from vcmbench.atomic import torch_save
-from vcmbench.codecs.base import FeatureCodec, RatePoint
+from vcmbench.codecs.base import FeatureCodec, RatePoint, register_tags
 from vcmbench.codecs.learned.models import FeatureCompressionNet, build_net, pad_levels
 from vcmbench.codecs.tiling import Reader
 from vcmbench.errors import CheckpointError, ConfigError, PayloadError, ShapeError
 from vcmbench.paths import display_path, resolve_data_path
 from vcmbench.vision.base import LEVELS, Features
+
+#: arch -> payload tag
+TAGS = {"interleaved": b"LMSI", "cascade": b"LMSC"}
+register_tags(f"{__name__}.LearnedCodec", *TAGS.values())
 
 FORMAT = "vcmbench-learned-feature-codec/1"
 MAX_P2_CELLS = 512 * 512  # decode bound: P2 grid of a 2048 x 2048 input (stride 4)
@@ -313,7 +317,7 @@ class LearnedCodec(FeatureCodec):
         if front_check not in ("warn", "error", "off"):
             raise ConfigError(f"codec.{name}.front_check={front_check!r}: choose warn, error or off")
         self.arch = arch
-        self.tag = b"LMSI" if arch == "interleaved" else b"LMSC"
+        self.tag = TAGS[arch]
         self.lambdas = [float(v) for v in lambdas] if lambdas else []
         self.front_check = front_check
         self.max_p2_cells = int(max_p2_cells)

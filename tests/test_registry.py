@@ -1,0 +1,46 @@
+"""The codec registry: names from yaml keys, vcmbench's own keys under meta:, unique payload tags."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from vcmbench.codecs.base import PAYLOAD_TAGS, register_tags
+from vcmbench.config import ROLES, all_codec_configs, codec_meta, runnable_codec_config, selected_codec_roles
+from vcmbench.errors import ConfigError
+
+
+def test_every_codec_yaml_has_a_role_and_no_name_of_its_own():
+    configs = all_codec_configs(include_optional=True)
+    assert {"anchor_vvc", "image_vvc", "raw", "pack_tile", "learned_interleaved"} <= set(configs)
+    for name, node in configs.items():
+        assert "name" not in node, f"{name}: the name is the yaml key"
+        assert codec_meta(node)["role"] in ROLES
+        assert runnable_codec_config(node, name).name == name and "meta" not in runnable_codec_config(node, name)
+    roles = selected_codec_roles(OmegaConf.create({"codec": None}))
+    assert roles["anchor_vvc"] == "feature_anchor" and roles["image_vvc"] == "image_anchor"
+    assert roles["raw"] == "uncompressed" and roles["pack_tile"] == "test"
+    assert "anchor_vtm" not in roles  # meta.in_default_run: false
+
+
+def test_a_name_that_disagrees_with_the_key_is_refused():
+    node = OmegaConf.create({"_target_": "vcmbench.codecs.raw.RawCodec", "name": "other"})
+    with pytest.raises(ConfigError, match=r"codec\.raw\.name='other'.*yaml key"):
+        runnable_codec_config(node, "raw")
+    with pytest.raises(ConfigError, match="meta.role='boss'"):
+        codec_meta(OmegaConf.create({"meta": {"role": "boss"}}))
+
+
+def test_payload_tags_are_unique():
+    import vcmbench.codecs.frames  # noqa: F401 - registers its tags at import
+    import vcmbench.codecs.image_anchor  # noqa: F401
+    import vcmbench.codecs.joint  # noqa: F401
+    import vcmbench.codecs.learned.codec  # noqa: F401
+    import vcmbench.codecs.raw  # noqa: F401
+
+    assert {b"ANCH", b"PKTL", b"PKCC", b"PKCD", b"RAW4", b"RAW2", b"LMSI", b"LMSC", b"JNT1", b"IMGV"} <= set(PAYLOAD_TAGS)
+    register_tags(PAYLOAD_TAGS[b"RAW4"], b"RAW4")  # the same owner again: fine (a re-import)
+    with pytest.raises(ConfigError, match=r"b'ANCH' is already vcmbench\.codecs\.frames\.StackedMosaic's"):
+        register_tags("my.codecs.Mine", b"ANCH")
+    with pytest.raises(ConfigError, match="4 bytes"):
+        register_tags("my.codecs.Mine", b"TOOLONG")

@@ -1,0 +1,403 @@
+"""Frame codecs composed from parts: a quantiser, a frame layout and a frame back-end.
+
+Every codec that turns p2..p5 into video frames for a real codec is the same pipeline:
+quantise the float levels to `bits`-bit samples, lay the samples out as frames, code the
+frames with a back-end (`vcmbench.codecs.external`: VVC, HEVC, AV1, FFV1, PNG, JPEG, VTM),
+and write whatever the decoder needs. The MPEG-VCM feature anchor and Duan et al.'s
+channel-packing baselines differ only in the layout, so they are yaml files
+(`conf/codec/anchor_*.yaml`, `pack_*.yaml`) that pick the three parts, each a nested Hydra
+node with `_target_`:
+
+- quantiser `UniformQuantiser`: range mode (global, per_image, per_level) and bits;
+- layout `StackedMosaic` (EE1.2: each level's channels tiled in raster order, the mosaics
+  stacked into one frame), `LevelMosaics` (one mosaic frame per level, or stacked),
+  `ChannelFrames` (one frame per channel, each level one video; channel order as given or
+  reordered by a greedy nearest-neighbour chain);
+- back-end: any `ExternalCodec` (`_partial_: true`, so it is built with the codec's name for
+  its error messages).
+
+Payload (after the 30-byte container header of `vcmbench.codecs.base`; the tag is the layout's):
+
+    mode     u8   bits 0-1 range mode (0 global, 1 per_image, 2 per_level); bits 2-7 layout flags
+    coding   u8   bits 4-7 sample bits - 1; bits 0-3 back-end bitstream family (1 VVC, 2 HEVC, ...)
+    range    2 x f32 (lo, hi), or 4 pairs for per_level
+    layout   the layout's side information (explicit grid rows, channel orders), if any
+    streams  one per video: uvarint byte length before each but the last, which runs to the end
+
+Layout flags: StackedMosaic bit 0 = explicit grid; LevelMosaics bit 0 = inter (never set;
+accepted), bit 1 = stacked; ChannelFrames bit 0 = inter. Frame counts and sizes follow from
+the shape table, so they are not repeated.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vcmbench.codecs.base import FeatureCodec, RatePoint, register_tags
+from vcmbench.codecs.external import ExternalCodec
+from vcmbench.codecs.tiling import (
+    MosaicLayout,
+    Reader,
+    check_plausible,
+    check_range_mode,
+    coding_byte,
+    compute_ranges,
+    dequantize,
+    mode_byte,
+    pack_order,
+    pack_ranges,
+    pack_streams,
+    quantize,
+    split_coding_byte,
+    split_mode_byte,
+    unpack_order,
+    unpack_ranges,
+    unpack_streams,
+    uvarint,
+)
+from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError, ShapeError
+from vcmbench.vision.base import LEVELS, Features
+
+#: EE1.2 global range for OpenImages detection features (Faster R-CNN X101-FPN, detectron2)
+EE12_OPENIMAGES_RANGE = (-22.3948, 20.3891)
+#: the EE1.2 QPs
+MPEG_QPS = (35, 37, 39, 41, 43, 45)
+
+
+def sample_depth(bits: int) -> int:
+    """Container depth of the frames for `bits`-bit quantised values."""
+    return 8 if bits <= 8 else 10
+
+
+# ------------------------------------------------------------------------------ quantiser
+
+
+@dataclass
+class UniformQuantiser:
+    """Uniform `bits`-bit quantisation between a minimum and a maximum (written into the payload).
+
+    range: `global` (the constants below: EE1.2's for X101 on OpenImages), `per_image` (the
+    image's own min/max over all levels) or `per_level` (one pair per level).
+    """
+
+    range: str = "per_image"
+    bits: int = 10
+    global_min: float = EE12_OPENIMAGES_RANGE[0]
+    global_max: float = EE12_OPENIMAGES_RANGE[1]
+
+    def check(self, setting: str) -> None:
+        check_range_mode(self.range, f"{setting}.range")
+        if not self.global_min < self.global_max:
+            raise ConfigError(f"{setting}.global_min={self.global_min} must be below global_max={self.global_max}")
+        if not 1 <= int(self.bits) <= 10:
+            raise ConfigError(f"{setting}.bits={self.bits}: choose 1..10 bits per quantised value")
+
+    def quantise(self, features: Features, bits: int) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
+        levels = [features[k].detach().to("cpu", torch.float32).numpy() for k in LEVELS]
+        ranges = compute_ranges(levels, self.range, float(self.global_min), float(self.global_max))
+        return [quantize(x, lo, hi, bits) for x, (lo, hi) in zip(levels, ranges)], ranges
+
+
+# ------------------------------------------------------------------------------ layouts
+
+
+class FrameLayout(ABC):
+    """Where the quantised samples go in the frames, and the side information that says so."""
+
+    #: payload tag of codecs with this layout
+    tag: bytes = b"????"
+    #: whether the frames may be coded with inter prediction (gop: inter)
+    allows_inter: bool = True
+    #: the layout flag bits a payload may carry
+    known_flags: int = 0
+
+    def check(self, setting: str) -> None:  # noqa: B027 - a hook: most layouts have nothing to check
+        """ConfigError naming `setting.KEY` for a bad layout setting."""
+
+    @abstractmethod
+    def flags(self, inter: bool) -> int: ...
+
+    @abstractmethod
+    def encode(self, q: list[np.ndarray], shapes, fill: int) -> tuple[bytes, list[np.ndarray]]:
+        """Quantised levels -> (side information, videos of (N, H, W) samples)."""
+
+    @abstractmethod
+    def read(self, reader: Reader, shapes, flags: int) -> object:
+        """Read the side information; returns what `videos`/`levels` need (a plan)."""
+
+    @abstractmethod
+    def video_shapes(self, shapes, plan) -> list[tuple[int, int, int]]: ...
+
+    @abstractmethod
+    def levels(self, videos: list[np.ndarray], shapes, plan) -> list[np.ndarray]: ...
+
+
+class StackedMosaic(FrameLayout):
+    """The EE1.2 frame: each level's channels tiled in raster order (256 ch: 16x16, 8x32, 4x64,
+    2x128 grids, or `grid` rows per level), the four mosaics stacked into one intra frame."""
+
+    tag = b"ANCH"
+    allows_inter = False
+    known_flags = 1
+    EXPLICIT_GRID = 1
+
+    def __init__(self, grid: Sequence[int] | None = None):
+        self.grid = None if grid is None else [int(r) for r in grid]
+
+    def check(self, setting: str) -> None:
+        if self.grid is not None and (len(self.grid) != len(LEVELS) or min(self.grid) < 1):
+            raise ConfigError(f"{setting}.grid={self.grid}: give {len(LEVELS)} positive row counts, one per level")
+
+    def flags(self, inter: bool) -> int:
+        return self.EXPLICIT_GRID if self.grid is not None else 0
+
+    @staticmethod
+    def _mosaic(shapes, rows: Sequence[int] | None) -> MosaicLayout:
+        grids = None if rows is None else [(r, -(-s[0] // r)) for r, s in zip(rows, shapes)]
+        return MosaicLayout.for_shapes(shapes, grids)
+
+    def encode(self, q, shapes, fill):
+        side = b"".join(uvarint(r) for r in self.grid) if self.grid is not None else b""
+        return side, [self._mosaic(shapes, self.grid).pack(q, fill)[None]]
+
+    def read(self, reader, shapes, flags):
+        if not flags & self.EXPLICIT_GRID:
+            return self._mosaic(shapes, None)
+        rows = [reader.uvarint() for _ in shapes]
+        if min(rows) < 1 or any(r > s[0] for r, s in zip(rows, shapes)):
+            raise PayloadError(f"{reader.who}: grid rows {rows} do not fit the shape table (corrupt header)")
+        return self._mosaic(shapes, rows)
+
+    def video_shapes(self, shapes, plan):
+        return [(1, *plan.frame_size)]
+
+    def levels(self, videos, shapes, plan):
+        return plan.unpack(videos[0][0])
+
+
+class LevelMosaics(FrameLayout):
+    """Duan et al.'s channel tiling: one mosaic frame per level (the EE1.2 grids), or all four
+    stacked into one frame (`stacked: true`, the anchor's frame); intra frames."""
+
+    tag = b"PKTL"
+    allows_inter = False
+    known_flags = 3
+    STACKED = 2
+
+    def __init__(self, stacked: bool = False):
+        self.stacked = bool(stacked)
+
+    def flags(self, inter: bool) -> int:
+        return self.STACKED if self.stacked else 0
+
+    def encode(self, q, shapes, fill):
+        mosaic = MosaicLayout.for_shapes(shapes)
+        if self.stacked:
+            return b"", [mosaic.pack(q, fill)[None]]
+        return b"", [mosaic.pack_level(i, x, fill)[None] for i, x in enumerate(q)]
+
+    def read(self, reader, shapes, flags):
+        return MosaicLayout.for_shapes(shapes), bool(flags & self.STACKED)
+
+    def video_shapes(self, shapes, plan):
+        mosaic, stacked = plan
+        if stacked:
+            return [(1, *mosaic.frame_size)]
+        return [(1, *mosaic.level_size(i)) for i in range(len(shapes))]
+
+    def levels(self, videos, shapes, plan):
+        mosaic, stacked = plan
+        if stacked:
+            return mosaic.unpack(videos[0][0])
+        return [mosaic.unpack_level(i, v[0]) for i, v in enumerate(videos)]
+
+
+class ChannelFrames(FrameLayout):
+    """Duan et al.'s channel concatenation: each channel one frame, each level one video.
+
+    order: `index` (channel order) or `greedy` (neighbouring frames differ least: a greedy
+    chain on the pairwise mean squared difference, starting from the channel farthest from
+    all others; the order is side information, ceil(log2 C) bits per channel and level).
+    """
+
+    known_flags = 1
+    TAGS = {"index": b"PKCC", "greedy": b"PKCD"}
+
+    def __init__(self, order: str = "index"):
+        self.order = order
+        self.tag = self.TAGS.get(order, b"????")
+
+    def check(self, setting: str) -> None:
+        if self.order not in self.TAGS:
+            raise ConfigError(f"{setting}.order={self.order!r}: choose one of {sorted(self.TAGS)}")
+
+    def flags(self, inter: bool) -> int:
+        return 1 if inter else 0
+
+    def encode(self, q, shapes, fill):
+        if self.order != "greedy":
+            return b"", q
+        orders = [greedy_chain(x) for x in q]
+        return b"".join(pack_order(o) for o in orders), [x[o] for x, o in zip(q, orders)]
+
+    def read(self, reader, shapes, flags):
+        return [unpack_order(reader, s[0]) for s in shapes] if self.order == "greedy" else None
+
+    def video_shapes(self, shapes, plan):
+        return [tuple(s) for s in shapes]
+
+    def levels(self, videos, shapes, plan):
+        if plan is None:
+            return list(videos)
+        restored = []
+        for x, o in zip(videos, plan):
+            y = np.empty_like(x)
+            y[o] = x
+            restored.append(y)
+        return restored
+
+
+register_tags(f"{__name__}.StackedMosaic", StackedMosaic.tag)
+register_tags(f"{__name__}.LevelMosaics", LevelMosaics.tag)
+register_tags(f"{__name__}.ChannelFrames", *ChannelFrames.TAGS.values())
+
+
+def greedy_chain(frames: np.ndarray) -> np.ndarray:
+    """Channel order in which neighbours differ least: start at the channel farthest from all
+    others, then repeatedly append the nearest unused one (mean squared difference)."""
+    c = frames.shape[0]
+    if c <= 2:
+        return np.arange(c)
+    x = frames.reshape(c, -1).astype(np.float64)
+    sq = (x * x).sum(axis=1)
+    d = sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)
+    np.maximum(d, 0.0, out=d)
+    order = [int(np.argmax(d.sum(axis=1)))]
+    used = np.zeros(c, bool)
+    used[order[0]] = True
+    for _ in range(c - 1):
+        row = np.where(used, np.inf, d[order[-1]])
+        nxt = int(np.argmin(row))
+        order.append(nxt)
+        used[nxt] = True
+    return np.asarray(order, dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------ the codec
+
+
+def configure_rate(backend: ExternalCodec, knob: str, bits: int, setting: str) -> str:
+    """Check knob against the back-end; return the back-end knob ('bits' codes losslessly)."""
+    backend.check_bitdepth(sample_depth(bits))
+    if knob == "bits":
+        if "lossless" not in backend.knobs:
+            raise ConfigError(
+                f"{setting}.knob=bits needs a lossless back-end (ffv1, png, hevc, av1); "
+                f"{backend.family} takes {list(backend.knobs)}"
+            )
+        return "lossless"
+    backend.check_rate(knob)
+    return knob
+
+
+class FrameCodec(FeatureCodec):
+    """Quantiser + layout + frame back-end: the anchor and packing codecs, composed in yaml.
+
+    Args:
+        name: the codec's name (its yaml key).
+        quantiser: a UniformQuantiser.
+        layout: a FrameLayout (its tag is the payload's).
+        backend: an ExternalCodec, or a callable building one from `who` and `setting_prefix`
+            (a Hydra node with `_partial_: true`), so its errors name `codec.NAME.backend.KEY`.
+        knob: the back-end's rate knob (qp, crf, q), or `bits`: a lossless back-end, the rate
+            point setting the quantiser's bit depth.
+        rates: the rate points.
+        gop: intra | inter (inter prediction between the frames of a video, where the layout
+            has several frames per video).
+    """
+
+    version = 1
+
+    def __init__(self, name: str, quantiser: UniformQuantiser, layout: FrameLayout,
+                 backend: ExternalCodec | Callable[..., ExternalCodec], knob: str = "qp",
+                 rates: Sequence[object] | None = None, gop: str = "intra"):
+        setting = f"codec.{name}"
+        quantiser.check(f"{setting}.quantiser")
+        layout.check(f"{setting}.layout")
+        if gop not in ("intra", "inter"):
+            raise ConfigError(f"{setting}.gop={gop!r}: choose intra or inter")
+        if gop == "inter" and not layout.allows_inter:
+            raise ConfigError(f"{setting}.gop=inter: the {type(layout).__name__} layout codes intra frames only")
+        if not isinstance(backend, ExternalCodec):
+            backend = backend(who=name, setting_prefix=f"{setting}.backend")
+        self.quantiser, self.layout, self.backend = quantiser, layout, backend
+        self.tag = layout.tag
+        self.inter = gop == "inter"
+        self.knob = str(knob)
+        self.backend_knob = configure_rate(backend, self.knob, int(quantiser.bits), setting)
+        super().__init__(name, rates)
+        if self.backend_knob == "lossless":
+            for rp in self.rates:
+                if not 1 <= int(rp.value) <= 10:
+                    raise ConfigError(f"{setting}.rates: bits={rp.value} outside 1..10")
+        else:
+            for rp in self.rates:
+                backend.check_rate(self.backend_knob, rp.value, f"{setting}.rates")
+
+    def default_rates(self) -> Sequence[object]:
+        return (int(self.quantiser.bits),) if self.knob == "bits" else ()
+
+    def _bits_for(self, rate: RatePoint) -> int:
+        return int(rate.value) if self.knob == "bits" else int(self.quantiser.bits)
+
+    # -- encode ---------------------------------------------------------------------------
+    def _encode_body(self, features: Features, rate: RatePoint, shapes) -> bytes:
+        bits = self._bits_for(rate)
+        q, ranges = self.quantiser.quantise(features, bits)
+        side, videos = self.layout.encode(q, shapes, fill=1 << (bits - 1))
+        head = bytes([mode_byte(self.quantiser.range, self.layout.flags(self.inter)),
+                      coding_byte(bits, self.backend.family_id)])
+        head += pack_ranges(self.quantiser.range, ranges) + side
+        value = None if self.knob == "bits" else rate.value
+        streams = [self.backend.encode(v, sample_depth(bits), self.backend_knob, value, intra=not self.inter)
+                   for v in videos]
+        return head + pack_streams(streams)
+
+    # -- decode ---------------------------------------------------------------------------
+    def _decode_body(self, body, shapes) -> Features:
+        check_plausible(shapes, self.name)
+        r = Reader(body, self.name)
+        range_mode, flags = split_mode_byte(r.u8(), self.name)
+        if flags & ~self.layout.known_flags:
+            raise PayloadError(f"{self.name}: unknown header flags {flags:#x} (corrupt header)")
+        bits, family = split_coding_byte(r.u8())
+        if family != self.backend.family_id:
+            raise PayloadError(
+                f"{self.name}: payload holds a bitstream of family {family}, this decoder reads "
+                f"{self.backend.family} ({self.backend.family_id}); it was made by another codec"
+            )
+        if bits > 10:
+            raise PayloadError(f"{self.name}: payload says {bits}-bit samples, at most 10 are written (corrupt header)")
+        ranges = unpack_ranges(r, range_mode, len(shapes))
+        try:
+            plan = self.layout.read(r, shapes, flags)
+            video_shapes = self.layout.video_shapes(shapes, plan)
+        except ShapeError as exc:
+            raise PayloadError(f"{self.name}: {exc} (corrupt header)") from None
+        streams = unpack_streams(r, len(video_shapes))
+        depth = sample_depth(bits)
+        try:
+            videos = [self.backend.decode(s, shape, depth) for s, shape in zip(streams, video_shapes)]
+            q = self.layout.levels(videos, shapes, plan)
+        except ExternalCodecError as exc:
+            raise PayloadError(f"{self.name}: the {self.backend.family} bitstream does not decode: {exc}") from None
+        except ShapeError as exc:
+            raise PayloadError(f"{self.name}: {exc} (corrupt header)") from None
+        m = (1 << bits) - 1
+        return {lvl: torch.from_numpy(dequantize(np.minimum(x, m), lo, hi, bits))
+                for lvl, x, (lo, hi) in zip(LEVELS, q, ranges)}
