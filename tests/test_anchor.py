@@ -21,7 +21,7 @@ from vcmbench.codecs.tiling import (
     untile,
 )
 from vcmbench.errors import ConfigError, PayloadError
-from vcmbench.vision.base import LEVELS
+from vcmbench.types import LEVELS
 
 CONTAINER = 4 + 1 + 1 + 4 * 6
 

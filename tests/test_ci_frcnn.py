@@ -12,7 +12,7 @@ from tests.assets import CHECKPOINTS
 from vcmbench.config import compose_config
 from vcmbench.datasets import synthetic
 from vcmbench.errors import CheckpointError
-from vcmbench.vision.base import LEVELS
+from vcmbench.types import LEVELS
 from vcmbench.vision.ci_frcnn import DEFAULT_WEIGHTS, build
 
 CKPT = CHECKPOINTS.parent / DEFAULT_WEIGHTS
@@ -68,7 +68,7 @@ def test_checkpoint_roundtrip_is_fp16(tmp_path, random_det):
 
 
 def test_training_steps_reduce_loss_deterministically(tmp_path):
-    from vcmbench.vision.train_detector import train_detector
+    from vcmbench.train.detector import train_detector
 
     common = ["model.image_size=128", "batch_size=2", "val.count=0", "progress=false", "threads=1",
               "optimizer.warmup_steps=2", "log_every=1", "checkpoint_every=0"]
@@ -92,7 +92,7 @@ def test_committed_checkpoint_is_small_and_described():
 
 
 def test_committed_checkpoint_reaches_recorded_ap(tmp_path):
-    from vcmbench.vision.train_detector import evaluate
+    from vcmbench.train.detector import evaluate
 
     info = json.loads(INFO.read_text())
     small = info["val_small"]

@@ -16,7 +16,7 @@ from torchvision.io import ImageReadMode, read_image
 
 from tests.assets import COCO_MINI_IMAGES
 from vcmbench.errors import CheckpointError, MissingDependencyError
-from vcmbench.vision.base import LEVELS
+from vcmbench.types import LEVELS
 from vcmbench.vision.detectron2_split import CONFIGS, Detectron2Split, build
 
 IMAGES = ("000000000139.jpg", "000000000802.jpg")  # one landscape, one portrait

@@ -17,7 +17,7 @@ import torch
 from tests.assets import coco_mini_image_paths
 from vcmbench.codecs.external import BACKENDS, ExternalCodec, make_backend
 from vcmbench.errors import ConfigError, ExternalCodecError, MissingDependencyError
-from vcmbench.vision.base import LEVELS
+from vcmbench.types import LEVELS
 
 
 @lru_cache(maxsize=1)

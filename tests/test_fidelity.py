@@ -10,7 +10,7 @@ import torch
 from tests.test_external_codecs import front_output, small_detector
 from vcmbench.errors import MetricError, ShapeError
 from vcmbench.metrics.fidelity import detection_fidelity, feature_fidelity, fidelity
-from vcmbench.vision.base import LEVELS, Detections
+from vcmbench.types import LEVELS, Detections
 
 
 def dets(boxes, scores, labels) -> Detections:

@@ -130,7 +130,7 @@ def test_residual_layer_builds_on_the_decoded_base(scene, codec_from_yaml):
 
 
 def test_residual_mode_needs_its_predictor(tmp_path):
-    with pytest.raises(Exception, match=r"codec.j.predictor.*not found.*vcmbench.codecs.learned.predictor"):
+    with pytest.raises(Exception, match=r"codec.j.predictor.*not found.*vcmbench train-predictor"):
         JointCodec("j", base="learned_interleaved", rates=[[2, 42]], enhancement="residual",
                    predictor=str(tmp_path / "missing.pt"))
     with pytest.raises(ConfigError, match=r"codec.j.scale"):

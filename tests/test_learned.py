@@ -27,7 +27,7 @@ from vcmbench.codecs.learned.codec import (
 )
 from vcmbench.codecs.learned.models import build_net, pad_levels
 from vcmbench.errors import CheckpointError, ConfigError, PayloadError
-from vcmbench.vision.base import LEVELS
+from vcmbench.types import LEVELS
 
 COMMITTED = CHECKPOINTS / "learned_interleaved"
 TINY = dict(N=256, C=8, M=8, hyper=8, dec_widths=[8, 8, 8, 8], y_level=5, hyper_down=2, light_up=True)
@@ -90,8 +90,8 @@ def test_pad_levels_odd_sizes():
 def trained_tiny(tmp_path_factory):
     """train_codec on a tiny network: features of ci_frcnn (random weights) on 6 synthetic scenes."""
 
-    from vcmbench.codecs.learned.train import train_codec
     from vcmbench.config import compose_config
+    from vcmbench.train.codec import train_codec
 
     root = tmp_path_factory.mktemp("learned_train")
     net = ",".join(f"{k}:{json.dumps(v)}" for k, v in dict(TINY, in_proj=8, attention=False).items())
@@ -127,8 +127,8 @@ def test_training_reduces_loss_and_writes_checkpoint(trained_tiny):
 
 def test_training_resumes_after_interruption(trained_tiny, monkeypatch):
 
-    from vcmbench.codecs.learned import train as train_mod
     from vcmbench.config import compose_config
+    from vcmbench.train import codec as train_mod
 
     root, _ = trained_tiny
     net = ",".join(f"{k}:{json.dumps(v)}" for k, v in dict(TINY, in_proj=8, attention=False).items())
@@ -158,7 +158,7 @@ def test_training_resumes_after_interruption(trained_tiny, monkeypatch):
 
 
 def test_task_term_uses_the_back_and_has_gradients():
-    from vcmbench.codecs.learned.train import TaskTerm
+    from vcmbench.train.codec import TaskTerm
     from vcmbench.vision.ci_frcnn import build
 
     det = build(weights="none")
@@ -362,8 +362,8 @@ def test_encode_decode_deterministic_across_processes(trained_tiny):
 
 def test_train_config_composes():
 
-    from vcmbench.codecs.learned.train import _codec_node, _lambda
     from vcmbench.config import compose_config
+    from vcmbench.train.codec import _codec_node, _lambda
 
     cfg = compose_config("train", ["codec=learned_cascade", "quality=1"])
     name, node = _codec_node(cfg)

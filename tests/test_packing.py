@@ -10,7 +10,7 @@ from tests.test_external_codecs import real_features
 from vcmbench.codecs.frames import ChannelFrames, FrameCodec, LevelMosaics, greedy_chain
 from vcmbench.codecs.tiling import Reader, order_bytes, quant_step, quantize, unpack_order, unpack_streams
 from vcmbench.errors import ConfigError, PayloadError
-from vcmbench.vision.base import LEVELS
+from vcmbench.types import LEVELS
 
 CONTAINER = 4 + 1 + 1 + 4 * 6
 C = 24  # channels kept per level: real features, small videos

@@ -7,7 +7,7 @@ import torch
 
 from vcmbench.codecs.raw import RawCodec
 from vcmbench.errors import PayloadError, ShapeError
-from vcmbench.vision.base import LEVELS
+from vcmbench.types import LEVELS
 
 HEADER = 4 + 1 + 1 + 4 * 6  # tag, version, level count, shape table
 CRC = 4

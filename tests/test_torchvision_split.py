@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vcmbench.errors import CheckpointError, ShapeError
-from vcmbench.vision.base import LEVELS
+from vcmbench.types import LEVELS
 from vcmbench.vision.torchvision_split import build
 
 

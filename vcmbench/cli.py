@@ -120,8 +120,9 @@ def _hydra_task(module: str, func: str, config_name: str) -> Callable[[list[str]
 
 COMMANDS = {
     "run": lambda argv: _hydra_app(_run, "config", argv, _check_run),
-    "train-detector": _hydra_task("vcmbench.vision.train_detector", "train_detector", "train_detector"),
-    "train": _hydra_task("vcmbench.codecs.learned.train", "train_codec", "train"),
+    "train-detector": _hydra_task("vcmbench.train.detector", "train_detector", "train_detector"),
+    "train": _hydra_task("vcmbench.train.codec", "train_codec", "train"),
+    "train-predictor": _lazy("vcmbench.train.predictor", "main"),
     "report": _lazy("vcmbench.report", "report_main"),
     "bdrate": _lazy("vcmbench.report", "bdrate_main"),
     "regress": _lazy("vcmbench.regress", "regress_main"),
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
               "  run      sweep codecs x rate points (Hydra overrides follow; -m for multirun)\n"
               "  train-detector  train the offline CI detector ci_frcnn on synthetic scenes\n"
               "  train    train a learned feature codec (codec=learned_interleaved|learned_cascade)\n"
+              "  train-predictor  train the joint codec's feature -> image predictor (residual mode)\n"
               "  report   tables, BD-rate and RD plots of one or more runs (md, html, png, svg)\n"
               "  bdrate   BD-rate table of two points tables\n"
               "  regress  exit 1 when a run loses BD-rate against a reference points table")

@@ -32,7 +32,8 @@ from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.points import build_points
 from vcmbench.records import Record, RecordStore
 from vcmbench.settings import RunSettings, as_bool
-from vcmbench.vision.base import LEVELS, Detections, Features, FrontOutput, SplitDetector
+from vcmbench.types import LEVELS, Detections, Features, FrontOutput
+from vcmbench.vision.base import SplitDetector
 
 log = logging.getLogger("vcmbench.run")
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from vcmbench.errors import ConfigError, PayloadError, ShapeError
-from vcmbench.vision.base import LEVELS, Features, ImageMeta, check_features
+from vcmbench.types import LEVELS, Features, ImageMeta, check_features
 
 #: payload tag -> the codec (module.class, or module.class:variant) that writes it
 PAYLOAD_TAGS: dict[bytes, str] = {}

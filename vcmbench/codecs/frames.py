@@ -61,7 +61,7 @@ from vcmbench.codecs.tiling import (
     uvarint,
 )
 from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError, ShapeError
-from vcmbench.vision.base import LEVELS, Features
+from vcmbench.types import LEVELS, Features
 
 #: EE1.2 global range for OpenImages detection features (Faster R-CNN X101-FPN, detectron2)
 EE12_OPENIMAGES_RANGE = (-22.3948, 20.3891)

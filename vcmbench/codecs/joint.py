@@ -41,7 +41,7 @@ from vcmbench.codecs.base import FeatureCodec, LayeredCodec, RatePoint, check_im
 from vcmbench.codecs.image_anchor import ImageAnchorCodec
 from vcmbench.config import all_codec_configs, build, runnable_codec_config
 from vcmbench.errors import ConfigError, PayloadError
-from vcmbench.vision.base import Features, ImageMeta
+from vcmbench.types import Features, ImageMeta
 
 TAG = b"JNT1"
 register_tags(f"{__name__}.JointCodec", TAG)

@@ -7,7 +7,7 @@ import torch
 
 from vcmbench.codecs.base import FeatureCodec, RatePoint, register_tags, strip_crc, with_crc
 from vcmbench.errors import ConfigError, PayloadError
-from vcmbench.vision.base import LEVELS, Features
+from vcmbench.types import LEVELS, Features
 
 _DTYPES = {"float32": np.dtype(">f4"), "float16": np.dtype(">f2")}
 _TAGS = {"float32": b"RAW4", "float16": b"RAW2"}

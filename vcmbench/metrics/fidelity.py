@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from vcmbench.errors import MetricError, ShapeError
-from vcmbench.vision.base import LEVELS, Detections, Features
+from vcmbench.types import LEVELS, Detections, Features
 
 __all__ = ["feature_fidelity", "detection_fidelity", "fidelity", "image_fidelity", "DEFAULT_SCORE_THRESH"]
 

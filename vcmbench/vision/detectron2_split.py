@@ -21,16 +21,8 @@ import torch
 from torch import Tensor
 
 from vcmbench.errors import CheckpointError, ConfigError, MissingDependencyError, ShapeError
-from vcmbench.vision.base import (
-    LEVELS,
-    Detections,
-    Features,
-    FrontOutput,
-    ImageMeta,
-    SplitDetector,
-    check_features,
-    p6_from_p5,
-)
+from vcmbench.types import LEVELS, Detections, Features, FrontOutput, ImageMeta, check_features, p6_from_p5
+from vcmbench.vision.base import SplitDetector
 
 if TYPE_CHECKING:  # detectron2 types only for annotations; it may not be installed
     from detectron2.config import CfgNode

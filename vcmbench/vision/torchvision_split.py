@@ -15,16 +15,8 @@ from torch import Tensor
 from torchvision.models.detection.image_list import ImageList
 
 from vcmbench.errors import CheckpointError, ConfigError
-from vcmbench.vision.base import (
-    LEVELS,
-    Detections,
-    Features,
-    FrontOutput,
-    ImageMeta,
-    SplitDetector,
-    check_features,
-    p6_from_p5,
-)
+from vcmbench.types import LEVELS, Detections, Features, FrontOutput, ImageMeta, check_features, p6_from_p5
+from vcmbench.vision.base import SplitDetector
 
 _TV_KEYS = ("0", "1", "2", "3")
 ARCHS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2")

@@ -51,7 +51,7 @@ from vcmbench.codecs.learned.models import FeatureCompressionNet, build_net, pad
 from vcmbench.codecs.tiling import Reader
 from vcmbench.errors import CheckpointError, ConfigError, PayloadError, ShapeError
 from vcmbench.paths import display_path, resolve_data_path
-from vcmbench.vision.base import LEVELS, Features
+from vcmbench.types import LEVELS, Features
 
 #: arch -> payload tag
 TAGS = {"interleaved": b"LMSI", "cascade": b"LMSC"}

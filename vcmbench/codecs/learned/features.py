@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from vcmbench.atomic import torch_save
 from vcmbench.errors import DatasetError
 from vcmbench.paths import resolve_data_path
-from vcmbench.vision.base import LEVELS
+from vcmbench.types import LEVELS
 
 CACHE_VERSION = 1
 

@@ -28,7 +28,6 @@ import json
 import math
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -157,7 +156,7 @@ class TaskTerm:
             p.requires_grad_(False)
 
     def __call__(self, out: list[torch.Tensor], ref: list[torch.Tensor]) -> torch.Tensor:
-        from vcmbench.vision.base import p6_from_p5
+        from vcmbench.types import p6_from_p5
 
         a = list(out) + [p6_from_p5(out[-1])]
         r = [t.detach() for t in ref] + [p6_from_p5(ref[-1]).detach()]
@@ -443,14 +442,3 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
         info["copied_to"] = str(dest)
     info["losses"] = losses
     return info
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m vcmbench.codecs.learned.train [overrides]`: runs `vcmbench train`."""
-    from vcmbench.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,6 @@ import json
 import math
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -289,14 +288,3 @@ def _overrides() -> list[str]:
         return list(HydraConfig.get().overrides.task)
     except Exception:  # not under Hydra (tests, notebooks)
         return []
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m vcmbench.vision.train_detector [overrides]`: runs `vcmbench train-detector`."""
-    from vcmbench.cli import main as cli_main
-
-    return cli_main(["train-detector", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The shared vocabulary, at the bottom of the data flow: imported by every stage, importing none.
+
+Feature levels and tensors, the preprocessing metadata the back needs, the front's output,
+task outputs (detections), the p6 rule and the features check. The cut is after the FPN
+(MPEG-VCM's split point for Faster R-CNN): the front yields p2..p5 and the back rebuilds p6
+from the *decoded* p5 by max-pool (kernel 1, stride 2), so p6 is never transmitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LEVELS: tuple[str, ...] = ("p2", "p3", "p4", "p5")
+"""Transmitted FPN levels, largest first (strides 4, 8, 16, 32)."""
+
+Features = dict[str, Tensor]
+"""One image's FPN levels: name -> float32 tensor of shape (C, H, W)."""
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """Preprocessing facts the back needs and the receiver is assumed to know.
+
+    They are not part of the feature payload: MPEG-VCM treats the input image size
+    as known at the decoder side, and everything else follows from it.
+    """
+
+    original_size: tuple[int, int]  # (height, width) of the input image, before any resize
+    resized_size: tuple[int, int]  # (height, width) after the detector's resize, before padding
+    padded_size: tuple[int, int]  # (height, width) of the padded batch tensor the FPN saw
+
+
+@dataclass
+class Detections:
+    """Detections of one image in original-image pixel coordinates (x1, y1, x2, y2)."""
+
+    boxes: Tensor  # (N, 4) float32
+    scores: Tensor  # (N,) float32
+    labels: Tensor  # (N,) int64, in the model's own label space
+
+    def __len__(self) -> int:
+        return int(self.scores.numel())
+
+
+@dataclass
+class FrontOutput:
+    features: Features
+    meta: ImageMeta
+
+
+def p6_from_p5(p5: Tensor) -> Tensor:
+    """The FPN's LastLevelMaxPool, applied at the receiver to the decoded p5."""
+    return F.max_pool2d(p5, kernel_size=1, stride=2, padding=0)
+
+
+def check_features(features: Features, expected_channels: int | None = None) -> None:
+    """Shared guard for backs and codecs: fail early with a message that says what is wrong."""
+    from vcmbench.errors import ShapeError
+
+    missing = [k for k in LEVELS if k not in features]
+    if missing:
+        raise ShapeError(f"features lack levels {missing}; a front must produce {list(LEVELS)}")
+    prev = None
+    for name in LEVELS:
+        t = features[name]
+        if t.dim() != 3:
+            raise ShapeError(f"feature level {name} has shape {tuple(t.shape)}; expected (C, H, W)")
+        if expected_channels is not None and t.shape[0] != expected_channels:
+            raise ShapeError(
+                f"feature level {name} has {t.shape[0]} channels; this model expects {expected_channels}"
+            )
+        if prev is not None and (t.shape[1] * 2 < prev[0] or t.shape[2] * 2 < prev[1]):
+            raise ShapeError(
+                f"feature level {name} is {tuple(t.shape[1:])}, not half of the previous level {prev}"
+            )
+        prev = (t.shape[1], t.shape[2])
+    if not torch.is_floating_point(features[LEVELS[0]]):
+        raise ShapeError("features must be floating point tensors")
