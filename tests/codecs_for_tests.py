@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import struct
+
+import numpy as np
+import torch
+
+from vcmbench.codecs.base import Codec, Received
 from vcmbench.codecs.raw import RawCodec
 
 
@@ -36,3 +42,26 @@ class FailingRaw(RawCodec):
         if h > w:
             raise RuntimeError("simulated encoder crash on a portrait image")
         return super().encode(features, rate)
+
+
+class RawImage(Codec):
+    """A codec of none of the three stock kinds: the image's uint8 samples, as they are.
+
+    It only declares what it takes and implements the carrier interface, so a sweep that runs
+    it shows the runner knows nothing else of codecs.
+    """
+
+    knob = "samples"
+    takes = frozenset({"image"})
+
+    def __init__(self, name: str = "raw_image"):
+        super().__init__(name, ["uint8"])
+
+    def transmit_encode(self, image, front, rate):
+        _, h, w = image.shape
+        return struct.pack(">HH", h, w) + image.numpy().tobytes()
+
+    def transmit_decode(self, payload, meta):
+        h, w = struct.unpack(">HH", payload[:4])
+        pixels = np.frombuffer(payload[4:], np.uint8).reshape(3, h, w).copy()
+        return Received(image=torch.from_numpy(pixels))

@@ -126,6 +126,20 @@ def test_encode_failure_is_recorded_and_sweep_goes_on(tmp_path):
     assert (tmp_path / "records.jsonl").read_text() == before
 
 
+def test_a_codec_of_its_own_kind_runs_through_the_same_loop(tmp_path):
+    """The runner only uses what a codec declares (takes, transmit_encode/decode): an image carried
+    losslessly by a codec of no stock kind gives the raw features' detections exactly."""
+    cfg = cfg_with("codec=raw", "+codec.raw_image._target_=tests.codecs_for_tests.RawImage")
+    points = run_sweep(cfg, tmp_path).set_index("codec")
+    recs = {(r["codec"], r["image_id"]): r for r in map(json.loads, (tmp_path / "records.jsonl").open())}
+    for image_id in (139, 802):
+        carried, raw = recs[("raw_image", image_id)], recs[("raw", image_id)]
+        assert carried["status"] == "ok" and len(raw["detections"]) > 0
+        assert carried["detections"] == raw["detections"]
+        assert carried["extra"]["image_psnr"] == float("inf")
+    assert points.loc["raw_image", "bytes"] == sum(4 + 3 * h * w for h, w in [(426, 640), (640, 424)])
+
+
 def test_front_runs_once_per_image_not_per_rate_point(tmp_path, monkeypatch):
     calls = {"front": 0}
     real_front = TorchvisionSplit.front

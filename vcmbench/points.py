@@ -3,9 +3,9 @@
 Columns follow DESIGN.md (never rename them): dataset, model, codec, rate,
 n_images, bytes, pixels, bpp, map, ap50, enc_s, dec_s, front_s, back_s, plus
 n_failed, `workers` / `contended` (how many images were coded in parallel while the
-times were taken; contended times include the others' load) and any per-record extras: averaged over the images, except layer sizes
-(`bytes_base`, `bytes_enh` of layered codecs), which are summed like `bytes` and get a
-`bpp_base` / `bpp_enh` column each.
+times were taken; contended times include the others' load), `role` and `metric`, and any
+per-record extras, averaged over the images; a record's layer sizes (`layer_bytes` of layered
+codecs) are summed like `bytes` into `bytes_<layer>` with a `bpp_<layer>` column each.
 """
 
 from __future__ import annotations
@@ -90,14 +90,14 @@ def build_points(
             "role": (roles or {}).get(codec, "test"),
             "metric": metric,  # the evaluator that gave map/ap50: coco | oid
         }
-        extra_keys = sorted({k for r in recs for k in r.extra})
-        for k in extra_keys:
-            vals = [r.extra[k] for r in recs if k in r.extra]
+        extras = {k for r in recs for k in r.extra} | {f"bytes_{k}" for r in recs for k in r.layer_bytes}
+        for k in sorted(extras):
             if k.startswith("bytes_"):
                 # a layer's bytes: summed like `bytes`, with its own bpp (bpp_base + bpp_enh = bpp)
-                row[k] = int(sum(vals))
+                row[k] = int(sum(r.layer_bytes.get(k[len("bytes_"):], 0) for r in recs))
                 row["bpp_" + k[len("bytes_"):]] = 8.0 * row[k] / total_pixels
             else:
+                vals = [r.extra[k] for r in recs if k in r.extra]
                 row[k] = sum(vals) / len(vals) if vals else float("nan")
         rows.append(row)
     df = pd.DataFrame(rows, columns=POINT_COLUMNS if not rows else None)

@@ -33,6 +33,8 @@ class Record:
     # COCO results rows without image_id: [x, y, w, h, score, category_id]
     detections: list[list[float]] = field(default_factory=list)
     extra: dict[str, float] = field(default_factory=dict)  # codec/fidelity figures, become columns
+    # bytes of each layer of a layered payload (base, enh): they add up to `bytes`
+    layer_bytes: dict[str, int] = field(default_factory=dict)
     # Images coded in parallel when this record's times were taken: 1 = uncontended enc_s/dec_s.
     workers: int = 1
 

@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from vcmbench.codecs.base import Codec, ImageCodec, LayeredCodec, RatePoint
+from vcmbench.codecs.base import Codec, RatePoint
 from vcmbench.config import build, fingerprint, selected_codec_configs, selected_codec_roles
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
@@ -32,7 +32,7 @@ from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.points import build_points
 from vcmbench.records import Record, RecordStore
 from vcmbench.settings import RunSettings, as_bool
-from vcmbench.types import LEVELS, Detections, Features, FrontOutput
+from vcmbench.types import LEVELS, Detections, FrontOutput
 from vcmbench.vision.base import SplitDetector
 
 log = logging.getLogger("vcmbench.run")
@@ -68,32 +68,47 @@ def build_jobs(cfg: DictConfig) -> list[CodecJob]:
 
 def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitDetector, sample, front_s: float,
              setup: str, pristine: Detections | None = None) -> Record:
-    """One image at one rate point through the codec and the network, every stage timed.
+    """One work item at one rate point through the codec and the network, every stage timed.
 
-    Where the codec sits depends on its kind (DESIGN.md data flow; ImageCodec and
-    LayeredCodec in codecs/base.py): a feature codec codes the front's features and the
-    back runs on the decoded ones; an image codec codes the image and the whole network
-    (front, then back) runs on the decoded image; a layered codec codes both, the back
-    runs on its base layer and the viewer's image comes from its enhancement layer.
-
-    With `pristine` (the back's output on untouched features) the record also gets the
+    The runner does not know codec kinds (DESIGN.md): the codec takes what it declares of the
+    item (`transmit_encode`) and says what reached the receiver (`transmit_decode`, a
+    `Received`). Features go to the back; an image without features goes through the whole
+    network first (remote inference: front_s / back_s are then the receiver's times on the
+    decoded image); a viewable image adds image fidelity; layers add their bytes and decode
+    seconds. With `pristine` (the back's output on untouched features) the record also gets the
     task-fidelity figures (feature MSE/PSNR per level, detection agreement): `fid_*`.
     """
-    if codec.kind == "image":
-        return _code_image(codec, rate, front, detector, sample, setup, pristine)
-    if codec.kind == "layered":
-        return _code_layered(codec, rate, front, detector, sample, front_s, setup, pristine)
-    payload, enc_s, failure = _timed_encode(lambda: codec.encode(front.features, rate))
-    rec = Record(sample.image_id, codec.name, rate.label, setup, len(payload), sample.pixels,
-                 enc_s, 0.0, front_s, 0.0)
+    payload, enc_s, failure = _timed_encode(lambda: codec.transmit_encode(sample.image, front, rate))
+    rec = Record(image_id=sample.image_id, codec=codec.name, rate=rate.label, setup=setup, bytes=len(payload),
+                 pixels=sample.pixels, enc_s=enc_s, dec_s=0.0, front_s=front_s if "features" in codec.takes else 0.0,
+                 back_s=0.0)
     if failure:
         return _encode_failed(rec, failure)
-    decoded = _timed_decode(rec, lambda: codec.decode(payload))
-    if decoded is None:
+    t0 = time.perf_counter()
+    try:
+        received = codec.transmit_decode(payload, front.meta)
+    except PayloadError as exc:
+        rec.status, rec.error = "decode_failed", str(exc)
+        log.warning("image %s, %s %s: %s", rec.image_id, rec.codec, rec.rate, exc)
         return rec
-    dets = _timed_back(rec, detector, decoded, front.meta)
-    if pristine is not None:
-        rec.extra = fidelity(front.features, decoded, pristine, dets)
+    finally:
+        rec.dec_s = time.perf_counter() - t0
+    features, meta = received.features, front.meta
+    if features is None:  # the image was carried: the receiver runs the whole network on it
+        t0 = time.perf_counter()
+        at_receiver = detector.front(received.image)
+        rec.front_s = time.perf_counter() - t0
+        features, meta = at_receiver.features, at_receiver.meta
+    t0 = time.perf_counter()
+    dets = detector.back(features, meta)
+    rec.back_s = time.perf_counter() - t0
+    rec.detections = to_rows(dets, detector)
+    rec.layer_bytes = dict(received.layers)
+    rec.extra = {f"dec_{layer}_s": s for layer, s in received.layer_seconds.items()}
+    if received.image is not None:
+        rec.extra.update(image_fidelity(sample.image, received.image))
+    if pristine is not None and features[LEVELS[0]].shape == front.features[LEVELS[0]].shape:
+        rec.extra.update(fidelity(front.features, features, pristine, dets))
     return rec
 
 
@@ -118,83 +133,6 @@ def _encode_failed(rec: Record, failure: str) -> Record:
     """A lost payload: no bytes were sent, so the image has no detections."""
     rec.status, rec.error = "encode_failed", failure
     log.warning("image %s, %s %s: encode failed: %s", rec.image_id, rec.codec, rec.rate, failure)
-    return rec
-
-
-def _timed_back(rec: Record, detector: SplitDetector, features: Features, meta) -> Detections:
-    """Run and time the back into rec.back_s; its detections go into the record (and are returned)."""
-    t0 = time.perf_counter()
-    dets = detector.back(features, meta)
-    rec.back_s = time.perf_counter() - t0
-    rec.detections = to_rows(dets, detector)
-    return dets
-
-
-def _timed_decode(rec: Record, decode: Callable[[], object]):
-    """Run and time one decode into rec.dec_s; a PayloadError marks the record failed (None)."""
-    t0 = time.perf_counter()
-    try:
-        out = decode()
-    except PayloadError as exc:
-        rec.status, rec.error = "decode_failed", str(exc)
-        log.warning("image %s, %s %s: %s", rec.image_id, rec.codec, rec.rate, exc)
-        out = None
-    rec.dec_s += time.perf_counter() - t0
-    return out
-
-
-def _code_image(codec: ImageCodec, rate: RatePoint, front: FrontOutput, detector: SplitDetector, sample,
-                setup: str, pristine: Detections | None) -> Record:
-    """Remote inference: the image is coded; front and back both run on the decoded image.
-
-    front_s / back_s are the receiver's network times on the decoded image (front + back is
-    the unsplit detector: the split-exactness tests hold every model to it).
-    """
-    payload, enc_s, failure = _timed_encode(lambda: codec.encode(sample.image, rate))
-    rec = Record(sample.image_id, codec.name, rate.label, setup, len(payload), sample.pixels, enc_s, 0.0, 0.0, 0.0)
-    if failure:
-        return _encode_failed(rec, failure)
-    image = _timed_decode(rec, lambda: codec.decode(payload))
-    if image is None:
-        return rec
-    t0 = time.perf_counter()
-    received = detector.front(image)
-    rec.front_s = time.perf_counter() - t0
-    dets = _timed_back(rec, detector, received.features, received.meta)
-    rec.extra = image_fidelity(sample.image, image)
-    if pristine is not None and received.features[LEVELS[0]].shape == front.features[LEVELS[0]].shape:
-        rec.extra.update(fidelity(front.features, received.features, pristine, dets))
-    return rec
-
-
-def _code_layered(codec: LayeredCodec, rate: RatePoint, front: FrontOutput, detector: SplitDetector, sample,
-                  front_s: float, setup: str, pristine: Detections | None) -> Record:
-    """Joint coding: the back runs on the base layer, the image comes from the enhancement layer.
-
-    dec_s is the whole payload's decode (both layers); dec_base_s (what the machine needs)
-    and dec_enh_s are extra columns, as are bytes_base and bytes_enh (they add up to bytes).
-    """
-    payload, enc_s, failure = _timed_encode(lambda: codec.encode(sample.image, front.features, front.meta, rate))
-    rec = Record(sample.image_id, codec.name, rate.label, setup, len(payload), sample.pixels,
-                 enc_s, 0.0, front_s, 0.0)
-    if failure:
-        return _encode_failed(rec, failure)
-    layers = _timed_decode(rec, lambda: codec.layer_bytes(payload))
-    if layers is None:
-        return rec
-    base = _timed_decode(rec, lambda: codec.decode_base(payload))
-    if base is None:
-        return rec
-    dec_base_s = rec.dec_s
-    image = _timed_decode(rec, lambda: codec.decode_enhancement(payload, base, front.meta))
-    if image is None:
-        return rec
-    dets = _timed_back(rec, detector, base, front.meta)
-    rec.extra = {"bytes_base": float(layers[0]), "bytes_enh": float(layers[1]),
-                 "dec_base_s": dec_base_s, "dec_enh_s": rec.dec_s - dec_base_s}
-    rec.extra.update(image_fidelity(sample.image, image))
-    if pristine is not None:
-        rec.extra.update(fidelity(front.features, base, pristine, dets))
     return rec
 
 

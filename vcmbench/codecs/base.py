@@ -1,9 +1,12 @@
 """The codec contracts and the payload container every codec writes.
 
-Three kinds (`Codec.kind`), by where they sit in the data flow: feature codecs (below),
-image codecs (the image is coded and the whole detector runs on the decoded image: the
-VCM image anchor) and layered codecs (a feature base layer plus an image enhancement
-layer in one payload). The feature contract:
+Three kinds, by where they sit in the data flow: feature codecs (below), image codecs (the
+image is coded and the whole detector runs on the decoded image: the VCM image anchor) and
+layered codecs (a feature base layer plus an image enhancement layer in one payload). The
+sweep does not tell them apart: every codec says what it takes from a work item (`takes`) and
+carries it with `transmit_encode(image, front, rate) -> bytes` and `transmit_decode(payload,
+meta) -> Received` (the features the back runs on, or an image the receiver runs the whole
+network on; a viewable image; bytes and decode seconds per layer). The feature contract:
 
 `encode(features, rate) -> bytes` and `decode(bytes) -> features`: the bytes are the
 whole transmitted payload. Shapes, quantisation ranges, channel orders, model ids:
@@ -23,15 +26,16 @@ Container layout (big-endian), kept small because at VCM rates (~0.002 bpp, i.e.
 from __future__ import annotations
 
 import struct
+import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from vcmbench.errors import ConfigError, PayloadError, ShapeError
-from vcmbench.types import LEVELS, Features, ImageMeta, check_features
+from vcmbench.types import LEVELS, Features, FrontOutput, ImageMeta, check_features
 
 #: payload tag -> the codec (module.class, or module.class:variant) that writes it
 PAYLOAD_TAGS: dict[bytes, str] = {}
@@ -46,6 +50,24 @@ def register_tags(owner: str, *tags: bytes) -> None:
         holder = PAYLOAD_TAGS.setdefault(tag, owner)
         if holder != owner:
             raise ConfigError(f"{owner}: payload tag {tag!r} is already {holder}'s; give {owner} a tag of its own")
+
+
+@dataclass
+class Received:
+    """What a decoder hands the receiver for one image.
+
+    features: p2..p5 for the back; None when the codec carries the image instead, and the
+    receiver runs the whole network (front, then back) on `image`.
+    image: a uint8 RGB (3, H, W) image: the one the network runs on (image codecs) or the one a
+    person views (layered codecs); None for feature codecs.
+    layers: bytes of each layer of the payload (they add up to its length), for codecs with layers.
+    layer_seconds: decode seconds of each layer (what the machine needs vs what the viewer adds).
+    """
+
+    features: Features | None = None
+    image: torch.Tensor | None = None
+    layers: dict[str, int] = field(default_factory=dict)
+    layer_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,7 +86,7 @@ class RatePoint:
         return self.label
 
 
-class Codec(ABC):  # noqa: B024 - abstract through its subclasses' hooks
+class Codec(ABC):
     """What every codec has: a name, a rate knob and its rate points.
 
     `kind` says where the codec sits in the data flow, and so what the sweep gives it:
@@ -95,6 +117,17 @@ class Codec(ABC):  # noqa: B024 - abstract through its subclasses' hooks
             f"codec {self.name} has no rate point {label_or_value!r}; it has {[r.label for r in self.rates]}"
         )
 
+    #: what the codec codes of a work item: "features" (the front's p2..p5), "image", or both
+    takes: frozenset[str] = frozenset({"features"})
+
+    @abstractmethod
+    def transmit_encode(self, image: torch.Tensor, front: FrontOutput, rate: RatePoint) -> bytes:
+        """One work item's payload at `rate`, from what the codec `takes` of it."""
+
+    @abstractmethod
+    def transmit_decode(self, payload: bytes, meta: ImageMeta) -> Received:
+        """What reaches the receiver; PayloadError for a payload that does not decode."""
+
     def setup_extra(self) -> object:
         """Settings that shape the output but are not in the codec's own yaml (e.g. a codec
         configured by the name of another codec's yaml); they join the resume fingerprint."""
@@ -112,6 +145,12 @@ class FeatureCodec(Codec):
     kind = "features"
     tag: bytes = b"????"
     version: int = 1
+
+    def transmit_encode(self, image: torch.Tensor, front: FrontOutput, rate: RatePoint) -> bytes:
+        return self.encode(front.features, rate)
+
+    def transmit_decode(self, payload: bytes, meta: ImageMeta) -> Received:
+        return Received(features=self.decode(payload))
 
     # -- public API -----------------------------------------------------------------
     def encode(self, features: Features, rate: RatePoint) -> bytes:
@@ -169,8 +208,15 @@ class ImageCodec(Codec):
     """
 
     kind = "image"
+    takes = frozenset({"image"})
     tag: bytes = b"????"
     version: int = 1
+
+    def transmit_encode(self, image: torch.Tensor, front: FrontOutput, rate: RatePoint) -> bytes:
+        return self.encode(image, rate)
+
+    def transmit_decode(self, payload: bytes, meta: ImageMeta) -> Received:
+        return Received(image=self.decode(payload))
 
     def encode(self, image: torch.Tensor, rate: RatePoint) -> bytes:
         check_image(image, self.name)
@@ -214,6 +260,22 @@ class LayeredCodec(Codec):
     """
 
     kind = "layered"
+    takes = frozenset({"image", "features"})
+
+    def transmit_encode(self, image: torch.Tensor, front: FrontOutput, rate: RatePoint) -> bytes:
+        return self.encode(image, front.features, front.meta, rate)
+
+    def transmit_decode(self, payload: bytes, meta: ImageMeta) -> Received:
+        """The base layer for the back, the enhancement layer's image for the viewer; the base
+        layer's seconds include reading the layer table (the machine needs both)."""
+        t0 = time.perf_counter()
+        n_base, n_enh = self.layer_bytes(payload)
+        base = self.decode_base(payload)
+        t1 = time.perf_counter()
+        image = self.decode_enhancement(payload, base, meta)
+        t2 = time.perf_counter()
+        return Received(features=base, image=image, layers={"base": n_base, "enh": n_enh},
+                        layer_seconds={"base": t1 - t0, "enh": t2 - t1})
 
     @abstractmethod
     def encode(self, image: torch.Tensor, features: Features, meta: ImageMeta, rate: RatePoint) -> bytes:
