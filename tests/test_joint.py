@@ -66,15 +66,18 @@ def test_truncated_or_foreign_payloads_are_refused(scene, joint):
         joint.decode_enhancement(payload[: n_base + 20], {}, front.meta)
 
 
-def test_bad_settings_name_the_field():
-    with pytest.raises(ConfigError, match=r"codec.j.base='nope'"):
-        JointCodec("j", base="nope", rates=[[2, 42]])
+def test_bad_settings_name_the_field(codec_from_yaml):
+    with pytest.raises(ConfigError, match=r"\$\{codec_yaml:nope\}: no codec yaml named 'nope'"):
+        codec_from_yaml("joint_interleaved_vvc", base="${codec_yaml:nope}")
+    learned = codec_from_yaml("learned_interleaved")
     with pytest.raises(ConfigError, match=r"codec.j.rates\[0\]"):
-        JointCodec("j", base="learned_interleaved", rates=[2])
-    with pytest.raises(ConfigError, match="not a feature codec"):
-        JointCodec("j", base="image_vvc", rates=[[22, 42]])
+        JointCodec("j", base=learned, rates=[2])
+    with pytest.raises(ConfigError, match=r"codec.j.base: .*not a feature codec"):
+        JointCodec("j", base=codec_from_yaml("image_vvc"), rates=[[22, 42]])
+    with pytest.raises(ConfigError, match=r"codec.j.base: 'learned_interleaved' is not a feature codec.*codec_yaml"):
+        JointCodec("j", base="learned_interleaved", rates=[[2, 42]])  # a name is not a codec
     with pytest.raises(ConfigError, match="lossy"):
-        JointCodec("j", base="raw", rates=[["float32", "png"]], inner="png")
+        JointCodec("j", base=codec_from_yaml("raw"), rates=[["float32", "png"]], inner="png")
 
 
 def test_sweep_reports_each_layer(tmp_path):
@@ -129,12 +132,13 @@ def test_residual_layer_builds_on_the_decoded_base(scene, codec_from_yaml):
     assert not torch.equal(codec.decode_enhancement(payload, other, front.meta), viewed)
 
 
-def test_residual_mode_needs_its_predictor(tmp_path):
+def test_residual_mode_needs_its_predictor(tmp_path, codec_from_yaml):
+    learned = codec_from_yaml("learned_interleaved")
     with pytest.raises(Exception, match=r"codec.j.predictor.*not found.*vcmbench train-predictor"):
-        JointCodec("j", base="learned_interleaved", rates=[[2, 42]], enhancement="residual",
+        JointCodec("j", base=learned, rates=[[2, 42]], enhancement="residual",
                    predictor=str(tmp_path / "missing.pt"))
     with pytest.raises(ConfigError, match=r"codec.j.scale"):
-        JointCodec("j", base="learned_interleaved", rates=[[2, 42]], enhancement="residual",
+        JointCodec("j", base=learned, rates=[[2, 42]], enhancement="residual",
                    predictor="checkpoints/joint_predictor/ci_frcnn.pt", scale=0.5)
     with pytest.raises(ConfigError, match=r"codec.j.enhancement"):
-        JointCodec("j", base="learned_interleaved", rates=[[2, 42]], enhancement="both")
+        JointCodec("j", base=learned, rates=[[2, 42]], enhancement="both")

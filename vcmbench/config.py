@@ -139,6 +139,18 @@ def selected_codec_roles(cfg: DictConfig) -> dict[str, str]:
     return {str(name): codec_meta(node)["role"] for name, node in nodes.items()}
 
 
+def _codec_yaml(name: str) -> dict:
+    """`${codec_yaml:NAME}`: codec NAME's yaml as a nested node (the joint codec's base layer),
+    so its settings are part of the config that holds it, and of its resume fingerprint."""
+    configs = all_codec_configs(include_optional=True)
+    if name not in configs:
+        raise ConfigError(f"${{codec_yaml:{name}}}: no codec yaml named {name!r}; choose one of {sorted(configs)}")
+    return OmegaConf.to_container(runnable_codec_config(configs[name], name), resolve=True)
+
+
+OmegaConf.register_new_resolver("codec_yaml", _codec_yaml, replace=True)
+
+
 def fingerprint(*nodes: object) -> str:
     """Short stable hash of config nodes: the `setup` part of a record's resume key."""
     h = hashlib.sha1()

@@ -60,8 +60,7 @@ def build_jobs(cfg: DictConfig) -> list[CodecJob]:
     for name, node in selected_codec_configs(cfg).items():
         codec_settings = OmegaConf.masked_copy(node, [k for k in node if k != "rates"])
         codec = build(node)
-        extra = codec.setup_extra()
-        setup = fingerprint(base, codec_settings) if extra is None else fingerprint(base, codec_settings, extra)
+        setup = fingerprint(base, codec_settings)
         jobs.append(CodecJob(codec, setup, roles.get(name, "test")))
     return jobs
 

@@ -128,10 +128,6 @@ class Codec(ABC):
     def transmit_decode(self, payload: bytes, meta: ImageMeta) -> Received:
         """What reaches the receiver; PayloadError for a payload that does not decode."""
 
-    def setup_extra(self) -> object:
-        """Settings that shape the output but are not in the codec's own yaml (e.g. a codec
-        configured by the name of another codec's yaml); they join the resume fingerprint."""
-        return None
 
 
 class FeatureCodec(Codec):

@@ -221,14 +221,20 @@ class ExternalCodec(ABC):
         if bitdepth not in self.bitdepths:
             raise ConfigError(f"{self.who}: the {self.family} back-end codes {list(self.bitdepths)}-bit samples, not {bitdepth}")
 
+    def validate(self, knob: str, value: object = None, bitdepth: int | None = None, setting: str | None = None) -> None:
+        """The back-end's public check, for codecs to call at construction: ConfigError unless it
+        takes this rate knob, this value (within `value_ranges`) and this sample depth."""
+        if bitdepth is not None:
+            self.check_bitdepth(bitdepth)
+        self.check_rate(knob, value, setting)
+
     def encode(self, frames: np.ndarray, bitdepth: int, knob: str, value: object = None,
                intra: bool = True) -> bytes:
         """frames: (N, H, W) integer samples in [0, 2**bitdepth) -> bitstream bytes."""
         frames = np.asarray(frames)
         if frames.ndim != 3 or 0 in frames.shape:
             raise ValueError(f"{self.who}: frames must be a non-empty (N, H, W) array, got shape {frames.shape}")
-        self.check_bitdepth(bitdepth)
-        self.check_rate(knob, value)
+        self.validate(knob, value, bitdepth)
         if frames.min() < 0 or frames.max() >= (1 << bitdepth):
             raise ValueError(f"{self.who}: samples outside [0, {(1 << bitdepth) - 1}] for {bitdepth}-bit coding")
         t0 = time.perf_counter()

@@ -293,7 +293,7 @@ def greedy_chain(frames: np.ndarray) -> np.ndarray:
 
 def configure_rate(backend: ExternalCodec, knob: str, bits: int, setting: str) -> str:
     """Check knob against the back-end; return the back-end knob ('bits' codes losslessly)."""
-    backend.check_bitdepth(sample_depth(bits))
+    backend.validate(backend.knobs[0], bitdepth=sample_depth(bits))
     if knob == "bits":
         if "lossless" not in backend.knobs:
             raise ConfigError(
@@ -301,7 +301,7 @@ def configure_rate(backend: ExternalCodec, knob: str, bits: int, setting: str) -
                 f"{backend.family} takes {list(backend.knobs)}"
             )
         return "lossless"
-    backend.check_rate(knob)
+    backend.validate(knob)
     return knob
 
 
@@ -347,7 +347,7 @@ class FrameCodec(FeatureCodec):
                     raise ConfigError(f"{setting}.rates: bits={rp.value} outside 1..10")
         else:
             for rp in self.rates:
-                backend.check_rate(self.backend_knob, rp.value, f"{setting}.rates")
+                backend.validate(self.backend_knob, rp.value, setting=f"{setting}.rates")
 
     def default_rates(self) -> Sequence[object]:
         return (int(self.quantiser.bits),) if self.knob == "bits" else ()

@@ -90,7 +90,7 @@ class ImageAnchorCodec(ImageCodec):
         # Curves at another scale are other codecs: they get their own name, line and BD-rate.
         super().__init__(name if self.percent == 100 else f"{name}_s{self.percent}", rates)
         for rp in self.rates:  # bad rate values fail here, before a sweep starts, not at its first image
-            self.backend.check_rate(rp.knob, rp.value, f"{setting}.rates")
+            self.backend.validate(rp.knob, rp.value, self.bits if not self.lossless else 8, f"{setting}.rates")
 
     def default_rates(self) -> Sequence[object]:
         return ["png"] if self.lossless else list(CTC_QPS)

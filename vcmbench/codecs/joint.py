@@ -7,8 +7,9 @@ One payload, two layers:
     tag "JNT1" | version (1) | base length (u32) | base layer | enhancement layer
     `--------------- counted in bytes_base ------------------'   `-- bytes_enh --'
 
-- **base layer**: the payload of a feature codec (any yaml in conf/codec/ of kind
-  "features", named by `base`), coded from the front's p2..p5 at the pair's base rate.
+- **base layer**: the payload of a feature codec (`base`, a nested codec node, usually
+  `${codec_yaml:NAME}`: that codec's own yaml), coded from the front's p2..p5 at the pair's
+  base rate.
   The task decoder reads the header and this layer alone and runs the back on it.
 - **enhancement layer**, two modes (`enhancement:`):
   - `image`: the image for viewing, coded with the image anchor's pipeline
@@ -35,11 +36,9 @@ import struct
 from collections.abc import Sequence
 
 import torch
-from omegaconf import OmegaConf
 
 from vcmbench.codecs.base import FeatureCodec, LayeredCodec, RatePoint, check_image, register_tags
 from vcmbench.codecs.image_anchor import ImageAnchorCodec
-from vcmbench.config import all_codec_configs, build, runnable_codec_config
 from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.types import Features, ImageMeta
 
@@ -54,7 +53,7 @@ class JointCodec(LayeredCodec):
 
     version = 1
 
-    def __init__(self, name: str, base: str, rates: Sequence[Sequence[object]], enhancement: str = "image",
+    def __init__(self, name: str, base: FeatureCodec, rates: Sequence[Sequence[object]], enhancement: str = "image",
                  predictor: str | None = None, inner: str = "vvc", scale: float = 1.0, preset: object = None,
                  ffmpeg: str | None = None, threads: int | None = None, timeout_s: float | None = None):
         setting = f"codec.{name}"
@@ -65,9 +64,9 @@ class JointCodec(LayeredCodec):
         if enhancement == "residual" and not predictor:
             raise ConfigError(f"{setting}.predictor: the residual mode needs a predictor checkpoint")
         self.mode = enhancement
-        configs = all_codec_configs(include_optional=True)
-        if base not in configs:
-            raise ConfigError(f"{setting}.base={base!r}: no codec yaml of that name in conf/codec ({sorted(configs)})")
+        if not isinstance(base, FeatureCodec):
+            raise ConfigError(f"{setting}.base: {base!r} is not a feature codec; the base layer codes features: give "
+                              f"a feature codec's node, e.g. base: ${{codec_yaml:learned_interleaved}}")
         pairs = []
         for i, pair in enumerate(rates or []):
             if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
@@ -75,13 +74,7 @@ class JointCodec(LayeredCodec):
             pairs.append((pair[0], pair[1]))
         if not pairs:
             raise ConfigError(f"{setting}.rates is empty; give [base rate, enhancement QP] pairs")
-        node = runnable_codec_config(configs[base], base)
-        if "rates" in node:  # build only the base rates in use (fixed-rate codecs such as raw have none)
-            node.rates = sorted({p[0] for p in pairs}, key=str)
-        self.base_settings = OmegaConf.to_container(node)
-        self.base: FeatureCodec = build(node)
-        if getattr(self.base, "kind", None) != "features":
-            raise ConfigError(f"{setting}.base={base!r} is not a feature codec; the base layer codes features")
+        self.base = base
         self.image = ImageAnchorCodec(f"{name}.enhancement", inner=inner, rates=[p[1] for p in pairs], scale=scale,
                                       preset=preset, ffmpeg=ffmpeg, threads=threads, timeout_s=timeout_s)
         if self.image.lossless:
@@ -98,15 +91,6 @@ class JointCodec(LayeredCodec):
         self.layers = {
             rp.label: (self.base.rate_point(b), self.image.rate_point(e)) for rp, (b, e) in zip(self.rates, pairs)
         }
-
-    def setup_extra(self) -> object:
-        extra: dict = {"base": self.base_settings}
-        if self.mode == "residual":
-            from vcmbench.codecs.learned.codec import resolve_dir
-            from vcmbench.codecs.learned.features import file_sha256
-
-            extra["predictor_sha256"] = file_sha256(resolve_dir(str(self.predictor_path)))
-        return extra
 
     def _prediction(self, base: Features, meta: ImageMeta) -> torch.Tensor:
         from vcmbench.codecs.learned.predictor import predict_image
