@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from vcmbench.report import bd_rows, read_points
+from vcmbench.analysis import bd_rows
+from vcmbench.tables import read_points
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -59,7 +59,9 @@ def run(args) -> pd.DataFrame:
 def main(argv=None) -> int:
     args = parse_args(argv)
     points = run(args)
-    from vcmbench.report import bd_display, bd_row, text_table
+    from vcmbench.analysis import bd_row
+    from vcmbench.render.report import bd_display
+    from vcmbench.tables import text_table
 
     cols = ["codec", "rate", "n_images", "bpp", "bpp_base", "bpp_enh", "map", "image_psnr", "image_msssim",
             "enc_s", "dec_s"]

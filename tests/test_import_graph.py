@@ -2,7 +2,8 @@
 
 Areas, bottom to top (a module may import its own area and any area below it):
 the shared vocabulary and plumbing (types, errors, paths, config, ...), datasets, vision, codecs,
-metrics, records, points, plots, report, regress, run, train, and the command line.
+metrics, records, points, tables, analysis, regress, render (report and plots), run, train, and the
+command line.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ LAYERS = [
     {"metrics"},
     {"records"},
     {"points"},
-    {"plots"},
-    {"report"},
+    {"tables"},
+    {"analysis"},
     {"regress"},
+    {"render"},
     {"run"},
     {"train"},
     {"command_line", "cli", "__main__"},

@@ -11,7 +11,7 @@ from vcmbench.codecs.image_anchor import ImageAnchorCodec
 from vcmbench.codecs.joint import JointCodec
 from vcmbench.config import compose_config
 from vcmbench.errors import ConfigError, PayloadError
-from vcmbench.report import write_report
+from vcmbench.render.report import write_report
 from vcmbench.run import run_sweep
 
 SYNTHETIC = ["dataset=synthetic_val", "dataset.max_images=3", "model=ci_frcnn", "progress=false"]

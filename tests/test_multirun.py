@@ -21,7 +21,7 @@ from omegaconf import MISSING, OmegaConf
 from tests.assets import COCO_MINI_DATASET
 from vcmbench.config import compose_config
 from vcmbench.regress import regress_main
-from vcmbench.report import report_main
+from vcmbench.render.report import report_main
 
 FAST = [*COCO_MINI_DATASET, "dataset.max_images=2", "model=frcnn_r50_fpn", "model.weights=none",
         "model.min_size=256", "model.max_size=384", "progress=false", "threads=1", "workers=1"]

@@ -10,18 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vcmbench.plots import codec_styles
+from vcmbench.analysis import bd_rows, choose_anchor
 from vcmbench.points import POINT_COLUMNS
-from vcmbench.report import (
-    bd_rows,
-    bdrate_main,
-    choose_anchor,
-    load_sources,
-    md_table,
-    merge_points,
-    report_main,
-    write_report,
-)
+from vcmbench.render.plots import codec_styles
+from vcmbench.render.report import bdrate_main, report_main, write_report
+from vcmbench.tables import load_sources, md_table, merge_points
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "anchors" / "mpeg_vcm_image_anchor_oiv6_x101_vtm.csv"

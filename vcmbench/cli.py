@@ -82,7 +82,7 @@ def _run(cfg, out_dir: str) -> None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        from vcmbench.report import write_report
+        from vcmbench.render.report import write_report
 
         # Multirun jobs each hold one slice of the sweep: their merged report is `vcmbench report SWEEP_DIR`.
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -123,8 +123,8 @@ COMMANDS = {
     "train-detector": _hydra_task("vcmbench.train.detector", "train_detector", "train_detector"),
     "train": _hydra_task("vcmbench.train.codec", "train_codec", "train"),
     "train-predictor": _lazy("vcmbench.train.predictor", "main"),
-    "report": _lazy("vcmbench.report", "report_main"),
-    "bdrate": _lazy("vcmbench.report", "bdrate_main"),
+    "report": _lazy("vcmbench.render.report", "report_main"),
+    "bdrate": _lazy("vcmbench.render.report", "bdrate_main"),
     "regress": _lazy("vcmbench.regress", "regress_main"),
 }
 

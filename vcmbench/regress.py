@@ -26,9 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from vcmbench.analysis import bd_row
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
-from vcmbench.report import bd_row, codec_order, load_sources, merge_points, read_points, text_table
+from vcmbench.tables import codec_order, load_sources, merge_points, read_points, text_table
 
 __all__ = ["EXIT_OK", "EXIT_REGRESSION", "EXIT_UNUSABLE", "Check", "regress", "regress_main", "DEFAULT_REFERENCE"]
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import json
 import math
 import re
 import sys
@@ -31,11 +30,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from vcmbench.errors import MetricError, VcmbenchError
-from vcmbench.metrics.bd import METHODS, MIN_POINTS, compare
-from vcmbench.points import POINT_COLUMNS
+from vcmbench.analysis import (
+    POOR_OVERLAP,
+    WARN,
+    BDRow,
+    bd_row,
+    bd_rows,
+    choose_anchor,
+    codecs_with_role,
+    group_metric,
+    has_curve,
+    uncompressed_line,
+)
+from vcmbench.errors import VcmbenchError
+from vcmbench.metrics.bd import METHODS, MIN_POINTS
+from vcmbench.tables import Source, codec_order, groups, load_sources, md_table, merge_points, read_points, text_table
 
 __all__ = [
     "POOR_OVERLAP",
@@ -51,10 +61,7 @@ __all__ = [
     "bdrate_main",
 ]
 
-POOR_OVERLAP = 0.5  # overlap_fraction below this is flagged
-REQUIRED_COLUMNS = ["dataset", "model", "codec", "rate", "bpp", "map"]
 MISSING = "–"
-WARN = "⚠"
 
 BD_LEGEND = (
     f"BD-rate: bits of the codec relative to the anchor at equal mAP, in percent, averaged over the "
@@ -72,263 +79,9 @@ BD_LEGEND = (
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Source:
-    """One points table and, for a run folder, what describes the run."""
-
-    path: Path
-    label: str
-    kind: str  # "run" (a run folder) or "table" (a points-table .csv, e.g. an anchor)
-    points: pd.DataFrame
-    config: str | None = None
-    versions: dict | None = None
-    overrides: list[str] | None = None
-    metric: str | None = None  # the dataset's evaluator ('coco' / 'oid') from the run's config
-
-
-def read_points(path: Path) -> pd.DataFrame:
-    """Read a points table, checking the columns a report needs."""
-    try:
-        df = pd.read_csv(path, dtype={"rate": str, "codec": str, "dataset": str, "model": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise VcmbenchError(f"{path}: cannot read it as a points table (csv): {exc}") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise VcmbenchError(
-            f"{path}: not a points table: column(s) {missing} missing (has {list(df.columns)}); "
-            f"a points table has at least {POINT_COLUMNS} (DESIGN.md)"
-        )
-    for col in ("bpp", "map", "ap50", "enc_s", "dec_s", "n_images", "n_failed"):
-        if col in df.columns:
-            df[col] = pd.to_numeric(df[col], errors="coerce")
-    return df
-
-
-def _run_source(run_dir: Path, label: str) -> Source:
-    src = Source(run_dir, label, "run", read_points(run_dir / "points.csv"))
-    cfg = run_dir / "config.resolved.yaml"
-    if cfg.is_file():
-        src.config = cfg.read_text()
-        try:
-            ds = (yaml.safe_load(src.config) or {}).get("dataset") or {}
-            src.metric = ds.get("metric") if isinstance(ds, dict) else None
-        except yaml.YAMLError:
-            src.metric = None
-    for name in ("run.json",):
-        p = run_dir / name
-        if p.is_file():
-            try:
-                src.versions = json.loads(p.read_text())
-            except json.JSONDecodeError:
-                src.versions = {"run.json": "unreadable"}
-    ov = run_dir / ".hydra" / "overrides.yaml"
-    if ov.is_file():
-        src.overrides = [ln[2:].strip() for ln in ov.read_text().splitlines() if ln.startswith("- ")]
-    return src
-
-
-def load_sources(paths: list[str | Path]) -> list[Source]:
-    """Run folders, folders of run folders (multirun sweeps) and points-table .csv files."""
-    sources: list[Source] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_file():
-            if p.name == "points.csv" and ((p.parent / "run.json").is_file()
-                                           or (p.parent / "config.resolved.yaml").is_file()):
-                sources.append(_run_source(p.parent, p.parent.name))
-            else:
-                sources.append(Source(p, p.stem, "table", read_points(p)))
-        elif p.is_dir():
-            if (p / "points.csv").is_file():
-                sources.append(_run_source(p, p.name))
-                continue
-            found = sorted(p.rglob("points.csv"))
-            if not found:
-                raise VcmbenchError(
-                    f"{p}: no points.csv in this folder or below it; pass a run folder "
-                    "(results/<run>/, made by `vcmbench run`) or a points-table .csv"
-                )
-            sources.extend(_run_source(f.parent, str(f.parent.relative_to(p))) for f in found)
-        else:
-            raise VcmbenchError(
-                f"{p}: no such file or folder; pass a run folder (holding points.csv) or a points-table .csv"
-            )
-    seen: dict[str, int] = {}
-    for s in sources:  # unique labels
-        n = seen.get(s.label, 0)
-        seen[s.label] = n + 1
-        if n:
-            s.label = f"{s.label} ({n + 1})"
-    return sources
-
-
-def merge_points(sources: list[Source]) -> tuple[pd.DataFrame, list[str]]:
-    """One table of every source's points; a (dataset, model, codec, rate) given twice keeps the last."""
-    frames = []
-    for s in sources:
-        df = s.points.copy()
-        df["_source"] = s.label
-        frames.append(df)
-    if not frames:
-        raise VcmbenchError("nothing to report: pass at least one run folder or points table")
-    merged = pd.concat(frames, ignore_index=True, sort=False)
-    notes = []
-    key = ["dataset", "model", "codec", "rate"]
-    dup = merged.duplicated(key, keep="last")
-    for _, row in merged[dup].iterrows():
-        later = merged[(merged[key] == row[key]).all(axis=1) & ~dup]["_source"].iloc[0]
-        notes.append(
-            f"{row.dataset} / {row.model}: {row.codec} {row.rate} is in both {row._source} and {later}; "
-            f"the points of {later} (given later) are used"
-        )
-    return merged[~dup].reset_index(drop=True), notes
-
-
-def groups(points: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
-    """(dataset, model) groups in order of first appearance."""
-    keys = list(dict.fromkeys(zip(points.dataset, points.model)))
-    return [((d, m), points[(points.dataset == d) & (points.model == m)]) for d, m in keys]
-
-
-def codec_order(points: pd.DataFrame) -> list[str]:
-    return list(dict.fromkeys(points.codec))
-
-
-def _bd_capable(points: pd.DataFrame, codec: str) -> bool:
-    sub = points[points.codec == codec]
-    return len(sub) >= MIN_POINTS and sub["map"].nunique() > 1
-
-
-def codecs_with_role(points: pd.DataFrame, role: str) -> list[str]:
-    """Codecs whose rows say `role` (the codec yaml's meta.role, carried in points.csv), those
-    measured in a run (bytes known) before published curves (bpp only)."""
-    if "role" not in points.columns:
-        return []
-    found = [c for c in codec_order(points) if (points.loc[points.codec == c, "role"] == role).any()]
-    measured = {c for c in found if "bytes" in points.columns and points.loc[points.codec == c, "bytes"].notna().any()}
-    return sorted(found, key=lambda c: c not in measured)
-
-
-def choose_anchor(points: pd.DataFrame, requested: str | None = None) -> tuple[str, str | None]:
-    """The anchor codec of one (dataset, model) group and a note when the request could not be met.
-
-    Default: the first codec whose role is `feature_anchor` and that has a curve, else the
-    first codec with at least 4 rate points, else the first codec.
-    """
-    codecs = codec_order(points)
-    if requested:
-        if requested in codecs:
-            return requested, None
-        fallback, _ = choose_anchor(points)
-        return fallback, f"the requested anchor {requested!r} has no points here (codecs: {codecs}); using {fallback!r}"
-    for c in codecs_with_role(points, "feature_anchor") + codecs:
-        if _bd_capable(points, c):
-            return c, None
-    return codecs[0], None
-
-
 # --------------------------------------------------------------------------------------------
 # BD-rate rows
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class BDRow:
-    codec: str
-    anchor: str
-    bd_rate: float = math.nan
-    bd_metric: float = math.nan
-    overlap_lo: float = math.nan
-    overlap_hi: float = math.nan
-    overlap_fraction: float = math.nan
-    reason: str | None = None  # why no figure could be computed
-    n_failed: int = 0
-    dominated: tuple[str, ...] = ()  # "codec rate" of points left out: more bits, no higher metric
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is None
-
-    @property
-    def poor_overlap(self) -> bool:
-        return self.ok and self.overlap_fraction < POOR_OVERLAP
-
-    @property
-    def note(self) -> str:
-        if not self.ok:
-            return f"not computed: {self.reason}"
-        parts = []
-        if self.poor_overlap:
-            parts.append(f"{WARN} poor overlap")
-        if self.n_failed:
-            parts.append(f"{WARN} {self.n_failed} failed decode(s) in its points")
-        if self.dominated:
-            parts.append("dominated point(s) left out (more bits, no higher mAP): " + ", ".join(self.dominated))
-        return "; ".join(parts)
-
-
-def _short_reason(exc: MetricError, codec: str, anchor: str) -> str:
-    msg = str(exc).split(";")[0].strip()
-    msg = re.sub(r"^anchor\b", f"anchor {anchor}", msg)
-    msg = re.sub(r"^test\b", codec, msg)
-    return msg
-
-
-def pareto_front(pts: pd.DataFrame, rate_col: str = "bpp", metric: str = "map") -> tuple[pd.DataFrame, list[int]]:
-    """The curve's operating points: sorted by rate, each point kept only if its metric beats every
-    cheaper point's. A point with more bits and no higher accuracy (a curve saturating at its
-    uncompressed accuracy, where detection noise makes mAP wobble) is one no user would pick, and
-    BD interpolation needs the metric to rise with rate. Returns (kept, index labels dropped)."""
-    pts = pts.sort_values(rate_col, kind="stable")
-    keep, dropped, best = [], [], -math.inf
-    for idx, value in zip(pts.index, pd.to_numeric(pts[metric], errors="coerce")):
-        if value > best:
-            keep.append(idx)
-            best = value
-        elif math.isfinite(value):
-            dropped.append(idx)
-        else:
-            keep.append(idx)  # a NaN stays in, so the BD check names it
-    return pts.loc[keep], dropped
-
-
-def bd_row(anchor_pts: pd.DataFrame, test_pts: pd.DataFrame, codec: str, anchor: str,
-           method: str = "pchip", metric: str = "map", rate_col: str = "bpp") -> BDRow:
-    row = BDRow(codec, anchor)
-    if "n_failed" in test_pts:
-        row.n_failed = int(pd.to_numeric(test_pts.n_failed, errors="coerce").fillna(0).sum())
-    if len(test_pts) > 1 and len(anchor_pts) > 1:
-        dominated = []
-        test_front, d_test = pareto_front(test_pts, rate_col, metric)
-        anchor_front, d_anchor = pareto_front(anchor_pts, rate_col, metric)
-        for who, frame, idx in ((codec, test_pts, d_test), (anchor, anchor_pts, d_anchor)):
-            labels = frame.loc[idx, "rate"] if "rate" in frame else pd.Series(idx, dtype=object)
-            dominated += [f"{who} {label}" for label in labels.astype(str)]
-        row.dominated = tuple(dominated)
-        test_pts, anchor_pts = test_front, anchor_front
-    for who, pts in ((codec, test_pts), (f"anchor {anchor}", anchor_pts)):
-        if len(pts) == 1:
-            row.reason = f"{who} has a single rate point (a fixed-rate codec): no curve to compare"
-            return row
-        if len(pts) < MIN_POINTS:
-            row.reason = f"{who} has {len(pts)} rate points, BD-rate needs {MIN_POINTS}"
-            return row
-    try:
-        r = compare(anchor_pts.sort_values(rate_col), test_pts.sort_values(rate_col),
-                    rate_col=rate_col, metric_col=metric, method=method)
-    except MetricError as exc:
-        row.reason = _short_reason(exc, codec, anchor)
-        return row
-    row.bd_rate, row.bd_metric = r.bd_rate, r.bd_metric
-    row.overlap_lo, row.overlap_hi, row.overlap_fraction = r.overlap_lo, r.overlap_hi, r.overlap_fraction
-    return row
-
-
-def bd_rows(points: pd.DataFrame, anchor: str, method: str = "pchip", metric: str = "map") -> list[BDRow]:
-    """Every codec of one (dataset, model) group vs the anchor (the anchor itself left out)."""
-    a = points[points.codec == anchor]
-    return [bd_row(a, points[points.codec == c], c, anchor, method, metric)
-            for c in codec_order(points) if c != anchor]
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,34 +175,6 @@ def bd_display(rows: list[BDRow]) -> pd.DataFrame:
     } for r in rows], columns=["codec", "BD-rate (%)", "BD-mAP", "mAP range used", "overlap", "note"])
 
 
-def md_table(df: pd.DataFrame, align: str = "") -> str:
-    """A GitHub-flavoured markdown table of a frame of strings (no `tabulate` needed).
-
-    `align` has one letter per column, l(eft) or r(ight); columns past its end are left-aligned.
-    """
-    def cell(v) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    cols = [cell(c) for c in df.columns]
-    marks = ["---:" if align[i:i + 1] == "r" else ":---" for i in range(len(cols))]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(marks) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
-
-
-def text_table(df: pd.DataFrame, align: str = "") -> str:
-    """A plain-text table for the terminal; `align` as in md_table (default: left)."""
-    cols = [str(c) for c in df.columns]
-    rows = [[str(v) for v in r] for r in df.itertuples(index=False)]
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
-
-    def line(vals: list[str]) -> str:
-        return "  ".join(v.rjust(w) if align[i:i + 1] == "r" else v.ljust(w)
-                         for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
-
-    return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 def _slug(*parts: str) -> str:
     return "__".join(re.sub(r"[^A-Za-z0-9_.=-]+", "_", p) for p in parts)
 
@@ -487,27 +212,9 @@ class Report:
         return [p for g in self.groups for ps in g.figures.values() for p in ps]
 
 
-def _uncompressed(points: pd.DataFrame) -> tuple[str, float] | None:
-    """The accuracy ceiling: the first codec of role `uncompressed` (raw features, lossless image)."""
-    for codec in codecs_with_role(points, "uncompressed"):
-        values = points[points.codec == codec]["map"].dropna()
-        if len(values):
-            return f"uncompressed ({codec}) mAP", float(values.iloc[0])
-    return None
-
-
-def _group_metric(points: pd.DataFrame, from_config: str | None) -> str | None:
-    """The evaluator of a group: the points' own `metric` column, else the run's dataset config."""
-    if "metric" in points.columns:
-        named = points["metric"].dropna().astype(str).unique()
-        if len(named):
-            return str(named[0])
-    return from_config
-
-
 def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anchor: str | None,
                  method: str, plots: bool = True) -> list[GroupReport]:
-    from vcmbench import plots as plotting
+    from vcmbench.render import plots as plotting
 
     metric_by_dataset: dict[str, str] = {}
     for s in sources:
@@ -521,17 +228,17 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
         if note:
             g.notes.append(note)
         # an image anchor (remote inference) beside another anchor gets a second BD-rate table
-        image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and _bd_capable(pts, c)), None)
+        image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and has_curve(pts, c)), None)
         if image_anchor is not None:
             g.image_anchor, g.bd_image = image_anchor, bd_rows(pts, image_anchor, method)
-        metric = _group_metric(pts, metric_by_dataset.get(dataset))
+        metric = group_metric(pts, metric_by_dataset.get(dataset))
         g.metric_label = _metric_label(metric)
         if plots:
             stem = out_dir / "figures" / _slug(dataset, model)
             title = f"{dataset} / {model}"
             g.figures["rd"] = plotting.rd_plot(
                 pts, stem.with_name(stem.name + "-rd"), title=f"{title}: accuracy vs rate",
-                anchor=a, uncompressed=_uncompressed(pts), metric_label=g.metric_label)
+                anchor=a, uncompressed=uncompressed_line(pts), metric_label=g.metric_label)
             if plotting.has_layers(pts):
                 g.figures["layers"] = plotting.layer_plot(
                     pts, stem.with_name(stem.name + "-layers"), title=f"{title}: joint feature + image coding, per layer",

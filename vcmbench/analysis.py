@@ -1,0 +1,163 @@
+"""BD analysis of merged points: the anchor of a group, the pareto front of a curve, BD rows.
+
+Roles come from the points (the codec yaml's meta.role, carried in points.csv): the feature
+anchor every codec is compared to, the image anchor of the second table, the uncompressed
+ceiling. BD-rate itself is vcmbench.metrics.bd (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from vcmbench.errors import MetricError
+from vcmbench.metrics.bd import MIN_POINTS, compare
+from vcmbench.tables import codec_order, codecs_with_role
+
+POOR_OVERLAP = 0.5  # overlap_fraction below this is flagged
+
+
+WARN = "⚠"
+
+
+def has_curve(points: pd.DataFrame, codec: str) -> bool:
+    sub = points[points.codec == codec]
+    return len(sub) >= MIN_POINTS and sub["map"].nunique() > 1
+
+
+def choose_anchor(points: pd.DataFrame, requested: str | None = None) -> tuple[str, str | None]:
+    """The anchor codec of one (dataset, model) group and a note when the request could not be met.
+
+    Default: the first codec whose role is `feature_anchor` and that has a curve, else the
+    first codec with at least 4 rate points, else the first codec.
+    """
+    codecs = codec_order(points)
+    if requested:
+        if requested in codecs:
+            return requested, None
+        fallback, _ = choose_anchor(points)
+        return fallback, f"the requested anchor {requested!r} has no points here (codecs: {codecs}); using {fallback!r}"
+    for c in codecs_with_role(points, "feature_anchor") + codecs:
+        if has_curve(points, c):
+            return c, None
+    return codecs[0], None
+
+
+@dataclass
+class BDRow:
+    codec: str
+    anchor: str
+    bd_rate: float = math.nan
+    bd_metric: float = math.nan
+    overlap_lo: float = math.nan
+    overlap_hi: float = math.nan
+    overlap_fraction: float = math.nan
+    reason: str | None = None  # why no figure could be computed
+    n_failed: int = 0
+    dominated: tuple[str, ...] = ()  # "codec rate" of points left out: more bits, no higher metric
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    @property
+    def poor_overlap(self) -> bool:
+        return self.ok and self.overlap_fraction < POOR_OVERLAP
+
+    @property
+    def note(self) -> str:
+        if not self.ok:
+            return f"not computed: {self.reason}"
+        parts = []
+        if self.poor_overlap:
+            parts.append(f"{WARN} poor overlap")
+        if self.n_failed:
+            parts.append(f"{WARN} {self.n_failed} failed decode(s) in its points")
+        if self.dominated:
+            parts.append("dominated point(s) left out (more bits, no higher mAP): " + ", ".join(self.dominated))
+        return "; ".join(parts)
+
+
+def _short_reason(exc: MetricError, codec: str, anchor: str) -> str:
+    msg = str(exc).split(";")[0].strip()
+    msg = re.sub(r"^anchor\b", f"anchor {anchor}", msg)
+    msg = re.sub(r"^test\b", codec, msg)
+    return msg
+
+
+def pareto_front(pts: pd.DataFrame, rate_col: str = "bpp", metric: str = "map") -> tuple[pd.DataFrame, list[int]]:
+    """The curve's operating points: sorted by rate, each point kept only if its metric beats every
+    cheaper point's. A point with more bits and no higher accuracy (a curve saturating at its
+    uncompressed accuracy, where detection noise makes mAP wobble) is one no user would pick, and
+    BD interpolation needs the metric to rise with rate. Returns (kept, index labels dropped)."""
+    pts = pts.sort_values(rate_col, kind="stable")
+    keep, dropped, best = [], [], -math.inf
+    for idx, value in zip(pts.index, pd.to_numeric(pts[metric], errors="coerce")):
+        if value > best:
+            keep.append(idx)
+            best = value
+        elif math.isfinite(value):
+            dropped.append(idx)
+        else:
+            keep.append(idx)  # a NaN stays in, so the BD check names it
+    return pts.loc[keep], dropped
+
+
+def bd_row(anchor_pts: pd.DataFrame, test_pts: pd.DataFrame, codec: str, anchor: str,
+           method: str = "pchip", metric: str = "map", rate_col: str = "bpp") -> BDRow:
+    row = BDRow(codec, anchor)
+    if "n_failed" in test_pts:
+        row.n_failed = int(pd.to_numeric(test_pts.n_failed, errors="coerce").fillna(0).sum())
+    if len(test_pts) > 1 and len(anchor_pts) > 1:
+        dominated = []
+        test_front, d_test = pareto_front(test_pts, rate_col, metric)
+        anchor_front, d_anchor = pareto_front(anchor_pts, rate_col, metric)
+        for who, frame, idx in ((codec, test_pts, d_test), (anchor, anchor_pts, d_anchor)):
+            labels = frame.loc[idx, "rate"] if "rate" in frame else pd.Series(idx, dtype=object)
+            dominated += [f"{who} {label}" for label in labels.astype(str)]
+        row.dominated = tuple(dominated)
+        test_pts, anchor_pts = test_front, anchor_front
+    for who, pts in ((codec, test_pts), (f"anchor {anchor}", anchor_pts)):
+        if len(pts) == 1:
+            row.reason = f"{who} has a single rate point (a fixed-rate codec): no curve to compare"
+            return row
+        if len(pts) < MIN_POINTS:
+            row.reason = f"{who} has {len(pts)} rate points, BD-rate needs {MIN_POINTS}"
+            return row
+    try:
+        r = compare(anchor_pts.sort_values(rate_col), test_pts.sort_values(rate_col),
+                    rate_col=rate_col, metric_col=metric, method=method)
+    except MetricError as exc:
+        row.reason = _short_reason(exc, codec, anchor)
+        return row
+    row.bd_rate, row.bd_metric = r.bd_rate, r.bd_metric
+    row.overlap_lo, row.overlap_hi, row.overlap_fraction = r.overlap_lo, r.overlap_hi, r.overlap_fraction
+    return row
+
+
+def bd_rows(points: pd.DataFrame, anchor: str, method: str = "pchip", metric: str = "map") -> list[BDRow]:
+    """Every codec of one (dataset, model) group vs the anchor (the anchor itself left out)."""
+    a = points[points.codec == anchor]
+    return [bd_row(a, points[points.codec == c], c, anchor, method, metric)
+            for c in codec_order(points) if c != anchor]
+
+
+def uncompressed_line(points: pd.DataFrame) -> tuple[str, float] | None:
+    """The accuracy ceiling: the first codec of role `uncompressed` (raw features, lossless image)."""
+    for codec in codecs_with_role(points, "uncompressed"):
+        values = points[points.codec == codec]["map"].dropna()
+        if len(values):
+            return f"uncompressed ({codec}) mAP", float(values.iloc[0])
+    return None
+
+
+def group_metric(points: pd.DataFrame, from_config: str | None) -> str | None:
+    """The evaluator of a group: the points' own `metric` column, else the run's dataset config."""
+    if "metric" in points.columns:
+        named = points["metric"].dropna().astype(str).unique()
+        if len(named):
+            return str(named[0])
+    return from_config

@@ -1,0 +1,1 @@
+"""Rendering: the report (markdown and HTML from one context) and its figures."""
