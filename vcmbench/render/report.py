@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import html
 import math
 import re
 import sys
@@ -270,55 +269,59 @@ def _versions_df(v: dict) -> pd.DataFrame:
     return pd.DataFrame({"package": list(v), "version": [str(x) for x in v.values()]})
 
 
-def _markdown(rep: Report, method: str, generated: str) -> str:
-    out = ["# vcmbench report", "",
-           f"Generated {generated} by `vcmbench report` from {len(rep.sources)} source(s); "
-           f"BD interpolation: {method}.", ""]
-    for n in rep.notes:
-        out += [f"- {WARN} {n}"]
-    if rep.notes:
-        out.append("")
+def report_context(rep: Report, method: str, generated: str) -> dict:
+    """Everything report.md and report.html show, computed once: both templates render it."""
+    groups = []
     for g in rep.groups:
-        out += [f"## {g.dataset} / {g.model}", ""]
-        for n in g.notes:
-            out += [f"{WARN} {n}", ""]
-        out += ["### Rate points", "", md_table(points_display(g.points, g.anchor), "llrrrrrrr"), "",
-                f"{_metric_sentence(g.metric_label)}; enc/dec: wall seconds per image of the codec alone; "
-                f"failed: images whose payload did not decode ({WARN} marks points with failures).", ""]
-        out += [f"### BD-rate vs {g.anchor} (anchor)", ""]
-        out += [md_table(bd_display(g.bd), "lrrrrl") if g.bd else "(no other codec to compare)", "", BD_LEGEND, ""]
-        if g.image_anchor:
-            out += [f"### BD-rate vs {g.image_anchor} (image anchor: remote inference on the decoded image)", "",
-                    md_table(bd_display(g.bd_image), "lrrrrl"), ""]
         layers = layers_display(g.points)
-        if len(layers):
-            out += ["### Layers of the joint feature + image codecs", "", md_table(layers, "llrrrrrr"), "",
-                    LAYERS_LEGEND, ""]
-        if g.figures:
-            rel = {k: [p.relative_to(rep.out_dir).as_posix() for p in v] for k, v in g.figures.items()}
-            out += ["### Figures", ""]
-            out += [f"![{g.dataset} / {g.model}: {_FIGURE_ALT[k]}]({v[0]})\n" for k, v in rel.items()]
-            out += ["SVG: " + ", ".join(f"[{Path(v[1]).name}]({v[1]})" for v in rel.values()), ""]
-    out += ["## Sources", ""]
+        figures = [{"alt": f"{g.dataset} / {g.model}: {_FIGURE_ALT[k]}", "png_path": v[0],
+                    "png": v[0].relative_to(rep.out_dir).as_posix(), "svg": v[1].relative_to(rep.out_dir).as_posix(),
+                    "svg_name": Path(v[1]).name} for k, v in g.figures.items()]
+        groups.append({
+            "title": f"{g.dataset} / {g.model}", "notes": g.notes, "anchor": g.anchor,
+            "points": points_display(g.points, g.anchor), "metric_sentence": _metric_sentence(g.metric_label),
+            "bd": bd_display(g.bd) if g.bd else None, "image_anchor": g.image_anchor,
+            "bd_image": bd_display(g.bd_image) if g.image_anchor else None,
+            "layers": layers if len(layers) else None, "figures": figures,
+        })
     first_with = _first_with_versions(rep.sources)
-    for s in rep.sources:
-        codecs = ", ".join(codec_order(s.points)) or "(no points)"
-        out += [f"### {s.label}", "", f"- {'run folder' if s.kind == 'run' else 'points table'}: `{s.path}`",
-                f"- codecs: {codecs}"]
-        if "source" in s.points.columns:
-            for src in s.points["source"].dropna().unique():
-                out.append(f"- source: {src}")
-        if s.overrides is not None:
-            out.append("- overrides: " + (" ".join(f"`{o}`" for o in s.overrides) or "(none)"))
-        out.append("")
-        if s.versions and first_with[s.label] != s.label:
-            out += [f"Software versions: as {first_with[s.label]}.", ""]
-        elif s.versions:
-            out += ["Software versions:", "", md_table(_versions_df(s.versions)), ""]
-        if s.config:
-            out += ["<details><summary>config.resolved.yaml</summary>", "", "```yaml", s.config.rstrip(), "```",
-                    "", "</details>", ""]
-    return "\n".join(out)
+    sources = []
+    for src in rep.sources:
+        sources.append({
+            "label": src.label, "kind": "run folder" if src.kind == "run" else "points table", "path": str(src.path),
+            "codecs": ", ".join(codec_order(src.points)) or "(no points)",
+            "origins": list(src.points["source"].dropna().unique()) if "source" in src.points.columns else [],
+            "overrides": src.overrides,
+            "versions_as": first_with[src.label] if src.versions and first_with[src.label] != src.label else None,
+            "versions": _versions_df(src.versions) if src.versions else None,
+            "config": src.config.rstrip() if src.config else None, "config_raw": src.config,
+        })
+    return {"generated": generated, "method": method, "notes": rep.notes, "groups": groups, "sources": sources,
+            "warn": WARN, "bd_legend": BD_LEGEND, "layers_legend": LAYERS_LEGEND, "css": _CSS}
+
+
+def _templates(autoescape: bool):
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("vcmbench.render", "templates"), autoescape=autoescape,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["md"] = md_table
+    env.filters["md_code"] = lambda v: f"`{v}`"
+    env.filters["html_table"] = lambda df, cls="": jinja2.filters.Markup(_html_table(df, cls))
+    return env
+
+
+def render_markdown(context: dict) -> str:
+    return _templates(autoescape=False).get_template("report.md.j2").render(context).rstrip("\n") + "\n"
+
+
+def render_html(context: dict) -> str:
+
+    for g in context["groups"]:
+        for f in g["figures"]:
+            f["png_base64"] = base64.b64encode(f["png_path"].read_bytes()).decode("ascii")
+    return _templates(autoescape=True).get_template("report.html.j2").render(context)
 
 
 _CSS = """
@@ -340,61 +343,6 @@ def _html_table(df: pd.DataFrame, cls: str = "") -> str:
     return df.to_html(index=False, escape=True, border=0, na_rep=MISSING, classes=cls or None)
 
 
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _html(rep: Report, method: str, generated: str) -> str:
-    e = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           "<title>vcmbench report</title>", f"<style>{_CSS}</style></head><body>",
-           "<h1>vcmbench report</h1>",
-           f"<p>Generated {e(generated)} by <code>vcmbench report</code> from {len(rep.sources)} source(s); "
-           f"BD interpolation: {e(method)}.</p>"]
-    if rep.notes:
-        out.append("<ul>" + "".join(f'<li class="note">{WARN} {e(n)}</li>' for n in rep.notes) + "</ul>")
-    for g in rep.groups:
-        out.append(f"<h2>{e(g.dataset)} / {e(g.model)}</h2>")
-        out += [f'<p class="note">{WARN} {e(n)}</p>' for n in g.notes]
-        out += ["<h3>Rate points</h3>", _html_table(points_display(g.points, g.anchor)),
-                f'<p class="legend">{e(_metric_sentence(g.metric_label))}; enc/dec: wall seconds per image of the '
-                f"codec alone; failed: images whose payload did not decode ({WARN} marks points with failures).</p>"]
-        out.append(f"<h3>BD-rate vs {e(g.anchor)} (anchor)</h3>")
-        out.append(_html_table(bd_display(g.bd), "bd") if g.bd else "<p>(no other codec to compare)</p>")
-        out.append(f'<p class="legend">{e(BD_LEGEND).replace("*", "")}</p>')
-        if g.image_anchor:
-            out.append(f"<h3>BD-rate vs {e(g.image_anchor)} (image anchor: remote inference on the decoded image)</h3>")
-            out.append(_html_table(bd_display(g.bd_image), "bd"))
-        layers = layers_display(g.points)
-        if len(layers):
-            out += ["<h3>Layers of the joint feature + image codecs</h3>", _html_table(layers),
-                    f'<p class="legend">{e(LAYERS_LEGEND).replace("*", "")}</p>']
-        if g.figures:
-            out.append("<h3>Figures</h3>")
-            out += [_img(v[0], f"{g.dataset} / {g.model}: {_FIGURE_ALT[k]}") for k, v in g.figures.items()]
-    out.append("<h2>Sources</h2>")
-    first_with = _first_with_versions(rep.sources)
-    for s in rep.sources:
-        out.append(f"<h3>{e(s.label)}</h3><ul>")
-        out.append(f"<li>{'run folder' if s.kind == 'run' else 'points table'}: <code>{e(str(s.path))}</code></li>")
-        out.append(f"<li>codecs: {e(', '.join(codec_order(s.points)) or '(no points)')}</li>")
-        if "source" in s.points.columns:
-            out += [f"<li>source: {e(str(src))}</li>" for src in s.points["source"].dropna().unique()]
-        if s.overrides is not None:
-            out.append("<li>overrides: " + (" ".join(f"<code>{e(o)}</code>" for o in s.overrides) or "(none)")
-                       + "</li>")
-        out.append("</ul>")
-        if s.versions and first_with[s.label] != s.label:
-            out.append(f"<p>Software versions: as {e(first_with[s.label])}.</p>")
-        elif s.versions:
-            out += ["<p>Software versions:</p>", _html_table(_versions_df(s.versions))]
-        if s.config:
-            out.append(f"<details><summary>config.resolved.yaml</summary><pre>{e(s.config)}</pre></details>")
-    out.append("</body></html>")
-    return "\n".join(out)
-
-
 def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | None = None,
                  method: str = "pchip") -> Report:
     """Load, merge, compute and write report.md, report.html and the figures under out_dir."""
@@ -407,8 +355,9 @@ def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | Non
     rep = Report(out_dir, out_dir / "report.md", out_dir / "report.html",
                  build_groups(points, sources, out_dir, anchor, method), sources, notes)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    rep.markdown.write_text(_markdown(rep, method, generated), encoding="utf-8")
-    rep.html.write_text(_html(rep, method, generated), encoding="utf-8")
+    context = report_context(rep, method, generated)
+    rep.markdown.write_text(render_markdown(context), encoding="utf-8")
+    rep.html.write_text(render_html(context), encoding="utf-8")
     return rep
 
 
