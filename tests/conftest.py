@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from tests.assets import coco_mini_image_paths
+from vcmbench.points import POINT_COLUMNS
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -57,3 +64,98 @@ def codec_from_yaml():
         return build_codec(node)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def small_detector():
+    """torchvision R50-FPN with random weights at a 128-px input size, every box kept, 100 proposals."""
+    from vcmbench.vision.torchvision_split import build
+
+    det = build(weights="none", seed=0, min_size=128, max_size=192, score_thresh=0.0)
+    det.model.rpn._pre_nms_top_n["testing"] = 200  # fewer proposals: a faster back, same features
+    det.model.rpn._post_nms_top_n["testing"] = 100
+    return det
+
+
+@pytest.fixture(scope="session")
+def front_output(small_detector):
+    """The small detector's front on the first mini-set image."""
+    from vcmbench.datasets.images import read_rgb
+
+    return small_detector.front(read_rgb(coco_mini_image_paths(1)[0]))
+
+
+@pytest.fixture(scope="session")
+def real_features(front_output):
+    """`real_features(channels=None)`: p2..p5 of a real COCO image through the small random-weights
+    R50-FPN (p2 is 32x48), a fresh copy each call, optionally only the first `channels` channels
+    of every level (smaller, faster)."""
+    from vcmbench.types import LEVELS
+
+    def features(channels: int | None = None) -> dict[str, torch.Tensor]:
+        feats = front_output.features
+        return {k: (feats[k] if channels is None else feats[k][:channels]).clone() for k in LEVELS}
+
+    return features
+
+
+# Hand-written points tables (test_report, test_regress: the `points_tables` fixture). Curves with known
+# BD-rates: scaling every bpp of a curve by k at the same mAP gives a BD-rate of exactly
+# (k - 1) x 100 % against the unscaled curve, whatever the interpolation.
+BPP = np.array([0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
+MAP = np.array([20.0, 27.0, 32.0, 35.0, 36.5, 37.1])
+PIXELS = 8 * 640 * 480
+
+
+# the meta.role each codec's yaml gives it (what `vcmbench run` writes into points.csv)
+ROLES = {"anchor_vvc": "feature_anchor", "raw": "uncompressed", "image_vvc": "image_anchor",
+         "image_vtm": "image_anchor"}
+
+
+def curve(codec: str, bpp, maps, *, enc=0.05, dec=0.02, failed: dict[int, int] | None = None,
+          dataset: str = "coco_val2017_mini", model: str = "frcnn_r50_fpn", rates=None) -> list[dict]:
+    rows = []
+    for i, (b, m) in enumerate(zip(bpp, maps)):
+        rows.append({
+            "dataset": dataset, "model": model, "codec": codec,
+            "rate": rates[i] if rates is not None else f"qp={40 - 3 * i}",
+            "n_images": 8, "n_failed": (failed or {}).get(i, 0),
+            "bytes": int(round(float(b) * PIXELS / 8)), "pixels": PIXELS, "bpp": float(b),
+            "map": float(m), "ap50": float(m) * 1.6, "enc_s": enc * (1 + 0.3 * i), "dec_s": dec * (1 + 0.2 * i),
+            "front_s": 0.3, "back_s": 0.2, "role": ROLES.get(codec, "test"),
+        })
+    return rows
+
+
+def lossless(codec: str, bpp: float, map_: float, rate: str, **kw) -> list[dict]:
+    return curve(codec, [bpp], [map_], rates=[rate], **kw)
+
+
+def table(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=[*POINT_COLUMNS, "role"])
+
+
+def write_run(run_dir: Path, rows: list[dict], metric: str = "coco") -> Path:
+    """A run folder as `vcmbench run` leaves it (points table, resolved config, versions)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    table(rows).to_csv(run_dir / "points.csv", index=False)
+    (run_dir / "config.resolved.yaml").write_text(
+        f"dataset:\n  name: coco_val2017_mini\n  metric: {metric}\nmodel:\n  name: frcnn_r50_fpn\n"
+    )
+    (run_dir / "run.json").write_text(json.dumps({"vcmbench": "0.1.0", "python": "3.11.7", "torch": "2.14.1"}))
+    return run_dir
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def points_tables() -> SimpleNamespace:
+    """The hand-written points tables above: `points_tables.curve(...)`, `.write_run(...)`, ..."""
+    return SimpleNamespace(BPP=BPP, MAP=MAP, PIXELS=PIXELS, ROLES=ROLES, curve=curve, lossless=lossless, table=table,
+                           write_run=write_run, write_csv=write_csv)

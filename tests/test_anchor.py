@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_external_codecs import real_features
 from vcmbench.codecs.frames import EE12_OPENIMAGES_RANGE, MPEG_QPS, FrameCodec
 from vcmbench.codecs.tiling import (
     MPEG_GRIDS_256,
@@ -117,7 +116,7 @@ def _max_err_vs_step(out, feats, step):
 
 
 @pytest.mark.parametrize("inner", ["ffv1", "hevc"])
-def test_lossless_settings_leave_only_half_a_quantisation_step(inner, codec_from_yaml):
+def test_lossless_settings_leave_only_half_a_quantisation_step(inner, codec_from_yaml, real_features):
     """pack -> quantise -> code (lossless) -> decode -> dequantise -> unpack on real features."""
     feats = real_features()
     codec = codec_from_yaml("anchor_hevc", name=f"anchor_{inner}", backend=inner, knob="bits", rates=[10])
@@ -130,7 +129,7 @@ def test_lossless_settings_leave_only_half_a_quantisation_step(inner, codec_from
 
 
 @pytest.mark.parametrize("name", ["anchor_vvc", "anchor_hevc"])
-def test_bits_fall_as_qp_rises_with_the_real_codec(name, codec_from_yaml):
+def test_bits_fall_as_qp_rises_with_the_real_codec(name, codec_from_yaml, real_features):
     feats = real_features()
     codec = codec_from_yaml(name, rates=[35, 40, 45])
     assert isinstance(codec, FrameCodec) and codec.tag == b"ANCH"
@@ -147,7 +146,7 @@ def test_bits_fall_as_qp_rises_with_the_real_codec(name, codec_from_yaml):
     assert codec.backend.last_encode_s > 0 and codec.backend.last_decode_s > 0
 
 
-def test_payload_layout_per_image_range(codec_from_yaml):
+def test_payload_layout_per_image_range(codec_from_yaml, real_features):
     feats = real_features(channels=64)
     codec = codec_from_yaml("anchor_vvc", rates=[45])
     payload = codec.encode(feats, codec.rates[0])
@@ -162,7 +161,7 @@ def test_payload_layout_per_image_range(codec_from_yaml):
     assert len(payload) == CONTAINER + 10 + len(stream)
 
 
-def test_global_range_writes_the_configured_constants(codec_from_yaml):
+def test_global_range_writes_the_configured_constants(codec_from_yaml, real_features):
     feats = {k: v.clamp(-20, 20) / 5 for k, v in real_features(channels=16).items()}
     codec = codec_from_yaml("anchor_hevc", knob="bits", rates=[10], quantiser__range="global")
     payload = codec.encode(feats, codec.rates[0])
@@ -173,7 +172,7 @@ def test_global_range_writes_the_configured_constants(codec_from_yaml):
     assert _max_err_vs_step(out, feats, step) <= 0.5 * (1 + 1e-3)
 
 
-def test_explicit_grid_and_per_level_range_round_trip(codec_from_yaml):
+def test_explicit_grid_and_per_level_range_round_trip(codec_from_yaml, real_features):
     feats = real_features(channels=32)
     codec = codec_from_yaml("anchor_hevc", name="anchor_x", backend="ffv1", knob="bits", rates=[10],
                             layout__grid=[2, 2, 1, 1], quantiser__range="per_level")
@@ -199,7 +198,7 @@ def test_config_errors_name_the_setting(codec_from_yaml):
 
 
 @pytest.fixture(scope="module")
-def vvc_payload(codec_from_yaml):
+def vvc_payload(codec_from_yaml, real_features):
     codec = codec_from_yaml("anchor_vvc", rates=[45])
     feats = real_features(channels=64)
     return codec, feats, codec.encode(feats, codec.rates[0])

@@ -7,42 +7,14 @@ import json
 import shutil
 import stat
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from tests.assets import coco_mini_image_paths
 from vcmbench.codecs.external import BACKENDS, ExternalCodec, make_backend
 from vcmbench.errors import ConfigError, ExternalCodecError, MissingDependencyError
 from vcmbench.types import LEVELS
-
-
-@lru_cache(maxsize=1)
-def small_detector():
-    """torchvision R50-FPN with random weights at a 128-px input size, every box kept, 100 proposals."""
-    from vcmbench.vision.torchvision_split import build
-
-    det = build(weights="none", seed=0, min_size=128, max_size=192, score_thresh=0.0)
-    det.model.rpn._pre_nms_top_n["testing"] = 200  # fewer proposals: a faster back, same features
-    det.model.rpn._post_nms_top_n["testing"] = 100
-    return det
-
-
-@lru_cache(maxsize=1)
-def front_output():
-    from vcmbench.datasets.images import read_rgb
-
-    return small_detector().front(read_rgb(coco_mini_image_paths(1)[0]))
-
-
-def real_features(channels: int | None = None) -> dict[str, torch.Tensor]:
-    """p2..p5 of a real COCO image through a small random-weights R50-FPN (p2 is 32x48),
-    optionally only the first `channels` channels of every level (smaller, faster)."""
-    feats = front_output().features
-    return {k: (feats[k] if channels is None else feats[k][:channels]).clone() for k in LEVELS}
 
 
 def smooth_frames(n: int, h: int, w: int, bits: int, seed: int = 0) -> np.ndarray:
@@ -241,7 +213,7 @@ def fake_vtm(tmp_path: Path, as_420: bool = False) -> tuple[Path, Path, Path]:
 
 
 @pytest.mark.parametrize("as_420", [False, True])
-def test_vtm_command_line_and_round_trip_with_fake_binaries(tmp_path, as_420, codec_from_yaml):
+def test_vtm_command_line_and_round_trip_with_fake_binaries(tmp_path, as_420, codec_from_yaml, real_features):
     enc, dec, log = fake_vtm(tmp_path, as_420)
     cfg = tmp_path / "encoder_intra_vtm.cfg"
     cfg.write_text("IntraPeriod : 1\n")
@@ -278,7 +250,7 @@ def test_wrong_vtm_path_names_the_setting(tmp_path, codec_from_yaml):
                         backend__cfg=str(tmp_path / "x.cfg"))
 
 
-def test_vtm_decoder_failure_is_a_payload_error(tmp_path, codec_from_yaml):
+def test_vtm_decoder_failure_is_a_payload_error(tmp_path, codec_from_yaml, real_features):
     from vcmbench.errors import PayloadError
 
     enc, dec, _ = fake_vtm(tmp_path)

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from tests.test_external_codecs import front_output, small_detector
 from vcmbench.errors import MetricError, ShapeError
 from vcmbench.metrics.fidelity import detection_fidelity, feature_fidelity, fidelity
 from vcmbench.types import LEVELS, Detections
@@ -109,9 +108,9 @@ def test_several_images_are_pooled():
         detection_fidelity([GT, other], [GT])
 
 
-def test_fidelity_through_a_real_codec_and_the_back(codec_from_yaml):
+def test_fidelity_through_a_real_codec_and_the_back(codec_from_yaml, small_detector, front_output):
     """Pristine vs decoded anchor_hevc features through the small random-weights detector."""
-    det, front = small_detector(), front_output()
+    det, front = small_detector, front_output
     codec = codec_from_yaml("anchor_hevc", rates=[35])
     decoded = codec.decode(codec.encode(front.features, codec.rates[0]))
     pristine_dets, decoded_dets = det.back(front.features, front.meta), det.back(decoded, front.meta)

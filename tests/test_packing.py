@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_external_codecs import real_features
 from vcmbench.codecs.frames import ChannelFrames, FrameCodec, LevelMosaics, greedy_chain
 from vcmbench.codecs.tiling import Reader, order_bytes, quant_step, quantize, unpack_order, unpack_streams
 from vcmbench.errors import ConfigError, PayloadError
@@ -37,7 +36,7 @@ def test_yamls_build_with_modest_default_rates(codec_from_yaml):
 
 
 @pytest.mark.parametrize("method", ["concat", "diff", "tile"])
-def test_lossless_ffv1_packing_is_exact_up_to_quantisation(method, codec_from_yaml):
+def test_lossless_ffv1_packing_is_exact_up_to_quantisation(method, codec_from_yaml, real_features):
     feats = real_features(channels=C)
     codec = codec_from_yaml(f"pack_{method}", backend="ffv1", knob="bits", rates=[10, 6])
     out = codec.decode(codec.encode(feats, codec.rates[0]))
@@ -47,7 +46,7 @@ def test_lossless_ffv1_packing_is_exact_up_to_quantisation(method, codec_from_ya
 
 
 @pytest.mark.parametrize("gop", ["intra", "inter"])
-def test_concat_bits_fall_as_qp_rises_in_both_gop_modes(gop, codec_from_yaml):
+def test_concat_bits_fall_as_qp_rises_in_both_gop_modes(gop, codec_from_yaml, real_features):
     feats = real_features(channels=C)
     codec = codec_from_yaml("pack_concat", gop=gop, rates=[27, 37, 47])
     sizes = []
@@ -60,7 +59,7 @@ def test_concat_bits_fall_as_qp_rises_in_both_gop_modes(gop, codec_from_yaml):
     assert sizes[0] > sizes[1] > sizes[2]
 
 
-def test_inter_and_intra_code_differently_over_vvc(codec_from_yaml):
+def test_inter_and_intra_code_differently_over_vvc(codec_from_yaml, real_features):
     feats = real_features(channels=4)
     sizes = {}
     for gop in ("intra", "inter"):
@@ -71,7 +70,7 @@ def test_inter_and_intra_code_differently_over_vvc(codec_from_yaml):
     assert sizes["intra"] != sizes["inter"]
 
 
-def test_diff_order_is_in_the_payload_and_decoding_restores_channel_order(codec_from_yaml):
+def test_diff_order_is_in_the_payload_and_decoding_restores_channel_order(codec_from_yaml, real_features):
     feats = real_features(channels=C)
     codec = codec_from_yaml("pack_diff", backend="ffv1", knob="bits", rates=[10])
     payload = codec.encode(feats, codec.rates[0])
@@ -100,7 +99,7 @@ def test_greedy_chain_puts_similar_channels_next_to_each_other():
 
 
 @pytest.mark.parametrize("tiles", ["per_level", "stacked"])
-def test_tile_modes_over_vvc_bits_fall_as_qp_rises(tiles, codec_from_yaml):
+def test_tile_modes_over_vvc_bits_fall_as_qp_rises(tiles, codec_from_yaml, real_features):
     feats = real_features(channels=64)
     codec = codec_from_yaml("pack_tile", backend="vvc", backend__preset="faster", layout__stacked=tiles == "stacked",
                             rates=[30, 45])
@@ -115,7 +114,7 @@ def test_tile_modes_over_vvc_bits_fall_as_qp_rises(tiles, codec_from_yaml):
 
 
 @pytest.mark.parametrize("inner, knob, value", [("av1", "crf", 40), ("jpeg", "q", 8), ("png", "bits", 8)])
-def test_other_inner_codecs(inner, knob, value, codec_from_yaml):
+def test_other_inner_codecs(inner, knob, value, codec_from_yaml, real_features):
     feats = real_features(channels=8)
     codec = codec_from_yaml("pack_tile", backend=inner, backend__preset=None, knob=knob, rates=[value],
                             quantiser__bits=8)
@@ -137,7 +136,7 @@ def test_config_errors_name_the_setting(codec_from_yaml):
 
 
 @pytest.fixture(scope="module")
-def diff_payload(codec_from_yaml):
+def diff_payload(codec_from_yaml, real_features):
     codec = codec_from_yaml("pack_diff", rates=[37])
     feats = real_features(channels=C)
     return codec, feats, codec.encode(feats, codec.rates[0])

@@ -9,33 +9,32 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_report import BPP, MAP, curve, lossless, write_csv, write_run
 from vcmbench.regress import EXIT_OK, EXIT_REGRESSION, EXIT_UNUSABLE, regress_main
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github" / "workflows" / "vcmbench-regression.yml"
 
 
-def points(vvc_scale=1.0, learned_scale=1.0, raw16_map=37.4, raw_bpp=396.8, learned=True):
-    rows = curve("anchor_vvc", BPP * vvc_scale, MAP)
+def points(points_tables, vvc_scale=1.0, learned_scale=1.0, raw16_map=37.4, raw_bpp=396.8, learned=True):
+    rows = points_tables.curve("anchor_vvc", points_tables.BPP * vvc_scale, points_tables.MAP)
     if learned:
-        rows += curve("learned", BPP * 0.7 * learned_scale, MAP)
-    rows += lossless("raw", raw_bpp, 37.4, "dtype=float32")
-    rows += lossless("raw16", 198.4, raw16_map, "dtype=float16")
+        rows += points_tables.curve("learned", points_tables.BPP * 0.7 * learned_scale, points_tables.MAP)
+    rows += points_tables.lossless("raw", raw_bpp, 37.4, "dtype=float32")
+    rows += points_tables.lossless("raw16", 198.4, raw16_map, "dtype=float16")
     return rows
 
 
 @pytest.fixture
-def reference(tmp_path):
-    return write_csv(tmp_path / "anchors" / "ci" / "points.csv", points())
+def reference(tmp_path, points_tables):
+    return points_tables.write_csv(tmp_path / "anchors" / "ci" / "points.csv", points(points_tables))
 
 
 def regress(run, reference, *extra):
     return regress_main([str(run), "--reference", str(reference), *extra])
 
 
-def test_same_run_passes(tmp_path, reference, capsys):
-    run = write_run(tmp_path / "run", points())
+def test_same_run_passes(tmp_path, reference, capsys, points_tables):
+    run = points_tables.write_run(tmp_path / "run", points(points_tables))
     assert regress(run, reference, "--tolerance", "1") == EXIT_OK
     out = capsys.readouterr().out
     table = {line.split()[0]: line for line in out.splitlines()[3:7]}
@@ -45,8 +44,8 @@ def test_same_run_passes(tmp_path, reference, capsys):
     assert "no regression: 4 codec(s) within +1%" in out
 
 
-def test_worse_run_fails_naming_the_codec_and_its_figure(tmp_path, reference, capsys):
-    run = write_run(tmp_path / "run", points(learned_scale=1.05))  # 5 % more bits at every mAP
+def test_worse_run_fails_naming_the_codec_and_its_figure(tmp_path, reference, capsys, points_tables):
+    run = points_tables.write_run(tmp_path / "run", points(points_tables, learned_scale=1.05))  # 5 % more bits at every mAP
     assert regress(run, reference, "--tolerance", "2") == EXIT_REGRESSION
     captured = capsys.readouterr()
     assert re.search(r"learned\s+BD-rate\s+\+5\.00\s+REGRESSION", captured.out)
@@ -55,13 +54,13 @@ def test_worse_run_fails_naming_the_codec_and_its_figure(tmp_path, reference, ca
     assert "anchor_vvc" not in captured.err
     # within a looser tolerance it passes; a better run passes and says so
     assert regress(run, reference, "--tolerance", "6") == EXIT_OK
-    better = write_run(tmp_path / "better", points(learned_scale=0.9))
+    better = points_tables.write_run(tmp_path / "better", points(points_tables, learned_scale=0.9))
     assert regress(better, reference, "--tolerance", "1") == EXIT_OK
     assert re.search(r"learned\s+BD-rate\s+-10\.00\s+ok \(better\)", capsys.readouterr().out)
 
 
-def test_single_point_codecs_compare_bpp_and_map(tmp_path, reference, capsys):
-    run = write_run(tmp_path / "run", points(raw16_map=37.4 * 0.95, raw_bpp=396.8 * 1.02))
+def test_single_point_codecs_compare_bpp_and_map(tmp_path, reference, capsys, points_tables):
+    run = points_tables.write_run(tmp_path / "run", points(points_tables, raw16_map=37.4 * 0.95, raw_bpp=396.8 * 1.02))
     assert regress(run, reference, "--tolerance", "1") == EXIT_REGRESSION
     err = capsys.readouterr().err
     assert "REGRESSION: raw16: dtype=float16 map -5.00%" in err
@@ -69,49 +68,49 @@ def test_single_point_codecs_compare_bpp_and_map(tmp_path, reference, capsys):
     assert regress(run, reference, "--tolerance", "5.5") == EXIT_OK
 
 
-def test_missing_codec_is_unusable(tmp_path, reference, capsys):
-    run = write_run(tmp_path / "run", points(learned=False))
+def test_missing_codec_is_unusable(tmp_path, reference, capsys, points_tables):
+    run = points_tables.write_run(tmp_path / "run", points(points_tables, learned=False))
     assert regress(run, reference) == EXIT_UNUSABLE
     captured = capsys.readouterr()
     assert re.search(r"learned\s+-\s+–\s+MISSING", captured.out)
     assert "codec(s) of the reference missing in the run: learned" in captured.err
 
 
-def test_too_few_points_and_no_overlap_are_unusable(tmp_path, reference, capsys):
-    short = [r for r in points() if not (r["codec"] == "learned" and r["rate"] in ("qp=40", "qp=37", "qp=34"))]
-    assert regress(write_run(tmp_path / "short", short), reference) == EXIT_UNUSABLE
+def test_too_few_points_and_no_overlap_are_unusable(tmp_path, reference, capsys, points_tables):
+    short = [r for r in points(points_tables) if not (r["codec"] == "learned" and r["rate"] in ("qp=40", "qp=37", "qp=34"))]
+    assert regress(points_tables.write_run(tmp_path / "short", short), reference) == EXIT_UNUSABLE
     assert "learned: cannot compare: learned has 3 rate points, BD-rate needs 4" in capsys.readouterr().err
 
-    apart = [r for r in points() if r["codec"] != "learned"] + curve("learned", BPP * 9, MAP + 20)
-    assert regress(write_run(tmp_path / "apart", apart), reference) == EXIT_UNUSABLE
+    apart = [r for r in points(points_tables) if r["codec"] != "learned"] + points_tables.curve("learned", points_tables.BPP * 9, points_tables.MAP + 20)
+    assert regress(points_tables.write_run(tmp_path / "apart", apart), reference) == EXIT_UNUSABLE
     assert "ranges do not overlap" in capsys.readouterr().err
 
-    no_rate = [dict(r, rate="dtype=bfloat16") if r["codec"] == "raw16" else r for r in points()]
-    assert regress(write_run(tmp_path / "no_rate", no_rate), reference) == EXIT_UNUSABLE
+    no_rate = [dict(r, rate="dtype=bfloat16") if r["codec"] == "raw16" else r for r in points(points_tables)]
+    assert regress(points_tables.write_run(tmp_path / "no_rate", no_rate), reference) == EXIT_UNUSABLE
     assert "rate point dtype=float16 of the reference is not in the run" in capsys.readouterr().err
 
 
-def test_bad_inputs_are_unusable(tmp_path, reference, capsys):
-    run = write_run(tmp_path / "run", points())
+def test_bad_inputs_are_unusable(tmp_path, reference, capsys, points_tables):
+    run = points_tables.write_run(tmp_path / "run", points(points_tables))
     assert regress(run, tmp_path / "nope.csv") == EXIT_UNUSABLE
     assert "no such file" in capsys.readouterr().err
     assert regress(tmp_path / "no_run", reference) == EXIT_UNUSABLE
     assert regress(run, reference, "--tolerance", "-1") == EXIT_UNUSABLE
-    other = write_run(tmp_path / "other", [dict(r, dataset="openimages_mpeg") for r in points()])
+    other = points_tables.write_run(tmp_path / "other", [dict(r, dataset="openimages_mpeg") for r in points(points_tables)])
     assert regress(other, reference) == EXIT_UNUSABLE
     assert "run the sweep with the reference's dataset and model" in capsys.readouterr().err
 
 
-def test_a_run_csv_works_as_well_as_a_run_folder(tmp_path, reference):
-    run_csv = write_csv(tmp_path / "run.csv", points(vvc_scale=1.2))
+def test_a_run_csv_works_as_well_as_a_run_folder(tmp_path, reference, points_tables):
+    run_csv = points_tables.write_csv(tmp_path / "run.csv", points(points_tables, vvc_scale=1.2))
     assert regress(run_csv, reference, "--tolerance", "10") == EXIT_REGRESSION
 
 
-def test_cli_entry_exits_with_the_status(tmp_path, reference):
+def test_cli_entry_exits_with_the_status(tmp_path, reference, points_tables):
     import subprocess
     import sys
 
-    run = write_run(tmp_path / "run", points(learned_scale=1.05))
+    run = points_tables.write_run(tmp_path / "run", points(points_tables, learned_scale=1.05))
     proc = subprocess.run([sys.executable, "-m", "vcmbench.regress", str(run), "--reference", str(reference),
                            "--tolerance", "1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "REGRESSION: learned" in proc.stderr
@@ -133,8 +132,8 @@ def test_example_workflow_runs_these_commands():
     assert "hadolint docker/Dockerfile docker/Dockerfile.gpu" in " ".join(steps["docker-lint"])
 
 
-def test_runs_on_other_image_counts_are_unusable(tmp_path, reference, capsys):
-    run = write_run(tmp_path / "run", [dict(r, n_images=20) for r in points()])
+def test_runs_on_other_image_counts_are_unusable(tmp_path, reference, capsys, points_tables):
+    run = points_tables.write_run(tmp_path / "run", [dict(r, n_images=20) for r in points(points_tables)])
     assert regress(run, reference) == EXIT_UNUSABLE
     err = capsys.readouterr().err
     assert "reference was measured on 8 image(s), the run on 20: rerun with dataset.max_images=8" in err

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,72 +17,17 @@ from vcmbench.tables import load_sources, md_table, merge_points
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "anchors" / "mpeg_vcm_image_anchor_oiv6_x101_vtm.csv"
 
-# Hand-written points tables (also used by test_regress and test_multirun). Curves with known
-# BD-rates: scaling every bpp of a curve by k at the same mAP gives a BD-rate of exactly
-# (k - 1) x 100 % against the unscaled curve, whatever the interpolation.
-BPP = np.array([0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
-MAP = np.array([20.0, 27.0, 32.0, 35.0, 36.5, 37.1])
-PIXELS = 8 * 640 * 480
-
-
-# the meta.role each codec's yaml gives it (what `vcmbench run` writes into points.csv)
-ROLES = {"anchor_vvc": "feature_anchor", "raw": "uncompressed", "image_vvc": "image_anchor",
-         "image_vtm": "image_anchor"}
-
-
-def curve(codec: str, bpp, maps, *, enc=0.05, dec=0.02, failed: dict[int, int] | None = None,
-          dataset: str = "coco_val2017_mini", model: str = "frcnn_r50_fpn", rates=None) -> list[dict]:
-    rows = []
-    for i, (b, m) in enumerate(zip(bpp, maps)):
-        rows.append({
-            "dataset": dataset, "model": model, "codec": codec,
-            "rate": rates[i] if rates is not None else f"qp={40 - 3 * i}",
-            "n_images": 8, "n_failed": (failed or {}).get(i, 0),
-            "bytes": int(round(float(b) * PIXELS / 8)), "pixels": PIXELS, "bpp": float(b),
-            "map": float(m), "ap50": float(m) * 1.6, "enc_s": enc * (1 + 0.3 * i), "dec_s": dec * (1 + 0.2 * i),
-            "front_s": 0.3, "back_s": 0.2, "role": ROLES.get(codec, "test"),
-        })
-    return rows
-
-
-def lossless(codec: str, bpp: float, map_: float, rate: str, **kw) -> list[dict]:
-    return curve(codec, [bpp], [map_], rates=[rate], **kw)
-
-
-def table(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=[*POINT_COLUMNS, "role"])
-
-
-def write_run(run_dir: Path, rows: list[dict], metric: str = "coco") -> Path:
-    """A run folder as `vcmbench run` leaves it (points table, resolved config, versions)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    table(rows).to_csv(run_dir / "points.csv", index=False)
-    (run_dir / "config.resolved.yaml").write_text(
-        f"dataset:\n  name: coco_val2017_mini\n  metric: {metric}\nmodel:\n  name: frcnn_r50_fpn\n"
-    )
-    (run_dir / "run.json").write_text(json.dumps({"vcmbench": "0.1.0", "python": "3.11.7", "torch": "2.14.1"}))
-    return run_dir
-
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table(rows).to_csv(path, index=False)
-    return path
-
-
 @pytest.fixture
-def two_runs(tmp_path):
+def two_runs(tmp_path, points_tables):
     """Run 1: the anchor and the lossless codecs; run 2: codecs to compare, with every awkward case."""
-    run1 = write_run(tmp_path / "run1", curve("anchor_vvc", BPP, MAP, enc=0.8, dec=0.1)
-                     + lossless("raw", 396.8, 37.4, "dtype=float32", enc=0.02, dec=0.01)
-                     + lossless("raw16", 198.4, 37.4, "dtype=float16", enc=0.03, dec=0.015))
-    run2 = write_run(tmp_path / "run2",
-                     curve("better", BPP * 0.7, MAP, failed={2: 1})           # -30 %, one failed decode
-                     + curve("short", BPP[:3] * 0.9, MAP[:3])                  # 3 points: no BD
-                     + curve("sliver", [1.0, 2.0, 4.0, 8.0], [36.0, 36.8, 37.1, 37.3])  # 6 % overlap
-                     + curve("apart", [2.0, 3.0, 5.0, 9.0], [37.5, 38.0, 38.6, 39.0]))  # no overlap
+    run1 = points_tables.write_run(tmp_path / "run1", points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP, enc=0.8, dec=0.1)
+                     + points_tables.lossless("raw", 396.8, 37.4, "dtype=float32", enc=0.02, dec=0.01)
+                     + points_tables.lossless("raw16", 198.4, 37.4, "dtype=float16", enc=0.03, dec=0.015))
+    run2 = points_tables.write_run(tmp_path / "run2",
+                     points_tables.curve("better", points_tables.BPP * 0.7, points_tables.MAP, failed={2: 1})           # -30 %, one failed decode
+                     + points_tables.curve("short", points_tables.BPP[:3] * 0.9, points_tables.MAP[:3])                  # 3 points: no BD
+                     + points_tables.curve("sliver", [1.0, 2.0, 4.0, 8.0], [36.0, 36.8, 37.1, 37.3])  # 6 % overlap
+                     + points_tables.curve("apart", [2.0, 3.0, 5.0, 9.0], [37.5, 38.0, 38.6, 39.0]))  # no overlap
     return run1, run2
 
 
@@ -186,15 +129,15 @@ def test_report_with_explicit_anchor_and_a_sweep_folder(two_runs, tmp_path):
     assert _md_row(_bd_section(md), "anchor_vvc")[1] == "+42.86"
 
 
-def test_duplicate_points_keep_the_later_source(tmp_path):
-    a = write_run(tmp_path / "a", curve("x", BPP, MAP))
-    b = write_run(tmp_path / "b", curve("x", BPP * 2, MAP))
+def test_duplicate_points_keep_the_later_source(tmp_path, points_tables):
+    a = points_tables.write_run(tmp_path / "a", points_tables.curve("x", points_tables.BPP, points_tables.MAP))
+    b = points_tables.write_run(tmp_path / "b", points_tables.curve("x", points_tables.BPP * 2, points_tables.MAP))
     points, notes = merge_points(load_sources([a, b]))
-    assert len(points) == len(BPP) and (points.bpp == BPP * 2).all()
-    assert len(notes) == len(BPP) and "points of b (given later) are used" in notes[0]
+    assert len(points) == len(points_tables.BPP) and (points.bpp == points_tables.BPP * 2).all()
+    assert len(notes) == len(points_tables.BPP) and "points of b (given later) are used" in notes[0]
 
 
-def test_published_anchor_table(tmp_path):
+def test_published_anchor_table(tmp_path, points_tables):
     df = pd.read_csv(PUBLISHED, dtype={"rate": str})
     assert list(df.columns) == POINT_COLUMNS + ["role", "metric", "source"]
     assert set(df.role) == {"image_anchor"} and set(df.metric) == {"oid"}  # what a report needs of it
@@ -205,7 +148,7 @@ def test_published_anchor_table(tmp_path):
     assert set(df.codec) == {"image_vtm"} and df.source.str.startswith("published").all()
     assert df[["ap50", "enc_s", "dec_s", "bytes"]].isna().all().all()  # unknown stays empty
     # a feature codec on the same data, 20 % fewer bits at equal mAP, against it
-    run = write_run(tmp_path / "run", curve("feat", df.bpp * 0.8, df["map"], dataset="openimages_mpeg",
+    run = points_tables.write_run(tmp_path / "run", points_tables.curve("feat", df.bpp * 0.8, df["map"], dataset="openimages_mpeg",
                                             model="d2_frcnn_x101_fpn"), metric="oid")
     out = tmp_path / "rep"
     assert report_main([str(PUBLISHED), str(run), "--out", str(out)]) == 0
@@ -234,9 +177,9 @@ def test_md_table_escapes_and_aligns():
 # ------------------------------------------------------------------------------ bdrate
 
 
-def test_bdrate_prints_the_table(tmp_path, capsys):
-    anchor = write_csv(tmp_path / "anchor.csv", curve("anchor_vvc", BPP, MAP))
-    test = write_csv(tmp_path / "test.csv", curve("a", BPP * 0.7, MAP) + curve("b", BPP * 1.1, MAP))
+def test_bdrate_prints_the_table(tmp_path, capsys, points_tables):
+    anchor = points_tables.write_csv(tmp_path / "anchor.csv", points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP))
+    test = points_tables.write_csv(tmp_path / "test.csv", points_tables.curve("a", points_tables.BPP * 0.7, points_tables.MAP) + points_tables.curve("b", points_tables.BPP * 1.1, points_tables.MAP))
     assert bdrate_main([str(anchor), str(test)]) == 0
     out = capsys.readouterr().out
     header, _, row_a, row_b = out.splitlines()[:4]
@@ -248,9 +191,9 @@ def test_bdrate_prints_the_table(tmp_path, capsys):
     assert len(lines) == 3 and lines[2].split()[:3] == ["b", "anchor_vvc", "10.000"]
 
 
-def test_bdrate_unusable_inputs_exit_2(tmp_path, capsys):
-    anchor = write_csv(tmp_path / "anchor.csv", curve("anchor_vvc", BPP, MAP) + curve("other", BPP, MAP))
-    test = write_csv(tmp_path / "test.csv", curve("a", BPP * 0.7, MAP) + curve("short", BPP[:2], MAP[:2]))
+def test_bdrate_unusable_inputs_exit_2(tmp_path, capsys, points_tables):
+    anchor = points_tables.write_csv(tmp_path / "anchor.csv", points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP) + points_tables.curve("other", points_tables.BPP, points_tables.MAP))
+    test = points_tables.write_csv(tmp_path / "test.csv", points_tables.curve("a", points_tables.BPP * 0.7, points_tables.MAP) + points_tables.curve("short", points_tables.BPP[:2], points_tables.MAP[:2]))
     assert bdrate_main([str(anchor), str(test)]) == 2
     assert "choose one with --anchor-codec" in capsys.readouterr().err
     assert bdrate_main([str(anchor), str(test), "--anchor-codec", "anchor_vvc"]) == 2
@@ -261,12 +204,12 @@ def test_bdrate_unusable_inputs_exit_2(tmp_path, capsys):
     assert "no codec(s) ['nope']" in capsys.readouterr().err
 
 
-def test_bdrate_accepts_a_run_folder(tmp_path, capsys):
-    anchor = write_csv(tmp_path / "anchor.csv", curve("anchor_vvc", BPP, MAP))
-    run = write_run(tmp_path / "run", curve("a", BPP * 0.5, MAP))
+def test_bdrate_accepts_a_run_folder(tmp_path, capsys, points_tables):
+    anchor = points_tables.write_csv(tmp_path / "anchor.csv", points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP))
+    run = points_tables.write_run(tmp_path / "run", points_tables.curve("a", points_tables.BPP * 0.5, points_tables.MAP))
     assert bdrate_main([str(anchor), str(run)]) == 0
     assert "-50.000" in capsys.readouterr().out
 
 
-def test_table_helper_columns():
-    assert list(table(curve("x", BPP, MAP)).columns) == [*POINT_COLUMNS, "role"]
+def test_table_helper_columns(points_tables):
+    assert list(points_tables.table(points_tables.curve("x", points_tables.BPP, points_tables.MAP)).columns) == [*POINT_COLUMNS, "role"]
