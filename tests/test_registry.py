@@ -44,3 +44,21 @@ def test_payload_tags_are_unique():
         register_tags("my.codecs.Mine", b"ANCH")
     with pytest.raises(ConfigError, match="4 bytes"):
         register_tags("my.codecs.Mine", b"TOOLONG")
+
+
+def test_the_one_yaml_codec_of_the_architecture_page_runs(real_features):
+    """docs/architecture.md's "a codec on an existing back-end: one yaml" example, as written."""
+    import re
+
+    from tests.assets import REPO
+    from vcmbench.config import build
+
+    text = (REPO / "docs" / "architecture.md").read_text()
+    block = re.search(r"```yaml\n(my_anchor:.*?)```", text, flags=re.S).group(1)
+    node = OmegaConf.create(block)
+    codec = build(runnable_codec_config(node.my_anchor, "my_anchor"))
+    assert codec.name == "my_anchor" and codec_meta(node.my_anchor)["role"] == "test"
+    feats = real_features(channels=16)
+    sizes = [len(codec.encode(feats, rp)) for rp in codec.rates]
+    assert sizes[0] > sizes[1] > sizes[2]
+    assert codec.decode(codec.encode(feats, codec.rates[0]))["p3"].shape == feats["p3"].shape
