@@ -24,10 +24,7 @@ fine-tunes from an existing checkpoint (e.g. a lower lambda from the highest one
 from __future__ import annotations
 
 import csv
-import json
-import math
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -35,11 +32,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vcmbench.atomic import torch_save
 from vcmbench.errors import ConfigError
-from vcmbench.train_state import matching_state
+from vcmbench.train.loop import STATE_NAME, Schedule, config_key, finish, run_loop
 
-STATE_NAME = "train_state.pt"
 HEADER_BYTES = 30 + 5  # container header (base.py) + model id + quality
 
 
@@ -70,20 +65,6 @@ def _device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda: no CUDA device here; use device=auto or device=cpu")
     return torch.device(name)
-
-
-def lr_at(step: int, cfg: DictConfig, time_frac: float = 0.0) -> float:
-    """Warmup, then cosine decay to `final_lr_fraction`; `time_frac` (elapsed / max_minutes)
-    advances the schedule when the time limit is nearer than the step limit."""
-    opt = cfg.optimizer
-    base, warm, total = float(opt.lr), int(opt.get("warmup_steps", 0)), max(1, int(cfg.steps))
-    if warm > 0 and step < warm:
-        return base * (0.1 + 0.9 * step / warm)
-    if opt.get("schedule", "cosine") == "constant":
-        return base
-    frac = min(1.0, max((step - warm) / max(1, total - warm), time_frac))
-    lo = base * float(opt.get("final_lr_fraction", 0.1))
-    return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
 class CropSampler:
@@ -222,11 +203,9 @@ def validate_bytes(net, fs, limit: int | None = None) -> dict:
 
 
 def _config_key(cfg: DictConfig) -> str:
-    c = OmegaConf.to_container(cfg, resolve=True)
-    for k in ("resume", "progress", "copy_to", "threads", "log_every", "val_every", "checkpoint_every",
-              "max_minutes", "results_dir"):
-        c.pop(k, None)
-    return json.dumps(c, sort_keys=True, default=str)
+    return config_key(OmegaConf.to_container(cfg, resolve=True),
+                      ("resume", "progress", "copy_to", "threads", "log_every", "val_every", "checkpoint_every",
+                       "max_minutes", "results_dir"))
 
 
 def _overrides() -> list[str]:
@@ -264,7 +243,6 @@ def build_training_net(arch: str, net_kwargs: dict, stats: dict, init_from: str 
 def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     """Train one quality of a learned codec; writes q{K}.pt/.json (+ CSV logs) into `out_dir`."""
     from hydra.utils import instantiate
-    from tqdm import tqdm
 
     from vcmbench.codecs.learned.codec import save_checkpoint
     from vcmbench.codecs.learned.features import feature_set
@@ -307,49 +285,21 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     task_weight = float(cfg.loss.get("task_weight", 0.0))
 
     steps, bs = int(cfg.steps), int(cfg.batch_size)
-    start, elapsed = 0, 0.0
-    state_path = out / STATE_NAME
-    st = matching_state(state_path, _config_key(cfg), bool(cfg.get("resume", True)))
-    if st is not None:
-        net.load_state_dict(st["net"])
-        opt.load_state_dict(st["opt"])
-        aux_opt.load_state_dict(st["aux_opt"])
-        start, elapsed = int(st["step"]), float(st["elapsed_s"])
-
-    fields = ["step", "lr", "loss", "bpp", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "task", "aux",
-              "elapsed_s"]
-    vfields = ["step", "loss", "bpp_est", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "elapsed_s"]
-    train_csv, val_csv = out / "train.csv", out / "val.csv"
-    if start == 0 or not train_csv.is_file():
-        with train_csv.open("w", newline="") as f:
-            csv.writer(f).writerow(fields)
+    val_csv = out / "val.csv"
+    vfields = ["step", "loss", "bpp_est", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6"]
+    if not val_csv.is_file() or not (out / STATE_NAME).is_file():
         with val_csv.open("w", newline="") as f:
             csv.writer(f).writerow(vfields)
 
-    def log_val(step: int) -> dict:
+    def log_val(step: int) -> None:
         v = validate(net, val_fs, device, lmbda, level_weight, cfg.get("val_limit"))
         with val_csv.open("a", newline="") as f:
             csv.writer(f).writerow([step, f"{v['loss']:.6g}", f"{v['bpp_est']:.6g}", f"{v['D']:.6g}"]
-                                   + [f"{v['mse'][k]:.6g}" for k in ("p2", "p3", "p4", "p5", "p6")]
-                                   + [f"{time.perf_counter() - t0:.1f}"])
-        return v
+                                   + [f"{v['mse'][k]:.6g}" for k in ("p2", "p3", "p4", "p5", "p6")])
 
-    max_s = float(cfg.max_minutes) * 60 if cfg.get("max_minutes") else None
-    log_every, val_every, ckpt_every = max(1, int(cfg.log_every)), int(cfg.val_every), int(cfg.checkpoint_every)
-    t0 = time.perf_counter() - elapsed
-    losses: list[float] = []
-    window: list[list[float]] = []
-    stopped_early = False
-    step = start
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"train {name} q{quality}", unit="step",
-               disable=not progress)
-    for step in bar:
-        if max_s is not None and time.perf_counter() - t0 > max_s:
-            stopped_early = True
-            break
-        lr = lr_at(step, cfg, (time.perf_counter() - t0) / max_s if max_s else 0.0)
-        for g in opt.param_groups:
-            g["lr"] = lr
+    clip = float(cfg.optimizer.get("clip_grad_norm") or 0)
+
+    def step_fn(step: int) -> dict[str, float]:
         x, valid, pixels = sampler.batch(step, bs, device)
         res = net(x)
         mses = _valid_mse(res["levels"], x, valid)
@@ -361,35 +311,32 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
             tterm = task(res["levels"], x)
             loss = loss + lmbda * task_weight * tterm
         if not torch.isfinite(loss):
-            raise ConfigError(f"training diverged at step {step} (loss {float(loss)}); lower optimizer.lr")
+            return {"loss": float(loss)}
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.optimizer.get("clip_grad_norm"):
-            torch.nn.utils.clip_grad_norm_(main_params, float(cfg.optimizer.clip_grad_norm))
+        if clip:
+            torch.nn.utils.clip_grad_norm_(main_params, clip)
         opt.step()
         aux = net.aux_loss()
         aux_opt.zero_grad(set_to_none=True)
         aux.backward()
         aux_opt.step()
-        row = [float(v.detach()) for v in (loss, bpp, d, *mses, tterm, aux)]
-        losses.append(row[0])
-        window.append(row)
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            mean = np.mean(np.array(window), axis=0)
-            with train_csv.open("a", newline="") as f:
-                csv.writer(f).writerow([step + 1, f"{lr:.4g}"] + [f"{v:.6g}" for v in mean]
-                                       + [f"{time.perf_counter() - t0:.1f}"])
-            bar.set_postfix(loss=f"{mean[0]:.4g}", bpp=f"{mean[1]:.4f}", D=f"{mean[2]:.4g}")
-            window = []
-        if val_every > 0 and (step + 1) % val_every == 0 and step + 1 < steps:
-            log_val(step + 1)
-        if ckpt_every > 0 and (step + 1) % ckpt_every == 0 and step + 1 < steps:
-            torch_save({"net": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
-                        "step": step + 1, "elapsed_s": time.perf_counter() - t0, "config_key": _config_key(cfg)},
-                       state_path)
-    bar.close()
-    train_s = time.perf_counter() - t0
-    steps_done = step if stopped_early else steps
+        names = ["loss", "bpp", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "task", "aux"]
+        return dict(zip(names, (float(v.detach()) for v in (loss, bpp, d, *mses, tterm, aux))))
+
+    o = cfg.optimizer
+    result = run_loop(
+        step_fn, out=out, steps=steps, optimizer=opt,
+        schedule=Schedule(steps, int(o.get("warmup_steps", 0)), float(o.get("final_lr_fraction", 0.1)),
+                          str(o.get("schedule", "cosine"))),
+        state={"net": net, "opt": opt, "aux_opt": aux_opt}, config_key=_config_key(cfg),
+        resume=bool(cfg.get("resume", True)),
+        log_fields=["loss", "bpp", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "task", "aux"],
+        log_every=int(cfg.log_every), checkpoint_every=int(cfg.checkpoint_every),
+        hooks=[(int(cfg.val_every), log_val)],
+        max_seconds=float(cfg.max_minutes) * 60 if cfg.get("max_minutes") else None,
+        progress=progress, desc=f"train {name} q{quality}")
+    losses, train_s, steps_done, stopped_early = result.losses, result.train_s, result.steps_done, result.stopped_by_time
 
     # -- finalize: CDF tables from the fp16-rounded weights, real bytes on the val set ---------------
     net.to("cpu").eval()
@@ -432,13 +379,6 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
         "machine": platform.machine(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    (out / f"q{quality}.json").write_text(json.dumps(info, indent=2) + "\n")
-    state_path.unlink(missing_ok=True)
-    if cfg.get("copy_to"):
-        dest = Path(str(cfg.copy_to)).expanduser()
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ck, dest / ck.name)
-        shutil.copyfile(out / f"q{quality}.json", dest / f"q{quality}.json")
-        info["copied_to"] = str(dest)
+    info = finish(out, info, f"q{quality}.json", [ck], cfg.get("copy_to"))
     info["losses"] = losses
     return info

@@ -13,24 +13,18 @@ described in ``ci_frcnn.json``; ``copy_to`` copies both into a folder (relative:
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import platform
-import shutil
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vcmbench.atomic import torch_save
 from vcmbench.errors import ConfigError
-from vcmbench.train_state import matching_state
+from vcmbench.train.loop import Schedule, config_key, finish, run_loop
 
 CHECKPOINT_NAME = "ci_frcnn.pt"
 INFO_NAME = "ci_frcnn.json"
-STATE_NAME = "train_state.pt"
 
 
 def _targets(anns) -> dict[str, torch.Tensor]:
@@ -52,17 +46,6 @@ def train_batch(step: int, batch_size: int, seed_start: int, scenes: int, size: 
         images.append(torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0))
         targets.append(_targets(anns))
     return images, targets
-
-
-def lr_at(step: int, cfg: DictConfig) -> float:
-    """Linear warmup then cosine decay to `lr * final_lr_fraction`."""
-    opt = cfg.optimizer
-    base, warm, total = float(opt.lr), int(opt.warmup_steps), int(cfg.steps)
-    if warm > 0 and step < warm:
-        return base * (0.1 + 0.9 * step / warm)
-    frac = (step - warm) / max(1, total - warm)
-    lo = base * float(opt.final_lr_fraction)
-    return lo + (base - lo) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
 
 
 def _optimizer(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
@@ -138,7 +121,6 @@ def train_detector(cfg: DictConfig, out_dir: str) -> dict:
 
 
 def _train(cfg: DictConfig, out_dir: str) -> dict:
-    from tqdm import tqdm
 
     from vcmbench.datasets import synthetic
     from vcmbench.vision.ci_frcnn import count_parameters, load_state, save_state
@@ -159,60 +141,34 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
 
     model = build_training_model(cfg)
     optimizer = _optimizer(model, cfg)
-    start, elapsed, cpu_prev = 0, 0.0, 0.0
-    state_path = out / STATE_NAME
     torch.manual_seed(int(cfg.seed) + 1)  # the RPN/ROI samplers' RNG
-    state = matching_state(state_path, _config_key(cfg), bool(cfg.resume))
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start, elapsed = int(state["step"]), float(state["elapsed_s"])
-        cpu_prev = float(state.get("cpu_s", 0.0))
+    clip = float(cfg.optimizer.clip_grad_norm or 0)
 
-    loss_path = out / "loss.csv"
-    fields = ["step", "lr", "loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "elapsed_s"]
-    if start == 0 or not loss_path.is_file():
-        with loss_path.open("w", newline="") as f:
-            csv.writer(f).writerow(fields)
-    log_every, ckpt_every = max(1, int(cfg.log_every)), int(cfg.checkpoint_every)
-    losses: list[float] = []
-    model.train()
-    t0 = time.perf_counter() - elapsed
-    c0 = time.process_time() - cpu_prev
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", unit="step", disable=not cfg.progress)
-    window: list[dict[str, float]] = []
-    for step in bar:
-        lr = lr_at(step, cfg)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
+    def step_fn(step: int) -> dict[str, float]:
         images, targets = train_batch(step, bs, int(tr.seed_start), int(tr.scenes), size, photos)
         parts = model(images, targets)
         loss = sum(parts.values())
         if not torch.isfinite(loss):
-            raise ConfigError(f"training diverged at step {step} (loss {float(loss)}); lower optimizer.lr")
+            return {"loss": float(loss)}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.optimizer.clip_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.optimizer.clip_grad_norm))
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
-        row = {k: float(v.detach()) for k, v in parts.items()}
-        row["loss"] = float(loss.detach())
-        losses.append(row["loss"])
-        window.append(row)
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            mean = {k: sum(r[k] for r in window) / len(window) for k in window[0]}
-            with loss_path.open("a", newline="") as f:
-                csv.writer(f).writerow([step + 1, f"{lr:.6g}"] + [f"{mean.get(k, float('nan')):.5f}" for k in fields[2:-1]]
-                                       + [f"{time.perf_counter() - t0:.1f}"])
-            bar.set_postfix(loss=f"{mean['loss']:.3f}", lr=f"{lr:.2g}")
-            window = []
-        if ckpt_every > 0 and (step + 1) % ckpt_every == 0 and step + 1 < steps:
-            _save_train_state(state_path, model, optimizer, step + 1, time.perf_counter() - t0,
-                              time.process_time() - c0, cfg)
-    bar.close()
-    train_s = time.perf_counter() - t0
-    train_cpu_s = time.process_time() - c0
+        return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
+
+    opt = cfg.optimizer
+    model.train()
+    result = run_loop(
+        step_fn, out=out, steps=steps, optimizer=optimizer,
+        schedule=Schedule(steps, int(opt.warmup_steps), float(opt.final_lr_fraction)),
+        state={"model": model, "optimizer": optimizer}, config_key=_config_key(cfg), resume=bool(cfg.resume),
+        log_fields=["loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"],
+        log_name="loss.csv", log_every=int(cfg.log_every), checkpoint_every=int(cfg.checkpoint_every),
+        progress=bool(cfg.progress), desc="train")
+    losses, train_s, train_cpu_s = result.losses, result.train_s, result.cpu_s
+    log_every = max(1, int(cfg.log_every))
+    t0 = time.perf_counter() - train_s
 
     ckpt = out / CHECKPOINT_NAME
     save_state(model, ckpt)
@@ -255,30 +211,14 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
                                  "map": round(ap_s["map"], 3), "ap50": round(ap_s["ap50"], 3)}
         info["eval_seconds"] = round(time.perf_counter() - t1, 1)
     info["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    (out / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
-    state_path.unlink(missing_ok=True)
-
-    if cfg.copy_to:
-        dest = Path(str(cfg.copy_to)).expanduser()
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ckpt, dest / CHECKPOINT_NAME)
-        shutil.copyfile(out / INFO_NAME, dest / INFO_NAME)
-        info["copied_to"] = str(dest)
+    info = finish(out, info, INFO_NAME, [ckpt], cfg.copy_to)
     info["losses"] = losses  # per-step losses of this process (not written to the json)
     return info
 
 
 def _config_key(cfg: DictConfig) -> str:
-    c = OmegaConf.to_container(cfg, resolve=True)
-    for k in ("resume", "progress", "copy_to", "threads", "val", "log_every", "checkpoint_every"):
-        c.pop(k, None)
-    return json.dumps(c, sort_keys=True)
-
-
-def _save_train_state(path: Path, model, optimizer, step: int, elapsed: float, cpu: float, cfg: DictConfig) -> None:
-    torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                "elapsed_s": elapsed, "cpu_s": cpu, "torch_rng": torch.get_rng_state(), "config_key": _config_key(cfg)},
-               path)
+    return config_key(OmegaConf.to_container(cfg, resolve=True),
+                      ("resume", "progress", "copy_to", "threads", "val", "log_every", "checkpoint_every"))
 
 
 def _overrides() -> list[str]:

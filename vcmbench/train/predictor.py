@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,6 +19,7 @@ from torch import Tensor
 from vcmbench.atomic import torch_save
 from vcmbench.codecs.learned.predictor import FeatureToImage
 from vcmbench.metrics.fidelity import psnr
+from vcmbench.train.loop import Schedule, run_loop
 
 
 def _data(model: str, train_images: int, val_images: int):
@@ -60,19 +59,22 @@ def train(out: Path, model: str = "ci_frcnn", steps: int = 1500, batch_size: int
     net = FeatureToImage(channels=fs.load(0)[0].shape[0], width=width)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    started = time.perf_counter()
-    for step in range(1, steps + 1):
-        for g in opt.param_groups:  # cosine to 5 %
-            g["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps)))
+
+    def step_fn(step: int) -> dict[str, float]:
         idx = torch.randint(len(fs), (batch_size,), generator=gen).tolist()
         p2, p3, img = _batch(fs, ds, recs, idx)
         loss = F.mse_loss(net(p2, p3), img)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 100 == 0 or step == steps:
-            print(f"step {step}/{steps}  mse {loss.item():.2f}  psnr {psnr(loss.item(), 255.0):.2f} dB", flush=True)
-    train_s = time.perf_counter() - started
+        return {"loss": loss.item(), "psnr": psnr(loss.item(), 255.0)}
+
+    out = Path(out)
+    result = run_loop(step_fn, out=out.parent, steps=steps, optimizer=opt, schedule=Schedule(steps, 0, 0.05),
+                      state={}, config_key="", resume=False, log_fields=["loss", "psnr"],
+                      log_name=out.with_suffix(".train.csv").name, log_every=100, progress=True,
+                      desc="train predictor")
+    train_s = result.train_s
     net.eval()
     with torch.no_grad():
         mses = []
@@ -85,8 +87,6 @@ def train(out: Path, model: str = "ci_frcnn", steps: int = 1500, batch_size: int
         "train_images": len(fs), "train_s": round(train_s, 1), "threads": threads,
         "val_images": len(vfs), "val_psnr_pristine_features": round(sum(psnr(m, 255.0) for m in mses) / len(mses), 3),
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     torch_save({"config": {"channels": net.channels, "width": net.width},
                 "weights": {k: v.half() for k, v in net.state_dict().items()}, "info": info}, out)
     out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
