@@ -10,27 +10,17 @@ codecs) are summed like `bytes` into `bytes_<layer>` with a `bpp_<layer>` column
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
 
 from vcmbench.metrics.detection import evaluate
-from vcmbench.records import Record
+from vcmbench.records import Record, coco_results, complete_groups
 
 POINT_COLUMNS = [
     "dataset", "model", "codec", "rate", "n_images", "n_failed", "bytes", "pixels", "bpp",
     "map", "ap50", "enc_s", "dec_s", "front_s", "back_s",
 ]  # fmt: skip
-
-
-def coco_results(records: list[Record]) -> list[dict]:
-    return [
-        {"image_id": r.image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
-        for r in records
-        for d in r.detections
-    ]
 
 
 def build_points(
@@ -40,30 +30,16 @@ def build_points(
     metric: str,
     annotation_file: Path,
     image_ids: list[int],
-    detections_dir: Path | None = None,
     roles: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Aggregate records of the given images into points; evaluates mAP on real detections.
 
-    Only (codec, rate) groups that cover every image in `image_ids` become points:
-    a partial group would give an mAP over a different image set than its neighbours.
+    Only (codec, rate) groups that cover every image in `image_ids` become points
+    (records.complete_groups).
     """
-    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
-    wanted = set(image_ids)
-    for r in records:
-        if r.image_id in wanted:
-            groups[(r.codec, r.rate)].append(r)
     rows = []
-    for (codec, rate), recs in groups.items():
-        if {r.image_id for r in recs} != wanted:
-            continue
-        recs.sort(key=lambda r: r.image_id)
-        dets = coco_results(recs)
-        if detections_dir is not None:
-            out = Path(detections_dir) / codec / f"{rate}.json"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(dets))
-        scores = evaluate(metric, annotation_file, dets, image_ids=sorted(wanted))
+    for (codec, rate), recs in complete_groups(records, image_ids).items():
+        scores = evaluate(metric, annotation_file, coco_results(recs), image_ids=sorted(image_ids))
         n = len(recs)
         total_bytes = sum(r.bytes for r in recs)
         total_pixels = sum(r.pixels for r in recs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -82,3 +83,32 @@ class RecordStore:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def complete_groups(records: list[Record], image_ids: list[int]) -> dict[tuple[str, str], list[Record]]:
+    """(codec, rate) -> its records of `image_ids`, sorted by image, for the groups that cover every
+    one of them: a partial group would give a metric over another image set than its neighbours."""
+    groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    wanted = set(image_ids)
+    for r in records:
+        if r.image_id in wanted:
+            groups[(r.codec, r.rate)].append(r)
+    return {key: sorted(recs, key=lambda r: r.image_id) for key, recs in groups.items()
+            if {r.image_id for r in recs} == wanted}
+
+
+def coco_results(records: list[Record]) -> list[dict]:
+    """The records' detections as COCO results (what any COCO tool re-evaluates)."""
+    return [
+        {"image_id": r.image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
+        for r in records
+        for d in r.detections
+    ]
+
+
+def write_detections(records: list[Record], image_ids: list[int], folder: Path) -> None:
+    """`<folder>/<codec>/<rate>.json`: each complete point's COCO results json."""
+    for (codec, rate), recs in complete_groups(records, image_ids).items():
+        out = Path(folder) / codec / f"{rate}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(coco_results(recs)))

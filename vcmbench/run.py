@@ -30,7 +30,7 @@ from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.points import build_points
-from vcmbench.records import Record, RecordStore
+from vcmbench.records import Record, RecordStore, write_detections
 from vcmbench.settings import RunSettings, as_bool
 from vcmbench.types import LEVELS, Detections, FrontOutput
 from vcmbench.vision.base import SplitDetector
@@ -284,16 +284,17 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         bar.close()
         store.close()
     wanted = {(j.codec.name, rp.label, j.setup) for j in jobs for rp in j.codec.rates}
+    finished = [r for r in store.records.values() if (r.codec, r.rate, r.setup) in wanted]
     points = build_points(
-        [r for r in store.records.values() if (r.codec, r.rate, r.setup) in wanted],
+        finished,
         dataset.name,
         detector.name,
         dataset.metric,
         dataset.annotation_file,
         dataset.image_ids,
-        detections_dir=run_dir / "detections",
         roles={j.codec.name: j.role for j in jobs},
     )
+    write_detections(finished, dataset.image_ids, run_dir / "detections")
     points.to_csv(run_dir / "points.csv", index=False)
     (run_dir / "run.json").write_text(json.dumps(software_versions(), indent=1))
     (run_dir / "timing.json").write_text(json.dumps({"sweep_s": time.perf_counter() - started,

@@ -63,6 +63,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vcmbench.errors import ConfigError, ExternalCodecError, MissingDependencyError
+from vcmbench.paths import is_none
 
 __all__ = [
     "BACKENDS",
@@ -523,7 +524,7 @@ class X265CliCodec(X265Codec):
     def __init__(self, who: str, x265: str | None = None, setting_prefix: str = "codec.x265", **kwargs):
         super().__init__(who, setting_prefix=setting_prefix, **kwargs)
         self.x265_setting = f"{setting_prefix}.x265"
-        name = "x265" if x265 in (None, "") else os.path.expanduser(str(x265))
+        name = "x265" if is_none(x265) else os.path.expanduser(str(x265))
         found = name if (os.path.isfile(name) and os.access(name, os.X_OK)) else shutil.which(name)
         if not found:
             raise MissingDependencyError(
@@ -707,7 +708,7 @@ class VtmCodec(ExternalCodec):
         self.encoder_app = self._exe(encoder_app, self.enc_setting, "EncoderApp")
         self.decoder_app = self._exe(decoder_app, self.dec_setting, "DecoderApp")
         self.cfg = None
-        if cfg not in (None, ""):
+        if not is_none(cfg):
             p = Path(os.path.expanduser(str(cfg)))
             if not p.is_file():
                 raise ConfigError(
@@ -718,7 +719,7 @@ class VtmCodec(ExternalCodec):
         self.internal_bitdepth = int(internal_bitdepth)
 
     def _exe(self, path, setting: str, app: str) -> str:
-        if path in (None, ""):
+        if is_none(path):
             raise MissingDependencyError(
                 f"{self.who}: {setting} is not set. VTM (the VVC reference software) is not installable from a "
                 f"registry: build it from https://vcgit.hhi.fraunhofer.de/jvet/VVCSoftware_VTM and pass "

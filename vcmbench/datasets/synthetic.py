@@ -32,6 +32,7 @@ import numpy as np
 from vcmbench.atomic import write_bytes
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.errors import DatasetError
+from vcmbench.paths import is_none
 
 GENERATOR_VERSION = 2
 """Bump when the drawing changes: it is part of the cache key."""
@@ -238,7 +239,7 @@ def render(seed: int, height: int = 320, width: int = 320, photos: tuple[str, ..
 
 
 def list_photos(backgrounds: str | os.PathLike | None) -> tuple[str, ...]:
-    if backgrounds in (None, "", "none", "None"):
+    if is_none(backgrounds):
         return ()
     folder = Path(str(backgrounds)).expanduser()
     if not folder.is_dir():
@@ -316,7 +317,7 @@ def build(
     if seed_start < 0:
         raise DatasetError(f"dataset.seed_start={seed_start}: must be >= 0")
     photos = list_photos(backgrounds)
-    root = Path(cache_dir).expanduser() if cache_dir not in (None, "", "none", "None") else default_cache_dir()
+    root = default_cache_dir() if is_none(cache_dir) else Path(cache_dir).expanduser()
     folder = root / _scene_key(height, width, photos)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -255,7 +255,7 @@ def _oid_cached(path: str, mtime_ns: int, size: int) -> dict[int, _OidImage]:
     return _oid_index(_read_json(path, mtime_ns, size))
 
 
-def _overlaps(det: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def box_overlaps(det: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """IoU and IoA (intersection over detection area) of (n,4) xyxy vs (m,4) xyxy boxes."""
     iw = np.minimum(det[:, None, 2], gt[None, :, 2]) - np.maximum(det[:, None, 0], gt[None, :, 0])
     ih = np.minimum(det[:, None, 3], gt[None, :, 3]) - np.maximum(det[:, None, 1], gt[None, :, 1])
@@ -284,7 +284,7 @@ def _match_oid(
     n = len(scores)
     tp = np.zeros(n, dtype=bool)
     absorbed = np.zeros(n, dtype=bool)
-    iou, ioa = _overlaps(det, gt)
+    iou, ioa = box_overlaps(det, gt)
     single = np.flatnonzero(~group)
     if single.size:
         best = single[np.argmax(iou[:, single], axis=1)]
@@ -308,7 +308,7 @@ def _match_oid(
     return out_scores, out_tp
 
 
-def _average_precision(scores: np.ndarray, tp: np.ndarray, n_pos: int) -> float:
+def average_precision(scores: np.ndarray, tp: np.ndarray, n_pos: int) -> float:
     """VOC2010+/OID AP: area under the PR curve with precision made non-increasing.
 
     Recall rises by exactly 1/n_pos at each TP, so the area is the sum of the interpolated
@@ -374,7 +374,7 @@ def oid_map50(
             "evaluate images that have annotations"
         )
     aps = [
-        _average_precision(np.concatenate(scores[c]), np.concatenate(tps[c]), n_pos[c])
+        average_precision(np.concatenate(scores[c]), np.concatenate(tps[c]), n_pos[c])
         if c in scores
         else 0.0
         for c in classes

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from vcmbench.errors import MetricError, ShapeError
+from vcmbench.metrics.detection import box_overlaps
 from vcmbench.types import LEVELS, Detections, Features
 
 __all__ = ["feature_fidelity", "detection_fidelity", "fidelity", "image_fidelity", "DEFAULT_SCORE_THRESH"]
@@ -81,22 +82,6 @@ def feature_fidelity(pristine: Features, decoded: Features) -> dict[str, float]:
     return out
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) xyxy boxes -> (N, M) IoU."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
 def _arrays(d: Detections | Mapping, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     try:
         if isinstance(d, Mapping):
@@ -116,7 +101,13 @@ def _arrays(d: Detections | Mapping, what: str) -> tuple[np.ndarray, np.ndarray,
 
 
 def _average_precision(scores: np.ndarray, tp: np.ndarray, n_pos: int) -> float:
-    """All-point interpolated AP of predictions (score, hit) against n_pos ground-truth boxes."""
+    """All-point interpolated AP of predictions (score, hit) against n_pos ground-truth boxes.
+
+    The area under the precision envelope over recall steps. metrics.detection.average_precision
+    (the OpenImages evaluator's) is the same quantity summed at the true positives; the two
+    round differently in the last digits, and fid_ap50 keeps this form so its recorded values
+    do not move.
+    """
     if n_pos == 0:
         return math.nan
     if len(scores) == 0:
@@ -169,7 +160,7 @@ def detection_fidelity(
             gt_c = gb[gl == c]
             sel = np.nonzero(dl == c)[0]
             sel = sel[np.argsort(-ds[sel], kind="stable")]
-            ious = _iou(db[sel], gt_c)
+            ious = box_overlaps(db[sel], gt_c)[0]
             used = np.zeros(len(gt_c), bool)
             hit = np.zeros(len(sel), bool)
             for j in range(len(sel)):

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from vcmbench.errors import CheckpointError, ConfigError, MissingDependencyError, ShapeError
+from vcmbench.paths import is_none
 from vcmbench.types import LEVELS, Detections, Features, FrontOutput, ImageMeta, check_features, p6_from_p5
 from vcmbench.vision.base import SplitDetector
 
@@ -283,7 +284,7 @@ def build(
         model = build_model(cfg)
     except (RuntimeError, AssertionError) as exc:  # e.g. MODEL.DEVICE=cuda without a GPU
         raise ConfigError(f"model.config_name={config_name}, model.device={device}: cannot build ({exc})") from exc
-    weights = "none" if weights in (None, "", "none", "None") else str(weights)
+    weights = "none" if is_none(weights) else str(weights)
     if weights != "none":
         load_weights(model, config_name, weights)
     if category_ids == "coco80":

@@ -15,6 +15,7 @@ from torch import Tensor
 from torchvision.models.detection.image_list import ImageList
 
 from vcmbench.errors import CheckpointError, ConfigError
+from vcmbench.paths import is_none
 from vcmbench.types import LEVELS, Detections, Features, FrontOutput, ImageMeta, check_features, p6_from_p5
 from vcmbench.vision.base import SplitDetector
 
@@ -29,7 +30,7 @@ def build_torchvision_frcnn(arch: str, weights: str | None, num_classes: int, **
     if arch not in ARCHS:
         raise ConfigError(f"model.arch={arch!r} is not supported; choose one of {ARCHS}")
     builder = getattr(detection, arch)
-    weights = "none" if weights in (None, "", "none", "None") else str(weights)
+    weights = "none" if is_none(weights) else str(weights)
     if weights == "coco":
         enum = {
             "fasterrcnn_resnet50_fpn": detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1,

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.atomic import torch_save
 from vcmbench.errors import DatasetError
-from vcmbench.paths import resolve_data_path
+from vcmbench.paths import is_none, resolve_data_path
 from vcmbench.types import LEVELS
 
 CACHE_VERSION = 1
@@ -52,7 +52,7 @@ def front_fingerprint(model_cfg: DictConfig) -> dict:
     name = str(model_cfg.get("name", "model"))
     weights = model_cfg.get("weights")
     seed = model_cfg.get("seed", 0)
-    if weights in (None, "", "none", "None"):
+    if is_none(weights):
         return {"name": name, "weights": "none", "sha256": f"random-seed-{seed}"}
     path = _resolve(str(weights))
     if path is None:  # e.g. 'coco' (torchvision download) or a missing file: the name stands in
@@ -123,7 +123,7 @@ def feature_set(
     from tqdm import tqdm
 
     front = front_fingerprint(model_cfg)
-    root = Path(cache_dir).expanduser() if cache_dir not in (None, "", "none", "None") else default_cache_root()
+    root = default_cache_root() if is_none(cache_dir) else Path(cache_dir).expanduser()
     name = f"{model_cfg.get('name', 'model')}-{dataset_cfg.get('name', 'dataset')}-{_key(model_cfg, dataset_cfg, front, max_images)}"
     folder = root / name
     index = folder / "index.json"
