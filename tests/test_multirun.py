@@ -35,7 +35,7 @@ def launcher_cfg(launcher: str, *overrides: str):
 
 def test_joblib_multirun_two_codecs_then_report_and_regress(tmp_path, capsys):
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench.cli", "run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        [sys.executable, "-m", "vcmbench", "run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
          *FAST, "codec=raw,raw16", f"results_dir={tmp_path}", f"run_name={RUN_NAME}"],
         capture_output=True, text=True, timeout=400,
     )

@@ -111,7 +111,7 @@ def test_cli_entry_exits_with_the_status(tmp_path, reference, points_tables):
     import sys
 
     run = points_tables.write_run(tmp_path / "run", points(points_tables, learned_scale=1.05))
-    proc = subprocess.run([sys.executable, "-m", "vcmbench.regress", str(run), "--reference", str(reference),
+    proc = subprocess.run([sys.executable, "-m", "vcmbench", "regress", str(run), "--reference", str(reference),
                            "--tolerance", "1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "REGRESSION: learned" in proc.stderr
 

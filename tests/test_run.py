@@ -29,7 +29,7 @@ def cfg_with(*overrides: str):
 def test_cli_run_raw_gives_true_bytes_and_bpp(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench.cli", "run", *FAST, "codec=raw", f"hydra.run.dir={out}"],
+        [sys.executable, "-m", "vcmbench", "run", *FAST, "codec=raw", f"hydra.run.dir={out}"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -158,7 +158,7 @@ def test_changed_codec_settings_are_not_reused(tmp_path):
 
 def test_bad_config_value_gives_clear_error(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench.cli", "run", *FAST, "codec=raw", "codec.raw.dtype=int8",
+        [sys.executable, "-m", "vcmbench", "run", *FAST, "codec=raw", "codec.raw.dtype=int8",
          f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, timeout=300,
     )
@@ -168,7 +168,7 @@ def test_bad_config_value_gives_clear_error(tmp_path):
 
 def test_multirun_basic_launcher_writes_one_dir_per_job(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench.cli", "run", "-m", *FAST, "dataset.max_images=1", "codec=raw,raw16",
+        [sys.executable, "-m", "vcmbench", "run", "-m", *FAST, "dataset.max_images=1", "codec=raw,raw16",
          f"results_dir={tmp_path}"],
         capture_output=True, text=True, timeout=300,
     )

@@ -151,6 +151,3 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(user)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

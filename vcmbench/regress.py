@@ -228,6 +228,3 @@ def regress_main(argv: list[str]) -> int:
     print(f"no regression: {len(checks)} codec(s) within +{args.tolerance:g}%")
     return EXIT_OK
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(regress_main(sys.argv[1:]))

@@ -135,8 +135,11 @@ def _encode_failed(rec: Record, failure: str) -> Record:
     return rec
 
 
-class ImageCoder:
-    """Everything one process needs to code images: the dataset, the detector, the codecs.
+class ItemCoder:
+    """Everything one process needs to code work items: the dataset, the detector, the codecs.
+
+    An item is an image today; `code` is the loop a sequence will run too: its frames streamed
+    through the same front, codecs and back one at a time.
 
     The sweep's main process uses one directly (`workers: 1`); with more workers each worker
     process builds its own from the same config, so no model or codec state crosses processes
@@ -174,13 +177,13 @@ _WORKER: dict[str, object] = {}
 
 
 def _worker_init(cfg_yaml: str, threads: int, workers: int, queue) -> None:
-    """Build this worker's ImageCoder once; records go back through `queue` as they finish."""
+    """Build this worker's ItemCoder once; records go back through `queue` as they finish."""
     import warnings
 
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     cfg = OmegaConf.create(cfg_yaml)
     torch.set_num_threads(threads)
-    coder = ImageCoder(cfg)
+    coder = ItemCoder(cfg)
     coder.workers = workers
     _WORKER.update(coder=coder, queue=queue)
 
@@ -276,7 +279,7 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         if settings.workers > 1 and len(work) > 1:
             _code_in_workers(cfg, work, settings, save)
         elif work:
-            coder = ImageCoder(cfg, jobs, dataset, detector)
+            coder = ItemCoder(cfg, jobs, dataset, detector)
             for image, todo in work:
                 for record in coder.code(image, todo):
                     save(record)

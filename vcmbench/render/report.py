@@ -459,6 +459,3 @@ def bdrate_main(argv: list[str]) -> int:
         print(f"vcmbench bdrate: error: {r.codec}: {r.reason}", file=sys.stderr)
     return 2 if failed else 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(report_main(sys.argv[1:]))
