@@ -245,7 +245,7 @@ def list_photos(backgrounds: str | os.PathLike | None) -> tuple[str, ...]:
     if not folder.is_dir():
         raise DatasetError(
             f"dataset.backgrounds={backgrounds}: no such folder ({folder.resolve()}); point it at a folder "
-            f"of photographs (jpg/png), e.g. ../shared/assets/coco-train2017-mini/train2017, or set it to null"
+            f"of photographs (jpg/png), e.g. tests/data/coco-mini/val2017 of the repository, or set it to null"
         )
     photos = tuple(sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")))
     if not photos:
