@@ -65,3 +65,16 @@ class RawImage(Codec):
         h, w = struct.unpack(">HH", payload[:4])
         pixels = np.frombuffer(payload[4:], np.uint8).reshape(3, h, w).copy()
         return Received(image=torch.from_numpy(pixels))
+
+
+class RawWithWeights(RawCodec):
+    """raw that names a file whose content shapes its output (as a trained checkpoint would)."""
+
+    def __init__(self, name: str = "raw_w", weights: str = ""):
+        super().__init__(name)
+        self.weights = weights
+
+    def files(self):
+        from pathlib import Path
+
+        return [Path(self.weights)]

@@ -140,6 +140,19 @@ def test_a_codec_of_its_own_kind_runs_through_the_same_loop(tmp_path):
     assert points.loc["raw_image", "bytes"] == sum(4 + 3 * h * w for h, w in [(426, 640), (640, 424)])
 
 
+def test_retrained_checkpoint_at_the_same_path_is_another_setup(tmp_path):
+    """The content of a codec's files (checkpoints) is in its resume fingerprint, not just their path."""
+    from vcmbench.run import build_jobs
+
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"first training")
+    cfg = cfg_with("+codec.raw_w._target_=tests.codecs_for_tests.RawWithWeights", f"+codec.raw_w.weights={weights}")
+    first = build_jobs(cfg)[0].setup
+    assert build_jobs(cfg)[0].setup == first
+    weights.write_bytes(b"retrained, same path")
+    assert build_jobs(cfg)[0].setup != first
+
+
 def test_front_runs_once_per_image_not_per_rate_point(tmp_path, monkeypatch):
     calls = {"front": 0}
     real_front = TorchvisionSplit.front

@@ -9,6 +9,8 @@ under the working directory (or the folder the config names).
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -42,3 +44,12 @@ def display_path(path: Path) -> str:
         except ValueError:
             continue
     return str(path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's content, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from queue import Empty
 
@@ -29,6 +30,7 @@ from vcmbench.config import build, fingerprint, selected_codec_configs, selected
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
+from vcmbench.paths import file_sha256
 from vcmbench.points import build_points
 from vcmbench.records import Record, RecordStore, write_detections
 from vcmbench.settings import RunSettings, as_bool
@@ -53,6 +55,17 @@ def to_rows(dets: Detections, detector: SplitDetector) -> list[list[float]]:
     return [[*box, float(s), float(c)] for box, s, c in zip(xywh, dets.scores.double().tolist(), cats)]
 
 
+def file_digest(path: Path) -> str:
+    """sha256 of a file, cached by (path, size, mtime) for the run's lifetime."""
+    st = Path(path).stat()
+    return _file_digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
 def build_jobs(cfg: DictConfig) -> list[CodecJob]:
     base = fingerprint(cfg.model, cfg.dataset.name)
     jobs = []
@@ -60,7 +73,8 @@ def build_jobs(cfg: DictConfig) -> list[CodecJob]:
     for name, node in selected_codec_configs(cfg).items():
         codec_settings = OmegaConf.masked_copy(node, [k for k in node if k != "rates"])
         codec = build(node)
-        setup = fingerprint(base, codec_settings)
+        contents = [file_digest(p) for p in codec.files()]  # retrained checkpoints are other setups
+        setup = fingerprint(base, codec_settings, *([contents] if contents else []))
         jobs.append(CodecJob(codec, setup, roles.get(name, "test")))
     return jobs
 

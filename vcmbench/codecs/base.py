@@ -31,6 +31,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -119,6 +120,11 @@ class Codec(ABC):
 
     #: what the codec codes of a work item: "features" (the front's p2..p5), "image", or both
     takes: frozenset[str] = frozenset({"features"})
+
+    def files(self) -> list[Path]:
+        """Files whose content shapes the output (trained checkpoints): their hashes join the
+        resume fingerprint, so a retrained checkpoint at the same path is not mistaken for the old."""
+        return []
 
     @abstractmethod
     def transmit_encode(self, image: torch.Tensor, front: FrontOutput, rate: RatePoint) -> bytes:

@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from vcmbench.codecs.base import FeatureCodec, LayeredCodec, RatePoint, check_image, register_tags
 from vcmbench.codecs.image_anchor import ImageAnchorCodec
 from vcmbench.errors import ConfigError, PayloadError
+from vcmbench.paths import resolve_data_path
 from vcmbench.types import Features, ImageMeta
 
 TAG = b"JNT1"
@@ -79,7 +81,7 @@ class JointCodec(LayeredCodec):
                                       preset=preset, ffmpeg=ffmpeg, threads=threads, timeout_s=timeout_s)
         if self.image.lossless:
             raise ConfigError(f"{setting}.inner=png: the enhancement layer is a lossy image codec (vvc, hevc, av1)")
-        self.predictor_path = predictor
+        self.predictor_path = None if predictor is None else resolve_data_path(str(predictor))
         self._predictor = None
         if self.mode == "residual":
             from vcmbench.codecs.learned.predictor import load_predictor
@@ -98,6 +100,10 @@ class JointCodec(LayeredCodec):
         return predict_image(self._predictor, base, meta).to(torch.int16)
 
     # -- encoder ---------------------------------------------------------------------------------
+    def files(self) -> list[Path]:
+        own = [self.predictor_path] if self.mode == "residual" else []
+        return [*self.base.files(), *own]
+
     def encode(self, image: torch.Tensor, features: Features, meta: ImageMeta, rate: RatePoint) -> bytes:
         if rate.label not in self.layers:
             raise ConfigError(f"codec {self.name} has no rate point {rate.label}; it has {list(self.layers)}")

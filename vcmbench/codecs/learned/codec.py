@@ -339,6 +339,9 @@ class LearnedCodec(FeatureCodec):
     def _dir_for_command(self) -> str:
         return display_path(self.checkpoint_dir)
 
+    def files(self) -> list[Path]:
+        return [self.checkpoint_path(int(rp.value)) for rp in self.rates]
+
     def checkpoint_path(self, quality: int, must_exist: bool = False) -> Path:
         path = self.checkpoint_dir / f"q{quality}.pt"
         if must_exist and not path.is_file():
@@ -363,7 +366,8 @@ class LearnedCodec(FeatureCodec):
         front = meta.get("front") or {}
         if self.front_check == "off" or not front.get("weights") or front.get("weights") == "none":
             return
-        from vcmbench.codecs.learned.features import _resolve, file_sha256
+        from vcmbench.codecs.learned.features import _resolve
+        from vcmbench.paths import file_sha256
 
         wpath = _resolve(str(front["weights"]))
         if wpath is None:

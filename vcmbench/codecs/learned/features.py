@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.atomic import torch_save
 from vcmbench.errors import DatasetError
-from vcmbench.paths import is_none, resolve_data_path
+from vcmbench.paths import file_sha256, is_none, resolve_data_path
 from vcmbench.types import LEVELS
 
 CACHE_VERSION = 1
@@ -37,14 +37,6 @@ CACHE_VERSION = 1
 def default_cache_root() -> Path:
     root = os.environ.get("VCMBENCH_CACHE")
     return (Path(root) if root else Path.home() / ".cache" / "vcmbench") / "features"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def front_fingerprint(model_cfg: DictConfig) -> dict:
