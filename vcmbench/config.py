@@ -12,20 +12,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.errors import ConfigError
-from vcmbench.paths import CONF_DIR
 
 CONFIG_MODULE = "vcmbench.conf"
 ROLES = ("feature_anchor", "image_anchor", "uncompressed", "test")
-
-
-def conf_dir() -> Path:
-    """The packaged config folder (`vcmbench/conf`): Hydra reads it as `pkg://vcmbench.conf`."""
-    return CONF_DIR
 
 
 def all_codec_configs(include_optional: bool = False) -> dict[str, DictConfig]:
@@ -118,25 +111,28 @@ def build(node: DictConfig):
         raise cause from None
 
 
-def selected_codec_configs(cfg: DictConfig) -> dict[str, DictConfig]:
-    """The codecs of this run: the `codec` selection, or all default-run codecs when empty."""
+def _selected_nodes(cfg: DictConfig) -> dict[str, DictConfig]:
+    """The run's codec yaml nodes as written: the `codec` selection, or all default-run codecs."""
     sel = cfg.get("codec")
-    nodes = dict(sel.items()) if sel else all_codec_configs()
+    nodes = {str(k): v for k, v in sel.items()} if sel else all_codec_configs()
     if not nodes:
         raise ConfigError("no codec selected and none found in conf/codec; pass codec=raw (for example)")
+    return nodes
+
+
+def selected_codec_configs(cfg: DictConfig) -> dict[str, DictConfig]:
+    """The codecs of this run, ready to instantiate (runnable_codec_config)."""
     clean = {}
-    for name, node in nodes.items():
+    for name, node in _selected_nodes(cfg).items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"codec.{name}: not a codec config (no _target_); see conf/codec/*.yaml")
-        clean[str(name)] = runnable_codec_config(node, str(name))
+        clean[name] = runnable_codec_config(node, name)
     return clean
 
 
 def selected_codec_roles(cfg: DictConfig) -> dict[str, str]:
     """codec name -> role (codec_meta) of this run's codecs; they travel in points.csv."""
-    sel = cfg.get("codec")
-    nodes = dict(sel.items()) if sel else all_codec_configs()
-    return {str(name): codec_meta(node)["role"] for name, node in nodes.items()}
+    return {name: codec_meta(node)["role"] for name, node in _selected_nodes(cfg).items()}
 
 
 def _codec_yaml(name: str) -> dict:

@@ -88,16 +88,14 @@ class RatePoint:
 
 
 class Codec(ABC):
-    """What every codec has: a name, a rate knob and its rate points.
+    """What every codec has: a name, a rate knob and its rate points, and how it carries an item.
 
-    `kind` says where the codec sits in the data flow, and so what the sweep gives it:
-    "features" (FeatureCodec: the front's p2..p5, the back runs on the decoded features),
-    "image" (ImageCodec: the input image before any front, the whole detector runs on the
-    decoded image: remote inference), "layered" (LayeredCodec: image and features, a base
-    layer for the task and an enhancement layer for a viewable image).
+    `takes` says what the sweep gives it: the front's p2..p5 (FeatureCodec: the back runs on
+    the decoded features), the input image before any front (ImageCodec: the whole detector
+    runs on the decoded image: remote inference), or both (LayeredCodec: a base layer for the
+    task and an enhancement layer for a viewable image).
     """
 
-    kind: str = "features"
     knob: str = "rate"
 
     def __init__(self, name: str, rates: Sequence[object] | None = None):
@@ -144,7 +142,6 @@ class FeatureCodec(Codec):
     so every codec refuses truncated or foreign payloads the same way.
     """
 
-    kind = "features"
     tag: bytes = b"????"
     version: int = 1
 
@@ -209,7 +206,6 @@ class ImageCodec(Codec):
     picture's padding and undo any downscaling, and nothing reaches it another way.
     """
 
-    kind = "image"
     takes = frozenset({"image"})
     tag: bytes = b"????"
     version: int = 1
@@ -261,7 +257,6 @@ class LayeredCodec(Codec):
     base features (`decode_enhancement`).
     """
 
-    kind = "layered"
     takes = frozenset({"image", "features"})
 
     def transmit_encode(self, image: torch.Tensor, front: FrontOutput, rate: RatePoint) -> bytes:
