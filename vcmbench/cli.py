@@ -74,7 +74,8 @@ def _run(cfg, out_dir: str) -> None:
     from vcmbench.settings import RunSettings
 
     points = run_sweep(cfg, out_dir)
-    cols = [c for c in ("codec", "rate", "n_images", "n_failed", "bpp", "map", "ap50", "enc_s", "dec_s")
+    cols = [c for c in ("codec", "rate", "sequence", "n_images", "n_failed", "bpp", "kbps", "map", "ap50", "enc_s",
+                        "dec_s")
             if c in points.columns]
     print(points[cols].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print(f"points table: {out_dir}/points.csv")
@@ -86,6 +87,11 @@ def _run(cfg, out_dir: str) -> None:
 
         # Multirun jobs each hold one slice of the sweep: their merged report is `vcmbench report SWEEP_DIR`.
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return
+        from vcmbench.render.video_report import is_video_run, write_video_report
+
+        if is_video_run(Path(out_dir)):
+            print(f"report: {write_video_report(Path(out_dir), Path(out_dir) / 'report')} (and report.html, figures/)")
             return
         rep = write_report([out_dir], Path(out_dir) / "report")
         print(f"report: {rep.markdown} (and report.html, figures/)")
@@ -126,6 +132,7 @@ COMMANDS = {
     "report": _lazy("vcmbench.render.report", "report_main"),
     "bdrate": _lazy("vcmbench.render.report", "bdrate_main"),
     "regress": _lazy("vcmbench.regress", "regress_main"),
+    "export": _lazy("vcmbench.render.cttc", "export_main"),
 }
 
 
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
               "  train-predictor  train the joint codec's feature -> image predictor (residual mode)\n"
               "  report   tables, BD-rate and RD plots of one or more runs (md, html, png, svg)\n"
               "  bdrate   BD-rate table of two points tables\n"
-              "  regress  exit 1 when a run loses BD-rate against a reference points table")
+              "  regress  exit 1 when a run loses BD-rate against a reference points table\n"
+              "  export   a video run's results as CSVs in a reporting template's layout (--format cttc: MPEG FCM)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0

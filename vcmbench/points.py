@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
 from vcmbench.metrics.detection import evaluate
+from vcmbench.metrics.tracking import COMBINED, evaluate_sequences
 from vcmbench.records import Record, coco_results, complete_groups
+from vcmbench.vision.tracker import track_sequence
 
 POINT_COLUMNS = [
     "dataset", "model", "codec", "rate", "n_images", "n_failed", "bytes", "pixels", "bpp",
@@ -80,3 +83,110 @@ def build_points(
     if rows:
         df = df.sort_values(["codec", "bpp"], kind="stable").reset_index(drop=True)
     return df
+
+
+# ------------------------------------------------------------------------------ sequences
+
+SEQUENCE_COLUMNS = POINT_COLUMNS + ["sequence", "class", "frames", "fps", "kbps"]
+
+
+def build_sequence_points(
+    records: list[Record],
+    dataset: SequenceDataset,
+    model_name: str,
+    roles: dict[str, str] | None = None,
+    tracker: dict | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Records of sequences -> (points: one row per sequence, codec and rate; classes: one row per
+    class of sequences, codec and rate).
+
+    A (codec, rate) becomes points only when it covers every sequence. Per sequence: bytes of its
+    one payload, kbps = 8 x bytes x fps / (1000 x frames), bpp over all its frames' pixels, COCO AP
+    and AP50 over its frames (pycocotools) and, for tracking sets, MOTA / IDF1 / HOTA (TrackEval)
+    of the tracker (`tracker`: ByteTracker settings) run on the decoded detections; `map` is MOTA
+    for tracking sets, AP otherwise (DESIGN.md). Per class: kbps is the mean of its sequences'
+    kbps weighted by duration, and every metric is recomputed jointly over the class's frames
+    (AP over the union of its frames, MOTA/IDF1/HOTA combined over its sequences), as the CTC
+    does; times are per frame over the class's frames.
+    """
+    by_id = {s.sequence_id: s for s in dataset.sequences}
+    metric = "mota" if dataset.tracking else dataset.metric
+    seq_rows, class_rows = [], []
+    for (codec, rate), recs in complete_groups(records, dataset.image_ids).items():
+        common = {"dataset": dataset.name, "model": model_name, "codec": codec, "rate": rate}
+        tracks = {}
+        if dataset.tracking:
+            tracks = {by_id[r.image_id].name: (_gt_frames(dataset, by_id[r.image_id]),
+                                               track_sequence(r.frame_detections, **(tracker or {})))
+                      for r in recs}
+        for r in recs:
+            seq = by_id[r.image_id]
+            scores = _sequence_scores(dataset, [r], [seq], {seq.name: tracks[seq.name]} if tracks else {})
+            row = {**common, **_totals([r], [seq]), "sequence": seq.name, "class": seq.seq_class, "fps": seq.fps,
+                   **scores, "role": (roles or {}).get(codec, "test"), "metric": metric}
+            row.update(_extras([r], row["pixels"]))
+            seq_rows.append(row)
+        for cls in dataset.classes:
+            members = [r for r in recs if by_id[r.image_id].seq_class == cls]
+            seqs = [by_id[r.image_id] for r in members]
+            scores = _sequence_scores(dataset, members, seqs, {s.name: tracks[s.name] for s in seqs} if tracks else {})
+            totals = _totals(members, seqs)
+            durations = [s.duration_s for s in seqs]
+            kbps = [8.0 * r.bytes * s.fps / (1000.0 * len(s.frames)) for r, s in zip(members, seqs)]
+            totals["kbps"] = sum(k * d for k, d in zip(kbps, durations)) / sum(durations)
+            row = {**common, "class": cls, "sequences": len(seqs), "duration_s": sum(durations), **totals, **scores,
+                   "role": (roles or {}).get(codec, "test"), "metric": metric}
+            row.update(_extras(members, row["pixels"]))
+            class_rows.append(row)
+    points = pd.DataFrame(seq_rows, columns=SEQUENCE_COLUMNS if not seq_rows else None)
+    classes = pd.DataFrame(class_rows)
+    if seq_rows:
+        order = {s.name: i for i, s in enumerate(dataset.sequences)}
+        points = points.sort_values(["codec", "sequence", "kbps"], key=lambda c: c.map(order) if c.name == "sequence"
+                                    else c, kind="stable").reset_index(drop=True)
+        classes = classes.sort_values(["codec", "class", "kbps"], kind="stable").reset_index(drop=True)
+    return points, classes
+
+
+def _gt_frames(dataset: SequenceDataset, seq: SequenceRecord) -> list:
+    gt = dataset.ground_truth_tracks[seq.sequence_id]
+    return [gt[f] for f in seq.frame_ids]
+
+
+def _totals(recs: list[Record], seqs: list[SequenceRecord]) -> dict:
+    """Bytes, pixels, frames, bpp, kbps and per-frame times of records of whole sequences."""
+    frames = sum(len(s.frames) for s in seqs)
+    total_bytes = sum(r.bytes for r in recs)
+    pixels = sum(s.pixels for s in seqs)
+    seconds = sum(s.duration_s for s in seqs)
+    workers = max(r.workers for r in recs)
+    out = {"n_images": frames, "n_failed": sum(r.status != "ok" for r in recs), "frames": frames,
+           "bytes": total_bytes, "pixels": pixels, "bpp": 8.0 * total_bytes / pixels,
+           "kbps": 8.0 * total_bytes / (1000.0 * seconds), "workers": workers, "contended": workers > 1}
+    for t in ("enc_s", "dec_s", "front_s", "back_s"):  # per frame: each record's are per its frames
+        out[t] = sum(getattr(r, t) * len(s.frames) for r, s in zip(recs, seqs)) / frames
+    return out
+
+
+def _sequence_scores(dataset: SequenceDataset, recs: list[Record], seqs: list[SequenceRecord], tracks: dict) -> dict:
+    """AP/AP50 over the frames of `seqs` jointly and, with tracks, the combined tracking metrics."""
+    frame_ids = sorted(i for s in seqs for i in s.frame_ids)
+    scores = evaluate(dataset.metric, dataset.annotation_file, coco_results(recs), image_ids=frame_ids)
+    out = {"ap": scores["map"], "ap50": scores["ap50"], "map": scores["map"]}
+    if tracks:
+        combined = evaluate_sequences(tracks)[COMBINED]
+        out.update({k: combined[k] for k in ("mota", "idf1", "hota", "id_switches")})
+        out["map"] = combined["mota"]
+    return out
+
+
+def _extras(recs: list[Record], pixels: int) -> dict:
+    """Per-record extras averaged, layer bytes summed (as for images)."""
+    out: dict = {}
+    for k in sorted({k for r in recs for k in r.extra}):
+        vals = [r.extra[k] for r in recs if k in r.extra]
+        out[k] = sum(vals) / len(vals)
+    for layer in sorted({k for r in recs for k in r.layer_bytes}):
+        out[f"bytes_{layer}"] = int(sum(r.layer_bytes.get(layer, 0) for r in recs))
+        out[f"bpp_{layer}"] = 8.0 * out[f"bytes_{layer}"] / pixels
+    return out

@@ -38,6 +38,12 @@ class Record:
     layer_bytes: dict[str, int] = field(default_factory=dict)
     # Images coded in parallel when this record's times were taken: 1 = uncontended enc_s/dec_s.
     workers: int = 1
+    # Sequences: the record is one (sequence, codec, rate); image_id is the sequence id, bytes the
+    # whole sequence payload, times are per frame, and `frame_detections[k]` holds frame k's rows
+    # (same format as `detections`) for frame image id `frame_ids[k]`.
+    frames: int = 0
+    frame_ids: list[int] = field(default_factory=list)
+    frame_detections: list[list[list[float]]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[int, str, str, str]:
@@ -98,12 +104,20 @@ def complete_groups(records: list[Record], image_ids: list[int]) -> dict[tuple[s
 
 
 def coco_results(records: list[Record]) -> list[dict]:
-    """The records' detections as COCO results (what any COCO tool re-evaluates)."""
+    """The records' detections as COCO results (what any COCO tool re-evaluates); a sequence
+    record gives its frames' detections under the frames' image ids."""
     return [
-        {"image_id": r.image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
+        {"image_id": image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
         for r in records
-        for d in r.detections
+        for image_id, rows in _detections_by_image(r)
+        for d in rows
     ]
+
+
+def _detections_by_image(r: Record) -> list[tuple[int, list[list[float]]]]:
+    if r.frames:
+        return list(zip(r.frame_ids, r.frame_detections))
+    return [(r.image_id, r.detections)]
 
 
 def write_detections(records: list[Record], image_ids: list[int], folder: Path) -> None:

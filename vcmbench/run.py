@@ -26,15 +26,17 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from vcmbench.codecs.base import Codec, RatePoint
+from vcmbench.codecs.sequence import SequenceEncoder, SequenceInfo, decode_sequence, needs_sequence_range, open_sequence
 from vcmbench.config import build, fingerprint, selected_codec_configs, selected_codec_roles
 from vcmbench.datasets.base import Dataset, ImageRecord
+from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.paths import file_sha256
-from vcmbench.points import build_points
+from vcmbench.points import build_points, build_sequence_points
 from vcmbench.records import Record, RecordStore, write_detections
 from vcmbench.settings import RunSettings, as_bool
-from vcmbench.types import LEVELS, Detections, FrontOutput
+from vcmbench.types import LEVELS, Detections, FrontOutput, ImageMeta
 from vcmbench.vision.base import SplitDetector
 
 log = logging.getLogger("vcmbench.run")
@@ -168,7 +170,14 @@ class ItemCoder:
         self.fidelity = as_bool(cfg.get("fidelity", True), "fidelity")
         self.workers = 1
 
-    def code(self, image: ImageRecord, todo: list[tuple[int, int]]) -> Iterator[Record]:
+    def code(self, item: ImageRecord | SequenceRecord, todo: list[tuple[int, int]]) -> Iterator[Record]:
+        """The records of one work item (an image or a sequence) at the points still missing."""
+        if isinstance(item, SequenceRecord):
+            yield from self.code_sequence(item, todo)
+        else:
+            yield from self.code_image(item, todo)
+
+    def code_image(self, image: ImageRecord, todo: list[tuple[int, int]]) -> Iterator[Record]:
         """The records of one image at the (job index, rate index) points still missing.
 
         The front runs once for all of them (image-major), then each point is coded, decoded
@@ -185,6 +194,135 @@ class ItemCoder:
                               pristine)
             record.workers = self.workers
             yield record
+
+    def code_sequence(self, seq: SequenceRecord, todo: list[tuple[int, int]]) -> Iterator[Record]:
+        """The records of one sequence at the points still missing, its frames streamed.
+
+        Frames are loaded and run through the front one at a time; each frame goes to one
+        sequence encoder per point (a running encoder process for inter-coded codecs), so the
+        front runs once per frame for all points and no frame's features outlive its turn. Then
+        each point's payload is decoded frame by frame and each frame goes through the back.
+        Codecs that quantise with the sequence's range get it from a first pass of the front
+        over the frames (its seconds per frame: `range_pass_s`). enc_s / dec_s are per frame:
+        the seconds spent handing frames to the encoder and waiting for it to finish, and in
+        taking decoded frames from the decoder (external encoders also work while the front
+        runs on the next frame, so enc_s of an inter-coded codec is the wall time it added).
+        """
+        n = len(seq.frames)
+        ranges, range_s = None, 0.0
+        if any(needs_sequence_range(self.jobs[j].codec) for j, _ in todo):
+            ranges, range_s = self._sequence_ranges(seq)
+        info = SequenceInfo(n, seq.fps, ranges)
+        points = [SequencePoint(self.jobs[j], self.jobs[j].codec.rates[r]) for j, r in todo]
+        metas: list[ImageMeta] = []
+        front_s = 0.0
+        try:
+            for p in points:
+                p.run(lambda p=p: setattr(p, "encoder", open_sequence(p.job.codec, p.rate, info)))
+            for sample in self.dataset.frames(seq):
+                t0 = time.perf_counter()
+                front = self.detector.front(sample.image)
+                front_s += time.perf_counter() - t0
+                metas.append(front.meta)
+                for p in points:
+                    p.run(lambda p=p, image=sample.image, front=front: p.encoder.add(image, front))
+            for p in points:
+                p.run(lambda p=p: setattr(p, "payload", p.encoder.finish()))
+        except BaseException:
+            for p in points:
+                if p.encoder is not None:
+                    p.encoder.abort()
+            raise
+        for p in points:
+            rec = Record(image_id=seq.sequence_id, codec=p.job.codec.name, rate=p.rate.label, setup=p.job.setup,
+                         bytes=len(p.payload), pixels=seq.pixels, enc_s=p.enc_s / n, dec_s=0.0,
+                         front_s=front_s / n if "features" in p.job.codec.takes else 0.0, back_s=0.0, frames=n,
+                         frame_ids=seq.frame_ids, workers=self.workers)
+            if needs_sequence_range(p.job.codec):
+                rec.extra["range_pass_s"] = range_s / n
+            if p.failure:
+                rec.frame_detections = [[] for _ in range(n)]
+                yield _encode_failed(rec, p.failure)
+            else:
+                yield self._decode_sequence(rec, p, metas)
+
+    def _sequence_ranges(self, seq: SequenceRecord) -> tuple[tuple[tuple[float, float], ...], float]:
+        """Each level's (min, max) over the sequence's frames: a pass of the front, one frame at a time."""
+        t0 = time.perf_counter()
+        lo = [float("inf")] * len(LEVELS)
+        hi = [float("-inf")] * len(LEVELS)
+        for sample in self.dataset.frames(seq):
+            feats = self.detector.front(sample.image).features
+            for i, k in enumerate(LEVELS):
+                lo[i], hi[i] = min(lo[i], float(feats[k].min())), max(hi[i], float(feats[k].max()))
+        return tuple(zip(lo, hi)), time.perf_counter() - t0
+
+    def _decode_sequence(self, rec: Record, p: SequencePoint, metas: list[ImageMeta]) -> Record:
+        """Decode one point's payload frame by frame through the back (or, for an image carried,
+        the whole network); a payload that does not decode is the point's `decode_failed`."""
+        frames = decode_sequence(p.job.codec, p.payload, metas)
+        rows: list[list[list[float]]] = []
+        dec_s = front_s = back_s = 0.0
+        layers: dict[str, int] = {}
+        try:
+            for meta in metas:
+                t0 = time.perf_counter()
+                received = next(frames, None)
+                dec_s += time.perf_counter() - t0
+                if received is None:
+                    raise PayloadError(f"{rec.codec}: the payload decoded to {len(rows)} frames, the sequence has "
+                                       f"{len(metas)}")
+                features = received.features
+                if features is None:
+                    t0 = time.perf_counter()
+                    at_receiver = self.detector.front(received.image)
+                    front_s += time.perf_counter() - t0
+                    features, meta = at_receiver.features, at_receiver.meta
+                t0 = time.perf_counter()
+                rows.append(to_rows(self.detector.back(features, meta), self.detector))
+                back_s += time.perf_counter() - t0
+                for layer, size in received.layers.items():
+                    layers[layer] = layers.get(layer, 0) + size
+            t0 = time.perf_counter()
+            for _ in frames:  # the decoder's end check: nothing after the last frame
+                raise PayloadError(f"{rec.codec}: the payload holds more frames than the sequence's {len(metas)}")
+            dec_s += time.perf_counter() - t0
+        except PayloadError as exc:
+            rec.status, rec.error = "decode_failed", str(exc)
+            rows = []
+            log.warning("sequence %s, %s %s: %s", rec.image_id, rec.codec, rec.rate, exc)
+        finally:
+            frames.close()
+        n = len(metas)
+        rec.frame_detections = rows if rows else [[] for _ in range(n)]
+        rec.dec_s, rec.back_s = dec_s / n, back_s / n
+        if front_s:
+            rec.front_s = front_s / n
+        rec.layer_bytes = layers
+        return rec
+
+
+@dataclass
+class SequencePoint:
+    """One (codec, rate point) of a sequence being coded: its encoder, seconds, payload, failure."""
+
+    job: CodecJob
+    rate: RatePoint
+    encoder: SequenceEncoder | None = None
+    payload: bytes = b""
+    enc_s: float = 0.0
+    failure: str = ""
+
+    def run(self, step: Callable[[], object]) -> None:
+        """One timed encoder step; a failure costs this point only (see _timed_encode)."""
+        if self.failure:
+            return
+        _, seconds, failure = _timed_encode(lambda: step() or b"")
+        self.enc_s += seconds
+        if failure:
+            self.failure = failure
+            if self.encoder is not None:
+                self.encoder.abort()
 
 
 _WORKER: dict[str, object] = {}
@@ -281,7 +419,8 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         if todo:
             work.append((image, todo))
     total = len(dataset) * sum(len(j.codec.rates) for j in jobs)
-    bar = tqdm(total=total, initial=total - sum(len(t) for _, t in work), unit="pt", desc="images x rate points",
+    unit = "sequences" if isinstance(dataset, SequenceDataset) else "images"
+    bar = tqdm(total=total, initial=total - sum(len(t) for _, t in work), unit="pt", desc=f"{unit} x rate points",
                disable=not settings.progress)
 
     def save(record: Record) -> None:
@@ -302,15 +441,14 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
         store.close()
     wanted = {(j.codec.name, rp.label, j.setup) for j in jobs for rp in j.codec.rates}
     finished = [r for r in store.records.values() if (r.codec, r.rate, r.setup) in wanted]
-    points = build_points(
-        finished,
-        dataset.name,
-        detector.name,
-        dataset.metric,
-        dataset.annotation_file,
-        dataset.image_ids,
-        roles={j.codec.name: j.role for j in jobs},
-    )
+    roles = {j.codec.name: j.role for j in jobs}
+    if isinstance(dataset, SequenceDataset):
+        tracker = OmegaConf.to_container(cfg.tracker, resolve=True) if cfg.get("tracker") is not None else {}
+        points, classes = build_sequence_points(finished, dataset, detector.name, roles, tracker)
+        classes.to_csv(run_dir / "classes.csv", index=False)
+    else:
+        points = build_points(finished, dataset.name, detector.name, dataset.metric, dataset.annotation_file,
+                              dataset.image_ids, roles=roles)
     write_detections(finished, dataset.image_ids, run_dir / "detections")
     points.to_csv(run_dir / "points.csv", index=False)
     (run_dir / "run.json").write_text(json.dumps(software_versions(), indent=1))

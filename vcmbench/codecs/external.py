@@ -53,9 +53,11 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -66,10 +68,13 @@ from vcmbench.errors import ConfigError, ExternalCodecError, MissingDependencyEr
 from vcmbench.paths import is_none
 
 __all__ = [
+    "ALL_INTRA",
     "BACKENDS",
     "FAMILY_IDS",
     "ExternalCodec",
     "FfmpegCodec",
+    "FrameSink",
+    "Gop",
     "VtmCodec",
     "make_backend",
     "resolve_ffmpeg",
@@ -97,6 +102,38 @@ class Finished(NamedTuple):
     stdout: bytes
     stderr: bytes
     seconds: float
+
+
+@dataclass(frozen=True)
+class Gop:
+    """The prediction structure of one video: how its frames refer to each other.
+
+    structure: `all_intra` (every frame intra), `low_delay` (frames in display order, each
+    predicted from earlier ones: the FCM CTC's VTM low-delay), `random_access` (hierarchical
+    B-frames with reordering). intra_period: frames between intra refreshes; 0 = one intra
+    frame at the start only (what `intra=False` meant before sequences: the per-image inter
+    modes keep their bytes).
+    """
+
+    structure: str = "all_intra"
+    intra_period: int = 1
+
+    STRUCTURES = ("all_intra", "low_delay", "random_access")
+
+    @property
+    def intra(self) -> bool:
+        return self.structure == "all_intra"
+
+
+ALL_INTRA = Gop("all_intra", 1)
+ONE_INTRA = Gop("random_access", 0)
+
+
+def as_gop(intra: bool | Gop) -> Gop:
+    """`intra=True/False` of the per-image calls, or a Gop."""
+    if isinstance(intra, Gop):
+        return intra
+    return ALL_INTRA if intra else ONE_INTRA
 
 
 def run_process(cmd: Sequence[str], who: str, setting: str, input: bytes | None = None,
@@ -230,8 +267,10 @@ class ExternalCodec(ABC):
         self.check_rate(knob, value, setting)
 
     def encode(self, frames: np.ndarray, bitdepth: int, knob: str, value: object = None,
-               intra: bool = True) -> bytes:
-        """frames: (N, H, W) integer samples in [0, 2**bitdepth) -> bitstream bytes."""
+               intra: bool | Gop = True) -> bytes:
+        """frames: (N, H, W) integer samples in [0, 2**bitdepth) -> bitstream bytes.
+
+        intra: True (all intra), False (one intra frame, then inter) or a Gop."""
         frames = np.asarray(frames)
         if frames.ndim != 3 or 0 in frames.shape:
             raise ValueError(f"{self.who}: frames must be a non-empty (N, H, W) array, got shape {frames.shape}")
@@ -239,7 +278,7 @@ class ExternalCodec(ABC):
         if frames.min() < 0 or frames.max() >= (1 << bitdepth):
             raise ValueError(f"{self.who}: samples outside [0, {(1 << bitdepth) - 1}] for {bitdepth}-bit coding")
         t0 = time.perf_counter()
-        data = self._encode(frames.astype(np.uint16, copy=False), bitdepth, knob, value, intra)
+        data = self._encode(frames.astype(np.uint16, copy=False), bitdepth, knob, value, as_gop(intra))
         self.last_encode_s = time.perf_counter() - t0
         self.encode_s += self.last_encode_s
         self.calls += 1
@@ -269,7 +308,22 @@ class ExternalCodec(ABC):
         return out
 
     @abstractmethod
-    def _encode(self, frames: np.ndarray, bitdepth: int, knob: str, value: object, intra: bool) -> bytes: ...
+    def _encode(self, frames: np.ndarray, bitdepth: int, knob: str, value: object, gop: Gop) -> bytes: ...
+
+    # -- streaming (sequences) -------------------------------------------------------------
+    def open_encoder(self, height: int, width: int, frames: int, bitdepth: int, knob: str, value: object,
+                     gop: Gop) -> FrameSink:
+        """A video of `frames` (height, width) frames, written a few at a time (`FrameSink.write`),
+        so a sequence's frames never sit in memory together. This default spools the samples to a
+        temporary file and codes it at `finish` (encoders that read files: VTM, the x265 CLI);
+        ffmpeg back-ends pipe each frame straight into the running encoder."""
+        self.validate(knob, value, bitdepth)
+        return SpoolSink(self, height, width, frames, bitdepth, knob, value, gop)
+
+    def open_decoder(self, data: bytes, frames: int, height: int, width: int, bitdepth: int) -> Iterator[np.ndarray]:
+        """The decoded (height, width) frames of a video, one at a time. This default decodes the
+        whole video first (file-based decoders); ffmpeg back-ends stream them from the decoder."""
+        yield from self.decode(data, (frames, height, width), bitdepth)
 
     @abstractmethod
     def _decode(self, data: bytes, n: int, h: int, w: int, bitdepth: int) -> np.ndarray: ...
@@ -368,17 +422,17 @@ class FfmpegCodec(ExternalCodec):
         return [self.exe, "-hide_banner", "-nostats", "-loglevel", "error", "-y"]
 
     @abstractmethod
-    def _encoder_args(self, knob: str, value: object, intra: bool, bitdepth: int) -> list[str]: ...
+    def _encoder_args(self, knob: str, value: object, gop: Gop, bitdepth: int) -> list[str]: ...
 
-    def _encode(self, frames, bitdepth, knob, value, intra) -> bytes:
+    def _encode(self, frames, bitdepth, knob, value, gop) -> bytes:
         n, h, w = frames.shape
         frames = _pad_to(frames, self._align(), self.min_dim)
         _, ph, pw = frames.shape
         return self._run_encoder(self._to_input(frames, bitdepth), self._in_pix_fmt(bitdepth), (ph, pw), n,
-                                 knob, value, intra, bitdepth)
+                                 knob, value, gop, bitdepth)
 
-    def _run_encoder(self, raw: bytes, pix_fmt: str, size: tuple[int, int], n: int, knob: str, value: object,
-                     intra: bool, bitdepth: int, filters: str | None = None, out_pix_fmt: str | None = None) -> bytes:
+    def _encoder_command(self, pix_fmt: str, size: tuple[int, int], n: int, knob: str, value: object, gop: Gop,
+                         bitdepth: int, filters: str | None = None, out_pix_fmt: str | None = None) -> list[str]:
         ph, pw = size
         cmd = self._base() + [
             "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{pw}x{ph}", "-r", "25", "-i", "-",
@@ -392,7 +446,11 @@ class FfmpegCodec(ExternalCodec):
         threads = self.threads if self.threads is not None else self._auto_threads(ph * pw)
         if threads is not None:
             cmd += ["-threads", str(threads)]
-        cmd += self._encoder_args(knob, value, intra, bitdepth) + self.extra_args + ["-f", self.muxer, "-"]
+        return cmd + self._encoder_args(knob, value, gop, bitdepth) + self.extra_args + ["-f", self.muxer, "-"]
+
+    def _run_encoder(self, raw: bytes, pix_fmt: str, size: tuple[int, int], n: int, knob: str, value: object,
+                     gop: Gop, bitdepth: int, filters: str | None = None, out_pix_fmt: str | None = None) -> bytes:
+        cmd = self._encoder_command(pix_fmt, size, n, knob, value, gop, bitdepth, filters, out_pix_fmt)
         self.last_command = cmd
         done = run_process(cmd, self.who, self.setting, raw, self.timeout_s)
         self.last_output = done.stderr
@@ -407,7 +465,7 @@ class FfmpegCodec(ExternalCodec):
         runs the real encoder on it."""
         self.check_rate(knob, value)
         t0 = time.perf_counter()
-        data = self._run_encoder(raw, pix_fmt, size, 1, knob, value, True, bitdepth, filters, out_pix_fmt)
+        data = self._run_encoder(raw, pix_fmt, size, 1, knob, value, ALL_INTRA, bitdepth, filters, out_pix_fmt)
         self.last_encode_s = time.perf_counter() - t0
         return self._nonempty(data)
 
@@ -427,6 +485,44 @@ class FfmpegCodec(ExternalCodec):
         if len(done.stdout) != n_bytes:
             raise self._wrong_size(len(done.stdout), n_bytes, 1, *size)
         return done.stdout
+
+    def open_encoder(self, height, width, frames, bitdepth, knob, value, gop) -> FrameSink:
+        self.validate(knob, value, bitdepth)
+        ph, pw = self.coded_size(height, width)
+        cmd = self._encoder_command(self._in_pix_fmt(bitdepth), (ph, pw), frames, knob, value, gop, bitdepth)
+        return PipeSink(self, cmd, lambda f: self._to_input(_pad_to(f, self._align(), self.min_dim), bitdepth),
+                        (height, width), frames)
+
+    def open_decoder(self, data, frames, height, width, bitdepth) -> Iterator[np.ndarray]:
+        if not data:
+            raise ExternalCodecError(f"{self.who}: empty bitstream")
+        ph, pw = self.coded_size(height, width)
+        frame_bytes = len(self._to_input(np.zeros((1, ph, pw), np.uint16), bitdepth))  # one raw frame
+        cmd = self._base() + self._decoder_args() + [
+            "-i", "-", "-an", "-frames:v", str(frames), "-f", "rawvideo", "-pix_fmt", self._out_pix_fmt(bitdepth), "-",
+        ]
+        self.last_command = cmd
+        for raw in stream_frames(cmd, bytes(data), frame_bytes, frames, self.who, self.setting, self.timeout_s):
+            yield np.ascontiguousarray(self._from_output(raw, 1, ph, pw, bitdepth)[0, :height, :width])
+
+    def open_picture_encoder(self, pix_fmt: str, size: tuple[int, int], frames: int, filters: str, out_pix_fmt: str,
+                             bitdepth: int, knob: str, value: object, gop: Gop) -> PipeSink:
+        """A video of colour pictures (`encode_picture`'s conversions, then inter coding by `gop`),
+        fed one picture at a time with `PipeSink.write_raw`."""
+        self.check_rate(knob, value)
+        cmd = self._encoder_command(pix_fmt, size, frames, knob, value, gop, bitdepth, filters, out_pix_fmt)
+        return PipeSink(self, cmd, None, size, frames)
+
+    def decode_pictures(self, data: bytes, frames: int, filters: str, pix_fmt: str, frame_bytes: int
+                        ) -> Iterator[bytes]:
+        """Inverse of open_picture_encoder: each picture's `frame_bytes` of `pix_fmt` samples after `filters`."""
+        if not data:
+            raise ExternalCodecError(f"{self.who}: empty bitstream")
+        cmd = self._base() + self._decoder_args() + [
+            "-i", "-", "-an", "-frames:v", str(frames), "-vf", filters, "-f", "rawvideo", "-pix_fmt", pix_fmt, "-",
+        ]
+        self.last_command = cmd
+        yield from stream_frames(cmd, bytes(data), frame_bytes, frames, self.who, self.setting, self.timeout_s)
 
     def _auto_threads(self, frame_pixels: int) -> int | None:
         """-threads when the config leaves it unset (None: ffmpeg's and the encoder's default)."""
@@ -468,13 +564,22 @@ class VvencCodec(FfmpegCodec):
     min_dim = 32  # libvvenc refuses frames under 16 (intra) / 32 (random access) pixels a side
     default_preset = "faster"
 
-    def _encoder_args(self, knob, value, intra, bitdepth):
+    def _encoder_args(self, knob, value, gop, bitdepth):
         qp = int(value)
         if not 0 <= qp <= 63:
             raise ConfigError(f"{self.who}: VVC qp={qp} outside 0..63")
         params = "AccessUnitDelimiter=0:RewriteParamSets=0"
         args = ["-preset", str(self.preset), "-qp", str(qp), "-qpa", "0"]
-        args += ["-g", "1"] if intra else ["-period", "100000"]
+        if gop.intra:
+            args += ["-g", "1"]
+        elif gop == ONE_INTRA:
+            args += ["-period", "100000"]
+        elif gop.structure == "low_delay":
+            # vvenc's low-delay configuration: no reordering, GOP 8, no IDR refresh (vvenc refuses
+            # another refresh type without reordering); intra frames every intra_period
+            params += f":PicReordering=0:GOPSize=8:IntraPeriod={gop.intra_period or -1}:DecodingRefreshType=none"
+        else:
+            params += f":GOPSize=32:IntraPeriod={gop.intra_period or -1}"
         return args + ["-vvenc-params", params]
 
     def _out_pix_fmt(self, bitdepth: int) -> str:
@@ -498,7 +603,7 @@ class X265Codec(FfmpegCodec):
     min_dim = 16  # x265 refuses smaller frames
     default_preset = "fast"
 
-    def _encoder_args(self, knob, value, intra, bitdepth):
+    def _encoder_args(self, knob, value, gop, bitdepth):
         # info=0: no SEI carrying x265's version and options string (~2 KB per stream).
         params = ["log-level=error", "info=0"]
         args = ["-preset", str(self.preset)]
@@ -510,7 +615,10 @@ class X265Codec(FfmpegCodec):
             params.append("cutree=0")
         else:
             params.append("lossless=1")
-        params.append("keyint=1" if intra else "keyint=100000:min-keyint=100000")
+        period = gop.intra_period or 100000
+        params.append("keyint=1" if gop.intra else f"keyint={period}:min-keyint={period}")
+        if gop.structure == "low_delay":
+            params.append("bframes=0")
         return args + ["-x265-params", ":".join(params)]
 
 
@@ -533,7 +641,7 @@ class X265CliCodec(X265Codec):
             )
         self.x265 = found
 
-    def _encode(self, frames, bitdepth, knob, value, intra) -> bytes:
+    def _encode(self, frames, bitdepth, knob, value, gop) -> bytes:
         n = frames.shape[0]
         frames = _pad_to(frames, self._align(), self.min_dim)
         _, ph, pw = frames.shape
@@ -543,8 +651,10 @@ class X265CliCodec(X265Codec):
                 self.x265, "--input", "-", "--input-res", f"{pw}x{ph}", "--frames", str(n), "--fps", "25",
                 "--input-depth", str(bitdepth), "--output-depth", str(bitdepth), "--input-csp", "i400",
                 "--preset", str(self.preset), "--no-info", "--no-progress", "--log-level", "error",
-                "--keyint", "1" if intra else "-1",
+                "--keyint", "1" if gop.intra else str(gop.intra_period or -1),
             ]
+            if gop.structure == "low_delay":
+                cmd += ["--bframes", "0"]
             if knob == "qp":
                 cmd += ["--qp", str(int(value))]
             elif knob == "crf":
@@ -572,13 +682,15 @@ class AomCodec(FfmpegCodec):
     muxer = "obu"
     default_preset = 6  # -cpu-used
 
-    def _encoder_args(self, knob, value, intra, bitdepth):
+    def _encoder_args(self, knob, value, gop, bitdepth):
         args = ["-cpu-used", str(self.preset), "-b:v", "0"]
         if knob == "crf":
             args += ["-crf", str(int(value))]
         else:
             args += ["-aom-params", "lossless=1"]
-        args += ["-g", "1"] if intra else ["-g", "100000"]
+        args += ["-g", "1"] if gop.intra else ["-g", str(gop.intra_period or 100000)]
+        if gop.structure == "low_delay":
+            args += ["-lag-in-frames", "0"]
         return args
 
 
@@ -594,13 +706,17 @@ class SvtAv1Codec(FfmpegCodec):
     yuv420 = True
     default_preset = 8
 
-    def _encoder_args(self, knob, value, intra, bitdepth):
+    def _encoder_args(self, knob, value, gop, bitdepth):
         args = ["-preset", str(self.preset)]
+        params = ["pred-struct=1"] if gop.structure == "low_delay" else []
         if knob == "crf":
             args += ["-crf", str(int(value))]
         else:
-            args += ["-qp", str(int(value)), "-svtav1-params", "rc=0:aq-mode=0:enable-tf=0"]
-        args += ["-g", "1"] if intra else ["-g", "100000"]
+            args += ["-qp", str(int(value))]
+            params = ["rc=0", "aq-mode=0", "enable-tf=0", *params]
+        if params:
+            args += ["-svtav1-params", ":".join(params)]
+        args += ["-g", "1"] if gop.intra else ["-g", str(gop.intra_period or 100000)]
         return args
 
     def _out_pix_fmt(self, bitdepth: int) -> str:
@@ -616,8 +732,9 @@ class Ffv1Codec(FfmpegCodec):
     decoder_format = "nut"
     muxer = "nut"
 
-    def _encoder_args(self, knob, value, intra, bitdepth):
-        return ["-level", "1", "-coder", "1", "-context", "1", "-g", "1" if intra else "100000"]
+    def _encoder_args(self, knob, value, gop, bitdepth):
+        return ["-level", "1", "-coder", "1", "-context", "1", "-g",
+                "1" if gop.intra else str(gop.intra_period or 100000)]
 
 
 class PngCodec(FfmpegCodec):
@@ -643,7 +760,7 @@ class PngCodec(FfmpegCodec):
         out = np.frombuffer(raw, dt).reshape(n, h, w).astype(np.uint16)
         return np.minimum(out, (1 << bitdepth) - 1)
 
-    def _encoder_args(self, knob, value, intra, bitdepth):
+    def _encoder_args(self, knob, value, gop, bitdepth):
         return ["-pred", "mixed", "-compression_level", "9"]
 
 
@@ -674,11 +791,196 @@ class JpegCodec(FfmpegCodec):
             raise self._wrong_size(len(raw), n * fsize, n, h, w)
         return np.frombuffer(raw, "u1").reshape(n, fsize)[:, : h * w].reshape(n, h, w).astype(np.uint16)
 
-    def _encoder_args(self, knob, value, intra, bitdepth):
+    def _encoder_args(self, knob, value, gop, bitdepth):
         q = int(value)
         if not 1 <= q <= 31:
             raise ConfigError(f"{self.who}: JPEG q={q} outside 1..31 (ffmpeg -q:v; lower is better)")
         return ["-q:v", str(q), "-qmin", "1", "-huffman", "optimal"]
+
+
+# ----------------------------------------------------------------------- streaming videos
+
+
+class FrameSink(ABC):
+    """A video being encoded: frames go in a few at a time, the bitstream comes out at `finish`."""
+
+    def __init__(self, backend: ExternalCodec, size: tuple[int, int], frames: int):
+        self.backend, self.size, self.frames = backend, size, int(frames)
+        self.written = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append (k, H, W) samples; more frames than announced is an error."""
+        frames = np.asarray(frames, dtype=np.uint16)
+        if frames.ndim != 3 or tuple(frames.shape[1:]) != tuple(self.size):
+            raise ValueError(f"{self.backend.who}: frames of shape {frames.shape[1:]}, this video's are {self.size}")
+        if self.written + frames.shape[0] > self.frames:
+            raise ValueError(f"{self.backend.who}: more than the {self.frames} frames this video was opened for")
+        self._write(frames)
+        self.written += frames.shape[0]
+
+    def finish(self) -> bytes:
+        if self.written != self.frames:
+            self.abort()
+            raise ValueError(f"{self.backend.who}: {self.written} frames written, the video was opened for {self.frames}")
+        return self.backend._nonempty(self._finish())
+
+    @abstractmethod
+    def _write(self, frames: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _finish(self) -> bytes: ...
+
+    def abort(self) -> None:  # noqa: B027 - a hook: sinks without a process have nothing to stop
+        """Stop the encoder without a bitstream (the sequence failed elsewhere)."""
+
+
+class _Drain(threading.Thread):
+    """Reads a pipe to its end in the background, so the process never blocks on a full pipe."""
+
+    def __init__(self, pipe):
+        super().__init__(daemon=True)
+        self.pipe, self.chunks = pipe, []
+
+    def run(self) -> None:
+        for chunk in iter(lambda: self.pipe.read(1 << 16), b""):
+            self.chunks.append(chunk)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class PipeSink(FrameSink):
+    """An encoder process started at open; each write goes straight into its stdin."""
+
+    def __init__(self, backend: ExternalCodec, cmd: list[str], to_input, size: tuple[int, int], frames: int):
+        super().__init__(backend, size, frames)
+        self.cmd, self.to_input = cmd, to_input
+        backend.last_command = cmd
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            raise MissingDependencyError(f"{backend.who}: cannot run {cmd[0]!r} ({exc.strerror or exc})") from None
+        self.out, self.err = _Drain(self.proc.stdout), _Drain(self.proc.stderr)
+        self.out.start()
+        self.err.start()
+        self.deadline = time.monotonic() + backend.timeout_s
+
+    def _failed(self, what: str) -> ExternalCodecError:
+        self.abort()
+        self.backend.last_output = self.err.data
+        return ExternalCodecError(f"{self.backend.who}: `{shlex.join(self.cmd)}` {what}; "
+                                  f"it printed: {_tail(self.err.data)}")
+
+    def _write(self, frames: np.ndarray) -> None:
+        self._send(self.to_input(frames))
+
+    def write_raw(self, raw: bytes, count: int = 1) -> None:
+        """Append `count` pictures already in the encoder's input format (colour pictures)."""
+        if self.written + count > self.frames:
+            raise ValueError(f"{self.backend.who}: more than the {self.frames} frames this video was opened for")
+        self._send(raw)
+        self.written += count
+
+    def _send(self, raw: bytes) -> None:
+        try:
+            self.proc.stdin.write(raw)
+        except (BrokenPipeError, ValueError):
+            raise self._failed("stopped reading its input") from None
+
+    def _finish(self) -> bytes:
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            code = self.proc.wait(timeout=max(1.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise self._failed(f"did not finish within {self.backend.timeout_s:g} s and was killed") from None
+        self.out.join()
+        self.err.join()
+        self.backend.last_output = self.err.data
+        if code != 0:
+            raise self._failed(f"exited with status {code}")
+        return self.out.data
+
+    def abort(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class SpoolSink(FrameSink):
+    """Frames spooled to a temporary file, coded at `finish` by the back-end's file-based encode."""
+
+    def __init__(self, backend: ExternalCodec, height: int, width: int, frames: int, bitdepth: int, knob: str,
+                 value: object, gop: Gop):
+        super().__init__(backend, (height, width), frames)
+        self.args = (bitdepth, knob, value, gop)
+        self.file = tempfile.TemporaryFile(prefix="vcmbench-spool-")
+
+    def _write(self, frames: np.ndarray) -> None:
+        self.file.write(frames.astype("<u2").tobytes())
+
+    def _finish(self) -> bytes:
+        self.file.flush()
+        try:
+            samples = np.memmap(self.file, dtype="<u2", mode="r", shape=(self.frames, *self.size))
+            return self.backend.encode(samples, *self.args)
+        finally:
+            self.file.close()
+
+    def abort(self) -> None:
+        self.file.close()
+
+
+def stream_frames(cmd: list[str], data: bytes, frame_bytes: int, frames: int, who: str, setting: str,
+                  timeout_s: float) -> Iterator[bytes]:
+    """Run a decoder on `data` and yield its raw output `frame_bytes` at a time, `frames` times.
+
+    The bitstream is fed from a thread and the process is killed after `timeout_s`, so a corrupt
+    payload ends in ExternalCodecError (short output, a non-zero exit, a timeout), never a hang.
+    """
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        raise MissingDependencyError(f"{who}: cannot run {cmd[0]!r} ({exc.strerror or exc}); set {setting}") from None
+    err = _Drain(proc.stderr)
+    err.start()
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(data)
+            proc.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    watchdog = threading.Timer(timeout_s, proc.kill)
+    watchdog.start()
+    try:
+        for k in range(frames):
+            raw = proc.stdout.read(frame_bytes)
+            if len(raw) != frame_bytes:
+                proc.wait()
+                err.join()
+                raise ExternalCodecError(
+                    f"{who}: `{shlex.join(cmd)}` gave {k} of {frames} frames (then {len(raw)} of {frame_bytes} bytes): "
+                    f"the bitstream is corrupt or truncated; it printed: {_tail(err.data)}")
+            yield raw
+        rest = proc.stdout.read()
+        code = proc.wait()
+        err.join()
+        if code != 0 or rest:
+            raise ExternalCodecError(f"{who}: `{shlex.join(cmd)}` exited with status {code} after {frames} frames"
+                                     f"{' and gave more' if rest else ''}; it printed: {_tail(err.data)}")
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
 
 
 # ---------------------------------------------------------------------------------- VTM
@@ -736,7 +1038,7 @@ class VtmCodec(ExternalCodec):
             f"bin/{app} as {setting}"
         )
 
-    def _encode(self, frames, bitdepth, knob, value, intra) -> bytes:
+    def _encode(self, frames, bitdepth, knob, value, gop) -> bytes:
         n, h, w = frames.shape
         samples = frames.astype("<u2")
         with tempfile.TemporaryDirectory(prefix="vcmbench-vtm-") as tmp:
@@ -754,8 +1056,10 @@ class VtmCodec(ExternalCodec):
                 f"--OutputBitDepth={bitdepth}",
                 "--InputChromaFormat=400", "--ChromaFormatIDC=400", "--ConformanceWindowMode=1",
             ]
-            if intra:
+            if gop.intra:
                 cmd += ["--IntraPeriod=1"]
+            elif gop.intra_period:
+                cmd += [f"--IntraPeriod={gop.intra_period}"]  # the structure is the cfg's (encoder_lowdelay_vtm.cfg)
             cmd += self.extra_args
             self.last_command = cmd
             self.last_output = run_process(cmd, self.who, self.enc_setting, None, self.timeout_s, cwd=tmp).stderr

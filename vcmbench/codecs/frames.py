@@ -31,15 +31,17 @@ the shape table, so they are not repeated.
 
 from __future__ import annotations
 
+import struct
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from vcmbench.codecs.base import FeatureCodec, RatePoint, register_tags
+from vcmbench.codecs.base import FeatureCodec, RatePoint, Received, check_container, register_tags
 from vcmbench.codecs.external import ExternalCodec
+from vcmbench.codecs.sequence import SequenceEncoder, SequenceInfo, check_gop_settings, ctc_gop
 from vcmbench.codecs.tiling import (
     MosaicLayout,
     Reader,
@@ -61,7 +63,10 @@ from vcmbench.codecs.tiling import (
     uvarint,
 )
 from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError, ShapeError
-from vcmbench.types import LEVELS, Features
+from vcmbench.types import LEVELS, Features, FrontOutput, ImageMeta, check_features
+
+#: container version of a sequence payload (the per-image payload is version 1)
+SEQUENCE_VERSION = 2
 
 #: EE1.2 global range for OpenImages detection features (Faster R-CNN X101-FPN, detectron2)
 EE12_OPENIMAGES_RANGE = (-22.3948, 20.3891)
@@ -134,6 +139,11 @@ class FrameLayout(ABC):
     def video_shapes(self, shapes, plan) -> list[tuple[int, int, int]]: ...
 
     @abstractmethod
+    def arrange(self, q: list[np.ndarray], plan, fill: int) -> list[np.ndarray]:
+        """Quantised levels -> videos by an existing plan (a sequence's later frames reuse the
+        first frame's side information, written once)."""
+
+    @abstractmethod
     def levels(self, videos: list[np.ndarray], shapes, plan) -> list[np.ndarray]: ...
 
 
@@ -176,6 +186,9 @@ class StackedMosaic(FrameLayout):
     def video_shapes(self, shapes, plan):
         return [(1, *plan.frame_size)]
 
+    def arrange(self, q, plan, fill):
+        return [plan.pack(q, fill)[None]]
+
     def levels(self, videos, shapes, plan):
         return plan.unpack(videos[0][0])
 
@@ -209,6 +222,12 @@ class LevelMosaics(FrameLayout):
         if stacked:
             return [(1, *mosaic.frame_size)]
         return [(1, *mosaic.level_size(i)) for i in range(len(shapes))]
+
+    def arrange(self, q, plan, fill):
+        mosaic, stacked = plan
+        if stacked:
+            return [mosaic.pack(q, fill)[None]]
+        return [mosaic.pack_level(i, x, fill)[None] for i, x in enumerate(q)]
 
     def levels(self, videos, shapes, plan):
         mosaic, stacked = plan
@@ -250,6 +269,9 @@ class ChannelFrames(FrameLayout):
 
     def video_shapes(self, shapes, plan):
         return [tuple(s) for s in shapes]
+
+    def arrange(self, q, plan, fill):
+        return list(q) if plan is None else [x[o] for x, o in zip(q, plan)]
 
     def levels(self, videos, shapes, plan):
         if plan is None:
@@ -325,8 +347,11 @@ class FrameCodec(FeatureCodec):
 
     def __init__(self, name: str, quantiser: UniformQuantiser, layout: FrameLayout,
                  backend: ExternalCodec | Callable[..., ExternalCodec], knob: str = "qp",
-                 rates: Sequence[object] | None = None, gop: str = "intra"):
+                 rates: Sequence[object] | None = None, gop: str = "intra", sequence_gop: str = "low_delay",
+                 intra_period: int | str = "auto"):
         setting = f"codec.{name}"
+        check_gop_settings(setting, sequence_gop, intra_period)
+        self.sequence_gop, self.intra_period = sequence_gop, intra_period
         quantiser.check(f"{setting}.quantiser")
         layout.check(f"{setting}.layout")
         if gop not in ("intra", "inter"):
@@ -372,6 +397,18 @@ class FrameCodec(FeatureCodec):
     def _decode_body(self, body, shapes) -> Features:
         check_plausible(shapes, self.name)
         r = Reader(body, self.name)
+        bits, ranges, plan, video_shapes = self._read_head(r, shapes)
+        streams = unpack_streams(r, len(video_shapes))
+        depth = sample_depth(bits)
+        try:
+            videos = [self.backend.decode(s, shape, depth) for s, shape in zip(streams, video_shapes)]
+        except ExternalCodecError as exc:
+            raise PayloadError(f"{self.name}: the {self.backend.family} bitstream does not decode: {exc}") from None
+        return self._features(videos, shapes, plan, bits, ranges)
+
+    def _read_head(self, r: Reader, shapes):
+        """Mode and coding bytes, ranges and the layout's side information: (bits, ranges, plan,
+        per-frame video shapes); PayloadError for anything this decoder did not write."""
         range_mode, flags = split_mode_byte(r.u8(), self.name)
         if flags & ~self.layout.known_flags:
             raise PayloadError(f"{self.name}: unknown header flags {flags:#x} (corrupt header)")
@@ -389,15 +426,125 @@ class FrameCodec(FeatureCodec):
             video_shapes = self.layout.video_shapes(shapes, plan)
         except ShapeError as exc:
             raise PayloadError(f"{self.name}: {exc} (corrupt header)") from None
-        streams = unpack_streams(r, len(video_shapes))
-        depth = sample_depth(bits)
+        return bits, ranges, plan, video_shapes
+
+    def _features(self, videos: list[np.ndarray], shapes, plan, bits: int, ranges) -> Features:
+        """Decoded videos of one frame -> the dequantised levels."""
         try:
-            videos = [self.backend.decode(s, shape, depth) for s, shape in zip(streams, video_shapes)]
             q = self.layout.levels(videos, shapes, plan)
-        except ExternalCodecError as exc:
-            raise PayloadError(f"{self.name}: the {self.backend.family} bitstream does not decode: {exc}") from None
         except ShapeError as exc:
             raise PayloadError(f"{self.name}: {exc} (corrupt header)") from None
         m = (1 << bits) - 1
         return {lvl: torch.from_numpy(dequantize(np.minimum(x, m), lo, hi, bits))
                 for lvl, x, (lo, hi) in zip(LEVELS, q, ranges)}
+
+    # -- sequences ------------------------------------------------------------------------
+    @property
+    def needs_sequence_range(self) -> bool:
+        """A sequence is quantised with one range, its own unless the quantiser's is global."""
+        return self.quantiser.range != "global"
+
+    def sequence_encoder(self, rate: RatePoint, info: SequenceInfo) -> SequenceEncoder:
+        return FrameSequenceEncoder(self, rate, info)
+
+    def sequence_decode(self, payload: bytes, metas: Sequence[ImageMeta]) -> Iterator[Received]:
+        """The frames of a sequence payload (FrameSequenceEncoder's), decoded one at a time."""
+        payload = bytes(payload)
+        check_container(payload, 6, self.tag, SEQUENCE_VERSION, self.name)
+        r = Reader(memoryview(payload)[5:], self.name)
+        n_levels = r.u8()
+        if n_levels != len(LEVELS):
+            raise PayloadError(f"{self.name}: payload says {n_levels} levels, expected {len(LEVELS)} (corrupt header)")
+        shapes = [struct.unpack(">HHH", r.take(6)) for _ in LEVELS]
+        check_plausible(shapes, self.name)
+        frames = r.uvarint()
+        if frames != len(metas):
+            raise PayloadError(f"{self.name}: payload holds {frames} frames, the sequence has {len(metas)} "
+                               "(corrupt header)")
+        bits, ranges, plan, video_shapes = self._read_head(r, shapes)
+        streams = unpack_streams(r, len(video_shapes))
+        depth = sample_depth(bits)
+        decoders = [self.backend.open_decoder(st, frames * n, h, w, depth) for st, (n, h, w) in zip(streams, video_shapes)]
+        try:
+            for _ in range(frames):
+                videos = [np.stack([next(d) for _ in range(n)]) for d, (n, _, _) in zip(decoders, video_shapes)]
+                yield Received(features=self._features(videos, shapes, plan, bits, ranges))
+            for d in decoders:  # each decoder checks its end: nothing left over, a clean exit
+                for _ in d:
+                    raise PayloadError(f"{self.name}: a bitstream holds more frames than the header says")
+        except ExternalCodecError as exc:
+            raise PayloadError(f"{self.name}: the {self.backend.family} bitstream does not decode: {exc}") from None
+        except StopIteration:
+            raise PayloadError(f"{self.name}: a bitstream holds fewer frames than the header says") from None
+        finally:
+            for d in decoders:
+                d.close()
+
+
+class FrameSequenceEncoder(SequenceEncoder):
+    """A sequence through a FrameCodec: one range and one layout plan for all frames, each layout
+    video (the mosaic; or one per level; or one per level's channels) one inter-coded bitstream.
+
+    Payload: the 30-byte container header with version SEQUENCE_VERSION, the frame count (uvarint),
+    then the per-image payload's mode, coding, range and side-information fields, written once,
+    then the streams. Each frame's samples go into the running encoder as soon as they are laid
+    out; only the encoder processes hold state between frames.
+    """
+
+    def __init__(self, codec: FrameCodec, rate: RatePoint, info: SequenceInfo):
+        self.codec, self.rate, self.info = codec, rate, info
+        self.bits = codec._bits_for(rate)
+        self.sinks = []
+        self.head = b""
+
+    def _start(self, features: Features) -> None:
+        c, bits = self.codec, self.bits
+        check_features(features)
+        shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
+        if self.info.ranges is not None:
+            bounds = [np.asarray(pair, dtype=np.float32) for pair in self.info.ranges]
+            self.ranges = compute_ranges(bounds, c.quantiser.range, float(c.quantiser.global_min),
+                                         float(c.quantiser.global_max))
+        elif c.quantiser.range == "global":
+            self.ranges = [(float(np.float32(c.quantiser.global_min)), float(np.float32(c.quantiser.global_max)))] * 4
+        else:
+            raise ConfigError(f"codec.{c.name}: range {c.quantiser.range} needs the sequence's range before its "
+                              "first frame (SequenceInfo.ranges)")
+        self.shapes, self.fill = shapes, 1 << (bits - 1)
+        q = [quantize(features[k].detach().to("cpu", torch.float32).numpy(), lo, hi, bits)
+             for k, (lo, hi) in zip(LEVELS, self.ranges)]
+        side, _ = c.layout.encode(q, shapes, self.fill)
+        flags = c.layout.flags(True)
+        self.plan = c.layout.read(Reader(side, c.name), shapes, flags)
+        self.head = c.tag + struct.pack(">BB", SEQUENCE_VERSION, len(shapes))
+        self.head += b"".join(struct.pack(">HHH", *s) for s in shapes) + uvarint(self.info.frames)
+        self.head += bytes([mode_byte(c.quantiser.range, flags), coding_byte(bits, c.backend.family_id)])
+        self.head += pack_ranges(c.quantiser.range, self.ranges) + side
+        value = None if c.knob == "bits" else self.rate.value
+        for n, h, w in c.layout.video_shapes(shapes, self.plan):
+            gop = ctc_gop(c.sequence_gop, c.intra_period, self.info.fps, n)
+            self.sinks.append(c.backend.open_encoder(h, w, self.info.frames * n, sample_depth(bits), c.backend_knob,
+                                                     value, gop))
+
+    def add(self, image: torch.Tensor, front: FrontOutput) -> None:
+        features = front.features
+        if not self.sinks:
+            self._start(features)
+        shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
+        if shapes != self.shapes:
+            raise ShapeError(f"codec.{self.codec.name}: a frame's features are {shapes}, the sequence's first were "
+                             f"{self.shapes}; a sequence's frames must share one size")
+        levels = [features[k].detach().to("cpu", torch.float32).numpy() for k in LEVELS]
+        compute_ranges(levels, "global", 0.0, 1.0)  # the NaN/inf check
+        q = [quantize(x, lo, hi, self.bits) for x, (lo, hi) in zip(levels, self.ranges)]
+        for sink, video in zip(self.sinks, self.codec.layout.arrange(q, self.plan, self.fill)):
+            sink.write(video)
+
+    def finish(self) -> bytes:
+        if not self.sinks:
+            raise ShapeError(f"codec.{self.codec.name}: a sequence without frames")
+        return self.head + pack_streams([sink.finish() for sink in self.sinks])
+
+    def abort(self) -> None:
+        for sink in self.sinks:
+            sink.abort()

@@ -23,19 +23,27 @@ uncompressed limit of the image pipeline: its accuracy is exactly the unsplit de
 
 Payload: the ImageCodec container (tag, version, input height and width) + the scale in
 percent (1 byte) + the bitstream as the encoder wrote it. All of it counts in bpp.
+
+Sequences: the frames are coded as one video through the same conversions, with inter
+prediction (`sequence_gop`: low_delay by default, `intra_period` auto: the FCM CTC's), and the
+receiver runs the whole network on each decoded frame. Sequence payload: tag, version 2, the
+frames' height and width (2 x u16), the frame count (uvarint), the scale (1 byte), the bitstream.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from vcmbench.codecs.base import ImageCodec, RatePoint, register_tags
+from vcmbench.codecs.base import ImageCodec, RatePoint, Received, check_container, register_tags
 from vcmbench.codecs.external import FfmpegCodec, make_backend
-from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError
+from vcmbench.codecs.sequence import SequenceEncoder, SequenceInfo, check_gop_settings, ctc_gop
+from vcmbench.codecs.tiling import Reader, uvarint
+from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError, ShapeError
+from vcmbench.types import FrontOutput, ImageMeta
 
 #: back-end -> 4-byte payload tag: a PNG payload fed to the VVC decoder is refused, not misread
 TAGS = {"vvc": b"IMGV", "hevc": b"IMGH", "av1": b"IMGA", "png": b"IMGP"}
@@ -43,6 +51,8 @@ MATRICES = ("bt601", "bt709")
 register_tags(f"{__name__}.ImageAnchorCodec", *TAGS.values())
 #: the VCM CTC image-anchor QPs
 CTC_QPS = (22, 27, 32, 37, 42, 47)
+#: container version of a sequence payload (an image's is 1)
+SEQUENCE_VERSION = 2
 
 
 def scaled_size(height: int, width: int, percent: int) -> tuple[int, int]:
@@ -59,8 +69,11 @@ class ImageAnchorCodec(ImageCodec):
 
     def __init__(self, name: str, inner: str = "vvc", rates: Sequence[object] | None = None, scale: float = 1.0,
                  bits: int = 10, matrix: str = "bt601", preset: object = None, ffmpeg: str | None = None,
-                 threads: int | None = None, timeout_s: float | None = None):
+                 threads: int | None = None, timeout_s: float | None = None, sequence_gop: str = "low_delay",
+                 intra_period: int | str = "auto"):
         setting = f"codec.{name}"
+        check_gop_settings(setting, sequence_gop, intra_period)
+        self.sequence_gop, self.intra_period = sequence_gop, intra_period
         if inner not in TAGS:
             raise ConfigError(f"{setting}.inner={inner!r}: an image codec back-end is one of {sorted(TAGS)}")
         percent = round(float(scale) * 100)
@@ -170,3 +183,65 @@ class ImageAnchorCodec(ImageCodec):
             raise PayloadError(f"{self.name}: the bitstream does not decode ({exc})") from None
         arr = np.frombuffer(rgb, np.uint8).reshape(height, width, 3)
         return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+    # -- sequences -----------------------------------------------------------------------------
+    def sequence_encoder(self, rate: RatePoint, info: SequenceInfo) -> SequenceEncoder:
+        return ImageSequenceEncoder(self, rate, info)
+
+    def sequence_decode(self, payload: bytes, metas: Sequence[ImageMeta]) -> Iterator[Received]:
+        """The decoded frames of a sequence payload, one at a time, for the receiver's network."""
+        payload = bytes(payload)
+        check_container(payload, 9, self.tag, SEQUENCE_VERSION, self.name)
+        r = Reader(memoryview(payload)[5:], self.name)
+        h, w = struct.unpack(">HH", r.take(4))
+        frames, percent = r.uvarint(), r.u8()
+        if h == 0 or w == 0 or not 1 <= percent <= 100:
+            raise PayloadError(f"{self.name}: header says {w}x{h} frames at scale {percent} % (corrupt header)")
+        if frames != len(metas):
+            raise PayloadError(f"{self.name}: payload holds {frames} frames, the sequence has {len(metas)} "
+                               "(corrupt header)")
+        pictures = self.backend.decode_pictures(r.rest(), frames, self._decode_filters(h, w, percent), "rgb24",
+                                                h * w * 3)
+        try:
+            for raw in pictures:
+                arr = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+                yield Received(image=torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+        except ExternalCodecError as exc:
+            raise PayloadError(f"{self.name}: the bitstream does not decode ({exc})") from None
+        finally:
+            pictures.close()
+
+
+class ImageSequenceEncoder(SequenceEncoder):
+    """A sequence's frames into one running encoder: the image anchor's video."""
+
+    def __init__(self, codec: ImageAnchorCodec, rate: RatePoint, info: SequenceInfo):
+        self.codec, self.rate, self.info = codec, rate, info
+        self.sink = None
+        self.size: tuple[int, int] = (0, 0)
+
+    def add(self, image: torch.Tensor, front: FrontOutput) -> None:
+        c = self.codec
+        _, h, w = (int(v) for v in image.shape)
+        if self.sink is None:
+            if max(h, w) > 0xFFFF:
+                raise ShapeError(f"{c.name}: frames of {w}x{h} exceed the container's 65535-pixel side")
+            self.size = (h, w)
+            out_fmt, bits = ("rgb24", 8) if c.lossless else (c._yuv_format(), c.bits)
+            gop = ctc_gop(c.sequence_gop, c.intra_period, self.info.fps)
+            self.sink = c.backend.open_picture_encoder("rgb24", (h, w), self.info.frames, c._encode_filters(h, w),
+                                                       out_fmt, bits, self.rate.knob, self.rate.value, gop)
+        elif (h, w) != self.size:
+            raise ShapeError(f"{c.name}: a frame of {w}x{h} in a sequence of {self.size[1]}x{self.size[0]} frames")
+        self.sink.write_raw(image.permute(1, 2, 0).contiguous().numpy().tobytes())
+
+    def finish(self) -> bytes:
+        if self.sink is None:
+            raise ShapeError(f"{self.codec.name}: a sequence without frames")
+        c, (h, w) = self.codec, self.size
+        head = c.tag + struct.pack(">BHH", SEQUENCE_VERSION, h, w) + uvarint(self.info.frames)
+        return head + struct.pack(">B", c.percent) + self.sink.finish()
+
+    def abort(self) -> None:
+        if self.sink is not None:
+            self.sink.abort()

@@ -40,6 +40,10 @@ class CodecStyle:
     anchor: bool
 
 
+RATE_LABELS = {"bpp": "bits per input-image pixel (bpp, log scale)",
+               "kbps": "bit rate (kbps = 8 x bytes x fps / 1000 / frames, log scale)"}
+
+
 def codec_styles(codecs: list[str], anchor: str | None) -> dict[str, CodecStyle]:
     """One stable style per codec, in the order given; the anchor is black and dashed."""
     styles, k = {}, 0
@@ -102,19 +106,21 @@ def _save(fig, stem: Path) -> list[Path]:
     return out
 
 
-def _curves(points: pd.DataFrame, ycol: str, codecs: list[str]):
+def _curves(points: pd.DataFrame, ycol: str, codecs: list[str], xcol: str = "bpp"):
     for codec in codecs:
         sub = points[points.codec == codec]
-        sub = sub[np.isfinite(sub.bpp.astype(float)) & (sub.bpp.astype(float) > 0)]
+        x = sub[xcol].astype(float)
+        sub = sub[np.isfinite(x) & (x > 0)]
         sub = sub[np.isfinite(sub[ycol].astype(float))] if ycol in sub else sub.iloc[0:0]
         if len(sub):
-            yield codec, sub.sort_values("bpp")
+            yield codec, sub.sort_values(xcol).assign(bpp=sub[xcol])
 
 
-def _draw(ax, points: pd.DataFrame, ycol: str, codecs: list[str], styles: dict[str, CodecStyle]) -> bool:
-    """Draw one line per codec; True when some point had failed decodes (ringed)."""
+def _draw(ax, points: pd.DataFrame, ycol: str, codecs: list[str], styles: dict[str, CodecStyle],
+          xcol: str = "bpp") -> bool:
+    """Draw one line per codec (x: `xcol`); True when some point had failed decodes (ringed)."""
     any_failed = False
-    for codec, sub in _curves(points, ycol, codecs):
+    for codec, sub in _curves(points, ycol, codecs, xcol):
         st = styles[codec]
         single = len(sub) == 1
         ax.plot(
@@ -160,8 +166,10 @@ def rd_plot(
     metric: str = "map",
     metric_label: str = "mAP (%)",
     codecs: list[str] | None = None,
+    rate_col: str = "bpp",
 ) -> list[Path]:
-    """Task accuracy vs bits per pixel (log x), one line per codec; returns the PNG and SVG paths.
+    """Task accuracy vs bits per pixel (or `rate_col="kbps"` for sequences; log x), one line per
+    codec; returns the PNG and SVG paths.
 
     ``uncompressed`` = (label, accuracy) draws the accuracy of the uncompressed features as a
     horizontal line (the `raw` codec's mAP).
@@ -169,14 +177,14 @@ def rd_plot(
     codecs = codecs or list(dict.fromkeys(points.codec))
     styles = codec_styles(codecs, anchor)
     fig, ax = plt.subplots(figsize=(8.0, 5.0))
-    failed = _draw(ax, points, metric, codecs, styles)
+    failed = _draw(ax, points, metric, codecs, styles, rate_col)
     if uncompressed is not None and math.isfinite(uncompressed[1]):
         label, value = uncompressed
         ax.axhline(value, color="#444444", linestyle=(0, (1, 2)), linewidth=1.4, zorder=2,
                    label=f"{label}: {value:.2f}")
     _log_axis(ax, "x")
     _clamp_at_zero(ax, points[metric] if metric in points else [])
-    ax.set_xlabel("bits per input-image pixel (bpp, log scale)")
+    ax.set_xlabel(RATE_LABELS.get(rate_col, rate_col))
     ax.set_ylabel(metric_label)
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="major", color="#cccccc", linewidth=0.7)

@@ -383,6 +383,17 @@ def report_main(argv: list[str]) -> int:
                     help="output folder (default: RUN_DIR/report for one run, else results/report)")
     ap.add_argument("--method", choices=METHODS, default="pchip", help="BD interpolation (default: pchip)")
     args = ap.parse_args(argv)
+    from vcmbench.render.video_report import is_video_run, write_video_report
+
+    if len(args.paths) == 1 and is_video_run(Path(args.paths[0])):
+        try:
+            md = write_video_report(Path(args.paths[0]), Path(args.out or _default_out(args.paths)), args.anchor,
+                                    args.method)
+        except VcmbenchError as exc:
+            print(f"vcmbench report: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"report: {md}")
+        return 0
     try:
         rep = write_report(args.paths, args.out or _default_out(args.paths), args.anchor, args.method)
     except VcmbenchError as exc:

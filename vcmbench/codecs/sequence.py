@@ -1,0 +1,140 @@
+"""Sequence mode: how a codec carries a whole video sequence as one payload, frame by frame.
+
+The runner streams a sequence's frames through the front one at a time and hands each frame
+to one `SequenceEncoder` per (codec, rate point); `finish` gives the sequence's payload (one
+byte string, everything the decoder needs, all of it counted). `Codec.sequence_decode` gives
+back what reached the receiver frame by frame (`Received`, as for an image). No frame's
+features outlive its turn: encoders hold their own state (a running encoder process, the bytes
+so far), never the sequence's features.
+
+Two kinds of codecs, one contract:
+
+- inter-coded codecs (the feature anchor and the packing baselines, `FrameCodec`) write one
+  video bitstream per layout video with inter prediction over the sequence's frames;
+- intra-only codecs (learned, raw, image, joint) go through `FramewiseEncoder`, the one shared
+  adapter: each frame's own payload, concatenated.
+
+A codec with a sequence mode of its own defines `sequence_encoder(rate, info)` and
+`sequence_decode(payload, metas)` (and `needs_sequence_range` if it quantises with the
+sequence's range); `open_sequence` / `decode_sequence` below give every other codec the adapter,
+so the runner calls the same two functions for all.
+
+Framewise container (big-endian, uvarints as in `vcmbench.codecs.tiling`):
+
+    tag      4 bytes  b"SEQF"
+    version  1 byte
+    frames   uvarint  number of frames N
+    N x      uvarint length, then that frame's payload (the codec's per-image container)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from vcmbench.codecs.base import Codec, RatePoint, Received, check_container, register_tags
+from vcmbench.codecs.external import ALL_INTRA, Gop
+from vcmbench.codecs.tiling import Reader, uvarint
+from vcmbench.errors import ConfigError, PayloadError
+from vcmbench.types import FrontOutput, ImageMeta
+
+FRAMEWISE_TAG = b"SEQF"
+FRAMEWISE_VERSION = 1
+register_tags(f"{__name__}.FramewiseEncoder", FRAMEWISE_TAG)
+
+
+@dataclass(frozen=True)
+class SequenceInfo:
+    """What an encoder may know about a sequence before its first frame.
+
+    frames: the number of frames; fps: the frame rate (the CTC picks the intra period by it);
+    ranges: the (min, max) of each feature level over the whole sequence, for codecs that
+    quantise with one range per sequence (`Codec.needs_sequence_range`); None otherwise.
+    """
+
+    frames: int
+    fps: float
+    ranges: tuple[tuple[float, float], ...] | None = None
+
+
+def check_gop_settings(setting: str, structure: str, intra_period: int | str) -> None:
+    """ConfigError naming `setting.sequence_gop` / `setting.intra_period` for a bad value."""
+    if structure not in Gop.STRUCTURES:
+        raise ConfigError(f"{setting}.sequence_gop={structure!r}: choose one of {list(Gop.STRUCTURES)}")
+    if intra_period != "auto" and not (isinstance(intra_period, int) and intra_period >= 0):
+        raise ConfigError(f"{setting}.intra_period={intra_period!r}: give auto (the CTC's: 64, or 32 for "
+                          "24/30 fps), a number of frames, or 0 (one intra frame at the start)")
+
+
+def ctc_gop(structure: str, intra_period: int | str, fps: float, frames_per_step: int = 1) -> Gop:
+    """A sequence's prediction structure: `intra_period` auto is the FCM CTC's (64 frames, 32 for
+    24/30 fps content), counted in the sequence's frames (a video holding several coded frames per
+    sequence frame, one per channel, refreshes every intra_period x frames_per_step)."""
+    if structure == "all_intra":
+        return ALL_INTRA
+    period = (32 if round(fps) in (24, 30) else 64) if intra_period == "auto" else int(intra_period)
+    return Gop(structure, period * frames_per_step)
+
+
+class SequenceEncoder(ABC):
+    """One sequence at one rate point being encoded: `add` each frame in order, then `finish`."""
+
+    @abstractmethod
+    def add(self, image: torch.Tensor, front: FrontOutput) -> None:
+        """Code one frame (its input image and the front's output; the codec takes what it needs)."""
+
+    @abstractmethod
+    def finish(self) -> bytes:
+        """The sequence's whole payload."""
+
+    def abort(self) -> None:  # noqa: B027 - a hook: only encoders with processes have anything to stop
+        """Give up on the sequence (another frame failed): stop any running encoder."""
+
+
+class FramewiseEncoder(SequenceEncoder):
+    """The shared adapter of intra-only codecs: each frame coded alone, payloads concatenated."""
+
+    def __init__(self, codec: Codec, rate: RatePoint, info: SequenceInfo):
+        self.codec, self.rate, self.info = codec, rate, info
+        self.parts: list[bytes] = []
+
+    def add(self, image: torch.Tensor, front: FrontOutput) -> None:
+        self.parts.append(self.codec.transmit_encode(image, front, self.rate))
+
+    def finish(self) -> bytes:
+        head = FRAMEWISE_TAG + bytes([FRAMEWISE_VERSION]) + uvarint(len(self.parts))
+        return head + b"".join(uvarint(len(p)) + p for p in self.parts)
+
+
+def framewise_decode(codec: Codec, payload: bytes, metas: Sequence[ImageMeta]) -> Iterator[Received]:
+    """Inverse of FramewiseEncoder: each frame's Received, in order; PayloadError if malformed."""
+    payload = bytes(payload)
+    check_container(payload, 5, FRAMEWISE_TAG, FRAMEWISE_VERSION, codec.name)
+    reader = Reader(memoryview(payload)[5:], codec.name)
+    n = reader.uvarint()
+    if n != len(metas):
+        raise PayloadError(f"{codec.name}: payload holds {n} frames, the sequence has {len(metas)} (corrupt header)")
+    for meta in metas:
+        yield codec.transmit_decode(reader.take(reader.uvarint()), meta)
+    if reader.remaining:
+        raise PayloadError(f"{codec.name}: {reader.remaining} bytes after the last frame (corrupt payload)")
+
+
+def needs_sequence_range(codec: Codec) -> bool:
+    """Whether the codec's sequence mode needs SequenceInfo.ranges (a first pass over the frames)."""
+    return bool(getattr(codec, "needs_sequence_range", False))
+
+
+def open_sequence(codec: Codec, rate: RatePoint, info: SequenceInfo) -> SequenceEncoder:
+    """The codec's own sequence encoder, or the framewise adapter for intra-only codecs."""
+    own = getattr(codec, "sequence_encoder", None)
+    return own(rate, info) if own is not None else FramewiseEncoder(codec, rate, info)
+
+
+def decode_sequence(codec: Codec, payload: bytes, metas: Sequence[ImageMeta]) -> Iterator[Received]:
+    """What reaches the receiver, frame by frame (the inverse of `open_sequence`'s payload)."""
+    own = getattr(codec, "sequence_decode", None)
+    return own(payload, metas) if own is not None else framewise_decode(codec, payload, metas)

@@ -1,0 +1,413 @@
+"""MOT-challenge folders (MOT16/17/20, and TVD and HiEve as MPEG's FCM conditions use them) as a
+sequence dataset, converted once to a cached COCO json.
+
+Layout, one folder per sequence under `root`::
+
+    root/<sequence>/seqinfo.ini       [Sequence] name, imDir, frameRate, seqLength, imWidth, imHeight, imExt
+    root/<sequence>/img1/000001.jpg   frames 1..seqLength (imDir / imExt as the ini says)
+    root/<sequence>/gt/gt.txt         frame, id, x, y, w, h, flag, class, visibility
+
+gt.txt semantics (MOT16 and later): a row whose flag (7th column) is 0 is "ignore" and dropped;
+rows of 8 or 9 columns are kept only if their class (8th column) is in `classes` (default [1],
+pedestrian); a class of -1, rows of 6 or 7 columns, and MOT15-style rows of 10 columns (whose
+8th-10th columns are world coordinates, not a class) are kept whatever `classes` says. Every
+kept row becomes category 1 ("person") with its MOT id as `track_id`; its MOT class is kept as
+`mot_class` and its visibility as `visibility` where the row has them. Rows with a width or
+height <= 0 are dropped (logged). MOT boxes count pixels from 1 (the top-left pixel is (1, 1));
+COCO's from 0, so x and y are shifted by -1 (`MOT_ORIGIN`), the frame of the detectors' boxes.
+Distractor classes (MOT17's static persons, reflections, ...) are dropped, not kept as
+ignore regions, so scores can differ slightly from the official MOT evaluation.
+
+Ids: sequences 1..N in the order chosen; a frame's image id is `sequence_id * 1_000_000 +
+frame number`, and its `frame_index` in the json is the MOT frame number (from 1). The json is
+cached under `cache_dir` (default `$VCMBENCH_CACHE/mot` or `~/.cache/vcmbench/mot`) with a
+fingerprint of every input's path, size and mtime (seqinfo.ini, gt.txt, each frame file) in its
+`info`, and rebuilt only when one changes.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vcmbench.atomic import write_bytes
+from vcmbench.datasets.sequences import SequenceDataset, sequences_from_coco
+from vcmbench.errors import DatasetError
+from vcmbench.paths import is_none
+
+log = logging.getLogger(__name__)
+
+#: Bump when the json layout or the conversion rules change, so old caches are rebuilt.
+CACHE_FORMAT = 1
+#: Frame image id = sequence_id * FRAME_ID_STRIDE + frame number.
+FRAME_ID_STRIDE = 1_000_000
+#: MOT pixel coordinates start at 1; COCO's at 0.
+MOT_ORIGIN = 1
+CATEGORIES = [{"id": 1, "name": "person"}]
+HOW_TO_GET = "download the sequences from motchallenge.net (MOT) or the TVD / HiEve sites and give dataset.root"
+
+
+@dataclass(frozen=True)
+class MotSequence:
+    """One sequence folder as its seqinfo.ini and image folder describe it."""
+
+    name: str  # the folder name under root
+    folder: Path
+    fps: float
+    width: int
+    height: int
+    frame_files: tuple[str, ...]  # file names relative to root; entry k is frame k + 1
+    gt: Path
+    stats: tuple[tuple[str, int, int], ...]  # (path, size, mtime_ns) of every input file
+
+    @property
+    def length(self) -> int:
+        return len(self.frame_files)
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("VCMBENCH_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "vcmbench") / "mot"
+
+
+def _plain(value: Any) -> Any:
+    """Hydra hands over DictConfig/ListConfig; the conversion wants plain dicts and lists."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        return value
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _stat(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path.absolute()), int(st.st_size), int(st.st_mtime_ns)
+
+
+def list_sequences(root: Path) -> list[str]:
+    """Names of the folders under root that hold a seqinfo.ini, sorted."""
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "seqinfo.ini").is_file())
+    if not names:
+        raise DatasetError(f"{root.absolute()}: no sequence folder with a seqinfo.ini under dataset.root; {HOW_TO_GET}")
+    return names
+
+
+def _ini_number(ini: Path, section: configparser.SectionProxy, key: str, kind: type) -> Any:
+    raw = section.get(key)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = kind(float(raw)) if kind is int else kind(raw)
+    except ValueError:
+        raise DatasetError(f"{ini}: {key}={raw!r} is not a number; fix the [Sequence] section") from None
+    if kind is int and float(raw) != value:
+        raise DatasetError(f"{ini}: {key}={raw!r} is not a whole number; fix the [Sequence] section")
+    return value
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return int(im.width), int(im.height)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DatasetError(
+            f"{path}: cannot read the image header ({exc}); the file is corrupt or not an image"
+        ) from exc
+
+
+def read_sequence(root: Path, name: str) -> MotSequence:
+    """Read root/<name>/seqinfo.ini and list its frames; every inconsistency is a one-line DatasetError."""
+    folder = root / name
+    if not folder.is_dir():
+        raise DatasetError(f"MOT sequence folder not found: {folder.absolute()} (dataset.sequences); {HOW_TO_GET}")
+    ini = folder / "seqinfo.ini"
+    if not ini.is_file():
+        raise DatasetError(f"seqinfo.ini not found: {ini.absolute()}; every sequence folder needs one; {HOW_TO_GET}")
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(ini.read_text(encoding="utf-8-sig"), source=str(ini))
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        msg = " ".join(str(exc).split())
+        raise DatasetError(f"{ini}: not a valid seqinfo.ini ({msg}); fix the file or {HOW_TO_GET}") from None
+    if "Sequence" not in parser:
+        raise DatasetError(f"{ini}: no [Sequence] section; fix the file or {HOW_TO_GET}")
+    sec = parser["Sequence"]
+    fps = _ini_number(ini, sec, "frameRate", float)
+    if fps is None or not fps > 0:
+        raise DatasetError(
+            f"{ini}: frameRate is missing or not positive ({sec.get('frameRate')!r}); "
+            "give the sequence's frame rate, e.g. frameRate=30"
+        )
+    length = _ini_number(ini, sec, "seqLength", int)
+    width = _ini_number(ini, sec, "imWidth", int)
+    height = _ini_number(ini, sec, "imHeight", int)
+    im_dir = (sec.get("imDir") or "img1").strip()
+    ext = (sec.get("imExt") or ".jpg").strip()
+    ext = ext if ext.startswith(".") else f".{ext}"
+
+    images = folder / im_dir
+    if not images.is_dir():
+        raise DatasetError(f"image folder not found: {images.absolute()} (imDir of {ini}); {HOW_TO_GET}")
+    found = [p for p in images.iterdir() if p.suffix.lower() == ext.lower() and p.stem.isdigit()]
+    numbered = {int(p.stem): p for p in sorted(found)}
+    count = len(found)
+    if count == 0:
+        raise DatasetError(f"{images.absolute()}: no frames named <number>{ext}; {HOW_TO_GET}")
+    if length is None:
+        length = count
+    if count != length:
+        raise DatasetError(
+            f"{ini}: seqLength={length} but {images.absolute()} holds {count} {ext} frames; "
+            "fix seqLength or restore the missing frames"
+        )
+    missing = [k for k in range(1, length + 1) if k not in numbered]
+    if missing:
+        raise DatasetError(
+            f"{images.absolute()}: frame {missing[0]:06d}{ext} is missing (frames must be numbered "
+            f"1..seqLength={length}); restore it or {HOW_TO_GET}"
+        )
+    if length >= FRAME_ID_STRIDE:
+        raise DatasetError(f"{ini}: seqLength={length}; at most {FRAME_ID_STRIDE - 1} frames a sequence are supported")
+    frames = [numbered[k] for k in range(1, length + 1)]
+    w, h = _image_size(frames[0])
+    if (width, height) != (w, h) and not (width is None and height is None):
+        raise DatasetError(
+            f"{ini}: imWidth x imHeight = {width}x{height} but {frames[0]} is {w}x{h}; fix the ini or the frames"
+        )
+
+    gt = folder / "gt" / "gt.txt"
+    if not gt.is_file():
+        raise DatasetError(
+            f"ground truth not found: {gt.absolute()} (test splits have none; use sequences with gt); {HOW_TO_GET}"
+        )
+    stats = (_stat(ini), _stat(gt), *(_stat(p) for p in frames))
+    rel = tuple(f"{name}/{im_dir}/{p.name}" for p in frames)
+    return MotSequence(name, folder, float(fps), w, h, rel, gt, stats)
+
+
+def read_gt(path: Path, length: int, classes: set[int] | None) -> list[dict[str, Any]]:
+    """The kept rows of a gt.txt as {frame, track_id, bbox (COCO, 0-based), mot_class?, visibility?}."""
+    rows: list[dict[str, Any]] = []
+    dropped_size = 0
+    with open(path, encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            parts = [p.strip() for p in text.split(",")]
+            while parts and parts[-1] == "":  # a trailing comma
+                parts.pop()
+            try:
+                vals = [float(p) for p in parts]
+            except ValueError:
+                vals = []
+            if len(vals) < 6:
+                shown = text if len(text) <= 80 else text[:77] + "..."
+                raise DatasetError(
+                    f"{path} line {n}: expected at least 6 comma-separated numbers, got {shown!r}; "
+                    "fix or remove the line"
+                )
+            frame, tid = vals[0], vals[1]
+            if not frame.is_integer() or not 1 <= frame <= length or not tid.is_integer():
+                raise DatasetError(
+                    f"{path} line {n}: frame {parts[0]} / id {parts[1]} must be whole numbers, the frame "
+                    f"within 1..seqLength={length}; fix or remove the line"
+                )
+            ncol = len(vals)
+            if ncol >= 7 and vals[6] == 0:  # flag 0: ignore
+                continue
+            has_class = 8 <= ncol <= 9  # MOT16+ layout; 10 columns is MOT15's (world x, y, z)
+            cls = int(vals[7]) if has_class else None
+            if classes is not None and cls is not None and cls != -1 and cls not in classes:
+                continue
+            x, y, w, h = vals[2:6]
+            if not (w > 0 and h > 0):
+                dropped_size += 1
+                continue
+            row: dict[str, Any] = {
+                "frame": int(frame),
+                "track_id": int(tid),
+                "bbox": [x - MOT_ORIGIN, y - MOT_ORIGIN, w, h],
+            }
+            if cls is not None:
+                row["mot_class"] = cls
+            if ncol == 9:
+                row["visibility"] = vals[8]
+            rows.append(row)
+    if dropped_size:
+        log.warning("%s: dropped %d rows with a width or height <= 0", path, dropped_size)
+    return rows
+
+
+def convert(seqs: list[MotSequence], classes: set[int] | None, seq_class: dict[str, str]) -> dict[str, Any]:
+    """The COCO dict over the sequences (ids 1..N in list order)."""
+    sequences, images, annotations = [], [], []
+    for sid, s in enumerate(seqs, start=1):
+        sequences.append(
+            {
+                "id": sid,
+                "name": s.name,
+                "class": seq_class.get(s.name, "all"),
+                "fps": s.fps,
+                "length": s.length,
+                "width": s.width,
+                "height": s.height,
+            }
+        )
+        for k, file_name in enumerate(s.frame_files, start=1):
+            images.append(
+                {
+                    "id": sid * FRAME_ID_STRIDE + k,
+                    "file_name": file_name,
+                    "height": s.height,
+                    "width": s.width,
+                    "sequence_id": sid,
+                    "frame_index": k,
+                }
+            )
+        rows = read_gt(s.gt, s.length, classes)
+        rows.sort(key=lambda r: (r["frame"], r["track_id"]))
+        for r in rows:
+            w, h = r["bbox"][2], r["bbox"][3]
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": sid * FRAME_ID_STRIDE + r["frame"],
+                "category_id": 1,
+                "bbox": r["bbox"],
+                "area": w * h,
+                "iscrowd": 0,
+                "track_id": r["track_id"],
+            }
+            ann.update({k: r[k] for k in ("mot_class", "visibility") if k in r})
+            annotations.append(ann)
+    return {
+        "info": {},
+        "sequences": sequences,
+        "images": images,
+        "annotations": annotations,
+        "categories": [dict(c) for c in CATEGORIES],
+    }
+
+
+def _read_cache(path: Path, fp: str) -> dict[str, Any] | None:
+    """The cached json if it was made from the same inputs; anything unreadable just means 'rebuild'."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("info", {}).get("vcmbench_fingerprint") != fp:
+        return None
+    return data
+
+
+def _write_cache(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(path, json.dumps(data).encode("utf-8"))
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot write the converted COCO json {path} ({exc}); set dataset.cache_dir to a writable folder"
+        ) from exc
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _classes(classes: Any) -> set[int] | None:
+    classes = _plain(classes)
+    if classes is None or is_none(classes):
+        return None
+    items = classes if isinstance(classes, list | tuple | set) else [classes]
+    try:
+        return {int(c) for c in items}
+    except (TypeError, ValueError):
+        raise DatasetError(
+            f"dataset.classes={classes!r}: give a list of MOT class numbers, e.g. [1], or null"
+        ) from None
+
+
+def build(
+    name: str,
+    root: str,
+    sequences: list[str] | None = None,
+    classes: list[int] | tuple[int, ...] | None = (1,),
+    seq_class: dict[str, str] | str | None = None,
+    max_frames: int | None = None,
+    cache_dir: str | None = None,
+    how_to_get: str | None = None,
+) -> SequenceDataset:
+    """Hydra target: `dataset=mot_folder dataset.root=/data/MOT17/train`.
+
+    `sequences`: folder names under root (default: every folder with a seqinfo.ini, sorted);
+    `classes`: MOT classes kept (null: all); `seq_class`: sequence name -> the class it is
+    reported under (a single string: the class of every sequence; default 'all');
+    `max_frames`: the first N frames of each sequence (the cached json always holds them all).
+    `how_to_get` is accepted for config symmetry; the errors carry their own instructions.
+    """
+    del how_to_get
+    rootp = Path(str(root)).expanduser()
+    if not rootp.is_dir():
+        raise DatasetError(f"MOT folder not found: {rootp.absolute()} (dataset.root); {HOW_TO_GET}")
+    if max_frames is not None and not is_none(max_frames) and int(max_frames) < 1:
+        raise DatasetError(f"dataset.max_frames={max_frames}: must be >= 1 or null")
+    sequences = _plain(sequences)
+    names = list_sequences(rootp) if sequences is None or is_none(sequences) else [str(s) for s in sequences]
+    if len(set(names)) != len(names):
+        raise DatasetError(f"dataset.sequences={names}: a sequence is listed twice")
+    keep = _classes(classes)
+    seq_class = _plain(seq_class)
+    if seq_class is None or is_none(seq_class):
+        class_of: dict[str, str] = {}
+    elif isinstance(seq_class, str):
+        class_of = dict.fromkeys(names, seq_class)
+    elif isinstance(seq_class, dict):
+        class_of = {str(k): str(v) for k, v in seq_class.items()}
+        unknown = sorted(k for k in class_of if not (rootp / k).is_dir())
+        if unknown:
+            raise DatasetError(
+                f"dataset.seq_class names {unknown}, not sequence folders of {rootp.absolute()}; fix the names"
+            )
+    else:
+        raise DatasetError(f"dataset.seq_class={seq_class!r}: give a mapping sequence name -> class, a string or null")
+
+    seqs = [read_sequence(rootp, n) for n in names]
+    options = {
+        "format": CACHE_FORMAT,
+        "root": str(rootp.absolute()),
+        "sequences": names,
+        "classes": sorted(keep) if keep is not None else None,
+        "seq_class": {n: class_of.get(n, "all") for n in names},
+    }
+    folder = default_cache_dir() if cache_dir is None or is_none(cache_dir) else Path(str(cache_dir)).expanduser()
+    cache_file = folder / f"{name}-{_digest(options)[:12]}.json"
+    fp = _digest({"options": options, "inputs": [s.stats for s in seqs]})
+    data = _read_cache(cache_file, fp)
+    if data is None:
+        log.info("converting %d MOT sequences of %s to COCO json %s", len(seqs), name, cache_file)
+        data = convert(seqs, keep, options["seq_class"])
+        data["info"] = {
+            "description": f"vcmbench {name}: MOT-challenge folder converted to COCO format",
+            "vcmbench_fingerprint": fp,
+            "vcmbench_format": CACHE_FORMAT,
+            "source": options,
+        }
+        _write_cache(cache_file, data)
+    recs = sequences_from_coco(data, cache_file)
+    if max_frames is not None and not is_none(max_frames):
+        recs = [dataclasses.replace(s, frames=s.frames[: int(max_frames)]) for s in recs]
+    return SequenceDataset(name, cache_file, rootp, recs, tracking=True)

@@ -1,0 +1,676 @@
+"""SFU-HW-Objects-v1, the detection sequences of MPEG's FCM common test conditions, as a sequence
+dataset: raw 8-bit 4:2:0 YUV files plus per-frame YOLO-style txt annotations, converted once to
+a cached COCO json.
+
+Inputs under `root`:
+
+* `<yuv_dir>/<Name>_<W>x<H>_<fps>[_...].yuv` — planar Y, U, V, 8 bits, 4:2:0 (chroma planes
+  ceil(W/2) x ceil(H/2)), frames back to back, e.g. `Traffic_2560x1600_30_crop.yuv`,
+  `Kimono1_1920x1080_24.yuv`, `BQSquare_416x240_60.yuv`. A table entry finds its file by name
+  (or alias) and size; `extra_sequences.<name>.file` names one explicitly.
+* `<annotation_dir>/<SequenceName>/*_<frame>.txt` — one file per frame, lines
+  `class_id cx cy w h` (class: the COCO 80-class index 0..79; centre and size normalised to
+  0..1). Any txt whose name ends in `_<digits>.txt` counts, the digits being the frame number
+  in the YUV, counted from 0. The sequence folder may be named as the table entry, an alias,
+  the YUV file's stem or `<Name>_<W>x<H>_<fps>`, directly under `annotation_dir` or under a
+  `Class<X>` / `<X>` folder of its class. Frames without a txt are frames with no objects.
+
+The COCO json maps SFU class k to the real COCO category id (`SFU_TO_COCO[k]`: 0 -> 1 person,
+2 -> 3 car, 79 -> 90 toothbrush) and carries all 80 COCO categories, so a COCO-trained
+detector's category ids match; boxes are absolute `[x, y, w, h]` pixels. Frame image id =
+`sequence_id * 1_000_000 + frame` (frame: the YUV frame number, also the json's
+`frame_index`); `file_name` is a label `<SequenceName>/<frame:05d>`, pixels come from the YUV.
+
+Frames are decoded one at a time with BT.601 limited-range ("studio swing", Y 16..235, C
+16..240) coefficients: the matrix FFmpeg's scaler assumes for untagged YUV input, which is how
+the PNG frames of most FCM evaluation pipelines are made. These files carry no colour tags and
+some were shot for BT.709; with BT.601 their hues shift slightly, the same for every codec, so
+the comparison is unaffected. Chroma is upsampled by pixel repetition (each chroma sample
+covers its 2x2 luma block): exact and cheap, with no filter choice to document further.
+
+The json is cached under `cache_dir` (default `$VCMBENCH_CACHE/sfu_hw` or
+`~/.cache/vcmbench/sfu_hw`) with a fingerprint of every input's path, size and mtime, and
+rebuilt only when one changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vcmbench.atomic import write_bytes
+from vcmbench.datasets.base import ImageRecord, Sample
+from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord, sequences_from_coco
+from vcmbench.errors import DatasetError
+from vcmbench.paths import is_none
+
+log = logging.getLogger(__name__)
+
+#: Bump when the json layout or the conversion rules change, so old caches are rebuilt.
+CACHE_FORMAT = 1
+#: Frame image id = sequence_id * FRAME_ID_STRIDE + YUV frame number.
+FRAME_ID_STRIDE = 1_000_000
+HOW_TO_GET = (
+    "get SFU-HW-Objects-v1 from the SFU / MPEG FCM CTC distribution and put the YUV files in dataset.root/yuv_dir"
+)
+HOW_TO_GET_ANNOTATIONS = (
+    "put the SFU-HW-Objects-v1 per-frame txt files in dataset.root/annotation_dir/<sequence>/ "
+    "or set dataset.annotation_dir"
+)
+
+#: The 80 COCO object categories, (COCO category id, name), in the order of the 0-based 80-class
+#: index SFU-HW-Objects uses; the ids skip 12, 26, 29, 30, 45, 66, 68, 69, 71 and 83.
+# fmt: off
+COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
+    (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"), (7, "train"),
+    (8, "truck"), (9, "boat"), (10, "traffic light"), (11, "fire hydrant"), (13, "stop sign"),
+    (14, "parking meter"), (15, "bench"), (16, "bird"), (17, "cat"), (18, "dog"), (19, "horse"), (20, "sheep"),
+    (21, "cow"), (22, "elephant"), (23, "bear"), (24, "zebra"), (25, "giraffe"), (27, "backpack"),
+    (28, "umbrella"), (31, "handbag"), (32, "tie"), (33, "suitcase"), (34, "frisbee"), (35, "skis"),
+    (36, "snowboard"), (37, "sports ball"), (38, "kite"), (39, "baseball bat"), (40, "baseball glove"),
+    (41, "skateboard"), (42, "surfboard"), (43, "tennis racket"), (44, "bottle"), (46, "wine glass"), (47, "cup"),
+    (48, "fork"), (49, "knife"), (50, "spoon"), (51, "bowl"), (52, "banana"), (53, "apple"), (54, "sandwich"),
+    (55, "orange"), (56, "broccoli"), (57, "carrot"), (58, "hot dog"), (59, "pizza"), (60, "donut"), (61, "cake"),
+    (62, "chair"), (63, "couch"), (64, "potted plant"), (65, "bed"), (67, "dining table"), (70, "toilet"),
+    (72, "tv"), (73, "laptop"), (74, "mouse"), (75, "remote"), (76, "keyboard"), (77, "cell phone"),
+    (78, "microwave"), (79, "oven"), (80, "toaster"), (81, "sink"), (82, "refrigerator"), (84, "book"),
+    (85, "clock"), (86, "vase"), (87, "scissors"), (88, "teddy bear"), (89, "hair drier"), (90, "toothbrush"),
+)
+# fmt: on
+#: SFU class index (0..79) -> COCO category id.
+SFU_TO_COCO: tuple[int, ...] = tuple(cid for cid, _ in COCO_CATEGORIES)
+
+
+@dataclass(frozen=True)
+class SfuSequence:
+    """A sequence and its frame window: frames `first .. first + count - 1` of the YUV (from 0).
+
+    `width`/`height`/`fps`/`count` may be None for user-added sequences: taken from the YUV
+    file's name (`<Name>_<W>x<H>_<fps>`) and size (every frame from `first`). `aliases` are
+    other names its YUV file or annotation folder goes by; `file` names the YUV under yuv_dir.
+    `ctc`: selected by default (when neither `sequences` nor `classes` is given).
+    """
+
+    name: str
+    seq_class: str
+    width: int | None
+    height: int | None
+    fps: float | None
+    first: int
+    count: int | None
+    aliases: tuple[str, ...] = ()
+    file: str | None = None
+    ctc: bool = True
+
+
+#: The SFU-HW-Objects-v1 sequences with their frame windows, as listed in the FCM CTC; check
+#: against your copy (`frame_window` / `extra_sequences` override any entry). The windows are the
+#: last `count` frames of each HEVC CTC sequence (Traffic: frames 117..149 of 150). Class E is in
+#: SFU-HW-Objects-v1 but not in the FCM CTC: those entries are used only when named in
+#: `sequences` or selected with `classes`. PeopleOnStreet (class A) is not in the table.
+SFU_SEQUENCES: tuple[SfuSequence, ...] = (
+    SfuSequence("Traffic", "A", 2560, 1600, 30, 117, 33),
+    SfuSequence("Kimono", "B", 1920, 1080, 24, 207, 33, ("Kimono1",)),
+    SfuSequence("ParkScene", "B", 1920, 1080, 24, 207, 33),
+    SfuSequence("Cactus", "B", 1920, 1080, 50, 403, 97),
+    SfuSequence("BasketballDrive", "B", 1920, 1080, 50, 403, 97),
+    SfuSequence("BQTerrace", "B", 1920, 1080, 60, 471, 129),
+    SfuSequence("BasketballDrill", "C", 832, 480, 50, 403, 97),
+    SfuSequence("BQMall", "C", 832, 480, 60, 471, 129),
+    SfuSequence("PartyScene", "C", 832, 480, 50, 403, 97),
+    SfuSequence("RaceHorsesC", "C", 832, 480, 30, 235, 65, ("RaceHorses",)),
+    SfuSequence("BasketballPass", "D", 416, 240, 50, 403, 97),
+    SfuSequence("BQSquare", "D", 416, 240, 60, 471, 129),
+    SfuSequence("BlowingBubbles", "D", 416, 240, 50, 403, 97),
+    SfuSequence("RaceHorses", "D", 416, 240, 30, 235, 65, ("RaceHorsesD",)),
+    SfuSequence("FourPeople", "E", 1280, 720, 60, 471, 129, ctc=False),
+    SfuSequence("Johnny", "E", 1280, 720, 60, 471, 129, ctc=False),
+    SfuSequence("KristenAndSara", "E", 1280, 720, 60, 471, 129, ctc=False),
+)
+
+_YUV_NAME = re.compile(r"^(?P<base>.+?)_(?P<w>\d+)x(?P<h>\d+)_(?P<fps>\d+(?:\.\d+)?)(?:hz)?(?:_.*)?\.yuv$", re.I)
+_FRAME_TXT = re.compile(r"_(\d+)\.txt$", re.I)
+_EXTRA_KEYS = {"class", "width", "height", "fps", "first", "count", "file", "aliases"}
+
+# BT.601: luma weights; limited range scales Y by 255/219 and Cb/Cr by 255/224.
+_KR, _KB = 0.299, 0.114
+_KG = 1.0 - _KR - _KB
+_Y_SCALE, _C_SCALE = 255.0 / 219.0, 255.0 / 224.0
+_R_CR = 2.0 * (1.0 - _KR) * _C_SCALE
+_G_CB = -2.0 * (1.0 - _KB) * _KB / _KG * _C_SCALE
+_G_CR = -2.0 * (1.0 - _KR) * _KR / _KG * _C_SCALE
+_B_CB = 2.0 * (1.0 - _KB) * _C_SCALE
+
+
+def frame_bytes(width: int, height: int) -> int:
+    """Bytes of one 8-bit 4:2:0 frame (w*h*3/2 for even sizes)."""
+    return width * height + 2 * ((width + 1) // 2) * ((height + 1) // 2)
+
+
+def yuv420_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """8-bit planes (H, W), (ceil(H/2), ceil(W/2)) x2 -> uint8 RGB (3, H, W): BT.601 limited range,
+    chroma repeated over its 2x2 block, rounded to nearest and clipped to 0..255."""
+    h, w = y.shape
+    cb = np.repeat(np.repeat(u, 2, axis=0), 2, axis=1)[:h, :w].astype(np.float32) - 128.0
+    cr = np.repeat(np.repeat(v, 2, axis=0), 2, axis=1)[:h, :w].astype(np.float32) - 128.0
+    luma = (y.astype(np.float32) - 16.0) * np.float32(_Y_SCALE)
+    rgb = np.empty((3, h, w), dtype=np.float32)
+    rgb[0] = luma + np.float32(_R_CR) * cr
+    rgb[1] = luma + np.float32(_G_CB) * cb + np.float32(_G_CR) * cr
+    rgb[2] = luma + np.float32(_B_CB) * cb
+    np.rint(rgb, out=rgb)
+    np.clip(rgb, 0.0, 255.0, out=rgb)
+    return rgb.astype(np.uint8)
+
+
+def read_yuv420_frame(path: Path, index: int, width: int, height: int) -> np.ndarray:
+    """Frame `index` (from 0) of an 8-bit 4:2:0 YUV file as uint8 RGB (3, H, W); reads only that frame."""
+    size = frame_bytes(width, height)
+    try:
+        with open(path, "rb") as f:
+            f.seek(index * size)
+            buf = f.read(size)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read frame {index} ({exc}); {HOW_TO_GET}") from exc
+    if len(buf) != size:
+        raise DatasetError(
+            f"{path}: frame {index} is past the end of the file (a {width}x{height} 4:2:0 frame is "
+            f"{size} bytes); the file is truncated or changed since the dataset was built"
+        )
+    cw, ch = (width + 1) // 2, (height + 1) // 2
+    planes = np.frombuffer(buf, dtype=np.uint8)
+    y = planes[: width * height].reshape(height, width)
+    u = planes[width * height : width * height + cw * ch].reshape(ch, cw)
+    v = planes[width * height + cw * ch :].reshape(ch, cw)
+    return yuv420_to_rgb(y, u, v)
+
+
+@dataclass(frozen=True)
+class YuvSource:
+    path: Path
+    width: int
+    height: int
+
+
+class SfuHwObjects(SequenceDataset):
+    """SFU-HW-Objects-v1 sequences; frames decoded from the YUV files one at a time."""
+
+    def __init__(
+        self,
+        name: str,
+        annotation_file: Path,
+        image_dir: Path,
+        sequences: list[SequenceRecord],
+        sources: dict[int, YuvSource],
+    ):
+        super().__init__(name, annotation_file, image_dir, sequences, tracking=False)
+        self.sources = sources
+
+    def load_frame(self, frame: ImageRecord) -> Sample:
+        sid, index = divmod(frame.image_id, FRAME_ID_STRIDE)
+        src = self.sources[sid]
+        rgb = read_yuv420_frame(src.path, index, src.width, src.height)
+        return Sample(frame.image_id, frame.file_name, torch.from_numpy(rgb), src.height, src.width)
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("VCMBENCH_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "vcmbench") / "sfu_hw"
+
+
+def _plain(value: Any) -> Any:
+    """Hydra hands over DictConfig/ListConfig; the conversion wants plain dicts and lists."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        return value
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _unset(value: Any) -> bool:
+    return value is None or is_none(value)
+
+
+def _stat(path: Path) -> list:
+    st = path.stat()
+    return [str(path.absolute()), int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _fmt_fps(fps: float) -> str:
+    return str(int(fps)) if float(fps).is_integer() else str(fps)
+
+
+def _int(value: Any, what: str, minimum: int) -> int:
+    try:
+        out = int(value)
+        ok = float(value) == out and out >= minimum
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise DatasetError(f"{what}={value!r}: must be a whole number >= {minimum}")
+    return out
+
+
+def sequence_table(extra_sequences: dict | None = None, frame_window: dict | None = None) -> dict[str, SfuSequence]:
+    """`SFU_SEQUENCES` with `extra_sequences` merged in and `frame_window` applied, by name.
+
+    `extra_sequences`: name -> {class, first, count, fps, width, height, file, aliases}; a new
+    name needs `class` (the rest defaults from the YUV file name and size, first 0, every frame);
+    a table name overrides just the keys given. `frame_window`: name -> [first, count].
+    """
+    table = {s.name: s for s in SFU_SEQUENCES}
+    for name, spec in (_plain(extra_sequences) or {}).items():
+        name = str(name)
+        where = f"dataset.extra_sequences.{name}"
+        spec = dict(spec or {})
+        unknown = sorted(set(spec) - _EXTRA_KEYS)
+        if unknown:
+            raise DatasetError(f"{where}: unknown key(s) {unknown}; use {sorted(_EXTRA_KEYS)}")
+        base = table.get(name)
+        if base is None:
+            if _unset(spec.get("class")):
+                raise DatasetError(f"{where}: a sequence not in the built-in table needs a 'class' (e.g. 'B')")
+            base = SfuSequence(name, str(spec["class"]), None, None, None, 0, None)
+        changes: dict[str, Any] = {}
+        if not _unset(spec.get("class")):
+            changes["seq_class"] = str(spec["class"])
+        for key in ("width", "height", "count"):
+            if not _unset(spec.get(key)):
+                changes[key] = _int(spec[key], f"{where}.{key}", 1)
+        if not _unset(spec.get("first")):
+            changes["first"] = _int(spec["first"], f"{where}.first", 0)
+        if not _unset(spec.get("fps")):
+            try:
+                changes["fps"] = float(spec["fps"])
+            except (TypeError, ValueError):
+                changes["fps"] = -1.0
+            if not changes["fps"] > 0:
+                raise DatasetError(f"{where}.fps={spec['fps']!r}: give a positive frame rate")
+        if not _unset(spec.get("file")):
+            changes["file"] = str(spec["file"])
+        if not _unset(spec.get("aliases")):
+            aliases = spec["aliases"]
+            changes["aliases"] = (str(aliases),) if isinstance(aliases, str) else tuple(str(a) for a in aliases)
+        table[name] = dataclasses.replace(base, **changes)
+    for name, window in (_plain(frame_window) or {}).items():
+        name = str(name)
+        where = f"dataset.frame_window.{name}"
+        if name not in table:
+            raise DatasetError(
+                f"{where}: no such sequence; known: {sorted(table)} (add one with dataset.extra_sequences)"
+            )
+        if not isinstance(window, list | tuple) or len(window) != 2:
+            raise DatasetError(f"{where}={window!r}: give [first, count]")
+        table[name] = dataclasses.replace(
+            table[name],
+            first=_int(window[0], f"{where}[0] (first)", 0),
+            count=_int(window[1], f"{where}[1] (count)", 1),
+        )
+    return table
+
+
+def _lookup(table: dict[str, SfuSequence], name: str) -> SfuSequence:
+    if name in table:
+        return table[name]
+    by_alias = [s for s in table.values() if name in s.aliases]
+    if len(by_alias) == 1:
+        return by_alias[0]
+    raise DatasetError(
+        f"dataset.sequences: {name!r} is not a known SFU-HW sequence ({', '.join(table)}); "
+        "add it with dataset.extra_sequences"
+    )
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """A selected sequence with its YUV file and its window checked against it."""
+
+    entry: SfuSequence
+    yuv: Path
+    width: int
+    height: int
+    fps: float
+    first: int
+    count: int
+
+
+def _find_yuv(entry: SfuSequence, yuv_root: Path, listing: list[Path]) -> Path | None:
+    if entry.file is not None:
+        path = yuv_root / entry.file
+        if not path.is_file():
+            raise DatasetError(
+                f"YUV for sequence {entry.name!r} not found: {path.absolute()} "
+                f"(dataset.extra_sequences.{entry.name}.file); {HOW_TO_GET}"
+            )
+        return path
+    names = {n.casefold() for n in (entry.name, *entry.aliases)}
+    hits = []
+    for p in listing:
+        m = _YUV_NAME.match(p.name)
+        if not m or m["base"].casefold() not in names:
+            continue
+        if entry.width is not None and int(m["w"]) != entry.width:
+            continue
+        if entry.height is not None and int(m["h"]) != entry.height:
+            continue
+        hits.append(p)
+    if len(hits) > 1:
+        raise DatasetError(
+            f"several YUV files in {yuv_root.absolute()} fit sequence {entry.name!r}: "
+            f"{', '.join(p.name for p in hits)}; keep one or name it with "
+            f"dataset.extra_sequences.{entry.name}.file"
+        )
+    return hits[0] if hits else None
+
+
+def _yuv_pattern(entry: SfuSequence, yuv_root: Path) -> str:
+    size = f"{entry.width}x{entry.height}" if entry.width and entry.height else "<W>x<H>"
+    return f"{yuv_root.absolute()}/{entry.name}_{size}_*.yuv"
+
+
+def _resolve(entry: SfuSequence, yuv: Path) -> _Resolved:
+    m = _YUV_NAME.match(yuv.name)
+    width = entry.width if entry.width is not None else (int(m["w"]) if m else None)
+    height = entry.height if entry.height is not None else (int(m["h"]) if m else None)
+    fps = entry.fps if entry.fps is not None else (float(m["fps"]) if m else None)
+    if width is None or height is None or fps is None:
+        raise DatasetError(
+            f"{yuv}: cannot tell the size / frame rate of sequence {entry.name!r} from the file name "
+            f"(<Name>_<W>x<H>_<fps>.yuv); give width, height and fps in "
+            f"dataset.extra_sequences.{entry.name}"
+        )
+    if m and (int(m["w"]), int(m["h"])) != (width, height):
+        raise DatasetError(
+            f"{yuv}: the file name says {m['w']}x{m['h']} but sequence {entry.name!r} is "
+            f"{width}x{height}; fix dataset.extra_sequences.{entry.name} or the file"
+        )
+    size = yuv.stat().st_size
+    fb = frame_bytes(width, height)
+    if size == 0 or size % fb:
+        raise DatasetError(
+            f"{yuv}: {size} bytes is not a whole number of {width}x{height} 8-bit 4:2:0 frames "
+            f"({fb} bytes each); the file is truncated or not {width}x{height} 4:2:0 8-bit"
+        )
+    total = size // fb
+    count = entry.count if entry.count is not None else total - entry.first
+    if count < 1 or entry.first + count > total:
+        raise DatasetError(
+            f"{yuv}: holds {total} frames but sequence {entry.name!r} needs frames {entry.first}.."
+            f"{entry.first + max(count, 1) - 1}; get the full sequence, or set "
+            f"dataset.frame_window.{entry.name}=[first,count] to fit (a YUV already cut to the "
+            f"window: [0,count])"
+        )
+    if entry.first + count > FRAME_ID_STRIDE:
+        raise DatasetError(f"{yuv}: at most {FRAME_ID_STRIDE} frames a sequence are supported")
+    return _Resolved(entry, yuv, width, height, float(fps), entry.first, count)
+
+
+def annotation_folder(ann_root: Path, r: _Resolved, taken: set[str] = frozenset()) -> Path:
+    """The sequence's annotation folder: the first of the documented name variants that exists.
+
+    `taken`: names of other sequences, never used as an alias (RaceHorsesC's alias RaceHorses is
+    the class D sequence's name, so its folder is never taken for class C's).
+    """
+    stem = r.yuv.name[: -len(r.yuv.suffix)]
+    m = _YUV_NAME.match(r.yuv.name)
+    names = [r.entry.name, *(a for a in r.entry.aliases if a not in taken), stem]
+    if m:
+        names.append(f"{m['base']}_{r.width}x{r.height}_{_fmt_fps(r.fps)}")
+    names = list(dict.fromkeys(names))
+    cls = r.entry.seq_class
+    for parent in (ann_root, ann_root / f"Class{cls}", ann_root / cls):
+        for n in names:
+            if (parent / n).is_dir():
+                return parent / n
+    raise DatasetError(
+        f"annotations of sequence {r.entry.name!r} not found: no folder {ann_root.absolute()}/"
+        f"{{{','.join(names)}}} (nor under Class{cls}/ or {cls}/); {HOW_TO_GET_ANNOTATIONS}"
+    )
+
+
+def annotation_files(folder: Path) -> dict[int, Path]:
+    """frame number -> txt, for every `*_<digits>.txt` in the folder."""
+    out: dict[int, Path] = {}
+    for p in sorted(folder.iterdir()):
+        m = _FRAME_TXT.search(p.name)
+        if not m or not p.is_file():
+            continue
+        k = int(m.group(1))
+        if k in out:
+            raise DatasetError(f"{folder}: two annotation files for frame {k}: {out[k].name} and {p.name}; remove one")
+        out[k] = p
+    return out
+
+
+def read_annotation(path: Path, width: int, height: int) -> list[tuple[int, list[float]]]:
+    """(COCO category id, [x, y, w, h] in pixels) of each line of a YOLO-style txt."""
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        text = line.strip()
+        if not text:
+            continue
+        parts = text.split()
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            vals = []
+        tol = 1e-6
+        if len(vals) != 5 or not vals[0].is_integer() or not all(-tol <= v <= 1 + tol for v in vals[1:]):
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            raise DatasetError(
+                f"{path} line {n}: expected 'class cx cy w h' with values in 0..1, got {shown!r}; fix the line"
+            )
+        cls = int(vals[0])
+        if not 0 <= cls < len(SFU_TO_COCO):
+            raise DatasetError(
+                f"{path} line {n}: class id {cls} is outside 0..79 (the COCO 80-class index "
+                "SFU-HW-Objects uses); fix the line"
+            )
+        cx, cy, bw, bh = vals[1:]
+        w, h = bw * width, bh * height
+        out.append((SFU_TO_COCO[cls], [cx * width - w / 2, cy * height - h / 2, w, h]))
+    return out
+
+
+def convert(resolved: list[_Resolved], folders: list[Path]) -> dict[str, Any]:
+    """The COCO dict over the selected sequences (ids 1..N in selection order)."""
+    sequences, images, annotations = [], [], []
+    for sid, (r, folder) in enumerate(zip(resolved, folders, strict=True), start=1):
+        sequences.append(
+            {
+                "id": sid,
+                "name": r.entry.name,
+                "class": r.entry.seq_class,
+                "fps": r.fps,
+                "width": r.width,
+                "height": r.height,
+                "first": r.first,
+                "count": r.count,
+                "yuv": str(r.yuv.absolute()),
+                "annotations": str(folder.absolute()),
+            }
+        )
+        txts = annotation_files(folder)
+        unlabelled = 0
+        for k in range(r.first, r.first + r.count):
+            image_id = sid * FRAME_ID_STRIDE + k
+            images.append(
+                {
+                    "id": image_id,
+                    "file_name": f"{r.entry.name}/{k:05d}",
+                    "height": r.height,
+                    "width": r.width,
+                    "sequence_id": sid,
+                    "frame_index": k,
+                }
+            )
+            if k not in txts:
+                unlabelled += 1
+                continue
+            for cat, box in read_annotation(txts[k], r.width, r.height):
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": cat,
+                        "bbox": box,
+                        "area": box[2] * box[3],
+                        "iscrowd": 0,
+                    }
+                )
+        if unlabelled:
+            log.info(
+                "%s: %d of %d frames have no annotation file in %s (no objects)",
+                r.entry.name,
+                unlabelled,
+                r.count,
+                folder,
+            )
+    categories = [{"id": cid, "name": name} for cid, name in COCO_CATEGORIES]
+    return {"info": {}, "sequences": sequences, "images": images, "annotations": annotations, "categories": categories}
+
+
+def _read_cache(path: Path, fp: str) -> dict[str, Any] | None:
+    """The cached json if it was made from the same inputs; anything unreadable just means 'rebuild'."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("info", {}).get("vcmbench_fingerprint") != fp:
+        return None
+    return data
+
+
+def _write_cache(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(path, json.dumps(data).encode("utf-8"))
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot write the converted COCO json {path} ({exc}); set dataset.cache_dir to a writable folder"
+        ) from exc
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def build(
+    name: str,
+    root: str,
+    yuv_dir: str = ".",
+    annotation_dir: str = "annotations",
+    sequences: list[str] | None = None,
+    classes: list[str] | None = None,
+    frame_window: dict[str, list[int]] | None = None,
+    extra_sequences: dict[str, dict[str, Any]] | None = None,
+    max_frames: int | None = None,
+    cache_dir: str | None = None,
+    how_to_get: str | None = None,
+) -> SfuHwObjects:
+    """Hydra target: `dataset=sfu_hw_objects dataset.root=/data/SFU-HW-Objects-v1`.
+
+    `yuv_dir`/`annotation_dir` are relative to root unless absolute. `sequences`: names (table
+    order otherwise; default: every FCM CTC entry and every `extra_sequences` entry whose YUV is
+    present, an error if none is). `classes`: keep sequences of these classes (e.g. ['A','B']);
+    naming 'E' selects the non-CTC class E entries. `frame_window`: name -> [first, count],
+    overriding the table. `extra_sequences`: add or amend table entries (see `sequence_table`),
+    e.g. `{MySeq: {class: B}}` for `MySeq_1920x1080_30.yuv`, all its frames. `max_frames`: the
+    first N frames of each window (the cached json always holds the whole window).
+    `how_to_get` is accepted for config symmetry; the errors carry their own instructions.
+    """
+    del how_to_get
+    rootp = Path(str(root)).expanduser()
+    if not rootp.is_dir():
+        raise DatasetError(f"SFU-HW-Objects folder not found: {rootp.absolute()} (dataset.root); {HOW_TO_GET}")
+    if not _unset(max_frames) and int(max_frames) < 1:
+        raise DatasetError(f"dataset.max_frames={max_frames}: must be >= 1 or null")
+    yuv_root = rootp / Path(str(yuv_dir)).expanduser()
+    if not yuv_root.is_dir():
+        raise DatasetError(f"YUV folder not found: {yuv_root.absolute()} (dataset.yuv_dir); {HOW_TO_GET}")
+    ann_root = rootp / Path(str(annotation_dir)).expanduser()
+    table = sequence_table(extra_sequences, frame_window)
+    extra_names = {str(k) for k in (_plain(extra_sequences) or {})}
+
+    sequences, classes = _plain(sequences), _plain(classes)
+    keep = None if _unset(classes) else {str(c) for c in (classes if isinstance(classes, list | tuple) else [classes])}
+    explicit = not _unset(sequences)
+    if explicit:
+        names = [sequences] if isinstance(sequences, str) else [str(s) for s in sequences]
+        entries = [_lookup(table, n) for n in names]
+        if len({e.name for e in entries}) != len(entries):
+            raise DatasetError(f"dataset.sequences={names}: a sequence is listed twice")
+    elif keep is None:
+        entries = [e for e in table.values() if e.ctc or e.name in extra_names]
+    else:
+        entries = list(table.values())
+    if keep is not None:
+        entries = [e for e in entries if e.seq_class in keep]
+        if not entries:
+            raise DatasetError(
+                f"dataset.classes={sorted(keep)}: no selected sequence is of these classes "
+                f"(classes in the table: {sorted({e.seq_class for e in table.values()})})"
+            )
+
+    listing = sorted(p for p in yuv_root.iterdir() if p.suffix.lower() == ".yuv")
+    found: list[tuple[SfuSequence, Path]] = []
+    for e in entries:
+        path = _find_yuv(e, yuv_root, listing)
+        if path is None and (explicit or e.name in extra_names):
+            raise DatasetError(f"YUV for sequence {e.name!r} not found: {_yuv_pattern(e, yuv_root)}; {HOW_TO_GET}")
+        if path is not None:
+            found.append((e, path))
+    if not found:
+        raise DatasetError(
+            f"no SFU-HW-Objects YUV found in {yuv_root.absolute()} (dataset.yuv_dir) for "
+            f"{', '.join(e.name for e in entries)}; {HOW_TO_GET}"
+        )
+    resolved = [_resolve(e, p) for e, p in found]
+    folders = [annotation_folder(ann_root, r, set(table) - {r.entry.name}) for r in resolved]
+
+    options = {
+        "format": CACHE_FORMAT,
+        "root": str(rootp.absolute()),
+        "sequences": [
+            [r.entry.name, r.entry.seq_class, str(r.yuv.absolute()), r.width, r.height, r.fps, r.first, r.count]
+            for r in resolved
+        ],
+        "annotations": [str(f.absolute()) for f in folders],
+    }
+    inputs = [
+        [_stat(r.yuv), [_stat(p) for _, p in sorted(annotation_files(f).items())]]
+        for r, f in zip(resolved, folders, strict=True)
+    ]
+    folder = default_cache_dir() if _unset(cache_dir) else Path(str(cache_dir)).expanduser()
+    cache_file = folder / f"{name}-{_digest(options)[:12]}.json"
+    fp = _digest({"options": options, "inputs": inputs})
+    data = _read_cache(cache_file, fp)
+    if data is None:
+        log.info("converting %d SFU-HW sequences of %s to COCO json %s", len(resolved), name, cache_file)
+        data = convert(resolved, folders)
+        data["info"] = {
+            "description": f"vcmbench {name}: SFU-HW-Objects-v1 converted to COCO format",
+            "vcmbench_fingerprint": fp,
+            "vcmbench_format": CACHE_FORMAT,
+            "source": options,
+        }
+        _write_cache(cache_file, data)
+    recs = sequences_from_coco(data, cache_file)
+    if not _unset(max_frames):
+        recs = [dataclasses.replace(s, frames=s.frames[: int(max_frames)]) for s in recs]
+    sources = {sid: YuvSource(r.yuv, r.width, r.height) for sid, r in enumerate(resolved, start=1)}
+    return SfuHwObjects(name, cache_file, yuv_root, recs, sources)

@@ -1,0 +1,400 @@
+"""`vcmbench export --format cttc`: a video run's results in the layout of MPEG FCM's reporting template.
+
+Contributors to the MPEG FCM (Feature Coding for Machines) common test and training conditions
+(CTTC) paste per-sequence and per-class results into the group's reporting spreadsheet. The
+layout written here follows the CSV that the reference software CompressAI-Vision produces for
+that spreadsheet (its `scripts/metrics/gen_mpeg_cttc_csv.py` over the pipeline's per-sequence
+summaries): one row per sequence (or class) and rate point, with the columns of `CTTC_COLUMNS`:
+
+    Dataset         the sequence's name (on the class rows: the class's, e.g. CLASS-AB)
+    qp              the rate point (vcmbench's `rate` label: the QP of a QP-driven codec)
+    bitrate (kbps)  8 * bytes * fps / (1000 * frames); on class rows the class's total bits over
+                    its total duration (classes.csv `kbps`)
+    end_accuracy    the task metric in percent: COCO AP@[.5:.95] (mAP), or MOTA for tracking sets
+    y_psnr          left empty, as the reference leaves it (FCM does not measure it)
+    nn_part_1       seconds of the network's front part (features) over all frames
+    encode          seconds of feature encoding over all frames
+    decode          seconds of feature decoding over all frames
+    nn_part_2       seconds of the network's back part (task head) over all frames
+
+Times are totals in seconds over the sequence's (or class's) frames, as the reference's
+summaries accumulate them; vcmbench's tables hold seconds per frame, so they are multiplied by
+`frames`. Rows go by class, then sequence (both in the order the run lists them, i.e. the
+dataset's), then rate point from the highest bitrate to the lowest (the template lists QPs in
+increasing order, i.e. bitrates decreasing).
+
+Class rows come from the run's classes.csv: their mAP is evaluated jointly over all the class's
+frames, which cannot be rebuilt from per-sequence numbers, so an export without it is refused.
+
+Beside the two template CSVs, every codec other than the anchor gets a BD-rate summary (kbps
+vs end_accuracy, vcmbench.metrics.bd) per sequence and per class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from vcmbench.analysis import BDRow, bd_row, choose_anchor
+from vcmbench.errors import VcmbenchError
+from vcmbench.tables import REQUIRED_COLUMNS, codec_order, groups, text_table
+
+__all__ = [
+    "CTTC_LAYOUT",
+    "CTTC_COLUMNS",
+    "BD_COLUMNS",
+    "FORMATS",
+    "export_cttc",
+    "export_main",
+]
+
+FORMATS = ("cttc",)
+
+# (template column, vcmbench column, format): the one place the template's layout is defined.
+# A format of "" is an empty column; "total" formats multiply seconds per frame by `frames`.
+CTTC_LAYOUT: tuple[tuple[str, str | None, str], ...] = (
+    ("Dataset", "name", "s"),
+    ("qp", "rate", "s"),
+    ("bitrate (kbps)", "kbps", ".6f"),
+    ("end_accuracy", "map", ".4f"),
+    ("y_psnr", None, ""),
+    ("nn_part_1", "front_s", "total"),
+    ("encode", "enc_s", "total"),
+    ("decode", "dec_s", "total"),
+    ("nn_part_2", "back_s", "total"),
+)
+CTTC_COLUMNS = [name for name, _, _ in CTTC_LAYOUT]
+TIME_FORMAT = ".4f"
+
+# The BD-rate summary (not part of the template: the spreadsheet computes its own BD-rates).
+BD_COLUMNS = ["level", "name", "class", "anchor", "codec", "BD-rate (%)", "BD-accuracy", "overlap (%)", "note"]
+
+VIDEO_COLUMNS = ["sequence", "class", "kbps", "frames"]
+CLASS_COLUMNS = ["dataset", "model", "codec", "rate", "class", "frames", "kbps", "map"]
+_TEXT = {"dataset": str, "model": str, "codec": str, "rate": str, "sequence": str, "class": str}
+_NUMERIC = (
+    "bpp",
+    "kbps",
+    "map",
+    "ap50",
+    "frames",
+    "fps",
+    "n_images",
+    "n_failed",
+    "enc_s",
+    "dec_s",
+    "front_s",
+    "back_s",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------
+
+
+def _check_video(points: pd.DataFrame, label: str) -> None:
+    if "sequence" not in points.columns:
+        raise VcmbenchError(
+            f"export --format cttc needs a video run (points with sequence/class/kbps); {label} is an image run"
+        )
+    missing = [c for c in VIDEO_COLUMNS if c not in points.columns]
+    if missing:
+        raise VcmbenchError(
+            f"{label}: the points lack column(s) {missing}; export --format cttc needs a video run's points "
+            f"(columns {VIDEO_COLUMNS} beside {REQUIRED_COLUMNS})"
+        )
+
+
+def _missing_classes(label: str) -> VcmbenchError:
+    return VcmbenchError(
+        f"{label}: no classes.csv for these points; export --format cttc takes its class rows (kbps over the "
+        "class's duration, the metric evaluated jointly over the class's frames) from the run's classes.csv, "
+        "which `vcmbench run` writes beside points.csv: pass the run folder holding both"
+    )
+
+
+def _numeric(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    for col in _NUMERIC:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    for col in _TEXT:
+        if col in df.columns:
+            df[col] = df[col].astype(str)
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(value, spec: str) -> str:
+    """A cell: '' for a missing number, else the value in `spec`."""
+    if spec == "s":
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return format(f, spec) if math.isfinite(f) else ""
+
+
+def _template_rows(rows: pd.DataFrame, name_col: str) -> pd.DataFrame:
+    """`rows` (already ordered) in the template's columns, as strings."""
+    out = []
+    for _, r in rows.iterrows():
+        cells = {}
+        for column, source, spec in CTTC_LAYOUT:
+            if source is None:
+                cells[column] = ""
+            elif source == "name":
+                cells[column] = _fmt(r[name_col], "s")
+            elif spec == "total":
+                per_frame = r.get(source, math.nan)
+                cells[column] = _fmt(float(per_frame) * float(r["frames"]), TIME_FORMAT) if pd.notna(per_frame) else ""
+            else:
+                cells[column] = _fmt(r.get(source, math.nan), spec)
+        out.append(cells)
+    return pd.DataFrame(out, columns=CTTC_COLUMNS)
+
+
+def _slug(*parts: str) -> str:
+    return "__".join(re.sub(r"[^A-Za-z0-9_.=-]+", "_", str(p)) for p in parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Ordering
+# --------------------------------------------------------------------------------------------
+
+
+def _order(values) -> list[str]:
+    return list(dict.fromkeys(str(v) for v in values))
+
+
+def _layout(points: pd.DataFrame, classes: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """[(class, [sequences])] in the order the run lists them (the dataset's order)."""
+    out = []
+    for cls in _order(list(points["class"]) + list(classes["class"])):
+        out.append((cls, _order(points.loc[points["class"] == cls, "sequence"])))
+    return out
+
+
+def _by_rate(rows: pd.DataFrame) -> pd.DataFrame:
+    """Highest bitrate first, as the template lists its rate points."""
+    return rows.sort_values("kbps", ascending=False, kind="stable", na_position="last")
+
+
+# --------------------------------------------------------------------------------------------
+# BD-rate summary
+# --------------------------------------------------------------------------------------------
+
+
+def _bd(anchor_rows: pd.DataFrame, test_rows: pd.DataFrame, codec: str, anchor: str, what: str) -> BDRow:
+    if test_rows.empty:
+        return BDRow(codec, anchor, reason=f"{codec} has no points for this {what}")
+    if anchor_rows.empty:
+        return BDRow(codec, anchor, reason=f"anchor {anchor} has no points for this {what}")
+    return bd_row(anchor_rows, test_rows, codec, anchor, metric="map", rate_col="kbps")
+
+
+def _bd_cells(level: str, name: str, cls: str, row: BDRow) -> dict[str, str]:
+    return {
+        "level": level,
+        "name": name,
+        "class": cls,
+        "anchor": row.anchor,
+        "codec": row.codec,
+        "BD-rate (%)": _fmt(row.bd_rate, ".4f"),
+        "BD-accuracy": _fmt(row.bd_metric, ".4f"),
+        "overlap (%)": _fmt(row.overlap_fraction * 100, ".1f"),
+        "note": row.note,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The export
+# --------------------------------------------------------------------------------------------
+
+
+def export_cttc(
+    points: pd.DataFrame, classes: pd.DataFrame | None, out_dir: Path, anchor: str | None = None
+) -> list[Path]:
+    """Write, per (dataset, model, codec), `<slug>-sequences.csv` and `<slug>-classes.csv` in the
+    template's layout (CTTC_LAYOUT) and, for every codec but the anchor, `<slug>-bdrate.csv`
+    (BD-rate vs the anchor per sequence and per class). Returns the paths written.
+
+    `anchor`: the codec the BD-rates are taken against (default: per (dataset, model), the
+    codec of role feature_anchor, as vcmbench.analysis.choose_anchor picks it).
+    """
+    _check_video(points, "these points")
+    if classes is None:
+        raise _missing_classes("these points")
+    missing = [c for c in CLASS_COLUMNS if c not in classes.columns]
+    if missing:
+        raise VcmbenchError(
+            f"classes.csv lacks column(s) {missing} (has {list(classes.columns)}); it needs {CLASS_COLUMNS}"
+        )
+    points, classes = _numeric(points), _numeric(classes)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for (dataset, model), pts in groups(points):
+        cls_rows = classes[(classes.dataset == dataset) & (classes.model == model)]
+        order = _layout(pts, cls_rows)
+        chosen, note = choose_anchor(pts, anchor)
+        if note:
+            print(f"{dataset} / {model}: note: {note}")
+        for codec in codec_order(pts):
+            seq_pts = pts[pts.codec == codec]
+            codec_classes = cls_rows[cls_rows.codec == codec]
+            lacking = [c for c in _order(seq_pts["class"]) if c not in set(codec_classes["class"])]
+            if lacking:
+                raise VcmbenchError(
+                    f"{dataset} / {model}: classes.csv has no rows for class(es) {lacking} of codec {codec!r}; "
+                    "pass the classes.csv the same run wrote beside its points.csv"
+                )
+            seq_rows = pd.concat(
+                [_by_rate(seq_pts[seq_pts.sequence == s]) for _, seqs in order for s in seqs], ignore_index=True
+            )
+            class_rows = pd.concat(
+                [_by_rate(codec_classes[codec_classes["class"] == c]) for c, _ in order], ignore_index=True
+            )
+            stem = _slug(dataset, model, codec)
+            for suffix, table in (
+                ("sequences", _template_rows(seq_rows, "sequence")),
+                ("classes", _template_rows(class_rows, "class")),
+            ):
+                path = out_dir / f"{stem}-{suffix}.csv"
+                table.to_csv(path, index=False)
+                written.append(path)
+            if codec == chosen:
+                continue
+            anchor_pts, anchor_classes = pts[pts.codec == chosen], cls_rows[cls_rows.codec == chosen]
+            bd = []
+            for cls, seqs in order:
+                for s in seqs:
+                    a, t = anchor_pts[anchor_pts.sequence == s], seq_pts[seq_pts.sequence == s]
+                    bd.append(_bd_cells("sequence", s, cls, _bd(a, t, codec, chosen, "sequence")))
+            for cls, _ in order:
+                a, t = anchor_classes[anchor_classes["class"] == cls], codec_classes[codec_classes["class"] == cls]
+                bd.append(_bd_cells("class", cls, cls, _bd(a, t, codec, chosen, "class")))
+            path = out_dir / f"{stem}-bdrate.csv"
+            pd.DataFrame(bd, columns=BD_COLUMNS).to_csv(path, index=False)
+            written.append(path)
+            summary = pd.DataFrame(bd, columns=BD_COLUMNS)
+            summary = summary[summary.level == "class"][["name", "BD-rate (%)", "BD-accuracy", "note"]]
+            print(f"{dataset} / {model}: {codec} vs {chosen} (BD-rate on kbps, per class)")
+            print(text_table(summary, "lrrl"))
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# `vcmbench export --format cttc RUN [RUN...]`
+# --------------------------------------------------------------------------------------------
+
+
+def _read(path: Path, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=_TEXT)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise VcmbenchError(f"{path}: cannot read it as a {what} (csv): {exc}") from None
+
+
+def _classes_beside(points_csv: Path) -> Path:
+    """Where a run keeps the class rows of its points: classes.csv beside points.csv; for another
+    points file NAME.csv, NAME.classes.csv beside it."""
+    if points_csv.name == "points.csv":
+        return points_csv.with_name("classes.csv")
+    return points_csv.with_name(f"{points_csv.stem}.classes.csv")
+
+
+def _points_files(raw: str) -> list[Path]:
+    p = Path(raw)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        if (p / "points.csv").is_file():
+            return [p / "points.csv"]
+        found = sorted(p.rglob("points.csv"))
+        if found:
+            return found
+        raise VcmbenchError(
+            f"{p}: no points.csv in this folder or below it; pass a video run's folder (results/<run>/, "
+            "holding points.csv and classes.csv) or a points .csv"
+        )
+    raise VcmbenchError(f"{p}: no such file or folder; pass a video run's folder (holding points.csv and classes.csv)")
+
+
+def load_run(raw: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The points and class rows of one RUN argument (a run folder, a sweep folder, a points .csv)."""
+    points, classes = [], []
+    for pts_csv in _points_files(raw):
+        pts = _read(pts_csv, "points table")
+        missing = [c for c in REQUIRED_COLUMNS if c not in pts.columns]
+        if missing:
+            raise VcmbenchError(f"{pts_csv}: not a points table: column(s) {missing} missing (has {list(pts.columns)})")
+        _check_video(pts, raw)
+        cls_csv = _classes_beside(pts_csv)
+        if not cls_csv.is_file():
+            raise _missing_classes(f"{raw} (expected {cls_csv})")
+        points.append(pts)
+        classes.append(_read(cls_csv, "classes table"))
+    return pd.concat(points, ignore_index=True), pd.concat(classes, ignore_index=True)
+
+
+def _merge(frames: list[pd.DataFrame], key: list[str], what: str) -> pd.DataFrame:
+    merged = pd.concat(frames, ignore_index=True, sort=False)
+    dup = merged.duplicated(key, keep="last")
+    if dup.any():
+        print(f"note: {int(dup.sum())} {what} row(s) given twice; the later RUN's are used")
+    return merged[~dup].reset_index(drop=True)
+
+
+def _default_out(raw: str) -> Path:
+    p = Path(raw)
+    return (p if p.is_dir() else p.parent) / "export" / "cttc"
+
+
+def export_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="vcmbench export",
+        description="Write a video run's per-sequence and per-class results in the column layout of MPEG FCM's "
+        "CTTC reporting template (one CSV pair per dataset, model and codec), and a BD-rate "
+        "summary (kbps vs end accuracy) of every codec against the anchor.",
+    )
+    ap.add_argument("--format", required=True, choices=FORMATS, help="export format (cttc: MPEG FCM CTTC template)")
+    ap.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="video run folder (results/<run>/ holding points.csv and classes.csv), a folder of run "
+        "folders, or a points .csv (its class rows: classes.csv beside points.csv, else "
+        "NAME.classes.csv beside NAME.csv)",
+    )
+    ap.add_argument("--out", metavar="DIR", help="output folder (default: <first RUN>/export/cttc)")
+    ap.add_argument(
+        "--anchor",
+        metavar="CODEC",
+        help="codec the BD-rates are taken against (default: the codec of role feature_anchor)",
+    )
+    args = ap.parse_args(argv)
+    try:
+        loaded = [load_run(raw) for raw in args.runs]
+        points = _merge([p for p, _ in loaded], ["dataset", "model", "codec", "rate", "sequence"], "points")
+        classes = _merge([c for _, c in loaded], ["dataset", "model", "codec", "rate", "class"], "classes")
+        out = Path(args.out) if args.out else _default_out(args.runs[0])
+        written = export_cttc(points, classes, out, args.anchor)
+    except VcmbenchError as exc:
+        print(f"vcmbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    print(f"cttc export: {len(written)} file(s) under {out}")
+    for p in written:
+        print(f"  {p}")
+    return 0
