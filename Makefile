@@ -35,12 +35,18 @@ test: install detectron2
 
 # The CI regression references (anchors/README.md): the default run (20 scenes, what CI runs)
 # and the same codecs over 50 scenes (benchmarks/default_scenes.py: how far the BD-rates move).
+VIDEO_CI_CODECS := anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw
 ci-reference: install
 	rm -rf results/ci-reference results/ci-reference-50
 	$(BIN)/vcmbench run progress=false report=false hydra.run.dir=results/ci-reference
 	$(BIN)/vcmbench run progress=false report=false dataset.count=50 hydra.run.dir=results/ci-reference-50
 	cp results/ci-reference/points.csv anchors/ci/points.csv
 	cp results/ci-reference-50/points.csv anchors/ci/points-50.csv
+	rm -rf results/ci-reference-video
+	$(BIN)/vcmbench run progress=false report=false dataset=synthetic_video dataset.max_frames=6 \
+	    'codec=[$(VIDEO_CI_CODECS)]' hydra.run.dir=results/ci-reference-video
+	cp results/ci-reference-video/classes.csv anchors/ci/video-classes.csv
+	cp results/ci-reference-video/points.csv anchors/ci/video-points.csv
 
 bench: install
 	$(BIN)/python benchmarks/pipeline_overhead.py

@@ -4,6 +4,7 @@ the per-sequence and per-class numbers (kbps, joint metrics)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -17,6 +18,9 @@ from vcmbench.datasets.synthetic_video import build as build_video
 from vcmbench.errors import PayloadError
 from vcmbench.points import build_sequence_points
 from vcmbench.records import Record
+from vcmbench.regress import regress_main
+from vcmbench.render.cttc import export_main
+from vcmbench.render.video_report import write_video_report
 from vcmbench.run import run_sweep
 from vcmbench.types import LEVELS
 from vcmbench.vision.ci_frcnn import DEFAULT_WEIGHTS
@@ -41,9 +45,10 @@ def sequence_fronts(tmp_path_factory, detector):
     return fronts, ranges, images
 
 
-def _code(codec, rate, fronts, ranges, images=None, fps=30.0) -> bytes:
+def _code(codec, rate, fronts, ranges, images=None, fps=30.0, pause=0.0) -> bytes:
     enc = open_sequence(codec, rate, SequenceInfo(len(fronts), fps, ranges))
     for k, f in enumerate(fronts):
+        time.sleep(pause)  # the sweep's front and other codecs run between two frames of one encoder
         enc.add(None if images is None else images[k], f)
     return enc.finish()
 
@@ -70,6 +75,17 @@ def test_low_delay_spends_fewer_bytes_than_all_intra_and_bytes_fall_as_qp_rises(
     low_delay_37 = codec_from_yaml("anchor_vvc", rates=[37])
     assert len(_code(low_delay_37, low_delay_37.rates[0], fronts, ranges)) < n_intra
     assert sizes[0] > sizes[1] > sizes[2]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", ["anchor_vvc", "anchor_hevc", "image_vvc"])
+def test_pauses_between_frames_do_not_change_the_bitstream(codec_from_yaml, sequence_fronts, name):
+    """libvvenc fed live through a pipe wrote parameter sets and no picture when frames came 0.2 s
+    apart; a sequence's bytes must not depend on how fast the front delivers its frames."""
+    fronts, ranges, images = sequence_fronts
+    codec = codec_from_yaml(name)
+    rate = codec.rates[len(codec.rates) // 2]
+    assert _code(codec, rate, fronts, ranges, images, pause=0.2) == _code(codec, rate, fronts, ranges, images)
 
 
 @pytest.mark.timeout(180)
@@ -147,6 +163,19 @@ def test_video_sweep_gives_consistent_kbps_bpp_bytes_and_resumes(tmp_path):
     for _, rows in anchor.groupby("sequence"):
         assert rows.set_index("rate").loc["qp=37", "bytes"] > rows.set_index("rate").loc["qp=45", "bytes"]
     assert (tmp_path / "run" / "detections" / "raw" / "dtype=float32.json").is_file()
+    # the report, the per-class gate and the MPEG template export read the same run
+    run = tmp_path / "run"
+    md = write_video_report(run, run / "report")
+    text = md.read_text()
+    assert "BD-rate per class" in text and "BD-rate per sequence" in text and "## Class B" in text
+    assert (run / "report" / "figures" / "rd_class_A.png").is_file()
+    assert "data:image/png;base64," in (run / "report" / "report.html").read_text()
+    assert regress_main([str(run), "--reference", str(run / "classes.csv"), "--tolerance", "1"]) == 0
+    cheaper = classes.assign(kbps=classes.kbps * 0.9)  # a reference 10 % cheaper: the run is worse
+    cheaper.to_csv(tmp_path / "cheaper.csv", index=False)
+    assert regress_main([str(run), "--reference", str(tmp_path / "cheaper.csv"), "--tolerance", "1"]) == 1
+    assert export_main([str(run), "--format", "cttc", "--out", str(tmp_path / "cttc")]) == 0
+    assert any(p.name.endswith("-classes.csv") for p in (tmp_path / "cttc").iterdir())
     # resume: a rerun redoes nothing
     before = (tmp_path / "run" / "records.jsonl").read_text()
     again = run_sweep(cfg, tmp_path / "run")

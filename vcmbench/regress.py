@@ -11,6 +11,10 @@ reference curve of the same dataset and model:
   point by point, matched on the `rate` label. bpp rising by more than tolerance % or mAP
   dropping by more than tolerance % of its reference value is a regression.
 
+Video runs are gated per class of sequences: with a classes table as the reference (the
+`classes.csv` a video run writes, e.g. anchors/ci/video-classes.csv), each (class, codec) curve
+of the run's classes.csv is compared the same way, in kbps instead of bpp.
+
 Exit status: 0 = no codec regressed; 1 = some codec regressed (each is named with its
 figure); 2 = unusable input (a codec or rate point of the reference missing in the run,
 too few points, curves that do not overlap, unreadable files).
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vcmbench.analysis import bd_row
+from vcmbench.analysis import bd_row, pareto_front
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
 from vcmbench.tables import codec_order, load_sources, merge_points, read_points, text_table
@@ -60,8 +64,12 @@ class Check:
         return self.status in (UNUSABLE, MISSING)
 
 
-def _bd_ok(ref: pd.DataFrame, metric: str) -> bool:
-    return len(ref) >= MIN_POINTS and ref[metric].nunique(dropna=True) > 1
+def _bd_ok(ref: pd.DataFrame, metric: str, rate_col: str = "bpp") -> bool:
+    """Whether the reference makes a BD curve: 4 or more points on its pareto front (a small set's
+    noisy metric can leave fewer: such a reference is compared point by point)."""
+    if len(ref) < MIN_POINTS or ref[metric].nunique(dropna=True) <= 1:
+        return False
+    return len(pareto_front(ref, rate_col, metric)[0]) >= MIN_POINTS
 
 
 def _pct(new: float, old: float) -> float:
@@ -71,7 +79,7 @@ def _pct(new: float, old: float) -> float:
 
 
 def _per_point(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataFrame, tol: float,
-               metric: str) -> Check:
+               metric: str, rate_col: str = "bpp") -> Check:
     worst_bpp, details, status, bad = -math.inf, [], OK, []
     for _, r in ref.iterrows():
         match = run[run.rate.astype(str) == str(r.rate)]
@@ -80,31 +88,33 @@ def _per_point(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataF
                          f"rate point {r.rate} of the reference is not in the run (run has "
                          f"{sorted(run.rate.astype(str))})", UNUSABLE)
         m = match.iloc[-1]
-        values = (float(r.bpp), float(m.bpp), float(r[metric]), float(m[metric]))
+        values = (float(r[rate_col]), float(m[rate_col]), float(r[metric]), float(m[metric]))
         if not all(math.isfinite(v) for v in values):
             return Check(ds, model, codec, "per point", math.nan,
-                         f"rate point {r.rate}: bpp or {metric} is missing (NaN)", UNUSABLE)
+                         f"rate point {r.rate}: {rate_col} or {metric} is missing (NaN)", UNUSABLE)
         ref_bpp, run_bpp, ref_m, run_m = values
         bpp_change = _pct(run_bpp, ref_bpp)
         drop = max(0.0, -_pct(run_m, ref_m)) if ref_m > 0 else (0.0 if run_m >= ref_m else math.inf)
         worst_bpp = max(worst_bpp, bpp_change)
         rel = f" ({_pct(run_m, ref_m):+.2f}%)" if ref_m > 0 else ""
-        details.append(f"{r.rate}: bpp {bpp_change:+.2f}%, {metric} {run_m - ref_m:+.3f}{rel}")
+        details.append(f"{r.rate}: {rate_col} {bpp_change:+.2f}%, {metric} {run_m - ref_m:+.3f}{rel}")
         if bpp_change > tol:
-            bad.append(f"{r.rate} bpp {bpp_change:+.2f}%")
+            bad.append(f"{r.rate} {rate_col} {bpp_change:+.2f}%")
         if drop > tol:
             bad.append(f"{r.rate} {metric} -{drop:.2f}%")
     if bad:
         status = REGRESSION
+    front = len(pareto_front(ref, rate_col, metric)[0])
     why = "single rate point" if len(ref) == 1 else (
-        f"{metric} does not vary" if ref[metric].nunique() <= 1 else f"{len(ref)} points (< {MIN_POINTS})")
+        f"{metric} does not vary" if ref[metric].nunique() <= 1 else f"{len(ref)} points (< {MIN_POINTS})"
+        if len(ref) < MIN_POINTS else f"{front} of {len(ref)} points on the pareto front (< {MIN_POINTS})")
     return Check(ds, model, codec, f"per point ({why})", worst_bpp, "; ".join(details), status,
                  ", ".join(bad))
 
 
 def _bd(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataFrame, tol: float, method: str,
-        metric: str) -> Check:
-    r = bd_row(ref, run, codec, "reference", method, metric)
+        metric: str, rate_col: str = "bpp") -> Check:
+    r = bd_row(ref, run, codec, "reference", method, metric, rate_col)
     if not r.ok:
         return Check(ds, model, codec, "BD-rate", math.nan, r.reason or "", UNUSABLE)
     detail = (f"BD-{metric} {r.bd_metric:+.3f}; {metric} range {r.overlap_lo:.3f}..{r.overlap_hi:.3f} "
@@ -132,20 +142,32 @@ def _image_count_mismatch(ref: pd.DataFrame, run: pd.DataFrame) -> str | None:
             "made on the same images")
 
 
+def is_classes_table(table: pd.DataFrame) -> bool:
+    """A video run's per-class table (classes.csv): curves per (class, codec), rates in kbps."""
+    return "class" in table.columns and "kbps" in table.columns and "sequence" not in table.columns
+
+
 def regress(run: pd.DataFrame, reference: pd.DataFrame, tolerance: float, method: str = "pchip",
             metric: str = "map") -> list[Check]:
-    """One Check per (dataset, model, codec) of the reference."""
+    """One Check per (dataset, model, codec) of the reference; per (dataset, model, class, codec),
+    in kbps, when the reference is a classes table."""
+    video = is_classes_table(reference)
+    keys, rate_col = (["dataset", "model", "class", "codec"], "kbps") if video else (["dataset", "model", "codec"], "bpp")
     checks = []
-    for (ds, model, codec), ref in reference.groupby(["dataset", "model", "codec"], sort=False):
+    for key, ref in reference.groupby(keys, sort=False):
+        ds, model, codec = key[0], key[1], key[-1]
         mine = run[(run.dataset == ds) & (run.model == model) & (run.codec == codec)]
+        if video:
+            mine = mine[mine["class"].astype(str) == str(key[2])]
+            codec = f"{codec} [class {key[2]}]"
         if mine.empty:
             checks.append(Check(ds, model, codec, "-", math.nan, "not in the run", MISSING))
         elif (why := _image_count_mismatch(ref, mine)) is not None:
             checks.append(Check(ds, model, codec, "-", math.nan, why, UNUSABLE))
-        elif _bd_ok(ref, metric):
-            checks.append(_bd(ds, model, codec, ref, mine, tolerance, method, metric))
+        elif _bd_ok(ref, metric, rate_col):
+            checks.append(_bd(ds, model, codec, ref, mine, tolerance, method, metric, rate_col))
         else:
-            checks.append(_per_point(ds, model, codec, ref, mine, tolerance, metric))
+            checks.append(_per_point(ds, model, codec, ref, mine, tolerance, metric, rate_col))
     return checks
 
 
@@ -182,7 +204,14 @@ def regress_main(argv: list[str]) -> int:
             raise VcmbenchError(f"reference {ref_path}: no such file; pass --reference PATH to a points table "
                                 "(e.g. anchors/ci/points.csv)")
         reference = read_points(ref_path)
-        run, notes = merge_points(load_sources([args.run]))
+        if is_classes_table(reference):  # a video gate: the run's classes table
+            run_classes = Path(args.run) / "classes.csv" if Path(args.run).is_dir() else Path(args.run)
+            if not run_classes.is_file():
+                raise VcmbenchError(f"{run_classes}: no such file; the reference {ref_path} is a video run's "
+                                    "classes table, so give the video run's folder (holding classes.csv)")
+            run, notes = read_points(run_classes), []
+        else:
+            run, notes = merge_points(load_sources([args.run]))
         for col in (args.metric,):
             if col not in reference.columns or col not in run.columns:
                 raise VcmbenchError(f"column {col!r} missing in {ref_path} or {args.run}; pass --metric COLUMN")
@@ -206,7 +235,7 @@ def regress_main(argv: list[str]) -> int:
     print(_table(checks, len(ref_groups) > 1))
     for n in notes:
         print(f"note: {n}")
-    checked = {(c.dataset, c.model, c.codec) for c in checks}
+    checked = {(c.dataset, c.model, c.codec.split(" [class ")[0]) for c in checks}
     extra = [c for c in codec_order(run) if not any((d, m, c) in checked for d, m in ref_groups)]
     if extra:
         print(f"not in the reference (not checked): {', '.join(extra)}")

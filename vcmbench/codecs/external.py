@@ -60,7 +60,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -136,14 +136,14 @@ def as_gop(intra: bool | Gop) -> Gop:
     return ALL_INTRA if intra else ONE_INTRA
 
 
-def run_process(cmd: Sequence[str], who: str, setting: str, input: bytes | None = None,
+def run_process(cmd: Sequence[str], who: str, setting: str, input: bytes | BinaryIO | None = None,
                 timeout_s: float = DEFAULT_TIMEOUT_S, cwd: str | None = None) -> Finished:
     """Run one external process (timed, with a timeout). Errors name codec, command, output."""
     cmd = [str(c) for c in cmd]
     t0 = time.perf_counter()
+    feed = {"input": input if input is not None else b""} if not hasattr(input, "fileno") else {"stdin": input}
     try:
-        proc = subprocess.run(cmd, input=input if input is not None else b"", capture_output=True,
-                              timeout=timeout_s, cwd=cwd)
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, cwd=cwd, **feed)
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         raise MissingDependencyError(
             f"{who}: cannot run {cmd[0]!r} ({exc.strerror or exc}); set {setting} to a working executable"
@@ -360,6 +360,9 @@ class FfmpegCodec(ExternalCodec):
     align: int = 1
     #: smallest frame side the encoder accepts; smaller frames are padded (edge replication)
     min_dim: int = 1
+    #: sequences: frames piped into the running encoder as they come (True), or spooled to a
+    #: temporary file that the encoder reads at the end (False: libvvenc, see VvencCodec)
+    live_input: bool = True
     default_preset: object = None
 
     def __init__(self, who: str = "backend", ffmpeg: str | None = None, setting_prefix: str = "codec",
@@ -490,8 +493,9 @@ class FfmpegCodec(ExternalCodec):
         self.validate(knob, value, bitdepth)
         ph, pw = self.coded_size(height, width)
         cmd = self._encoder_command(self._in_pix_fmt(bitdepth), (ph, pw), frames, knob, value, gop, bitdepth)
-        return PipeSink(self, cmd, lambda f: self._to_input(_pad_to(f, self._align(), self.min_dim), bitdepth),
-                        (height, width), frames)
+        sink = PipeSink if self.live_input else FileFedSink
+        return sink(self, cmd, lambda f: self._to_input(_pad_to(f, self._align(), self.min_dim), bitdepth),
+                    (height, width), frames)
 
     def open_decoder(self, data, frames, height, width, bitdepth) -> Iterator[np.ndarray]:
         if not data:
@@ -506,12 +510,12 @@ class FfmpegCodec(ExternalCodec):
             yield np.ascontiguousarray(self._from_output(raw, 1, ph, pw, bitdepth)[0, :height, :width])
 
     def open_picture_encoder(self, pix_fmt: str, size: tuple[int, int], frames: int, filters: str, out_pix_fmt: str,
-                             bitdepth: int, knob: str, value: object, gop: Gop) -> PipeSink:
+                             bitdepth: int, knob: str, value: object, gop: Gop) -> PipeSink | FileFedSink:
         """A video of colour pictures (`encode_picture`'s conversions, then inter coding by `gop`),
         fed one picture at a time with `PipeSink.write_raw`."""
         self.check_rate(knob, value)
         cmd = self._encoder_command(pix_fmt, size, frames, knob, value, gop, bitdepth, filters, out_pix_fmt)
-        return PipeSink(self, cmd, None, size, frames)
+        return (PipeSink if self.live_input else FileFedSink)(self, cmd, None, size, frames)
 
     def decode_pictures(self, data: bytes, frames: int, filters: str, pix_fmt: str, frame_bytes: int
                         ) -> Iterator[bytes]:
@@ -563,6 +567,10 @@ class VvencCodec(FfmpegCodec):
     yuv420 = True
     min_dim = 32  # libvvenc refuses frames under 16 (intra) / 32 (random access) pixels a side
     default_preset = "faster"
+    # Fed live through a pipe, libvvenc in this ffmpeg (9.0.2) writes parameter sets and no picture
+    # when frames arrive with pauses between them (0.2 s apart: 104 bytes, exit 0; back to back: the
+    # whole stream): its sequences are spooled to a file and encoded from it at the end.
+    live_input = False
 
     def _encoder_args(self, knob, value, gop, bitdepth):
         qp = int(value)
@@ -908,6 +916,42 @@ class PipeSink(FrameSink):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class FileFedSink(FrameSink):
+    """The encoder's input spooled to a temporary file as frames come, the encoder run on the file
+    at `finish`: memory stays one frame, like a pipe, for encoders that must not be fed live (see
+    FfmpegCodec.live_input)."""
+
+    def __init__(self, backend: ExternalCodec, cmd: list[str], to_input, size: tuple[int, int], frames: int):
+        super().__init__(backend, size, frames)
+        self.cmd, self.to_input = cmd, to_input
+        self.file = tempfile.TemporaryFile(prefix="vcmbench-spool-")
+
+    def _write(self, frames: np.ndarray) -> None:
+        self.file.write(self.to_input(frames))
+
+    def write_raw(self, raw: bytes, count: int = 1) -> None:
+        """Append `count` pictures already in the encoder's input format (colour pictures)."""
+        if self.written + count > self.frames:
+            raise ValueError(f"{self.backend.who}: more than the {self.frames} frames this video was opened for")
+        self.file.write(raw)
+        self.written += count
+
+    def _finish(self) -> bytes:
+        self.file.flush()
+        self.file.seek(0)
+        self.backend.last_command = self.cmd
+        try:
+            done = run_process(self.cmd, self.backend.who, getattr(self.backend, "setting", "codec"), self.file,
+                               self.backend.timeout_s)
+        finally:
+            self.file.close()
+        self.backend.last_output = done.stderr
+        return done.stdout
+
+    def abort(self) -> None:
+        self.file.close()
 
 
 class SpoolSink(FrameSink):

@@ -297,10 +297,10 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
             "config": src.config.rstrip() if src.config else None, "config_raw": src.config,
         })
     return {"generated": generated, "method": method, "notes": rep.notes, "groups": groups, "sources": sources,
-            "warn": WARN, "bd_legend": BD_LEGEND, "layers_legend": LAYERS_LEGEND, "css": _CSS}
+            "warn": WARN, "bd_legend": BD_LEGEND, "layers_legend": LAYERS_LEGEND, "css": CSS}
 
 
-def _templates(autoescape: bool):
+def templates(autoescape: bool):
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("vcmbench.render", "templates"), autoescape=autoescape,
@@ -313,7 +313,7 @@ def _templates(autoescape: bool):
 
 
 def render_markdown(context: dict) -> str:
-    return _templates(autoescape=False).get_template("report.md.j2").render(context).rstrip("\n") + "\n"
+    return templates(autoescape=False).get_template("report.md.j2").render(context).rstrip("\n") + "\n"
 
 
 def render_html(context: dict) -> str:
@@ -321,10 +321,10 @@ def render_html(context: dict) -> str:
     for g in context["groups"]:
         for f in g["figures"]:
             f["png_base64"] = base64.b64encode(f["png_path"].read_bytes()).decode("ascii")
-    return _templates(autoescape=True).get_template("report.html.j2").render(context)
+    return templates(autoescape=True).get_template("report.html.j2").render(context)
 
 
-_CSS = """
+CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #333}h2{border-bottom:1px solid #bbb;margin-top:2em}

@@ -18,7 +18,8 @@ import pandas as pd
 from vcmbench.analysis import BDRow, bd_row, choose_anchor
 from vcmbench.errors import VcmbenchError
 from vcmbench.render.plots import rd_plot
-from vcmbench.tables import codec_order, md_table, read_points
+from vcmbench.render.report import CSS, templates
+from vcmbench.tables import codec_order, read_points
 
 METRIC_LABELS = {"mota": "MOTA (%)", "coco": "COCO AP@[.5:.95] (%)", "oid": "OpenImages mAP@0.5 (%)"}
 SHOWN = ["codec", "rate", "kbps", "map", "ap", "ap50", "mota", "idf1", "hota", "n_failed", "enc_s", "dec_s"]
@@ -74,30 +75,22 @@ def write_video_report(run_dir: Path, out_dir: Path, anchor: str | None = None, 
         stem = out_dir / "figures" / f"rd_class_{cls}"
         pngs = [p for p in rd_plot(sub, stem, title=f"class {cls}: {label} vs kbps", anchor=chosen, metric="map",
                                    metric_label=label, rate_col="kbps") if p.suffix == ".png"]
-        sections.append({"name": cls, "table": _rounded(sub), "figure": pngs[0]})
-    by_class = bd_table(classes, "class", chosen, method)
-    by_sequence = bd_table(points, "sequence", chosen, method)
-    title = f"{points['dataset'].iloc[0]} / {points['model'].iloc[0]}"
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    intro = (f"Generated {generated} from {run_dir}. Per class of sequences: rate = the duration-weighted "
-             f"mean of its sequences' kbps, {label} recomputed over the class's frames jointly. BD-rates in kbps "
-             f"vs **{chosen}** ({method}); negative = fewer bits for the same accuracy.")
-    md = [f"# vcmbench video report: {title}", "", intro, ""] + ([f"> note: {note}", ""] if note else [])
-    md += ["## BD-rate per class", "", md_table(by_class), "", "## BD-rate per sequence", "", md_table(by_sequence), ""]
-    html = [f"<h1>vcmbench video report: {title}</h1>", f"<p>{intro}</p>", "<h2>BD-rate per class</h2>",
-            by_class.to_html(index=False, border=0), "<h2>BD-rate per sequence</h2>",
-            by_sequence.to_html(index=False, border=0)]
-    for s in sections:
-        rel = s["figure"].relative_to(out_dir)
-        md += [f"## Class {s['name']}", "", f"![class {s['name']}]({rel})", "", md_table(s["table"]), ""]
-        png = base64.b64encode(s["figure"].read_bytes()).decode("ascii")
-        html += [f"<h2>Class {s['name']}</h2>", f'<img alt="class {s["name"]}" src="data:image/png;base64,{png}">',
-                 s["table"].to_html(index=False, border=0)]
-    md += ["## Rate points per sequence", "", md_table(_rounded(points).assign(sequence=points["sequence"])), ""]
-    (out_dir / "report.md").write_text("\n".join(md), encoding="utf-8")
-    (out_dir / "report.html").write_text(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>vcmbench video report</title>"
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.2em .5em}img{max-width:100%}</style></head><body>"
-        + "\n".join(html) + "</body></html>\n", encoding="utf-8")
+        sections.append({"name": cls, "table": _rounded(sub), "figure": pngs[0],
+                         "figure_rel": pngs[0].relative_to(out_dir).as_posix()})
+    context = {
+        "title": f"{points['dataset'].iloc[0]} / {points['model'].iloc[0]}",
+        "intro": (f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from {run_dir}. Per class of "
+                  f"sequences: rate = the duration-weighted mean of its sequences' kbps, {label} recomputed over "
+                  f"the class's frames jointly. BD-rates in kbps vs **{chosen}** ({method}); negative = fewer bits "
+                  "for the same accuracy. The MPEG template's tables: `vcmbench export --format cttc RUN`."),
+        "note": note, "by_class": bd_table(classes, "class", chosen, method),
+        "by_sequence": bd_table(points, "sequence", chosen, method),
+        "points": _rounded(points).assign(sequence=points["sequence"]), "sections": sections, "css": CSS,
+    }
+    (out_dir / "report.md").write_text(templates(autoescape=False).get_template("video_report.md.j2")
+                                       .render(context).rstrip("\n") + "\n", encoding="utf-8")
+    for section in sections:
+        section["png_base64"] = base64.b64encode(section["figure"].read_bytes()).decode("ascii")
+    (out_dir / "report.html").write_text(templates(autoescape=True).get_template("video_report.html.j2")
+                                         .render(context), encoding="utf-8")
     return out_dir / "report.md"

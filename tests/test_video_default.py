@@ -1,0 +1,54 @@
+"""The video runs users start: the reduced video run CI gates against anchors/ci/video-classes.csv.
+
+`vcmbench run dataset=synthetic_video` is the video default (every default codec, about 4.5
+minutes on 2 cores); CI runs its reduced form (6 frames of each sequence, one codec of each way
+a sequence is coded) through the command line, reads the report it writes, and gates the
+per-class table with `vcmbench regress` like the image default.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vcmbench.regress import EXIT_OK, regress_main
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "anchors" / "ci" / "video-classes.csv"
+CODECS = "anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw"  # the Makefile's VIDEO_CI_CODECS
+TOLERANCE = "2.0"  # as the image gate: the reference was made on another CPU
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def video_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("video") / "run"
+    cache = tmp_path_factory.mktemp("video-cache")
+    proc = subprocess.run(
+        [sys.executable, "-m", "vcmbench", "run", "dataset=synthetic_video", "dataset.max_frames=6",
+         f"dataset.cache_dir={cache}", f"codec=[{CODECS}]", "progress=false", f"hydra.run.dir={out}"],
+        capture_output=True, text=True, timeout=800, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return out
+
+
+def test_the_reduced_video_run_passes_the_regression_gate(video_run):
+    assert regress_main([str(video_run), "--reference", str(REFERENCE), "--tolerance", TOLERANCE]) == EXIT_OK
+
+
+def test_the_video_run_writes_its_tables_and_report(video_run):
+    points = pd.read_csv(video_run / "points.csv")
+    classes = pd.read_csv(video_run / "classes.csv")
+    assert set(points.sequence) == {"pan_fast", "crowd", "sparse", "slow"} and (points.frames == 6).all()
+    assert set(classes["class"]) == {"A", "B"} and (points.n_failed == 0).all()
+    # the uncompressed features track as well as the detector allows: every class has a MOTA and an HOTA
+    raw = classes[classes.codec == "raw"]
+    assert (raw.mota > 0).all() and (raw.hota > 0).all() and (raw.idf1 > 0).all()
+    report = (video_run / "report" / "report.md").read_text()
+    assert "BD-rate per class" in report and (video_run / "report" / "figures" / "rd_class_B.png").is_file()
