@@ -6,7 +6,7 @@ synthetic_video look, one sequence of N frames) through the sweep's sequence loo
 and prints its own peak RSS (`ru_maxrss`) and that of its encoder/decoder processes. The
 target: the 64-frame peak within 10% of the 8-frame one.
 
-    python benchmarks/sequence_memory.py [--size 512] [--codecs anchor_vvc,pack_tile]
+    python benchmarks/sequence_memory.py [--size 256] [--codecs anchor_vvc,pack_tile,image_vvc] [OVERRIDES]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tempfile
 import time
 
 
-def measure(frames: int, size: int, codecs: str) -> dict:
+def measure(frames: int, size: int, codecs: str, overrides: list[str]) -> dict:
     """Code one sequence of `frames` frames in this process; peak RSS in MiB."""
     from hydra.utils import instantiate
 
@@ -31,7 +31,8 @@ def measure(frames: int, size: int, codecs: str) -> dict:
         spec = f"[{{name: bench, class: A, frames: {frames}, fps: 30, pan: [2, 1], objects: [8, 12]}}]"
         cfg = compose_config("config", ["dataset=synthetic_video", f"dataset.cache_dir={cache}",
                                         f"dataset.sequences={spec}", f"dataset.height={size}",
-                                        f"dataset.width={size}", f"codec=[{codecs}]", "workers=1", "fidelity=false"])
+                                        f"dataset.width={size}", f"codec=[{codecs}]", "workers=1", "fidelity=false",
+                                        *overrides])
         coder = ItemCoder(cfg, dataset=instantiate(cfg.dataset))
         seq = coder.dataset.sequences[0]
         todo = [(j, r) for j, job in enumerate(coder.jobs) for r in range(len(job.codec.rates))]
@@ -46,19 +47,24 @@ def measure(frames: int, size: int, codecs: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", type=int, default=512, help="frame side in pixels (default 512)")
-    ap.add_argument("--codecs", default="anchor_vvc,pack_tile", help="comma-separated codec names")
+    ap.add_argument("--size", type=int, default=256, help="frame side in pixels (default 256)")
+    ap.add_argument("--codecs", default="anchor_vvc,pack_tile,image_vvc",
+                    help="comma-separated codec names (default: the inter-coded ones)")
+    ap.add_argument("overrides", nargs="*", default=["codec.anchor_vvc.rates=[37]", "codec.pack_tile.rates=[37]",
+                                                     "codec.image_vvc.rates=[37]"],
+                    help="Hydra overrides (default: one rate point per codec)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.size, args.codecs)))
+        print(json.dumps(measure(args.child, args.size, args.codecs, args.overrides)))
         return
     rows = []
     for frames in (8, 64):
         out = subprocess.run([sys.executable, __file__, "--child", str(frames), "--size", str(args.size),
-                              "--codecs", args.codecs], capture_output=True, text=True, check=True)
+                              "--codecs", args.codecs, *args.overrides], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"one sequence at {args.size}x{args.size}, codecs {args.codecs} (every rate point), fresh process each")
+    print(f"one sequence at {args.size}x{args.size}, codecs {args.codecs}, {' '.join(args.overrides) or 'every rate point'}; "
+          "a fresh process each")
     print("| frames | points | failed | peak RSS (MiB) | peak encoder/decoder RSS (MiB) | seconds |")
     print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:

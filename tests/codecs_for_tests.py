@@ -1,8 +1,11 @@
-"""Codecs that misbehave on purpose, to test how the sweep survives them."""
+"""Codecs that misbehave on purpose, to test how the sweep survives them; fake external binaries."""
 
 from __future__ import annotations
 
+import stat
 import struct
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -78,3 +81,58 @@ class RawWithWeights(RawCodec):
         from pathlib import Path
 
         return [Path(self.weights)]
+
+
+def executable_script(path: Path, body: str) -> Path:
+    """A Python script at `path`, executable: a stand-in for an external binary (ffmpeg, VTM)."""
+    path.write_text(f"#!{sys.executable}\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+FAKE_ENCODER = r'''
+import json, struct, sys, zlib
+args = sys.argv[1:]
+opts = {}
+i = 0
+while i < len(args):
+    a = args[i]
+    if a.startswith("--"):
+        k, _, v = a[2:].partition("=")
+        opts[k] = v
+        i += 1
+    else:
+        opts[a] = args[i + 1]
+        i += 2
+json.dump({"argv": sys.argv[1:], "opts": opts}, open(LOG, "w"))
+w, h, n = int(opts["SourceWidth"]), int(opts["SourceHeight"]), int(opts["FramesToBeEncoded"])
+assert opts["InputChromaFormat"] == "400" and opts["ChromaFormatIDC"] == "400"
+raw = open(opts["-i"], "rb").read()
+assert len(raw) == w * h * n * 2, (len(raw), w, h, n)
+open(opts["-b"], "wb").write(b"FVTM" + struct.pack(">HHH", w, h, n) + zlib.compress(raw))
+print("fake VTM encoder done")
+'''
+
+FAKE_DECODER = r'''
+import struct, sys, zlib
+import numpy as np
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+data = open(args["-b"], "rb").read()
+if data[:4] != b"FVTM":
+    print("Error: not a bitstream", file=sys.stderr)
+    sys.exit(1)
+w, h, n = struct.unpack(">HHH", data[4:10])
+y = np.frombuffer(zlib.decompress(data[10:]), "<u2").reshape(n, h, w)
+with open(args["-o"], "wb") as f:
+    for frame in y:
+        f.write(frame.tobytes())
+        if AS_420:
+            f.write(np.full(2 * ((h + 1) // 2) * ((w + 1) // 2), 512, "<u2").tobytes())
+'''
+
+
+def fake_vtm(tmp_path: Path, as_420: bool = False) -> tuple[Path, Path, Path]:
+    log = tmp_path / "encoder_args.json"
+    enc = executable_script(tmp_path / "EncoderApp", f"LOG = {str(log)!r}\n" + FAKE_ENCODER)
+    dec = executable_script(tmp_path / "DecoderApp", f"AS_420 = {as_420}\n" + FAKE_DECODER)
+    return enc, dec, log

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import stat
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.codecs_for_tests import executable_script, fake_vtm
 from vcmbench.codecs.external import BACKENDS, ExternalCodec, make_backend
 from vcmbench.errors import ConfigError, ExternalCodecError, MissingDependencyError
 from vcmbench.types import LEVELS
@@ -149,68 +147,14 @@ def test_undecodable_bitstream_raises_external_codec_error():
         be.decode(good, (3, 32, 32), 10)
 
 
-def _script(path: Path, body: str) -> Path:
-    path.write_text(f"#!{sys.executable}\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return path
-
-
 def test_hanging_process_is_killed_by_the_timeout(tmp_path):
-    fake = _script(tmp_path / "ffmpeg", "import sys, time\nif '-encoders' not in sys.argv and '-decoders' not in sys.argv:\n    time.sleep(30)\n")
+    fake = executable_script(tmp_path / "ffmpeg", "import sys, time\nif '-encoders' not in sys.argv and '-decoders' not in sys.argv:\n    time.sleep(30)\n")
     be = make_backend("hevc", "anchor_hevc", "codec.anchor_hevc", ffmpeg=str(fake), timeout_s=1)
     with pytest.raises(ExternalCodecError, match="did not finish within 1 s"):
         be.encode(smooth_frames(1, 16, 16, 10), 10, "qp", 30)
 
 
 # ---------------------------------------------------------------------------- VTM
-
-FAKE_ENCODER = r'''
-import json, struct, sys, zlib
-args = sys.argv[1:]
-opts = {}
-i = 0
-while i < len(args):
-    a = args[i]
-    if a.startswith("--"):
-        k, _, v = a[2:].partition("=")
-        opts[k] = v
-        i += 1
-    else:
-        opts[a] = args[i + 1]
-        i += 2
-json.dump({"argv": sys.argv[1:], "opts": opts}, open(LOG, "w"))
-w, h, n = int(opts["SourceWidth"]), int(opts["SourceHeight"]), int(opts["FramesToBeEncoded"])
-assert opts["InputChromaFormat"] == "400" and opts["ChromaFormatIDC"] == "400"
-raw = open(opts["-i"], "rb").read()
-assert len(raw) == w * h * n * 2, (len(raw), w, h, n)
-open(opts["-b"], "wb").write(b"FVTM" + struct.pack(">HHH", w, h, n) + zlib.compress(raw))
-print("fake VTM encoder done")
-'''
-
-FAKE_DECODER = r'''
-import struct, sys, zlib
-import numpy as np
-args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
-data = open(args["-b"], "rb").read()
-if data[:4] != b"FVTM":
-    print("Error: not a bitstream", file=sys.stderr)
-    sys.exit(1)
-w, h, n = struct.unpack(">HHH", data[4:10])
-y = np.frombuffer(zlib.decompress(data[10:]), "<u2").reshape(n, h, w)
-with open(args["-o"], "wb") as f:
-    for frame in y:
-        f.write(frame.tobytes())
-        if AS_420:
-            f.write(np.full(2 * ((h + 1) // 2) * ((w + 1) // 2), 512, "<u2").tobytes())
-'''
-
-
-def fake_vtm(tmp_path: Path, as_420: bool = False) -> tuple[Path, Path, Path]:
-    log = tmp_path / "encoder_args.json"
-    enc = _script(tmp_path / "EncoderApp", f"LOG = {str(log)!r}\n" + FAKE_ENCODER)
-    dec = _script(tmp_path / "DecoderApp", f"AS_420 = {as_420}\n" + FAKE_DECODER)
-    return enc, dec, log
-
 
 @pytest.mark.parametrize("as_420", [False, True])
 def test_vtm_command_line_and_round_trip_with_fake_binaries(tmp_path, as_420, codec_from_yaml, real_features):

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.codecs_for_tests import fake_vtm
 from vcmbench.codecs.sequence import SequenceInfo, decode_sequence, open_sequence
 from vcmbench.config import compose_config
 from vcmbench.datasets.base import ImageRecord
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
 from vcmbench.datasets.synthetic_video import build as build_video
-from vcmbench.errors import PayloadError
+from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.points import build_sequence_points
 from vcmbench.records import Record
 from vcmbench.regress import regress_main
@@ -253,3 +254,24 @@ def test_points_need_every_sequence(tmp_path):
                  back_s=0, frames=2, frame_detections=[[], []], frame_ids=ds.sequences[0].frame_ids)
     points, classes = build_sequence_points([rec], ds, "m", tracker={})
     assert points.empty and classes.empty
+
+
+@pytest.mark.timeout(120)
+def test_vtm_codes_a_sequence_with_its_low_delay_cfg(tmp_path, codec_from_yaml, sequence_fronts):
+    """VTM (fake binaries recording their command line): one EncoderApp call for the whole
+    sequence, with the sequence cfg and the CTC intra period; without that cfg, a clear error."""
+    fronts, ranges, _ = sequence_fronts
+    enc, dec, log = fake_vtm(tmp_path)
+    lowdelay = tmp_path / "encoder_lowdelay_vtm.cfg"
+    lowdelay.write_text("GOPSize : 8\n")
+    settings = {"rates": [37], "backend__encoder_app": str(enc), "backend__decoder_app": str(dec)}
+    codec = codec_from_yaml("anchor_vtm", backend__sequence_cfg=str(lowdelay), **settings)
+    payload = _code(codec, codec.rates[0], fronts, ranges, fps=30.0)
+    call = json.loads(log.read_text())
+    assert call["argv"][:2] == ["-c", str(lowdelay.resolve())]
+    assert call["opts"]["FramesToBeEncoded"] == str(len(fronts)) and call["opts"]["IntraPeriod"] == "32"
+    decoded = list(decode_sequence(codec, payload, [f.meta for f in fronts]))
+    assert len(decoded) == len(fronts)
+    with pytest.raises(ConfigError, match=r"codec\.anchor_vtm\.backend\.sequence_cfg"):
+        no_cfg = codec_from_yaml("anchor_vtm", **settings)
+        _code(no_cfg, no_cfg.rates[0], fronts, ranges)

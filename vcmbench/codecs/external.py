@@ -1036,6 +1036,8 @@ class VtmCodec(ExternalCodec):
     Frames go through temp files (VTM reads and writes files only): 16-bit little-endian
     4:0:0 samples, `InputBitDepth = InternalBitDepth = OutputBitDepth = 10`, all-intra
     (`IntraPeriod=1`, plus the cfg file when given, e.g. VTM's cfg/encoder_intra_vtm.cfg).
+    Sequences (low delay, random access) use `sequence_cfg` (VTM's cfg/encoder_lowdelay_vtm.cfg)
+    and `IntraPeriod` of the sequence's GOP.
     """
 
     family = "vvc"
@@ -1046,7 +1048,7 @@ class VtmCodec(ExternalCodec):
     def __init__(self, who: str = "backend", encoder_app: str | None = None, decoder_app: str | None = None,
                  cfg: str | None = None,
                  setting_prefix: str = "codec.vtm", timeout_s: float = 600.0, extra_args: Sequence[str] = (),
-                 internal_bitdepth: int = 10):
+                 internal_bitdepth: int = 10, sequence_cfg: str | None = None):
         super().__init__(who, timeout_s)
         self.enc_setting = f"{setting_prefix}.encoder_app"
         self.dec_setting = f"{setting_prefix}.decoder_app"
@@ -1061,6 +1063,14 @@ class VtmCodec(ExternalCodec):
                     f"{self.cfg_setting}={cfg}: no such file; give VTM's cfg/encoder_intra_vtm.cfg or leave it unset"
                 )
             self.cfg = str(p.resolve())
+        self.sequence_cfg_setting = f"{setting_prefix}.sequence_cfg"
+        self.sequence_cfg = None
+        if not is_none(sequence_cfg):
+            p = Path(os.path.expanduser(str(sequence_cfg)))
+            if not p.is_file():
+                raise ConfigError(f"{self.sequence_cfg_setting}={sequence_cfg}: no such file; give VTM's "
+                                  "cfg/encoder_lowdelay_vtm.cfg (or encoder_randomaccess_vtm.cfg)")
+            self.sequence_cfg = str(p.resolve())
         self.extra_args = [str(a) for a in extra_args]
         self.internal_bitdepth = int(internal_bitdepth)
 
@@ -1090,8 +1100,12 @@ class VtmCodec(ExternalCodec):
             with open(src, "wb") as f:
                 f.write(samples.tobytes())
             cmd = [self.encoder_app]
-            if self.cfg:
-                cmd += ["-c", self.cfg]
+            cfg = self.cfg if gop.intra or gop == ONE_INTRA else self.sequence_cfg
+            if cfg is None and not (gop.intra or gop == ONE_INTRA):
+                raise ConfigError(f"{self.who}: a {gop.structure} sequence through VTM needs its configuration: set "
+                                  f"{self.sequence_cfg_setting}=/path/to/VTM/cfg/encoder_lowdelay_vtm.cfg")
+            if cfg:
+                cmd += ["-c", cfg]
             cmd += [
                 "-i", src, "-b", bit,
                 f"--SourceWidth={w}", f"--SourceHeight={h}", "--FrameRate=30", f"--FramesToBeEncoded={n}",
