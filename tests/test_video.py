@@ -275,3 +275,14 @@ def test_vtm_codes_a_sequence_with_its_low_delay_cfg(tmp_path, codec_from_yaml, 
     with pytest.raises(ConfigError, match=r"codec\.anchor_vtm\.backend\.sequence_cfg"):
         no_cfg = codec_from_yaml("anchor_vtm", **settings)
         _code(no_cfg, no_cfg.rates[0], fronts, ranges)
+
+
+@pytest.mark.timeout(300)
+def test_parallel_workers_code_sequences_as_a_serial_run_does(tmp_path):
+    overrides = ["codec=[anchor_vvc,learned_interleaved]", "codec.anchor_vvc.rates=[41]",
+                 "codec.learned_interleaved.rates=[2]", "dataset.max_frames=2"]
+    serial = run_sweep(_video_cfg(tmp_path, *overrides, "workers=1"), tmp_path / "serial")
+    parallel = run_sweep(_video_cfg(tmp_path, *overrides, "workers=2"), tmp_path / "parallel")
+    columns = ["codec", "rate", "sequence", "bytes", "kbps", "map", "ap", "mota", "idf1"]
+    pd.testing.assert_frame_equal(serial[columns], parallel[columns])
+    assert (parallel.workers == 2).all() and (serial.workers == 1).all()

@@ -27,3 +27,16 @@ def write_rgb_png(image: Tensor, path: Path) -> None:
     from torchvision.io import write_png
 
     write_png(image.to(torch.uint8).contiguous(), str(path))
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header only; no EXIF transpose, matching how images are decoded later."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return int(im.width), int(im.height)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DatasetError(
+            f"{path}: cannot read the image header ({exc}); the file is corrupt or not an image"
+        ) from exc

@@ -29,15 +29,13 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
-import hashlib
-import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vcmbench.atomic import write_bytes
+from vcmbench.datasets.cache import cache_root, digest, plain, read_cached, write_cached
+from vcmbench.datasets.images import image_size
 from vcmbench.datasets.sequences import SequenceDataset, sequences_from_coco
 from vcmbench.errors import DatasetError
 from vcmbench.paths import is_none
@@ -73,19 +71,8 @@ class MotSequence:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("VCMBENCH_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "vcmbench") / "mot"
+    return cache_root("mot")
 
-
-def _plain(value: Any) -> Any:
-    """Hydra hands over DictConfig/ListConfig; the conversion wants plain dicts and lists."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        return value
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
 
 
 def _stat(path: Path) -> tuple[str, int, int]:
@@ -112,19 +99,6 @@ def _ini_number(ini: Path, section: configparser.SectionProxy, key: str, kind: t
     if kind is int and float(raw) != value:
         raise DatasetError(f"{ini}: {key}={raw!r} is not a whole number; fix the [Sequence] section")
     return value
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return int(im.width), int(im.height)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DatasetError(
-            f"{path}: cannot read the image header ({exc}); the file is corrupt or not an image"
-        ) from exc
 
 
 def read_sequence(root: Path, name: str) -> MotSequence:
@@ -181,7 +155,7 @@ def read_sequence(root: Path, name: str) -> MotSequence:
     if length >= FRAME_ID_STRIDE:
         raise DatasetError(f"{ini}: seqLength={length}; at most {FRAME_ID_STRIDE - 1} frames a sequence are supported")
     frames = [numbered[k] for k in range(1, length + 1)]
-    w, h = _image_size(frames[0])
+    w, h = image_size(frames[0])
     if (width, height) != (w, h) and not (width is None and height is None):
         raise DatasetError(
             f"{ini}: imWidth x imHeight = {width}x{height} but {frames[0]} is {w}x{h}; fix the ini or the frames"
@@ -301,35 +275,11 @@ def convert(seqs: list[MotSequence], classes: set[int] | None, seq_class: dict[s
     }
 
 
-def _read_cache(path: Path, fp: str) -> dict[str, Any] | None:
-    """The cached json if it was made from the same inputs; anything unreadable just means 'rebuild'."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("info", {}).get("vcmbench_fingerprint") != fp:
-        return None
-    return data
 
-
-def _write_cache(path: Path, data: dict[str, Any]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes(path, json.dumps(data).encode("utf-8"))
-    except OSError as exc:
-        raise DatasetError(
-            f"cannot write the converted COCO json {path} ({exc}); set dataset.cache_dir to a writable folder"
-        ) from exc
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def _classes(classes: Any) -> set[int] | None:
-    classes = _plain(classes)
+    classes = plain(classes)
     if classes is None or is_none(classes):
         return None
     items = classes if isinstance(classes, list | tuple | set) else [classes]
@@ -365,12 +315,12 @@ def build(
         raise DatasetError(f"MOT folder not found: {rootp.absolute()} (dataset.root); {HOW_TO_GET}")
     if max_frames is not None and not is_none(max_frames) and int(max_frames) < 1:
         raise DatasetError(f"dataset.max_frames={max_frames}: must be >= 1 or null")
-    sequences = _plain(sequences)
+    sequences = plain(sequences)
     names = list_sequences(rootp) if sequences is None or is_none(sequences) else [str(s) for s in sequences]
     if len(set(names)) != len(names):
         raise DatasetError(f"dataset.sequences={names}: a sequence is listed twice")
     keep = _classes(classes)
-    seq_class = _plain(seq_class)
+    seq_class = plain(seq_class)
     if seq_class is None or is_none(seq_class):
         class_of: dict[str, str] = {}
     elif isinstance(seq_class, str):
@@ -394,9 +344,9 @@ def build(
         "seq_class": {n: class_of.get(n, "all") for n in names},
     }
     folder = default_cache_dir() if cache_dir is None or is_none(cache_dir) else Path(str(cache_dir)).expanduser()
-    cache_file = folder / f"{name}-{_digest(options)[:12]}.json"
-    fp = _digest({"options": options, "inputs": [s.stats for s in seqs]})
-    data = _read_cache(cache_file, fp)
+    cache_file = folder / f"{name}-{digest(options)[:12]}.json"
+    fp = digest({"options": options, "inputs": [s.stats for s in seqs]})
+    data = read_cached(cache_file, fp)
     if data is None:
         log.info("converting %d MOT sequences of %s to COCO json %s", len(seqs), name, cache_file)
         data = convert(seqs, keep, options["seq_class"])
@@ -406,7 +356,7 @@ def build(
             "vcmbench_format": CACHE_FORMAT,
             "source": options,
         }
-        _write_cache(cache_file, data)
+        write_cached(cache_file, data)
     recs = sequences_from_coco(data, cache_file)
     if max_frames is not None and not is_none(max_frames):
         recs = [dataclasses.replace(s, frames=s.frames[: int(max_frames)]) for s in recs]

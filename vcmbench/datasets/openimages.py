@@ -23,8 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from vcmbench.atomic import write_bytes
 from vcmbench.datasets.base import Dataset, ImageRecord
+from vcmbench.datasets.cache import read_cached, write_cached
+from vcmbench.datasets.images import image_size
 from vcmbench.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -275,19 +276,6 @@ def read_image_labels(path: Path, ids: set[str], mids: set[str]) -> pd.DataFrame
     return _read_filtered(path, ["ImageID", "LabelName", "Confidence"], dtype, ids, mids)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header only; no EXIF transpose, matching how images are decoded later."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return int(im.width), int(im.height)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DatasetError(
-            f"{path}: cannot read the image header ({exc}); the file is corrupt or not an image"
-        ) from exc
-
-
 def convert(paths: OpenImagesPaths, image_ids: list[str]) -> dict[str, Any]:
     """Build the COCO dict: images 1..N in list order, categories 1..K in class-list order, boxes in pixels."""
     classes = resolve_classes(paths.class_list, read_class_descriptions(paths.classes_csv), paths.classes_csv)
@@ -324,35 +312,13 @@ def convert(paths: OpenImagesPaths, image_ids: list[str]) -> dict[str, Any]:
     return {"info": {}, "images": images, "annotations": annotations, "categories": categories}
 
 
-def _read_cache(path: Path, fp: str) -> dict[str, Any] | None:
-    """The cached json if it was made from the same inputs; anything unreadable just means 'rebuild'."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("info", {}).get("vcmbench_fingerprint") != fp:
-        return None
-    return data
-
-
-def _write_cache(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically, so parallel sweep workers never read a half-written json."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes(path, json.dumps(data).encode("utf-8"))
-    except OSError as exc:
-        raise DatasetError(
-            f"cannot write the converted COCO json {path} ({exc}); set dataset.cache_file to a writable path"
-        ) from exc
 
 
 def load_or_convert(paths: OpenImagesPaths, name: str) -> dict[str, Any]:
     """The COCO dict for these inputs, from the cache when its fingerprint matches, else converted and cached."""
     image_ids = read_image_list(paths.image_list)
     fp = fingerprint(paths, image_ids, stat_images(paths.image_dir, image_ids))
-    data = _read_cache(paths.cache_file, fp)
+    data = read_cached(paths.cache_file, fp)
     if data is not None:
         return data
     log.info("converting %d OpenImages images of %s to COCO json %s", len(image_ids), name, paths.cache_file)
@@ -364,7 +330,7 @@ def load_or_convert(paths: OpenImagesPaths, name: str) -> dict[str, Any]:
         "sources": {field: str(p.resolve()) for field, p in paths.inputs().items()}
         | {"image_dir": str(paths.image_dir.resolve())},
     }
-    _write_cache(paths.cache_file, data)
+    write_cached(paths.cache_file, data, "dataset.cache_file")
     return data
 
 

@@ -36,10 +36,7 @@ rebuilt only when one changes.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +45,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vcmbench.atomic import write_bytes
 from vcmbench.datasets.base import ImageRecord, Sample
+from vcmbench.datasets.cache import cache_root, digest, plain, read_cached, write_cached
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord, sequences_from_coco
 from vcmbench.errors import DatasetError
 from vcmbench.paths import is_none
@@ -224,19 +221,8 @@ class SfuHwObjects(SequenceDataset):
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("VCMBENCH_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "vcmbench") / "sfu_hw"
+    return cache_root("sfu_hw")
 
-
-def _plain(value: Any) -> Any:
-    """Hydra hands over DictConfig/ListConfig; the conversion wants plain dicts and lists."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        return value
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
 
 
 def _unset(value: Any) -> bool:
@@ -271,7 +257,7 @@ def sequence_table(extra_sequences: dict | None = None, frame_window: dict | Non
     a table name overrides just the keys given. `frame_window`: name -> [first, count].
     """
     table = {s.name: s for s in SFU_SEQUENCES}
-    for name, spec in (_plain(extra_sequences) or {}).items():
+    for name, spec in (plain(extra_sequences) or {}).items():
         name = str(name)
         where = f"dataset.extra_sequences.{name}"
         spec = dict(spec or {})
@@ -304,7 +290,7 @@ def sequence_table(extra_sequences: dict | None = None, frame_window: dict | Non
             aliases = spec["aliases"]
             changes["aliases"] = (str(aliases),) if isinstance(aliases, str) else tuple(str(a) for a in aliases)
         table[name] = dataclasses.replace(base, **changes)
-    for name, window in (_plain(frame_window) or {}).items():
+    for name, window in (plain(frame_window) or {}).items():
         name = str(name)
         where = f"dataset.frame_window.{name}"
         if name not in table:
@@ -542,31 +528,7 @@ def convert(resolved: list[_Resolved], folders: list[Path]) -> dict[str, Any]:
     return {"info": {}, "sequences": sequences, "images": images, "annotations": annotations, "categories": categories}
 
 
-def _read_cache(path: Path, fp: str) -> dict[str, Any] | None:
-    """The cached json if it was made from the same inputs; anything unreadable just means 'rebuild'."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("info", {}).get("vcmbench_fingerprint") != fp:
-        return None
-    return data
 
-
-def _write_cache(path: Path, data: dict[str, Any]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes(path, json.dumps(data).encode("utf-8"))
-    except OSError as exc:
-        raise DatasetError(
-            f"cannot write the converted COCO json {path} ({exc}); set dataset.cache_dir to a writable folder"
-        ) from exc
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def build(
@@ -604,9 +566,9 @@ def build(
         raise DatasetError(f"YUV folder not found: {yuv_root.absolute()} (dataset.yuv_dir); {HOW_TO_GET}")
     ann_root = rootp / Path(str(annotation_dir)).expanduser()
     table = sequence_table(extra_sequences, frame_window)
-    extra_names = {str(k) for k in (_plain(extra_sequences) or {})}
+    extra_names = {str(k) for k in (plain(extra_sequences) or {})}
 
-    sequences, classes = _plain(sequences), _plain(classes)
+    sequences, classes = plain(sequences), plain(classes)
     keep = None if _unset(classes) else {str(c) for c in (classes if isinstance(classes, list | tuple) else [classes])}
     explicit = not _unset(sequences)
     if explicit:
@@ -656,9 +618,9 @@ def build(
         for r, f in zip(resolved, folders, strict=True)
     ]
     folder = default_cache_dir() if _unset(cache_dir) else Path(str(cache_dir)).expanduser()
-    cache_file = folder / f"{name}-{_digest(options)[:12]}.json"
-    fp = _digest({"options": options, "inputs": inputs})
-    data = _read_cache(cache_file, fp)
+    cache_file = folder / f"{name}-{digest(options)[:12]}.json"
+    fp = digest({"options": options, "inputs": inputs})
+    data = read_cached(cache_file, fp)
     if data is None:
         log.info("converting %d SFU-HW sequences of %s to COCO json %s", len(resolved), name, cache_file)
         data = convert(resolved, folders)
@@ -668,7 +630,7 @@ def build(
             "vcmbench_format": CACHE_FORMAT,
             "source": options,
         }
-        _write_cache(cache_file, data)
+        write_cached(cache_file, data)
     recs = sequences_from_coco(data, cache_file)
     if not _unset(max_frames):
         recs = [dataclasses.replace(s, frames=s.frames[: int(max_frames)]) for s in recs]

@@ -31,6 +31,7 @@ import numpy as np
 
 from vcmbench.atomic import write_bytes
 from vcmbench.datasets.base import Dataset, ImageRecord
+from vcmbench.datasets.cache import cache_root
 from vcmbench.errors import DatasetError
 from vcmbench.paths import is_none
 
@@ -254,8 +255,7 @@ def list_photos(backgrounds: str | os.PathLike | None) -> tuple[str, ...]:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("VCMBENCH_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "vcmbench") / "synthetic"
+    return cache_root("synthetic")
 
 
 def _scene_key(height: int, width: int, photos: tuple[str, ...]) -> str:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from vcmbench.atomic import write_bytes
+from vcmbench.datasets.cache import cache_root, plain
 from vcmbench.datasets.sequences import SequenceDataset, sequences_from_coco
 from vcmbench.datasets.synthetic import (
     CATEGORIES,
@@ -131,20 +132,10 @@ def _pair(value: object) -> tuple[object, object] | None:
     return value[0], value[1]
 
 
-def _plain(value: object) -> object:
-    """Hydra hands lists and mappings over as ListConfig/DictConfig: plain Python containers here."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        return value
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
 
 def parse_sequences(sequences: object) -> list[SequenceSpec]:
     """Validate the `sequences` setting; every error names ``dataset.sequences[i].KEY`` and the fix."""
-    sequences = _plain(sequences)
+    sequences = plain(sequences)
     if isinstance(sequences, (str, bytes, Mapping)) or not isinstance(sequences, Sequence) or not sequences:
         raise ConfigError(
             f"dataset.sequences={sequences!r}: give a non-empty list of sequence specs, e.g. "
@@ -332,8 +323,7 @@ class SequencePlan:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("VCMBENCH_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "vcmbench") / "synthetic_video"
+    return cache_root("synthetic_video")
 
 
 def _pixel_key(seed: int, specs: list[SequenceSpec], height: int, width: int, photos: tuple[str, ...]) -> str:

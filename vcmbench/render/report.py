@@ -44,6 +44,7 @@ from vcmbench.analysis import (
 )
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
+from vcmbench.render.jinja import CSS, MISSING, templates
 from vcmbench.tables import Source, codec_order, groups, load_sources, md_table, merge_points, read_points, text_table
 
 __all__ = [
@@ -60,7 +61,6 @@ __all__ = [
     "bdrate_main",
 ]
 
-MISSING = "–"
 
 BD_LEGEND = (
     f"BD-rate: bits of the codec relative to the anchor at equal mAP, in percent, averaged over the "
@@ -300,18 +300,6 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
             "warn": WARN, "bd_legend": BD_LEGEND, "layers_legend": LAYERS_LEGEND, "css": CSS}
 
 
-def templates(autoescape: bool):
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("vcmbench.render", "templates"), autoescape=autoescape,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters["md"] = md_table
-    env.filters["md_code"] = lambda v: f"`{v}`"
-    env.filters["html_table"] = lambda df, cls="": jinja2.filters.Markup(_html_table(df, cls))
-    return env
-
-
 def render_markdown(context: dict) -> str:
     return templates(autoescape=False).get_template("report.md.j2").render(context).rstrip("\n") + "\n"
 
@@ -324,23 +312,6 @@ def render_html(context: dict) -> str:
     return templates(autoescape=True).get_template("report.html.j2").render(context)
 
 
-CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}
-h1{border-bottom:2px solid #333}h2{border-bottom:1px solid #bbb;margin-top:2em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
-tr:nth-child(even) td{background:#fafafa}.bd td:last-child{text-align:left}
-.note{color:#7a4a00}.legend{font-size:.88em;color:#444;max-width:60em}
-img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
-pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
-code{background:#f3f3f3;padding:0 .2em}
-"""
-
-
-def _html_table(df: pd.DataFrame, cls: str = "") -> str:
-    return df.to_html(index=False, escape=True, border=0, na_rep=MISSING, classes=cls or None)
 
 
 def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | None = None,

@@ -1,0 +1,41 @@
+"""The Jinja2 environment and stylesheet every report template renders with (render/templates/)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from vcmbench.tables import md_table
+
+MISSING = "–"  # the report's mark for a number that is not there
+
+
+def html_table(df: pd.DataFrame, cls: str = "") -> str:
+    return df.to_html(index=False, escape=True, border=0, na_rep=MISSING, classes=cls or None)
+
+
+
+def templates(autoescape: bool):
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("vcmbench.render", "templates"), autoescape=autoescape,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["md"] = md_table
+    env.filters["md_code"] = lambda v: f"`{v}`"
+    env.filters["html_table"] = lambda df, cls="": jinja2.filters.Markup(html_table(df, cls))
+    return env
+
+
+CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #333}h2{border-bottom:1px solid #bbb;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+tr:nth-child(even) td{background:#fafafa}.bd td:last-child{text-align:left}
+.note{color:#7a4a00}.legend{font-size:.88em;color:#444;max-width:60em}
+img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
+pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
+code{background:#f3f3f3;padding:0 .2em}
+"""
