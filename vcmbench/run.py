@@ -1,9 +1,11 @@
 """The sweep: dataset x model x codecs x rate points -> records -> points table.
 
-Image-major: each image runs through the front once, then through every
-(codec, rate) still missing for it, so the front never runs once per rate point and
-no feature cache is needed. Every finished (image, codec, rate) is appended to
-records.jsonl at once; a rerun with the same config redoes nothing finished.
+Item-major: each image runs through the front once, then through every (codec, rate)
+still missing for it, so the front never runs once per rate point and no feature cache is
+needed. A sequence is an item too: its frames are streamed through the front once each and
+handed to one sequence encoder per missing (codec, rate), then each payload is decoded frame
+by frame through the back (`ItemCoder.code_sequence`). Every finished (item, codec, rate) is
+appended to records.jsonl at once; a rerun with the same config redoes nothing finished.
 """
 
 from __future__ import annotations
@@ -154,8 +156,8 @@ def _encode_failed(rec: Record, failure: str) -> Record:
 class ItemCoder:
     """Everything one process needs to code work items: the dataset, the detector, the codecs.
 
-    An item is an image today; `code` is the loop a sequence will run too: its frames streamed
-    through the same front, codecs and back one at a time.
+    An item is an image (`code_image`) or a sequence (`code_sequence`: its frames streamed
+    through the same front, codecs and back one at a time).
 
     The sweep's main process uses one directly (`workers: 1`); with more workers each worker
     process builds its own from the same config, so no model or codec state crosses processes

@@ -24,6 +24,11 @@ Payload (after the 30-byte container header of `vcmbench.codecs.base`; the tag i
     layout   the layout's side information (explicit grid rows, channel orders), if any
     streams  one per video: uvarint byte length before each but the last, which runs to the end
 
+Sequences (`FrameSequenceEncoder`): the same fields written once for the whole sequence after
+a container header of version 2 and the frame count (uvarint); the range is the sequence's
+(`per_image` = per item, here the sequence; from a first pass of the front) or the global one;
+each layout video is one bitstream over all frames, coded with `sequence_gop` / `intra_period`.
+
 Layout flags: StackedMosaic bit 0 = explicit grid; LevelMosaics bit 0 = inter (never set;
 accepted), bit 1 = stacked; ChannelFrames bit 0 = inter. Frame counts and sizes follow from
 the shape table, so they are not repeated.
