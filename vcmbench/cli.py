@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
               "  regress  exit 1 when a run loses BD-rate against a reference points table\n"
               "  export   a video run's results as CSVs in a reporting template's layout (--format cttc: MPEG FCM)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] == "run":  # the one flag of `run` that is not a Hydra override
+        argv = [("repair=true" if a == "--repair" else a) for a in argv]
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
     except Exception as exc:

@@ -8,13 +8,66 @@ file alone and there is no second file to keep consistent.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
+import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vcmbench.atomic import write_bytes
+from vcmbench.errors import VcmbenchError
+
+
+class RunFolderInUse(VcmbenchError):
+    """Another live `vcmbench run` holds this run folder."""
+
+
+class RunLock:
+    """One writer per run folder: an exclusive `flock` on `<run dir>/.vcmbench.lock`.
+
+    Two sweeps on one folder would both do all the work and interleave their records. The lock
+    is the kernel's: it goes with the process, so a run killed with SIGKILL leaves a stale file
+    whose lock is free, and the next run takes it over (and rewrites the holder it names). The
+    file says who holds it (pid, host, start time) for the error of the run that is refused.
+    flock is per host: on a network file system shared by several hosts it may not exclude.
+    """
+
+    NAME = ".vcmbench.lock"
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / self.NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise RunFolderInUse(f"{self.path.parent}: in use by {holder}; wait for that run to end, or give this "
+                                 "one another folder (hydra.run.dir=...)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                  .encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 @dataclass
@@ -50,32 +103,49 @@ class Record:
         return (self.image_id, self.codec, self.rate, self.setup)
 
 
-class RecordStore:
-    """Append-only record file with an in-memory index of finished keys."""
+class RecordsCorrupt(VcmbenchError):
+    """records.jsonl has a bad line before its last one: not a crash's torn tail."""
 
-    def __init__(self, path: Path):
+
+class RecordStore:
+    """Append-only record file with an in-memory index of finished keys.
+
+    A crash can only tear the last line (each line is flushed and fsynced before the next is
+    written), so a bad last line is dropped and its work redone. A bad line before it means the
+    file was damaged some other way: that is an error naming the line, unless `repair` is set,
+    which drops every bad line so the run redoes their work.
+    """
+
+    def __init__(self, path: Path, repair: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.records: dict[tuple[int, str, str, str], Record] = {}
         if self.path.exists():
-            self._load()
+            self._load(repair)
         self._fh = open(self.path, "a", encoding="utf-8")
 
-    def _load(self) -> None:
-        with open(self.path, encoding="utf-8") as fh:
+    def _load(self, repair: bool) -> None:
+        with open(self.path, encoding="utf-8", errors="replace") as fh:
             lines = fh.read().split("\n")
-        good = []
-        for line in lines:
-            if not line.strip():
-                continue
+        numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+        good, bad = [], []
+        for n, line in numbered:
             try:
                 rec = Record(**json.loads(line))
-            except (json.JSONDecodeError, TypeError):
-                continue  # a line torn by a crash: that work is simply redone
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                bad.append((n, type(exc).__name__))
+                continue
             self.records[rec.key] = rec
             good.append(line)
-        # Rewrite without the torn line so appends start on a clean line boundary.
-        if len(good) != len([ln for ln in lines if ln.strip()]):
+        damaged = [(n, why) for n, why in bad if n != numbered[-1][0]]
+        if damaged and not repair:
+            n, why = damaged[0]
+            more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+            raise RecordsCorrupt(f"{self.path}: line {n} is not a record ({why}){more}, and it is not a torn last "
+                                 "line; rerun with repair=true (vcmbench run --repair) to drop the bad lines and "
+                                 "redo their work")
+        # Rewrite without the bad lines so appends start on a clean line boundary.
+        if bad:
             write_bytes(self.path, "".join(g + "\n" for g in good).encode("utf-8"))
 
     def __contains__(self, key: tuple[int, str, str, str]) -> bool:

@@ -36,7 +36,7 @@ from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.paths import file_sha256
 from vcmbench.points import build_points, build_sequence_points
-from vcmbench.records import Record, RecordStore, write_detections
+from vcmbench.records import Record, RecordStore, RunLock, write_detections
 from vcmbench.settings import RunSettings, as_bool
 from vcmbench.types import LEVELS, Detections, FrontOutput, ImageMeta
 from vcmbench.vision.base import SplitDetector
@@ -401,9 +401,14 @@ def _code_in_workers(cfg: DictConfig, work: list[tuple[ImageRecord, list[tuple[i
 
 
 def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
+    """The sweep into `run_dir`, which it holds alone (RunLock) from the first step to the last."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):  # one writer per run folder; refused at once if another run holds it
+        return _sweep(cfg, run_dir, started)
+
+
+def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     settings = RunSettings.from_config(cfg)
     torch.set_num_threads(settings.threads)
     (run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -413,7 +418,7 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     dataset: Dataset = instantiate(cfg.dataset)
     detector: SplitDetector = instantiate(cfg.model)
     jobs = build_jobs(cfg)
-    store = RecordStore(run_dir / "records.jsonl")
+    store = RecordStore(run_dir / "records.jsonl", repair=as_bool(cfg.get("repair", False), "repair"))
     work = []
     for image in dataset.records:
         todo = [(j, r) for j, job in enumerate(jobs) for r, rp in enumerate(job.codec.rates)
