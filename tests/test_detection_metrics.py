@@ -263,3 +263,40 @@ def test_detections_to_coco_torch():
     boxes = torch.tensor([[1.0, 2.0, 4.0, 8.0]], requires_grad=True)
     out = detections_to_coco(3, boxes, torch.tensor([0.75]), torch.tensor([1]))
     assert out == [{"image_id": 3, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 6.0], "score": 0.75}]
+
+
+# -- parity with the OpenImages challenge reference evaluator (TF Object Detection API) on its edge cases
+
+ONE_CAT = {
+    "images": [{"id": 1, "width": 100, "height": 100}],
+    "annotations": [_ann(1, 1, CAT, [0, 0, 20, 20])],
+    "categories": [{"id": CAT, "name": "cat"}],
+}
+
+
+def test_oid_tied_scores_follow_the_reference_order():
+    """Two detections of one box with the same score. The reference matches them in the order of
+    np.argsort(scores)[::-1] (the second first: it takes the box, the first is a duplicate FP),
+    then ranks the class the same way (the FP first): precision 1/2 at the only TP, AP 50.
+    Input order would have made the first the TP and ranked it first: AP 100."""
+    dets = [_det(1, CAT, [0, 0, 20, 24], 0.5),  # IoU 400/480 with the box
+            _det(1, CAT, [0, 0, 20, 20], 0.5)]  # IoU 1
+    assert oid_map50(ONE_CAT, dets)["map"] == pytest.approx(50.0, abs=1e-12)
+
+
+def test_oid_group_of_hit_scored_zero_is_dropped():
+    """The reference keeps a group-of box's entry only if its highest score is above 0."""
+    gt = {"images": [{"id": 1, "width": 100, "height": 100}],
+          "annotations": [_ann(1, 1, CAT, [0, 0, 50, 50], group=True)],
+          "categories": [{"id": CAT, "name": "cat"}]}
+    assert oid_map50(gt, [_det(1, CAT, [10, 10, 10, 10], 0.0)])["map"] == 0.0
+    assert oid_map50(gt, [_det(1, CAT, [10, 10, 10, 10], 0.1)])["map"] == pytest.approx(100.0)
+
+
+def test_oid_zero_area_detections_are_dropped_not_false_positives():
+    """A zero-width detection ranked above the TP: the reference drops it (AP 100); counted as a
+    FP it would halve the precision at the TP (AP 50)."""
+    dets = [_det(1, CAT, [5, 5, 0, 10], 0.9), _det(1, CAT, [0, 0, 20, 20], 0.5)]
+    assert oid_map50(ONE_CAT, dets)["map"] == pytest.approx(100.0, abs=1e-12)
+    dets = [_det(1, CAT, [5, 5, 10, 0], 0.9)]  # zero height, alone: nothing detected
+    assert oid_map50(ONE_CAT, dets)["map"] == 0.0

@@ -284,6 +284,9 @@ def _match_oid(
     n = len(scores)
     tp = np.zeros(n, dtype=bool)
     absorbed = np.zeros(n, dtype=bool)
+    # Reference rule: each group-of box's entry carries the highest score of the detections it
+    # absorbed, starting from 0, and only entries above 0 are kept (`scores_group_of > 0`): a hit
+    # scored exactly 0 vanishes. Entries follow the boxes' order, after the other detections.
     iou, ioa = box_overlaps(det, gt)
     single = np.flatnonzero(~group)
     if single.size:
@@ -294,17 +297,18 @@ def _match_oid(
             if iou[i, j] >= OID_IOU and not taken[j]:
                 tp[i] = taken[j] = True
     groups = np.flatnonzero(group)
-    hit_score: dict[int, float] = {}
+    hit_score = np.zeros(len(gt), dtype=np.float64)
     if groups.size:
         best = groups[np.argmax(ioa[:, groups], axis=1)]
         for i in range(n):
             j = int(best[i])
             if not tp[i] and ioa[i, j] >= OID_IOU:
                 absorbed[i] = True
-                hit_score[j] = max(hit_score.get(j, -math.inf), float(scores[i]))
+                hit_score[j] = max(hit_score[j], float(scores[i]))
+    hits = hit_score[groups][hit_score[groups] > 0]
     keep = ~absorbed
-    out_scores = np.concatenate([scores[keep], np.array(list(hit_score.values()), dtype=np.float64)])
-    out_tp = np.concatenate([tp[keep], np.ones(len(hit_score), dtype=bool)])
+    out_scores = np.concatenate([scores[keep], hits])
+    out_tp = np.concatenate([tp[keep], np.ones(len(hits), dtype=bool)])
     return out_scores, out_tp
 
 
@@ -316,7 +320,9 @@ def average_precision(scores: np.ndarray, tp: np.ndarray, n_pos: int) -> float:
     """
     if tp.size == 0:
         return 0.0
-    order = np.argsort(-scores, kind="stable")
+    # Reference rule (tied scores): the order is `np.argsort(scores)[::-1]` over the whole class
+    # (numpy's default sort, reversed), not the input order; ties are where the two differ.
+    order = np.argsort(scores)[::-1]
     tp = tp[order]
     ctp = np.cumsum(tp)
     precision = ctp / np.arange(1, tp.size + 1)
@@ -356,10 +362,19 @@ def oid_map50(
         for c, cdets in by_image.get(iid, {}).items():
             if c not in info.verified:
                 continue  # class not annotated in this image: neither TP nor FP
-            cdets = sorted(cdets, key=lambda d: -d["score"])
             s = np.array([d["score"] for d in cdets], dtype=np.float64)
             b = np.array([d["bbox"] for d in cdets], dtype=np.float64)
             b[:, 2:] += b[:, :2]  # xywh -> xyxy
+            # Reference rules: a detection without area (x1 >= x2 or y1 >= y2) is dropped before
+            # matching, neither TP nor FP; the rest are matched in the order of
+            # `np.argsort(scores)[::-1]` (its NMS at IoU 1.0 only sorts), which for tied scores
+            # is not the input order.
+            valid = (b[:, 0] < b[:, 2]) & (b[:, 1] < b[:, 3])
+            s, b = s[valid], b[valid]
+            if s.size == 0:
+                continue
+            order = np.argsort(s)[::-1]
+            s, b = s[order], b[order]
             if c in info.boxes:
                 s, tp = _match_oid(b, s, *info.boxes[c])
             else:  # verified negative: every detection is a FP
