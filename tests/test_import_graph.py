@@ -15,7 +15,7 @@ import vcmbench
 
 PACKAGE = Path(vcmbench.__file__).resolve().parent
 LAYERS = [
-    {"vcmbench", "types", "errors", "paths", "atomic", "settings", "config", "train_state", "conf"},
+    {"vcmbench", "types", "errors", "paths", "atomic", "settings", "determinism", "config", "train_state", "conf"},
     {"datasets"},
     {"vision"},
     {"codecs"},

@@ -152,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     if argv[0] == "run":  # the one flag of `run` that is not a Hydra override
         argv = [("repair=true" if a == "--repair" else a) for a in argv]
+        from vcmbench.determinism import export_strict_environment, wants_strict
+
+        if wants_strict(argv):  # before anything loads torch: its CPU capability is read at load
+            export_strict_environment()
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
     except Exception as exc:

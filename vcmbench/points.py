@@ -68,6 +68,7 @@ def build_points(
             # the codec yaml's meta.role: feature_anchor | image_anchor | uncompressed | test
             "role": (roles or {}).get(codec, "test"),
             "metric": metric,  # the evaluator that gave map/ap50: coco | oid
+            **feature_hashes(recs),
         }
         extras = {k for r in recs for k in r.extra} | {f"bytes_{k}" for r in recs for k in r.layer_bytes}
         for k in sorted(extras):
@@ -148,6 +149,19 @@ def build_sequence_points(
     return points, classes
 
 
+def feature_hashes(recs: list[Record]) -> dict[str, str]:
+    """`features_hash` / `decoded_hash` of a point: one digest over its items' hashes (in item
+    order), so two points tables say whether their runs computed the same features; empty when
+    a record has none (older records, failed items)."""
+    import hashlib
+
+    out = {}
+    for column, attr in (("features_hash", "feature_hash"), ("decoded_hash", "decoded_hash")):
+        values = [getattr(r, attr) for r in sorted(recs, key=lambda r: r.image_id)]
+        out[column] = hashlib.blake2b("|".join(values).encode(), digest_size=12).hexdigest() if all(values) else ""
+    return out
+
+
 def _gt_frames(dataset: SequenceDataset, seq: SequenceRecord) -> list:
     gt = dataset.ground_truth_tracks[seq.sequence_id]
     return [gt[f] for f in seq.frame_ids]
@@ -162,7 +176,8 @@ def _totals(recs: list[Record], seqs: list[SequenceRecord]) -> dict:
     workers = max(r.workers for r in recs)
     out = {"n_images": frames, "n_failed": sum(r.status != "ok" for r in recs), "frames": frames,
            "bytes": total_bytes, "pixels": pixels, "bpp": 8.0 * total_bytes / pixels,
-           "kbps": 8.0 * total_bytes / (1000.0 * seconds), "workers": workers, "contended": workers > 1}
+           "kbps": 8.0 * total_bytes / (1000.0 * seconds), "workers": workers, "contended": workers > 1,
+           **feature_hashes(recs)}
     for t in ("enc_s", "dec_s", "front_s", "back_s"):  # per frame: each record's are per its frames
         out[t] = sum(getattr(r, t) * len(s.frames) for r, s in zip(recs, seqs)) / frames
     return out

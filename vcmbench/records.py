@@ -97,6 +97,11 @@ class Record:
     frames: int = 0
     frame_ids: list[int] = field(default_factory=list)
     frame_detections: list[list[list[float]]] = field(default_factory=list)
+    # blake2b of the item's front features (p2..p5 as float32 bytes; a sequence's frames in order)
+    # and of the features the back ran on after decoding: the same config on two machines gives
+    # the same feature_hash exactly when the environment computes the same features
+    feature_hash: str = ""
+    decoded_hash: str = ""
 
     @property
     def key(self) -> tuple[int, str, str, str]:

@@ -42,6 +42,8 @@ DEFAULT_REFERENCE = "anchors/ci/points.csv"
 DEFAULT_TOLERANCE = 1.0
 
 OK, BETTER, REGRESSION, UNUSABLE, MISSING = "ok", "ok (better)", "REGRESSION", "UNUSABLE", "MISSING"
+ENVIRONMENT = "ENVIRONMENT"  # worse, but on other features: the machine or its settings differ, not the codec
+ENV_DIFFERS = "the environment differs: features are not the same (features_hash)"
 
 
 @dataclass
@@ -61,7 +63,7 @@ class Check:
 
     @property
     def unusable(self) -> bool:
-        return self.status in (UNUSABLE, MISSING)
+        return self.status in (UNUSABLE, MISSING, ENVIRONMENT)
 
 
 def _bd_ok(ref: pd.DataFrame, metric: str, rate_col: str = "bpp") -> bool:
@@ -165,10 +167,35 @@ def regress(run: pd.DataFrame, reference: pd.DataFrame, tolerance: float, method
         elif (why := _image_count_mismatch(ref, mine)) is not None:
             checks.append(Check(ds, model, codec, "-", math.nan, why, UNUSABLE))
         elif _bd_ok(ref, metric, rate_col):
-            checks.append(_bd(ds, model, codec, ref, mine, tolerance, method, metric, rate_col))
+            checks.append(_with_features(_bd(ds, model, codec, ref, mine, tolerance, method, metric, rate_col), ref,
+                                         mine))
         else:
-            checks.append(_per_point(ds, model, codec, ref, mine, tolerance, metric, rate_col))
+            checks.append(_with_features(_per_point(ds, model, codec, ref, mine, tolerance, metric, rate_col), ref,
+                                         mine))
     return checks
+
+
+def _with_features(check: Check, ref: pd.DataFrame, run: pd.DataFrame) -> Check:
+    """Tell the environment from the codec, where both tables carry feature hashes.
+
+    Other features (another CPU, thread count or determinism mode) move every quantising codec:
+    a figure beyond the tolerance is then ENVIRONMENT, not a REGRESSION. Same features and other
+    bytes at a rate point mean the codec itself is not deterministic, and the detail says so.
+    """
+    if "features_hash" not in ref.columns or "features_hash" not in run.columns:
+        return check
+    pairs = ref.merge(run, on="rate", suffixes=("_ref", "_run"))
+    pairs = pairs[(pairs.features_hash_ref.fillna("") != "") & (pairs.features_hash_run.fillna("") != "")]
+    if pairs.empty:
+        return check
+    if (pairs.features_hash_ref != pairs.features_hash_run).any():
+        check.detail = f"{check.detail}; {ENV_DIFFERS}"
+        if check.status == REGRESSION:
+            check.status, check.summary = ENVIRONMENT, ENV_DIFFERS
+    elif "bytes_ref" in pairs and (pairs.bytes_ref != pairs.bytes_run).any():
+        odd = ", ".join(pairs.loc[pairs.bytes_ref != pairs.bytes_run, "rate"].astype(str))
+        check.detail = f"{check.detail}; bytes differ on identical features at {odd}: the codec is not deterministic"
+    return check
 
 
 def _table(checks: list[Check], several_groups: bool) -> str:
@@ -241,7 +268,7 @@ def regress_main(argv: list[str]) -> int:
         print(f"not in the reference (not checked): {', '.join(extra)}")
 
     missing = [c for c in checks if c.status == MISSING]
-    unusable = [c for c in checks if c.status == UNUSABLE]
+    unusable = [c for c in checks if c.status in (UNUSABLE, ENVIRONMENT)]
     regressed = [c for c in checks if c.failed]
     for c in regressed:
         print(f"REGRESSION: {c.codec}: {c.summary} (tolerance {args.tolerance:g}%)", file=sys.stderr)

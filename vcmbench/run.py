@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from vcmbench import determinism
 from vcmbench.codecs.base import Codec, RatePoint
 from vcmbench.codecs.sequence import SequenceEncoder, SequenceInfo, decode_sequence, needs_sequence_range, open_sequence
 from vcmbench.config import build, fingerprint, selected_codec_configs, selected_codec_roles
@@ -38,7 +39,7 @@ from vcmbench.paths import file_sha256
 from vcmbench.points import build_points, build_sequence_points
 from vcmbench.records import Record, RecordStore, RunLock, write_detections
 from vcmbench.settings import RunSettings, as_bool
-from vcmbench.types import LEVELS, Detections, FrontOutput, ImageMeta
+from vcmbench.types import LEVELS, Detections, FrontOutput, ImageMeta, feature_digest
 from vcmbench.vision.base import SplitDetector
 
 log = logging.getLogger("vcmbench.run")
@@ -71,7 +72,9 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
 
 
 def build_jobs(cfg: DictConfig) -> list[CodecJob]:
-    base = fingerprint(cfg.model, cfg.dataset.name)
+    # strict features are other features: records of a non-strict run are not reused (and vice versa)
+    strict = RunSettings.from_config(cfg).strict
+    base = fingerprint(cfg.model, cfg.dataset.name, *(["determinism=strict"] if strict else []))
     jobs = []
     roles = selected_codec_roles(cfg)
     for name, node in selected_codec_configs(cfg).items():
@@ -84,7 +87,7 @@ def build_jobs(cfg: DictConfig) -> list[CodecJob]:
 
 
 def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitDetector, sample, front_s: float,
-             setup: str, pristine: Detections | None = None) -> Record:
+             setup: str, pristine: Detections | None = None, feature_hash: str = "") -> Record:
     """One work item at one rate point through the codec and the network, every stage timed.
 
     The runner does not know codec kinds (DESIGN.md): the codec takes what it declares of the
@@ -98,7 +101,7 @@ def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitD
     payload, enc_s, failure = _timed_encode(lambda: codec.transmit_encode(sample.image, front, rate))
     rec = Record(image_id=sample.image_id, codec=codec.name, rate=rate.label, setup=setup, bytes=len(payload),
                  pixels=sample.pixels, enc_s=enc_s, dec_s=0.0, front_s=front_s if "features" in codec.takes else 0.0,
-                 back_s=0.0)
+                 back_s=0.0, feature_hash=feature_hash)
     if failure:
         return _encode_failed(rec, failure)
     t0 = time.perf_counter()
@@ -120,6 +123,7 @@ def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitD
     dets = detector.back(features, meta)
     rec.back_s = time.perf_counter() - t0
     rec.detections = to_rows(dets, detector)
+    rec.decoded_hash = feature_digest(features).hexdigest()
     rec.layer_bytes = dict(received.layers)
     rec.extra = {f"dec_{layer}_s": s for layer, s in received.layer_seconds.items()}
     if received.image is not None:
@@ -190,10 +194,11 @@ class ItemCoder:
         front = self.detector.front(sample.image)
         front_s = time.perf_counter() - t0
         pristine = self.detector.back(front.features, front.meta) if self.fidelity else None
+        digest = feature_digest(front.features).hexdigest()
         for j, r in todo:
             job = self.jobs[j]
             record = code_one(job.codec, job.codec.rates[r], front, self.detector, sample, front_s, job.setup,
-                              pristine)
+                              pristine, digest)
             record.workers = self.workers
             yield record
 
@@ -218,6 +223,7 @@ class ItemCoder:
         points = [SequencePoint(self.jobs[j], self.jobs[j].codec.rates[r]) for j, r in todo]
         metas: list[ImageMeta] = []
         front_s = 0.0
+        digest = None  # a running hash over the frames' features
         try:
             for p in points:
                 p.run(lambda p=p: setattr(p, "encoder", open_sequence(p.job.codec, p.rate, info)))
@@ -226,6 +232,7 @@ class ItemCoder:
                 front = self.detector.front(sample.image)
                 front_s += time.perf_counter() - t0
                 metas.append(front.meta)
+                digest = feature_digest(front.features, digest)
                 for p in points:
                     p.run(lambda p=p, image=sample.image, front=front: p.encoder.add(image, front))
             for p in points:
@@ -239,7 +246,8 @@ class ItemCoder:
             rec = Record(image_id=seq.sequence_id, codec=p.job.codec.name, rate=p.rate.label, setup=p.job.setup,
                          bytes=len(p.payload), pixels=seq.pixels, enc_s=p.enc_s / n, dec_s=0.0,
                          front_s=front_s / n if "features" in p.job.codec.takes else 0.0, back_s=0.0, frames=n,
-                         frame_ids=seq.frame_ids, workers=self.workers)
+                         frame_ids=seq.frame_ids, workers=self.workers,
+                         feature_hash=digest.hexdigest() if digest is not None else "")
             if needs_sequence_range(p.job.codec):
                 rec.extra["range_pass_s"] = range_s / n
             if p.failure:
@@ -266,6 +274,7 @@ class ItemCoder:
         rows: list[list[list[float]]] = []
         dec_s = front_s = back_s = 0.0
         layers: dict[str, int] = {}
+        decoded = None
         try:
             for meta in metas:
                 t0 = time.perf_counter()
@@ -283,6 +292,7 @@ class ItemCoder:
                 t0 = time.perf_counter()
                 rows.append(to_rows(self.detector.back(features, meta), self.detector))
                 back_s += time.perf_counter() - t0
+                decoded = feature_digest(features, decoded)
                 for layer, size in received.layers.items():
                     layers[layer] = layers.get(layer, 0) + size
             t0 = time.perf_counter()
@@ -297,6 +307,7 @@ class ItemCoder:
             frames.close()
         n = len(metas)
         rec.frame_detections = rows if rows else [[] for _ in range(n)]
+        rec.decoded_hash = decoded.hexdigest() if rows and decoded is not None else ""
         rec.dec_s, rec.back_s = dec_s / n, back_s / n
         if front_s:
             rec.front_s = front_s / n
@@ -337,6 +348,7 @@ def _worker_init(cfg_yaml: str, threads: int, workers: int, queue) -> None:
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     cfg = OmegaConf.create(cfg_yaml)
     torch.set_num_threads(threads)
+    determinism.apply(RunSettings.from_config(cfg).strict)
     coder = ItemCoder(cfg)
     coder.workers = workers
     _WORKER.update(coder=coder, queue=queue)
@@ -411,6 +423,7 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
 def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     settings = RunSettings.from_config(cfg)
     torch.set_num_threads(settings.threads)
+    determinism.apply(settings.strict)
     (run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     # Dataset, detector and codecs are built here first even when workers code the images:
     # a bad setting (a missing checkpoint, an out-of-range rate) stops the run with its
@@ -458,7 +471,9 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
                               dataset.image_ids, roles=roles)
     write_detections(finished, dataset.image_ids, run_dir / "detections")
     points.to_csv(run_dir / "points.csv", index=False)
-    (run_dir / "run.json").write_text(json.dumps(software_versions(), indent=1))
+    (run_dir / "run.json").write_text(json.dumps({**software_versions(), "determinism": "strict" if settings.strict
+                                                  else "off", "workers": settings.workers, "threads": settings.threads,
+                                                  **determinism.environment()}, indent=1))
     (run_dir / "timing.json").write_text(json.dumps({"sweep_s": time.perf_counter() - started,
                                                      "workers": settings.workers, "threads": settings.threads}))
     return points

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from vcmbench.determinism import check_mode
 from vcmbench.errors import ConfigError
 from vcmbench.paths import is_none
 
@@ -69,6 +70,7 @@ class RunSettings:
     progress: bool
     fidelity: bool
     report: bool
+    strict: bool = False  # determinism=strict (vcmbench/determinism.py)
 
     @classmethod
     def from_config(cls, cfg) -> RunSettings:
@@ -81,6 +83,7 @@ class RunSettings:
             progress=as_bool(cfg.get("progress", True), "progress"),
             fidelity=as_bool(cfg.get("fidelity", True), "fidelity"),
             report=as_bool(cfg.get("report", True), "report"),
+            strict=check_mode(cfg.get("determinism", "off")) == "strict",
         )
 
 

@@ -80,3 +80,16 @@ def check_features(features: Features, expected_channels: int | None = None) -> 
         prev = (t.shape[1], t.shape[2])
     if not torch.is_floating_point(features[LEVELS[0]]):
         raise ShapeError("features must be floating point tensors")
+
+
+def feature_digest(features: Features, into=None):
+    """blake2b over p2..p5 as contiguous float32 bytes (with their shapes): `into` (a running
+    hash, e.g. over a sequence's frames) is updated and returned; otherwise a new one."""
+    import hashlib
+
+    h = into if into is not None else hashlib.blake2b(digest_size=16)
+    for k in LEVELS:
+        t = features[k].detach().to("cpu", torch.float32).contiguous()
+        h.update(repr(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h

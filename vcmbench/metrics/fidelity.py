@@ -68,7 +68,9 @@ def feature_fidelity(pristine: Features, decoded: Features) -> dict[str, float]:
         b = torch.as_tensor(decoded[k]).detach().to("cpu", torch.float64)
         if a.shape != b.shape:
             raise ShapeError(f"feature_fidelity: level {k} is {tuple(b.shape)} decoded, {tuple(a.shape)} pristine")
-        sq = float(((a - b) ** 2).sum())
+        # numpy's pairwise sum, not torch's: a torch reduction's order follows the thread count,
+        # and these figures must not move with it (determinism=strict)
+        sq = float(np.square(a.numpy() - b.numpy()).sum())
         n = a.numel()
         amin, amax = float(a.min()), float(a.max())
         mse = sq / n
