@@ -94,7 +94,8 @@ def _tail(data: bytes | str | None) -> str:
     if not data:
         return "(nothing)"
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    text = text.strip()
+    # one line: errors travel in records and on the command line's single error line
+    text = " | ".join(line.strip() for line in text.strip().splitlines() if line.strip())
     return text if len(text) <= _TAIL else "..." + text[-_TAIL:]
 
 
