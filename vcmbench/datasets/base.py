@@ -62,21 +62,27 @@ class Dataset:
         return [r.image_id for r in self.records]
 
     def load(self, rec: ImageRecord) -> Sample:
-        from vcmbench.datasets.images import read_rgb
-
-        path = self.image_dir / rec.file_name
-        image = read_rgb(path)
-        h, w = int(image.shape[-2]), int(image.shape[-1])
-        if (h, w) != (rec.height, rec.width):
-            raise DatasetError(
-                f"{path}: image is {w}x{h} but {self.annotation_file} says {rec.width}x{rec.height}; "
-                f"fix the 'width'/'height' of image id {rec.image_id} or replace the file"
-            )
-        return Sample(rec.image_id, rec.file_name, image, h, w)
+        return load_sample(self.image_dir, rec, self.annotation_file)
 
     def __iter__(self) -> Iterator[Sample]:
         for rec in self.records:
             yield self.load(rec)
+
+
+def load_sample(image_dir: Path, rec: ImageRecord, annotation_file: Path, noun: str = "image") -> Sample:
+    """The Sample of one record (an image, or a sequence's frame) read from `image_dir`, its size
+    checked against what the annotation file says."""
+    from vcmbench.datasets.images import read_rgb
+
+    path = Path(image_dir) / rec.file_name
+    image = read_rgb(path)
+    h, w = int(image.shape[-2]), int(image.shape[-1])
+    if (h, w) != (rec.height, rec.width):
+        raise DatasetError(
+            f"{path}: {noun} is {w}x{h} but {annotation_file} says {rec.width}x{rec.height}; "
+            f"fix the 'width'/'height' of image id {rec.image_id} or replace the file"
+        )
+    return Sample(rec.image_id, rec.file_name, image, h, w)
 
 
 def require_path(path: Path, what: str, how: str) -> Path:

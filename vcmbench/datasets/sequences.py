@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from vcmbench.datasets.base import ImageRecord, Sample
+from vcmbench.datasets.base import ImageRecord, Sample, load_sample
 from vcmbench.errors import DatasetError
 
 
@@ -102,17 +102,7 @@ class SequenceDataset:
         return list(dict.fromkeys(s.seq_class for s in self.sequences))
 
     def load_frame(self, frame: ImageRecord) -> Sample:
-        from vcmbench.datasets.images import read_rgb
-
-        path = self.image_dir / frame.file_name
-        image = read_rgb(path)
-        h, w = int(image.shape[-2]), int(image.shape[-1])
-        if (h, w) != (frame.height, frame.width):
-            raise DatasetError(
-                f"{path}: frame is {w}x{h} but {self.annotation_file} says {frame.width}x{frame.height}; "
-                f"fix the 'width'/'height' of image id {frame.image_id} or replace the file"
-            )
-        return Sample(frame.image_id, frame.file_name, image, h, w)
+        return load_sample(self.image_dir, frame, self.annotation_file, "frame")
 
     def frames(self, sequence: SequenceRecord) -> Iterator[Sample]:
         """The sequence's frames in order, loaded one at a time."""
