@@ -155,27 +155,11 @@ class FeatureCodec(Codec):
     def encode(self, features: Features, rate: RatePoint) -> bytes:
         check_features(features)
         shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
-        for lvl, s in zip(LEVELS, shapes):
-            if any(d > 0xFFFF for d in s):
-                raise ShapeError(f"feature level {lvl} shape {s} exceeds the container's 65535 limit")
-        header = self.tag + struct.pack(">BB", self.version, len(shapes))
-        header += b"".join(struct.pack(">HHH", *s) for s in shapes)
-        return header + self._encode_body(features, rate, shapes)
+        return shape_table(self.tag, self.version, shapes) + self._encode_body(features, rate, shapes)
 
     def decode(self, payload: bytes) -> Features:
         payload = bytes(payload)
-        fixed = 6
-        check_container(payload, fixed, self.tag, self.version, self.name)
-        n = payload[5]
-        if n != len(LEVELS):
-            raise PayloadError(f"{self.name}: payload says {n} levels, expected {len(LEVELS)} (corrupt header)")
-        end = fixed + 6 * n
-        if len(payload) < end:
-            raise PayloadError(f"{self.name}: payload truncated inside the shape table")
-        shapes = [struct.unpack(">HHH", payload[fixed + 6 * i : fixed + 6 * i + 6]) for i in range(n)]
-        for lvl, s in zip(LEVELS, shapes):
-            if 0 in s:
-                raise PayloadError(f"{self.name}: level {lvl} has empty shape {s} (corrupt header)")
+        shapes, end = read_shape_table(payload, self.tag, self.version, self.name)
         feats = self._decode_body(memoryview(payload)[end:], shapes)
         for lvl, s in zip(LEVELS, shapes):
             if tuple(feats[lvl].shape) != tuple(s):
@@ -300,6 +284,31 @@ def check_container(payload: bytes, fixed: int, tag: bytes, version: int, who: s
         raise PayloadError(f"{who}: payload tag {payload[:4]!r} is not this codec's {tag!r}; it was made by another codec")
     if payload[4] != version:
         raise PayloadError(f"{who}: payload version {payload[4]}, this decoder reads {version}")
+
+
+def shape_table(tag: bytes, version: int, shapes: Sequence[tuple[int, int, int]]) -> bytes:
+    """The feature container's header: tag, version, level count and each level's (C, H, W)."""
+    for lvl, s in zip(LEVELS, shapes):
+        if any(d > 0xFFFF for d in s):
+            raise ShapeError(f"feature level {lvl} shape {s} exceeds the container's 65535 limit")
+    return tag + struct.pack(">BB", version, len(shapes)) + b"".join(struct.pack(">HHH", *s) for s in shapes)
+
+
+def read_shape_table(payload: bytes, tag: bytes, version: int, who: str) -> tuple[list[tuple[int, int, int]], int]:
+    """Inverse of shape_table: (shapes, offset after the table); PayloadError for anything else."""
+    fixed = 6
+    check_container(payload, fixed, tag, version, who)
+    n = payload[5]
+    if n != len(LEVELS):
+        raise PayloadError(f"{who}: payload says {n} levels, expected {len(LEVELS)} (corrupt header)")
+    end = fixed + 6 * n
+    if len(payload) < end:
+        raise PayloadError(f"{who}: payload truncated inside the shape table")
+    shapes = [struct.unpack(">HHH", payload[fixed + 6 * i : fixed + 6 * i + 6]) for i in range(n)]
+    for lvl, s in zip(LEVELS, shapes):
+        if 0 in s:
+            raise PayloadError(f"{who}: level {lvl} has empty shape {s} (corrupt header)")
+    return shapes, end
 
 
 def check_image(image: torch.Tensor, who: str) -> None:

@@ -36,7 +36,6 @@ the shape table, so they are not repeated.
 
 from __future__ import annotations
 
-import struct
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,12 +43,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vcmbench.codecs.base import FeatureCodec, RatePoint, Received, check_container, register_tags
+from vcmbench.codecs.base import FeatureCodec, RatePoint, Received, read_shape_table, register_tags, shape_table
 from vcmbench.codecs.external import ExternalCodec
 from vcmbench.codecs.sequence import SequenceEncoder, SequenceInfo, check_gop_settings, ctc_gop
 from vcmbench.codecs.tiling import (
     MosaicLayout,
     Reader,
+    check_finite,
     check_plausible,
     check_range_mode,
     coding_byte,
@@ -455,13 +455,9 @@ class FrameCodec(FeatureCodec):
     def sequence_decode(self, payload: bytes, metas: Sequence[ImageMeta]) -> Iterator[Received]:
         """The frames of a sequence payload (FrameSequenceEncoder's), decoded one at a time."""
         payload = bytes(payload)
-        check_container(payload, 6, self.tag, SEQUENCE_VERSION, self.name)
-        r = Reader(memoryview(payload)[5:], self.name)
-        n_levels = r.u8()
-        if n_levels != len(LEVELS):
-            raise PayloadError(f"{self.name}: payload says {n_levels} levels, expected {len(LEVELS)} (corrupt header)")
-        shapes = [struct.unpack(">HHH", r.take(6)) for _ in LEVELS]
+        shapes, end = read_shape_table(payload, self.tag, SEQUENCE_VERSION, self.name)
         check_plausible(shapes, self.name)
+        r = Reader(memoryview(payload)[end:], self.name)
         frames = r.uvarint()
         if frames != len(metas):
             raise PayloadError(f"{self.name}: payload holds {frames} frames, the sequence has {len(metas)} "
@@ -499,30 +495,31 @@ class FrameSequenceEncoder(SequenceEncoder):
     def __init__(self, codec: FrameCodec, rate: RatePoint, info: SequenceInfo):
         self.codec, self.rate, self.info = codec, rate, info
         self.bits = codec._bits_for(rate)
+        self.fill = 1 << (self.bits - 1)
+        self.ranges = self._ranges()  # the sequence's, known before its first frame
         self.sinks = []
+        self.shapes: list[tuple[int, int, int]] = []
         self.head = b""
 
-    def _start(self, features: Features) -> None:
-        c, bits = self.codec, self.bits
-        check_features(features)
-        shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
+    def _ranges(self) -> list[tuple[float, float]]:
+        c = self.codec
         if self.info.ranges is not None:
             bounds = [np.asarray(pair, dtype=np.float32) for pair in self.info.ranges]
-            self.ranges = compute_ranges(bounds, c.quantiser.range, float(c.quantiser.global_min),
-                                         float(c.quantiser.global_max))
-        elif c.quantiser.range == "global":
-            self.ranges = [(float(np.float32(c.quantiser.global_min)), float(np.float32(c.quantiser.global_max)))] * 4
-        else:
-            raise ConfigError(f"codec.{c.name}: range {c.quantiser.range} needs the sequence's range before its "
-                              "first frame (SequenceInfo.ranges)")
-        self.shapes, self.fill = shapes, 1 << (bits - 1)
-        q = [quantize(features[k].detach().to("cpu", torch.float32).numpy(), lo, hi, bits)
-             for k, (lo, hi) in zip(LEVELS, self.ranges)]
+            return compute_ranges(bounds, c.quantiser.range, float(c.quantiser.global_min),
+                                  float(c.quantiser.global_max))
+        if c.quantiser.range == "global":
+            return [(float(np.float32(c.quantiser.global_min)), float(np.float32(c.quantiser.global_max)))] * 4
+        raise ConfigError(f"codec.{c.name}: range {c.quantiser.range} needs the sequence's range before its "
+                          "first frame (SequenceInfo.ranges)")
+
+    def _start(self, q: list[np.ndarray], shapes) -> None:
+        """At the first frame: the layout plan (from its samples), the header, the encoders."""
+        c, bits = self.codec, self.bits
+        self.shapes = shapes
         side, _ = c.layout.encode(q, shapes, self.fill)
         flags = c.layout.flags(True)
         self.plan = c.layout.read(Reader(side, c.name), shapes, flags)
-        self.head = c.tag + struct.pack(">BB", SEQUENCE_VERSION, len(shapes))
-        self.head += b"".join(struct.pack(">HHH", *s) for s in shapes) + uvarint(self.info.frames)
+        self.head = shape_table(c.tag, SEQUENCE_VERSION, shapes) + uvarint(self.info.frames)
         self.head += bytes([mode_byte(c.quantiser.range, flags), coding_byte(bits, c.backend.family_id)])
         self.head += pack_ranges(c.quantiser.range, self.ranges) + side
         value = None if c.knob == "bits" else self.rate.value
@@ -533,15 +530,16 @@ class FrameSequenceEncoder(SequenceEncoder):
 
     def add(self, image: torch.Tensor, front: FrontOutput) -> None:
         features = front.features
-        if not self.sinks:
-            self._start(features)
+        check_features(features)
         shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
-        if shapes != self.shapes:
+        if self.sinks and shapes != self.shapes:
             raise ShapeError(f"codec.{self.codec.name}: a frame's features are {shapes}, the sequence's first were "
                              f"{self.shapes}; a sequence's frames must share one size")
         levels = [features[k].detach().to("cpu", torch.float32).numpy() for k in LEVELS]
-        compute_ranges(levels, "global", 0.0, 1.0)  # the NaN/inf check
+        check_finite(levels)
         q = [quantize(x, lo, hi, self.bits) for x, (lo, hi) in zip(levels, self.ranges)]
+        if not self.sinks:
+            self._start(q, shapes)
         for sink, video in zip(self.sinks, self.codec.layout.arrange(q, self.plan, self.fill)):
             sink.write(video)
 

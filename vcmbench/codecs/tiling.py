@@ -167,12 +167,17 @@ def check_range_mode(mode: str, setting: str) -> str:
     return mode
 
 
-def compute_ranges(levels: Sequence[np.ndarray], mode: str, global_min: float, global_max: float
-                   ) -> list[tuple[float, float]]:
-    """(lo, hi) per level as float32 values, for range mode `mode`."""
+def check_finite(levels: Sequence[np.ndarray]) -> None:
+    """ShapeError for NaN or infinite features: no range, and no quantiser, can take them."""
     for x in levels:
         if not np.isfinite(x).all():
             raise ShapeError("features contain NaN or infinite values; they cannot be quantised")
+
+
+def compute_ranges(levels: Sequence[np.ndarray], mode: str, global_min: float, global_max: float
+                   ) -> list[tuple[float, float]]:
+    """(lo, hi) per level as float32 values, for range mode `mode`."""
+    check_finite(levels)
     if mode == "global":
         pairs = [(global_min, global_max)] * len(levels)
     elif mode == "per_image":
