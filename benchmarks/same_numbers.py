@@ -21,23 +21,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-KEY = ["dataset", "model", "codec", "rate"]
+POINT_KEY = ["dataset", "model", "codec", "rate"]
 HOW_TIMED = {"workers", "contended"}
 
 
+def row_key(a: pd.DataFrame) -> list[str]:
+    """What identifies a row: (dataset, model, codec, rate), and the sequence in a video run's table."""
+    return POINT_KEY + (["sequence"] if "sequence" in a.columns else [])
+
+
 def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
-    cols = [c for c in a.columns if c in b.columns and c not in KEY]
+    key = row_key(a)
+    cols = [c for c in a.columns if c in b.columns and c not in key]
     return [c for c in cols if not c.endswith("_s") and c not in HOW_TIMED]
 
 
 def differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    key = row_key(a)
     out = []
-    ka, kb = set(map(tuple, a[KEY].astype(str).values)), set(map(tuple, b[KEY].astype(str).values))
+    ka, kb = set(map(tuple, a[key].astype(str).values)), set(map(tuple, b[key].astype(str).values))
     out += [f"row only in the first table: {k}" for k in sorted(ka - kb)]
     out += [f"row only in the second table: {k}" for k in sorted(kb - ka)]
     only_a = sorted(set(compared_columns(a, a)) - set(b.columns))
     out += [f"column only in the first table (a number was dropped): {c}" for c in only_a]
-    merged = a.astype({k: str for k in KEY}).merge(b.astype({k: str for k in KEY}), on=KEY, suffixes=("_a", "_b"))
+    merged = a.astype({k: str for k in key}).merge(b.astype({k: str for k in key}), on=key, suffixes=("_a", "_b"))
     for col in compared_columns(a, b):
         x, y = merged[f"{col}_a"], merged[f"{col}_b"]
         if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
@@ -46,7 +53,8 @@ def differences(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
             same = (x.astype(str) == y.astype(str)).to_numpy()
         for i in np.flatnonzero(~same):
             row = merged.iloc[i]
-            out.append(f"{row.codec} {row.rate} {col}: {x.iloc[i]!r} != {y.iloc[i]!r}")
+            where = " ".join(str(row[k]) for k in key[2:])
+            out.append(f"{where} {col}: {x.iloc[i]!r} != {y.iloc[i]!r}")
     return out
 
 
