@@ -52,19 +52,30 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     assert n_want == len(want) == 4 * 6
     rng = random.Random(20261201)
     killed = tmp_path / "killed"
-    kills, finished, mid_sweep = 0, False, 0
-    while kills < 5 and not finished:
+    records = killed / "records.jsonl"
+
+    def written() -> int:
+        return len(records.read_text().splitlines()) if records.is_file() else 0
+
+    kills, finished, mid_sweep, rounds = 0, False, 0, 0
+    while (kills < 5 or mid_sweep < 2) and not finished and rounds < 12:
+        rounds += 1
         proc = _run(killed, wait=False)
-        # torch import and the model build take ~5 s, coding a scene ~2 s: kills land in both
-        deadline = time.monotonic() + rng.uniform(3.0, 10.0)
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        if rounds % 2:  # a moment after start: during the imports and the model build, as often as not
+            deadline = time.monotonic() + rng.uniform(0.5, 6.0)
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+        else:  # a moment while records are being written: after a random number of them (any machine speed)
+            target = rng.randint(written() + 1, n_want - 1) if written() + 1 < n_want else n_want
+            while proc.poll() is None and written() < target:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is None:
+            before = written()
             proc.send_signal(signal.SIGKILL)
             kills += 1
+            mid_sweep += 0 < before < n_want
         finished = proc.wait() == 0
-        if not finished and (killed / "records.jsonl").is_file():
-            mid_sweep += 0 < len((killed / "records.jsonl").read_text().splitlines()) < n_want
     assert kills >= 5, f"the sweep finished after {kills} kills: make it longer"
     assert mid_sweep >= 2  # some kills hit the sweep while it was writing records, not only its start
     final = _run(killed)
