@@ -110,6 +110,8 @@ PIXELS = 8 * 640 * 480
 # the meta.role each codec's yaml gives it (what `vcmbench run` writes into points.csv)
 ROLES = {"anchor_vvc": "feature_anchor", "raw": "uncompressed", "image_vvc": "image_anchor",
          "image_vtm": "image_anchor"}
+# and the encoder it names (Codec.describe_encoder); codecs not listed leave the cell empty
+ENCODERS = {"anchor_vvc": "libvvenc preset faster", "raw": "none (float32 samples)", "image_vvc": "libvvenc preset faster"}
 
 
 def curve(codec: str, bpp, maps, *, enc=0.05, dec=0.02, failed: dict[int, int] | None = None,
@@ -122,7 +124,7 @@ def curve(codec: str, bpp, maps, *, enc=0.05, dec=0.02, failed: dict[int, int] |
             "n_images": 8, "n_failed": (failed or {}).get(i, 0),
             "bytes": int(round(float(b) * PIXELS / 8)), "pixels": PIXELS, "bpp": float(b),
             "map": float(m), "ap50": float(m) * 1.6, "enc_s": enc * (1 + 0.3 * i), "dec_s": dec * (1 + 0.2 * i),
-            "front_s": 0.3, "back_s": 0.2, "role": ROLES.get(codec, "test"),
+            "front_s": 0.3, "back_s": 0.2, "role": ROLES.get(codec, "test"), "encoder": ENCODERS.get(codec, ""),
         })
     return rows
 
@@ -132,7 +134,7 @@ def lossless(codec: str, bpp: float, map_: float, rate: str, **kw) -> list[dict]
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=[*POINT_COLUMNS, "role"])
+    return pd.DataFrame(rows, columns=[*POINT_COLUMNS, "role", "encoder"])
 
 
 def write_run(run_dir: Path, rows: list[dict], metric: str = "coco") -> Path:

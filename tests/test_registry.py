@@ -62,3 +62,21 @@ def test_the_one_yaml_codec_of_the_architecture_page_runs(real_features):
     sizes = [len(codec.encode(feats, rp)) for rp in codec.rates]
     assert sizes[0] > sizes[1] > sizes[2]
     assert codec.decode(codec.encode(feats, codec.rates[0]))["p3"].shape == feats["p3"].shape
+
+
+def test_every_anchor_names_its_encoder_and_preset(codec_from_yaml, tmp_path):
+    """The points table's `encoder` column and the report header come from describe_encoder."""
+    from tests.codecs_for_tests import fake_vtm
+
+    assert codec_from_yaml("anchor_vvc").describe_encoder() == "libvvenc preset faster"
+    assert codec_from_yaml("anchor_vvc_medium").describe_encoder() == "libvvenc preset medium"
+    assert codec_from_yaml("anchor_hevc").describe_encoder() == "libx265 preset ultrafast"
+    assert codec_from_yaml("image_vvc").describe_encoder() == "libvvenc preset faster"
+    assert codec_from_yaml("anchor_vvc", backend__preset="slow").describe_encoder() == "libvvenc preset slow"
+    enc, dec, _ = fake_vtm(tmp_path)
+    cfg = tmp_path / "encoder_intra_vtm.cfg"
+    cfg.write_text("IntraPeriod : 1\n")
+    vtm = codec_from_yaml("anchor_vtm", backend__encoder_app=str(enc), backend__decoder_app=str(dec),
+                          backend__cfg=str(cfg))
+    assert vtm.describe_encoder() == "VTM encoder_intra_vtm.cfg"
+    assert codec_from_yaml("learned_interleaved").describe_encoder() == "learned interleaved (learned_interleaved/q*.pt)"

@@ -137,3 +137,14 @@ def test_runs_on_other_image_counts_are_unusable(tmp_path, reference, capsys, po
     assert regress(run, reference) == EXIT_UNUSABLE
     err = capsys.readouterr().err
     assert "reference was measured on 8 image(s), the run on 20: rerun with dataset.max_images=8" in err
+
+
+def test_an_anchor_coded_with_another_preset_is_named_as_such(tmp_path, reference, capsys, points_tables):
+    rows = points(points_tables, vvc_scale=0.87)  # medium spends fewer bits than faster
+    for r in rows:
+        if r["codec"] == "anchor_vvc":
+            r["encoder"] = "libvvenc preset medium"
+    run = points_tables.write_run(tmp_path / "run", rows)
+    assert regress(run, reference, "--tolerance", "1") == EXIT_OK
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("anchor_vvc"))
+    assert "the encoder differs: libvvenc preset medium here, libvvenc preset faster in the reference" in line

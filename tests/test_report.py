@@ -47,7 +47,7 @@ def test_report_on_two_runs_writes_md_html_png_svg(two_runs, tmp_path, capsys):
     out = tmp_path / "report"
     assert report_main([str(p) for p in two_runs] + ["--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "BD-rate vs anchor_vvc" in printed and str(out / "report.md") in printed
+    assert "BD-rate vs anchor_vvc (libvvenc preset faster)" in printed and str(out / "report.md") in printed
 
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
@@ -125,8 +125,21 @@ def test_report_with_explicit_anchor_and_a_sweep_folder(two_runs, tmp_path):
     out = tmp_path / "rep"
     assert report_main([str(sweep), "--anchor", "better", "--out", str(out), "--method", "cubic"]) == 0
     md = (out / "report.md").read_text()
-    assert "### BD-rate vs better (anchor)" in md and "BD interpolation: cubic" in md
+    assert "### BD-rate vs better (encoder not recorded) (anchor)" in md and "BD interpolation: cubic" in md
     assert _md_row(_bd_section(md), "anchor_vvc")[1] == "+42.86"
+    # an anchor whose encoder is unnamed is said to be so, in the report and on the terminal
+    assert "the points of the anchor better do not name its encoder and preset" in md
+
+
+def test_report_names_each_codecs_encoder_and_the_anchors_in_the_bd_header(two_runs, tmp_path):
+    out = tmp_path / "rep"
+    assert report_main([str(p) for p in two_runs] + ["--out", str(out)]) == 0
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert "### BD-rate vs anchor_vvc (libvvenc preset faster) (anchor)" in md
+    assert "BD-rate vs anchor_vvc (libvvenc preset faster) (anchor)</h3>" in html
+    assert _md_row(md, "anchor_vvc")[1:3] == ["feature_anchor", "libvvenc preset faster"]  # the Codecs table
+    assert _md_row(md, "better")[1:3] == ["test", "(not recorded)"]
+    assert "do not name its encoder" not in md
 
 
 def test_duplicate_points_keep_the_later_source(tmp_path, points_tables):
@@ -139,7 +152,7 @@ def test_duplicate_points_keep_the_later_source(tmp_path, points_tables):
 
 def test_published_anchor_table(tmp_path, points_tables):
     df = pd.read_csv(PUBLISHED, dtype={"rate": str})
-    assert list(df.columns) == POINT_COLUMNS + ["role", "metric", "source"]
+    assert list(df.columns) == POINT_COLUMNS + ["role", "encoder", "metric", "source"]
     assert set(df.role) == {"image_anchor"} and set(df.metric) == {"oid"}  # what a report needs of it
     assert df.rate.tolist() == [f"qp={q}" for q in (47, 42, 37, 32, 27, 22)]
     assert df.bpp.tolist() == [0.0378, 0.0783, 0.1546, 0.2893, 0.5118, 0.8601]
@@ -182,13 +195,14 @@ def test_bdrate_prints_the_table(tmp_path, capsys, points_tables):
     test = points_tables.write_csv(tmp_path / "test.csv", points_tables.curve("a", points_tables.BPP * 0.7, points_tables.MAP) + points_tables.curve("b", points_tables.BPP * 1.1, points_tables.MAP))
     assert bdrate_main([str(anchor), str(test)]) == 0
     out = capsys.readouterr().out
-    header, _, row_a, row_b = out.splitlines()[:4]
+    named, header, _, row_a, row_b = out.splitlines()[:5]
+    assert named == "anchor: anchor_vvc (libvvenc preset faster)"
     assert header.split()[:5] == ["codec", "anchor", "bd_rate_%", "bd_map", "overlap"]
     assert row_a.split()[:3] == ["a", "anchor_vvc", "-30.000"] and "20.000..37.100" in row_a
     assert row_b.split()[:3] == ["b", "anchor_vvc", "10.000"]
     assert bdrate_main([str(anchor), str(test), "--codec", "b", "--method", "cubic"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and lines[2].split()[:3] == ["b", "anchor_vvc", "10.000"]
+    assert len(lines) == 4 and lines[3].split()[:3] == ["b", "anchor_vvc", "10.000"]
 
 
 def test_bdrate_unusable_inputs_exit_2(tmp_path, capsys, points_tables):
@@ -212,4 +226,4 @@ def test_bdrate_accepts_a_run_folder(tmp_path, capsys, points_tables):
 
 
 def test_table_helper_columns(points_tables):
-    assert list(points_tables.table(points_tables.curve("x", points_tables.BPP, points_tables.MAP)).columns) == [*POINT_COLUMNS, "role"]
+    assert list(points_tables.table(points_tables.curve("x", points_tables.BPP, points_tables.MAP)).columns) == [*POINT_COLUMNS, "role", "encoder"]

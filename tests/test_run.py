@@ -36,6 +36,7 @@ def test_cli_run_raw_gives_true_bytes_and_bpp(tmp_path):
     points = pd.read_csv(out / "points.csv")
     assert list(points.columns[: len(POINT_COLUMNS)]) == POINT_COLUMNS
     assert len(points) == 1 and points.loc[0, "rate"] == "dtype=float32"
+    assert points.loc[0, "role"] == "uncompressed" and points.loc[0, "encoder"] == "none (float32 samples)"
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(records) == 2
     # Recompute the expected payload from the real front on the same images.

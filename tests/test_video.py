@@ -151,6 +151,8 @@ def test_video_sweep_gives_consistent_kbps_bpp_bytes_and_resumes(tmp_path):
         assert row.bpp == 8 * row.bytes / row.pixels
         assert row.pixels == 3 * 256 * 256
         assert row.metric == "mota" and row.map == row.mota
+        assert row.encoder == {"anchor_vvc": "libvvenc preset faster; low_delay, intra period auto",
+                               "raw": "none (float32 samples); framewise"}[row.codec]
     seq_ids = {s: i + 1 for i, s in enumerate(["pan_fast", "crowd", "sparse", "slow"])}
     for row in points.itertuples():
         assert row.bytes == by_key[(row.codec, row.rate, seq_ids[row.sequence])]["bytes"]

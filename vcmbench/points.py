@@ -3,13 +3,15 @@
 Columns follow DESIGN.md (never rename them): dataset, model, codec, rate,
 n_images, bytes, pixels, bpp, map, ap50, enc_s, dec_s, front_s, back_s, plus
 n_failed, `workers` / `contended` (how many images were coded in parallel while the
-times were taken; contended times include the others' load), `role` and `metric`, and any
+times were taken; contended times include the others' load), `role`, `encoder` (what made the
+bits and its preset: a CodecLabel) and `metric`, and any
 per-record extras, averaged over the images; a record's layer sizes (`layer_bytes` of layered
 codecs) are summed like `bytes` into `bytes_<layer>` with a `bpp_<layer>` column each.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +28,21 @@ POINT_COLUMNS = [
 ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class CodecLabel:
+    """What the points table says of a codec beside its numbers: the yaml's meta.role
+    (feature_anchor | image_anchor | uncompressed | test) and its encoder with the preset
+    (Codec.describe_encoder), so an anchor is never an unnamed one."""
+
+    role: str = "test"
+    encoder: str = ""
+
+
+def label_columns(labels: dict[str, CodecLabel] | None, codec: str) -> dict[str, str]:
+    label = (labels or {}).get(codec, CodecLabel())
+    return {"role": label.role, "encoder": label.encoder}
+
+
 def build_points(
     records: list[Record],
     dataset_name: str,
@@ -33,7 +50,7 @@ def build_points(
     metric: str,
     annotation_file: Path,
     image_ids: list[int],
-    roles: dict[str, str] | None = None,
+    labels: dict[str, CodecLabel] | None = None,
 ) -> pd.DataFrame:
     """Aggregate records of the given images into points; evaluates mAP on real detections.
 
@@ -65,8 +82,7 @@ def build_points(
             # whether enc_s/dec_s were taken while other images were coded in parallel
             "workers": max(r.workers for r in recs),
             "contended": max(r.workers for r in recs) > 1,
-            # the codec yaml's meta.role: feature_anchor | image_anchor | uncompressed | test
-            "role": (roles or {}).get(codec, "test"),
+            **label_columns(labels, codec),
             "metric": metric,  # the evaluator that gave map/ap50: coco | oid
             **feature_hashes(recs),
         }
@@ -95,7 +111,7 @@ def build_sequence_points(
     records: list[Record],
     dataset: SequenceDataset,
     model_name: str,
-    roles: dict[str, str] | None = None,
+    labels: dict[str, CodecLabel] | None = None,
     tracker: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Records of sequences -> (points: one row per sequence, codec and rate; classes: one row per
@@ -124,7 +140,7 @@ def build_sequence_points(
             seq = by_id[r.image_id]
             scores = _sequence_scores(dataset, [r], [seq], {seq.name: tracks[seq.name]} if tracks else {})
             row = {**common, **_totals([r], [seq]), "sequence": seq.name, "class": seq.seq_class, "fps": seq.fps,
-                   **scores, "role": (roles or {}).get(codec, "test"), "metric": metric}
+                   **scores, **label_columns(labels, codec), "metric": metric}
             row.update(_extras([r], row["pixels"]))
             seq_rows.append(row)
         for cls in dataset.classes:
@@ -136,7 +152,7 @@ def build_sequence_points(
             kbps = [8.0 * r.bytes * s.fps / (1000.0 * len(s.frames)) for r, s in zip(members, seqs)]
             totals["kbps"] = sum(k * d for k, d in zip(kbps, durations)) / sum(durations)
             row = {**common, "class": cls, "sequences": len(seqs), "duration_s": sum(durations), **totals, **scores,
-                   "role": (roles or {}).get(codec, "test"), "metric": metric}
+                   **label_columns(labels, codec), "metric": metric}
             row.update(_extras(members, row["pixels"]))
             class_rows.append(row)
     points = pd.DataFrame(seq_rows, columns=SEQUENCE_COLUMNS if not seq_rows else None)

@@ -33,7 +33,7 @@ import pandas as pd
 from vcmbench.analysis import bd_row, pareto_front
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
-from vcmbench.tables import codec_order, load_sources, merge_points, read_points, text_table
+from vcmbench.tables import codec_order, encoder_of, load_sources, merge_points, read_points, text_table
 
 __all__ = ["EXIT_OK", "EXIT_REGRESSION", "EXIT_UNUSABLE", "Check", "regress", "regress_main", "DEFAULT_REFERENCE"]
 
@@ -166,13 +166,22 @@ def regress(run: pd.DataFrame, reference: pd.DataFrame, tolerance: float, method
             checks.append(Check(ds, model, codec, "-", math.nan, "not in the run", MISSING))
         elif (why := _image_count_mismatch(ref, mine)) is not None:
             checks.append(Check(ds, model, codec, "-", math.nan, why, UNUSABLE))
-        elif _bd_ok(ref, metric, rate_col):
-            checks.append(_with_features(_bd(ds, model, codec, ref, mine, tolerance, method, metric, rate_col), ref,
-                                         mine))
         else:
-            checks.append(_with_features(_per_point(ds, model, codec, ref, mine, tolerance, metric, rate_col), ref,
-                                         mine))
+            if _bd_ok(ref, metric, rate_col):
+                check = _bd(ds, model, codec, ref, mine, tolerance, method, metric, rate_col)
+            else:
+                check = _per_point(ds, model, codec, ref, mine, tolerance, metric, rate_col)
+            checks.append(_with_encoder(_with_features(check, ref, mine), ref, mine, key[-1]))
     return checks
+
+
+def _with_encoder(check: Check, ref: pd.DataFrame, run: pd.DataFrame, codec: str) -> Check:
+    """Name a change of encoder or preset (`encoder` column) in the detail: the figure then
+    measures the encoder swap (libvvenc faster -> medium), not a change of the code."""
+    old, new = encoder_of(ref, codec), encoder_of(run, codec)
+    if old and new and old != new:
+        check.detail = f"{check.detail}; the encoder differs: {new} here, {old} in the reference"
+    return check
 
 
 def _with_features(check: Check, ref: pd.DataFrame, run: pd.DataFrame) -> Check:

@@ -29,14 +29,21 @@ from tqdm import tqdm
 
 from vcmbench import determinism
 from vcmbench.codecs.base import Codec, RatePoint
-from vcmbench.codecs.sequence import SequenceEncoder, SequenceInfo, decode_sequence, needs_sequence_range, open_sequence
+from vcmbench.codecs.sequence import (
+    SequenceEncoder,
+    SequenceInfo,
+    decode_sequence,
+    describe_sequence_coding,
+    needs_sequence_range,
+    open_sequence,
+)
 from vcmbench.config import build, fingerprint, selected_codec_configs, selected_codec_roles
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.paths import file_sha256
-from vcmbench.points import build_points, build_sequence_points
+from vcmbench.points import CodecLabel, build_points, build_sequence_points
 from vcmbench.records import Record, RecordStore, RunLock, write_detections
 from vcmbench.settings import RunSettings, as_bool
 from vcmbench.types import LEVELS, Detections, FrontOutput, ImageMeta, feature_digest
@@ -50,6 +57,14 @@ class CodecJob:
     codec: Codec
     setup: str
     role: str = "test"  # the yaml's meta.role; travels in points.csv
+
+
+def codec_label(job: CodecJob, sequences: bool) -> CodecLabel:
+    """The job's role and encoder for the points table; a sequence run adds the GOP it codes with."""
+    encoder = job.codec.describe_encoder()
+    if sequences:
+        encoder += f"; {describe_sequence_coding(job.codec)}"
+    return CodecLabel(job.role, encoder)
 
 
 def to_rows(dets: Detections, detector: SplitDetector) -> list[list[float]]:
@@ -461,14 +476,15 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
         store.close()
     wanted = {(j.codec.name, rp.label, j.setup) for j in jobs for rp in j.codec.rates}
     finished = [r for r in store.records.values() if (r.codec, r.rate, r.setup) in wanted]
-    roles = {j.codec.name: j.role for j in jobs}
-    if isinstance(dataset, SequenceDataset):
+    sequences = isinstance(dataset, SequenceDataset)
+    labels = {j.codec.name: codec_label(j, sequences) for j in jobs}
+    if sequences:
         tracker = OmegaConf.to_container(cfg.tracker, resolve=True) if cfg.get("tracker") is not None else {}
-        points, classes = build_sequence_points(finished, dataset, detector.name, roles, tracker)
+        points, classes = build_sequence_points(finished, dataset, detector.name, labels, tracker)
         classes.to_csv(run_dir / "classes.csv", index=False)
     else:
         points = build_points(finished, dataset.name, detector.name, dataset.metric, dataset.annotation_file,
-                              dataset.image_ids, roles=roles)
+                              dataset.image_ids, labels=labels)
     write_detections(finished, dataset.image_ids, run_dir / "detections")
     points.to_csv(run_dir / "points.csv", index=False)
     (run_dir / "run.json").write_text(json.dumps({**software_versions(), "determinism": "strict" if settings.strict

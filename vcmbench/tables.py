@@ -153,6 +153,31 @@ def codecs_with_role(points: pd.DataFrame, role: str) -> list[str]:
     return sorted(found, key=lambda c: c not in measured)
 
 
+def encoder_of(points: pd.DataFrame, codec: str) -> str:
+    """The codec's encoder and preset as its rows record them (`encoder` column), or "" for a
+    table made before vcmbench recorded them."""
+    if "encoder" not in points.columns:
+        return ""
+    named = points.loc[(points.codec == codec) & points.encoder.notna(), "encoder"].astype(str)
+    return named.iloc[0] if len(named) and named.iloc[0].strip() else ""
+
+
+def codec_title(points: pd.DataFrame, codec: str) -> str:
+    """`anchor_vvc (libvvenc preset faster)`: how a report names a codec BD-rates are taken against."""
+    encoder = encoder_of(points, codec)
+    return f"{codec} ({encoder})" if encoder else f"{codec} (encoder not recorded)"
+
+
+def codecs_table(points: pd.DataFrame) -> pd.DataFrame:
+    """One row per codec: its role and encoder (the report's "Codecs" table)."""
+    def role(codec: str) -> str:
+        known = points.loc[points.codec == codec, "role"].dropna() if "role" in points.columns else []
+        return str(known.iloc[0]) if len(known) else "test"
+
+    return pd.DataFrame([{"codec": c, "role": role(c), "encoder": encoder_of(points, c) or "(not recorded)"}
+                         for c in codec_order(points)])
+
+
 def md_table(df: pd.DataFrame, align: str = "") -> str:
     """A GitHub-flavoured markdown table of a frame of strings (no `tabulate` needed).
 

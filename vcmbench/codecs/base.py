@@ -124,6 +124,12 @@ class Codec(ABC):
         resume fingerprint, so a retrained checkpoint at the same path is not mistaken for the old."""
         return []
 
+    def describe_encoder(self) -> str:
+        """What makes this codec's bits, and how hard it searches (`libvvenc preset faster`, `VTM
+        encoder_intra_vtm.cfg`): the points table's `encoder` column and the report header, so a
+        BD-rate is never quoted against an anchor whose encoder and preset go unnamed."""
+        return type(self).__name__
+
     @abstractmethod
     def transmit_encode(self, image: torch.Tensor, front: FrontOutput, rate: RatePoint) -> bytes:
         """One work item's payload at `rate`, from what the codec `takes` of it."""

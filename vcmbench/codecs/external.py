@@ -239,6 +239,10 @@ class ExternalCodec(ABC):
     def family_id(self) -> int:
         return FAMILY_IDS[self.family]
 
+    def describe(self) -> str:
+        """The encoder and its speed setting, as the points table and the report name it."""
+        return self.family
+
     def check_rate(self, knob: str, value: object = None, setting: str | None = None) -> None:
         """ConfigError unless this back-end understands knob (and value, when given: checked
         against `value_ranges` so a sweep with qp=99 stops before its first image)."""
@@ -365,6 +369,8 @@ class FfmpegCodec(ExternalCodec):
     #: temporary file that the encoder reads at the end (False: libvvenc, see VvencCodec)
     live_input: bool = True
     default_preset: object = None
+    #: what the encoder calls its speed/effort setting (`-preset`, aom's `-cpu-used`)
+    preset_name: str = "preset"
 
     def __init__(self, who: str = "backend", ffmpeg: str | None = None, setting_prefix: str = "codec",
                  preset: object = None, timeout_s: float = DEFAULT_TIMEOUT_S, threads: int | None = None,
@@ -383,6 +389,11 @@ class FfmpegCodec(ExternalCodec):
                 f"{who}: {self.exe} has no {self.encoder} encoder. Use the ffmpeg bundled by `{PIP_HINT}` "
                 f"(leave {setting} unset) or point {setting} at an ffmpeg built with {self.encoder}"
             )
+
+    def describe(self) -> str:
+        name = self.encoder or self.family
+        speed = "" if self.preset is None else f" {self.preset_name} {self.preset}"
+        return f"{name}{speed}" + "".join(f" {a}" for a in self.extra_args)
 
     # -- sample formats -----------------------------------------------------------------
     def _in_pix_fmt(self, bitdepth: int) -> str:
@@ -650,6 +661,9 @@ class X265CliCodec(X265Codec):
             )
         self.x265 = found
 
+    def describe(self) -> str:
+        return "x265 (command line) " + super().describe().removeprefix(self.family).lstrip()
+
     def _encode(self, frames, bitdepth, knob, value, gop) -> bytes:
         n = frames.shape[0]
         frames = _pad_to(frames, self._align(), self.min_dim)
@@ -690,6 +704,7 @@ class AomCodec(FfmpegCodec):
     decoder_format = "obu"
     muxer = "obu"
     default_preset = 6  # -cpu-used
+    preset_name = "cpu-used"
 
     def _encoder_args(self, knob, value, gop, bitdepth):
         args = ["-cpu-used", str(self.preset), "-b:v", "0"]
@@ -1074,6 +1089,10 @@ class VtmCodec(ExternalCodec):
             self.sequence_cfg = str(p.resolve())
         self.extra_args = [str(a) for a in extra_args]
         self.internal_bitdepth = int(internal_bitdepth)
+
+    def describe(self) -> str:
+        cfgs = [Path(c).name for c in (self.cfg, self.sequence_cfg) if c]
+        return "VTM" + (f" {' / '.join(cfgs)}" if cfgs else "") + "".join(f" {a}" for a in self.extra_args)
 
     def _exe(self, path, setting: str, app: str) -> str:
         if is_none(path):

@@ -382,6 +382,9 @@ class FrameCodec(FeatureCodec):
     def default_rates(self) -> Sequence[object]:
         return (int(self.quantiser.bits),) if self.knob == "bits" else ()
 
+    def describe_encoder(self) -> str:
+        return self.backend.describe()
+
     def _bits_for(self, rate: RatePoint) -> int:
         return int(rate.value) if self.knob == "bits" else int(self.quantiser.bits)
 

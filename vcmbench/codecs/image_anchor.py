@@ -108,6 +108,9 @@ class ImageAnchorCodec(ImageCodec):
     def default_rates(self) -> Sequence[object]:
         return ["png"] if self.lossless else list(CTC_QPS)
 
+    def describe_encoder(self) -> str:
+        return self.backend.describe()
+
     # -- sizes and filter graphs ---------------------------------------------------------------
     def _coded_size(self, sh: int, sw: int) -> tuple[int, int]:
         if self.lossless:

@@ -94,6 +94,9 @@ class JointCodec(LayeredCodec):
             rp.label: (self.base.rate_point(b), self.image.rate_point(e)) for rp, (b, e) in zip(self.rates, pairs)
         }
 
+    def describe_encoder(self) -> str:
+        return f"base {self.base.describe_encoder()} + {self.mode} {self.image.describe_encoder()}"
+
     def _prediction(self, base: Features, meta: ImageMeta) -> torch.Tensor:
         from vcmbench.codecs.learned.predictor import predict_image
 

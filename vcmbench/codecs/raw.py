@@ -29,6 +29,9 @@ class RawCodec(FeatureCodec):
         self.tag = _TAGS[dtype]
         super().__init__(name, [dtype])
 
+    def describe_encoder(self) -> str:
+        return f"none ({self.dtype} samples)"
+
     def _encode_body(self, features: Features, rate: RatePoint, shapes) -> bytes:
         dt = _DTYPES[self.dtype]
         parts = [features[k].detach().cpu().float().numpy().astype(dt).tobytes() for k in LEVELS]

@@ -128,6 +128,15 @@ def needs_sequence_range(codec: Codec) -> bool:
     return bool(getattr(codec, "needs_sequence_range", False))
 
 
+def describe_sequence_coding(codec: Codec) -> str:
+    """How the codec codes a sequence, for the points table's `encoder` column: its GOP structure
+    and intra period, or framewise (every frame coded on its own)."""
+    if getattr(codec, "sequence_encoder", None) is None:
+        return "framewise"
+    period = getattr(codec, "intra_period", "auto")
+    return f"{getattr(codec, 'sequence_gop', 'own')}, intra period {period}"
+
+
 def open_sequence(codec: Codec, rate: RatePoint, info: SequenceInfo) -> SequenceEncoder:
     """The codec's own sequence encoder, or the framewise adapter for intra-only codecs."""
     own = getattr(codec, "sequence_encoder", None)

@@ -42,7 +42,7 @@ import pandas as pd
 
 from vcmbench.analysis import BDRow, bd_row, choose_anchor
 from vcmbench.errors import VcmbenchError
-from vcmbench.tables import REQUIRED_COLUMNS, codec_order, groups, text_table
+from vcmbench.tables import REQUIRED_COLUMNS, codec_order, codec_title, encoder_of, groups, text_table
 
 __all__ = [
     "CTTC_LAYOUT",
@@ -72,7 +72,7 @@ CTTC_COLUMNS = [name for name, _, _ in CTTC_LAYOUT]
 TIME_FORMAT = ".4f"
 
 # The BD-rate summary (not part of the template: the spreadsheet computes its own BD-rates).
-BD_COLUMNS = ["level", "name", "class", "anchor", "codec", "BD-rate (%)", "BD-accuracy", "overlap (%)", "note"]
+BD_COLUMNS = ["level", "name", "class", "anchor", "anchor encoder", "codec", "BD-rate (%)", "BD-accuracy", "overlap (%)", "note"]
 
 VIDEO_COLUMNS = ["sequence", "class", "kbps", "frames"]
 CLASS_COLUMNS = ["dataset", "model", "codec", "rate", "class", "frames", "kbps", "map"]
@@ -286,11 +286,11 @@ def export_cttc(
                 a, t = anchor_classes[anchor_classes["class"] == cls], codec_classes[codec_classes["class"] == cls]
                 bd.append(_bd_cells("class", cls, cls, _bd(a, t, codec, chosen, "class")))
             path = out_dir / f"{stem}-bdrate.csv"
-            pd.DataFrame(bd, columns=BD_COLUMNS).to_csv(path, index=False)
+            summary = pd.DataFrame(bd, columns=BD_COLUMNS).assign(**{"anchor encoder": encoder_of(pts, chosen)})
+            summary.to_csv(path, index=False)
             written.append(path)
-            summary = pd.DataFrame(bd, columns=BD_COLUMNS)
             summary = summary[summary.level == "class"][["name", "BD-rate (%)", "BD-accuracy", "note"]]
-            print(f"{dataset} / {model}: {codec} vs {chosen} (BD-rate on kbps, per class)")
+            print(f"{dataset} / {model}: {codec} vs {codec_title(pts, chosen)} (BD-rate on kbps, per class)")
             print(text_table(summary, "lrrl"))
     return written
 

@@ -45,7 +45,19 @@ from vcmbench.analysis import (
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
 from vcmbench.render.jinja import CSS, MISSING, templates
-from vcmbench.tables import Source, codec_order, groups, load_sources, md_table, merge_points, read_points, text_table
+from vcmbench.tables import (
+    Source,
+    codec_order,
+    codec_title,
+    codecs_table,
+    encoder_of,
+    groups,
+    load_sources,
+    md_table,
+    merge_points,
+    read_points,
+    text_table,
+)
 
 __all__ = [
     "POOR_OVERLAP",
@@ -226,6 +238,9 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
         g = GroupReport(dataset, model, a, pts, bd_rows(pts, a, method))
         if note:
             g.notes.append(note)
+        if not encoder_of(pts, a):
+            g.notes.append(f"the points of the anchor {a} do not name its encoder and preset (made before vcmbench "
+                           f"recorded them): say which in any figure you quote, or re-run it")
         # an image anchor (remote inference) beside another anchor gets a second BD-rate table
         image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and has_curve(pts, c)), None)
         if image_anchor is not None:
@@ -278,9 +293,10 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
                     "png": v[0].relative_to(rep.out_dir).as_posix(), "svg": v[1].relative_to(rep.out_dir).as_posix(),
                     "svg_name": Path(v[1]).name} for k, v in g.figures.items()]
         groups.append({
-            "title": f"{g.dataset} / {g.model}", "notes": g.notes, "anchor": g.anchor,
+            "title": f"{g.dataset} / {g.model}", "notes": g.notes, "anchor": codec_title(g.points, g.anchor),
+            "codecs": codecs_table(g.points),
             "points": points_display(g.points, g.anchor), "metric_sentence": _metric_sentence(g.metric_label),
-            "bd": bd_display(g.bd) if g.bd else None, "image_anchor": g.image_anchor,
+            "bd": bd_display(g.bd) if g.bd else None, "image_anchor": codec_title(g.points, g.image_anchor) if g.image_anchor else None,
             "bd_image": bd_display(g.bd_image) if g.image_anchor else None,
             "layers": layers if len(layers) else None, "figures": figures,
         })
@@ -371,13 +387,13 @@ def report_main(argv: list[str]) -> int:
         print(f"vcmbench report: error: {exc}", file=sys.stderr)
         return 2
     for g in rep.groups:
-        print(f"{g.dataset} / {g.model}: BD-rate vs {g.anchor}")
+        print(f"{g.dataset} / {g.model}: BD-rate vs {codec_title(g.points, g.anchor)}")
         if g.bd:
             print(text_table(bd_display(g.bd), "lrrrrl"))
         else:
             print("  (no other codec)")
         if g.image_anchor:
-            print(f"{g.dataset} / {g.model}: BD-rate vs {g.image_anchor} (image anchor)")
+            print(f"{g.dataset} / {g.model}: BD-rate vs {codec_title(g.points, g.image_anchor)} (image anchor)")
             print(text_table(bd_display(g.bd_image), "lrrrrl"))
         for n in g.notes:
             print(f"  note: {n}")
@@ -433,6 +449,7 @@ def bdrate_main(argv: list[str]) -> int:
         "overlap_%": _fmt(r.overlap_fraction * 100, ".0f"),
         "note": r.note,
     } for r in rows])
+    print(f"anchor: {codec_title(a, a_codec)}")
     print(text_table(table, "llrrrrl"))
     failed = [r for r in rows if not r.ok]
     if any(r.poor_overlap for r in rows):

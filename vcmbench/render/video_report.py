@@ -19,7 +19,7 @@ from vcmbench.analysis import BDRow, bd_row, choose_anchor
 from vcmbench.errors import VcmbenchError
 from vcmbench.render.jinja import CSS, templates
 from vcmbench.render.plots import rd_plot
-from vcmbench.tables import codec_order, read_points
+from vcmbench.tables import codec_order, codec_title, read_points
 
 METRIC_LABELS = {"mota": "MOTA (%)", "coco": "COCO AP@[.5:.95] (%)", "oid": "OpenImages mAP@0.5 (%)"}
 SHOWN = ["codec", "rate", "kbps", "map", "ap", "ap50", "mota", "idf1", "hota", "n_failed", "enc_s", "dec_s"]
@@ -81,7 +81,7 @@ def write_video_report(run_dir: Path, out_dir: Path, anchor: str | None = None, 
         "title": f"{points['dataset'].iloc[0]} / {points['model'].iloc[0]}",
         "intro": (f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from {run_dir}. Per class of "
                   f"sequences: rate = the duration-weighted mean of its sequences' kbps, {label} recomputed over "
-                  f"the class's frames jointly. BD-rates in kbps vs **{chosen}** ({method}); negative = fewer bits "
+                  f"the class's frames jointly. BD-rates in kbps vs **{codec_title(classes, chosen)}** ({method}); negative = fewer bits "
                   "for the same accuracy. The MPEG template's tables: `vcmbench export --format cttc RUN`."),
         "note": note, "by_class": bd_table(classes, "class", chosen, method),
         "by_sequence": bd_table(points, "sequence", chosen, method),

@@ -333,6 +333,9 @@ class LearnedCodec(FeatureCodec):
                 raise ConfigError(f"codec.{name}.rates: quality {rp.value} outside 1..255")
             self.checkpoint_path(int(rp.value), must_exist=True)
 
+    def describe_encoder(self) -> str:
+        return f"learned {self.arch} ({self.checkpoint_dir.name}/q*.pt)"
+
     def train_command(self, quality: int) -> str:
         return f"vcmbench train codec={self.name} quality={quality} copy_to={self._dir_for_command()}"
 
