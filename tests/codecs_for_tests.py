@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from vcmbench.codecs.base import Codec, Received
+from vcmbench.codecs.frames import FrameCodec
 from vcmbench.codecs.raw import RawCodec
 
 
@@ -81,6 +82,27 @@ class RawWithWeights(RawCodec):
         from pathlib import Path
 
         return [Path(self.weights)]
+
+
+class WastefulFrameCodec(FrameCodec):
+    """A real frame codec (the anchor's quantiser, tiling and VVC) whose payload also carries
+    `waste` times its size in padding: a deliberately worse codec with the same decoded
+    features, so its BD-rate is exactly +100 x waste % on every image set."""
+
+    def __init__(self, *args, waste: float = 0.25, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.waste = float(waste)
+
+    def describe_encoder(self) -> str:
+        return f"{super().describe_encoder()} + {self.waste:.0%} padding"
+
+    def transmit_encode(self, image, front, rate):
+        payload = super().transmit_encode(image, front, rate)
+        return struct.pack(">I", len(payload)) + payload + bytes(int(len(payload) * self.waste))
+
+    def transmit_decode(self, payload, meta):
+        (n,) = struct.unpack(">I", payload[:4])
+        return super().transmit_decode(payload[4:4 + n], meta)
 
 
 def executable_script(path: Path, body: str) -> Path:

@@ -23,7 +23,7 @@ LAYERS = [
     {"records"},
     {"points"},
     {"tables"},
-    {"analysis"},
+    {"analysis", "bootstrap"},
     {"regress"},
     {"render"},
     {"run"},

@@ -148,3 +148,77 @@ def test_an_anchor_coded_with_another_preset_is_named_as_such(tmp_path, referenc
     assert regress(run, reference, "--tolerance", "1") == EXIT_OK
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("anchor_vvc"))
     assert "the encoder differs: libvvenc preset medium here, libvvenc preset faster in the reference" in line
+
+
+# ------------------------------------------------------------------ the gate on significance
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory):
+    """Real sweeps of anchor_vvc on 8 default scenes: the reference, a rerun with another thread
+    count, and a deliberately worse codec under the same name (the same VVC streams with 25 %
+    padding: tests.codecs_for_tests.WastefulFrameCodec). A higher QP set of the same codec is no
+    worse codec: its points lie on the same rate-accuracy curve, and its BD-rate is noise."""
+    from vcmbench.config import compose_config
+    from vcmbench.run import run_sweep
+
+    root = tmp_path_factory.mktemp("gate")
+    base = ["dataset.max_images=8", "codec=[anchor_vvc,pack_tile]", "progress=false", "report=false",
+            "fidelity=false", "workers=1"]
+    runs = {}
+    for name, extra in (("reference", ["threads=1"]), ("threads2", ["threads=2"]),
+                        ("worse", ["threads=1", "codec.anchor_vvc._target_=tests.codecs_for_tests.WastefulFrameCodec",
+                                   "+codec.anchor_vvc.waste=0.25"])):
+        run_sweep(compose_config("config", base + extra), root / name)
+        runs[name] = root / name
+    return runs
+
+
+@pytest.mark.timeout(600)
+def test_the_significance_gate_flags_a_worse_codec_and_not_noise(real_runs, capsys):
+    ref = str(real_runs["reference"])
+    gate = ["--alpha", "0.05", "--resamples", "300", "--tolerance", "1"]
+    assert regress_main([ref, "--reference", ref, *gate]) == EXIT_OK  # itself: BD 0, interval of width 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("anchor_vvc"))
+    assert "95% sure BD-rate > +0.00% and < +0.00%" in line
+    assert regress_main([str(real_runs["threads2"]), "--reference", ref, *gate]) == EXIT_OK
+    capsys.readouterr()
+    assert regress_main([str(real_runs["worse"]), "--reference", ref, *gate]) == EXIT_REGRESSION
+    captured = capsys.readouterr()
+    assert "paired with the reference run" in captured.out
+    assert re.search(r"REGRESSION: anchor_vvc: BD-rate \+2[45]\.\d\d%, above \+1% with 95% confidence", captured.err)
+    assert re.search(r"95% sure BD-rate > \+2[45]\.\d\d% and < \+2[45]\.\d\d%", captured.out)  # the same on any images
+    # the reference as a points table only: held fixed, the run's images resampled
+    assert regress_main([str(real_runs["worse"]), "--reference", str(real_runs["reference"] / "points.csv"),
+                         *gate]) in (EXIT_OK, EXIT_REGRESSION)
+    assert "reference curve held fixed" in capsys.readouterr().out
+
+
+def test_the_significance_gate_needs_records_and_a_sane_alpha(tmp_path, reference, capsys, points_tables):
+    run = points_tables.write_csv(tmp_path / "run.csv", points(points_tables))
+    assert regress(run, reference, "--alpha", "0.7") == EXIT_UNUSABLE
+    assert "--alpha 0.7: give the accepted chance of a false alarm in (0, 0.5)" in capsys.readouterr().err
+    assert regress(run, reference, "--alpha", "0.05") == EXIT_UNUSABLE
+    assert "no bootstrap: no per-item records of it in the run" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(300)
+def test_the_report_gives_each_bd_rate_its_interval_and_says_how(real_runs, tmp_path):
+    from vcmbench.render.report import report_main
+
+    ref = str(real_runs["reference"])
+    args = [ref, "--resamples", "200", "--seed", "3"]
+    assert report_main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert report_main([*args, "--out", str(tmp_path / "b")]) == 0
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "Intervals: paired bootstrap over the 8 images: 200 resamples, seed 3, 95% percentile intervals." in md
+    def bd_row(text: str) -> str:
+        return next(line for line in text[text.index("### BD-rate vs"):].splitlines() if line.startswith("| pack_tile"))
+
+    row = bd_row(md)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    lo, hi = (float(x) for x in cells[2].split(" … "))
+    assert lo < float(cells[1]) < hi and 0.0 <= float(cells[3]) <= 1.0
+    assert bd_row((tmp_path / "b" / "report.md").read_text()) == row  # the same seed, the same interval
+    assert report_main([ref, "--resamples", "0", "--out", str(tmp_path / "c")]) == 0
+    assert "Intervals: off." in (tmp_path / "c" / "report.md").read_text()

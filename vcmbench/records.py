@@ -166,6 +166,24 @@ class RecordStore:
         self._fh.close()
 
 
+def read_records(path: Path) -> list[Record]:
+    """A finished (or interrupted) run's records, read only: a torn last line is skipped, a bad
+    line before it is RecordsCorrupt, as for a run that resumes."""
+    lines = [(n, line) for n, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").split("\n"),
+                                                start=1) if line.strip()]
+    out: dict[tuple[int, str, str, str], Record] = {}
+    for n, line in lines:
+        try:
+            rec = Record(**json.loads(line))
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            if n == lines[-1][0]:
+                continue
+            raise RecordsCorrupt(f"{path}: line {n} is not a record ({type(exc).__name__}); repair the run with "
+                                 "`vcmbench run --repair` in its folder's config") from None
+        out[rec.key] = rec
+    return list(out.values())
+
+
 def complete_groups(records: list[Record], image_ids: list[int]) -> dict[tuple[str, str], list[Record]]:
     """(codec, rate) -> its records of `image_ids`, sorted by image, for the groups that cover every
     one of them: a partial group would give a metric over another image set than its neighbours."""

@@ -31,6 +31,19 @@ from pathlib import Path
 import pandas as pd
 
 from vcmbench.analysis import bd_row, pareto_front
+from vcmbench.bootstrap import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    BDInterval,
+    BootstrapSettings,
+    FixedCurve,
+    ItemPoint,
+    RunItems,
+    bootstrap_pair,
+    items_of_sources,
+    load_run_items,
+    resample_weights,
+)
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
 from vcmbench.tables import codec_order, encoder_of, load_sources, merge_points, read_points, text_table
@@ -114,8 +127,21 @@ def _per_point(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataF
                  ", ".join(bad))
 
 
+@dataclass
+class Significance:
+    """The gate on significance (`--alpha`): a codec regresses only when its BD-rate against the
+    reference is above the tolerance with confidence 1 - alpha (the bootstrap's one-sided bound).
+    `ref_items` None: the reference is a points table only, held at its curve while the run's
+    images are resampled; with the reference run's records the resample is paired."""
+
+    alpha: float
+    settings: BootstrapSettings
+    run_items: RunItems | None
+    ref_items: RunItems | None = None
+
+
 def _bd(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataFrame, tol: float, method: str,
-        metric: str, rate_col: str = "bpp") -> Check:
+        metric: str, rate_col: str = "bpp", significance: Significance | None = None) -> Check:
     r = bd_row(ref, run, codec, "reference", method, metric, rate_col)
     if not r.ok:
         return Check(ds, model, codec, "BD-rate", math.nan, r.reason or "", UNUSABLE)
@@ -124,7 +150,34 @@ def _bd(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataFrame, t
     if r.n_failed:
         detail += f"; {r.n_failed} failed decode(s) in the run"
     status = REGRESSION if r.bd_rate > tol else (BETTER if r.bd_rate < -tol else OK)
-    return Check(ds, model, codec, "BD-rate", r.bd_rate, detail, status, f"BD-rate {r.bd_rate:+.2f}%")
+    if significance is None:
+        return Check(ds, model, codec, "BD-rate", r.bd_rate, detail, status, f"BD-rate {r.bd_rate:+.2f}%")
+    iv = _interval(significance, codec, method, ref, metric)
+    if iv is None or not iv.ok:
+        why = "no per-item records of it in the run" if iv is None else iv.reason
+        return Check(ds, model, codec, "BD-rate", r.bd_rate, f"{detail}; no bootstrap: {why}", UNUSABLE)
+    sure = f"{1 - significance.alpha:.0%}"
+    detail = (f"{detail}; bootstrap {iv.n_valid}/{iv.n_resamples}, seed {iv.seed}"
+              f"{'' if significance.ref_items else ', reference curve held fixed'}: "
+              f"{sure} sure BD-rate > {iv.lo:+.2f}% and < {iv.hi:+.2f}%")
+    status = REGRESSION if iv.lo > tol else (BETTER if iv.hi < -tol else OK)
+    return Check(ds, model, codec, "BD-rate, alpha " + f"{significance.alpha:g}", r.bd_rate, detail, status,
+                 f"BD-rate {r.bd_rate:+.2f}%, above +{tol:g}% with {sure} confidence (bound {iv.lo:+.2f}%)")
+
+
+def _interval(sig: Significance, codec: str, method: str, ref: pd.DataFrame, metric: str) -> BDInterval | None:
+    """One-sided bounds at alpha: the two-sided interval of level 1 - 2 alpha."""
+    if sig.run_items is None or not sig.run_items.curve(codec):
+        return None
+    weights = resample_weights(len(sig.run_items.item_ids), sig.settings.resamples, sig.settings.seed)
+    if sig.ref_items is not None:
+        if sig.ref_items.item_ids != sig.run_items.item_ids or not sig.ref_items.curve(codec):
+            return None
+        anchor: list[ItemPoint] | FixedCurve = sig.ref_items.curve(codec)
+    else:
+        anchor = FixedCurve(codec, ref["bpp"].to_numpy(float), ref[metric].to_numpy(float))
+    return bootstrap_pair(sig.run_items.curve(codec), anchor, weights, method=method, level=1 - 2 * sig.alpha,
+                          seed=sig.settings.seed)
 
 
 def _image_count_mismatch(ref: pd.DataFrame, run: pd.DataFrame) -> str | None:
@@ -150,7 +203,7 @@ def is_classes_table(table: pd.DataFrame) -> bool:
 
 
 def regress(run: pd.DataFrame, reference: pd.DataFrame, tolerance: float, method: str = "pchip",
-            metric: str = "map") -> list[Check]:
+            metric: str = "map", significance: Significance | None = None) -> list[Check]:
     """One Check per (dataset, model, codec) of the reference; per (dataset, model, class, codec),
     in kbps, when the reference is a classes table."""
     video = is_classes_table(reference)
@@ -168,23 +221,26 @@ def regress(run: pd.DataFrame, reference: pd.DataFrame, tolerance: float, method
             checks.append(Check(ds, model, codec, "-", math.nan, why, UNUSABLE))
         else:
             if _bd_ok(ref, metric, rate_col):
-                check = _bd(ds, model, codec, ref, mine, tolerance, method, metric, rate_col)
+                check = _bd(ds, model, codec, ref, mine, tolerance, method, metric, rate_col,
+                            None if video else significance)
             else:
                 check = _per_point(ds, model, codec, ref, mine, tolerance, metric, rate_col)
-            checks.append(_with_encoder(_with_features(check, ref, mine), ref, mine, key[-1]))
+            changed = _encoder_change(ref, mine, key[-1])
+            check = _with_features(check, ref, mine, same_codec=changed is None)
+            if changed:
+                check.detail = f"{check.detail}; {changed}"
+            checks.append(check)
     return checks
 
 
-def _with_encoder(check: Check, ref: pd.DataFrame, run: pd.DataFrame, codec: str) -> Check:
-    """Name a change of encoder or preset (`encoder` column) in the detail: the figure then
+def _encoder_change(ref: pd.DataFrame, run: pd.DataFrame, codec: str) -> str | None:
+    """A change of encoder or preset (`encoder` column), said in the detail: the figure then
     measures the encoder swap (libvvenc faster -> medium), not a change of the code."""
     old, new = encoder_of(ref, codec), encoder_of(run, codec)
-    if old and new and old != new:
-        check.detail = f"{check.detail}; the encoder differs: {new} here, {old} in the reference"
-    return check
+    return f"the encoder differs: {new} here, {old} in the reference" if old and new and old != new else None
 
 
-def _with_features(check: Check, ref: pd.DataFrame, run: pd.DataFrame) -> Check:
+def _with_features(check: Check, ref: pd.DataFrame, run: pd.DataFrame, same_codec: bool = True) -> Check:
     """Tell the environment from the codec, where both tables carry feature hashes.
 
     Other features (another CPU, thread count or determinism mode) move every quantising codec:
@@ -201,7 +257,7 @@ def _with_features(check: Check, ref: pd.DataFrame, run: pd.DataFrame) -> Check:
         check.detail = f"{check.detail}; {ENV_DIFFERS}"
         if check.status == REGRESSION:
             check.status, check.summary = ENVIRONMENT, ENV_DIFFERS
-    elif "bytes_ref" in pairs and (pairs.bytes_ref != pairs.bytes_run).any():
+    elif same_codec and "bytes_ref" in pairs and (pairs.bytes_ref != pairs.bytes_run).any():
         odd = ", ".join(pairs.loc[pairs.bytes_ref != pairs.bytes_run, "rate"].astype(str))
         check.detail = f"{check.detail}; bytes differ on identical features at {odd}: the codec is not deterministic"
     return check
@@ -231,14 +287,26 @@ def regress_main(argv: list[str]) -> int:
                          f"accepted bpp increase and mAP drop, in percent (default: {DEFAULT_TOLERANCE})")
     ap.add_argument("--method", choices=list(METHODS), default="pchip", help="BD interpolation (default: pchip)")
     ap.add_argument("--metric", default="map", help="metric column (default: map)")
+    ap.add_argument("--alpha", type=float, default=None,
+                    help="gate on significance: a codec regresses only when its BD-rate is above the tolerance with "
+                         "confidence 1 - ALPHA (paired bootstrap over the images, from the run's records; pass the "
+                         "reference as a run folder to pair it too). Default: the fixed-tolerance gate")
+    ap.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples for --alpha")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed for --alpha")
     args = ap.parse_args(argv)
     try:
         if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
             raise VcmbenchError(f"--tolerance {args.tolerance}: give a percentage >= 0 (e.g. 1.0)")
+        if args.alpha is not None and not 0 < args.alpha < 0.5:
+            raise VcmbenchError(f"--alpha {args.alpha}: give the accepted chance of a false alarm in (0, 0.5), "
+                                "e.g. 0.05")
         ref_path = Path(args.reference)
+        ref_dir = ref_path if ref_path.is_dir() and (ref_path / "points.csv").is_file() else None
+        if ref_dir is not None:
+            ref_path = ref_dir / "points.csv"
         if not ref_path.is_file():
             raise VcmbenchError(f"reference {ref_path}: no such file; pass --reference PATH to a points table "
-                                "(e.g. anchors/ci/points.csv)")
+                                "(e.g. anchors/ci/points.csv) or a run folder")
         reference = read_points(ref_path)
         if is_classes_table(reference):  # a video gate: the run's classes table
             run_classes = Path(args.run) / "classes.csv" if Path(args.run).is_dir() else Path(args.run)
@@ -265,9 +333,24 @@ def regress_main(argv: list[str]) -> int:
               "--reference", file=sys.stderr)
         return EXIT_UNUSABLE
 
-    checks = regress(run, reference, args.tolerance, args.method, args.metric)
+    significance = None
+    if args.alpha is not None and not is_classes_table(reference):
+        try:
+            settings = BootstrapSettings(args.resamples, args.seed).check("--resamples")
+            (ds, model), = sorted(ref_groups & run_groups)[:1]
+            run_items = items_of_sources(load_sources([args.run]), ds, model)
+            ref_items = load_run_items(ref_dir) if ref_dir is not None and (ref_dir / "records.jsonl").is_file() \
+                else None
+        except VcmbenchError as exc:
+            print(f"vcmbench regress: error: {exc}", file=sys.stderr)
+            return EXIT_UNUSABLE
+        significance = Significance(args.alpha, settings, run_items, ref_items)
+    checks = regress(run, reference, args.tolerance, args.method, args.metric, significance)
+    gate = (f"significance: alpha {args.alpha:g}, {args.resamples} resamples, seed {args.seed}, "
+            f"{'paired with the reference run' if significance and significance.ref_items else 'reference fixed'}; "
+            if significance else "")
     print(f"vcmbench regress: {args.run} vs {ref_path}, tolerance {args.tolerance:g}% "
-          f"(BD-rate via {args.method}; single-point codecs: bpp and {args.metric} point by point)")
+          f"({gate}BD-rate via {args.method}; single-point codecs: bpp and {args.metric} point by point)")
     print(_table(checks, len(ref_groups) > 1))
     for n in notes:
         print(f"note: {n}")

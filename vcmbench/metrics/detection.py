@@ -31,7 +31,8 @@ import numpy as np
 
 from vcmbench.errors import MetricError
 
-__all__ = ["GroundTruth", "METRICS", "coco_ap", "oid_map50", "evaluate", "detections_to_coco"]
+__all__ = ["GroundTruth", "METRICS", "OidMatches", "coco_ap", "coco_evaluated", "oid_map50", "oid_matches", "evaluate",
+           "detections_to_coco"]
 
 GroundTruth = str | os.PathLike | Mapping[str, Any]
 
@@ -175,12 +176,14 @@ def _coco_cached(path: str, mtime_ns: int, size: int):
     return _coco_from(_read_json(path, mtime_ns, size))
 
 
-def coco_ap(
+def coco_evaluated(
     gt: GroundTruth,
     detections: Sequence[Mapping[str, Any]],
     image_ids: Iterable[int] | None = None,
-) -> dict[str, float]:
-    """COCO bbox AP@[.5:.95] (``map``) and AP@.5 (``ap50``), in percent, via pycocotools."""
+):
+    """pycocotools' COCOeval after `evaluate()` (every image's detections matched to its ground
+    truth, `evalImgs`), or None when there are no detections; `coco_ap` accumulates it over the
+    images, `metrics.item_matches` under resampled image weights."""
     from pycocotools.cocoeval import COCOeval
 
     data, key = _dataset(gt)
@@ -195,12 +198,25 @@ def coco_ap(
     wanted = set(ids)
     dets = [d for d in _clean_detections(detections, set(coco.imgs)) if d["image_id"] in wanted]
     if not dets:
-        return {"map": 0.0, "ap50": 0.0}
+        return None
     with contextlib.redirect_stdout(io.StringIO()):
         res = coco.loadRes(dets)
         ev = COCOeval(coco, res, iouType="bbox")
         ev.params.imgIds = ids
         ev.evaluate()
+    return ev
+
+
+def coco_ap(
+    gt: GroundTruth,
+    detections: Sequence[Mapping[str, Any]],
+    image_ids: Iterable[int] | None = None,
+) -> dict[str, float]:
+    """COCO bbox AP@[.5:.95] (``map``) and AP@.5 (``ap50``), in percent, via pycocotools."""
+    ev = coco_evaluated(gt, detections, image_ids)
+    if ev is None:
+        return {"map": 0.0, "ap50": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
         ev.accumulate()
         ev.summarize()
     return {"map": float(ev.stats[0]) * 100.0, "ap50": float(ev.stats[1]) * 100.0}
@@ -330,18 +346,24 @@ def average_precision(scores: np.ndarray, tp: np.ndarray, n_pos: int) -> float:
     return float(precision[tp].sum() / n_pos)
 
 
-def oid_map50(
+@dataclass
+class OidMatches:
+    """Every image's detections matched to its ground truth, per class, by the challenge's rules:
+    what `oid_map50` sums over the images (and `metrics.item_matches` under resampled weights)."""
+
+    image_ids: list[int]
+    #: class -> ground-truth boxes per image (in `image_ids` order): the recall denominators
+    n_pos: dict[int, np.ndarray]
+    #: class -> one (image index, scores, TP flags) per image with evaluated detections of it
+    entries: dict[int, list[tuple[int, np.ndarray, np.ndarray]]]
+
+
+def oid_matches(
     gt: GroundTruth,
     detections: Sequence[Mapping[str, Any]],
     image_ids: Iterable[int] | None = None,
-) -> dict[str, float]:
-    """Open Images challenge mAP@0.5 in percent (``map``; ``ap50`` holds the same number).
-
-    Ground truth: COCO json; annotations may carry ``is_group_of`` (else COCO ``iscrowd`` is
-    read as group-of); images may carry ``pos_labels``/``neg_labels`` (verified image-level
-    category ids). Detections of a class in an image where that class is neither verified
-    nor boxed are ignored, as the challenge does for unannotated classes.
-    """
+) -> OidMatches:
+    """Match each image's detections to its ground truth (see `oid_map50` for the rules)."""
     data, key = _dataset(gt)
     ids = _image_ids(data, image_ids)
     index = _oid_cached(*key) if key else _oid_index(data)
@@ -352,13 +374,12 @@ def oid_map50(
     for d in dets:
         by_image.setdefault(d["image_id"], {}).setdefault(d["category_id"], []).append(d)
 
-    n_pos: dict[int, int] = {}
-    scores: dict[int, list[np.ndarray]] = {}
-    tps: dict[int, list[np.ndarray]] = {}
-    for iid in ids:
+    n_pos: dict[int, np.ndarray] = {}
+    entries: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+    for k, iid in enumerate(ids):
         info = index[iid]
         for c, (boxes, _) in info.boxes.items():
-            n_pos[c] = n_pos.get(c, 0) + len(boxes)
+            n_pos.setdefault(c, np.zeros(len(ids), dtype=np.int64))[k] += len(boxes)
         for c, cdets in by_image.get(iid, {}).items():
             if c not in info.verified:
                 continue  # class not annotated in this image: neither TP nor FP
@@ -379,18 +400,33 @@ def oid_map50(
                 s, tp = _match_oid(b, s, *info.boxes[c])
             else:  # verified negative: every detection is a FP
                 tp = np.zeros(len(s), dtype=bool)
-            scores.setdefault(c, []).append(s)
-            tps.setdefault(c, []).append(tp)
+            entries.setdefault(c, []).append((k, s, tp))
+    return OidMatches(ids, n_pos, entries)
 
-    classes = [c for c, n in n_pos.items() if n > 0]
+
+def oid_map50(
+    gt: GroundTruth,
+    detections: Sequence[Mapping[str, Any]],
+    image_ids: Iterable[int] | None = None,
+) -> dict[str, float]:
+    """Open Images challenge mAP@0.5 in percent (``map``; ``ap50`` holds the same number).
+
+    Ground truth: COCO json; annotations may carry ``is_group_of`` (else COCO ``iscrowd`` is
+    read as group-of); images may carry ``pos_labels``/``neg_labels`` (verified image-level
+    category ids). Detections of a class in an image where that class is neither verified
+    nor boxed are ignored, as the challenge does for unannotated classes.
+    """
+    m = oid_matches(gt, detections, image_ids)
+    classes = [c for c, n in m.n_pos.items() if n.sum() > 0]
     if not classes:
         raise MetricError(
-            f"the {len(ids)} evaluated image(s) have no ground-truth boxes, so mAP is undefined; "
+            f"the {len(m.image_ids)} evaluated image(s) have no ground-truth boxes, so mAP is undefined; "
             "evaluate images that have annotations"
         )
     aps = [
-        average_precision(np.concatenate(scores[c]), np.concatenate(tps[c]), n_pos[c])
-        if c in scores
+        average_precision(np.concatenate([e[1] for e in m.entries[c]]), np.concatenate([e[2] for e in m.entries[c]]),
+                          int(m.n_pos[c].sum()))
+        if c in m.entries
         else 0.0
         for c in classes
     ]

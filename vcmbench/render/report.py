@@ -42,6 +42,15 @@ from vcmbench.analysis import (
     has_curve,
     uncompressed_line,
 )
+from vcmbench.bootstrap import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    BDInterval,
+    BootstrapSettings,
+    bootstrap_bd,
+    items_of_sources,
+)
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
 from vcmbench.render.jinja import CSS, MISSING, templates
@@ -74,6 +83,7 @@ __all__ = [
 ]
 
 
+DEFAULT_BOOTSTRAP = BootstrapSettings()
 BD_LEGEND = (
     f"BD-rate: bits of the codec relative to the anchor at equal mAP, in percent, averaged over the "
     f"mAP range both curves cover (negative = fewer bits = better); BD-mAP: mean mAP gain in points "
@@ -81,7 +91,10 @@ BD_LEGEND = (
     f"fraction of either curve's mAP span that it covers. {WARN} poor overlap: below "
     f"{POOR_OVERLAP:.0%}, the figure rests on a small part of a curve: add rate points so that both "
     f"curves span the same accuracies. *not computed*: the reason is given (a BD figure needs at "
-    f"least {MIN_POINTS} rate points per curve with mAP rising with bpp, and overlapping mAP ranges)."
+    f"least {MIN_POINTS} rate points per curve with mAP rising with bpp, and overlapping mAP ranges). "
+    f"*interval*: where the BD-rate of the same codecs would fall on other images like these (a "
+    f"paired bootstrap over the images; its settings follow); *P(BD<0)*: the share of resamples in "
+    f"which the codec needs fewer bits than the anchor."
 )
 
 
@@ -175,15 +188,31 @@ LAYERS_LEGEND = (
 )
 
 
-def bd_display(rows: list[BDRow]) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "codec": r.codec,
-        "BD-rate (%)": _fmt(r.bd_rate, "+.2f"),
-        "BD-mAP": _fmt(r.bd_metric, "+.3f"),
-        "mAP range used": (f"{r.overlap_lo:.2f}–{r.overlap_hi:.2f}" if r.ok else MISSING),
-        "overlap": _fmt(r.overlap_fraction * 100, ".0f") + ("%" if r.ok else ""),
-        "note": r.note,
-    } for r in rows], columns=["codec", "BD-rate (%)", "BD-mAP", "mAP range used", "overlap", "note"])
+def bd_display(rows: list[BDRow], intervals: dict[str, BDInterval] | None = None) -> pd.DataFrame:
+    """The BD table; with `intervals` (the bootstrap's), each row's interval and P(BD-rate < 0)."""
+    columns = ["codec", "BD-rate (%)", "BD-mAP", "mAP range used", "overlap", "note"]
+    if intervals is not None:
+        columns[2:2] = ["interval (%)", "P(BD<0)"]
+    out = []
+    for r in rows:
+        row = {
+            "codec": r.codec,
+            "BD-rate (%)": _fmt(r.bd_rate, "+.2f"),
+            "BD-mAP": _fmt(r.bd_metric, "+.3f"),
+            "mAP range used": (f"{r.overlap_lo:.2f}–{r.overlap_hi:.2f}" if r.ok else MISSING),
+            "overlap": _fmt(r.overlap_fraction * 100, ".0f") + ("%" if r.ok else ""),
+            "note": r.note,
+        }
+        if intervals is not None:
+            iv = intervals.get(r.codec)
+            usable = iv is not None and iv.ok and r.ok
+            row["interval (%)"] = f"{iv.lo:+.2f} … {iv.hi:+.2f}" if usable else MISSING
+            row["P(BD<0)"] = f"{iv.p_below_0:.3f}" if usable else MISSING
+            if usable and iv.n_valid < iv.n_resamples:
+                row["note"] = "; ".join(x for x in (row["note"], f"{iv.n_resamples - iv.n_valid} resample(s) without "
+                                                    "overlap left out of the interval") if x)
+        out.append(row)
+    return pd.DataFrame(out, columns=columns)
 
 
 def _slug(*parts: str) -> str:
@@ -207,6 +236,10 @@ class GroupReport:
     metric_label: str = "mAP (%)"
     image_anchor: str | None = None  # a second BD reference: the image anchor (remote inference)
     bd_image: list[BDRow] = field(default_factory=list)
+    # the bootstrap's intervals (codec -> interval) of each table; None: no per-item records
+    intervals: dict[str, BDInterval] | None = None
+    intervals_image: dict[str, BDInterval] | None = None
+    bootstrap: str = "off"  # how the intervals were made (the report header says it)
 
 
 @dataclass
@@ -224,7 +257,7 @@ class Report:
 
 
 def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anchor: str | None,
-                 method: str, plots: bool = True) -> list[GroupReport]:
+                 method: str, plots: bool = True, bootstrap: BootstrapSettings | None = None) -> list[GroupReport]:
     from vcmbench.render import plots as plotting
 
     metric_by_dataset: dict[str, str] = {}
@@ -245,6 +278,8 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
         image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and has_curve(pts, c)), None)
         if image_anchor is not None:
             g.image_anchor, g.bd_image = image_anchor, bd_rows(pts, image_anchor, method)
+        if bootstrap is not None and bootstrap.resamples:
+            _add_intervals(g, sources, bootstrap, method)
         metric = group_metric(pts, metric_by_dataset.get(dataset))
         g.metric_label = _metric_label(metric)
         if plots:
@@ -263,6 +298,24 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
                     anchor=a)
         out.append(g)
     return out
+
+
+def _add_intervals(g: GroupReport, sources: list[Source], settings: BootstrapSettings, method: str) -> None:
+    """Bootstrap intervals of both BD tables, from the group's run folders' records."""
+    items = items_of_sources(sources, g.dataset, g.model)
+    if items is None:
+        g.bootstrap = "off: no run folder here has per-item records (records.jsonl)"
+        return
+    g.bootstrap = settings.describe(len(items.item_ids))
+    tables = [("intervals", g.anchor, g.bd)] + ([("intervals_image", g.image_anchor, g.bd_image)] if g.image_anchor
+                                                 else [])
+    for attr, anchor, rows in tables:
+        codecs = [r.codec for r in rows if r.ok and items.curve(r.codec)]
+        if not items.curve(anchor):
+            continue
+        found = bootstrap_bd(items, anchor, codecs, n_resamples=settings.resamples, seed=settings.seed,
+                             method=method, level=settings.level)
+        setattr(g, attr, {iv.codec: iv for iv in found})
 
 
 _FIGURE_ALT = {"rd": "mAP vs bpp", "time": "encode and decode time vs bpp",
@@ -296,8 +349,10 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
             "title": f"{g.dataset} / {g.model}", "notes": g.notes, "anchor": codec_title(g.points, g.anchor),
             "codecs": codecs_table(g.points),
             "points": points_display(g.points, g.anchor), "metric_sentence": _metric_sentence(g.metric_label),
-            "bd": bd_display(g.bd) if g.bd else None, "image_anchor": codec_title(g.points, g.image_anchor) if g.image_anchor else None,
-            "bd_image": bd_display(g.bd_image) if g.image_anchor else None,
+            "bd": bd_display(g.bd, g.intervals) if g.bd else None,
+            "image_anchor": codec_title(g.points, g.image_anchor) if g.image_anchor else None,
+            "bd_image": bd_display(g.bd_image, g.intervals_image) if g.image_anchor else None,
+            "bootstrap": g.bootstrap,
             "layers": layers if len(layers) else None, "figures": figures,
         })
     first_with = _first_with_versions(rep.sources)
@@ -331,7 +386,7 @@ def render_html(context: dict) -> str:
 
 
 def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | None = None,
-                 method: str = "pchip") -> Report:
+                 method: str = "pchip", bootstrap: BootstrapSettings | None = DEFAULT_BOOTSTRAP) -> Report:
     """Load, merge, compute and write report.md, report.html and the figures under out_dir."""
     if method not in METHODS:
         raise VcmbenchError(f"unknown BD interpolation method {method!r}; choose one of {METHODS}")
@@ -340,7 +395,9 @@ def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | Non
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = Report(out_dir, out_dir / "report.md", out_dir / "report.html",
-                 build_groups(points, sources, out_dir, anchor, method), sources, notes)
+                 build_groups(points, sources, out_dir, anchor, method,
+                              bootstrap=bootstrap.check("--resamples/--seed/--level") if bootstrap else None),
+                 sources, notes)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     context = report_context(rep, method, generated)
     rep.markdown.write_text(render_markdown(context), encoding="utf-8")
@@ -369,6 +426,10 @@ def report_main(argv: list[str]) -> int:
     ap.add_argument("--out", metavar="DIR",
                     help="output folder (default: RUN_DIR/report for one run, else results/report)")
     ap.add_argument("--method", choices=METHODS, default="pchip", help="BD interpolation (default: pchip)")
+    ap.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
+                    help=f"bootstrap resamples of the images for BD-rate intervals (default {DEFAULT_RESAMPLES}; 0: off)")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the bootstrap's seed (written into the report)")
+    ap.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval coverage (default 0.95)")
     args = ap.parse_args(argv)
     from vcmbench.render.video_report import is_video_run, write_video_report
 
@@ -382,19 +443,23 @@ def report_main(argv: list[str]) -> int:
         print(f"report: {md}")
         return 0
     try:
-        rep = write_report(args.paths, args.out or _default_out(args.paths), args.anchor, args.method)
+        rep = write_report(args.paths, args.out or _default_out(args.paths), args.anchor, args.method,
+                           BootstrapSettings(args.resamples, args.seed, args.level))
     except VcmbenchError as exc:
         print(f"vcmbench report: error: {exc}", file=sys.stderr)
         return 2
     for g in rep.groups:
         print(f"{g.dataset} / {g.model}: BD-rate vs {codec_title(g.points, g.anchor)}")
         if g.bd:
-            print(text_table(bd_display(g.bd), "lrrrrl"))
+            print(text_table(bd_display(g.bd, g.intervals), "lrrrrrrl" if g.intervals is not None else "lrrrrl"))
         else:
             print("  (no other codec)")
         if g.image_anchor:
             print(f"{g.dataset} / {g.model}: BD-rate vs {codec_title(g.points, g.image_anchor)} (image anchor)")
-            print(text_table(bd_display(g.bd_image), "lrrrrl"))
+            print(text_table(bd_display(g.bd_image, g.intervals_image), "lrrrrrrl" if g.intervals_image is not None
+                             else "lrrrrl"))
+        if g.intervals is not None:
+            print(f"  intervals: {g.bootstrap}")
         for n in g.notes:
             print(f"  note: {n}")
     for n in rep.notes:

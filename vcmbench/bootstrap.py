@@ -1,0 +1,295 @@
+"""How sure is a BD-rate: a paired bootstrap over the items (images) of a run.
+
+A BD-rate measured on 20 or 50 images is one draw from the images a user could have picked.
+Resampling the images with replacement and recomputing everything from the per-item records
+(each point's bits and task metric, then the BD-rate of every test-vs-anchor pair) shows how
+far it moves. The resample is paired: one draw of images serves every curve, so what two
+codecs share (hard images are hard for both) cancels as it does in the point estimate.
+
+Per resample a point's rate is 8 x (drawn bytes) / (drawn pixels), each item counted as many
+times as it was drawn, and its metric comes from `metrics.item_matches`: detections matched to
+ground truth once per item, aggregated under the draw's weights (weights of all ones give the
+points table's mAP to the last bit, which `load_run_items` checks). The BD-rate of a resample
+uses the same pareto front and interpolation as the report's (`analysis.pareto_front`,
+`metrics.bd`); a resample on which the curves do not overlap has no BD-rate and is counted, not
+imputed. Reported: the full-set figure, the resamples' median and percentile interval, and the
+share of resamples with BD-rate below 0. The seed is a setting: the same seed, the same interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vcmbench.errors import MetricError, VcmbenchError
+from vcmbench.metrics.bd import MIN_POINTS, bd_rate
+from vcmbench.metrics.item_matches import ItemMatches, match_items
+from vcmbench.records import Record, coco_results, read_records
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_SEED = 0
+DEFAULT_LEVEL = 0.95
+
+
+@dataclass
+class ItemPoint:
+    """One (codec, rate) point's per-item figures: what a resample re-aggregates."""
+
+    codec: str
+    rate: str
+    bytes: np.ndarray  # (items,)
+    pixels: np.ndarray  # (items,)
+    matches: ItemMatches
+
+    def values(self, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(bpp, map) per row of weights (None: the full set, one row)."""
+        w = np.ones((1, len(self.bytes))) if weights is None else weights
+        bpp = 8.0 * (w @ self.bytes) / (w @ self.pixels)
+        return bpp, self.matches.score(w)["map"]
+
+
+@dataclass
+class RunItems:
+    """The points of one run, item by item, over the same items (sorted image ids)."""
+
+    dataset: str
+    model: str
+    item_ids: list[int]
+    points: dict[str, list[ItemPoint]]  # codec -> its points
+
+    def curve(self, codec: str) -> list[ItemPoint]:
+        return self.points.get(codec, [])
+
+
+def item_points(records: Sequence[Record], metric: str, annotation_file: str | Path, item_ids: Sequence[int],
+                points: pd.DataFrame | None = None) -> dict[str, list[ItemPoint]]:
+    """Group records into per-item points, covering every item. With `points` (the run's
+    points table), the records of each (codec, rate) whose bytes add up to that row's are used
+    (a run folder can hold records of older settings), and the full-set mAP is checked against
+    the row's: a mismatch means the records are not those of the table."""
+    ids = sorted(int(i) for i in item_ids)
+    by_key: dict[tuple[str, str, str], dict[int, Record]] = {}
+    for r in records:
+        if r.image_id in set(ids):
+            by_key.setdefault((r.codec, r.rate, r.setup), {})[r.image_id] = r
+    wanted = None
+    if points is not None:
+        wanted = {(str(row.codec), str(row.rate)): row for row in points.itertuples()}
+    out: dict[str, list[ItemPoint]] = {}
+    for (codec, rate, _setup), recs in by_key.items():
+        if len(recs) != len(ids):
+            continue
+        ordered = [recs[i] for i in ids]
+        row = wanted.get((codec, rate)) if wanted is not None else None
+        if wanted is not None and (row is None or int(row.bytes) != sum(r.bytes for r in ordered)):
+            continue
+        if any(r.frames for r in ordered):
+            raise VcmbenchError(f"{codec} {rate}: sequence records; the bootstrap resamples images only (for now)")
+        point = ItemPoint(codec, rate, np.array([r.bytes for r in ordered], dtype=np.float64),
+                          np.array([r.pixels for r in ordered], dtype=np.float64),
+                          match_items(metric, annotation_file, coco_results(ordered), ids))
+        if row is not None:
+            full = float(point.values(None)[1][0])
+            if not (full == float(row.map) or (math.isnan(full) and math.isnan(float(row.map)))):
+                raise VcmbenchError(f"{codec} {rate}: its records give mAP {full!r} over the full set, the points "
+                                    f"table {float(row.map)!r}; the records are not those of this table")
+        out.setdefault(codec, []).append(point)
+    return out
+
+
+def load_run_items(run_dir: str | Path) -> RunItems:
+    """A run folder's per-item points: its records, its dataset (instantiated from the run's own
+    config.resolved.yaml for the ground truth) and its points table (to pick the right records)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    for need in ("records.jsonl", "config.resolved.yaml", "points.csv"):
+        if not (run_dir / need).is_file():
+            raise VcmbenchError(f"{run_dir}: no {need}; the bootstrap needs a run folder made by `vcmbench run`")
+    cfg = OmegaConf.load(run_dir / "config.resolved.yaml")
+    dataset = instantiate(cfg.dataset)
+    if not hasattr(dataset, "annotation_file") or getattr(dataset, "sequences", None) is not None:
+        raise VcmbenchError(f"{run_dir}: a video run; the bootstrap resamples images only (for now)")
+    points = pd.read_csv(run_dir / "points.csv", dtype={"rate": str, "codec": str}, float_precision="round_trip")
+    items = item_points(read_records(run_dir / "records.jsonl"), dataset.metric, dataset.annotation_file,
+                        dataset.image_ids, points)
+    first = points.iloc[0] if len(points) else None
+    return RunItems(str(first.dataset) if first is not None else str(dataset.name),
+                    str(first.model) if first is not None else "", sorted(dataset.image_ids), items)
+
+
+def resample_weights(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(resamples, items): how many times each item is drawn, n_items draws with replacement."""
+    rng = np.random.default_rng(int(seed))
+    draws = rng.integers(0, n_items, size=(n_resamples, n_items))
+    weights = np.zeros((n_resamples, n_items))
+    np.add.at(weights, (np.repeat(np.arange(n_resamples), n_items), draws.ravel()), 1.0)
+    return weights
+
+
+@dataclass
+class BDInterval:
+    codec: str
+    anchor: str
+    estimate: float  # the full set's BD-rate (%)
+    median: float
+    lo: float
+    hi: float
+    p_below_0: float  # share of (valid) resamples with BD-rate < 0
+    n_valid: int  # resamples with a BD-rate
+    n_resamples: int
+    seed: int
+    level: float
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None and self.n_valid > 0
+
+
+def _curves(points: list[ItemPoint], weights: np.ndarray | None, cache: dict | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(points, rows) arrays of bpp and map; `cache` keeps each point's values for these weights
+    (an anchor's points serve every pair)."""
+    vals = []
+    for p in points:
+        key = (p.codec, p.rate, weights is None)
+        if cache is None or key not in cache:
+            value = p.values(weights)
+            if cache is None:
+                vals.append(value)
+                continue
+            cache[key] = value
+        vals.append(cache[key])
+    return np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
+
+
+def _front(rate: np.ndarray, metric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """analysis.pareto_front on arrays: by rate, a point kept only if it beats every cheaper one."""
+    order = np.argsort(rate, kind="stable")
+    keep, best = [], -math.inf
+    for i in order:
+        if metric[i] > best or not math.isfinite(metric[i]):
+            keep.append(i)
+            best = max(best, metric[i]) if math.isfinite(metric[i]) else best
+    return rate[keep], metric[keep]
+
+
+def _bd(a_rate, a_metric, t_rate, t_metric, method: str) -> float:
+    ar, am = _front(a_rate, a_metric)
+    tr, tm = _front(t_rate, t_metric)
+    if len(ar) < MIN_POINTS or len(tr) < MIN_POINTS:
+        return math.nan
+    try:
+        return bd_rate(ar, am, tr, tm, method=method)
+    except MetricError:
+        return math.nan
+
+
+@dataclass(frozen=True)
+class FixedCurve:
+    """A curve known only by its points (a reference points table): held fixed, not resampled."""
+
+    codec: str
+    rate: np.ndarray
+    metric: np.ndarray
+
+
+def bootstrap_pair(test: list[ItemPoint], anchor: list[ItemPoint] | FixedCurve, weights: np.ndarray, *,
+                   method: str = "pchip", level: float = DEFAULT_LEVEL, seed: int = DEFAULT_SEED,
+                   cache: dict | None = None) -> BDInterval:
+    """BD-rate of `test` vs `anchor` on the full set and on each row of `weights` (the same rows
+    for both curves: paired); a FixedCurve anchor stays as it is while the test is resampled."""
+    fixed = isinstance(anchor, FixedCurve)
+    name = test[0].codec if test else "?"
+    anchor_name = anchor.codec if fixed else (anchor[0].codec if anchor else "?")
+    n = weights.shape[0]
+    for who, count in ((name, len(test)), (f"anchor {anchor_name}", len(anchor.rate) if fixed else len(anchor))):
+        if count < MIN_POINTS:
+            return BDInterval(name, anchor_name, math.nan, math.nan, math.nan, math.nan, math.nan, 0, n, seed, level,
+                              reason=f"{who} has {count} rate point(s), BD-rate needs {MIN_POINTS}")
+    ta, tm = _curves(test, None, cache)
+    if fixed:
+        aa, am = np.asarray(anchor.rate, dtype=float)[:, None], np.asarray(anchor.metric, dtype=float)[:, None]
+        ar, amr = np.repeat(aa, n, axis=1), np.repeat(am, n, axis=1)
+    else:
+        aa, am = _curves(anchor, None, cache)
+        ar, amr = _curves(anchor, weights, cache)
+    estimate = _bd(aa[:, 0], am[:, 0], ta[:, 0], tm[:, 0], method)
+    tr, tmr = _curves(test, weights, cache)
+    values = np.array([_bd(ar[:, b], amr[:, b], tr[:, b], tmr[:, b], method) for b in range(n)])
+    valid = values[np.isfinite(values)]
+    if not valid.size:
+        return BDInterval(name, anchor_name, estimate, math.nan, math.nan, math.nan, math.nan, 0, n, seed, level,
+                          reason="no resample gave overlapping curves")
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.percentile(valid, [tail, 100.0 - tail])
+    return BDInterval(name, anchor_name, estimate, float(np.median(valid)), float(lo), float(hi),
+                      float(np.mean(valid < 0)), int(valid.size), n, seed, level)
+
+
+def bootstrap_bd(items: RunItems, anchor: str, codecs: Sequence[str], *, n_resamples: int = DEFAULT_RESAMPLES,
+                 seed: int = DEFAULT_SEED, method: str = "pchip", level: float = DEFAULT_LEVEL) -> list[BDInterval]:
+    """Every codec vs the anchor, all on one set of resamples of the run's items."""
+    weights = resample_weights(len(items.item_ids), n_resamples, seed)
+    cache: dict = {}
+    return [bootstrap_pair(items.curve(c), items.curve(anchor), weights, method=method, level=level, seed=seed,
+                           cache=cache) for c in codecs if c != anchor]
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """The report's and the gate's bootstrap: resamples (0: off), seed, interval level."""
+
+    resamples: int = DEFAULT_RESAMPLES
+    seed: int = DEFAULT_SEED
+    level: float = DEFAULT_LEVEL
+
+    def check(self, where: str = "bootstrap") -> BootstrapSettings:
+        if self.resamples < 0:
+            raise VcmbenchError(f"{where}.resamples={self.resamples}: give 0 (off) or a number of resamples, e.g. 1000")
+        if not 0.5 <= self.level < 1.0:
+            raise VcmbenchError(f"{where}.level={self.level}: give the interval's coverage in [0.5, 1), e.g. 0.95")
+        return self
+
+    def describe(self, n_items: int | None = None) -> str:
+        if not self.resamples:
+            return "off"
+        over = f"the {n_items} images" if n_items else "the images"
+        return (f"paired bootstrap over {over}: {self.resamples} resamples, seed {self.seed}, "
+                f"{self.level:.0%} percentile intervals")
+
+
+def items_of_sources(sources: Sequence, dataset: str, model: str) -> RunItems | None:
+    """The per-item points of every run folder among `sources` (tables.Source) for one
+    (dataset, model), merged like their points tables (a later source's codec wins); None when
+    no run folder there has records, or their items differ (no pairing possible)."""
+    merged: RunItems | None = None
+    for src in sources:
+        if src.kind != "run" or not (Path(src.path) / "records.jsonl").is_file():
+            continue
+        pts = src.points
+        if not ((pts.dataset == dataset) & (pts.model == model)).any():
+            continue
+        items = _load_cached(Path(src.path))
+        if merged is None:
+            merged = RunItems(dataset, model, items.item_ids, dict(items.points))
+        elif merged.item_ids == items.item_ids:
+            merged.points.update(items.points)
+    return merged
+
+
+_LOADED: dict[tuple[str, float], RunItems] = {}
+
+
+def _load_cached(run_dir: Path) -> RunItems:
+    key = (str(run_dir.resolve()), (run_dir / "records.jsonl").stat().st_mtime)
+    if key not in _LOADED:
+        _LOADED[key] = load_run_items(run_dir)
+    return _LOADED[key]
