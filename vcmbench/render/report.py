@@ -302,7 +302,12 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
 
 def _add_intervals(g: GroupReport, sources: list[Source], settings: BootstrapSettings, method: str) -> None:
     """Bootstrap intervals of both BD tables, from the group's run folders' records."""
-    items = items_of_sources(sources, g.dataset, g.model)
+    try:
+        items = items_of_sources(sources, g.dataset, g.model)
+    except VcmbenchError as exc:  # e.g. the run's dataset is not on this machine: the report still comes
+        g.bootstrap = f"off: {exc}"
+        g.notes.append(f"no BD-rate intervals: {exc}")
+        return
     if items is None:
         g.bootstrap = "off: no run folder here has per-item records (records.jsonl)"
         return
