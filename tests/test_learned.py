@@ -75,6 +75,46 @@ def test_forward_shapes_and_likelihoods(arch):
     assert net.total_stride == 32 and net.y_stride == 8
 
 
+@pytest.mark.parametrize("arch", ["interleaved", "cascade"])
+@pytest.mark.parametrize("y_level", [4, 5, 6])
+def test_branch_decoder_every_level_has_its_branch_and_no_weight_is_unused(arch, y_level):
+    """decoder=branches: one branch per level from y_hat plus bottom-up mixing (issue 17); every
+    parameter gets a gradient (none unused, unlike the trunk's first up block with y on P4)."""
+    torch.manual_seed(0)
+    kw = dict(TINY, decoder="branches", mix_width=8, ste=True, y_level=y_level)
+    kw.update(in_proj=8) if arch == "interleaved" else kw.update(fuse_level=min(3, y_level))
+    net = build_net(arch, **kw)
+    f = _features(2, 64 if y_level < 6 else 128)
+    x = [f[k].unsqueeze(0) for k in LEVELS]
+    net.train()
+    out = net(x)
+    assert [tuple(t.shape) for t in out["levels"]] == [tuple(t.shape) for t in x]
+    (sum(t.pow(2).mean() for t in out["levels"]) + sum(-v.log().mean() for v in out["likelihoods"].values())).backward()
+    unused = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None
+              and not n.startswith("entropy_bottleneck.quantiles")]
+    assert unused == []
+
+
+def test_ste_feeds_the_decoder_rounded_latents():
+    torch.manual_seed(0)
+    kw = dict(TINY, decoder="branches", mix_width=8, ste=True, in_proj=8)
+    net = build_net("interleaved", **kw)
+    net.train()
+    f = _features(3, 64)
+    x = [f[k].unsqueeze(0) for k in LEVELS]
+    seen = {}
+    net.h_s.register_forward_hook(lambda mod, inp, out: seen.__setitem__("means", out.chunk(2, 1)[1].detach()))
+
+    def decoder(y_hat):
+        seen["y_hat"] = y_hat.detach()
+        return [t.clone() for t in x]
+
+    net.g_s = decoder
+    net(x)
+    offset = seen["y_hat"] - seen["means"]
+    assert torch.allclose(offset, torch.round(offset), atol=1e-4) and offset.abs().max() > 0
+
+
 def test_pad_levels_odd_sizes():
     levels = [torch.randn(1, 4, 50, 38), torch.randn(1, 4, 25, 19), torch.randn(1, 4, 13, 10), torch.randn(1, 4, 7, 5)]
     padded, (hp, wp) = pad_levels(levels, 32)
@@ -123,6 +163,26 @@ def test_training_reduces_loss_and_writes_checkpoint(trained_tiny):
     for key in ("bpp", "bpp_est", "mse", "loss"):
         assert key in js["val"]
     assert js["front"]["name"] == "ci_frcnn" and js["config"]["quality"] == 2
+    # P2's relative error, the cheap stand-in for mAP, is logged while training and validating
+    import pandas as pd
+
+    for log in ("train.csv", "val.csv"):
+        rel = pd.read_csv(root / "run" / log)["rel_p2"]
+        assert rel.notna().all() and (rel > 0).all() and (rel < 10).all(), log
+
+
+def test_level_weights_are_per_level_or_one_for_all():
+    from omegaconf import OmegaConf
+
+    from vcmbench.errors import ConfigError
+    from vcmbench.train.codec import level_weights_of, relative_error
+
+    assert level_weights_of(OmegaConf.create({"level_weight": 0.2})) == [0.2] * 5
+    assert level_weights_of(OmegaConf.create({"level_weight": 0.2, "level_weights": [1, 0.5, 0.2, 0.1, 0]})) == \
+        [1.0, 0.5, 0.2, 0.1, 0.0]
+    with pytest.raises(ConfigError, match=r"loss.level_weights=\[1, 2\]: give 5 weights"):
+        level_weights_of(OmegaConf.create({"level_weight": 0.2, "level_weights": [1, 2]}))
+    assert relative_error(0.09, 1.0) == pytest.approx(0.3)
 
 
 def test_training_resumes_after_interruption(trained_tiny, monkeypatch):

@@ -78,6 +78,36 @@ class ResidualUp(nn.Module):
         return self.body(x) + F.interpolate(self.skip(x), scale_factor=self.r, mode="nearest")
 
 
+DECODERS = ("trunk", "branches")
+
+
+class BottomUpMix(nn.Module):
+    """Bottom-up feature mixing: the finer rebuilt level, brought down to this level's grid by a
+    strided 3x3 conv of `width` channels, is mixed into this level's own branch output (1x1 over
+    both, added as a residual), so P3..P5 profit from the detail P2's branch recovered."""
+
+    def __init__(self, n: int, width: int):
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(n, width, 3, stride=2, padding=1), nn.LeakyReLU(inplace=True))
+        self.mix = nn.Conv2d(n + width, n, 1)
+
+    def forward(self, finer: Tensor, own: Tensor) -> Tensor:
+        return own + self.mix(torch.cat([self.down(finer), own], dim=1))
+
+
+def _branch(m: int, width: int, n: int, ups: int, light: bool, attention: bool) -> nn.Module:
+    """One level's decoder branch from y_hat: 3x3 conv to `width`, [attention], a residual block,
+    then `ups` x2 upsamplings (a level coarser than y: -ups strided residual blocks), 1x1 to N."""
+    layers: list[nn.Module] = [nn.Conv2d(m, width, 3, padding=1)]
+    if attention:
+        layers.append(AttentionBlock(width))
+    layers.append(ResidualBlock(width, width))
+    layers += [_up_block(light, width, width) for _ in range(max(ups, 0))]
+    layers += [ResidualBlockWithStride(width, width, 2) for _ in range(max(-ups, 0))]
+    layers.append(nn.Conv2d(width, n, 1))
+    return nn.Sequential(*layers)
+
+
 def _up_block(light: bool, in_ch: int, out_ch: int) -> nn.Module:
     return ResidualUp(in_ch, out_ch, 2) if light else ResidualBlockUpsample(in_ch, out_ch, 2)
 
@@ -124,8 +154,13 @@ class FeatureCompressionNet(CompressionModel):
         hyper_down: int = 2,
         light_up: bool = False,
         attention: bool = True,
+        decoder: str = "trunk",
+        mix_width: int = 64,
+        ste: bool = False,
     ):
         super().__init__()
+        if decoder not in DECODERS:
+            raise ConfigError(f"decoder={decoder!r}: choose one of {list(DECODERS)}")
         if y_level not in (4, 5, 6):
             raise ConfigError(f"y_level={y_level}: choose 4 (latent on P4's grid), 5 (P5's) or 6 (P5/2)")
         if hyper_down not in (1, 2):
@@ -151,7 +186,17 @@ class FeatureCompressionNet(CompressionModel):
         self.entropy_bottleneck = EntropyBottleneck(H)
         self.gaussian_conditional = GaussianConditional(None)
 
-        # -- decoder -------------------------------------------------------------------------
+        self.decoder, self.ste = decoder, bool(ste)
+        self.register_buffer("feat_scale", torch.ones(NUM_LEVELS))
+        self.register_buffer("feat_absmax", torch.full((NUM_LEVELS,), 1e4))
+        if decoder == "branches":
+            self.g_s_branches = nn.ModuleList(
+                _branch(M, dw[NUM_LEVELS - 1 - i], self.N, self.y_level - (2 + i), light_up, attention)
+                for i in range(NUM_LEVELS))  # p2..p5
+            self.g_s_mix = nn.ModuleList(BottomUpMix(self.N, int(mix_width)) for _ in range(NUM_LEVELS - 1))
+            return
+
+        # -- decoder: one shared top-down trunk ------------------------------------------------
         tw = dw[1] if self.y_level == 4 else dw[0]  # trunk width: that of the level y sits on
         trunk: list[nn.Module] = [nn.Conv2d(M, tw, 3, padding=1)]
         if attention:
@@ -165,9 +210,6 @@ class FeatureCompressionNet(CompressionModel):
         self.g_s_up = nn.ModuleList(_up_block(light_up, dw[i], dw[i + 1]) for i in range(NUM_LEVELS - 1))
         # feature mixing: per-level 1x1 to N, plus the upsampled level above (top-down)
         self.g_s_out = nn.ModuleList(nn.Conv2d(w, self.N, 1) for w in dw)  # p5, p4, p3, p2
-
-        self.register_buffer("feat_scale", torch.ones(NUM_LEVELS))
-        self.register_buffer("feat_absmax", torch.full((NUM_LEVELS,), 1e4))
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -193,6 +235,11 @@ class FeatureCompressionNet(CompressionModel):
 
     def g_s(self, y_hat: Tensor) -> list[Tensor]:
         """y_hat -> [p2, p3, p4, p5] in feature units (scaled back)."""
+        if self.decoder == "branches":
+            outs = [branch(y_hat) for branch in self.g_s_branches]
+            for i, mix in enumerate(self.g_s_mix):  # bottom-up: p3 takes from p2, p4 from p3, p5 from p4
+                outs[i + 1] = mix(outs[i], outs[i + 1])
+            return [p * self.feat_scale[i] for i, p in enumerate(outs)]
         u = self.g_s_trunk(y_hat)
         if self.g_s_down is not None:  # y on P4's grid
             trunks = [self.g_s_down(u), u]
@@ -220,6 +267,12 @@ class FeatureCompressionNet(CompressionModel):
         z_hat, z_lik = self.entropy_bottleneck(z)
         scales, means = self.h_s(z_hat).chunk(2, 1)
         y_hat, y_lik = self.gaussian_conditional(y, scales, means=means)
+        if self.ste and self.training:
+            # the decoder trains on what it will decode (rounded y), gradients straight through;
+            # the rate term keeps the noise proxy's likelihoods
+            from compressai.ops import quantize_ste
+
+            y_hat = quantize_ste(y - means) + means
         return {"levels": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}}
 
     # -- coding -----------------------------------------------------------------------------------
@@ -269,9 +322,20 @@ class InterleavedNet(FeatureCompressionNet):
         super().__init__(N=N, C=C, M=M, attention=attention, **kw)
         ew = _widths(enc_widths, C, NUM_LEVELS, "enc_widths")
         self.enc_widths = ew
-        self.in_proj = int(in_proj) if in_proj else None
-        k = self.in_proj or self.N
-        self.g_a_proj = nn.ModuleList(nn.Conv2d(self.N, k, 1) for _ in range(NUM_LEVELS)) if self.in_proj else None
+        # in_proj: one width for every level, or one per level (0/None: that level enters as it is)
+        if isinstance(in_proj, Sequence) and not isinstance(in_proj, str):
+            widths = [int(v) if v else 0 for v in in_proj]
+            if len(widths) != NUM_LEVELS or min(widths) < 0:
+                raise ConfigError(f"in_proj={list(in_proj)}: give one width per level p2..p5 (0: no projection)")
+            self.in_proj: int | list[int] | None = widths
+        else:
+            widths = [int(in_proj) if in_proj else 0] * NUM_LEVELS
+            self.in_proj = int(in_proj) if in_proj else None
+        ks = [w or self.N for w in widths]
+        if any(widths):
+            self.g_a_proj = nn.ModuleList(nn.Conv2d(self.N, w, 1) if w else nn.Identity() for w in widths)
+        else:
+            self.g_a_proj = None
         from compressai.layers import subpel_conv3x3
 
         # stage i fuses level P(2+i) into the latent on grid g and moves it to the next grid
@@ -280,11 +344,11 @@ class InterleavedNet(FeatureCompressionNet):
         for i in range(NUM_LEVELS):
             target = min(3 + i, self.y_level) if i < NUM_LEVELS - 1 else self.y_level
             stride = 1 << (target - grid)
-            cin = k if i == 0 else ew[i - 1] + k
+            cin = ks[0] if i == 0 else ew[i - 1] + ks[i]
             stages.append(ResidualBlockWithStride(cin, ew[i], stride) if stride > 1 else ResidualBlock(cin, ew[i]))
             level = 2 + i
             # a level coarser than the latent's grid (P5 when y sits on P4's) is upsampled first
-            ups.append(subpel_conv3x3(k, k, 1 << (level - grid)) if level > grid else nn.Identity())
+            ups.append(subpel_conv3x3(ks[i], ks[i], 1 << (level - grid)) if level > grid else nn.Identity())
             grid = target
         self.g_a_stages = nn.ModuleList(stages)
         self.g_a_up = nn.ModuleList(ups)
