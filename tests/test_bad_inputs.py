@@ -28,6 +28,8 @@ COMMAND_LINE_CASES = [
     ("config", ["run", "threads=0"], "threads=0"),
     ("config", ["run", "determinism=sometimes"], "determinism='sometimes'"),
     ("config", ["run", "repair=maybe"], "repair='maybe'"),
+    ("config", ["run", "bootstrap.resamples=-1"], "bootstrap.resamples=-1"),
+    ("config", ["run", "bootstrap.level=2"], "bootstrap.level=2"),
     ("config", ["run", "codec=no_such_codec"], "no_such_codec"),
     ("config", ["run", "codec=anchor_vvc", "codec.anchor_vvc.rates=[99]"], "qp=99"),
     ("config", ["run", "codec=anchor_vvc", "codec.anchor_vvc.sequence_gop=sideways"], "sequence_gop"),

@@ -155,20 +155,21 @@ def test_an_anchor_coded_with_another_preset_is_named_as_such(tmp_path, referenc
 
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory):
-    """Real sweeps of anchor_vvc on 8 default scenes: the reference, a rerun with another thread
-    count, and a deliberately worse codec under the same name (the same VVC streams with 25 %
-    padding: tests.codecs_for_tests.WastefulFrameCodec). A higher QP set of the same codec is no
+    """Real sweeps of anchor_hevc (the anchor's frame over x265: quick) and pack_tile on 8 default
+    scenes: the reference, a rerun with another thread count, and a deliberately worse codec
+    under the same name (the same HEVC streams with 25 % padding:
+    tests.codecs_for_tests.WastefulFrameCodec). A higher QP set of the same codec is no
     worse codec: its points lie on the same rate-accuracy curve, and its BD-rate is noise."""
     from vcmbench.config import compose_config
     from vcmbench.run import run_sweep
 
     root = tmp_path_factory.mktemp("gate")
-    base = ["dataset.max_images=8", "codec=[anchor_vvc,pack_tile]", "progress=false", "report=false",
+    base = ["dataset.max_images=8", "codec=[anchor_hevc,pack_tile]", "progress=false", "report=false",
             "fidelity=false", "workers=1"]
     runs = {}
     for name, extra in (("reference", ["threads=1"]), ("threads2", ["threads=2"]),
-                        ("worse", ["threads=1", "codec.anchor_vvc._target_=tests.codecs_for_tests.WastefulFrameCodec",
-                                   "+codec.anchor_vvc.waste=0.25"])):
+                        ("worse", ["threads=1", "codec.anchor_hevc._target_=tests.codecs_for_tests.WastefulFrameCodec",
+                                   "+codec.anchor_hevc.waste=0.25"])):
         run_sweep(compose_config("config", base + extra), root / name)
         runs[name] = root / name
     return runs
@@ -179,14 +180,14 @@ def test_the_significance_gate_flags_a_worse_codec_and_not_noise(real_runs, caps
     ref = str(real_runs["reference"])
     gate = ["--alpha", "0.05", "--resamples", "300", "--tolerance", "1"]
     assert regress_main([ref, "--reference", ref, *gate]) == EXIT_OK  # itself: BD 0, interval of width 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("anchor_vvc"))
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("anchor_hevc"))
     assert "95% sure BD-rate > +0.00% and < +0.00%" in line
     assert regress_main([str(real_runs["threads2"]), "--reference", ref, *gate]) == EXIT_OK
     capsys.readouterr()
     assert regress_main([str(real_runs["worse"]), "--reference", ref, *gate]) == EXIT_REGRESSION
     captured = capsys.readouterr()
     assert "paired with the reference run" in captured.out
-    assert re.search(r"REGRESSION: anchor_vvc: BD-rate \+2[45]\.\d\d%, above \+1% with 95% confidence", captured.err)
+    assert re.search(r"REGRESSION: anchor_hevc: BD-rate \+2[45]\.\d\d%, above \+1% with 95% confidence", captured.err)
     assert re.search(r"95% sure BD-rate > \+2[45]\.\d\d% and < \+2[45]\.\d\d%", captured.out)  # the same on any images
     # the reference as a points table only: held fixed, the run's images resampled
     assert regress_main([str(real_runs["worse"]), "--reference", str(real_runs["reference"] / "points.csv"),

@@ -65,8 +65,28 @@ def _check_run(cfg) -> None:
 
     RunSettings.from_config(cfg)
     as_int(cfg.dataset.get("max_images"), "dataset.max_images", minimum=1, allow_none=True)
+    _bootstrap_settings(cfg)
     for node in selected_codec_configs(cfg).values():
         build(node)
+
+
+def _bootstrap_settings(cfg):
+    """The run's report intervals (`bootstrap:` in config.yaml), checked before the sweep starts."""
+    from vcmbench.bootstrap import BootstrapSettings
+    from vcmbench.errors import ConfigError
+    from vcmbench.settings import as_int
+
+    node = cfg.get("bootstrap") or {}
+    try:
+        level = float(node.get("level", 0.95))
+    except (TypeError, ValueError):
+        raise ConfigError(f"bootstrap.level={node.get('level')!r}: give the interval's coverage, e.g. 0.95") from None
+    settings = BootstrapSettings(as_int(node.get("resamples", 1000), "bootstrap.resamples", minimum=0),
+                                 as_int(node.get("seed", 0), "bootstrap.seed"), level)
+    try:
+        return settings.check("bootstrap")
+    except Exception as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _run(cfg, out_dir: str) -> None:
@@ -93,7 +113,7 @@ def _run(cfg, out_dir: str) -> None:
         if is_video_run(Path(out_dir)):
             print(f"report: {write_video_report(Path(out_dir), Path(out_dir) / 'report')} (and report.html, figures/)")
             return
-        rep = write_report([out_dir], Path(out_dir) / "report")
+        rep = write_report([out_dir], Path(out_dir) / "report", bootstrap=_bootstrap_settings(cfg))
         print(f"report: {rep.markdown} (and report.html, figures/)")
 
 
