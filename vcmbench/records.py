@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from vcmbench.atomic import write_bytes
 from vcmbench.errors import VcmbenchError
@@ -130,28 +131,13 @@ class RecordStore:
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def _load(self, repair: bool) -> None:
-        with open(self.path, encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().split("\n")
-        numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
-        good, bad = [], []
-        for n, line in numbered:
-            try:
-                rec = Record(**json.loads(line))
-            except (json.JSONDecodeError, TypeError, ValueError) as exc:
-                bad.append((n, type(exc).__name__))
-                continue
-            self.records[rec.key] = rec
-            good.append(line)
-        damaged = [(n, why) for n, why in bad if n != numbered[-1][0]]
-        if damaged and not repair:
-            n, why = damaged[0]
-            more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
-            raise RecordsCorrupt(f"{self.path}: line {n} is not a record ({why}){more}, and it is not a torn last "
-                                 "line; rerun with repair=true (vcmbench run --repair) to drop the bad lines and "
-                                 "redo their work")
+        parsed = _parse(self.path)
+        self.records.update(parsed.records)
+        if parsed.damaged and not repair:
+            raise _corrupt(self.path, parsed.damaged)
         # Rewrite without the bad lines so appends start on a clean line boundary.
-        if bad:
-            write_bytes(self.path, "".join(g + "\n" for g in good).encode("utf-8"))
+        if parsed.bad:
+            write_bytes(self.path, "".join(g + "\n" for g in parsed.good).encode("utf-8"))
 
     def __contains__(self, key: tuple[int, str, str, str]) -> bool:
         return key in self.records
@@ -166,22 +152,45 @@ class RecordStore:
         self._fh.close()
 
 
-def read_records(path: Path) -> list[Record]:
-    """A finished (or interrupted) run's records, read only: a torn last line is skipped, a bad
-    line before it is RecordsCorrupt, as for a run that resumes."""
-    lines = [(n, line) for n, line in enumerate(Path(path).read_text(encoding="utf-8", errors="replace").split("\n"),
-                                                start=1) if line.strip()]
-    out: dict[tuple[int, str, str, str], Record] = {}
-    for n, line in lines:
+class _Parsed(NamedTuple):
+    records: dict[tuple[int, str, str, str], Record]  # by key
+    good: list[str]  # the lines that are records
+    bad: list[tuple[int, str]]  # (line number, why) of every line that is not
+    damaged: list[tuple[int, str]]  # the bad lines but a torn last one (which a crash can leave)
+
+
+def _parse(path: Path) -> _Parsed:
+    """A records file, line by line, for a run that resumes and for a reader alike."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        numbered = [(n, line) for n, line in enumerate(fh.read().split("\n"), start=1) if line.strip()]
+    records: dict[tuple[int, str, str, str], Record] = {}
+    good, bad = [], []
+    for n, line in numbered:
         try:
             rec = Record(**json.loads(line))
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
-            if n == lines[-1][0]:
-                continue
-            raise RecordsCorrupt(f"{path}: line {n} is not a record ({type(exc).__name__}); repair the run with "
-                                 "`vcmbench run --repair` in its folder's config") from None
-        out[rec.key] = rec
-    return list(out.values())
+            bad.append((n, type(exc).__name__))
+            continue
+        records[rec.key] = rec
+        good.append(line)
+    return _Parsed(records, good, bad, [(n, why) for n, why in bad if n != numbered[-1][0]])
+
+
+def _corrupt(path: Path, damaged: list[tuple[int, str]]) -> RecordsCorrupt:
+    n, why = damaged[0]
+    more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+    return RecordsCorrupt(f"{path}: line {n} is not a record ({why}){more}, and it is not a torn last "
+                          "line; rerun with repair=true (vcmbench run --repair) to drop the bad lines and "
+                          "redo their work")
+
+
+def read_records(path: Path) -> list[Record]:
+    """A finished (or interrupted) run's records, read only: a torn last line is skipped, a bad
+    line before it is RecordsCorrupt, as for a run that resumes."""
+    parsed = _parse(Path(path))
+    if parsed.damaged:
+        raise _corrupt(Path(path), parsed.damaged)
+    return list(parsed.records.values())
 
 
 def complete_groups(records: list[Record], image_ids: list[int]) -> dict[tuple[str, str], list[Record]]:
