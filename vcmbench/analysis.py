@@ -94,16 +94,23 @@ def pareto_front(pts: pd.DataFrame, rate_col: str = "bpp", metric: str = "map") 
     uncompressed accuracy, where detection noise makes mAP wobble) is one no user would pick, and
     BD interpolation needs the metric to rise with rate. Returns (kept, index labels dropped)."""
     pts = pts.sort_values(rate_col, kind="stable")
+    keep, dropped = pareto_positions(pd.to_numeric(pts[metric], errors="coerce").to_numpy(float))
+    return pts.iloc[keep], [pts.index[i] for i in dropped]
+
+
+def pareto_positions(metric_by_rate) -> tuple[list[int], list[int]]:
+    """pareto_front's rule on metric values already in rate order: (positions kept, dropped). A NaN
+    stays in, so the BD check names it."""
     keep, dropped, best = [], [], -math.inf
-    for idx, value in zip(pts.index, pd.to_numeric(pts[metric], errors="coerce")):
+    for i, value in enumerate(metric_by_rate):
         if value > best:
-            keep.append(idx)
+            keep.append(i)
             best = value
         elif math.isfinite(value):
-            dropped.append(idx)
+            dropped.append(i)
         else:
-            keep.append(idx)  # a NaN stays in, so the BD check names it
-    return pts.loc[keep], dropped
+            keep.append(i)
+    return keep, dropped
 
 
 def bd_row(anchor_pts: pd.DataFrame, test_pts: pd.DataFrame, codec: str, anchor: str,

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vcmbench.errors import MetricError, VcmbenchError
+from vcmbench.analysis import pareto_positions
+from vcmbench.errors import ConfigError, MetricError, VcmbenchError
 from vcmbench.metrics.bd import MIN_POINTS, bd_rate
 from vcmbench.metrics.item_matches import ItemMatches, match_items
 from vcmbench.records import Record, coco_results, read_records
@@ -73,9 +74,10 @@ def item_points(records: Sequence[Record], metric: str, annotation_file: str | P
     (a run folder can hold records of older settings), and the full-set mAP is checked against
     the row's: a mismatch means the records are not those of the table."""
     ids = sorted(int(i) for i in item_ids)
+    wanted_ids = set(ids)
     by_key: dict[tuple[str, str, str], dict[int, Record]] = {}
     for r in records:
-        if r.image_id in set(ids):
+        if r.image_id in wanted_ids:
             by_key.setdefault((r.codec, r.rate, r.setup), {})[r.image_id] = r
     wanted = None
     if points is not None:
@@ -157,27 +159,19 @@ def _curves(points: list[ItemPoint], weights: np.ndarray | None, cache: dict | N
             ) -> tuple[np.ndarray, np.ndarray]:
     """(points, rows) arrays of bpp and map; `cache` keeps each point's values for these weights
     (an anchor's points serve every pair)."""
-    vals = []
+    cache = {} if cache is None else cache
     for p in points:
         key = (p.codec, p.rate, weights is None)
-        if cache is None or key not in cache:
-            value = p.values(weights)
-            if cache is None:
-                vals.append(value)
-                continue
-            cache[key] = value
-        vals.append(cache[key])
+        if key not in cache:
+            cache[key] = p.values(weights)
+    vals = [cache[(p.codec, p.rate, weights is None)] for p in points]
     return np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
 
 
 def _front(rate: np.ndarray, metric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """analysis.pareto_front on arrays: by rate, a point kept only if it beats every cheaper one."""
+    """The report's pareto front (analysis.pareto_positions) of one resample's curve."""
     order = np.argsort(rate, kind="stable")
-    keep, best = [], -math.inf
-    for i in order:
-        if metric[i] > best or not math.isfinite(metric[i]):
-            keep.append(i)
-            best = max(best, metric[i]) if math.isfinite(metric[i]) else best
+    keep = order[pareto_positions(metric[order])[0]]
     return rate[keep], metric[keep]
 
 
@@ -252,10 +246,15 @@ class BootstrapSettings:
     level: float = DEFAULT_LEVEL
 
     def check(self, where: str = "bootstrap") -> BootstrapSettings:
+        """ConfigError naming the setting: `where`.resamples (a config) or --resamples (`where` "--")."""
+        def name(field: str) -> str:
+            return f"--{field}" if where == "--" else f"{where}.{field}"
+
         if self.resamples < 0:
-            raise VcmbenchError(f"{where}.resamples={self.resamples}: give 0 (off) or a number of resamples, e.g. 1000")
+            raise ConfigError(f"{name('resamples')}={self.resamples}: give 0 (off) or a number of resamples, "
+                              "e.g. 1000")
         if not 0.5 <= self.level < 1.0:
-            raise VcmbenchError(f"{where}.level={self.level}: give the interval's coverage in [0.5, 1), e.g. 0.95")
+            raise ConfigError(f"{name('level')}={self.level}: give the interval's coverage in [0.5, 1), e.g. 0.95")
         return self
 
     def describe(self, n_items: int | None = None) -> str:

@@ -76,17 +76,13 @@ def _bootstrap_settings(cfg):
     from vcmbench.errors import ConfigError
     from vcmbench.settings import as_int
 
-    node = cfg.get("bootstrap") or {}
+    node, default = cfg.get("bootstrap") or {}, BootstrapSettings()
     try:
-        level = float(node.get("level", 0.95))
+        level = float(node.get("level", default.level))
     except (TypeError, ValueError):
         raise ConfigError(f"bootstrap.level={node.get('level')!r}: give the interval's coverage, e.g. 0.95") from None
-    settings = BootstrapSettings(as_int(node.get("resamples", 1000), "bootstrap.resamples", minimum=0),
-                                 as_int(node.get("seed", 0), "bootstrap.seed"), level)
-    try:
-        return settings.check("bootstrap")
-    except Exception as exc:
-        raise ConfigError(str(exc)) from None
+    return BootstrapSettings(as_int(node.get("resamples", default.resamples), "bootstrap.resamples", minimum=0),
+                             as_int(node.get("seed", default.seed), "bootstrap.seed"), level).check("bootstrap")
 
 
 def _run(cfg, out_dir: str) -> None:

@@ -336,7 +336,7 @@ def regress_main(argv: list[str]) -> int:
     significance = None
     if args.alpha is not None and not is_classes_table(reference):
         try:
-            settings = BootstrapSettings(args.resamples, args.seed).check("--resamples")
+            settings = BootstrapSettings(args.resamples, args.seed).check("--")
             (ds, model), = sorted(ref_groups & run_groups)[:1]
             run_items = items_of_sources(load_sources([args.run]), ds, model)
             ref_items = load_run_items(ref_dir) if ref_dir is not None and (ref_dir / "records.jsonl").is_file() \

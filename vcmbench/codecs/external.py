@@ -371,6 +371,8 @@ class FfmpegCodec(ExternalCodec):
     default_preset: object = None
     #: what the encoder calls its speed/effort setting (`-preset`, aom's `-cpu-used`)
     preset_name: str = "preset"
+    #: the encoder as the points table names it (default: the ffmpeg encoder, else the family)
+    label: str = ""
 
     def __init__(self, who: str = "backend", ffmpeg: str | None = None, setting_prefix: str = "codec",
                  preset: object = None, timeout_s: float = DEFAULT_TIMEOUT_S, threads: int | None = None,
@@ -391,7 +393,7 @@ class FfmpegCodec(ExternalCodec):
             )
 
     def describe(self) -> str:
-        name = self.encoder or self.family
+        name = self.label or self.encoder or self.family
         speed = "" if self.preset is None else f" {self.preset_name} {self.preset}"
         return f"{name}{speed}" + "".join(f" {a}" for a in self.extra_args)
 
@@ -647,6 +649,7 @@ class X265CliCodec(X265Codec):
     on stdin (`--input-csp i400`), decoded by ffmpeg's hevc decoder."""
 
     encoder = ""  # ffmpeg only decodes
+    label = "x265 (command line)"
     min_dim = 64  # the x265 CLI refuses pictures smaller than one CTU (64 by default)
 
     def __init__(self, who: str, x265: str | None = None, setting_prefix: str = "codec.x265", **kwargs):
@@ -660,9 +663,6 @@ class X265CliCodec(X265Codec):
                 f"or pass the path of an x265 binary as {self.x265_setting}"
             )
         self.x265 = found
-
-    def describe(self) -> str:
-        return "x265 (command line) " + super().describe().removeprefix(self.family).lstrip()
 
     def _encode(self, frames, bitdepth, knob, value, gop) -> bytes:
         n = frames.shape[0]

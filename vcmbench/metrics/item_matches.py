@@ -77,7 +77,7 @@ def _coco_classes(gt: GroundTruth, detections: Sequence[Mapping[str, Any]], ids:
         return []
     p = ev.params
     n_img, n_area = len(p.imgIds), len(p.areaRng)
-    area_all = [tuple(a) for a in p.areaRng].index(tuple(p.areaRng[0]))
+    area_all = p.areaRngLbl.index("all")
     out = []
     for k in range(len(p.catIds)):
         evals = [(i, ev.evalImgs[k * n_area * n_img + area_all * n_img + i]) for i in range(n_img)]
@@ -204,5 +204,5 @@ def _oid_score(classes: list[_ClassMatches], w: np.ndarray, exact: bool) -> dict
         out = np.array([float(np.mean(valid.tolist())) * 100.0 if valid.size else np.nan])
     else:
         with np.errstate(invalid="ignore"):
-            out = np.nanmean(np.where(np.isnan(aps), np.nan, aps), axis=1) * 100.0 if aps.size else np.full(n_b, np.nan)
+            out = np.nanmean(aps, axis=1) * 100.0 if aps.size else np.full(n_b, np.nan)
     return {"map": out, "ap50": out.copy()}

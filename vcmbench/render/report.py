@@ -401,7 +401,7 @@ def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = Report(out_dir, out_dir / "report.md", out_dir / "report.html",
                  build_groups(points, sources, out_dir, anchor, method,
-                              bootstrap=bootstrap.check("--resamples/--seed/--level") if bootstrap else None),
+                              bootstrap=bootstrap.check("--") if bootstrap else None),
                  sources, notes)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     context = report_context(rep, method, generated)
