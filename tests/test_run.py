@@ -37,6 +37,9 @@ def test_cli_run_raw_gives_true_bytes_and_bpp(tmp_path):
     assert list(points.columns[: len(POINT_COLUMNS)]) == POINT_COLUMNS
     assert len(points) == 1 and points.loc[0, "rate"] == "dtype=float32"
     assert points.loc[0, "role"] == "uncompressed" and points.loc[0, "encoder"] == "none (float32 samples)"
+    # complexity: the networks are counted, a codec torch does not run is time only (NaN, not 0)
+    assert points.loc[0, "kmac_front"] > 1 and points.loc[0, "kmac_back"] > 1
+    assert pd.isna(points.loc[0, "kmac_enc"]) and pd.isna(points.loc[0, "kmac_dec"])
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(records) == 2
     # Recompute the expected payload from the real front on the same images.

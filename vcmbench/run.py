@@ -41,6 +41,7 @@ from vcmbench.config import build, fingerprint, selected_codec_configs, selected
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
+from vcmbench.metrics.complexity import complexity_table
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.paths import file_sha256
 from vcmbench.points import CodecLabel, build_points, build_sequence_points
@@ -485,6 +486,9 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     else:
         points = build_points(finished, dataset.name, detector.name, dataset.metric, dataset.annotation_file,
                               dataset.image_ids, labels=labels)
+        if settings.complexity and len(points) and len(dataset):
+            table = complexity_table(detector, [j.codec for j in jobs], dataset.load(dataset.records[0]))
+            points = points.merge(table, on=["codec", "rate"], how="left")
     write_detections(finished, dataset.image_ids, run_dir / "detections")
     points.to_csv(run_dir / "points.csv", index=False)
     (run_dir / "run.json").write_text(json.dumps({**software_versions(), "determinism": "strict" if settings.strict

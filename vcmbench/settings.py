@@ -70,6 +70,7 @@ class RunSettings:
     progress: bool
     fidelity: bool
     report: bool
+    complexity: bool = True  # kmac_* columns (vcmbench/metrics/complexity.py)
     strict: bool = False  # determinism=strict (vcmbench/determinism.py)
 
     @classmethod
@@ -83,6 +84,7 @@ class RunSettings:
             progress=as_bool(cfg.get("progress", True), "progress"),
             fidelity=as_bool(cfg.get("fidelity", True), "fidelity"),
             report=as_bool(cfg.get("report", True), "report"),
+            complexity=as_bool(cfg.get("complexity", True), "complexity"),
             strict=check_mode(cfg.get("determinism", "off")) == "strict",
         )
 

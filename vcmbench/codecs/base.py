@@ -124,6 +124,11 @@ class Codec(ABC):
         resume fingerprint, so a retrained checkpoint at the same path is not mistaken for the old."""
         return []
 
+    #: whether the codec's whole work is torch operations (a learned codec), so a MAC count of
+    #: its encode and decode is its complexity; False for external encoders and entropy coders
+    #: that torch does not see (their complexity is only their measured time)
+    counts_macs: bool = False
+
     def describe_encoder(self) -> str:
         """What makes this codec's bits, and how hard it searches (`libvvenc preset faster`, `VTM
         encoder_intra_vtm.cfg`): the points table's `encoder` column and the report header, so a

@@ -179,6 +179,41 @@ def layers_display(points: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def complexity_display(points: pd.DataFrame) -> pd.DataFrame:
+    """kMAC per input pixel of each stage (the run's kmac_* columns): one row per codec, the
+    learned codecs one per rate point (their count can differ by rate), external encoders with
+    "time only" where torch cannot count."""
+    from vcmbench.metrics.complexity import COMPLEXITY_COLUMNS
+
+    if not set(COMPLEXITY_COLUMNS) <= set(points.columns):
+        return pd.DataFrame()
+    rows = []
+    for codec in codec_order(points):
+        sub = points[points.codec == codec].sort_values("bpp")
+        counted = bool(pd.to_numeric(sub["kmac_enc"], errors="coerce").notna().any())
+        if not counted:  # one row: the networks' counts do not depend on the rate; times averaged
+            sub = sub.head(1).assign(rate="(all)", enc_s=sub.enc_s.mean(), dec_s=sub.dec_s.mean())
+        for _, r in sub.iterrows():
+            if pd.isna(pd.to_numeric(r.get("kmac_front"), errors="coerce")):
+                continue  # a points table from before the columns existed
+            coder = None if counted else "time only"
+            rows.append({"codec": codec, "rate": str(r.rate),
+                         "front": _fmt(r.kmac_front, ".1f"), "encoder": coder or _fmt(r.kmac_enc, ".1f"),
+                         "decoder": coder or _fmt(r.kmac_dec, ".1f"), "back": _fmt(r.kmac_back, ".1f"),
+                         "enc s": _fmt(r.enc_s, ".3f"), "dec s": _fmt(r.dec_s, ".3f")})
+    return pd.DataFrame(rows)
+
+
+COMPLEXITY_LEGEND = (
+    "Complexity in kMAC per input pixel (thousands of multiply-accumulates), counted by torch's "
+    "FlopCounterMode on the set's first image: the front on the image, the learned encoder (analysis, "
+    "hyper-analysis and the hyper-decoder it needs for the scales) and decoder (hyper-decoder and "
+    "synthesis) on its features, the back on the decoded features. External encoders run outside torch: "
+    "for them only time is measured (*time only*), and front/back are those networks on the uncompressed "
+    "features. enc s / dec s: wall seconds per image, as in the rate-points table (a *time only* row: the mean over its rate points)."
+)
+
+
 LAYERS_LEGEND = (
     "Layered codecs (joint feature + image stream): *bpp base* is the base layer the task decoder "
     "reads (features, and the layer header), *bpp enh* the enhancement layer the viewer adds; they "
@@ -347,6 +382,7 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
     groups = []
     for g in rep.groups:
         layers = layers_display(g.points)
+        complexity = complexity_display(g.points)
         figures = [{"alt": f"{g.dataset} / {g.model}: {_FIGURE_ALT[k]}", "png_path": v[0],
                     "png": v[0].relative_to(rep.out_dir).as_posix(), "svg": v[1].relative_to(rep.out_dir).as_posix(),
                     "svg_name": Path(v[1]).name} for k, v in g.figures.items()]
@@ -359,6 +395,7 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
             "bd_image": bd_display(g.bd_image, g.intervals_image) if g.image_anchor else None,
             "bootstrap": g.bootstrap,
             "layers": layers if len(layers) else None, "figures": figures,
+            "complexity": complexity if len(complexity) else None,
         })
     first_with = _first_with_versions(rep.sources)
     sources = []
@@ -373,7 +410,8 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
             "config": src.config.rstrip() if src.config else None, "config_raw": src.config,
         })
     return {"generated": generated, "method": method, "notes": rep.notes, "groups": groups, "sources": sources,
-            "warn": WARN, "bd_legend": BD_LEGEND, "layers_legend": LAYERS_LEGEND, "css": CSS}
+            "warn": WARN, "bd_legend": BD_LEGEND, "layers_legend": LAYERS_LEGEND,
+            "complexity_legend": COMPLEXITY_LEGEND, "css": CSS}
 
 
 def render_markdown(context: dict) -> str:

@@ -223,10 +223,15 @@ def validate_bytes(net, fs, limit: int | None = None) -> dict:
             "enc_s": enc_s / max(n, 1), "dec_s": dec_s / max(n, 1)}
 
 
-def _config_key(cfg: DictConfig) -> str:
-    return config_key(OmegaConf.to_container(cfg, resolve=True),
-                      ("resume", "progress", "copy_to", "threads", "log_every", "val_every", "checkpoint_every",
-                       "max_minutes", "results_dir"))
+def _config_key(cfg: DictConfig, lmbda: float) -> str:
+    """What a resumed run must share with the one it continues: of the codec's node only the
+    network and the lambda (its rates, checkpoint folder or other lambdas may change meanwhile)."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    name, node = _codec_node(cfg)
+    config["codec"] = {name: {"arch": str(node.arch), "net": OmegaConf.to_container(node.net, resolve=True),
+                              "lambda": lmbda}}
+    return config_key(config, ("resume", "progress", "copy_to", "threads", "log_every", "val_every",
+                               "checkpoint_every", "max_minutes", "results_dir"))
 
 
 def _overrides() -> list[str]:
@@ -352,7 +357,7 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
         step_fn, out=out, steps=steps, optimizer=opt,
         schedule=Schedule(steps, int(o.get("warmup_steps", 0)), float(o.get("final_lr_fraction", 0.1)),
                           str(o.get("schedule", "cosine"))),
-        state={"net": net, "opt": opt, "aux_opt": aux_opt}, config_key=_config_key(cfg),
+        state={"net": net, "opt": opt, "aux_opt": aux_opt}, config_key=_config_key(cfg, lmbda),
         resume=bool(cfg.get("resume", True)),
         log_fields=["loss", "bpp", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "rel_p2", "task", "aux"],
         log_every=int(cfg.log_every), checkpoint_every=int(cfg.checkpoint_every),

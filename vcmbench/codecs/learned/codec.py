@@ -308,6 +308,7 @@ class LearnedCodec(FeatureCodec):
 
     knob = "quality"
     version = 1
+    counts_macs = True  # transforms and hyperprior are torch; the rANS coder adds no multiplies
 
     def __init__(self, name: str, arch: str, checkpoint_dir: str, rates: Sequence[object] | None = None,
                  lambdas: Sequence[float] | None = None, net: dict | None = None, front_check: str = "warn",

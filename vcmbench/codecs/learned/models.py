@@ -36,8 +36,8 @@ from the training set) before the encoder and multiplied back after the decoder,
 network design fits fronts whose features differ in range. ``feat_absmax`` (per level)
 bounds decoded features at the codec (corrupt payloads cannot produce inf/NaN).
 
-Geometry: ``y`` sits on the grid of P``y_level`` (5: stride 32 of the input image, the
-paper's; 4: stride 16; 6: stride 64) and ``z`` 2**hyper_down coarser; the P2 grid must be
+Geometry: ``y`` sits on the grid of P``y_level`` (3: stride 8 of the input image; 4: 16;
+5: 32; 6: 64, the official code's) and ``z`` 2**hyper_down coarser; the P2 grid must be
 a multiple of `total_stride` (in P2 cells), which the codec ensures by replicate-padding.
 """
 
@@ -132,9 +132,11 @@ class FeatureCompressionNet(CompressionModel):
         M: latent channels of ``y`` (paper: 128 at low rates, 192 at high rates).
         hyper: channels of the hyper latent ``z`` (default: C).
         dec_widths: decoder trunk widths at P5, P4, P3, P2 (default: C everywhere).
-        y_level: the grid of ``y``: 5 = P5's (stride 32 of the input; the paper's), 6 = one
-            step below P5 (stride 64), 4 = P4's (stride 16: the last stage fuses P5 after a
-            learned x2 sub-pixel upsampling instead of downsampling the latent).
+        y_level: the grid of ``y``: 5 = P5's (stride 32 of the input), 6 = one step below P5
+            (stride 64, the official code's), 4 = P4's (stride 16: the last stage fuses P5 after a
+            learned x2 sub-pixel upsampling instead of downsampling the latent), 3 = P3's
+            (stride 8, for near-lossless P2; P4 and P5 are upsampled before they join; needs
+            decoder=branches).
         hyper_down: stride-2 convs in ``h_a`` (1 or 2).
         light_up: `ResidualUp` (one sub-pixel conv) instead of CompressAI's
             `ResidualBlockUpsample` (two) in the decoder.
@@ -161,8 +163,10 @@ class FeatureCompressionNet(CompressionModel):
         super().__init__()
         if decoder not in DECODERS:
             raise ConfigError(f"decoder={decoder!r}: choose one of {list(DECODERS)}")
-        if y_level not in (4, 5, 6):
-            raise ConfigError(f"y_level={y_level}: choose 4 (latent on P4's grid), 5 (P5's) or 6 (P5/2)")
+        if y_level not in (3, 4, 5, 6):
+            raise ConfigError(f"y_level={y_level}: choose 3 (latent on P3's grid), 4 (P4's), 5 (P5's) or 6 (P5/2)")
+        if y_level == 3 and decoder != "branches":
+            raise ConfigError("y_level=3 needs decoder=branches (the shared trunk starts at P4's grid or coarser)")
         if hyper_down not in (1, 2):
             raise ConfigError(f"hyper_down={hyper_down}: choose 1 or 2 stride-2 convs in the hyper encoder")
         self.N, self.C, self.M = int(N), int(C), int(M)
