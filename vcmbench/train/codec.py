@@ -51,6 +51,20 @@ def _codec_node(cfg: DictConfig) -> tuple[str, DictConfig]:
     return str(name), sub
 
 
+def net_settings(node: DictConfig, quality: int) -> dict:
+    """The network of one quality: `net`, updated by `net_by_quality[quality]` where the codec gives
+    one (the paper's M=128 at low rates and 192 at high ones)."""
+    net = OmegaConf.to_container(node.net, resolve=True)
+    by_quality = node.get("net_by_quality") or {}
+    extra = by_quality.get(quality) if quality in by_quality else by_quality.get(str(quality))
+    if extra is not None:
+        unknown = sorted(set(extra) - set(net))
+        if unknown:
+            raise ConfigError(f"net_by_quality.{quality}: {unknown} are not settings of net; give keys of net")
+        net.update(OmegaConf.to_container(extra, resolve=True) if isinstance(extra, DictConfig) else dict(extra))
+    return net
+
+
 def _lambda(cfg: DictConfig, node: DictConfig, quality: int) -> float:
     if cfg.get("lmbda") is not None:
         return float(cfg.lmbda)
@@ -228,8 +242,7 @@ def _config_key(cfg: DictConfig, lmbda: float) -> str:
     network and the lambda (its rates, checkpoint folder or other lambdas may change meanwhile)."""
     config = OmegaConf.to_container(cfg, resolve=True)
     name, node = _codec_node(cfg)
-    config["codec"] = {name: {"arch": str(node.arch), "net": OmegaConf.to_container(node.net, resolve=True),
-                              "lambda": lmbda}}
+    config["codec"] = {name: {"arch": str(node.arch), "net": net_settings(node, int(cfg.quality)), "lambda": lmbda}}
     return config_key(config, ("resume", "progress", "copy_to", "threads", "log_every", "val_every",
                                "checkpoint_every", "max_minutes", "results_dir"))
 
@@ -278,7 +291,7 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     quality = int(cfg.quality)
     lmbda = _lambda(cfg, node, quality)
     arch = str(node.arch)
-    net_kwargs = OmegaConf.to_container(node.net, resolve=True)
+    net_kwargs = net_settings(node, quality)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("threads"):

@@ -47,7 +47,7 @@ import torch
 
 from vcmbench.atomic import torch_save
 from vcmbench.codecs.base import FeatureCodec, RatePoint, register_tags
-from vcmbench.codecs.learned.models import FeatureCompressionNet, build_net, pad_levels
+from vcmbench.codecs.learned.models import CONTEXT_KERNEL, FeatureCompressionNet, build_net, pad_levels
 from vcmbench.codecs.tiling import Reader
 from vcmbench.errors import CheckpointError, ConfigError, PayloadError, ShapeError
 from vcmbench.paths import display_path, resolve_data_path
@@ -204,13 +204,58 @@ def encode_levels(net: FeatureCompressionNet, levels: Sequence[torch.Tensor]) ->
     z_sym = torch.round(z - med).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
     z_hat = z_sym + med
     scales, means = net.hyper_params_exact(z_hat)
-    y_idx = net.gaussian_conditional.build_indexes(scales)
-    y_sym = torch.round(y - means).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+    if net.context:
+        y_symbols, y_indexes = _context_encode(net, y, torch.cat([scales, means], dim=1))
+    else:
+        y_idx = net.gaussian_conditional.build_indexes(scales)
+        y_sym = torch.round(y - means).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+        y_symbols, y_indexes = y_sym.int().reshape(-1).tolist(), y_idx.reshape(-1).tolist()
     tabs = _tables(net)
     enc = BufferedRansEncoder()
     enc.encode_with_indexes(z_sym.int().reshape(-1).tolist(), _z_indexes(net, z.shape[-2:]).reshape(-1).tolist(), *tabs.z)
-    enc.encode_with_indexes(y_sym.int().reshape(-1).tolist(), y_idx.reshape(-1).tolist(), *tabs.y)
+    enc.encode_with_indexes(y_symbols, y_indexes, *tabs.y)
     return enc.flush()
+
+
+def _context_encode(net: FeatureCompressionNet, y: torch.Tensor, hyper: torch.Tensor) -> tuple[list[int], list[int]]:
+    """y's symbols and CDF indexes in the serial order the decoder needs: position by position in
+    raster order, each position's M channels, its scale and mean from the latents decoded before it."""
+    pad = CONTEXT_KERNEL // 2
+    hh, ww = y.shape[-2:]
+    y64 = y.double()
+    y_hat = torch.zeros(1, net.M, hh + 2 * pad, ww + 2 * pad, dtype=torch.float64)
+    symbols: list[int] = []
+    indexes: list[int] = []
+    for h in range(hh):
+        for w in range(ww):
+            scales, means = net.context_params_exact(y_hat, hyper, h, w)
+            sym = torch.round(y64[:, :, h:h + 1, w:w + 1] - means).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+            y_hat[:, :, h + pad:h + pad + 1, w + pad:w + pad + 1] = sym + means
+            symbols += sym.int().reshape(-1).tolist()
+            indexes += net.gaussian_conditional.build_indexes(scales).reshape(-1).tolist()
+    return symbols, indexes
+
+
+def _context_decode(net: FeatureCompressionNet, dec, tabs: _Cache, hyper: torch.Tensor, y_shape: tuple[int, int],
+                    who: str) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Inverse of `_context_encode`, reading y's symbols from `dec` one position at a time (serial:
+    each position's CDFs need the latents before it). Returns y_hat and the symbols and indexes."""
+    pad = CONTEXT_KERNEL // 2
+    hh, ww = y_shape
+    y_hat = torch.zeros(1, net.M, hh + 2 * pad, ww + 2 * pad, dtype=torch.float64)
+    symbols: list[int] = []
+    indexes: list[int] = []
+    for h in range(hh):
+        for w in range(ww):
+            scales, means = net.context_params_exact(y_hat, hyper, h, w)
+            idx = net.gaussian_conditional.build_indexes(scales).reshape(-1).tolist()
+            sym = dec.decode_stream(idx, *tabs.y)
+            _check_symbols(sym, who)
+            y_hat[:, :, h + pad:h + pad + 1, w + pad:w + pad + 1] = \
+                torch.tensor(sym, dtype=torch.float64).view(1, net.M, 1, 1) + means
+            symbols += sym
+            indexes += idx
+    return y_hat[:, :, pad:pad + hh, pad:pad + ww].float(), symbols, indexes
 
 
 def _check_symbols(symbols: list[int], who: str) -> None:
@@ -250,14 +295,16 @@ def decode_levels(net: FeatureCompressionNet, stream: bytes, p2_size: tuple[int,
     med = _z_medians(net)
     z_hat = torch.tensor(z_sym, dtype=torch.float32).view(1, -1, *z_shape).clamp_(-1e4, 1e4) + med
     scales, means = net.hyper_params_exact(z_hat)
-    y_idx_t = net.gaussian_conditional.build_indexes(scales)
-    y_idx = y_idx_t.reshape(-1).tolist()
-    y_sym = dec.decode_stream(y_idx, *tabs.y)
-    _check_symbols(y_sym, who)
+    if net.context:
+        y_hat, y_sym, y_idx = _context_decode(net, dec, tabs, torch.cat([scales, means], dim=1), y_shape, who)
+    else:
+        y_idx = net.gaussian_conditional.build_indexes(scales).reshape(-1).tolist()
+        y_sym = dec.decode_stream(y_idx, *tabs.y)
+        _check_symbols(y_sym, who)
+        y_hat = torch.tensor(y_sym, dtype=torch.float32).view(1, net.M, *y_shape) + means
     if verify and _reencode(tabs, z_sym, z_idx, y_sym, y_idx) != bytes(stream):
         raise PayloadError(f"{who}: the entropy-coded stream is corrupt (its decoded symbols do not re-encode to it)")
-    y_hat = torch.tensor(y_sym, dtype=torch.float32).view(1, net.M, *y_shape).clamp_(-1e4, 1e4) + means
-    out = net.g_s(y_hat)
+    out = net.g_s(y_hat.clamp_(-1e4, 1e4))
     lim = net.feat_absmax * 2.0
     return [torch.nan_to_num(t, nan=0.0).clamp_(-float(lim[i]), float(lim[i])) for i, t in enumerate(out)]
 
@@ -296,6 +343,7 @@ class LearnedCodec(FeatureCodec):
         rates: quality indices to run (default: 1..len(lambdas)).
         lambdas: the rate-distortion weight of each quality (training only).
         net: network settings (training only; a checkpoint carries its own).
+        net_by_quality: per-quality changes to `net` (training only), e.g. {4: {M: 192}}.
         front_check: warn | error | off: what to do when the front a checkpoint was trained
             on (name + sha256 of its weights, from the checkpoint) has changed on disk.
         max_p2_cells: decode bound on the P2 grid (H x W) a header may announce.
@@ -311,7 +359,8 @@ class LearnedCodec(FeatureCodec):
     counts_macs = True  # transforms and hyperprior are torch; the rANS coder adds no multiplies
 
     def __init__(self, name: str, arch: str, checkpoint_dir: str, rates: Sequence[object] | None = None,
-                 lambdas: Sequence[float] | None = None, net: dict | None = None, front_check: str = "warn",
+                 lambdas: Sequence[float] | None = None, net: dict | None = None,
+                 net_by_quality: dict | None = None, front_check: str = "warn",
                  max_p2_cells: int = MAX_P2_CELLS, verify: bool = True, threads: int | None = 1):
         if arch not in ("interleaved", "cascade"):
             raise ConfigError(f"codec.{name}.arch={arch!r}: choose interleaved or cascade")

@@ -57,6 +57,7 @@ from torch import Tensor, nn
 from vcmbench.errors import ConfigError
 
 NUM_LEVELS = 4  # p2..p5
+CONTEXT_KERNEL = 5  # the autoregressive context model's masked convolution
 ARCHS = ("interleaved", "cascade")
 
 
@@ -159,6 +160,7 @@ class FeatureCompressionNet(CompressionModel):
         decoder: str = "trunk",
         mix_width: int = 64,
         ste: bool = False,
+        context: bool = False,
     ):
         super().__init__()
         if decoder not in DECODERS:
@@ -189,6 +191,18 @@ class FeatureCompressionNet(CompressionModel):
         self.h_s = nn.Sequential(*hs)
         self.entropy_bottleneck = EntropyBottleneck(H)
         self.gaussian_conditional = GaussianConditional(None)
+        # joint autoregressive + hierarchical prior (Minnen et al. 2018, CompressAI's
+        # JointAutoregressiveHierarchicalPriors): a 5x5 masked conv over the already decoded
+        # latents joins h_s's output in a 1x1 entropy-parameters network; decoding is serial
+        self.context = bool(context)
+        if self.context:
+            from compressai.layers import MaskedConv2d
+
+            self.context_prediction = MaskedConv2d(M, 2 * M, kernel_size=CONTEXT_KERNEL, padding=CONTEXT_KERNEL // 2)
+            self.entropy_parameters = nn.Sequential(
+                nn.Conv2d(4 * M, 10 * M // 3, 1), nn.LeakyReLU(inplace=True),
+                nn.Conv2d(10 * M // 3, 8 * M // 3, 1), nn.LeakyReLU(inplace=True),
+                nn.Conv2d(8 * M // 3, 2 * M, 1))
 
         self.decoder, self.ste = decoder, bool(ste)
         self.register_buffer("feat_scale", torch.ones(NUM_LEVELS))
@@ -269,7 +283,11 @@ class FeatureCompressionNet(CompressionModel):
         y = self.g_a(levels)
         z = self.h_a(y)
         z_hat, z_lik = self.entropy_bottleneck(z)
-        scales, means = self.h_s(z_hat).chunk(2, 1)
+        params = self.h_s(z_hat)
+        if self.context:
+            y_q = self.gaussian_conditional.quantize(y, "noise" if self.training else "dequantize")
+            params = self.entropy_parameters(torch.cat([params, self.context_prediction(y_q)], dim=1))
+        scales, means = params.chunk(2, 1)
         y_hat, y_lik = self.gaussian_conditional(y, scales, means=means)
         if self.ste and self.training:
             # the decoder trains on what it will decode (rounded y), gradients straight through;
@@ -279,36 +297,40 @@ class FeatureCompressionNet(CompressionModel):
             y_hat = quantize_ste(y - means) + means
         return {"levels": self.g_s(y_hat), "likelihoods": {"y": y_lik, "z": z_lik}}
 
-    # -- coding -----------------------------------------------------------------------------------
-    def compress(self, levels: Sequence[Tensor]) -> dict:
-        """Padded levels (batch 1) -> y and z strings (CompressAI range coder)."""
-        y = self.g_a(levels)
-        z = self.h_a(y)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        scales, means = self.hyper_params_exact(z_hat)
-        indexes = self.gaussian_conditional.build_indexes(scales)
-        y_strings = self.gaussian_conditional.compress(y, indexes, means=means)
-        return {"strings": [y_strings, z_strings], "y_shape": tuple(y.shape[-2:]), "z_shape": tuple(z.shape[-2:])}
-
-    def decompress_latent(self, y_string: bytes, z_string: bytes, z_shape: tuple[int, int]) -> Tensor:
-        z_hat = self.entropy_bottleneck.decompress([z_string], z_shape)
-        scales, means = self.hyper_params_exact(z_hat)
-        indexes = self.gaussian_conditional.build_indexes(scales)
-        return self.gaussian_conditional.decompress([y_string], indexes, means=means)
-
-    def hyper_params_exact(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """h_s in float64: the scale -> CDF-index choice must agree bit for bit at both ends."""
+    # -- exact hyper-decoding (both ends of the range coder) ---------------------------------
+    def _exact(self, name: str) -> nn.Module:
+        """A float64 copy of submodule `name`, refreshed when its weights change (not registered:
+        not in the state dict)."""
         import copy
 
-        key = tuple(p._version for p in self.h_s.parameters()) + tuple(id(p) for p in self.h_s.parameters())
-        cached = self.__dict__.get("_h_s64")
+        module = getattr(self, name)
+        key = tuple(p._version for p in module.parameters()) + tuple(id(p) for p in module.parameters())
+        cached = self.__dict__.get(f"_{name}64")
         if cached is None or cached[0] != key:
-            h64 = copy.deepcopy(self.h_s).double().requires_grad_(False)
-            cached = (key, h64)
-            self.__dict__["_h_s64"] = cached  # not a registered submodule: not in the state dict
-        scales, means = cached[1](z_hat.double()).chunk(2, 1)
-        return scales, means.float()
+            cached = (key, copy.deepcopy(module).double().requires_grad_(False))
+            self.__dict__[f"_{name}64"] = cached
+        return cached[1]
+
+    def hyper_params_exact(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """h_s in float64: the scale -> CDF-index choice must agree bit for bit at both ends.
+        (With the context model these are h_s's 2M channels, `context_params_exact`'s input.)"""
+        scales, means = self._exact("h_s")(z_hat.double()).chunk(2, 1)
+        return scales, (means if self.context else means.float())
+
+    def context_params_exact(self, y_hat: Tensor, hyper: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
+        """Scales and means of y at (h, w) from the decoded latents before it, in float64.
+
+        `y_hat`: the decoded latents so far, zero-padded by CONTEXT_KERNEL // 2 on every side (a
+        latent not yet decoded is zero, as the masked convolution's training sees it); `hyper`:
+        `hyper_params_exact`'s two halves concatenated. Encoder and decoder both call this, one
+        position at a time in raster order, so they pick the same CDF for every symbol.
+        """
+        k = CONTEXT_KERNEL
+        cp = self._exact("context_prediction")
+        ctx = F.conv2d(y_hat[:, :, h:h + k, w:w + k], cp.weight * cp.mask, cp.bias)
+        params = self._exact("entropy_parameters")(torch.cat([hyper[:, :, h:h + 1, w:w + 1], ctx], dim=1))
+        scales, means = params.chunk(2, 1)
+        return scales, means
 
 
 class InterleavedNet(FeatureCompressionNet):
