@@ -51,7 +51,7 @@ def _codec_node(cfg: DictConfig) -> tuple[str, DictConfig]:
     return str(name), sub
 
 
-def net_settings(node: DictConfig, quality: int) -> dict:
+def net_settings(node: DictConfig, quality: int, name: str = "<codec>") -> dict:
     """The network of one quality: `net`, updated by `net_by_quality[quality]` where the codec gives
     one (the paper's M=128 at low rates and 192 at high ones)."""
     net = OmegaConf.to_container(node.net, resolve=True)
@@ -60,7 +60,8 @@ def net_settings(node: DictConfig, quality: int) -> dict:
     if extra is not None:
         unknown = sorted(set(extra) - set(net))
         if unknown:
-            raise ConfigError(f"net_by_quality.{quality}: {unknown} are not settings of net; give keys of net")
+            raise ConfigError(f"codec.{name}.net_by_quality.{quality}: {unknown} are not settings of codec.{name}.net; "
+                              f"give keys of net (N, C, M, ...)")
         net.update(OmegaConf.to_container(extra, resolve=True) if isinstance(extra, DictConfig) else dict(extra))
     return net
 
@@ -242,7 +243,7 @@ def _config_key(cfg: DictConfig, lmbda: float) -> str:
     network and the lambda (its rates, checkpoint folder or other lambdas may change meanwhile)."""
     config = OmegaConf.to_container(cfg, resolve=True)
     name, node = _codec_node(cfg)
-    config["codec"] = {name: {"arch": str(node.arch), "net": net_settings(node, int(cfg.quality)), "lambda": lmbda}}
+    config["codec"] = {name: {"arch": str(node.arch), "net": net_settings(node, int(cfg.quality), name), "lambda": lmbda}}
     return config_key(config, ("resume", "progress", "copy_to", "threads", "log_every", "val_every",
                                "checkpoint_every", "max_minutes", "results_dir"))
 
@@ -291,7 +292,7 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     quality = int(cfg.quality)
     lmbda = _lambda(cfg, node, quality)
     arch = str(node.arch)
-    net_kwargs = net_settings(node, quality)
+    net_kwargs = net_settings(node, quality, name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("threads"):
