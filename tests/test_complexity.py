@@ -55,3 +55,21 @@ def test_learned_codecs_are_counted_external_ones_are_time_only(tmp_path, small_
 
     _, expected = count_macs(transforms)
     assert table.loc["learned_interleaved", "kmac_enc"] == pytest.approx(expected / sample.pixels / 1e3)
+
+
+def test_a_rerun_counts_nothing_again(tmp_path, monkeypatch):
+    """complexity.csv keeps the counts per setup: a rerun with nothing to code runs no front."""
+    from tests.test_run import cfg_with
+    from vcmbench.run import run_sweep
+    from vcmbench.vision.torchvision_split import TorchvisionSplit
+
+    cfg = cfg_with("codec=[raw,raw16]")
+    first = run_sweep(cfg, tmp_path)
+    assert (tmp_path / "complexity.csv").is_file() and first.kmac_front.gt(0).all()
+    calls = {"front": 0}
+    real_front = TorchvisionSplit.front
+    monkeypatch.setattr(TorchvisionSplit, "front", lambda s, i: calls.__setitem__("front", calls["front"] + 1)
+                        or real_front(s, i))
+    again = run_sweep(cfg, tmp_path)
+    assert calls["front"] == 0
+    assert again.kmac_front.tolist() == first.kmac_front.tolist()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
-from vcmbench.metrics.detection import evaluate
+from vcmbench.metrics.detection import coco_ap, evaluate
 from vcmbench.metrics.tracking import COMBINED, evaluate_sequences
 from vcmbench.records import Record, coco_results, complete_groups
 from vcmbench.vision.tracker import track_sequence
@@ -59,7 +59,8 @@ def build_points(
     """
     rows = []
     for (codec, rate), recs in complete_groups(records, image_ids).items():
-        scores = evaluate(metric, annotation_file, coco_results(recs), image_ids=sorted(image_ids))
+        results = coco_results(recs)
+        scores = evaluate(metric, annotation_file, results, image_ids=sorted(image_ids))
         n = len(recs)
         total_bytes = sum(r.bytes for r in recs)
         total_pixels = sum(r.pixels for r in recs)
@@ -85,6 +86,7 @@ def build_points(
             **label_columns(labels, codec),
             "metric": metric,  # the evaluator that gave map/ap50: coco | oid
             **feature_hashes(recs),
+            **mask_scores(metric, annotation_file, results, image_ids, recs),
         }
         extras = {k for r in recs for k in r.extra} | {f"bytes_{k}" for r in recs for k in r.layer_bytes}
         for k in sorted(extras):
@@ -100,6 +102,18 @@ def build_points(
     if rows:
         df = df.sort_values(["codec", "bpp"], kind="stable").reset_index(drop=True)
     return df
+
+
+def mask_scores(metric: str, annotation_file: Path, results: list[dict], image_ids: list[int],
+                recs: list[Record]) -> dict[str, float]:
+    """map_segm / ap50_segm (COCO mask AP) when the network segments: its records carry masks.
+
+    Only the COCO evaluator scores masks so far; an OpenImages run keeps its box columns alone.
+    """
+    if metric != "coco" or not any(r.masks for r in recs):
+        return {}
+    segm = coco_ap(annotation_file, results, image_ids=sorted(image_ids), iou_type="segm")
+    return {"map_segm": segm["map"], "ap50_segm": segm["ap50"]}
 
 
 # ------------------------------------------------------------------------------ sequences

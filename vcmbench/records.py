@@ -87,6 +87,11 @@ class Record:
     error: str = ""
     # COCO results rows without image_id: [x, y, w, h, score, category_id]
     detections: list[list[float]] = field(default_factory=list)
+    # instance masks of a segmenting network, one per detection row: COCO compressed RLE counts
+    # (pycocotools.mask; a few hundred bytes each, never dense arrays) of an image `mask_size`
+    # [height, width]; empty for box-only networks
+    masks: list[str] = field(default_factory=list)
+    mask_size: list[int] = field(default_factory=list)
     extra: dict[str, float] = field(default_factory=dict)  # codec/fidelity figures, become columns
     # bytes of each layer of a layered payload (base, enh): they add up to `bytes`
     layer_bytes: dict[str, int] = field(default_factory=dict)
@@ -206,14 +211,29 @@ def complete_groups(records: list[Record], image_ids: list[int]) -> dict[tuple[s
 
 
 def coco_results(records: list[Record]) -> list[dict]:
-    """The records' detections as COCO results (what any COCO tool re-evaluates); a sequence
-    record gives its frames' detections under the frames' image ids."""
-    return [
-        {"image_id": image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
-        for r in records
-        for image_id, rows in _detections_by_image(r)
-        for d in rows
-    ]
+    """The records' detections as COCO results (what any COCO tool re-evaluates), with their
+    `segmentation` RLE when the network segments; a sequence record gives its frames' detections
+    under the frames' image ids."""
+    out = []
+    for r in records:
+        for image_id, rows in _detections_by_image(r):
+            for i, d in enumerate(rows):
+                row = {"image_id": image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
+                if r.masks:
+                    row["segmentation"] = {"size": list(r.mask_size), "counts": r.masks[i]}
+                out.append(row)
+    return out
+
+
+def encode_masks(masks) -> list[str]:
+    """(N, H, W) bool masks -> COCO compressed RLE counts, one string per mask (pycocotools.mask)."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    if len(masks) == 0:
+        return []
+    dense = np.asfortranarray(np.asarray(masks, dtype=np.uint8).transpose(1, 2, 0))
+    return [rle["counts"].decode("ascii") for rle in mask_utils.encode(dense)]
 
 
 def _detections_by_image(r: Record) -> list[tuple[int, list[list[float]]]]:

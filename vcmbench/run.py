@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from vcmbench import determinism
+from vcmbench.atomic import write_bytes
 from vcmbench.codecs.base import Codec, RatePoint
 from vcmbench.codecs.sequence import (
     SequenceEncoder,
@@ -45,7 +46,7 @@ from vcmbench.metrics.complexity import complexity_table
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.paths import file_sha256
 from vcmbench.points import CodecLabel, build_points, build_sequence_points
-from vcmbench.records import Record, RecordStore, RunLock, write_detections
+from vcmbench.records import Record, RecordStore, RunLock, encode_masks, write_detections
 from vcmbench.settings import RunSettings, as_bool
 from vcmbench.types import LEVELS, Detections, FrontOutput, ImageMeta, feature_digest
 from vcmbench.vision.base import SplitDetector
@@ -139,6 +140,8 @@ def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitD
     dets = detector.back(features, meta)
     rec.back_s = time.perf_counter() - t0
     rec.detections = to_rows(dets, detector)
+    if dets.masks is not None:
+        rec.masks, rec.mask_size = encode_masks(dets.masks.cpu().numpy()), [int(v) for v in dets.masks.shape[-2:]]
     rec.decoded_hash = feature_digest(features).hexdigest()
     rec.layer_bytes = dict(received.layers)
     rec.extra = {f"dec_{layer}_s": s for layer, s in received.layer_seconds.items()}
@@ -487,8 +490,7 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
         points = build_points(finished, dataset.name, detector.name, dataset.metric, dataset.annotation_file,
                               dataset.image_ids, labels=labels)
         if settings.complexity and len(points) and len(dataset):
-            table = complexity_table(detector, [j.codec for j in jobs], dataset.load(dataset.records[0]))
-            points = points.merge(table, on=["codec", "rate"], how="left")
+            points = points.merge(_complexity(run_dir, detector, jobs, dataset), on=["codec", "rate"], how="left")
     write_detections(finished, dataset.image_ids, run_dir / "detections")
     points.to_csv(run_dir / "points.csv", index=False)
     (run_dir / "run.json").write_text(json.dumps({**software_versions(), "determinism": "strict" if settings.strict
@@ -497,6 +499,23 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     (run_dir / "timing.json").write_text(json.dumps({"sweep_s": time.perf_counter() - started,
                                                      "workers": settings.workers, "threads": settings.threads}))
     return points
+
+
+def _complexity(run_dir: Path, detector: SplitDetector, jobs: list[CodecJob], dataset: Dataset) -> pd.DataFrame:
+    """The kmac_* columns of every job's rate points: counted once per setup and kept in
+    <run dir>/complexity.csv, so a rerun that has nothing to do counts nothing either."""
+    path = run_dir / "complexity.csv"
+    cached = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["codec", "rate", "setup"])
+    have = set(zip(cached.codec, cached.rate, cached.setup))
+    missing = [j for j in jobs if any((j.codec.name, rp.label, j.setup) not in have for rp in j.codec.rates)]
+    if missing:
+        fresh = complexity_table(detector, [j.codec for j in missing], dataset.load(dataset.records[0]))
+        fresh["setup"] = fresh.codec.map({j.codec.name: j.setup for j in missing})
+        cached = pd.concat([cached[~cached.codec.isin(set(fresh.codec))], fresh], ignore_index=True)
+        write_bytes(path, cached.to_csv(index=False).encode())
+    wanted = {(j.codec.name, rp.label, j.setup) for j in jobs for rp in j.codec.rates}
+    rows = [(c, r, s) in wanted for c, r, s in zip(cached.codec, cached.rate, cached.setup)]
+    return cached[rows].drop(columns="setup")
 
 
 def software_versions() -> dict[str, str]:

@@ -36,11 +36,15 @@ class ImageMeta:
 
 @dataclass
 class Detections:
-    """Detections of one image in original-image pixel coordinates (x1, y1, x2, y2)."""
+    """Detections of one image in original-image pixel coordinates (x1, y1, x2, y2), with masks
+    when the task network segments."""
 
     boxes: Tensor  # (N, 4) float32
     scores: Tensor  # (N,) float32
     labels: Tensor  # (N,) int64, in the model's own label space
+    # (N, H, W) bool instance masks in original-image pixels (Mask R-CNN: its mask probabilities
+    # pasted into the image and thresholded at 0.5, as its own postprocessing does); None: boxes only
+    masks: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.scores.numel())

@@ -109,8 +109,10 @@ def _image_ids(data: Mapping[str, Any], image_ids: Iterable[int] | None) -> list
     return ids
 
 
-def _clean_detections(detections: Sequence[Mapping[str, Any]], known: set[int]) -> list[dict]:
-    """Validated copies (pycocotools' loadRes writes into the dicts it is given)."""
+def _clean_detections(detections: Sequence[Mapping[str, Any]], known: set[int], segm: bool = False) -> list[dict]:
+    """Validated copies (pycocotools' loadRes writes into the dicts it is given). With `segm`,
+    each keeps its `segmentation` (COCO RLE) and drops its box: loadRes takes a result's box over
+    its mask when it has both, and derives the box from the mask when it has none."""
     if not isinstance(detections, (list, tuple)):
         raise MetricError(
             f"detections must be a list of COCO result dicts, got {type(detections).__name__}; "
@@ -141,6 +143,13 @@ def _clean_detections(detections: Sequence[Mapping[str, Any]], known: set[int]) 
                 f"detection {i} has image_id={det['image_id']}, which is not in the ground truth; "
                 "the detections belong to another dataset or the image ids were remapped"
             )
+        if segm:
+            rle = d.get("segmentation")
+            if not isinstance(rle, Mapping) or "counts" not in rle or "size" not in rle:
+                raise MetricError(f"detection {i} has no segmentation RLE ({{size, counts}}); mask AP needs the "
+                                  "masks of a segmenting network (Mask R-CNN)")
+            det.pop("bbox")
+            det["segmentation"] = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"]}
         out.append(det)
     return out
 
@@ -180,10 +189,12 @@ def coco_evaluated(
     gt: GroundTruth,
     detections: Sequence[Mapping[str, Any]],
     image_ids: Iterable[int] | None = None,
+    iou_type: str = "bbox",
 ):
     """pycocotools' COCOeval after `evaluate()` (every image's detections matched to its ground
     truth, `evalImgs`), or None when there are no detections; `coco_ap` accumulates it over the
-    images, `metrics.item_matches` under resampled image weights."""
+    images, `metrics.item_matches` under resampled image weights. `iou_type` "segm" matches masks
+    (the detections' RLE against the ground truth's polygons or RLE)."""
     from pycocotools.cocoeval import COCOeval
 
     data, key = _dataset(gt)
@@ -195,13 +206,20 @@ def coco_evaluated(
             f"the {len(ids)} evaluated image(s) have no non-crowd ground-truth boxes, so AP is "
             "undefined; evaluate images that have annotations"
         )
+    if iou_type not in ("bbox", "segm"):
+        raise MetricError(f"iou_type={iou_type!r}: choose bbox or segm")
+    if iou_type == "segm":
+        bare = next((a for i in ids for a in coco.imgToAnns.get(i, ()) if not a.get("segmentation")), None)
+        if bare is not None:
+            raise MetricError(f"ground-truth annotation {bare.get('id')} (image {bare.get('image_id')}) has no "
+                              "segmentation; mask AP needs instance masks in the annotation file")
     wanted = set(ids)
-    dets = [d for d in _clean_detections(detections, set(coco.imgs)) if d["image_id"] in wanted]
+    dets = [d for d in _clean_detections(detections, set(coco.imgs), iou_type == "segm") if d["image_id"] in wanted]
     if not dets:
         return None
     with contextlib.redirect_stdout(io.StringIO()):
         res = coco.loadRes(dets)
-        ev = COCOeval(coco, res, iouType="bbox")
+        ev = COCOeval(coco, res, iouType=iou_type)
         ev.params.imgIds = ids
         ev.evaluate()
     return ev
@@ -211,9 +229,11 @@ def coco_ap(
     gt: GroundTruth,
     detections: Sequence[Mapping[str, Any]],
     image_ids: Iterable[int] | None = None,
+    iou_type: str = "bbox",
 ) -> dict[str, float]:
-    """COCO bbox AP@[.5:.95] (``map``) and AP@.5 (``ap50``), in percent, via pycocotools."""
-    ev = coco_evaluated(gt, detections, image_ids)
+    """COCO AP@[.5:.95] (``map``) and AP@.5 (``ap50``), in percent, via pycocotools: of boxes, or
+    with `iou_type` "segm" of masks."""
+    ev = coco_evaluated(gt, detections, image_ids, iou_type)
     if ev is None:
         return {"map": 0.0, "ap50": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):

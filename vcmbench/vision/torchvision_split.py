@@ -1,8 +1,10 @@
-"""torchvision Faster R-CNN R50-FPN (v1 and v2) cut after the FPN.
+"""torchvision Faster R-CNN and Mask R-CNN R50-FPN (v1 and v2) cut after the FPN.
 
 The front runs GeneralizedRCNNTransform + backbone (ResNet body + FPN) and keeps
 levels '0'..'3' (p2..p5). The back rebuilds 'pool' (p6) from p5 and runs the RPN,
-ROI heads and postprocess, exactly the calls GeneralizedRCNN.forward makes.
+ROI heads and postprocess, exactly the calls GeneralizedRCNN.forward makes. Mask R-CNN's
+back keeps its masks: the mask head's probabilities, pasted into the original image by the
+same postprocess, thresholded at 0.5 (torchvision's and COCO's convention).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from vcmbench.types import LEVELS, Detections, Features, FrontOutput, ImageMeta,
 from vcmbench.vision.base import SplitDetector
 
 _TV_KEYS = ("0", "1", "2", "3")
-ARCHS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2")
+ARCHS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
+MASK_THRESHOLD = 0.5
 
 
 def build_torchvision_frcnn(arch: str, weights: str | None, num_classes: int, **kwargs) -> torch.nn.Module:
@@ -35,6 +38,8 @@ def build_torchvision_frcnn(arch: str, weights: str | None, num_classes: int, **
         enum = {
             "fasterrcnn_resnet50_fpn": detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
             "fasterrcnn_resnet50_fpn_v2": detection.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+            "maskrcnn_resnet50_fpn": detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
+            "maskrcnn_resnet50_fpn_v2": detection.MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
         }[arch]
         try:
             return builder(weights=enum, **kwargs)
@@ -112,7 +117,8 @@ class TorchvisionSplit(SplitDetector):
 
 
 def _to_detections(d: dict[str, Tensor]) -> Detections:
-    return Detections(boxes=d["boxes"].float(), scores=d["scores"].float(), labels=d["labels"].long())
+    masks = d["masks"][:, 0] > MASK_THRESHOLD if "masks" in d else None  # (N, 1, H, W) probabilities
+    return Detections(boxes=d["boxes"].float(), scores=d["scores"].float(), labels=d["labels"].long(), masks=masks)
 
 
 def coco91_category_ids() -> list[int]:
@@ -132,7 +138,8 @@ def build(
     max_size: int = 1333,
     category_ids: list[int] | str | None = "coco91",
 ) -> TorchvisionSplit:
-    """Hydra target: `model=frcnn_r50_fpn` / `frcnn_r50_fpn_v2`. `seed` fixes random init."""
+    """Hydra target: `model=frcnn_r50_fpn` / `frcnn_r50_fpn_v2` / `maskrcnn_r50_fpn` / `maskrcnn_r50_fpn_v2`.
+    `seed` fixes random init."""
     torch.manual_seed(seed)
     model = build_torchvision_frcnn(
         arch,

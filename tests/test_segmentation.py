@@ -1,0 +1,145 @@
+"""Instance segmentation through the split (issue 15, part 1): Mask R-CNN's masks are kept,
+exactly, and travel in the records as COCO RLE."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.assets import coco_mini_image_paths
+from vcmbench.records import Record, coco_results, encode_masks, read_records
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def small_maskrcnn():
+    """torchvision Mask R-CNN R50-FPN with random weights at a 160-px input, every box kept."""
+    from vcmbench.vision.torchvision_split import build
+
+    det = build(arch="maskrcnn_resnet50_fpn", weights="none", seed=0, min_size=160, max_size=240,
+                score_thresh=0.0, detections_per_img=100)
+    det.model.rpn._pre_nms_top_n["testing"] = 300
+    det.model.rpn._post_nms_top_n["testing"] = 150
+    return det
+
+
+@pytest.fixture(scope="module")
+def images():
+    from vcmbench.datasets.images import read_rgb
+
+    return [read_rgb(p) for p in coco_mini_image_paths(2)]
+
+
+def test_split_masks_equal_the_unsplit_model(small_maskrcnn, images):
+    for image in images:
+        split = small_maskrcnn.back(*_front(small_maskrcnn, image))
+        whole = small_maskrcnn.full(image)
+        assert len(split) >= 50  # enough instances that an ordering or pasting slip would show
+        assert split.masks is not None and split.masks.dtype == torch.bool
+        assert split.masks.shape == (len(split), image.shape[1], image.shape[2])  # original-image pixels
+        assert torch.equal(split.boxes, whole.boxes) and torch.equal(split.scores, whole.scores)
+        assert torch.equal(split.labels, whole.labels) and torch.equal(split.masks, whole.masks)
+
+
+def _front(det, image):
+    out = det.front(image)
+    return out.features, out.meta
+
+
+def test_masks_travel_as_rle_and_score_as_coco_segmentation(small_maskrcnn, images):
+    from pycocotools import mask as mask_utils
+
+    dets = small_maskrcnn.back(*_front(small_maskrcnn, images[0]))
+    masks = dets.masks.numpy()
+    counts = encode_masks(masks)
+    assert len(counts) == len(dets) and all(isinstance(c, str) for c in counts)
+    size = list(masks.shape[1:])
+    decoded = mask_utils.decode([{"size": size, "counts": c.encode()} for c in counts]).transpose(2, 0, 1)
+    assert np.array_equal(decoded.astype(bool), masks)
+    rec = Record(image_id=7, codec="raw", rate="r", setup="s", bytes=1, pixels=1, enc_s=0, dec_s=0, front_s=0,
+                 back_s=0, detections=[[0, 0, 1, 1, 0.5, 1]] * len(counts), masks=counts, mask_size=size)
+    rows = coco_results([rec])
+    assert rows[0]["segmentation"] == {"size": size, "counts": counts[0]} and rows[0]["image_id"] == 7
+    # RLE is compact: far smaller than the dense masks
+    assert sum(len(c) for c in counts) < masks.size / 8
+
+
+def test_box_only_networks_keep_no_masks(small_detector, images):
+    dets = small_detector.back(*_front(small_detector, images[0]))
+    assert dets.masks is None
+
+
+def test_ground_truth_masks_fed_back_score_100_and_boxes_alone_are_refused():
+    import json
+
+    from tests.assets import COCO_MINI_JSON
+    from vcmbench.errors import MetricError
+    from vcmbench.metrics.detection import coco_ap
+
+    data = json.loads(COCO_MINI_JSON.read_text())
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = data
+    coco.createIndex()
+    results = []
+    for a in data["annotations"]:
+        if a.get("iscrowd"):
+            continue
+        rle = coco.annToRLE(a)
+        results.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0,
+                        "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}})
+    scores = coco_ap(COCO_MINI_JSON, results, iou_type="segm")
+    assert scores["map"] == pytest.approx(100.0) and scores["ap50"] == pytest.approx(100.0)
+    # a mask shifted off its object no longer matches: mask AP sees masks, not boxes
+    shifted = [dict(r, segmentation={"size": r["segmentation"]["size"], "counts": encode_masks(
+        np.roll(mask_decode(r["segmentation"]), 40, axis=1)[None])[0]}) for r in results]
+    assert coco_ap(COCO_MINI_JSON, shifted, iou_type="segm")["map"] < 60
+    assert coco_ap(COCO_MINI_JSON, shifted)["map"] == pytest.approx(100.0)  # the boxes still match
+    with pytest.raises(MetricError, match="segmentation RLE"):
+        coco_ap(COCO_MINI_JSON, [{k: v for k, v in r.items() if k != "segmentation"} for r in results],
+                iou_type="segm")
+
+
+def mask_decode(rle: dict) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+
+
+def test_masks_through_the_sweep_match_the_unsplit_model(tmp_path):
+    """raw and image_lossless carry the features or the image exactly: their mask AP is the unsplit model's."""
+    import pandas as pd
+    from hydra.utils import instantiate
+
+    from tests.assets import COCO_MINI_DATASET, COCO_MINI_JSON
+    from vcmbench.config import compose_config
+    from vcmbench.metrics.detection import coco_ap, detections_to_coco
+    from vcmbench.run import run_sweep
+
+    cfg = compose_config("config", [*COCO_MINI_DATASET, "dataset.max_images=2", "model=maskrcnn_r50_fpn",
+                                    "model.min_size=192", "model.max_size=288", "model.score_thresh=0.0",
+                                    "codec=[raw,image_lossless]", "workers=1", "progress=false", "report=false",
+                                    "complexity=false", "fidelity=false"])
+    points = run_sweep(cfg, tmp_path / "run").set_index("codec")
+    ds, det = instantiate(cfg.dataset), instantiate(cfg.model)
+    records = read_records(tmp_path / "run" / "records.jsonl")
+    whole = []
+    for rec in ds.records:
+        d = det.full(ds.load(rec).image)
+        counts = encode_masks(d.masks.numpy())
+        for r in (r for r in records if r.image_id == rec.image_id):  # every mask, as the unsplit model's
+            assert r.masks == counts and r.mask_size == list(d.masks.shape[1:]), r.codec
+        rows = detections_to_coco(rec.image_id, d.boxes, d.scores, det.to_category_id(d.labels))
+        for row, c in zip(rows, counts):
+            row["segmentation"] = {"size": list(d.masks.shape[1:]), "counts": c}
+        whole += rows
+    # (random weights: the AP itself is about 0; the masks' equality above is what is exact)
+    expected = coco_ap(COCO_MINI_JSON, whole, image_ids=ds.image_ids, iou_type="segm")
+    for codec in ("raw", "image_lossless"):
+        assert points.loc[codec, "map_segm"] == pytest.approx(expected["map"], abs=1e-9)
+        assert points.loc[codec, "ap50_segm"] == pytest.approx(expected["ap50"], abs=1e-9)
+    assert len(records) == 4 and all(len(r.masks) == len(r.detections) > 0 for r in records)
+    assert not pd.isna(points.loc["raw", "map"])
