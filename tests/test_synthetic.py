@@ -57,6 +57,18 @@ def test_annotations_are_consistent(tmp_path):
     assert min(sizes) <= 16 and max(sizes) >= 0.4 * min(h, w)  # ~12 px .. half the image
     assert len({a["category_id"] for a in data["annotations"]}) == len(cats)
     assert any(a["visible"] < 0.95 for a in data["annotations"])  # some are partly occluded
+    # every object's visible mask: its pixel count is the area, its extent the box, masks never overlap
+    from pycocotools import mask as mask_utils
+
+    owner = {}
+    for a in data["annotations"]:
+        m = mask_utils.decode({"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()})
+        ys, xs = np.nonzero(m)
+        assert m.shape == (h, w) and int(m.sum()) == a["area"]
+        assert [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1] == a["bbox"]
+        seen = owner.setdefault(a["image_id"], np.zeros((h, w), bool))
+        assert not (seen & m.astype(bool)).any()
+        seen |= m.astype(bool)
     sample = ds.load(ds.records[0])
     assert tuple(sample.image.shape) == (3, h, w) and str(sample.image.dtype) == "torch.uint8"
 

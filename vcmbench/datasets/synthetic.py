@@ -11,9 +11,9 @@ a real photograph when a background folder is given) with 4..16 objects of
 and squashed, filled with a texture (solid, stripes, checks, gradient, grain) in a hue near
 its class's (``CLASS_HUE_PROB`` of the objects; 1.0: all) with random saturation and
 brightness: classes differ in shape and in colour, as "strong but learnable" classes should. Objects drawn later occlude earlier ones; the annotation
-is the *visible* part: bbox = visible extent, area = visible pixel count, and objects with
-less than ``MIN_VISIBLE`` of their pixels visible (occluded or off the image) are not
-annotated.
+is the *visible* part: bbox = visible extent, area = visible pixel count, segmentation = the
+visible pixels (COCO RLE, for mask AP), and objects with less than ``MIN_VISIBLE`` of their
+pixels visible (occluded or off the image) are not annotated.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from vcmbench.errors import DatasetError
 from vcmbench.paths import is_none
 
 GENERATOR_VERSION = 2
+ANNOTATION_VERSION = 2  # 2: every object's visible mask as COCO RLE (`segmentation`); the pixels are unchanged
 """Bump when the drawing changes: it is part of the cache key."""
 
 CATEGORIES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring", "crescent", "arrow")
@@ -59,6 +60,8 @@ class Annotation:
     bbox: tuple[int, int, int, int]  # x, y, w, h of the visible pixels (inclusive extent)
     area: int  # visible pixel count
     visible: float  # visible fraction of the object's full mask
+    # the visible pixels as COCO compressed RLE {"size": [h, w], "counts": str}: instance masks
+    segmentation: dict | None = None
 
 
 def categories() -> list[dict]:
@@ -232,8 +235,16 @@ def render(seed: int, height: int = 320, width: int = 320, photos: tuple[str, ..
         w, h = int(xs.max()) + region[1].start - x + 1, int(ys.max()) + region[0].start - y + 1
         if w < MIN_BOX or h < MIN_BOX:
             continue
-        anns.append(Annotation(cat, (x, y, w, h), vis, vis / full))
+        anns.append(Annotation(cat, (x, y, w, h), vis, vis / full, _rle(owner == i)))
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), anns
+
+
+def _rle(mask: np.ndarray) -> dict:
+    """A boolean image-sized mask as COCO compressed RLE (pycocotools), counts as text for json."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 # --------------------------------------------------------------------------- dataset
@@ -283,6 +294,7 @@ def coco_annotations(records: list[tuple[int, str, list[Annotation]]], height: i
             anns.append({
                 "id": len(anns) + 1, "image_id": seed, "category_id": a.category_id,
                 "bbox": list(a.bbox), "area": a.area, "iscrowd": 0, "visible": round(a.visible, 4),
+                **({"segmentation": a.segmentation} if a.segmentation is not None else {}),
             })
     return {"info": {"description": "vcmbench synthetic scenes", "version": GENERATOR_VERSION},
             "images": images, "annotations": anns, "categories": categories()}
@@ -306,7 +318,8 @@ def build(
 
     Images go to ``<cache_dir>/<key>/<seed>.png`` (key: generator version, size and
     background folder) and are drawn only when missing, so sets that share seeds share
-    files; the annotation file is ``instances_<seed_start>_<count>.json`` beside them.
+    files; the annotation file is ``instances_<seed_start>_<count>_a<ANNOTATION_VERSION>.json``
+    beside them, with each object's box, visible area and visible mask (RLE).
     ``cache_dir`` defaults to ``$VCMBENCH_CACHE/synthetic`` or ``~/.cache/vcmbench/synthetic``.
     """
     count, height, width, seed_start = int(count), int(height), int(width), int(seed_start)
@@ -323,7 +336,7 @@ def build(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DatasetError(f"dataset.cache_dir={root}: cannot create {folder} ({exc}); choose a writable folder") from exc
-    ann_file = folder / f"instances_{seed_start}_{count}.json"
+    ann_file = folder / f"instances_{seed_start}_{count}_a{ANNOTATION_VERSION}.json"
     seeds = range(seed_start, seed_start + count)
     if not ann_file.is_file() or any(not (folder / f"{s:08d}.png").is_file() for s in seeds):
         recs = []
