@@ -17,25 +17,30 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.errors import ConfigError
 from vcmbench.train.loop import Schedule, config_key, finish, run_loop
 
-CHECKPOINT_NAME = "ci_frcnn.pt"
-INFO_NAME = "ci_frcnn.json"
 
-
-def _targets(anns) -> dict[str, torch.Tensor]:
+def _targets(anns, size: tuple[int, int], masks: bool = False) -> dict[str, torch.Tensor]:
     boxes = torch.tensor(
         [[a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]] for a in anns], dtype=torch.float32
     ).reshape(-1, 4)
     labels = torch.tensor([a.category_id for a in anns], dtype=torch.int64)
-    return {"boxes": boxes, "labels": labels}
+    out = {"boxes": boxes, "labels": labels}
+    if masks:  # the objects' visible pixels (Mask R-CNN's targets), decoded from their RLE
+        from pycocotools import mask as mask_utils
+
+        rles = [{"size": a.segmentation["size"], "counts": a.segmentation["counts"].encode()} for a in anns]
+        dense = mask_utils.decode(rles) if rles else np.zeros((*size, 0), np.uint8)
+        out["masks"] = torch.from_numpy(np.ascontiguousarray(dense.transpose(2, 0, 1)))
+    return out
 
 
-def train_batch(step: int, batch_size: int, seed_start: int, scenes: int, size: int, photos=()):
+def train_batch(step: int, batch_size: int, seed_start: int, scenes: int, size: int, photos=(), masks: bool = False):
     """The images (float 0..1) and targets of one step: a pure function of the step."""
     from vcmbench.datasets.synthetic import render
 
@@ -44,7 +49,7 @@ def train_batch(step: int, batch_size: int, seed_start: int, scenes: int, size: 
         seed = seed_start + (step * batch_size + j) % scenes
         img, anns = render(seed, size, size, photos)
         images.append(torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0))
-        targets.append(_targets(anns))
+        targets.append(_targets(anns, (size, size), masks))
     return images, targets
 
 
@@ -68,6 +73,7 @@ def evaluate(split, dataset, image_ids=None, progress: bool = False) -> dict[str
     from tqdm import tqdm
 
     from vcmbench.metrics.detection import coco_ap, detections_to_coco
+    from vcmbench.records import encode_masks
 
     wanted = set(dataset.image_ids if image_ids is None else image_ids)
     recs = [r for r in dataset.records if r.image_id in wanted]
@@ -75,8 +81,17 @@ def evaluate(split, dataset, image_ids=None, progress: bool = False) -> dict[str
     for rec in tqdm(recs, desc="val", unit="img", disable=not progress, leave=False):
         sample = dataset.load(rec)
         d = split.full(sample.image)
-        dets += detections_to_coco(rec.image_id, d.boxes, d.scores, d.labels, split.category_ids)
-    return coco_ap(dataset.annotation_file, dets, [r.image_id for r in recs])
+        rows = detections_to_coco(rec.image_id, d.boxes, d.scores, d.labels, split.category_ids)
+        if d.masks is not None:
+            for row, counts in zip(rows, encode_masks(d.masks.numpy())):
+                row["segmentation"] = {"size": list(d.masks.shape[1:]), "counts": counts}
+        dets += rows
+    ids = [r.image_id for r in recs]
+    scores = coco_ap(dataset.annotation_file, dets, ids)
+    if dets and "segmentation" in dets[0]:
+        segm = coco_ap(dataset.annotation_file, dets, ids, iou_type="segm")
+        scores.update({"map_segm": segm["map"], "ap50_segm": segm["ap50"]})
+    return scores
 
 
 def _model_kwargs(cfg: DictConfig) -> dict:
@@ -140,12 +155,14 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
     photos = synthetic.list_photos(tr.get("backgrounds"))
 
     model = build_training_model(cfg)
+    segments = bool(cfg.model.get("mask_head", False))
+    name = str(cfg.model.get("name", "ci_frcnn"))
     optimizer = _optimizer(model, cfg)
     torch.manual_seed(int(cfg.seed) + 1)  # the RPN/ROI samplers' RNG
     clip = float(cfg.optimizer.clip_grad_norm or 0)
 
     def step_fn(step: int) -> dict[str, float]:
-        images, targets = train_batch(step, bs, int(tr.seed_start), int(tr.scenes), size, photos)
+        images, targets = train_batch(step, bs, int(tr.seed_start), int(tr.scenes), size, photos, segments)
         parts = model(images, targets)
         loss = sum(parts.values())
         if not torch.isfinite(loss):
@@ -163,17 +180,18 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
         step_fn, out=out, steps=steps, optimizer=optimizer,
         schedule=Schedule(steps, int(opt.warmup_steps), float(opt.final_lr_fraction)),
         state={"model": model, "optimizer": optimizer}, config_key=_config_key(cfg), resume=bool(cfg.resume),
-        log_fields=["loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"],
+        log_fields=["loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg",
+                    *(["loss_mask"] if segments else [])],
         log_name="loss.csv", log_every=int(cfg.log_every), checkpoint_every=int(cfg.checkpoint_every),
         progress=bool(cfg.progress), desc="train")
     losses, train_s, train_cpu_s = result.losses, result.train_s, result.cpu_s
     log_every = max(1, int(cfg.log_every))
     t0 = time.perf_counter() - train_s
 
-    ckpt = out / CHECKPOINT_NAME
+    ckpt = out / f"{name}.pt"
     save_state(model, ckpt)
     info: dict = {
-        "model": "ci_frcnn",
+        "model": name,
         "command": "vcmbench train-detector " + " ".join(_overrides()),
         "seed": int(cfg.seed),
         "steps": steps,
@@ -199,19 +217,19 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
         t1 = time.perf_counter()
         eval_model = build_training_model(cfg)
         load_state(eval_model, ckpt)  # evaluate what is stored: the fp16-rounded weights
-        split = TorchvisionSplit(eval_model, str(cfg.model.get("name", "ci_frcnn")))
+        split = TorchvisionSplit(eval_model, name)
         ds = synthetic.build("synthetic_val", int(v.seed_start), int(v.count), size, size, v.cache_dir)
         ap = evaluate(split, ds, progress=bool(cfg.progress))
         info["val"] = {"seed_start": int(v.seed_start), "count": int(v.count), "height": size, "width": size,
-                       "map": round(ap["map"], 3), "ap50": round(ap["ap50"], 3)}
+                       **{k: round(x, 3) for k, x in ap.items()}}
         n_small = min(int(v.small_count), int(v.count))
         if n_small > 0:
             ap_s = evaluate(split, ds, ds.image_ids[:n_small])
             info["val_small"] = {"seed_start": int(v.seed_start), "count": n_small, "height": size, "width": size,
-                                 "map": round(ap_s["map"], 3), "ap50": round(ap_s["ap50"], 3)}
+                                 **{k: round(x, 3) for k, x in ap_s.items()}}
         info["eval_seconds"] = round(time.perf_counter() - t1, 1)
     info["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    info = finish(out, info, INFO_NAME, [ckpt], cfg.copy_to)
+    info = finish(out, info, f"{name}.json", [ckpt], cfg.copy_to)
     info["losses"] = losses  # per-step losses of this process (not written to the json)
     return info
 

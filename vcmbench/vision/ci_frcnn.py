@@ -180,9 +180,14 @@ def build_model(
     box_batch_size_per_image: int = 64,
     roi_sampling_ratio: int = 1,
     box_positive_fraction: float = 0.5,
+    mask_head: bool = False,
+    mask_mid: int = 64,
+    mask_convs: int = 2,
 ) -> nn.Module:
-    """The torchvision FasterRCNN (random init; seed torch before calling for a fixed one)."""
-    from torchvision.models.detection import FasterRCNN
+    """The torchvision FasterRCNN (random init; seed torch before calling for a fixed one), or with
+    `mask_head` its MaskRCNN (ci_maskrcnn): 14x14 RoIAlign on p2..p5, `mask_convs` 3x3 convs of
+    `mask_mid` channels (torchvision's head: four of 256) and the usual 2x deconv predictor."""
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
@@ -213,7 +218,15 @@ def build_model(
     rpn_head = LightRPNHead(int(fpn_channels), anchors.num_anchors_per_location()[0], int(rpn_mid))
     roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=int(roi_sampling_ratio))
     box_head = ConvFCBoxHead(int(fpn_channels), int(box_mid), int(representation))
-    return FasterRCNN(
+    masks = {}
+    if mask_head:
+        from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+
+        masks = {"mask_roi_pool": MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=14,
+                                                     sampling_ratio=int(roi_sampling_ratio)),
+                 "mask_head": MaskRCNNHeads(int(fpn_channels), [int(mask_mid)] * int(mask_convs), 1),
+                 "mask_predictor": MaskRCNNPredictor(int(mask_mid), int(mask_mid), int(num_classes))}
+    return (MaskRCNN if mask_head else FasterRCNN)(
         backbone,
         num_classes=None,
         min_size=int(image_size),
@@ -231,19 +244,25 @@ def build_model(
         rpn_post_nms_top_n_test=int(rpn_post_nms_top_n_test),
         box_batch_size_per_image=int(box_batch_size_per_image),
         box_positive_fraction=float(box_positive_fraction),
+        **masks,
     )
 
 
-def resolve_weights(weights: str | None) -> Path | None:
+def train_command(name: str) -> str:
+    return TRAIN_COMMAND if name == "ci_frcnn" else f"vcmbench train-detector model={name} copy_to=checkpoints/{name}"
+
+
+def resolve_weights(weights: str | None, name: str = "ci_frcnn") -> Path | None:
     """None for random init; else the checkpoint path (relative: working dir first, then the package's)."""
     if is_none(weights):
         return None
     path = resolve_data_path(str(weights))
     if not path.is_file():
+        shipped = f"vcmbench ships {DEFAULT_WEIGHTS}; recreate it" if name == "ci_frcnn" else "train it"
         raise CheckpointError(
-            f"model.weights={weights}: no such checkpoint ({path}). vcmbench ships "
-            f"{DEFAULT_WEIGHTS}; recreate it with `{TRAIN_COMMAND}`, pass the path of a checkpoint that "
-            f"command wrote (its output folder holds ci_frcnn.pt), or use model.weights=none for random weights"
+            f"model.weights={weights}: no such checkpoint ({path}). {shipped} with `{train_command(name)}`, pass "
+            f"the path of a checkpoint that command wrote (its output folder holds {name}.pt), or use "
+            f"model.weights=none for random weights"
         )
     return path
 
@@ -282,7 +301,7 @@ def build(
     category_ids: list[int] | None = None,
     **arch,
 ) -> TorchvisionSplit:
-    """Hydra target of `model=ci_frcnn`; `arch` are `build_model`'s settings.
+    """Hydra target of `model=ci_frcnn` and `model=ci_maskrcnn`; `arch` are `build_model`'s settings.
 
     `weights`: checkpoint path (default: the committed one) or 'none' (random init from
     `seed`). `category_ids` None = identity (label k is synthetic category id k).
@@ -293,7 +312,7 @@ def build(
     unknown = sorted(set(arch) - known)
     if unknown:
         raise ConfigError(f"model.{unknown[0]}: not a ci_frcnn setting; the settings are {sorted(known)}")
-    path = resolve_weights(weights)
+    path = resolve_weights(weights, name)
     for key in ("widths", "blocks", "aspect_ratios"):
         if key in arch and arch[key] is not None:
             arch[key] = tuple(arch[key])
