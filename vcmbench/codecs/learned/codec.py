@@ -217,29 +217,12 @@ def encode_levels(net: FeatureCompressionNet, levels: Sequence[torch.Tensor]) ->
     return enc.flush()
 
 
-def _context_encode(net: FeatureCompressionNet, y: torch.Tensor, hyper: torch.Tensor) -> tuple[list[int], list[int]]:
-    """y's symbols and CDF indexes in the serial order the decoder needs: position by position in
-    raster order, each position's M channels, its scale and mean from the latents decoded before it."""
-    pad = CONTEXT_KERNEL // 2
-    hh, ww = y.shape[-2:]
-    y64 = y.double()
-    y_hat = torch.zeros(1, net.M, hh + 2 * pad, ww + 2 * pad, dtype=torch.float64)
-    symbols: list[int] = []
-    indexes: list[int] = []
-    for h in range(hh):
-        for w in range(ww):
-            scales, means = net.context_params_exact(y_hat, hyper, h, w)
-            sym = torch.round(y64[:, :, h:h + 1, w:w + 1] - means).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
-            y_hat[:, :, h + pad:h + pad + 1, w + pad:w + pad + 1] = sym + means
-            symbols += sym.int().reshape(-1).tolist()
-            indexes += net.gaussian_conditional.build_indexes(scales).reshape(-1).tolist()
-    return symbols, indexes
-
-
-def _context_decode(net: FeatureCompressionNet, dec, tabs: _Cache, hyper: torch.Tensor, y_shape: tuple[int, int],
-                    who: str) -> tuple[torch.Tensor, list[int], list[int]]:
-    """Inverse of `_context_encode`, reading y's symbols from `dec` one position at a time (serial:
-    each position's CDFs need the latents before it). Returns y_hat and the symbols and indexes."""
+def _context_code(net: FeatureCompressionNet, hyper: torch.Tensor, y_shape: tuple[int, int],
+                  symbols_at) -> tuple[torch.Tensor, list[int], list[int]]:
+    """y's positions in raster order, each with its scales and means from the latents decoded
+    before it: `symbols_at(h, w, means, indexes)` gives that position's M symbols (the encoder
+    rounds y, the decoder reads the stream). Returns y_hat, all symbols and all CDF indexes, in
+    the serial order both ends share."""
     pad = CONTEXT_KERNEL // 2
     hh, ww = y_shape
     y_hat = torch.zeros(1, net.M, hh + 2 * pad, ww + 2 * pad, dtype=torch.float64)
@@ -249,13 +232,37 @@ def _context_decode(net: FeatureCompressionNet, dec, tabs: _Cache, hyper: torch.
         for w in range(ww):
             scales, means = net.context_params_exact(y_hat, hyper, h, w)
             idx = net.gaussian_conditional.build_indexes(scales).reshape(-1).tolist()
-            sym = dec.decode_stream(idx, *tabs.y)
-            _check_symbols(sym, who)
+            sym = symbols_at(h, w, means, idx)
             y_hat[:, :, h + pad:h + pad + 1, w + pad:w + pad + 1] = \
                 torch.tensor(sym, dtype=torch.float64).view(1, net.M, 1, 1) + means
             symbols += sym
             indexes += idx
     return y_hat[:, :, pad:pad + hh, pad:pad + ww].float(), symbols, indexes
+
+
+def _context_encode(net: FeatureCompressionNet, y: torch.Tensor, hyper: torch.Tensor) -> tuple[list[int], list[int]]:
+    """y's symbols and CDF indexes in the serial order the decoder needs."""
+    y64 = y.double()
+
+    def rounded(h: int, w: int, means: torch.Tensor, _idx: list[int]) -> list[int]:
+        sym = torch.round(y64[:, :, h:h + 1, w:w + 1] - means).clamp_(-SYMBOL_LIMIT, SYMBOL_LIMIT)
+        return sym.int().reshape(-1).tolist()
+
+    _, symbols, indexes = _context_code(net, hyper, tuple(y.shape[-2:]), rounded)
+    return symbols, indexes
+
+
+def _context_decode(net: FeatureCompressionNet, dec, tabs: _Cache, hyper: torch.Tensor, y_shape: tuple[int, int],
+                    who: str) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Inverse of `_context_encode`: y's symbols read from `dec` one position at a time (serial:
+    each position's CDFs need the latents before it). Returns y_hat and the symbols and indexes."""
+
+    def read(_h: int, _w: int, _means: torch.Tensor, idx: list[int]) -> list[int]:
+        sym = dec.decode_stream(idx, *tabs.y)
+        _check_symbols(sym, who)
+        return sym
+
+    return _context_code(net, hyper, y_shape, read)
 
 
 def _check_symbols(symbols: list[int], who: str) -> None:
