@@ -91,6 +91,11 @@ def test_front_back_equals_full(split_run):
         assert torch.equal(split.scores, full.scores)
         assert torch.equal(split.labels, full.labels)
         assert split.boxes.dtype == torch.float32 and split.labels.dtype == torch.int64
+        if det.cfg.MODEL.MASK_ON:
+            assert split.masks is not None and split.masks.shape == (len(split), *_image.shape[1:])
+            assert torch.equal(split.masks, full.masks)
+        else:
+            assert split.masks is None
 
 
 def test_front_output_shapes_and_meta(split_run):

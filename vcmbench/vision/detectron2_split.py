@@ -1,4 +1,4 @@
-"""detectron2 R-CNN FPN models (Faster R-CNN R50/X101-32x8d, Mask R-CNN R50) cut after the FPN.
+"""detectron2 R-CNN FPN models (Faster and Mask R-CNN, R50 and X101-32x8d) cut after the FPN.
 
 The front runs the DefaultPredictor preprocessing (ResizeShortestEdge, the config's channel
 order, pixel normalization, padding to the FPN's size divisibility) and the backbone (ResNet
@@ -35,7 +35,8 @@ CONFIGS = (
     "COCO-Detection/faster_rcnn_X_101_32x8d_FPN_3x.yaml",
     "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml",
 )
-"""Configs the exactness tests cover; any GeneralizedRCNN + FPN(LastLevelMaxPool) config should work."""
+"""Configs the exactness tests cover; any GeneralizedRCNN + FPN(LastLevelMaxPool) config should work
+(`model=d2_mask_rcnn_x101_fpn` is X101's body, tested with Faster R-CNN, under R50's tested mask head)."""
 
 
 def require_detectron2() -> None:
@@ -247,11 +248,13 @@ class Detectron2Split(SplitDetector):
 
 
 def _to_detections(inst: Instances) -> Detections:
-    """Boxes, scores and labels on the CPU; Mask R-CNN's masks are dropped (the task is detection)."""
+    """Boxes, scores and labels on the CPU, and Mask R-CNN's masks (pasted into the original image
+    by detector_postprocess, thresholded at 0.5) when the model segments."""
     return Detections(
         boxes=inst.pred_boxes.tensor.detach().float().cpu(),
         scores=inst.scores.detach().float().cpu(),
         labels=inst.pred_classes.detach().long().cpu(),
+        masks=inst.pred_masks.detach().bool().cpu() if inst.has("pred_masks") else None,
     )
 
 
