@@ -143,3 +143,76 @@ def test_masks_through_the_sweep_match_the_unsplit_model(tmp_path):
         assert points.loc[codec, "ap50_segm"] == pytest.approx(expected["ap50"], abs=1e-9)
     assert len(records) == 4 and all(len(r.masks) == len(r.detections) > 0 for r in records)
     assert not pd.isna(points.loc["raw", "map"])
+
+
+# ---- OpenImages instance-segmentation mAP@0.5 on hand-made masks (32 x 32 images)
+
+def _rect(x0: int, y0: int, x1: int, y1: int, size: int = 32) -> np.ndarray:
+    m = np.zeros((size, size), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def _oid_gt(objects: list[tuple[int, np.ndarray, bool]]) -> dict:
+    """One 32x32 image; objects (category, mask, group-of), each with its mask's bounding box."""
+    anns = []
+    for k, (cat, m, group) in enumerate(objects):
+        ys, xs = np.nonzero(m)
+        anns.append({"id": k + 1, "image_id": 1, "category_id": cat, "is_group_of": int(group),
+                     "bbox": [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
+                              float(ys.max() - ys.min() + 1)],
+                     "segmentation": {"size": [32, 32], "counts": encode_masks(m[None])[0]}})
+    return {"images": [{"id": 1, "height": 32, "width": 32}], "annotations": anns,
+            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+
+
+def _det(cat: int, box: list[float], mask: np.ndarray, score: float) -> dict:
+    return {"image_id": 1, "category_id": cat, "bbox": box, "score": score,
+            "segmentation": {"size": [32, 32], "counts": encode_masks(mask[None])[0]}}
+
+
+def test_oid_mask_map_by_hand():
+    from vcmbench.metrics.detection import oid_map50
+
+    a, b = _rect(0, 0, 10, 10), _rect(16, 16, 26, 26)
+    gt = _oid_gt([(1, a, False), (1, b, False)])
+    # ground truth fed back scores 100
+    fed = [_det(1, ann["bbox"], m, 1.0) for ann, m in zip(gt["annotations"], (a, b))]
+    assert oid_map50(gt, fed, iou_type="segm")["map"] == pytest.approx(100.0)
+    # right box, wrong mask: the box metric counts it, the mask metric does not.
+    # det 1 (0.9) matches a exactly; det 2 (0.8) has b's box but a mask of a quarter of it (IoU 0.25).
+    quarter = _rect(16, 16, 21, 21)
+    dets = [_det(1, gt["annotations"][0]["bbox"], a, 0.9), _det(1, gt["annotations"][1]["bbox"], quarter, 0.8)]
+    assert oid_map50(gt, dets)["map"] == pytest.approx(100.0)
+    # masks: TP, FP; 2 objects -> precision at the one TP is 1, recall 1/2 -> AP 0.5
+    assert oid_map50(gt, dets, iou_type="segm")["map"] == pytest.approx(50.0)
+
+
+def test_oid_mask_group_of_absorbs_masks_inside_it():
+    from vcmbench.metrics.detection import oid_map50
+
+    crowd, single = _rect(0, 0, 20, 20), _rect(24, 24, 30, 30)
+    gt = _oid_gt([(1, crowd, True), (1, single, False)])
+    inside1, inside2 = _rect(1, 1, 6, 6), _rect(10, 10, 16, 16)  # IoA 1 with the group-of mask
+    outside = _rect(0, 24, 6, 30)  # overlaps nothing: a false positive
+    dets = [_det(1, [1, 1, 5, 5], inside1, 0.7), _det(1, [10, 10, 6, 6], inside2, 0.6),
+            _det(1, [0, 24, 6, 6], outside, 0.9), _det(1, [24, 24, 6, 6], single, 0.5)]
+    # entries: FP 0.9, TP 0.5 (single), and one TP for the group at max(0.7, 0.6) = 0.7;
+    # sorted: 0.9 FP, 0.7 TP, 0.5 TP -> precision 1/2, 2/3 at the TPs -> (2/3 + 2/3) / 2 objects
+    # (precision made non-increasing from the right: 2/3, 2/3)
+    assert oid_map50(gt, dets, iou_type="segm")["map"] == pytest.approx(100 * (2 / 3 + 2 / 3) / 2)
+    # a detection whose box covers the group but whose mask lies mostly outside it is not absorbed
+    spill = _rect(12, 12, 32, 32)
+    ioa_dets = [_det(1, [0, 0, 20, 20], spill, 0.8)]
+    assert oid_map50(gt, ioa_dets, iou_type="segm")["map"] == pytest.approx(0.0)
+    assert oid_map50(gt, ioa_dets)["map"] > 0  # by its box it lies inside the group-of box
+
+
+def test_oid_mask_metric_names_a_missing_mask():
+    from vcmbench.errors import MetricError
+    from vcmbench.metrics.detection import oid_map50
+
+    gt = _oid_gt([(1, _rect(0, 0, 10, 10), False)])
+    del gt["annotations"][0]["segmentation"]
+    with pytest.raises(MetricError, match="has no segmentation"):
+        oid_map50(gt, [_det(1, [0, 0, 10, 10], _rect(0, 0, 10, 10), 1.0)], iou_type="segm")

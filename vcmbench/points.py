@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
-from vcmbench.metrics.detection import coco_ap, evaluate
+from vcmbench.metrics.detection import evaluate
 from vcmbench.metrics.tracking import COMBINED, evaluate_sequences
 from vcmbench.records import Record, coco_results, complete_groups
 from vcmbench.vision.tracker import track_sequence
@@ -106,13 +106,11 @@ def build_points(
 
 def mask_scores(metric: str, annotation_file: Path, results: list[dict], image_ids: list[int],
                 recs: list[Record]) -> dict[str, float]:
-    """map_segm / ap50_segm (COCO mask AP) when the network segments: its records carry masks.
-
-    Only the COCO evaluator scores masks so far; an OpenImages run keeps its box columns alone.
-    """
-    if metric != "coco" or not any(r.masks for r in recs):
+    """map_segm / ap50_segm when the network segments (its records carry masks): COCO mask AP, or
+    for an OpenImages set the instance-segmentation challenge's mask mAP@0.5."""
+    if not any(r.masks for r in recs):
         return {}
-    segm = coco_ap(annotation_file, results, image_ids=sorted(image_ids), iou_type="segm")
+    segm = evaluate(metric, annotation_file, results, image_ids=sorted(image_ids), iou_type="segm")
     return {"map_segm": segm["map"], "ap50_segm": segm["ap50"]}
 
 

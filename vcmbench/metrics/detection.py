@@ -251,6 +251,9 @@ class _OidImage:
 
     boxes: dict[int, tuple[np.ndarray, np.ndarray]]
     verified: frozenset[int]
+    #: per class, the boxes' masks as pycocotools RLE (None where an annotation has no mask);
+    #: what mask mode matches instead of the boxes
+    masks: dict[int, list] | None = None
 
 
 def _oid_index(data: Mapping[str, Any]) -> dict[int, _OidImage]:
@@ -269,7 +272,8 @@ def _oid_index(data: Mapping[str, Any]) -> dict[int, _OidImage]:
                 f"ground-truth annotation {k} refers to image_id={img}, which is not in 'images'"
             )
         group = a["is_group_of"] if "is_group_of" in a else a.get("iscrowd", 0)
-        per_image[img].setdefault(cat, []).append((x, y, x + w, y + h, bool(group)))
+        per_image[img].setdefault(cat, []).append((x, y, x + w, y + h, bool(group), a.get("segmentation")))
+    sizes = {int(im["id"]): (int(im.get("height", 0)), int(im.get("width", 0))) for im in data["images"]}
     index = {}
     for im in data["images"]:
         iid = int(im["id"])
@@ -278,12 +282,38 @@ def _oid_index(data: Mapping[str, Any]) -> dict[int, _OidImage]:
             c: (np.array([r[:4] for r in rows], dtype=np.float64), np.array([r[4] for r in rows]))
             for c, rows in classes.items()
         }
+        masks = {c: [_gt_rle(r[5], sizes[iid]) if r[5] else None for r in rows] for c, rows in classes.items()}
         # Official evaluator: a class is evaluatable in an image if it is an image-level
         # label (positive or negative) or has a GT box there. Without image-level labels
         # that reduces to the GT box classes (positives) and no negatives.
         labels = {int(c) for c in im.get("pos_labels", ())} | {int(c) for c in im.get("neg_labels", ())}
-        index[iid] = _OidImage(boxes, frozenset(labels | set(classes)))
+        index[iid] = _OidImage(boxes, frozenset(labels | set(classes)), masks)
     return index
+
+
+def _gt_rle(segmentation: Any, size: tuple[int, int]):
+    """A ground-truth mask (COCO RLE, compressed or not, or polygons) as one pycocotools RLE."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, Mapping):
+        counts = segmentation["counts"]
+        rle = {"size": list(segmentation["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
+        return mask_utils.frPyObjects(rle, *rle["size"]) if isinstance(counts, list) else rle
+    if not all(size):
+        raise MetricError("a polygon mask needs its image's height and width in 'images'")
+    return mask_utils.merge(mask_utils.frPyObjects(segmentation, *size))
+
+
+def mask_overlaps(det: list, gt: list) -> tuple[np.ndarray, np.ndarray]:
+    """IoU and IoA (intersection over detection area) of n detected vs m ground-truth mask RLEs:
+    pycocotools' iou, whose crowd mode divides by the detection's area."""
+    from pycocotools import mask as mask_utils
+
+    if not det or not gt:
+        return np.zeros((len(det), len(gt))), np.zeros((len(det), len(gt)))
+    iou = np.asarray(mask_utils.iou(det, gt, [0] * len(gt)), dtype=np.float64).reshape(len(det), len(gt))
+    ioa = np.asarray(mask_utils.iou(det, gt, [1] * len(gt)), dtype=np.float64).reshape(len(det), len(gt))
+    return iou, ioa
 
 
 @lru_cache(maxsize=4)
@@ -306,9 +336,10 @@ def box_overlaps(det: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _match_oid(
-    det: np.ndarray, scores: np.ndarray, gt: np.ndarray, group: np.ndarray
+    iou: np.ndarray, ioa: np.ndarray, scores: np.ndarray, group: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and TP flags of one image's detections of one class (sorted by score, desc).
+    """Scores and TP flags of one image's detections of one class (sorted by score, desc), from
+    their overlaps with the class's ground truth (`box_overlaps`, or `mask_overlaps` for masks).
 
     Non-group-of boxes first: each detection goes to its highest-IoU box; TP if IoU >= 0.5 and
     that box is still unmatched. Every detection not made TP that way and lying (IoA >= 0.5)
@@ -323,17 +354,16 @@ def _match_oid(
     # Reference rule: each group-of box's entry carries the highest score of the detections it
     # absorbed, starting from 0, and only entries above 0 are kept (`scores_group_of > 0`): a hit
     # scored exactly 0 vanishes. Entries follow the boxes' order, after the other detections.
-    iou, ioa = box_overlaps(det, gt)
     single = np.flatnonzero(~group)
     if single.size:
         best = single[np.argmax(iou[:, single], axis=1)]
-        taken = np.zeros(len(gt), dtype=bool)
+        taken = np.zeros(len(group), dtype=bool)
         for i in range(n):
             j = best[i]
             if iou[i, j] >= OID_IOU and not taken[j]:
                 tp[i] = taken[j] = True
     groups = np.flatnonzero(group)
-    hit_score = np.zeros(len(gt), dtype=np.float64)
+    hit_score = np.zeros(len(group), dtype=np.float64)
     if groups.size:
         best = groups[np.argmax(ioa[:, groups], axis=1)]
         for i in range(n):
@@ -382,13 +412,21 @@ def oid_matches(
     gt: GroundTruth,
     detections: Sequence[Mapping[str, Any]],
     image_ids: Iterable[int] | None = None,
+    iou_type: str = "bbox",
 ) -> OidMatches:
     """Match each image's detections to its ground truth (see `oid_map50` for the rules)."""
+    if iou_type not in ("bbox", "segm"):
+        raise MetricError(f"iou_type={iou_type!r}: choose bbox or segm")
     data, key = _dataset(gt)
     ids = _image_ids(data, image_ids)
     index = _oid_cached(*key) if key else _oid_index(data)
     wanted = set(ids)
-    dets = [d for d in _clean_detections(detections, set(index)) if d["image_id"] in wanted]
+    segm = iou_type == "segm"
+    cleaned = _clean_detections(detections, set(index))
+    if segm:  # the box stays (validity, as the reference checks it), the mask is what is matched
+        masks = _clean_detections(detections, set(index), segm=True)
+        cleaned = [dict(d, segmentation=m["segmentation"]) for d, m in zip(cleaned, masks)]
+    dets = [d for d in cleaned if d["image_id"] in wanted]
 
     by_image: dict[int, dict[int, list[dict]]] = {}
     for d in dets:
@@ -412,31 +450,61 @@ def oid_matches(
             # is not the input order.
             valid = (b[:, 0] < b[:, 2]) & (b[:, 1] < b[:, 3])
             s, b = s[valid], b[valid]
+            kept = [d for d, v in zip(cdets, valid) if v]
             if s.size == 0:
                 continue
             order = np.argsort(s)[::-1]
             s, b = s[order], b[order]
             if c in info.boxes:
-                s, tp = _match_oid(b, s, *info.boxes[c])
+                gt_boxes, group = info.boxes[c]
+                if segm:
+                    overlaps = mask_overlaps([_gt_rle(kept[i]["segmentation"], (0, 0)) for i in order],
+                                             _class_masks(info, c, iid))
+                else:
+                    overlaps = box_overlaps(b, gt_boxes)
+                s, tp = _match_oid(*overlaps, s, group)
             else:  # verified negative: every detection is a FP
                 tp = np.zeros(len(s), dtype=bool)
             entries.setdefault(c, []).append((k, s, tp))
     return OidMatches(ids, n_pos, entries)
 
 
+def _class_masks(info: _OidImage, c: int, image_id: int) -> list:
+    """The ground-truth masks of class `c` in one image; a group-of box without a mask stands as
+    its rectangle (it only absorbs detections inside it), any other missing mask is an error."""
+    from pycocotools import mask as mask_utils
+
+    boxes, group = info.boxes[c]
+    out = []
+    for k, rle in enumerate((info.masks or {}).get(c, [None] * len(boxes))):
+        if rle is None:
+            if not group[k]:
+                raise MetricError(f"image {image_id}: a ground-truth object of category {c} has no segmentation; "
+                                  "mask mAP needs every non-group-of object's mask")
+            x1, y1, x2, y2 = boxes[k]
+            h, w = int(np.ceil(y2)) + 1, int(np.ceil(x2)) + 1
+            rle = mask_utils.frPyObjects([[x1, y1, x2 - x1, y2 - y1]], h, w)[0]
+        out.append(rle)
+    return out
+
+
 def oid_map50(
     gt: GroundTruth,
     detections: Sequence[Mapping[str, Any]],
     image_ids: Iterable[int] | None = None,
+    iou_type: str = "bbox",
 ) -> dict[str, float]:
     """Open Images challenge mAP@0.5 in percent (``map``; ``ap50`` holds the same number).
 
     Ground truth: COCO json; annotations may carry ``is_group_of`` (else COCO ``iscrowd`` is
     read as group-of); images may carry ``pos_labels``/``neg_labels`` (verified image-level
     category ids). Detections of a class in an image where that class is neither verified
-    nor boxed are ignored, as the challenge does for unannotated classes.
+    nor boxed are ignored, as the challenge does for unannotated classes. With `iou_type`
+    "segm" (the instance-segmentation challenge) the same rules run on masks: mask IoU against
+    the non-group-of objects, mask IoA (intersection over the detected mask's area) against the
+    group-of ones; a detection's box still decides its validity.
     """
-    m = oid_matches(gt, detections, image_ids)
+    m = oid_matches(gt, detections, image_ids, iou_type)
     classes = [c for c, n in m.n_pos.items() if n.sum() > 0]
     if not classes:
         raise MetricError(
@@ -464,8 +532,10 @@ def evaluate(
     gt: GroundTruth,
     detections: Sequence[Mapping[str, Any]],
     image_ids: Iterable[int] | None = None,
+    iou_type: str = "bbox",
 ) -> dict[str, float]:
-    """Run the evaluator a dataset config names ('coco' or 'oid')."""
+    """Run the evaluator a dataset config names ('coco' or 'oid'), on boxes or (`iou_type`
+    "segm") on masks."""
     try:
         fn = METRICS[metric]
     except (KeyError, TypeError):
@@ -473,7 +543,7 @@ def evaluate(
             f"unknown detection metric {metric!r}; choose one of {sorted(METRICS)} "
             "('coco' = COCO AP@[.5:.95], 'oid' = Open Images challenge mAP@0.5)"
         ) from None
-    return fn(gt, detections, image_ids)
+    return fn(gt, detections, image_ids, iou_type)
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:
