@@ -114,15 +114,13 @@ def test_masks_through_the_sweep_match_the_unsplit_model(tmp_path):
     import pandas as pd
     from hydra.utils import instantiate
 
-    from tests.assets import COCO_MINI_DATASET, COCO_MINI_JSON
     from vcmbench.config import compose_config
     from vcmbench.metrics.detection import coco_ap, detections_to_coco
     from vcmbench.run import run_sweep
 
-    cfg = compose_config("config", [*COCO_MINI_DATASET, "dataset.max_images=2", "model=maskrcnn_r50_fpn",
-                                    "model.min_size=192", "model.max_size=288", "model.score_thresh=0.0",
-                                    "codec=[raw,image_lossless]", "workers=1", "progress=false", "report=false",
-                                    "complexity=false", "fidelity=false"])
+    cfg = compose_config("config", ["dataset.count=2", "model=ci_maskrcnn", "model.weights=none",
+                                    "model.score_thresh=0.0", "codec=[raw,image_lossless]", "workers=1",
+                                    "progress=false", "report=false", "complexity=false", "fidelity=false"])
     points = run_sweep(cfg, tmp_path / "run").set_index("codec")
     ds, det = instantiate(cfg.dataset), instantiate(cfg.model)
     records = read_records(tmp_path / "run" / "records.jsonl")
@@ -137,7 +135,7 @@ def test_masks_through_the_sweep_match_the_unsplit_model(tmp_path):
             row["segmentation"] = {"size": list(d.masks.shape[1:]), "counts": c}
         whole += rows
     # (random weights: the AP itself is about 0; the masks' equality above is what is exact)
-    expected = coco_ap(COCO_MINI_JSON, whole, image_ids=ds.image_ids, iou_type="segm")
+    expected = coco_ap(ds.annotation_file, whole, image_ids=ds.image_ids, iou_type="segm")
     for codec in ("raw", "image_lossless"):
         assert points.loc[codec, "map_segm"] == pytest.approx(expected["map"], abs=1e-9)
         assert points.loc[codec, "ap50_segm"] == pytest.approx(expected["ap50"], abs=1e-9)
