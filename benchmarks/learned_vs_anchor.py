@@ -44,7 +44,9 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", type=Path, default=REPO / "results" / "learned_vs_anchor",
                     help="run dir to create, resume or read (default results/learned_vs_anchor)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads of the sweep and the timing pass (default 2)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads of the timing pass (default: torch's); the sweep keeps the default run's "
+                         "settings, whose features depend on the thread count")
     ap.add_argument("--read-only", action="store_true", help="only read points.csv of --run-dir; never run")
     ap.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides for the sweep (e.g. dataset.count=50)")
     ap.add_argument("--time-images", type=int, default=5,
@@ -61,7 +63,7 @@ def run_or_read(args) -> pd.DataFrame:
     from vcmbench.config import compose_config
     from vcmbench.run import run_sweep
 
-    cfg = compose_config("config", [f"threads={args.threads}", "report=false", *args.overrides])
+    cfg = compose_config("config", ["report=false", *args.overrides])
     t0 = time.perf_counter()
     points = run_sweep(cfg, args.run_dir)
     print(f"sweep: {time.perf_counter() - t0:.0f} s ({args.run_dir})", file=sys.stderr)
@@ -77,7 +79,8 @@ def timing_pass(args, codecs: list[str], n: int) -> pd.DataFrame:
     from vcmbench.config import compose_config, selected_codec_configs
 
     cfg = compose_config("config", [f"codec=[{','.join(codecs)}]", f"dataset.max_images={n}", *args.overrides])
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dataset = instantiate(cfg.dataset)
     detector = instantiate(cfg.model)
     items = [(s.image, detector.front(s.image)) for s in dataset]
@@ -153,7 +156,7 @@ def main(argv=None) -> dict:
         timed = timing_pass(args, [c for c in TIMED if c in curves], args.time_images)
         per = timed.groupby("codec", sort=False)[["enc_s", "dec_s"]].mean()
         print(f"\n## Speed, back to back ({args.time_images} images, every rate point, one process, "
-              f"{args.threads} torch threads; seconds per image)\n")
+              f"{torch.get_num_threads()} torch threads; seconds per image)\n")
         print("| codec | encode s | decode s |\n|---|---:|---:|")
         for c, r in per.iterrows():
             print(f"| {c} | {r.enc_s:.4f} | {r.dec_s:.4f} |")
