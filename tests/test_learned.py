@@ -456,3 +456,41 @@ def test_codec_yaml_instantiates_with_committed_checkpoints(name, codec_from_yam
     feats = ci_frcnn().front(torch.from_numpy(image).permute(2, 0, 1).contiguous()).features
     sizes = [len(codec.encode(feats, rp)) for rp in codec.rates]
     assert sizes == sorted(sizes), sizes  # quality k+1 spends more bytes than quality k
+
+
+def test_a_fine_tune_is_stored_as_its_change_from_its_parent(tmp_path):
+    """Rate points fine-tuned from a parent store their small change (few bits) and name the parent."""
+    from vcmbench.codecs.learned.codec import WEIGHT_LEVELS
+
+    net, kw = _tiny_net()
+    net.eval()
+    meta = {"codec": "learned_interleaved", "quality": 2, "lambda": 1.0, "front": {}}
+    base = save_checkpoint(net, tmp_path / "q2.pt", "interleaved", kw, meta)
+    parent_net, _ = load_checkpoint(tmp_path / "q2.pt")
+    torch.manual_seed(5)
+    with torch.no_grad():  # a fine-tune: every weight moves a little
+        for p in net.parameters():
+            p.add_(0.05 * p.abs().mean() * torch.randn_like(p))
+    trained = {k: v.clone() for k, v in net.state_dict().items()}
+    child = save_checkpoint(net, tmp_path / "q1.pt", "interleaved", kw, dict(meta, quality=1), tmp_path / "q2.pt")
+    assert child["parent"] == {"file": "q2.pt", "fingerprint": base["fingerprint"]}
+    def weight_bytes(path):  # the weights' share of the file (a tiny net's is mostly CDF tables)
+        return sum(t["data"].numel() for t in torch.load(path, weights_only=True)["quantized"].values())
+
+    assert weight_bytes(tmp_path / "q1.pt") < 0.8 * weight_bytes(tmp_path / "q2.pt")  # (lzma headers: tiny tensors)
+    loaded, lmeta = load_checkpoint(tmp_path / "q1.pt")
+    assert lmeta["model_id"] == child["model_id"]
+    for k, v in loaded.state_dict().items():  # the stored weights: within half a step of the trained ones
+        if v.is_floating_point() and k in trained and not k.startswith(("entropy", "gaussian", "feat_")):
+            step = trained[k].reshape(len(trained[k]) if trained[k].dim() else 1, -1).abs().amax(1) / WEIGHT_LEVELS
+            err = (v - trained[k]).reshape(len(v) if v.dim() else 1, -1).abs().amax(1)
+            assert bool((err <= step * 0.5001 + 1e-12).all()), k
+    assert not torch.equal(loaded.state_dict()["g_a_tail.1.weight"], parent_net.state_dict()["g_a_tail.1.weight"])
+    # the parent is part of what decodes: another q2.pt, or none, is refused with its name
+    other, _ = _tiny_net(seed=1)
+    save_checkpoint(other.eval(), tmp_path / "q2.pt", "interleaved", kw, meta)
+    with pytest.raises(CheckpointError, match="was made from model .* of q2.pt"):
+        load_checkpoint(tmp_path / "q1.pt")
+    (tmp_path / "q2.pt").unlink()
+    with pytest.raises(CheckpointError, match="q2.pt, which is missing"):
+        load_checkpoint(tmp_path / "q1.pt")

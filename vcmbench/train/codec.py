@@ -397,7 +397,8 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
         "net": net_kwargs,
         "parameters": count_parameters(net),
         "checkpoint_bytes": meta["checkpoint_bytes"],
-        "storage": "fp16 transform weights, fp32 entropy-model parameters, zlib-compressed int32 CDF tables",
+        "storage": "transform weights at 7-bit precision per output channel (integer codes, lzma), fp32 entropy-model "
+                   "parameters, zlib-compressed int32 CDF tables",
         "front": train_fs.front,
         "train_set": {"name": str(cfg.train_set.get("name")), "images": len(train_fs), "cache": str(train_fs.folder)},
         "val_set": {"name": str(cfg.val_set.get("name")), "images": len(val_fs)},
