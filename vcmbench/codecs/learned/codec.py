@@ -43,6 +43,7 @@ import struct
 import warnings
 import zlib
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -191,34 +192,11 @@ def save_checkpoint(net: FeatureCompressionNet, path: str | Path, arch: str, net
     return meta
 
 
-def load_checkpoint(path: str | Path, _depth: int = 0) -> tuple[FeatureCompressionNet, dict]:
+def load_checkpoint(path: str | Path) -> tuple[FeatureCompressionNet, dict]:
     """(net in eval mode with its stored CDF tables, meta). Checks the fingerprint; a fine-tune's
-    parent is loaded first (and must be the one it was made from)."""
+    parent is read first (and must be the one it was made from)."""
     path = Path(path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, FORMAT_V1):
-            raise ValueError(f"not a {FORMAT} file")
-        arch = str(blob["arch"])
-        net_kwargs = json.loads(blob["net"])
-        meta = json.loads(blob["meta"])
-        stored = dict(blob["state"])
-        for k, t in blob["tables"].items():
-            arr = np.frombuffer(zlib.decompress(t["data"]), dtype="<i4").reshape(t["shape"])
-            stored[k] = torch.from_numpy(arr.astype(np.int32))
-        parent_info = json.loads(blob.get("parent", "null"))
-        codes = {k: _codes(t) for k, t in blob.get("quantized", {}).items()}
-    except Exception as exc:  # zip, pickle, zlib, lzma, key errors: all mean "not a usable checkpoint"
-        raise CheckpointError(f"{path}: cannot read the learned-codec checkpoint ({type(exc).__name__}: {exc})") from exc
-    reference = None
-    if parent_info is not None:
-        reference = _parent_state(path, parent_info, _depth)
-    for k, (q, step) in codes.items():
-        stored[k] = _dequantize(reference[k] if reference is not None else torch.zeros(q.shape), q, step)
-    fp = _fingerprint(arch, net_kwargs, stored, parent_info) if blob["format"] == FORMAT else \
-        _fingerprint_v1(arch, net_kwargs, stored)
-    if fp != meta.get("fingerprint"):
-        raise CheckpointError(f"{path}: fingerprint mismatch (the file is corrupt or was edited); recreate it")
+    arch, net_kwargs, meta, stored = _checked_state(path)
     net = build_net(arch, **net_kwargs)
     try:
         net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in stored.items()})
@@ -228,6 +206,45 @@ def load_checkpoint(path: str | Path, _depth: int = 0) -> tuple[FeatureCompressi
     for p in net.parameters():
         p.requires_grad_(False)
     return net, meta
+
+
+def _checked_state(path: Path, depth: int = 0) -> tuple[str, dict, dict, dict[str, torch.Tensor]]:
+    """(arch, net settings, meta, the state dict as it codes) of a checkpoint file, its parent chain
+    rebuilt and every fingerprint checked. The files' parsed contents are cached by (path, size,
+    mtime), so the rate points of one chain decompress each parent once; the checks run every time."""
+    st = path.stat() if path.is_file() else None
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns) if st else (str(path), -1, -1)
+    fmt, arch, net_kwargs, meta, base, codes, parent_info = _read_blob(*key)
+    stored = dict(base)
+    reference = _parent_state(path, parent_info, depth) if parent_info is not None else None
+    for k, (q, step) in codes.items():
+        stored[k] = _dequantize(reference[k] if reference is not None else torch.zeros(q.shape), q, step)
+    fp = _fingerprint(arch, net_kwargs, stored, parent_info) if fmt == FORMAT else \
+        _fingerprint_v1(arch, net_kwargs, stored)
+    if fp != meta.get("fingerprint"):
+        raise CheckpointError(f"{path}: fingerprint mismatch (the file is corrupt or was edited); recreate it")
+    return arch, net_kwargs, meta, stored
+
+
+@lru_cache(maxsize=16)
+def _read_blob(path_str: str, _size: int, _mtime_ns: int) -> tuple:
+    path = Path(path_str)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, FORMAT_V1):
+            raise ValueError(f"not a {FORMAT} file")
+        arch = str(blob["arch"])
+        net_kwargs = json.loads(blob["net"])
+        meta = json.loads(blob["meta"])
+        base = dict(blob["state"])
+        for k, t in blob["tables"].items():
+            arr = np.frombuffer(zlib.decompress(t["data"]), dtype="<i4").reshape(t["shape"])
+            base[k] = torch.from_numpy(arr.astype(np.int32))
+        parent_info = json.loads(blob.get("parent", "null"))
+        codes = {k: _codes(t) for k, t in blob.get("quantized", {}).items()}
+    except Exception as exc:  # zip, pickle, zlib, lzma, key errors: all mean "not a usable checkpoint"
+        raise CheckpointError(f"{path}: cannot read the learned-codec checkpoint ({type(exc).__name__}: {exc})") from exc
+    return blob["format"], arch, net_kwargs, meta, base, codes, parent_info
 
 
 def _codes(entry: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,12 +263,12 @@ def _parent_state(path: Path, parent_info: dict, depth: int) -> dict[str, torch.
     if not parent.is_file():
         raise CheckpointError(f"{path}: stores its weights as a change of {parent.name}, which is missing from "
                               f"{path.parent}; put it back beside it")
-    pnet, pmeta = load_checkpoint(parent, depth + 1)
+    _, _, pmeta, pstate = _checked_state(parent, depth + 1)
     if pmeta.get("fingerprint") != parent_info.get("fingerprint"):
         raise CheckpointError(f"{path}: was made from model {str(parent_info.get('fingerprint'))[:8]} of "
                               f"{parent.name}, but that file is now model {pmeta.get('model_id')}; restore the "
                               f"{parent.name} it was made from")
-    return pnet.state_dict()
+    return pstate
 
 
 # ----------------------------------------------------------------------------- coding
