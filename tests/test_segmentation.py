@@ -214,3 +214,14 @@ def test_oid_mask_metric_names_a_missing_mask():
     del gt["annotations"][0]["segmentation"]
     with pytest.raises(MetricError, match="has no segmentation"):
         oid_map50(gt, [_det(1, [0, 0, 10, 10], _rect(0, 0, 10, 10), 1.0)], iou_type="segm")
+
+
+def test_oid_mask_group_of_box_without_a_mask_absorbs_as_its_rectangle():
+    from vcmbench.metrics.detection import oid_map50
+
+    crowd, single = _rect(0, 0, 20, 20), _rect(24, 24, 30, 30)
+    gt = _oid_gt([(1, crowd, True), (1, single, False)])
+    del gt["annotations"][0]["segmentation"]  # a group-of box with no mask: its rectangle stands in
+    dets = [_det(1, [1, 1, 5, 5], _rect(1, 1, 6, 6), 0.7), _det(1, [24, 24, 6, 6], single, 0.5)]
+    # both TPs (group hit at 0.7, the single at 0.5): AP 100
+    assert oid_map50(gt, dets, iou_type="segm")["map"] == pytest.approx(100.0)

@@ -251,9 +251,10 @@ class _OidImage:
 
     boxes: dict[int, tuple[np.ndarray, np.ndarray]]
     verified: frozenset[int]
-    #: per class, the boxes' masks as pycocotools RLE (None where an annotation has no mask);
-    #: what mask mode matches instead of the boxes
+    #: per class, the boxes' masks as the annotation file gives them (None where one has none):
+    #: what mask mode matches instead of the boxes, read only then (`_class_masks`)
     masks: dict[int, list] | None = None
+    size: tuple[int, int] = (0, 0)  # (height, width) from 'images', 0 where not given
 
 
 def _oid_index(data: Mapping[str, Any]) -> dict[int, _OidImage]:
@@ -282,12 +283,12 @@ def _oid_index(data: Mapping[str, Any]) -> dict[int, _OidImage]:
             c: (np.array([r[:4] for r in rows], dtype=np.float64), np.array([r[4] for r in rows]))
             for c, rows in classes.items()
         }
-        masks = {c: [_gt_rle(r[5], sizes[iid]) if r[5] else None for r in rows] for c, rows in classes.items()}
+        masks = {c: [r[5] or None for r in rows] for c, rows in classes.items()}
         # Official evaluator: a class is evaluatable in an image if it is an image-level
         # label (positive or negative) or has a GT box there. Without image-level labels
         # that reduces to the GT box classes (positives) and no negatives.
         labels = {int(c) for c in im.get("pos_labels", ())} | {int(c) for c in im.get("neg_labels", ())}
-        index[iid] = _OidImage(boxes, frozenset(labels | set(classes)), masks)
+        index[iid] = _OidImage(boxes, frozenset(labels | set(classes)), masks, sizes[iid])
     return index
 
 
@@ -458,8 +459,8 @@ def oid_matches(
             if c in info.boxes:
                 gt_boxes, group = info.boxes[c]
                 if segm:
-                    overlaps = mask_overlaps([_gt_rle(kept[i]["segmentation"], (0, 0)) for i in order],
-                                             _class_masks(info, c, iid))
+                    det_masks = [_gt_rle(kept[i]["segmentation"], (0, 0)) for i in order]
+                    overlaps = mask_overlaps(det_masks, _class_masks(info, c, iid, tuple(det_masks[0]["size"])))
                 else:
                     overlaps = box_overlaps(b, gt_boxes)
                 s, tp = _match_oid(*overlaps, s, group)
@@ -469,22 +470,24 @@ def oid_matches(
     return OidMatches(ids, n_pos, entries)
 
 
-def _class_masks(info: _OidImage, c: int, image_id: int) -> list:
-    """The ground-truth masks of class `c` in one image; a group-of box without a mask stands as
-    its rectangle (it only absorbs detections inside it), any other missing mask is an error."""
+def _class_masks(info: _OidImage, c: int, image_id: int, det_size: tuple[int, int]) -> list:
+    """The ground-truth masks of class `c` in one image as RLEs of the detections' mask size; a
+    group-of box without a mask stands as its rectangle (it only absorbs detections inside it),
+    any other missing mask is an error."""
     from pycocotools import mask as mask_utils
 
+    size = info.size if all(info.size) else det_size
     boxes, group = info.boxes[c]
     out = []
-    for k, rle in enumerate((info.masks or {}).get(c, [None] * len(boxes))):
-        if rle is None:
+    for k, seg in enumerate((info.masks or {}).get(c, [None] * len(boxes))):
+        if seg is None:
             if not group[k]:
                 raise MetricError(f"image {image_id}: a ground-truth object of category {c} has no segmentation; "
                                   "mask mAP needs every non-group-of object's mask")
             x1, y1, x2, y2 = boxes[k]
-            h, w = int(np.ceil(y2)) + 1, int(np.ceil(x2)) + 1
-            rle = mask_utils.frPyObjects([[x1, y1, x2 - x1, y2 - y1]], h, w)[0]
-        out.append(rle)
+            out.append(mask_utils.frPyObjects(np.array([[x1, y1, x2 - x1, y2 - y1]], dtype=np.float64), *size)[0])
+        else:
+            out.append(_gt_rle(seg, size))
     return out
 
 
