@@ -36,6 +36,8 @@ test: install detectron2
 # The CI regression references (anchors/README.md): the default run (20 scenes, what CI runs)
 # and the same codecs over 50 scenes (benchmarks/default_scenes.py: how far the BD-rates move).
 VIDEO_CI_CODECS := anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw
+# the reduced segmentation run (tests/test_ci_maskrcnn.py: MASK_RUN)
+MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=8 'codec=[raw,anchor_vvc,learned_interleaved]'
 ci-reference: install
 	rm -rf results/ci-reference results/ci-reference-50
 	$(BIN)/vcmbench run progress=false report=false hydra.run.dir=results/ci-reference
@@ -47,6 +49,9 @@ ci-reference: install
 	    'codec=[$(VIDEO_CI_CODECS)]' hydra.run.dir=results/ci-reference-video
 	cp results/ci-reference-video/classes.csv anchors/ci/video-classes.csv
 	cp results/ci-reference-video/points.csv anchors/ci/video-points.csv
+	rm -rf results/ci-reference-maskrcnn
+	$(BIN)/vcmbench run progress=false report=false $(MASK_CI_RUN) hydra.run.dir=results/ci-reference-maskrcnn
+	cp results/ci-reference-maskrcnn/points.csv anchors/ci/maskrcnn-points.csv
 
 bench: install
 	$(BIN)/python benchmarks/pipeline_overhead.py

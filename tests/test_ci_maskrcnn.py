@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import pandas as pd
 import pytest
 import torch
 
+from tests.assets import CHECKPOINTS, REPO
 from vcmbench.config import compose_config
 from vcmbench.errors import CheckpointError
+from vcmbench.records import read_records
+from vcmbench.regress import EXIT_OK, regress_main
 
 pytestmark = pytest.mark.timeout(600)
+
+CKPT = CHECKPOINTS / "ci_maskrcnn" / "ci_maskrcnn.pt"
+INFO = CHECKPOINTS / "ci_maskrcnn" / "ci_maskrcnn.json"
+MASK_HEAD = ("roi_heads.mask_head.", "roi_heads.mask_predictor.")
+# CI's reduced segmentation run (anchors/ci/maskrcnn-points.csv, `make ci-reference`): the first 8
+# default scenes, the uncompressed features, the MPEG anchor and the learned codec
+MASK_RUN = ["model=ci_maskrcnn", "dataset.max_images=8", "codec=[raw,anchor_vvc,learned_interleaved]"]
+MASK_REFERENCE = REPO / "anchors" / "ci" / "maskrcnn-points.csv"
+
+
+def _run(out, overrides: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "vcmbench", "run", "progress=false", f"hydra.run.dir={out}",
+                           *overrides], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +78,62 @@ def test_training_learns_masks_and_records_mask_ap(tmp_path):
     assert saved["model"] == "ci_maskrcnn" and (tmp_path / "a" / "ci_maskrcnn.pt").is_file()
     assert {"map", "ap50", "map_segm", "ap50_segm"} <= set(saved["val"])
     assert info["val"]["map_segm"] >= 0.0
+
+
+def test_committed_checkpoint_is_small_described_and_reached_its_targets():
+    assert CKPT.is_file(), f"{CKPT} missing: train it with the command in {INFO.name}"
+    assert CKPT.stat().st_size <= 10 * 1024 * 1024
+    info = json.loads(INFO.read_text())
+    assert info["val"]["count"] == 200
+    assert info["val"]["map_segm"] >= 35.0 and info["val"]["map"] >= 45.0, info["val"]
+    assert info["started_from"]["train_only"] == [p.rstrip(".") for p in MASK_HEAD]
+
+
+def test_its_front_and_box_heads_are_ci_frcnn_tensor_for_tensor():
+    """Only the mask head was trained: every other tensor (batch-norm statistics included) is
+    ci_frcnn's, so P2..P5 are the detection default's and every learned codec applies unchanged."""
+    mine = torch.load(CKPT, map_location="cpu", weights_only=True)
+    frcnn = torch.load(CHECKPOINTS / "ci_frcnn" / "ci_frcnn.pt", map_location="cpu", weights_only=True)
+    shared = [k for k in mine if not k.startswith(MASK_HEAD)]
+    assert sorted(shared) == sorted(frcnn) and len(shared) < len(mine)
+    for k in shared:
+        assert torch.equal(mine[k], frcnn[k]), k
+
+
+@pytest.fixture(scope="module")
+def mask_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("maskrun") / "run"
+    _run(out, MASK_RUN)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_reduced_mask_run_gives_both_curves_and_passes_the_gate_on_boxes_and_masks(mask_run, capsys):
+    points = pd.read_csv(mask_run / "points.csv")
+    assert set(points.codec) == {"raw", "anchor_vvc", "learned_interleaved"}
+    assert points["map_segm"].notna().all() and points["ap50_segm"].notna().all()
+    raw = points.set_index("codec").loc["raw"]
+    assert 0 < raw["map_segm"] < raw["ap50_segm"]
+    for metric in ("map", "map_segm"):
+        assert regress_main([str(mask_run), "--reference", str(MASK_REFERENCE), "--tolerance", "2.0",
+                             "--metric", metric]) == EXIT_OK
+        assert "no regression" in capsys.readouterr().out
+    report = (mask_run / "report" / "report.md").read_text()
+    assert "## synthetic_val / ci_maskrcnn (masks)" in report and "## synthetic_val / ci_maskrcnn (boxes)" in report
+    assert "masks (instance segmentation), the task metric (task_metric=auto)" in report
+    assert report.index("(masks)") < report.index("(boxes)")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_mask_records_of_50_images_stay_under_twice_the_box_records(tmp_path):
+    """Masks are stored as COCO RLE counts: a 50-image mask run's records stay under 2x the size of
+    the same run's box-only records (ci_frcnn: the same front and boxes, no masks)."""
+    common = ["codec=raw", "dataset.count=50", "fidelity=false", "complexity=false", "report=false"]
+    _run(tmp_path / "masks", ["model=ci_maskrcnn", *common])
+    _run(tmp_path / "boxes", ["model=ci_frcnn", *common])
+    masks, boxes = ((tmp_path / d / "records.jsonl").stat().st_size for d in ("masks", "boxes"))
+    first = read_records(tmp_path / "masks" / "records.jsonl")[0]
+    assert first.masks and len(first.masks) == len(first.detections)
+    assert masks < 2 * boxes, (masks, boxes)

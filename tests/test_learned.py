@@ -123,6 +123,23 @@ def test_pad_levels_odd_sizes():
     assert torch.equal(padded[0][..., :50, :38], levels[0])
 
 
+@pytest.mark.timeout(60)
+def test_scale_indexes_match_compressai_build_indexes():
+    """The sorted-search CDF index equals GaussianConditional.build_indexes everywhere, the table's
+    own values (ties), values between them, below its floor and above its top included."""
+    from vcmbench.codecs.learned.codec import _scale_indexes
+
+    net = build_net("interleaved", **TINY)
+    net.update(force=True)
+    table = net.gaussian_conditional.scale_table.double()
+    g = torch.Generator().manual_seed(0)
+    scales = torch.cat([table, torch.nextafter(table, table * 2), torch.nextafter(table, table * 0),
+                        torch.rand(4000, generator=g, dtype=torch.float64) * 80, torch.tensor([0.0, 1e-9, 1e3])])
+    for dtype in (torch.float64, torch.float32):
+        s = scales.to(dtype).view(1, -1, 1, 1)
+        assert torch.equal(_scale_indexes(net, s), net.gaussian_conditional.build_indexes(s))
+
+
 # ----------------------------------------------------------------------------- training
 
 

@@ -3,6 +3,8 @@ exactly, and travel in the records as COCO RLE."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -64,6 +66,20 @@ def test_masks_travel_as_rle_and_score_as_coco_segmentation(small_maskrcnn, imag
     assert rows[0]["segmentation"] == {"size": size, "counts": counts[0]} and rows[0]["image_id"] == 7
     # RLE is compact: far smaller than the dense masks
     assert sum(len(c) for c in counts) < masks.size / 8
+
+
+def test_records_store_masks_packed_and_read_them_back_exactly(tmp_path):
+    from vcmbench.records import MASKS_PACKED, RecordStore
+
+    counts = encode_masks(np.stack([np.pad(np.ones((20, 30 + i), bool), ((i, 100 - i), (5, 65 - i))) for i in range(9)]))
+    rec = Record(image_id=7, codec="raw", rate="r", setup="s", bytes=1, pixels=1, enc_s=0, dec_s=0, front_s=0,
+                 back_s=0, detections=[[0, 0, 1, 1, 0.5, 1]] * len(counts), masks=counts, mask_size=[120, 100])
+    store = RecordStore(tmp_path / "records.jsonl")
+    store.append(rec)
+    store.close()
+    line = (tmp_path / "records.jsonl").read_text()
+    assert f'"masks":"{MASKS_PACKED}' in line and len(line) < len(json.dumps(counts)) + 400
+    assert RecordStore(tmp_path / "records.jsonl").records[rec.key] == rec
 
 
 def test_box_only_networks_keep_no_masks(small_detector, images):

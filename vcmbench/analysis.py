@@ -16,6 +16,7 @@ import pandas as pd
 from vcmbench.errors import MetricError
 from vcmbench.metrics.bd import MIN_POINTS, compare
 from vcmbench.tables import codec_order, codecs_with_role
+from vcmbench.types import TASK_COLUMNS
 
 POOR_OVERLAP = 0.5  # overlap_fraction below this is flagged
 
@@ -159,6 +160,29 @@ def uncompressed_line(points: pd.DataFrame) -> tuple[str, float] | None:
         if len(values):
             return f"uncompressed ({codec}) mAP", float(values.iloc[0])
     return None
+
+
+def task_metrics(points: pd.DataFrame, choice: str | None) -> list[str]:
+    """The task metrics a group's report shows, the one its headline BD-rates stand for first:
+    `choice` (the run's `task_metric`; None or auto: mask where the points have mask AP, else
+    box), then any other one the points have (a segmenting model's report shows both)."""
+    have = [task for task, (col, _) in TASK_COLUMNS.items()
+            if col in points.columns and pd.to_numeric(points[col], errors="coerce").notna().any()]
+    first = ("mask" if "mask" in have else "box") if choice in (None, "auto") else choice
+    if first not in have:
+        raise MetricError(f"task_metric={first}: these points have no {TASK_COLUMNS[first][0]} values (the model "
+                          f"does not segment); use task_metric=box or auto")
+    return [first, *(t for t in have if t != first)]
+
+
+def metric_view(points: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The points with `task`'s columns standing as map / ap50, so BD-rates, curves, plots and
+    tables read one pair of columns whatever the task (the box columns are kept as they are)."""
+    if task == "box":
+        return points
+    m, a = TASK_COLUMNS[task]
+    ap50 = pd.to_numeric(points[a], errors="coerce") if a in points.columns else math.nan
+    return points.assign(map=pd.to_numeric(points[m], errors="coerce"), ap50=ap50)
 
 
 def group_metric(points: pd.DataFrame, from_config: str | None) -> str | None:

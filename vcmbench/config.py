@@ -147,6 +147,15 @@ def _codec_yaml(name: str) -> dict:
 OmegaConf.register_new_resolver("codec_yaml", _codec_yaml, replace=True)
 
 
+def _split_tag(split: object) -> str:
+    """`${split_tag:${model.split}}`: nothing for the FPN cut, `@backbone` otherwise, so a run
+    split elsewhere gets its own run folder (as its points get their own model name)."""
+    return "" if split in (None, "fpn") else f"@{split}"
+
+
+OmegaConf.register_new_resolver("split_tag", _split_tag, replace=True)
+
+
 def fingerprint(*nodes: object) -> str:
     """Short stable hash of config nodes: the `setup` part of a record's resume key."""
     h = hashlib.sha1()

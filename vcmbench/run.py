@@ -115,6 +115,7 @@ def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitD
     seconds. With `pristine` (the back's output on untouched features) the record also gets the
     task-fidelity figures (feature MSE/PSNR per level, detection agreement): `fid_*`.
     """
+    codec.prepare(rate)  # one-time loading stays out of enc_s
     payload, enc_s, failure = _timed_encode(lambda: codec.transmit_encode(sample.image, front, rate))
     rec = Record(image_id=sample.image_id, codec=codec.name, rate=rate.label, setup=setup, bytes=len(payload),
                  pixels=sample.pixels, enc_s=enc_s, dec_s=0.0, front_s=front_s if "features" in codec.takes else 0.0,
@@ -245,6 +246,7 @@ class ItemCoder:
         digest = None  # a running hash over the frames' features
         try:
             for p in points:
+                p.job.codec.prepare(p.rate)  # one-time loading stays out of enc_s
                 p.run(lambda p=p: setattr(p, "encoder", open_sequence(p.job.codec, p.rate, info)))
             for sample in self.dataset.frames(seq):
                 t0 = time.perf_counter()
@@ -491,6 +493,9 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
                               dataset.image_ids, labels=labels)
         if settings.complexity and len(points) and len(dataset):
             points = points.merge(_complexity(run_dir, detector, jobs, dataset), on=["codec", "rate"], how="left")
+    # the split point (fpn: P2..P5 | backbone: C2..C5): the model column names it too when not fpn
+    points.insert(points.columns.get_loc("model") + 1 if "model" in points.columns else 0, "split",
+                  getattr(detector, "split", "fpn"))
     write_detections(finished, dataset.image_ids, run_dir / "detections")
     points.to_csv(run_dir / "points.csv", index=False)
     (run_dir / "run.json").write_text(json.dumps({**software_versions(), "determinism": "strict" if settings.strict

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from vcmbench.determinism import check_mode
 from vcmbench.errors import ConfigError
 from vcmbench.paths import is_none
+from vcmbench.types import TASK_COLUMNS
 
 
 def as_int(value: object, setting: str, minimum: int | None = None, maximum: int | None = None,
@@ -72,6 +73,7 @@ class RunSettings:
     report: bool
     complexity: bool = True  # kmac_* columns (vcmbench/metrics/complexity.py)
     strict: bool = False  # determinism=strict (vcmbench/determinism.py)
+    task_metric: str = "auto"  # the report's task metric: box | mask | auto
 
     @classmethod
     def from_config(cls, cfg) -> RunSettings:
@@ -86,7 +88,17 @@ class RunSettings:
             report=as_bool(cfg.get("report", True), "report"),
             complexity=as_bool(cfg.get("complexity", True), "complexity"),
             strict=check_mode(cfg.get("determinism", "off")) == "strict",
+            task_metric=check_task_metric(cfg.get("task_metric", "auto")),
         )
+
+
+def check_task_metric(value: object) -> str:
+    """`task_metric`: auto, or one of TASK_COLUMNS' tasks."""
+    choices = ["auto", *TASK_COLUMNS]
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"task_metric={value!r}: choose one of {choices} (auto: mask where the model segments, "
+                          "else box)")
+    return value
 
 
 MAX_AUTO_WORKERS = 8

@@ -33,6 +33,7 @@ class Source:
     versions: dict | None = None
     overrides: list[str] | None = None
     metric: str | None = None  # the dataset's evaluator ('coco' / 'oid') from the run's config
+    task_metric: str | None = None  # the run's config `task_metric` (box | mask | auto)
 
 
 def read_points(path: Path) -> pd.DataFrame:
@@ -47,7 +48,7 @@ def read_points(path: Path) -> pd.DataFrame:
             f"{path}: not a points table: column(s) {missing} missing (has {list(df.columns)}); "
             f"a points table has at least {POINT_COLUMNS} (DESIGN.md)"
         )
-    for col in ("bpp", "map", "ap50", "enc_s", "dec_s", "n_images", "n_failed"):
+    for col in ("bpp", "map", "ap50", "map_segm", "ap50_segm", "enc_s", "dec_s", "n_images", "n_failed"):
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
@@ -59,8 +60,10 @@ def _run_source(run_dir: Path, label: str) -> Source:
     if cfg.is_file():
         src.config = cfg.read_text()
         try:
-            ds = (yaml.safe_load(src.config) or {}).get("dataset") or {}
+            resolved = yaml.safe_load(src.config) or {}
+            ds = resolved.get("dataset") or {}
             src.metric = ds.get("metric") if isinstance(ds, dict) else None
+            src.task_metric = resolved.get("task_metric")
         except yaml.YAMLError:
             src.metric = None
     for name in ("run.json",):

@@ -8,6 +8,7 @@ from the *decoded* p5 by max-pool (kernel 1, stride 2), so p6 is never transmitt
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,10 +16,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 LEVELS: tuple[str, ...] = ("p2", "p3", "p4", "p5")
-"""Transmitted FPN levels, largest first (strides 4, 8, 16, 32)."""
+"""Transmitted FPN levels, largest first (strides 4, 8, 16, 32). A model split before its FPN
+(`model.split=backbone`) sends its backbone's C2..C5 in the same four slots (same strides)."""
 
 Features = dict[str, Tensor]
 """One image's FPN levels: name -> float32 tensor of shape (C, H, W)."""
+
+TASK_COLUMNS: dict[str, tuple[str, str]] = {"box": ("map", "ap50"), "mask": ("map_segm", "ap50_segm")}
+"""Task metric -> its points-table columns (mAP, AP50): boxes (detection) or masks (instance
+segmentation). Config `task_metric` picks the one a report's BD-rates and RD plots use."""
 
 
 @dataclass(frozen=True)
@@ -61,21 +67,24 @@ def p6_from_p5(p5: Tensor) -> Tensor:
     return F.max_pool2d(p5, kernel_size=1, stride=2, padding=0)
 
 
-def check_features(features: Features, expected_channels: int | None = None) -> None:
-    """Shared guard for backs and codecs: fail early with a message that says what is wrong."""
+def check_features(features: Features, expected_channels: int | Sequence[int] | None = None) -> None:
+    """Shared guard for backs and codecs: fail early with a message that says what is wrong.
+    `expected_channels`: one count for every level (an FPN's), or one per level (a backbone's C2..C5)."""
     from vcmbench.errors import ShapeError
 
     missing = [k for k in LEVELS if k not in features]
     if missing:
         raise ShapeError(f"features lack levels {missing}; a front must produce {list(LEVELS)}")
     prev = None
-    for name in LEVELS:
+    per_level = ([expected_channels] * len(LEVELS) if isinstance(expected_channels, int) or expected_channels is None
+                 else list(expected_channels))
+    for name, expected in zip(LEVELS, per_level):
         t = features[name]
         if t.dim() != 3:
             raise ShapeError(f"feature level {name} has shape {tuple(t.shape)}; expected (C, H, W)")
-        if expected_channels is not None and t.shape[0] != expected_channels:
+        if expected is not None and t.shape[0] != expected:
             raise ShapeError(
-                f"feature level {name} has {t.shape[0]} channels; this model expects {expected_channels}"
+                f"feature level {name} has {t.shape[0]} channels; this model expects {expected}"
             )
         if prev is not None and (t.shape[1] * 2 < prev[0] or t.shape[2] * 2 < prev[1]):
             raise ShapeError(

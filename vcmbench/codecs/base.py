@@ -129,6 +129,11 @@ class Codec(ABC):
     #: that torch does not see (their complexity is only their measured time)
     counts_macs: bool = False
 
+    def prepare(self, rate: RatePoint) -> None:
+        """Load what `rate` needs once (a learned rate point's checkpoint chain), before its first
+        timed encode: one-time set-up is not per-image work, so enc_s leaves it out."""
+        return None
+
     def describe_encoder(self) -> str:
         """What makes this codec's bits, and how hard it searches (`libvvenc preset faster`, `VTM
         encoder_intra_vtm.cfg`): the points table's `encoder` column and the report header, so a

@@ -94,6 +94,11 @@ class JointCodec(LayeredCodec):
             rp.label: (self.base.rate_point(b), self.image.rate_point(e)) for rp, (b, e) in zip(self.rates, pairs)
         }
 
+    def prepare(self, rate: RatePoint) -> None:
+        base_rate, enh_rate = self.layers[rate.label]
+        self.base.prepare(base_rate)
+        self.image.prepare(enh_rate)
+
     def describe_encoder(self) -> str:
         return f"base {self.base.describe_encoder()} + {self.mode} {self.image.describe_encoder()}"
 

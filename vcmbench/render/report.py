@@ -40,6 +40,8 @@ from vcmbench.analysis import (
     codecs_with_role,
     group_metric,
     has_curve,
+    metric_view,
+    task_metrics,
     uncompressed_line,
 )
 from vcmbench.bootstrap import (
@@ -124,19 +126,31 @@ def _fmt(v, spec: str) -> str:
 
 
 _METRIC_NAMES = {"coco": "COCO AP@[.5:.95]", "oid": "OpenImages challenge mAP@0.5"}
+_MASK_METRIC_NAMES = {"coco": "COCO mask AP@[.5:.95]", "oid": "OpenImages challenge mask mAP@0.5"}
+_TASK_WORDS = {"box": "boxes (detection)", "mask": "masks (instance segmentation)"}
 
 
-def _metric_label(metric: str | None) -> str:
-    name = _METRIC_NAMES.get(metric or "")
-    return f"mAP (%, {name})" if name else "mAP (%)"
+def _metric_label(metric: str | None, task: str = "box") -> str:
+    name = (_MASK_METRIC_NAMES if task == "mask" else _METRIC_NAMES).get(metric or "")
+    head = "mask mAP (%" if task == "mask" else "mAP (%"
+    return f"{head}, {name})" if name else f"{head})"
 
 
 def _metric_sentence(label: str) -> str:
-    inner = label[len("mAP (%, "):-1] if label.startswith("mAP (%, ") else None
-    return f"mAP: {inner}, in percent" if inner else "mAP in percent"
+    head, _, inner = label.partition(" (%, ")
+    return f"{head}: {inner[:-1]}, in percent" if inner else f"{head} in percent"
 
 
-def points_display(points: pd.DataFrame, anchor: str | None) -> pd.DataFrame:
+def _task_line(g: GroupReport) -> str:
+    """The report header's statement of the section's metric and where the choice came from."""
+    role = "the task metric" if g.task_rank == 0 else "a second metric of this model"
+    return (f"Metric of this section: {_TASK_WORDS[g.task]}, {role} (task_metric={g.task_choice}); the mAP "
+            f"columns, BD-rates and curves below are {g.metric_label.split(' (')[0]}.")
+
+
+def points_display(points: pd.DataFrame, anchor: str | None, task: str = "box") -> pd.DataFrame:
+    """The rate-points table; `task` names the mAP columns (a mask section's are mask AP)."""
+    head = "mask " if task == "mask" else ""
     rows = []
     for codec in codec_order(points):
         sub = points[points.codec == codec].sort_values("bpp", na_position="last")
@@ -150,8 +164,8 @@ def points_display(points: pd.DataFrame, anchor: str | None) -> pd.DataFrame:
                 "codec": f"{codec} (anchor)" if codec == anchor else codec,
                 "rate": str(r.rate),
                 "bpp": _fmt(r.bpp, ".4g"),
-                "mAP (%)": _fmt(r["map"], ".2f"),
-                "AP50 (%)": _fmt(r.get("ap50"), ".2f"),
+                f"{head}mAP (%)": _fmt(r["map"], ".2f"),
+                f"{head}AP50 (%)": _fmt(r.get("ap50"), ".2f"),
                 "enc (s/img)": _fmt(r.get("enc_s"), ".3g"),
                 "dec (s/img)": _fmt(r.get("dec_s"), ".3g"),
                 "images": _fmt(n_img, ".0f"),
@@ -275,6 +289,9 @@ class GroupReport:
     intervals: dict[str, BDInterval] | None = None
     intervals_image: dict[str, BDInterval] | None = None
     bootstrap: str = "off"  # how the intervals were made (the report header says it)
+    task: str = "box"  # the section's task metric (types.TASK_COLUMNS): its points are metric_view's
+    task_rank: int = 0  # 0: the run's task metric; 1: the other one the model has (masks -> boxes)
+    task_choice: str = "auto"  # the run's `task_metric` setting, as given
 
 
 @dataclass
@@ -293,46 +310,62 @@ class Report:
 
 def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anchor: str | None,
                  method: str, plots: bool = True, bootstrap: BootstrapSettings | None = None) -> list[GroupReport]:
+    """One section per (dataset, model) and task metric (boxes; masks too for a segmenting model),
+    the run's task metric first."""
+    metric_by_dataset: dict[str, str] = {}
+    choice_by_group: dict[tuple[str, str], str] = {}
+    for s in sources:
+        for d, m in s.points[["dataset", "model"]].drop_duplicates().itertuples(index=False):
+            if s.metric:
+                metric_by_dataset.setdefault(d, s.metric)
+            if s.task_metric:
+                choice_by_group.setdefault((d, m), str(s.task_metric))
+    out = []
+    for (dataset, model), all_pts in groups(points):
+        choice = choice_by_group.get((dataset, model), "auto")
+        for rank, task in enumerate(task_metrics(all_pts, choice)):
+            out.append(_group(dataset, model, metric_view(all_pts, task), task, rank, choice, sources, out_dir,
+                              anchor, method, plots, bootstrap, metric_by_dataset.get(dataset)))
+    return out
+
+
+def _group(dataset: str, model: str, pts: pd.DataFrame, task: str, rank: int, choice: str, sources: list[Source],
+           out_dir: Path, anchor: str | None, method: str, plots: bool, bootstrap: BootstrapSettings | None,
+           evaluator: str | None) -> GroupReport:
+    """One section of the report: a (dataset, model) group's points under one task metric."""
     from vcmbench.render import plots as plotting
 
-    metric_by_dataset: dict[str, str] = {}
-    for s in sources:
-        if s.metric:
-            for d in s.points.dataset.unique():
-                metric_by_dataset.setdefault(d, s.metric)
-    out = []
-    for (dataset, model), pts in groups(points):
-        a, note = choose_anchor(pts, anchor)
-        g = GroupReport(dataset, model, a, pts, bd_rows(pts, a, method))
-        if note:
-            g.notes.append(note)
-        if not encoder_of(pts, a):
-            g.notes.append(f"the points of the anchor {a} do not name its encoder and preset (made before vcmbench "
-                           f"recorded them): say which in any figure you quote, or re-run it")
-        # an image anchor (remote inference) beside another anchor gets a second BD-rate table
-        image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and has_curve(pts, c)), None)
-        if image_anchor is not None:
-            g.image_anchor, g.bd_image = image_anchor, bd_rows(pts, image_anchor, method)
-        if bootstrap is not None and bootstrap.resamples:
-            _add_intervals(g, sources, bootstrap, method)
-        metric = group_metric(pts, metric_by_dataset.get(dataset))
-        g.metric_label = _metric_label(metric)
-        if plots:
-            stem = out_dir / "figures" / _slug(dataset, model)
-            title = f"{dataset} / {model}"
-            g.figures["rd"] = plotting.rd_plot(
-                pts, stem.with_name(stem.name + "-rd"), title=f"{title}: accuracy vs rate",
-                anchor=a, uncompressed=uncompressed_line(pts), metric_label=g.metric_label)
-            if plotting.has_layers(pts):
-                g.figures["layers"] = plotting.layer_plot(
-                    pts, stem.with_name(stem.name + "-layers"), title=f"{title}: joint feature + image coding, per layer",
-                    anchor=a, metric_label=g.metric_label)
-            if plotting.has_times(pts):
-                g.figures["time"] = plotting.time_plot(
-                    pts, stem.with_name(stem.name + "-time"), title=f"{title}: codec time per image vs rate",
-                    anchor=a)
-        out.append(g)
-    return out
+    a, note = choose_anchor(pts, anchor)
+    g = GroupReport(dataset, model, a, pts, bd_rows(pts, a, method), task=task, task_rank=rank, task_choice=choice)
+    if note:
+        g.notes.append(note)
+    if not encoder_of(pts, a):
+        g.notes.append(f"the points of the anchor {a} do not name its encoder and preset (made before vcmbench "
+                       f"recorded them): say which in any figure you quote, or re-run it")
+    # an image anchor (remote inference) beside another anchor gets a second BD-rate table
+    image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and has_curve(pts, c)), None)
+    if image_anchor is not None:
+        g.image_anchor, g.bd_image = image_anchor, bd_rows(pts, image_anchor, method)
+    if bootstrap is not None and bootstrap.resamples and task == "box":
+        _add_intervals(g, sources, bootstrap, method)
+    elif bootstrap is not None and bootstrap.resamples:
+        g.bootstrap = "off: the bootstrap resamples box matches only (the mask section's BD-rates have no interval)"
+    g.metric_label = _metric_label(group_metric(pts, evaluator), task)
+    if plots:
+        stem = out_dir / "figures" / (_slug(dataset, model) + ("" if task == "box" else f"__{task}"))
+        title = f"{dataset} / {model}" + ("" if task == "box" else f" ({task}s)")
+        g.figures["rd"] = plotting.rd_plot(
+            pts, stem.with_name(stem.name + "-rd"), title=f"{title}: accuracy vs rate",
+            anchor=a, uncompressed=uncompressed_line(pts), metric_label=g.metric_label)
+        if plotting.has_layers(pts):
+            g.figures["layers"] = plotting.layer_plot(
+                pts, stem.with_name(stem.name + "-layers"), title=f"{title}: joint feature + image coding, per layer",
+                anchor=a, metric_label=g.metric_label)
+        if plotting.has_times(pts):
+            g.figures["time"] = plotting.time_plot(
+                pts, stem.with_name(stem.name + "-time"), title=f"{title}: codec time per image vs rate",
+                anchor=a)
+    return g
 
 
 def _add_intervals(g: GroupReport, sources: list[Source], settings: BootstrapSettings, method: str) -> None:
@@ -387,9 +420,11 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
                     "png": v[0].relative_to(rep.out_dir).as_posix(), "svg": v[1].relative_to(rep.out_dir).as_posix(),
                     "svg_name": Path(v[1]).name} for k, v in g.figures.items()]
         groups.append({
-            "title": f"{g.dataset} / {g.model}", "notes": g.notes, "anchor": codec_title(g.points, g.anchor),
+            "title": f"{g.dataset} / {g.model}" + ("" if g.task == "box" and not g.task_rank else
+                                                   f" ({_TASK_WORDS[g.task].split()[0]})"),
+            "task_line": _task_line(g), "notes": g.notes, "anchor": codec_title(g.points, g.anchor),
             "codecs": codecs_table(g.points),
-            "points": points_display(g.points, g.anchor), "metric_sentence": _metric_sentence(g.metric_label),
+            "points": points_display(g.points, g.anchor, g.task), "metric_sentence": _metric_sentence(g.metric_label),
             "bd": bd_display(g.bd, g.intervals) if g.bd else None,
             "image_anchor": codec_title(g.points, g.image_anchor) if g.image_anchor else None,
             "bd_image": bd_display(g.bd_image, g.intervals_image) if g.image_anchor else None,

@@ -96,7 +96,7 @@ def evaluate(split, dataset, image_ids=None, progress: bool = False) -> dict[str
 
 def _model_kwargs(cfg: DictConfig) -> dict:
     kw = OmegaConf.to_container(cfg.model, resolve=True)
-    for key in ("_target_", "name", "weights", "seed", "category_ids"):
+    for key in ("_target_", "name", "weights", "seed", "category_ids", "split"):
         kw.pop(key, None)
     return kw
 
@@ -135,6 +135,49 @@ def train_detector(cfg: DictConfig, out_dir: str) -> dict:
         torch.use_deterministic_algorithms(det, warn_only=det_warn)
 
 
+def _start_from(model: torch.nn.Module, cfg: DictConfig) -> dict | None:
+    """`init_from`: load a trained checkpoint's weights into every parameter and buffer it has
+    (same name and shape), so a new head trains on a detector that is already trained; `train_only`:
+    train just the parameters under those module prefixes and freeze the rest, BatchNorm running
+    statistics included (`_freeze_norms`): the frozen part computes exactly its checkpoint's features.
+    Returns what the json records."""
+    from vcmbench.paths import file_sha256
+    from vcmbench.vision.ci_frcnn import resolve_weights
+
+    info = None
+    if cfg.get("init_from") not in (None, "none", "null"):
+        path = resolve_weights(str(cfg.init_from), str(cfg.model.get("name")))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        own = model.state_dict()
+        taken = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(taken, strict=False)
+        info = {"init_from": str(cfg.init_from), "sha256": file_sha256(path), "loaded_tensors": len(taken),
+                "new_tensors": sorted(k for k in own if k not in taken)}
+    prefixes = list(cfg.get("train_only") or [])
+    if prefixes:
+        names = [n for n, _ in model.named_parameters()]
+        for prefix in prefixes:
+            if not any(n.startswith(f"{prefix}.") for n in names):
+                raise ConfigError(f"train_only={prefixes}: no parameter under {prefix!r} (module prefixes are like "
+                                  f"{sorted({n.rsplit('.', 2)[0] for n in names})[:4]})")
+        for n, p in model.named_parameters():
+            p.requires_grad_(any(n.startswith(f"{prefix}.") for prefix in prefixes))
+        info = {**(info or {}), "train_only": prefixes,
+                "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return info
+
+
+def _freeze_norms(model: torch.nn.Module, prefixes: list[str]) -> None:
+    """Batch norms outside the trained prefixes in eval mode: their running statistics stay the
+    checkpoint's (requires_grad=False alone would still update them in train mode)."""
+    if not prefixes:
+        return
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
+                name.startswith(f"{p}.") or name == p for p in prefixes):
+            module.eval()
+
+
 def _train(cfg: DictConfig, out_dir: str) -> dict:
 
     from vcmbench.datasets import synthetic
@@ -155,6 +198,8 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
     photos = synthetic.list_photos(tr.get("backgrounds"))
 
     model = build_training_model(cfg)
+    started_from = _start_from(model, cfg)
+    trained_prefixes = list(cfg.get("train_only") or [])
     segments = bool(cfg.model.get("mask_head", False))
     name = str(cfg.model.get("name", "ci_frcnn"))
     optimizer = _optimizer(model, cfg)
@@ -163,6 +208,7 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
 
     def step_fn(step: int) -> dict[str, float]:
         images, targets = train_batch(step, bs, int(tr.seed_start), int(tr.scenes), size, photos, segments)
+        _freeze_norms(model, trained_prefixes)
         parts = model(images, targets)
         loss = sum(parts.values())
         if not torch.isfinite(loss):
@@ -170,7 +216,7 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], clip)
         optimizer.step()
         return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
 
@@ -203,6 +249,7 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
         "threads": torch.get_num_threads(),
         "final_loss": round(sum(losses[-log_every:]) / max(1, len(losses[-log_every:])), 4) if losses else None,
         "parameters": count_parameters(model),
+        **({"started_from": started_from} if started_from else {}),
         "checkpoint_bytes": ckpt.stat().st_size,
         "storage": "fp16 state dict (integer buffers as stored)",
         "torch": torch.__version__,

@@ -299,12 +299,14 @@ def build(
     seed: int = 0,
     num_classes: int = 9,
     category_ids: list[int] | None = None,
+    split: str = "fpn",
     **arch,
 ) -> TorchvisionSplit:
     """Hydra target of `model=ci_frcnn` and `model=ci_maskrcnn`; `arch` are `build_model`'s settings.
 
     `weights`: checkpoint path (default: the committed one) or 'none' (random init from
-    `seed`). `category_ids` None = identity (label k is synthetic category id k).
+    `seed`). `category_ids` None = identity (label k is synthetic category id k). `split`: fpn
+    (P2..P5) | backbone (the body's C2..C5: 32, 64, 128, 256 channels).
     """
     import inspect
 
@@ -323,4 +325,4 @@ def build(
     model = build_model(num_classes=int(num_classes), **arch)
     if path is not None:
         load_state(model, path)
-    return TorchvisionSplit(model, name, list(category_ids) if category_ids else None)
+    return TorchvisionSplit(model, name, list(category_ids) if category_ids else None, split)

@@ -270,6 +270,7 @@ def build(
     device: str = "cpu",
     category_ids: list[int] | str | None = "coco80",
     opts: Sequence[Any] | Mapping[str, Any] | None = None,
+    split: str = "fpn",
 ) -> Detectron2Split:
     """Hydra target: `model=d2_frcnn_r50_fpn` / `d2_frcnn_x101_fpn` / `d2_mask_rcnn_r50_fpn`.
 
@@ -277,7 +278,13 @@ def build(
     or a local checkpoint path. `category_ids`: 'coco80' maps detectron2's 80 contiguous COCO
     labels to COCO category ids; a list gives the mapping; None means labels are the ids.
     `opts`: further detectron2 config overrides ({KEY: VALUE} or [KEY, VALUE, ...]), applied last.
+    `split`: fpn only (detectron2's FPN runs its bottom-up body inside one forward, so a cut before
+    it would re-implement that forward; the torchvision models and ci_frcnn take split=backbone).
     """
+    if split != "fpn":
+        raise ConfigError(f"model.split={split!r}: detectron2 models split after the FPN only (split=fpn); "
+                          "split=backbone works with the torchvision models (frcnn_r50_fpn, maskrcnn_r50_fpn, ...) "
+                          "and ci_frcnn / ci_maskrcnn")
     require_detectron2()
     from detectron2.modeling import build_model
 

@@ -1,8 +1,11 @@
-"""torchvision Faster R-CNN and Mask R-CNN R50-FPN (v1 and v2) cut after the FPN.
+"""torchvision Faster R-CNN and Mask R-CNN R50-FPN (v1 and v2) cut after the FPN, or before it.
 
-The front runs GeneralizedRCNNTransform + backbone (ResNet body + FPN) and keeps
-levels '0'..'3' (p2..p5). The back rebuilds 'pool' (p6) from p5 and runs the RPN,
-ROI heads and postprocess, exactly the calls GeneralizedRCNN.forward makes. Mask R-CNN's
+`split="fpn"` (MPEG-VCM's cut): the front runs GeneralizedRCNNTransform + backbone (ResNet
+body + FPN) and keeps levels '0'..'3' (p2..p5). The back rebuilds 'pool' (p6) from p5 and
+runs the RPN, ROI heads and postprocess, exactly the calls GeneralizedRCNN.forward makes.
+`split="backbone"`: the front stops after the body (C2..C5, ResNet-50's 256/512/1024/2048
+channels at strides 4..32) and the back starts with the FPN (BackboneWithFPN.forward is
+body then fpn, so the cut changes no arithmetic); the four levels travel in the same slots. Mask R-CNN's
 back keeps its masks: the mask head's probabilities, pasted into the original image by the
 same postprocess, thresholded at 0.5 (torchvision's and COCO's convention).
 """
@@ -22,6 +25,7 @@ from vcmbench.types import LEVELS, Detections, Features, FrontOutput, ImageMeta,
 from vcmbench.vision.base import SplitDetector
 
 _TV_KEYS = ("0", "1", "2", "3")
+SPLITS = ("fpn", "backbone")
 ARCHS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
 MASK_THRESHOLD = 0.5
 
@@ -70,11 +74,18 @@ def build_torchvision_frcnn(arch: str, weights: str | None, num_classes: int, **
 class TorchvisionSplit(SplitDetector):
     """Split wrapper around any torchvision GeneralizedRCNN whose backbone is an FPN."""
 
-    def __init__(self, model: torch.nn.Module, name: str, category_ids: list[int] | None = None):
+    def __init__(self, model: torch.nn.Module, name: str, category_ids: list[int] | None = None, split: str = "fpn"):
+        if split not in SPLITS:
+            raise ConfigError(f"model.split={split!r}: choose one of {list(SPLITS)}")
         self.model = model.eval()
-        self.name = name
+        self.split = split
+        # another cut is another interface: its points and run folders carry the split in the name
+        self.name = name if split == "fpn" else f"{name}@{split}"
         self.category_ids = category_ids
-        self.out_channels = int(model.backbone.out_channels)
+        if split == "fpn":
+            self.out_channels: int | list[int] = int(model.backbone.out_channels)
+        else:
+            self.out_channels = _body_channels(model)
 
     @torch.inference_mode()
     def _transform(self, image: Tensor) -> tuple[ImageList, tuple[int, int]]:
@@ -86,7 +97,8 @@ class TorchvisionSplit(SplitDetector):
     @torch.inference_mode()
     def front(self, image: Tensor) -> FrontOutput:
         images, original = self._transform(image)
-        out = self.model.backbone(images.tensors)
+        body = self.model.backbone.body if self.split == "backbone" else self.model.backbone
+        out = body(images.tensors)
         feats = {lvl: out[k][0] for lvl, k in zip(LEVELS, _TV_KEYS)}
         meta = ImageMeta(
             original_size=original,
@@ -99,7 +111,10 @@ class TorchvisionSplit(SplitDetector):
     def back(self, features: Features, meta: ImageMeta) -> Detections:
         check_features(features, self.out_channels)
         fpn = OrderedDict((k, features[lvl].unsqueeze(0).float()) for lvl, k in zip(LEVELS, _TV_KEYS))
-        fpn["pool"] = p6_from_p5(fpn["3"])
+        if self.split == "backbone":
+            fpn = self.model.backbone.fpn(fpn)  # the FPN and its p6 (LastLevelMaxPool), as BackboneWithFPN does
+        else:
+            fpn["pool"] = p6_from_p5(fpn["3"])
         # The anchor generator reads only the padded size (and dtype/device) of the image
         # tensor, so a zero-stride view stands in for the pixels the receiver never sees.
         h, w = meta.padded_size
@@ -114,6 +129,15 @@ class TorchvisionSplit(SplitDetector):
     def full(self, image: Tensor) -> Detections:
         img = image.float().div(255.0) if image.dtype == torch.uint8 else image
         return _to_detections(self.model([img])[0])
+
+
+def _body_channels(model: torch.nn.Module) -> list[int]:
+    """C2..C5 channel counts: the in-channels of the FPN's lateral 1x1 convs, one per level."""
+    channels = []
+    for block in model.backbone.fpn.inner_blocks:
+        conv = next(m for m in block.modules() if isinstance(m, torch.nn.Conv2d))
+        channels.append(int(conv.in_channels))
+    return channels
 
 
 def _to_detections(d: dict[str, Tensor]) -> Detections:
@@ -137,6 +161,7 @@ def build(
     min_size: int = 800,
     max_size: int = 1333,
     category_ids: list[int] | str | None = "coco91",
+    split: str = "fpn",
 ) -> TorchvisionSplit:
     """Hydra target: `model=frcnn_r50_fpn` / `frcnn_r50_fpn_v2` / `maskrcnn_r50_fpn` / `maskrcnn_r50_fpn_v2`.
     `seed` fixes random init."""
@@ -151,4 +176,4 @@ def build(
         max_size=max_size,
     )
     cats = coco91_category_ids() if category_ids == "coco91" else (list(category_ids) if category_ids else None)
-    return TorchvisionSplit(model, name or arch, cats)
+    return TorchvisionSplit(model, name or arch, cats, split)
