@@ -27,17 +27,18 @@ demo: install
 	$(BIN)/vcmbench run
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist); ruff first, so a lint error fails fast.
+# loadgroup: the tests of one xdist_group (those sharing an expensive module fixture) run on one worker.
 TEST_WORKERS ?= 2
 test: install detectron2
 	$(BIN)/ruff check .
 	bash scripts/lint_docker.sh
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # The CI regression references (anchors/README.md): the default run (20 scenes, what CI runs)
 # and the same codecs over 50 scenes (benchmarks/default_scenes.py: how far the BD-rates move).
 VIDEO_CI_CODECS := anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw
 # the reduced segmentation run (tests/test_ci_maskrcnn.py: MASK_RUN)
-MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=8 'codec=[raw,anchor_vvc,learned_interleaved]'
+MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=8 'codec=[raw,anchor_vvc,learned_interleaved]' complexity=false
 ci-reference: install
 	rm -rf results/ci-reference results/ci-reference-50
 	$(BIN)/vcmbench run progress=false report=false hydra.run.dir=results/ci-reference

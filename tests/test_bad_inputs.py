@@ -29,6 +29,8 @@ COMMAND_LINE_CASES = [
     ("config", ["run", "determinism=sometimes"], "determinism='sometimes'"),
     ("config", ["run", "repair=maybe"], "repair='maybe'"),
     ("config", ["run", "complexity=often"], "complexity='often'"),
+    ("config", ["run", "task_metric=keypoints"], "task_metric='keypoints'"),
+    ("config", ["run", "model.split=neck"], "model.split='neck'"),
     ("config", ["train", "codec=learned_interleaved_paper", "quality=1", "hydra.run.dir={tmp}/train",
                 "+codec.learned_interleaved_paper.net_by_quality.1.width=3"],
      "codec.learned_interleaved_paper.net_by_quality.1"),

@@ -33,7 +33,8 @@ DEFAULT_IMAGES = 20
 TOLERANCE = "2.0"
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+# one worker runs the module (`--dist loadgroup`): its tests share one default run
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.xdist_group("default_run")]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from vcmbench.regress import ENV_DIFFERS, regress_main
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["dataset.count=2", "codec=[anchor_vvc,pack_tile,learned_interleaved]", "codec.anchor_vvc.rates=[37,45]",
          "codec.pack_tile.rates=[37]", "codec.learned_interleaved.rates=[2]", "workers=1", "report=false",
-         "progress=false"]
+         "progress=false", "complexity=false"]
 TIME = ("enc_s", "dec_s", "front_s", "back_s")
 
 

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 SWEEP = ["dataset.count=4", "codec=[anchor_vvc,learned_interleaved]", "codec.anchor_vvc.rates=[37,41,45]",
          "codec.learned_interleaved.rates=[1,2,3]"]
 TINY = ["dataset.count=2", "codec=raw"]
-COMMON = ["workers=1", "report=false", "progress=false", "fidelity=false"]
+COMMON = ["workers=1", "report=false", "progress=false", "fidelity=false", "complexity=false"]
 TIME_FIELDS = {"enc_s", "dec_s", "front_s", "back_s", "workers"}
 
 
