@@ -27,12 +27,13 @@ demo: install
 	$(BIN)/vcmbench run
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist); ruff first, so a lint error fails fast.
-# loadgroup: the tests of one xdist_group (those sharing an expensive module fixture) run on one worker.
+# loadfile: a test file's tests run on one worker, in order, so a module fixture (the default run, the
+# video run) is made once, not once per worker.
 TEST_WORKERS ?= 2
 test: install detectron2
 	$(BIN)/ruff check .
 	bash scripts/lint_docker.sh
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The CI regression references (anchors/README.md): the default run (20 scenes, what CI runs)
 # and the same codecs over 50 scenes (benchmarks/default_scenes.py: how far the BD-rates move).

@@ -17,8 +17,7 @@ from vcmbench.errors import CheckpointError
 from vcmbench.records import read_records
 from vcmbench.regress import EXIT_OK, regress_main
 
-# one worker runs the module (`--dist loadgroup`): the mask-run tests share their sweep
-pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("ci_maskrcnn")]
+pytestmark = pytest.mark.timeout(600)
 
 CKPT = CHECKPOINTS / "ci_maskrcnn" / "ci_maskrcnn.pt"
 INFO = CHECKPOINTS / "ci_maskrcnn" / "ci_maskrcnn.json"

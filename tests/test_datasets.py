@@ -210,6 +210,78 @@ def test_openimages_conversion_exact(tmp_path):
         assert tuple(s.image.shape) == (3, s.height, s.width)
 
 
+MASKS_HEADER = "MaskPath,ImageID,LabelName,BoxID,BoxXMin,BoxXMax,BoxYMin,BoxYMax,PredictedIoU,Clicks\n"
+
+
+def make_openimages_segmentation(root: Path):
+    """The tiny layout plus the segmentation subset's CSV and PNGs: a person mask on A at A's size,
+    a car mask on C stored at half C's size (resized to it on conversion), a row of an unlisted image."""
+    import numpy as np
+    from PIL import Image
+
+    make_openimages(root)
+    (root / "validation-masks").mkdir()
+    masks = {}
+    for name, oid, (w, h), (x0, y0, x1, y1) in (("a_person.png", ID_A, SIZES[ID_A], (160, 213, 480, 426)),
+                                                 ("c_car.png", ID_C, (320, 240), (40, 120, 120, 150)),
+                                                 ("x_person.png", ID_X, (64, 64), (0, 0, 8, 8))):
+        m = np.zeros((h, w), np.uint8)
+        m[y0:y1, x0:x1] = 255
+        Image.fromarray(m).save(root / "validation-masks" / name)
+        masks[oid] = m
+    (root / "validation-annotations-object-segmentation.csv").write_text(
+        MASKS_HEADER + f"a_person.png,{ID_A},{PERSON},b1,0.25,0.75,0.5,1.0,0.9,\n"
+        f"c_car.png,{ID_C},{CAR},b2,0.125,0.375,0.5,0.625,0.8,\nx_person.png,{ID_X},{PERSON},b3,0,0.1,0,0.1,0.7,\n")
+    return root, masks
+
+
+def test_openimages_segmentation_subset_converts_masks_to_rle_beside_the_group_of_boxes(tmp_path):
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    from vcmbench.metrics.detection import evaluate
+
+    root, masks = make_openimages_segmentation(tmp_path / "oi")
+    ds = openimages.build(str(root), masks_csv="validation-annotations-object-segmentation.csv",
+                          cache_file="seg.json")
+    data = json.loads(ds.annotation_file.read_text())
+    anns = data["annotations"]
+    # image order (B, A, C): B's group-of dog box (no mask), A's person mask, C's car mask; A's dog box
+    # and C's car box (not group-of) are the detection subset's, not instances here
+    assert [(a["image_id"], a["category_id"], "segmentation" in a, a["is_group_of"]) for a in anns] == [
+        (1, 1, False, True), (2, 2, True, False), (3, 3, True, False)]
+    assert [a["id"] for a in anns] == [1, 2, 3]
+    person, car = anns[1], anns[2]
+    assert person["bbox"] == box(ID_A, 0.25, 0.75, 0.5, 1.0)[0]
+    assert np.array_equal(mask_utils.decode({"size": person["segmentation"]["size"],
+                                             "counts": person["segmentation"]["counts"].encode()}), masks[ID_A] > 0)
+    w, h = SIZES[ID_C]
+    car_mask = mask_utils.decode({"size": [h, w], "counts": car["segmentation"]["counts"].encode()})
+    assert car["segmentation"]["size"] == [h, w] and car["area"] == 160 * 60 == int(car_mask.sum())
+    assert car_mask[240:300, 80:240].all()  # the half-size PNG's rectangle, nearest-neighbour upscaled
+    # ground truth fed back scores 100 on masks (the group-of box as a detection of its rectangle's mask)
+    img = {i["id"]: i for i in data["images"]}
+    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0,
+                "segmentation": a.get("segmentation") or _rectangle_rle(a["bbox"], img[a["image_id"]])}
+               for a in anns]
+    assert evaluate("oid", ds.annotation_file, results, iou_type="segm")["map"] == pytest.approx(100.0)
+
+
+def _rectangle_rle(bbox: list[float], image: dict) -> dict:
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.frPyObjects(np.array([bbox], dtype=np.float64), image["height"], image["width"])[0]
+    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def test_openimages_segmentation_names_a_missing_mask(tmp_path):
+    root, _ = make_openimages_segmentation(tmp_path / "oi")
+    (root / "validation-masks" / "c_car.png").unlink()
+    with pytest.raises(DatasetError, match="c_car.png"):
+        openimages.build(str(root), masks_csv="validation-annotations-object-segmentation.csv")
+
+
 def test_openimages_json_loads_in_pycocotools(tmp_path):
     from pycocotools.coco import COCO
 

@@ -33,8 +33,7 @@ DEFAULT_IMAGES = 20
 TOLERANCE = "2.0"
 
 
-# one worker runs the module (`--dist loadgroup`): its tests share one default run
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500), pytest.mark.xdist_group("default_run")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")

@@ -176,7 +176,6 @@ def real_runs(tmp_path_factory):
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.xdist_group("real_runs")
 def test_the_significance_gate_flags_a_worse_codec_and_not_noise(real_runs, capsys):
     ref = str(real_runs["reference"])
     gate = ["--alpha", "0.05", "--resamples", "300", "--tolerance", "1"]
@@ -205,7 +204,6 @@ def test_the_significance_gate_needs_records_and_a_sane_alpha(tmp_path, referenc
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xdist_group("real_runs")
 def test_the_report_gives_each_bd_rate_its_interval_and_says_how(real_runs, tmp_path):
     from vcmbench.render.report import report_main
 

@@ -22,8 +22,7 @@ REFERENCE = REPO / "anchors" / "ci" / "video-classes.csv"
 CODECS = "anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw"  # the Makefile's VIDEO_CI_CODECS
 TOLERANCE = "2.0"  # as the image gate: the reference was made on another CPU
 
-# one worker runs the module (`--dist loadgroup`): its tests share one video run
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("video_default")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

@@ -493,9 +493,9 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
                               dataset.image_ids, labels=labels)
         if settings.complexity and len(points) and len(dataset):
             points = points.merge(_complexity(run_dir, detector, jobs, dataset), on=["codec", "rate"], how="left")
-    # the split point (fpn: P2..P5 | backbone: C2..C5): the model column names it too when not fpn
-    points.insert(points.columns.get_loc("model") + 1 if "model" in points.columns else 0, "split",
-                  getattr(detector, "split", "fpn"))
+    # the split point (fpn: P2..P5 | backbone: C2..C5; the model column names it too when not fpn),
+    # after DESIGN.md's columns, whose order is fixed
+    points["split"] = getattr(detector, "split", "fpn")
     write_detections(finished, dataset.image_ids, run_dir / "detections")
     points.to_csv(run_dir / "points.csv", index=False)
     (run_dir / "run.json").write_text(json.dumps({**software_versions(), "determinism": "strict" if settings.strict

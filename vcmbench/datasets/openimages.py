@@ -51,6 +51,10 @@ HOW_TO_GET: dict[str, str] = {
     "classes_csv": f"Download the boxable class names CSV (class-descriptions-boxable.csv) from {_OID_PAGE}.",
     "class_list": f"Get the class list (one LabelName or DisplayName per line) from {_MPEG_LISTS}.",
     "image_list": f"Get the image list (one ImageID or <ImageID>.jpg per line) from {_MPEG_LISTS}.",
+    "masks_csv": f"Download the validation segmentation CSV (validation-annotations-object-segmentation.csv) from "
+                 f"{_OID_PAGE}.",
+    "mask_dir": f"Download the validation segmentation masks (validation-masks-*.zip) from {_OID_PAGE} and unpack "
+                "them into one folder.",
 }
 
 _BOX_COORDS = ["XMin", "XMax", "YMin", "YMax"]
@@ -77,6 +81,8 @@ class OpenImagesPaths:
     class_list: Path
     image_list: Path
     cache_file: Path
+    masks_csv: Path | None = None  # the segmentation subset's mask CSV (its PNGs in mask_dir)
+    mask_dir: Path | None = None
 
     def inputs(self) -> dict[str, Path]:
         """The files whose content determines the converted json (the image folder is fingerprinted per image)."""
@@ -86,6 +92,7 @@ class OpenImagesPaths:
             "classes_csv": self.classes_csv,
             "class_list": self.class_list,
             "image_list": self.image_list,
+            **({"masks_csv": self.masks_csv} if self.masks_csv is not None else {}),
         }
 
 
@@ -102,6 +109,8 @@ def resolve_paths(
     class_list: str,
     image_list: str,
     cache_file: str | None,
+    masks_csv: str | None = None,
+    mask_dir: str | None = None,
 ) -> OpenImagesPaths:
     """Join every path onto root (absolute ones stay) and fail early, naming the field, if one is missing."""
     rootp = Path(root).expanduser()
@@ -120,9 +129,13 @@ def resolve_paths(
         class_list=under_root(class_list),
         image_list=under_root(image_list),
         cache_file=under_root(cache_file) if cache_file else rootp / "vcmbench_coco.json",
+        masks_csv=under_root(masks_csv) if masks_csv else None,
+        mask_dir=under_root(mask_dir or "validation-masks") if masks_csv else None,
     )
     if not paths.image_dir.is_dir():
         raise _missing(paths.image_dir, "image_dir", "OpenImages image folder")
+    if paths.mask_dir is not None and not paths.mask_dir.is_dir():
+        raise _missing(paths.mask_dir, "mask_dir", "OpenImages mask folder")
     for field, path in paths.inputs().items():
         if not path.is_file():
             raise _missing(path, field, f"OpenImages {field.replace('_', ' ')}")
@@ -235,6 +248,8 @@ def fingerprint(paths: OpenImagesPaths, image_ids: list[str], image_stats: list[
         files[field] = [str(path.resolve()), st.st_size, st.st_mtime_ns]
     images = hashlib.sha256(json.dumps([image_ids, image_stats]).encode()).hexdigest()
     blob = {"format": CACHE_FORMAT, "files": files, "image_dir": str(paths.image_dir.resolve()), "images": images}
+    if paths.mask_dir is not None:  # the folder's mtime moves when masks are added or removed
+        blob["mask_dir"] = [str(paths.mask_dir.resolve()), paths.mask_dir.stat().st_mtime_ns]
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 
@@ -296,6 +311,12 @@ def convert(paths: OpenImagesPaths, image_ids: list[str]) -> dict[str, Any]:
             images[idx_of[image_id] - 1][key] = sorted({cat_of[m] for m in mids_of})
 
     boxes = read_boxes(paths.bbox_csv, ids, mids)
+    masks: list[dict] = []
+    if paths.masks_csv is not None:  # the segmentation subset: masks, plus the group-of boxes (which have none)
+        from vcmbench.datasets.openimages_masks import mask_annotations, read_mask_rows
+
+        masks = mask_annotations(read_mask_rows(paths.masks_csv, ids, mids), paths.mask_dir, images, idx_of, cat_of)
+        boxes = boxes[boxes["IsGroupOf"]]
     boxes["img_idx"] = boxes["ImageID"].map(idx_of)
     boxes = boxes.sort_values("img_idx", kind="stable")  # image order, CSV order within an image
     annotations = []
@@ -307,6 +328,10 @@ def convert(paths: OpenImagesPaths, image_ids: list[str]) -> dict[str, Any]:
                "bbox": [row.XMin * w, row.YMin * h, bw, bh], "area": bw * bh, "iscrowd": 0}
         ann.update({key: bool(getattr(row, col)) for col, key in _BOX_FLAGS.items()})
         annotations.append(ann)
+    if masks:  # image order, each image's masks before its group-of boxes; ids renumbered from 1
+        annotations = sorted(masks + annotations, key=lambda a: (a["image_id"], "segmentation" not in a))
+        for i, ann in enumerate(annotations, start=1):
+            ann["id"] = i
 
     categories = [{"id": k, "name": name, "mid": mid} for k, (mid, name) in enumerate(classes, start=1)]
     return {"info": {}, "images": images, "annotations": annotations, "categories": categories}
@@ -353,6 +378,8 @@ def build(
     cache_file: str | None = None,
     metric: str = "oid",
     how_to_get: str | None = None,
+    masks_csv: str | None = None,
+    mask_dir: str = "validation-masks",
 ) -> Dataset:
     """Hydra target: `dataset=openimages_mpeg dataset.root=/data/openimages`.
 
@@ -360,12 +387,15 @@ def build(
     `<root>/vcmbench_coco.json`. `max_images` keeps the first N images of the
     list (ids 1..N); the cached json always holds the whole list.
     `how_to_get` is accepted for config symmetry with the COCO datasets; the
-    error messages carry their own per-file instructions.
+    error messages carry their own per-file instructions. `masks_csv` (the segmentation
+    subset's mask CSV, its PNGs in `mask_dir`): the instances are the masks (COCO RLE), with the
+    detection CSV's group-of boxes beside them (openimages_mpeg_segmentation.yaml).
     """
     del how_to_get
     if max_images is not None and int(max_images) < 1:
         raise DatasetError(f"dataset.max_images={max_images}: must be >= 1 or null")
-    paths = resolve_paths(root, image_dir, bbox_csv, labels_csv, classes_csv, class_list, image_list, cache_file)
+    paths = resolve_paths(root, image_dir, bbox_csv, labels_csv, classes_csv, class_list, image_list, cache_file,
+                          masks_csv, mask_dir)
     data = load_or_convert(paths, name)
     recs = [ImageRecord(int(i["id"]), str(i["file_name"]), int(i["height"]), int(i["width"])) for i in data["images"]]
     recs.sort(key=lambda r: r.image_id)
