@@ -143,3 +143,21 @@ def test_mask_records_of_50_images_stay_under_twice_the_box_records(tmp_path):
     boxes.close()
     size, box_size = (tmp_path / "masks" / "records.jsonl").stat().st_size, (tmp_path / "boxes.jsonl").stat().st_size
     assert size < 2 * box_size, (size, box_size)
+
+
+def test_train_only_leaves_every_frozen_tensor_as_its_checkpoint(tmp_path):
+    """init_from + train_only: after training, every tensor outside the mask head (batch-norm running
+    statistics included) is still ci_frcnn's, and the mask head did change."""
+    from vcmbench.train.detector import train_detector
+
+    cfg = compose_config("train_detector", [
+        "model=ci_maskrcnn", "init_from=checkpoints/ci_frcnn/ci_frcnn.pt",
+        "train_only=[roi_heads.mask_head,roi_heads.mask_predictor]", "steps=3", "batch_size=2", "progress=false",
+        "threads=1", "optimizer.warmup_steps=1", "log_every=1", "checkpoint_every=0", "val.count=0"])
+    train_detector(cfg, str(tmp_path))
+    mine = torch.load(tmp_path / "ci_maskrcnn.pt", map_location="cpu", weights_only=True)
+    frcnn = torch.load(CHECKPOINTS / "ci_frcnn" / "ci_frcnn.pt", map_location="cpu", weights_only=True)
+    for k, v in frcnn.items():
+        assert torch.equal(mine[k], v), k
+    committed = torch.load(CKPT, map_location="cpu", weights_only=True)
+    assert any(not torch.equal(mine[k], committed[k]) for k in mine if k.startswith(MASK_HEAD))

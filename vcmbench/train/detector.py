@@ -199,7 +199,6 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
 
     model = build_training_model(cfg)
     started_from = _start_from(model, cfg)
-    trained_prefixes = list(cfg.get("train_only") or [])
     segments = bool(cfg.model.get("mask_head", False))
     name = str(cfg.model.get("name", "ci_frcnn"))
     optimizer = _optimizer(model, cfg)
@@ -208,7 +207,6 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
 
     def step_fn(step: int) -> dict[str, float]:
         images, targets = train_batch(step, bs, int(tr.seed_start), int(tr.scenes), size, photos, segments)
-        _freeze_norms(model, trained_prefixes)
         parts = model(images, targets)
         loss = sum(parts.values())
         if not torch.isfinite(loss):
@@ -222,6 +220,7 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
 
     opt = cfg.optimizer
     model.train()
+    _freeze_norms(model, list(cfg.get("train_only") or []))  # once: nothing later switches modes back
     result = run_loop(
         step_fn, out=out, steps=steps, optimizer=optimizer,
         schedule=Schedule(steps, int(opt.warmup_steps), float(opt.final_lr_fraction)),
