@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import vcmbench.config  # noqa: F401 - registers the config's resolvers, also in launcher jobs that unpickle this module
 from vcmbench.errors import VcmbenchError
 
 
@@ -43,8 +44,11 @@ def _hydra_app(task: Callable, config_name: str, argv: list[str], check: Callabl
             user = _user_error(exc)
             if user is None:
                 raise
-            # A user error: its message is the whole story, no traceback.
+            # A user error: its message is the whole story, no traceback. The run's log keeps it too
+            # (a launcher's job, whose terminal nobody sees: `vcmbench sweep` reports it by shard).
             _print_error(user)
+            with open(Path(HydraConfig.get().runtime.output_dir) / "run.log", "a", encoding="utf-8") as log:
+                log.write(f"vcmbench: error: {' '.join(str(user).split())}\n")
             sys.exit(2)
 
     sys.argv = [f"vcmbench {config_name}", *argv]
@@ -61,10 +65,12 @@ def _check_run(cfg) -> None:
     """What `vcmbench run` checks before it starts: its own settings, the dataset's size limit,
     and every selected codec's settings and rate points (by building the codecs)."""
     from vcmbench.config import build, selected_codec_configs
+    from vcmbench.datasets.shards import parse_shard
     from vcmbench.settings import RunSettings, as_int
 
     RunSettings.from_config(cfg)
     as_int(cfg.dataset.get("max_images"), "dataset.max_images", minimum=1, allow_none=True)
+    parse_shard(cfg.dataset.get("shard"))
     _bootstrap_settings(cfg)
     for node in selected_codec_configs(cfg).values():
         build(node)
@@ -148,6 +154,8 @@ COMMANDS = {
     "report": _lazy("vcmbench.render.report", "report_main"),
     "bdrate": _lazy("vcmbench.render.report", "bdrate_main"),
     "regress": _lazy("vcmbench.regress", "regress_main"),
+    "merge": _lazy("vcmbench.merge", "merge_main"),
+    "sweep": _lazy("vcmbench.sweep", "sweep_main"),
     "export": _lazy("vcmbench.render.cttc", "export_main"),
 }
 
@@ -163,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
               "  train-predictor  train the joint codec's feature -> image predictor (residual mode)\n"
               "  report   tables, BD-rate and RD plots of one or more runs (md, html, png, svg)\n"
               "  bdrate   BD-rate table of two points tables\n"
+              "  sweep    a sweep cut into shards, run by a launcher (--launcher local|slurm), then merged\n"
+              "  merge    the shards of a sweep (dataset.shard=K/N) -> one run folder, metrics over the union\n"
               "  regress  exit 1 when a run loses BD-rate against a reference points table\n"
               "  export   a video run's results as CSVs in a reporting template's layout (--format cttc: MPEG FCM)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2

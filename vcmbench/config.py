@@ -156,6 +156,34 @@ def _split_tag(split: object) -> str:
 OmegaConf.register_new_resolver("split_tag", _split_tag, replace=True)
 
 
+def _shard_name(shard: object) -> str:
+    """`${shard_name:${dataset.shard}}`: `shardKofN` for a shard (a folder name), `all` without one."""
+    from vcmbench.datasets.shards import parse_shard
+
+    cut = parse_shard(shard)
+    return "all" if cut is None else cut.tag
+
+
+def _shard_tag(shard: object) -> str:
+    """`${shard_tag:${dataset.shard}}`: nothing for the whole set, `-shardKofN` for a shard, so each
+    shard of a sweep has its own run folder (and resumes on its own)."""
+    name = _shard_name(shard)
+    return "" if name == "all" else f"-{name}"
+
+
+def _path_safe(name: object) -> str:
+    """`${path_safe:${hydra.job.override_dirname}}`: a multirun job's folder name without slashes
+    (they would nest folders): `dataset.shard=1/4` becomes `dataset.shard=1of4`."""
+    import re
+
+    return re.sub(r"(\d+)/(\d+)", r"\1of\2", str(name)).replace("/", "_")
+
+
+OmegaConf.register_new_resolver("shard_tag", _shard_tag, replace=True)
+OmegaConf.register_new_resolver("shard_name", _shard_name, replace=True)
+OmegaConf.register_new_resolver("path_safe", _path_safe, replace=True)
+
+
 def fingerprint(*nodes: object) -> str:
     """Short stable hash of config nodes: the `setup` part of a record's resume key."""
     h = hashlib.sha1()

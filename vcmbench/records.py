@@ -215,6 +215,12 @@ def _corrupt(path: Path, damaged: list[tuple[int, str]]) -> RecordsCorrupt:
                           "redo their work")
 
 
+def write_records(path: Path, records: list[Record]) -> None:
+    """A records file holding `records` in order, written at once (a merge of shards' records): the
+    same lines a run appends one by one."""
+    write_bytes(Path(path), "".join(json.dumps(_stored(r), separators=(",", ":")) + "\n" for r in records).encode())
+
+
 def read_records(path: Path) -> list[Record]:
     """A finished (or interrupted) run's records, read only: a torn last line is skipped, a bad
     line before it is RecordsCorrupt, as for a run that resumes."""

@@ -41,11 +41,13 @@ from vcmbench.codecs.sequence import (
 from vcmbench.config import build, fingerprint, selected_codec_configs, selected_codec_roles
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
+from vcmbench.datasets.shards import instantiate_whole
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.complexity import complexity_table
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.paths import file_sha256
 from vcmbench.points import CodecLabel, build_points, build_sequence_points
+from vcmbench.provenance import provenance
 from vcmbench.records import Record, RecordStore, RunLock, encode_masks, write_detections
 from vcmbench.settings import RunSettings, as_bool
 from vcmbench.types import LEVELS, Detections, FrontOutput, ImageMeta, feature_digest
@@ -190,7 +192,8 @@ class ItemCoder:
 
     def __init__(self, cfg: DictConfig, jobs: list[CodecJob] | None = None, dataset: Dataset | None = None,
                  detector: SplitDetector | None = None):
-        self.dataset: Dataset = dataset if dataset is not None else instantiate(cfg.dataset)
+        # the whole set: a shard's items are picked by the sweep, any item loads here
+        self.dataset: Dataset = dataset if dataset is not None else instantiate_whole(cfg.dataset)[0]
         self.detector: SplitDetector = detector if detector is not None else instantiate(cfg.model)
         self.jobs = jobs if jobs is not None else build_jobs(cfg)
         self.fidelity = as_bool(cfg.get("fidelity", True), "fidelity")
@@ -449,9 +452,14 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     # Dataset, detector and codecs are built here first even when workers code the images:
     # a bad setting (a missing checkpoint, an out-of-range rate) stops the run with its
     # message before any work starts.
-    dataset: Dataset = instantiate(cfg.dataset)
+    whole, shard = instantiate_whole(cfg.dataset)
+    dataset = shard.select(whole) if shard is not None else whole
     detector: SplitDetector = instantiate(cfg.model)
     jobs = build_jobs(cfg)
+    run_info = {**software_versions(), "determinism": "strict" if settings.strict else "off",
+                "workers": settings.workers, "threads": settings.threads, **determinism.environment(),
+                **provenance(shard.label if shard is not None else None)}
+    write_bytes(run_dir / "run.json", json.dumps({**run_info, "finished": False}, indent=1).encode())
     store = RecordStore(run_dir / "records.jsonl", repair=as_bool(cfg.get("repair", False), "repair"))
     work = []
     for image in dataset.records:
@@ -473,36 +481,56 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
         if settings.workers > 1 and len(work) > 1:
             _code_in_workers(cfg, work, settings, save)
         elif work:
-            coder = ItemCoder(cfg, jobs, dataset, detector)
+            coder = ItemCoder(cfg, jobs, whole, detector)
             for image, todo in work:
                 for record in coder.code(image, todo):
                     save(record)
     finally:
         bar.close()
         store.close()
+    shard_columns = {"shard": shard.label, "partial": True} if shard is not None else {}
+    points = write_points(cfg, run_dir, list(store.records.values()), dataset, whole, detector, jobs, shard_columns)
+    write_bytes(run_dir / "run.json", json.dumps({**run_info, "finished": True, "items": len(dataset),
+                                                  "items_whole": len(whole)}, indent=1).encode())
+    (run_dir / "timing.json").write_text(json.dumps({"sweep_s": time.perf_counter() - started,
+                                                     "workers": settings.workers, "threads": settings.threads}))
+    return points
+
+
+def write_points(cfg: DictConfig, run_dir: Path, records: list[Record], dataset: Dataset | SequenceDataset,
+                 whole: Dataset | SequenceDataset, detector: SplitDetector, jobs: list[CodecJob],
+                 columns: dict[str, object] | None = None) -> pd.DataFrame:
+    """The run folder's points.csv (classes.csv for sequences), detections/ and complexity.csv from
+    the records of `dataset`'s items: the end of a sweep, and of a merge of shards.
+
+    Metrics are computed once over the union of the items' records (never averaged over parts);
+    complexity is counted on the first item of the `whole` set, so a shard and the merge of all
+    shards count the same image. `columns` are appended to every row (a shard's `shard`/`partial`).
+    """
+    settings = RunSettings.from_config(cfg)
     wanted = {(j.codec.name, rp.label, j.setup) for j in jobs for rp in j.codec.rates}
-    finished = [r for r in store.records.values() if (r.codec, r.rate, r.setup) in wanted]
+    items = set(dataset.image_ids)
+    finished = [r for r in records if (r.codec, r.rate, r.setup) in wanted and r.image_id in items]
     sequences = isinstance(dataset, SequenceDataset)
     labels = {j.codec.name: codec_label(j, sequences) for j in jobs}
     if sequences:
         tracker = OmegaConf.to_container(cfg.tracker, resolve=True) if cfg.get("tracker") is not None else {}
         points, classes = build_sequence_points(finished, dataset, detector.name, labels, tracker)
+        for name, value in (columns or {}).items():
+            classes[name] = value
         classes.to_csv(run_dir / "classes.csv", index=False)
     else:
         points = build_points(finished, dataset.name, detector.name, dataset.metric, dataset.annotation_file,
                               dataset.image_ids, labels=labels)
-        if settings.complexity and len(points) and len(dataset):
-            points = points.merge(_complexity(run_dir, detector, jobs, dataset), on=["codec", "rate"], how="left")
+        if settings.complexity and len(points) and len(whole):
+            points = points.merge(_complexity(run_dir, detector, jobs, whole), on=["codec", "rate"], how="left")
     # the split point (fpn: P2..P5 | backbone: C2..C5; the model column names it too when not fpn),
     # after DESIGN.md's columns, whose order is fixed
     points["split"] = getattr(detector, "split", "fpn")
+    for name, value in (columns or {}).items():
+        points[name] = value
     write_detections(finished, dataset.image_ids, run_dir / "detections")
     points.to_csv(run_dir / "points.csv", index=False)
-    (run_dir / "run.json").write_text(json.dumps({**software_versions(), "determinism": "strict" if settings.strict
-                                                  else "off", "workers": settings.workers, "threads": settings.threads,
-                                                  **determinism.environment()}, indent=1))
-    (run_dir / "timing.json").write_text(json.dumps({"sweep_s": time.perf_counter() - started,
-                                                     "workers": settings.workers, "threads": settings.threads}))
     return points
 
 

@@ -61,12 +61,27 @@ class Dataset:
     def image_ids(self) -> list[int]:
         return [r.image_id for r in self.records]
 
+    def subset(self, image_ids: list[int]) -> Dataset:
+        """A view of this dataset holding only `image_ids` (a shard), in the dataset's order;
+        annotations, metric and loading are the whole set's."""
+        return item_view(self, "records", self.records, image_ids)
+
     def load(self, rec: ImageRecord) -> Sample:
         return load_sample(self.image_dir, rec, self.annotation_file)
 
     def __iter__(self) -> Iterator[Sample]:
         for rec in self.records:
             yield self.load(rec)
+
+
+def item_view(dataset, attribute: str, items: list, ids: list[int]):
+    """A shallow copy of `dataset` whose `attribute` (its item list) keeps only the items of `ids`."""
+    import copy
+
+    keep = set(ids)
+    view = copy.copy(dataset)
+    setattr(view, attribute, [item for item in items if item.image_id in keep])
+    return view
 
 
 def load_sample(image_dir: Path, rec: ImageRecord, annotation_file: Path, noun: str = "image") -> Sample:

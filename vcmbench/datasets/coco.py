@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from vcmbench.datasets.base import Dataset, ImageRecord, require_path
+from vcmbench.datasets.shards import shardable
 from vcmbench.errors import DatasetError
 
 
@@ -31,6 +32,7 @@ class CocoFolder(Dataset):
     metric = "coco"
 
 
+@shardable
 def build(
     root: str,
     annotation_file: str,

@@ -37,6 +37,7 @@ from typing import Any
 from vcmbench.datasets.cache import cache_root, digest, plain, read_cached, write_cached
 from vcmbench.datasets.images import image_size
 from vcmbench.datasets.sequences import SequenceDataset, sequences_from_coco
+from vcmbench.datasets.shards import shardable
 from vcmbench.errors import DatasetError
 from vcmbench.paths import is_none
 
@@ -291,6 +292,7 @@ def _classes(classes: Any) -> set[int] | None:
         ) from None
 
 
+@shardable
 def build(
     name: str,
     root: str,

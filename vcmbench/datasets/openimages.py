@@ -26,6 +26,7 @@ import pandas as pd
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.cache import read_cached, write_cached
 from vcmbench.datasets.images import image_size
+from vcmbench.datasets.shards import shardable
 from vcmbench.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -365,6 +366,7 @@ class OpenImagesMpeg(Dataset):
     metric = "oid"
 
 
+@shardable
 def build(
     root: str,
     image_dir: str = "validation",

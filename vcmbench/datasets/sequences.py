@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from vcmbench.datasets.base import ImageRecord, Sample, load_sample
+from vcmbench.datasets.base import ImageRecord, Sample, item_view, load_sample
 from vcmbench.errors import DatasetError
 
 
@@ -86,6 +86,10 @@ class SequenceDataset:
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    def subset(self, sequence_ids: list[int]) -> SequenceDataset:
+        """A view holding only the sequences of `sequence_ids` (a shard), in the dataset's order."""
+        return item_view(self, "sequences", self.sequences, sequence_ids)
 
     @property
     def image_ids(self) -> list[int]:

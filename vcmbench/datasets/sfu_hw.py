@@ -48,6 +48,7 @@ import torch
 from vcmbench.datasets.base import ImageRecord, Sample
 from vcmbench.datasets.cache import cache_root, digest, plain, read_cached, write_cached
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord, sequences_from_coco
+from vcmbench.datasets.shards import shardable
 from vcmbench.errors import DatasetError
 from vcmbench.paths import is_none
 
@@ -531,6 +532,7 @@ def convert(resolved: list[_Resolved], folders: list[Path]) -> dict[str, Any]:
 
 
 
+@shardable
 def build(
     name: str,
     root: str,

@@ -32,6 +32,7 @@ import numpy as np
 from vcmbench.atomic import write_bytes
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.cache import cache_root
+from vcmbench.datasets.shards import shardable
 from vcmbench.errors import DatasetError
 from vcmbench.paths import is_none
 
@@ -304,6 +305,7 @@ class SyntheticScenes(Dataset):
     metric = "coco"
 
 
+@shardable
 def build(
     name: str = "synthetic",
     seed_start: int = VAL_SEED_START,

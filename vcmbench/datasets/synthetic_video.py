@@ -39,6 +39,7 @@ import numpy as np
 from vcmbench.atomic import write_bytes
 from vcmbench.datasets.cache import cache_root, plain
 from vcmbench.datasets.sequences import SequenceDataset, sequences_from_coco
+from vcmbench.datasets.shards import shardable
 from vcmbench.datasets.synthetic import (
     CATEGORIES,
     CLASS_HUE_PROB,
@@ -347,6 +348,7 @@ class SyntheticVideo(SequenceDataset):
     metric = "coco"
 
 
+@shardable
 def build(
     name: str = "synthetic_video",
     seed: int = 2_000_000,

@@ -521,7 +521,10 @@ def report_main(argv: list[str]) -> int:
         print(f"report: {md}")
         return 0
     try:
-        rep = write_report(args.paths, args.out or _default_out(args.paths), args.anchor, args.method,
+        from vcmbench.merge import merge_sharded
+
+        # a sharded sweep's folder: its shards merged first (metrics over the union of their items)
+        rep = write_report(merge_sharded(args.paths), args.out or _default_out(args.paths), args.anchor, args.method,
                            BootstrapSettings(args.resamples, args.seed, args.level))
     except VcmbenchError as exc:
         print(f"vcmbench report: error: {exc}", file=sys.stderr)

@@ -1,0 +1,136 @@
+"""`vcmbench sweep --shards N`: one sweep cut into N shards, run as jobs, then merged.
+
+The shards run through Hydra's own launchers (`vcmbench run -m dataset.shard=1/N,...`):
+`--launcher slurm` submits them as a SLURM job array with hydra-submitit-launcher (the submitting
+process waits for the array), `--launcher local` runs them as parallel processes on this machine
+(hydra-joblib-launcher). Each shard is an ordinary run folder, `<out>/shardKofN/`, resumable on its
+own. A shard whose folder already holds a finished run with the same settings is not submitted
+again: after a failed or timed-out job, running the same command resubmits only the shards that
+are missing. When every shard has finished, they are merged into `<out>/merged/` (vcmbench.merge).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from vcmbench.errors import VcmbenchError
+
+LAUNCHERS = {"slurm": "submitit_slurm", "local": "joblib"}
+
+
+def shard_folder(out: Path, index: int, count: int) -> Path:
+    return out / f"shard{index}of{count}"
+
+
+def finished_with(folder: Path, settings: dict) -> bool:
+    """Whether `folder` holds a finished run of these settings (merge.settings_of)."""
+    from omegaconf import OmegaConf
+
+    from vcmbench.merge import settings_of
+
+    info, cfg = folder / "run.json", folder / "config.resolved.yaml"
+    if not (info.is_file() and cfg.is_file() and (folder / "points.csv").is_file()):
+        return False
+    try:
+        done = bool(json.loads(info.read_text()).get("finished"))
+    except json.JSONDecodeError:
+        return False
+    return done and settings_of(OmegaConf.load(cfg)) == settings
+
+
+def why_unfinished(folder: Path, out: Path) -> str:
+    """What is known of a shard that did not finish: its job and the last line of its error log."""
+    if not folder.is_dir():
+        return "never started (no run folder): its job was not run, or died before it began"
+    job = {}
+    if (folder / "run.json").is_file():
+        try:
+            job = json.loads((folder / "run.json").read_text()).get("job") or {}
+        except json.JSONDecodeError:
+            pass
+    job_id, array, task = job.get("slurm_job_id"), job.get("slurm_array_job_id"), job.get("slurm_array_task_id")
+    where = f"SLURM job {job_id}" if job_id else "its process"
+    submitit = out / ".submitit" / (f"{array}_{task}" if array and task is not None else str(job_id))
+    logs = sorted(submitit.glob("*_log.err")) if job_id else []
+    logs += [folder / "run.log"]
+    for log in logs:
+        if log.is_file():
+            lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+            errors = [ln for ln in lines if "error" in ln.lower() or "Error" in ln]
+            if errors:
+                return f"{where} stopped: {errors[-1][-300:]} (log: {log})"
+    return f"{where} stopped before the end of its sweep (see {folder / 'run.log'})"
+
+
+def run_shards(overrides: list[str], count: int, launcher: str, out: Path, jobs: int | None = None) -> list[int]:
+    """Run the shards of `overrides` not yet finished in `out`; returns the shards still unfinished."""
+    from vcmbench.cli import _check_run
+    from vcmbench.command_line import check_command_line
+    from vcmbench.config import compose_config
+    from vcmbench.merge import settings_of
+
+    shards = [f"{k}/{count}" for k in range(1, count + 1)]
+    check_command_line("config", [f"hydra/launcher={LAUNCHERS[launcher]}", *overrides, f"dataset.shard={shards[0]}"],
+                       _check_run)
+    plain = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    settings = settings_of(compose_config("config", [*plain, f"dataset.shard={shards[0]}"]))
+    todo = [k for k in range(1, count + 1) if not finished_with(shard_folder(out, k, count), settings)]
+    if todo:
+        print(f"vcmbench sweep: running shard(s) {', '.join(f'{k}/{count}' for k in todo)} with the {launcher} "
+              f"launcher into {out}", flush=True)
+        extra = [f"hydra.launcher.n_jobs={jobs or len(todo)}"] if launcher == "local" else []
+        if launcher == "local" and not any(o.startswith("workers=") for o in overrides):
+            extra.append("workers=1")  # the shards are the parallelism
+        cmd = [sys.executable, "-m", "vcmbench", "run", "-m", f"hydra/launcher={LAUNCHERS[launcher]}", *extra,
+               *overrides, "report=false", f"dataset.shard={','.join(f'{k}/{count}' for k in todo)}",
+               f"hydra.sweep.dir={out}", "hydra.sweep.subdir='${shard_name:${dataset.shard}}'"]
+        subprocess.run(cmd, check=False)
+    return [k for k in range(1, count + 1) if not finished_with(shard_folder(out, k, count), settings)]
+
+
+def sweep_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="vcmbench sweep",
+        description="Run a sweep as N shards (dataset.shard=K/N) through a launcher, then merge them into one run "
+                    "folder. Rerun the same command to resubmit only the shards that did not finish.",
+        epilog="Everything else is Hydra overrides of `vcmbench run` (codec=..., dataset=..., hydra.launcher.*=...).")
+    ap.add_argument("--shards", type=int, required=True, metavar="N", help="how many parts to cut the items into")
+    ap.add_argument("--launcher", choices=sorted(LAUNCHERS), default="local",
+                    help="local: parallel processes here (joblib); slurm: a SLURM job array (submitit)")
+    ap.add_argument("--jobs", type=int, metavar="J", help="local launcher: shards at a time (default: all)")
+    ap.add_argument("--out", metavar="DIR", help="sweep folder (default: <results_dir>/sharded/<run_name>)")
+    args, overrides = ap.parse_known_args(argv)
+    try:
+        if args.shards < 1:
+            raise VcmbenchError(f"--shards {args.shards}: give the number of parts, 1 or more")
+        out = Path(args.out) if args.out else _default_out(overrides)
+        unfinished = run_shards(overrides, args.shards, args.launcher, out.resolve(), args.jobs)
+        if unfinished:
+            for k in unfinished:
+                folder = shard_folder(out, k, args.shards)
+                print(f"vcmbench sweep: shard {k}/{args.shards} did not finish: {why_unfinished(folder, out)}",
+                      file=sys.stderr)
+            print(f"vcmbench sweep: {len(unfinished)} of {args.shards} shards unfinished; run the same command again "
+                  "to resubmit only those (finished shards are kept)", file=sys.stderr)
+            return 1
+        from vcmbench.merge import merge_runs
+
+        points = merge_runs([shard_folder(out, k, args.shards) for k in range(1, args.shards + 1)], out / "merged")
+    except VcmbenchError as exc:
+        print(f"vcmbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    cols = [c for c in ("codec", "rate", "sequence", "n_images", "bpp", "kbps", "map") if c in points.columns]
+    print(points[cols].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+    print(f"merged run folder: {out / 'merged'} (vcmbench report {out / 'merged'})")
+    return 0
+
+
+def _default_out(overrides: list[str]) -> Path:
+    from vcmbench.config import compose_config
+
+    cfg = compose_config("config", [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))])
+    return Path(str(cfg.results_dir)) / "sharded" / str(cfg.run_name)
