@@ -2,8 +2,8 @@
 
 The shards run through Hydra's own launchers (`vcmbench run -m dataset.shard=1/N,...`):
 `--launcher slurm` submits them as a SLURM job array with hydra-submitit-launcher (the submitting
-process waits for the array), `--launcher local` runs them as parallel processes on this machine
-(hydra-joblib-launcher). Each shard is an ordinary run folder, `<out>/shardKofN/`, resumable on its
+process waits for the array), `--launcher local` runs each as its own `vcmbench run` process on
+this machine, `--jobs` at a time (a failing shard stops no other, which a joblib pool would). Each shard is an ordinary run folder, `<out>/shardKofN/`, resumable on its
 own. A shard whose folder already holds a finished run with the same settings is not submitted
 again: after a failed or timed-out job, running the same command resubmits only the shards that
 are missing. When every shard has finished, they are merged into `<out>/merged/` (vcmbench.merge).
@@ -15,11 +15,12 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from vcmbench.errors import VcmbenchError
 
-LAUNCHERS = {"slurm": "submitit_slurm", "local": "joblib"}
+LAUNCHERS = {"slurm": "submitit_slurm", "local": None}
 
 
 def shard_folder(out: Path, index: int, count: int) -> Path:
@@ -74,22 +75,46 @@ def run_shards(overrides: list[str], count: int, launcher: str, out: Path, jobs:
     from vcmbench.merge import settings_of
 
     shards = [f"{k}/{count}" for k in range(1, count + 1)]
-    check_command_line("config", [f"hydra/launcher={LAUNCHERS[launcher]}", *overrides, f"dataset.shard={shards[0]}"],
-                       _check_run)
+    launcher_choice = [f"hydra/launcher={LAUNCHERS[launcher]}"] if LAUNCHERS[launcher] else []
+    check_command_line("config", [*launcher_choice, *overrides, f"dataset.shard={shards[0]}"], _check_run)
     plain = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
     settings = settings_of(compose_config("config", [*plain, f"dataset.shard={shards[0]}"]))
     todo = [k for k in range(1, count + 1) if not finished_with(shard_folder(out, k, count), settings)]
     if todo:
         print(f"vcmbench sweep: running shard(s) {', '.join(f'{k}/{count}' for k in todo)} with the {launcher} "
               f"launcher into {out}", flush=True)
-        extra = [f"hydra.launcher.n_jobs={jobs or len(todo)}"] if launcher == "local" else []
-        if launcher == "local" and not any(o.startswith("workers=") for o in overrides):
-            extra.append("workers=1")  # the shards are the parallelism
-        cmd = [sys.executable, "-m", "vcmbench", "run", "-m", f"hydra/launcher={LAUNCHERS[launcher]}", *extra,
-               *overrides, "report=false", f"dataset.shard={','.join(f'{k}/{count}' for k in todo)}",
-               f"hydra.sweep.dir={out}", "hydra.sweep.subdir='${shard_name:${dataset.shard}}'"]
-        subprocess.run(cmd, check=False)
+        run = [sys.executable, "-m", "vcmbench", "run"]
+        if launcher == "local":
+            workers = [] if any(o.startswith("workers=") for o in overrides) else ["workers=1"]  # shards: the cores
+            _run_local([[*run, *workers, *overrides, "report=false", f"dataset.shard={k}/{count}",
+                         f"hydra.run.dir={shard_folder(out, k, count)}"] for k in todo], jobs or len(todo))
+        else:
+            subprocess.run([*run, "-m", "hydra/launcher=submitit_slurm", *overrides, "report=false",
+                            f"dataset.shard={','.join(f'{k}/{count}' for k in todo)}", f"hydra.sweep.dir={out}",
+                            "hydra.sweep.subdir='${shard_name:${dataset.shard}}'"], check=False)
+            _wait_for_slurm(out)
     return [k for k in range(1, count + 1) if not finished_with(shard_folder(out, k, count), settings)]
+
+
+def _run_local(commands: list[list[str]], jobs: int) -> None:
+    """Each shard's `vcmbench run` as its own process, `jobs` at a time: one that fails stops no other."""
+    pending, running = list(commands), []
+    while pending or running:
+        while pending and len(running) < jobs:
+            running.append(subprocess.Popen(pending.pop(0)))
+        running = [p for p in running if p.poll() is None]
+        time.sleep(0.2)
+
+
+def _wait_for_slurm(out: Path, poll_s: float = 5.0) -> None:
+    """Wait until no job of this sweep is queued or running. The submitit launcher returns at the
+    first failed job; the other shards' jobs go on, and are judged once they have ended."""
+    ids = sorted({d.name.split("_")[0] for d in (out / ".submitit").glob("*") if d.is_dir()})
+    while ids:
+        queue = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(ids)], capture_output=True, text=True)
+        if queue.returncode != 0 or not queue.stdout.strip():
+            return
+        time.sleep(poll_s)
 
 
 def sweep_main(argv: list[str]) -> int:
@@ -100,7 +125,7 @@ def sweep_main(argv: list[str]) -> int:
         epilog="Everything else is Hydra overrides of `vcmbench run` (codec=..., dataset=..., hydra.launcher.*=...).")
     ap.add_argument("--shards", type=int, required=True, metavar="N", help="how many parts to cut the items into")
     ap.add_argument("--launcher", choices=sorted(LAUNCHERS), default="local",
-                    help="local: parallel processes here (joblib); slurm: a SLURM job array (submitit)")
+                    help="local: parallel processes here; slurm: a SLURM job array (submitit)")
     ap.add_argument("--jobs", type=int, metavar="J", help="local launcher: shards at a time (default: all)")
     ap.add_argument("--out", metavar="DIR", help="sweep folder (default: <results_dir>/sharded/<run_name>)")
     args, overrides = ap.parse_known_args(argv)
