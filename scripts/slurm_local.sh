@@ -62,11 +62,22 @@ PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
+start_munge() {
+  munge -n >/dev/null 2>&1 && return 0  # already up
+  mkdir -p /run/munge /var/lib/munge /var/log/munge
+  chown munge:munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
+  su -s /bin/sh munge -c /usr/sbin/munged 2>/dev/null || /usr/sbin/munged --force
+  for _ in $(seq 40); do
+    munge -n >/dev/null 2>&1 && return 0
+    sleep 0.25
+  done
+  die "munged did not start (its log: /var/log/munge/munged.log)"
+}
+
 start() {
   command -v slurmctld >/dev/null || die "slurmctld not found: run \`sudo bash $0 install\` (Debian's slurm-wlm and munge)"
   [ "$(id -u)" = 0 ] || die "start the local cluster as root (its daemons run as root)"
-  pgrep -x munged >/dev/null || { mkdir -p /run/munge && chown munge:munge /run/munge 2>/dev/null || true;
-    su -s /bin/sh munge -c munged 2>/dev/null || munged --force; }
+  start_munge
   stop_daemons
   write_conf
   slurmctld -f "$CONF"
@@ -79,7 +90,7 @@ start() {
     sleep 0.5
   done
   SLURM_CONF=$CONF sinfo >&2 || true
-  tail -5 "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log" >&2 || true
+  tail -n 5 "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log" >&2 || true
   die "the node did not come up within 30 s (logs: $DIR/log)"
 }
 

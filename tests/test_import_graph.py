@@ -2,8 +2,8 @@
 
 Areas, bottom to top (a module may import its own area and any area below it):
 the shared vocabulary and plumbing (types, errors, paths, config, ...), datasets, vision, codecs,
-metrics, records, points, tables, analysis, regress, render (report and plots), run, train, and the
-command line.
+metrics, records, points, tables, analysis, regress, render (report and plots), run (and the merge of
+shards, which ends a sweep the same way), train, and the command line (with the sharded sweep).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import vcmbench
 
 PACKAGE = Path(vcmbench.__file__).resolve().parent
 LAYERS = [
-    {"vcmbench", "types", "errors", "paths", "atomic", "settings", "determinism", "config", "train_state", "conf"},
+    {"vcmbench", "types", "errors", "paths", "atomic", "settings", "determinism", "config", "train_state", "conf",
+     "provenance"},
     {"datasets"},
     {"vision"},
     {"codecs"},
@@ -26,9 +27,9 @@ LAYERS = [
     {"analysis", "bootstrap"},
     {"regress"},
     {"render"},
-    {"run"},
+    {"run", "merge"},
     {"train"},
-    {"command_line", "cli", "__main__"},
+    {"command_line", "cli", "__main__", "sweep"},
 ]
 RANK = {area: i for i, layer in enumerate(LAYERS) for area in layer}
 

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from vcmbench.config import compose_config
 from vcmbench.datasets.base import ImageRecord
-from vcmbench.datasets.shards import Shard, parse_shard, partition
+from vcmbench.datasets.shards import Shard, parse_shard, partition, shard_item_ids
 from vcmbench.errors import ConfigError
 from vcmbench.merge import MergeError, merge_runs, merge_sharded
 from vcmbench.records import RunLock, read_records
@@ -63,7 +63,7 @@ def test_parts_are_disjoint_balanced_and_deterministic():
         for part in parts:  # each part in the dataset's order
             assert [i.image_id for i in part] == sorted(i.image_id for i in part)
         assert partition(list(reversed(items)), n) == [list(reversed(p)) for p in parts]  # not order-dependent
-    assert [i.image_id for i in partition(items, 2)[0]] == Shard(1, 2).item_ids(items)
+    assert [i.image_id for i in partition(items, 2)[0]] == shard_item_ids(Shard(1, 2), items)
 
 
 @pytest.mark.timeout(30)

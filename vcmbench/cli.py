@@ -119,6 +119,14 @@ def _run(cfg, out_dir: str) -> None:
         print(f"report: {rep.markdown} (and report.html, figures/)")
 
 
+def _report(argv: list[str]) -> int:
+    """`vcmbench report`, with the shards of a sharded sweep's folder merged first."""
+    from vcmbench.merge import merge_sharded
+    from vcmbench.render.report import report_main
+
+    return report_main(argv, expand_paths=merge_sharded)
+
+
 def _lazy(module: str, func: str) -> Callable[[list[str]], int]:
     """Import a subcommand's module only when it runs: `vcmbench run` stays quick to start."""
 
@@ -151,7 +159,7 @@ COMMANDS = {
     "train-detector": _hydra_task("vcmbench.train.detector", "train_detector", "train_detector"),
     "train": _hydra_task("vcmbench.train.codec", "train_codec", "train"),
     "train-predictor": _lazy("vcmbench.train.predictor", "main"),
-    "report": _lazy("vcmbench.render.report", "report_main"),
+    "report": lambda argv: _report(argv),
     "bdrate": _lazy("vcmbench.render.report", "bdrate_main"),
     "regress": _lazy("vcmbench.regress", "regress_main"),
     "merge": _lazy("vcmbench.merge", "merge_main"),

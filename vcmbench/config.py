@@ -158,7 +158,7 @@ OmegaConf.register_new_resolver("split_tag", _split_tag, replace=True)
 
 def _shard_name(shard: object) -> str:
     """`${shard_name:${dataset.shard}}`: `shardKofN` for a shard (a folder name), `all` without one."""
-    from vcmbench.datasets.shards import parse_shard
+    from vcmbench.settings import parse_shard
 
     cut = parse_shard(shard)
     return "all" if cut is None else cut.tag

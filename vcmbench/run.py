@@ -41,7 +41,7 @@ from vcmbench.codecs.sequence import (
 from vcmbench.config import build, fingerprint, selected_codec_configs, selected_codec_roles
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
-from vcmbench.datasets.shards import instantiate_whole
+from vcmbench.datasets.shards import instantiate_whole, select_shard
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.complexity import complexity_table
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
@@ -453,7 +453,7 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     # a bad setting (a missing checkpoint, an out-of-range rate) stops the run with its
     # message before any work starts.
     whole, shard = instantiate_whole(cfg.dataset)
-    dataset = shard.select(whole) if shard is not None else whole
+    dataset = select_shard(whole, shard) if shard is not None else whole
     detector: SplitDetector = instantiate(cfg.model)
     jobs = build_jobs(cfg)
     run_info = {**software_versions(), "determinism": "strict" if settings.strict else "off",

@@ -8,6 +8,7 @@ CLI can print it as one `vcmbench: error:` line before any work starts.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from vcmbench.determinism import check_mode
@@ -108,3 +109,40 @@ def torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+_SHARD_FORM = re.compile(r"^\s*(\d+)\s*(?:/|of)\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part `index` (1-based) of `count` of a dataset's items (`dataset.shard=K/N`; datasets/shards.py
+    says which items)."""
+
+    index: int
+    count: int
+
+    @property
+    def label(self) -> str:
+        """`K/N`, as given on the command line and written in points.csv."""
+        return f"{self.index}/{self.count}"
+
+    @property
+    def tag(self) -> str:
+        """`shardKofN`: the label where a slash cannot go (folder names)."""
+        return f"shard{self.index}of{self.count}"
+
+
+def parse_shard(value: object, setting: str = "dataset.shard") -> Shard | None:
+    """`K/N` (or `KofN`, 1 <= K <= N) as a Shard; null/none/empty as no shard."""
+    if is_none(value):
+        return None
+    match = _SHARD_FORM.match(str(value))
+    if not match:
+        raise ConfigError(f"{setting}={value!r}: not a shard; give K/N, the K-th of N parts (e.g. {setting}=1/4), "
+                          f"or {setting}=null for the whole set")
+    index, count = int(match.group(1)), int(match.group(2))
+    if not 1 <= index <= count:
+        raise ConfigError(f"{setting}={value!r}: K must be from 1 to N; the parts of {count} are 1/{count} .. "
+                          f"{count}/{count}")
+    return Shard(index, count)

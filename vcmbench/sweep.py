@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from vcmbench.errors import VcmbenchError
+from vcmbench.errors import MissingDependencyError, VcmbenchError
 
 LAUNCHERS = {"slurm": "submitit_slurm", "local": None}
 
@@ -75,6 +75,12 @@ def run_shards(overrides: list[str], count: int, launcher: str, out: Path, jobs:
     from vcmbench.merge import settings_of
 
     shards = [f"{k}/{count}" for k in range(1, count + 1)]
+    if launcher == "slurm":
+        try:
+            import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError("--launcher slurm needs hydra-submitit-launcher: pip install "
+                                         "'vcmbench[cluster]' (or hydra-submitit-launcher==1.2.0)") from None
     launcher_choice = [f"hydra/launcher={LAUNCHERS[launcher]}"] if LAUNCHERS[launcher] else []
     check_command_line("config", [*launcher_choice, *overrides, f"dataset.shard={shards[0]}"], _check_run)
     plain = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]

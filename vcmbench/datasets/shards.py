@@ -15,56 +15,24 @@ from __future__ import annotations
 
 import functools
 import heapq
-import re
-from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from vcmbench.errors import ConfigError
+from vcmbench.settings import Shard, parse_shard
+
+__all__ = ["SHARD_KEY", "Shard", "parse_shard", "partition", "select_shard", "shard_item_ids", "shardable"]
 
 SHARD_KEY = "shard"
-_FORM = re.compile(r"^\s*(\d+)\s*(?:/|of)\s*(\d+)\s*$")
 
 
-@dataclass(frozen=True)
-class Shard:
-    """Part `index` (1-based) of `count`."""
-
-    index: int
-    count: int
-
-    @property
-    def label(self) -> str:
-        """`K/N`, as given on the command line and written in points.csv."""
-        return f"{self.index}/{self.count}"
-
-    @property
-    def tag(self) -> str:
-        """`shardKofN`: the label where a slash cannot go (folder names)."""
-        return f"shard{self.index}of{self.count}"
-
-    def select(self, dataset):
-        """The dataset's view holding this shard's items only."""
-        return dataset.subset(self.item_ids(dataset.records))
-
-    def item_ids(self, items) -> list[int]:
-        """This shard's item ids, in the dataset's order."""
-        return [item.image_id for item in partition(items, self.count)[self.index - 1]]
+def select_shard(dataset, shard: Shard):
+    """The dataset's view holding this shard's items only."""
+    return dataset.subset(shard_item_ids(shard, dataset.records))
 
 
-def parse_shard(value: object, setting: str = f"dataset.{SHARD_KEY}") -> Shard | None:
-    """`K/N` (or `KofN`, 1 <= K <= N) as a Shard; null/none/empty as no shard."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
-        return None
-    match = _FORM.match(str(value))
-    if not match:
-        raise ConfigError(f"{setting}={value!r}: not a shard; give K/N, the K-th of N parts (e.g. {setting}=1/4), "
-                          f"or {setting}=null for the whole set")
-    index, count = int(match.group(1)), int(match.group(2))
-    if not 1 <= index <= count:
-        raise ConfigError(f"{setting}={value!r}: K must be from 1 to N; the parts of {count} are 1/{count} .. "
-                          f"{count}/{count}")
-    return Shard(index, count)
+def shard_item_ids(shard: Shard, items) -> list[int]:
+    """The shard's item ids, in the dataset's order."""
+    return [item.image_id for item in partition(items, shard.count)[shard.index - 1]]
 
 
 def item_size(item) -> int:
@@ -100,7 +68,7 @@ def shardable(build):
     def build_shard(*args, shard: object = None, **kwargs):
         dataset = build(*args, **kwargs)
         cut = parse_shard(shard)
-        return dataset if cut is None else cut.select(dataset)
+        return dataset if cut is None else select_shard(dataset, cut)
 
     return build_shard
 

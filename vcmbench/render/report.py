@@ -24,6 +24,7 @@ import base64
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -490,7 +491,9 @@ def _default_out(paths: list[str]) -> Path:
     return Path("results") / "report"
 
 
-def report_main(argv: list[str]) -> int:
+def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | None = None) -> int:
+    """`vcmbench report`; `expand_paths` turns the folders given into the run folders to report (the
+    command line passes the merge of sharded sweeps, which lives above rendering)."""
     ap = argparse.ArgumentParser(
         prog="vcmbench report",
         description="Merge the points tables of run folders (and reference tables such as anchors/*.csv) "
@@ -521,10 +524,8 @@ def report_main(argv: list[str]) -> int:
         print(f"report: {md}")
         return 0
     try:
-        from vcmbench.merge import merge_sharded
-
         # a sharded sweep's folder: its shards merged first (metrics over the union of their items)
-        rep = write_report(merge_sharded(args.paths), args.out or _default_out(args.paths), args.anchor, args.method,
+        rep = write_report(expand_paths(args.paths) if expand_paths else args.paths, args.out or _default_out(args.paths), args.anchor, args.method,
                            BootstrapSettings(args.resamples, args.seed, args.level))
     except VcmbenchError as exc:
         print(f"vcmbench report: error: {exc}", file=sys.stderr)
