@@ -15,6 +15,10 @@ import vcmbench.config  # noqa: F401 - registers the config's resolvers, also in
 from vcmbench.errors import VcmbenchError
 
 
+class JobFailed(RuntimeError):
+    """A launcher job's user error, raised (not exited with) so the launcher records it."""
+
+
 def _user_error(exc: BaseException) -> VcmbenchError | None:
     """Our error inside whatever wrapped it (Hydra's instantiate wraps target errors)."""
     seen = set()
@@ -47,8 +51,13 @@ def _hydra_app(task: Callable, config_name: str, argv: list[str], check: Callabl
             # A user error: its message is the whole story, no traceback. The run's log keeps it too
             # (a launcher's job, whose terminal nobody sees: `vcmbench sweep` reports it by shard).
             _print_error(user)
+            line = f"vcmbench: error: {' '.join(str(user).split())}"
             with open(Path(HydraConfig.get().runtime.output_dir) / "run.log", "a", encoding="utf-8") as log:
-                log.write(f"vcmbench: error: {' '.join(str(user).split())}\n")
+                log.write(line + "\n")
+            if "submitit" in str(HydraConfig.get().launcher.get("_target_", "")):
+                # a SLURM job: an exception (not an exit) leaves submitit its result file, so the
+                # submitting process learns at once that this job failed, and why
+                raise JobFailed(line) from None
             sys.exit(2)
 
     sys.argv = [f"vcmbench {config_name}", *argv]

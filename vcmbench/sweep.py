@@ -54,14 +54,18 @@ def why_unfinished(folder: Path, out: Path) -> str:
         except json.JSONDecodeError:
             pass
     job_id, array, task = job.get("slurm_job_id"), job.get("slurm_array_job_id"), job.get("slurm_array_task_id")
+    submitit = out / ".submitit"
+    if job_id:
+        logs = sorted((submitit / (f"{array}_{task}" if array and task is not None else str(job_id))).glob("*_log.err"))
+    else:  # it stopped before writing run.json: the submitit log that names its folder
+        logs = [log for log in sorted(submitit.glob("*_*/*_log.err"), key=lambda p: p.stat().st_mtime, reverse=True)
+                if str(folder) in log.read_text(errors="replace")][:1]
+        job_id = logs[0].parent.name if logs else None
     where = f"SLURM job {job_id}" if job_id else "its process"
-    submitit = out / ".submitit" / (f"{array}_{task}" if array and task is not None else str(job_id))
-    logs = sorted(submitit.glob("*_log.err")) if job_id else []
-    logs += [folder / "run.log"]
-    for log in logs:
+    for log in [*logs, folder / "run.log"]:
         if log.is_file():
             lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-            errors = [ln for ln in lines if "error" in ln.lower() or "Error" in ln]
+            errors = [ln for ln in lines if "error" in ln.lower()]
             if errors:
                 return f"{where} stopped: {errors[-1][-300:]} (log: {log})"
     return f"{where} stopped before the end of its sweep (see {folder / 'run.log'})"
@@ -95,10 +99,10 @@ def run_shards(overrides: list[str], count: int, launcher: str, out: Path, jobs:
             _run_local([[*run, *workers, *overrides, "report=false", f"dataset.shard={k}/{count}",
                          f"hydra.run.dir={shard_folder(out, k, count)}"] for k in todo], jobs or len(todo))
         else:
-            subprocess.run([*run, "-m", "hydra/launcher=submitit_slurm", *overrides, "report=false",
-                            f"dataset.shard={','.join(f'{k}/{count}' for k in todo)}", f"hydra.sweep.dir={out}",
-                            "hydra.sweep.subdir='${shard_name:${dataset.shard}}'"], check=False)
-            _wait_for_slurm(out)
+            submitter = subprocess.Popen([*run, "-m", "hydra/launcher=submitit_slurm", *overrides, "report=false",
+                                          f"dataset.shard={','.join(f'{k}/{count}' for k in todo)}",
+                                          f"hydra.sweep.dir={out}", "hydra.sweep.subdir='${shard_name:${dataset.shard}}'"])
+            _watch_slurm(submitter, out)
     return [k for k in range(1, count + 1) if not finished_with(shard_folder(out, k, count), settings)]
 
 
@@ -112,14 +116,37 @@ def _run_local(commands: list[list[str]], jobs: int) -> None:
         time.sleep(0.2)
 
 
-def _wait_for_slurm(out: Path, poll_s: float = 5.0) -> None:
-    """Wait until no job of this sweep is queued or running. The submitit launcher returns at the
-    first failed job; the other shards' jobs go on, and are judged once they have ended."""
+def _queued(out: Path) -> bool | None:
+    """Whether a SLURM job of this sweep (its ids: the folders submitit made in <out>/.submitit) is
+    still queued or running; None before any was submitted."""
     ids = sorted({d.name.split("_")[0] for d in (out / ".submitit").glob("*") if d.is_dir()})
-    while ids:
-        queue = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(ids)], capture_output=True, text=True)
-        if queue.returncode != 0 or not queue.stdout.strip():
+    if not ids:
+        return None
+    queue = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(ids)], capture_output=True, text=True)
+    return queue.returncode == 0 and bool(queue.stdout.strip())
+
+
+def _watch_slurm(submitter: subprocess.Popen, out: Path, poll_s: float = 5.0, grace_s: float = 60.0) -> None:
+    """Wait for the submitting process and for every job of the sweep to leave the queue.
+
+    submitit returns at the first failed job while the other shards' jobs go on: they are waited
+    for, then judged. A job SLURM killed (time limit, node failure) leaves no result file, and where
+    SLURM keeps no accounting (no sacct) submitit would wait for it forever: once no job of the
+    sweep has been queued for `grace_s`, the submitting process is stopped and the shards judged.
+    """
+    left_queue = None
+    while True:
+        queued = _queued(out)
+        if submitter.poll() is not None and not queued:
             return
+        if queued is False:
+            left_queue = left_queue or time.monotonic()
+            if submitter.poll() is None and time.monotonic() - left_queue > grace_s:
+                submitter.terminate()
+                submitter.wait(timeout=60)
+                return
+        else:
+            left_queue = None
         time.sleep(poll_s)
 
 
