@@ -10,7 +10,8 @@
 #
 # The daemons run as root (SlurmUser=root) with ProctrackType=proctrack/linuxproc and
 # TaskPlugin=task/none: no cgroups, which containers and CI machines often lack. One partition,
-# `debug`, holds this node with every CPU and its memory (slurmd -C). State, logs and the config
+# `debug`, holds this node with every CPU and its memory (slurmd -C); a job that asks for no memory
+# gets its CPUs' share (DefMemPerCPU), so jobs of one CPU each run side by side. State, logs and the config
 # live in $VCMBENCH_SLURM_DIR (default /tmp/vcmbench-slurm).
 set -euo pipefail
 DIR=${VCMBENCH_SLURM_DIR:-/tmp/vcmbench-slurm}
@@ -57,6 +58,7 @@ SlurmdPort=6818
 MinJobAge=600
 KillWait=5
 InactiveLimit=0
+DefMemPerCPU=$((mem / cpus))
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF

@@ -61,7 +61,8 @@ def why_unfinished(folder: Path, out: Path) -> str:
         logs = [log for log in sorted(submitit.glob("*_*/*_log.err"), key=lambda p: p.stat().st_mtime, reverse=True)
                 if str(folder) in log.read_text(errors="replace")][:1]
         job_id = logs[0].parent.name if logs else None
-    where = f"SLURM job {job_id}" if job_id else "its process"
+    named = f"{array}_{task}" if array and task is not None else job_id
+    where = f"SLURM job {named}" if named else "its process"
     for log in [*logs, folder / "run.log"]:
         if log.is_file():
             lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
