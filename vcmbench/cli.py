@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import vcmbench.config  # noqa: F401 - registers the config's resolvers, also in launcher jobs that unpickle this module
-from vcmbench.errors import VcmbenchError
+from vcmbench.errors import VcmbenchError, error_line
 
 
 class JobFailed(RuntimeError):
@@ -51,7 +51,7 @@ def _hydra_app(task: Callable, config_name: str, argv: list[str], check: Callabl
             # A user error: its message is the whole story, no traceback. The run's log keeps it too
             # (a launcher's job, whose terminal nobody sees: `vcmbench sweep` reports it by shard).
             _print_error(user)
-            line = f"vcmbench: error: {' '.join(str(user).split())}"
+            line = error_line(user)
             with open(Path(HydraConfig.get().runtime.output_dir) / "run.log", "a", encoding="utf-8") as log:
                 log.write(line + "\n")
             if "submitit" in str(HydraConfig.get().launcher.get("_target_", "")):
@@ -67,7 +67,7 @@ def _hydra_app(task: Callable, config_name: str, argv: list[str], check: Callabl
 
 def _print_error(exc: BaseException) -> None:
     """`vcmbench: error: <message>` on one line, whatever line breaks the message had."""
-    print(f"vcmbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    print(error_line(exc), file=sys.stderr)
 
 
 def _check_run(cfg) -> None:
@@ -168,7 +168,7 @@ COMMANDS = {
     "train-detector": _hydra_task("vcmbench.train.detector", "train_detector", "train_detector"),
     "train": _hydra_task("vcmbench.train.codec", "train_codec", "train"),
     "train-predictor": _lazy("vcmbench.train.predictor", "main"),
-    "report": lambda argv: _report(argv),
+    "report": _report,
     "bdrate": _lazy("vcmbench.render.report", "bdrate_main"),
     "regress": _lazy("vcmbench.regress", "regress_main"),
     "merge": _lazy("vcmbench.merge", "merge_main"),

@@ -7,6 +7,12 @@ benchmark harness is usually mid-sweep and needs the fix, not a traceback.
 from __future__ import annotations
 
 
+def error_line(exc: BaseException) -> str:
+    """The one line a user error is shown as (terminal, run.log): `vcmbench: error: <message>`, the
+    message's line breaks folded."""
+    return f"vcmbench: error: {' '.join(str(exc).split())}"
+
+
 class VcmbenchError(Exception):
     """Base of every error vcmbench raises on purpose."""
 

@@ -18,6 +18,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.atomic import write_bytes
 from vcmbench.datasets.shards import SHARD_KEY, Shard, parse_shard, partition
-from vcmbench.errors import VcmbenchError
+from vcmbench.errors import VcmbenchError, error_line
+from vcmbench.provenance import read_run_info
 from vcmbench.records import Record, read_records, write_records
 
 # Settings that change no number (or only a path on the machine that ran the shard); every other
@@ -60,8 +62,7 @@ def read_shard_run(path: str | Path) -> ShardRun:
             raise MergeError(f"{path}: no {need}; pass run folders made by `vcmbench run dataset.shard=K/N`")
     cfg = OmegaConf.load(path / "config.resolved.yaml")
     shard = parse_shard(cfg.dataset.get(SHARD_KEY), f"{path}/config.resolved.yaml: dataset.{SHARD_KEY}")
-    info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
-    return ShardRun(path, cfg, shard or Shard(1, 1), info)
+    return ShardRun(path, cfg, shard or Shard(1, 1), read_run_info(path))
 
 
 def settings_of(cfg: DictConfig) -> dict[str, object]:
@@ -161,9 +162,7 @@ def merge_runs(paths: list[str | Path], out: str | Path, allow_partial: bool = F
         raise MergeError("; ".join(problems) + f"; pass every shard's run folder (or run the missing ones: vcmbench run "
                          f"dataset.shard=K/{count} ...), or --allow-partial to merge what is there")
 
-    points_per_item: dict[int, int] = {}
-    for r in records:
-        points_per_item[r.image_id] = points_per_item.get(r.image_id, 0) + 1
+    points_per_item = Counter(r.image_id for r in records)
     covered = [i for i in whole.image_ids if points_per_item.get(i, 0) == len(wanted)]
     dataset = whole.subset(covered) if problems else whole
     out.mkdir(parents=True, exist_ok=True)
@@ -198,20 +197,13 @@ def merge_main(argv: list[str]) -> int:
     try:
         points = merge_runs(args.paths, args.out, args.allow_partial)
     except VcmbenchError as exc:
-        print(f"vcmbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
     cols = [c for c in ("codec", "rate", "sequence", "n_images", "n_failed", "bpp", "kbps", "map", "partial")
             if c in points.columns]
     print(points[cols].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print(f"points table: {Path(args.out) / 'points.csv'}")
     return 0
-
-
-def _run_info(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else {}
-    except json.JSONDecodeError:
-        return {}
 
 
 def merge_sharded(paths: list[str | Path]) -> list[Path]:
@@ -229,14 +221,16 @@ def merge_sharded(paths: list[str | Path]) -> list[Path]:
             out.append(top)
             continue
         folders = sorted(f.parent for f in top.rglob("points.csv"))
-        infos = {f: _run_info(f) for f in folders}
+        infos = {f: read_run_info(f) for f in folders}
         merged = {f for f, info in infos.items() if info.get("shards")}
         covered = {s["path"] for f in merged for s in infos[f]["shards"]}
         groups: dict[str, list[Path]] = {}
         plain = []
         for f in folders:
-            if f in merged or str(f.resolve()) in covered:
-                plain += [f] if f in merged else []
+            if f in merged:
+                plain.append(f)
+            elif str(f.resolve()) in covered:
+                continue  # merged already: its merged folder stands for it
             elif infos[f].get("shard"):
                 key = json.dumps(settings_of(read_shard_run(f).config), sort_keys=True, default=str)
                 groups.setdefault(key, []).append(f)

@@ -8,6 +8,7 @@ answers them in run.json, and a merged folder lists the answers of each of its s
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -44,6 +45,16 @@ def scheduler_job() -> dict[str, str]:
     if "slurm_job_id" in job:
         job["scheduler"] = "slurm"
     return job
+
+
+def read_run_info(run_dir: Path) -> dict:
+    """A run folder's run.json, or {} where there is none yet or it is unreadable (a run killed while
+    writing it): callers treat both as "not known to have finished"."""
+    path = Path(run_dir) / "run.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def provenance(shard: str | None) -> dict[str, object]:

@@ -12,13 +12,13 @@ are missing. When every shard has finished, they are merged into `<out>/merged/`
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from vcmbench.errors import MissingDependencyError, VcmbenchError
+from vcmbench.errors import MissingDependencyError, VcmbenchError, error_line
+from vcmbench.provenance import read_run_info
 
 LAUNCHERS = {"slurm": "submitit_slurm", "local": None}
 
@@ -33,26 +33,17 @@ def finished_with(folder: Path, settings: dict) -> bool:
 
     from vcmbench.merge import settings_of
 
-    info, cfg = folder / "run.json", folder / "config.resolved.yaml"
-    if not (info.is_file() and cfg.is_file() and (folder / "points.csv").is_file()):
+    cfg = folder / "config.resolved.yaml"
+    if not (cfg.is_file() and (folder / "points.csv").is_file() and read_run_info(folder).get("finished")):
         return False
-    try:
-        done = bool(json.loads(info.read_text()).get("finished"))
-    except json.JSONDecodeError:
-        return False
-    return done and settings_of(OmegaConf.load(cfg)) == settings
+    return settings_of(OmegaConf.load(cfg)) == settings
 
 
 def why_unfinished(folder: Path, out: Path) -> str:
     """What is known of a shard that did not finish: its job and the last line of its error log."""
     if not folder.is_dir():
         return "never started (no run folder): its job was not run, or died before it began"
-    job = {}
-    if (folder / "run.json").is_file():
-        try:
-            job = json.loads((folder / "run.json").read_text()).get("job") or {}
-        except json.JSONDecodeError:
-            pass
+    job = read_run_info(folder).get("job") or {}
     job_id, array, task = job.get("slurm_job_id"), job.get("slurm_array_job_id"), job.get("slurm_array_task_id")
     submitit = out / ".submitit"
     if job_id:
@@ -72,11 +63,21 @@ def why_unfinished(folder: Path, out: Path) -> str:
     return f"{where} stopped before the end of its sweep (see {folder / 'run.log'})"
 
 
-def run_shards(overrides: list[str], count: int, launcher: str, out: Path, jobs: int | None = None) -> list[int]:
-    """Run the shards of `overrides` not yet finished in `out`; returns the shards still unfinished."""
+def job_config(overrides: list[str], count: int):
+    """The config of the sweep's first shard: the command line less Hydra's own settings (the
+    launcher's), which are not part of a run's config."""
+    from vcmbench.config import compose_config
+
+    plain = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    return compose_config("config", [*plain, f"dataset.shard=1/{count}"])
+
+
+def run_shards(overrides: list[str], count: int, launcher: str, out: Path, jobs: int | None = None,
+               cfg=None) -> list[int]:
+    """Run the shards of `overrides` not yet finished in `out`; returns the shards still unfinished.
+    `cfg`: job_config(overrides, count), when the caller has it already."""
     from vcmbench.cli import _check_run
     from vcmbench.command_line import check_command_line
-    from vcmbench.config import compose_config
     from vcmbench.merge import settings_of
 
     shards = [f"{k}/{count}" for k in range(1, count + 1)]
@@ -88,8 +89,7 @@ def run_shards(overrides: list[str], count: int, launcher: str, out: Path, jobs:
                                          "'vcmbench[cluster]' (or hydra-submitit-launcher==1.2.0)") from None
     launcher_choice = [f"hydra/launcher={LAUNCHERS[launcher]}"] if LAUNCHERS[launcher] else []
     check_command_line("config", [*launcher_choice, *overrides, f"dataset.shard={shards[0]}"], _check_run)
-    plain = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
-    settings = settings_of(compose_config("config", [*plain, f"dataset.shard={shards[0]}"]))
+    settings = settings_of(cfg if cfg is not None else job_config(overrides, count))
     todo = [k for k in range(1, count + 1) if not finished_with(shard_folder(out, k, count), settings)]
     if todo:
         print(f"vcmbench sweep: running shard(s) {', '.join(f'{k}/{count}' for k in todo)} with the {launcher} "
@@ -166,8 +166,9 @@ def sweep_main(argv: list[str]) -> int:
     try:
         if args.shards < 1:
             raise VcmbenchError(f"--shards {args.shards}: give the number of parts, 1 or more")
-        out = Path(args.out) if args.out else _default_out(overrides)
-        unfinished = run_shards(overrides, args.shards, args.launcher, out.resolve(), args.jobs)
+        cfg = job_config(overrides, args.shards)
+        out = Path(args.out) if args.out else Path(str(cfg.results_dir)) / "sharded" / str(cfg.run_name)
+        unfinished = run_shards(overrides, args.shards, args.launcher, out.resolve(), args.jobs, cfg)
         if unfinished:
             for k in unfinished:
                 folder = shard_folder(out, k, args.shards)
@@ -180,16 +181,9 @@ def sweep_main(argv: list[str]) -> int:
 
         points = merge_runs([shard_folder(out, k, args.shards) for k in range(1, args.shards + 1)], out / "merged")
     except VcmbenchError as exc:
-        print(f"vcmbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
     cols = [c for c in ("codec", "rate", "sequence", "n_images", "bpp", "kbps", "map") if c in points.columns]
     print(points[cols].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print(f"merged run folder: {out / 'merged'} (vcmbench report {out / 'merged'})")
     return 0
-
-
-def _default_out(overrides: list[str]) -> Path:
-    from vcmbench.config import compose_config
-
-    cfg = compose_config("config", [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))])
-    return Path(str(cfg.results_dir)) / "sharded" / str(cfg.run_name)

@@ -53,13 +53,6 @@ def partition(items, count: int) -> list[list]:
     return [[item for i, item in enumerate(items) if owner[i] == part] for part in range(count)]
 
 
-def split_dataset_config(node: DictConfig) -> tuple[DictConfig, Shard | None]:
-    """A dataset config node -> (the node without `shard`, ready to instantiate; the shard or None)."""
-    plain = OmegaConf.to_container(node, resolve=True)
-    shard = parse_shard(plain.pop(SHARD_KEY, None))
-    return OmegaConf.create(plain), shard
-
-
 def shardable(build):
     """A dataset builder that also takes its yaml's `shard:`: the whole set is built, then cut, so
     `instantiate(cfg.dataset)` anywhere gives the items the config names."""
@@ -78,5 +71,6 @@ def instantiate_whole(node: DictConfig):
     and keeps the whole set for what is the whole set's (the complexity pass's first image)."""
     from hydra.utils import instantiate
 
-    plain, shard = split_dataset_config(node)
-    return instantiate(plain), shard
+    plain = OmegaConf.to_container(node, resolve=True)
+    shard = parse_shard(plain.pop(SHARD_KEY, None))
+    return instantiate(OmegaConf.create(plain)), shard

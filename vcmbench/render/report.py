@@ -525,7 +525,8 @@ def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | Non
         return 0
     try:
         # a sharded sweep's folder: its shards merged first (metrics over the union of their items)
-        rep = write_report(expand_paths(args.paths) if expand_paths else args.paths, args.out or _default_out(args.paths), args.anchor, args.method,
+        paths = expand_paths(args.paths) if expand_paths else args.paths
+        rep = write_report(paths, args.out or _default_out(args.paths), args.anchor, args.method,
                            BootstrapSettings(args.resamples, args.seed, args.level))
     except VcmbenchError as exc:
         print(f"vcmbench report: error: {exc}", file=sys.stderr)
