@@ -11,12 +11,14 @@
 #   bash scripts/train_learned_ci.sh             # train into results/train-ci/<codec>-q<k>
 #   COPY=1 bash scripts/train_learned_ci.sh      # then store them in vcmbench/checkpoints/<codec>
 #                                                # (scripts/store_learned.py: about 3 MB per fine-tuned point)
+#   CODECS=learned_interleaved THREADS=2 bash scripts/train_learned_ci.sh   # one codec, both cores
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-results/train-ci}
 STEPS_BASE=${STEPS_BASE:-3200}
 STEPS_FT=${STEPS_FT:-300}
 THREADS=${THREADS:-1}
 VCMBENCH=${VCMBENCH:-.venv/bin/vcmbench}
+CODECS=${CODECS:-learned_interleaved learned_cascade}
 
 train_chain() {
   local codec=$1 prev=""
@@ -37,18 +39,22 @@ train_chain() {
 }
 
 if [ -n "$SERIAL" ]; then
-  train_chain learned_interleaved && train_chain learned_cascade || exit 1
+  for codec in $CODECS; do train_chain "$codec" || exit 1; done
 else
-  train_chain learned_interleaved > "$OUT.learned_interleaved.log" 2>&1 &
-  a=$!
-  train_chain learned_cascade > "$OUT.learned_cascade.log" 2>&1 &
-  b=$!
-  wait $a || { echo "learned_interleaved failed: see $OUT.learned_interleaved.log"; exit 1; }
-  wait $b || { echo "learned_cascade failed: see $OUT.learned_cascade.log"; exit 1; }
+  pids=()
+  for codec in $CODECS; do
+    train_chain "$codec" > "$OUT.$codec.log" 2>&1 &
+    pids+=($!)
+  done
+  i=0
+  for codec in $CODECS; do
+    wait "${pids[$i]}" || { echo "$codec failed: see $OUT.$codec.log"; exit 1; }
+    i=$((i + 1))
+  done
 fi
 
 if [ -n "$COPY" ]; then  # q6 with 7-bit weights, each lower quality as its change from the one above it
-  for codec in learned_interleaved learned_cascade; do
+  for codec in $CODECS; do
     rm -f vcmbench/checkpoints/$codec/q*.pt vcmbench/checkpoints/$codec/q*.json
     .venv/bin/python scripts/store_learned.py "$OUT" $codec vcmbench/checkpoints/$codec || exit 1
   done
