@@ -246,7 +246,16 @@ class FeatureCompressionNet(CompressionModel):
 
     # -- transforms -----------------------------------------------------------------------------
     def _normalize(self, levels: Sequence[Tensor]) -> list[Tensor]:
-        return [x / self.feat_scale[i] for i, x in enumerate(levels)]
+        """x / feat_scale, written straight into channels-last memory where no gradient flows:
+        oneDNN's convolutions run 2-3x faster on CPU in that layout, and dividing into it is one
+        pass over P2 instead of a layout copy and then a division (the same numbers)."""
+        out = []
+        for x, s in zip(levels, self.feat_scale):
+            if x.requires_grad or x.dim() != 4:
+                out.append(x / s)
+            else:
+                out.append(torch.div(x, s, out=torch.empty_like(x, memory_format=torch.channels_last)))
+        return out
 
     def g_a(self, levels: Sequence[Tensor]) -> Tensor:
         raise NotImplementedError
