@@ -95,6 +95,37 @@ def test_branch_decoder_every_level_has_its_branch_and_no_weight_is_unused(arch,
     assert unused == []
 
 
+@pytest.mark.timeout(60)
+def test_the_two_learned_codecs_are_of_equal_size():
+    """The cascade ablation compares designs only while the sizes match (issue 17: within 5 %):
+    the yaml networks and the committed checkpoints (their json) both."""
+    from omegaconf import OmegaConf
+
+    from vcmbench.codecs.learned.models import count_parameters
+
+    sizes = {}
+    for name in ("learned_interleaved", "learned_cascade"):
+        node = OmegaConf.load(REPO / "vcmbench" / "conf" / "codec" / f"{name}.yaml")[name]
+        sizes[name] = count_parameters(build_net(node.arch, **OmegaConf.to_container(node.net)))
+        for info in sorted((CHECKPOINTS / name).glob("q*.json")):
+            assert json.loads(info.read_text())["parameters"] == sizes[name], info
+    small, large = sorted(sizes.values())
+    assert large <= 1.05 * small, sizes
+
+
+def test_encoder_attention_is_optional():
+    kw = dict(TINY, decoder="branches", mix_width=8, in_proj=8)
+    with_block, without = build_net("interleaved", **kw), build_net("interleaved", enc_attention=False, **kw)
+    assert type(with_block.g_a_tail[0]).__name__ == "AttentionBlock"
+    assert [type(m).__name__ for m in without.g_a_tail] == ["Conv2d"]
+    # the decoder's attention follows `attention` alone
+    assert sum(type(m).__name__ == "AttentionBlock" for m in without.g_s_branches.modules()) == 4
+    f = _features(1)
+    with torch.no_grad():
+        y = without.g_a([f[k].unsqueeze(0) for k in LEVELS])
+    assert y.shape == (1, TINY["M"], 64 // without.y_stride, 64 // without.y_stride)
+
+
 def test_ste_feeds_the_decoder_rounded_latents():
     torch.manual_seed(0)
     kw = dict(TINY, decoder="branches", mix_width=8, ste=True, in_proj=8)
