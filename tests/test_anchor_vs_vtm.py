@@ -24,15 +24,26 @@ def _run(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
                           cwd=REPO)
 
 
-@pytest.mark.timeout(300)
-def test_benchmark_prints_bd_rate_and_time_ratio_of_each_preset_against_vtm(tmp_path):
+QPS = ["35", "39", "43", "47"]
+
+
+@pytest.fixture(scope="module")
+def preset_sweeps(tmp_path_factory):
+    """One benchmark run against the fake VTM, the presets faster and fast, shared by both tests:
+    the second re-reads its finished preset folders instead of encoding them again."""
+    tmp_path = tmp_path_factory.mktemp("vs_vtm")
     enc, dec, log = fake_vtm(tmp_path)
     cfg = tmp_path / "encoder_intra_vtm.cfg"
     cfg.write_text("IntraPeriod : 1\n")
     out = tmp_path / "out"
     common = ["--encoder-app", str(enc), "--decoder-app", str(dec), "--cfg", str(cfg), "--images", "1",
-              "--qps", "35", "39", "43", "47", "--out", str(out)]
-    proc = _run(*common, "--presets", "faster", "fast")
+              "--qps", *QPS, "--out", str(out)]
+    return out, log, common, _run(*common, "--presets", "faster", "fast")
+
+
+@pytest.mark.timeout(300)
+def test_benchmark_prints_bd_rate_and_time_ratio_of_each_preset_against_vtm(preset_sweeps):
+    out, log, common, proc = preset_sweeps
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0].endswith("1 images, QPs 35 39 43 47; reference: VTM encoder_intra_vtm.cfg")
@@ -57,9 +68,9 @@ def test_benchmark_prints_bd_rate_and_time_ratio_of_each_preset_against_vtm(tmp_
 
 
 @pytest.mark.timeout(300)
-def test_preset_against_preset_without_vtm_and_a_clear_error_without_binaries(tmp_path):
-    out = tmp_path / "out"
-    proc = _run("--reference", "fast", "--presets", "faster", "--images", "1", "--out", str(out))
+def test_preset_against_preset_without_vtm_and_a_clear_error_without_binaries(preset_sweeps, tmp_path):
+    out = preset_sweeps[0]
+    proc = _run("--reference", "fast", "--presets", "faster", "--images", "1", "--qps", *QPS, "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     faster_row = next(line for line in proc.stdout.splitlines() if line.startswith("libvvenc preset faster"))
     bd_psnr, bd_map, enc_s, ratio = faster_row.split("libvvenc preset faster")[1].split()[:4]
