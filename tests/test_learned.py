@@ -102,10 +102,11 @@ def test_the_two_learned_codecs_are_of_equal_size():
     from omegaconf import OmegaConf
 
     from vcmbench.codecs.learned.models import count_parameters
+    from vcmbench.config import all_codec_configs
 
-    sizes = {}
+    configs, sizes = all_codec_configs(include_optional=True), {}
     for name in ("learned_interleaved", "learned_cascade"):
-        node = OmegaConf.load(REPO / "vcmbench" / "conf" / "codec" / f"{name}.yaml")[name]
+        node = configs[name]
         sizes[name] = count_parameters(build_net(node.arch, **OmegaConf.to_container(node.net)))
         for info in sorted((CHECKPOINTS / name).glob("q*.json")):
             assert json.loads(info.read_text())["parameters"] == sizes[name], info
