@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from vcmbench.paths import CHECKPOINTS_DIR, CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,3 +33,25 @@ def coco_mini_image_paths(n: int) -> list[Path]:
     paths = sorted(COCO_MINI_IMAGES.glob("*.jpg"))[:n]
     assert len(paths) == n, f"expected {n} images in {COCO_MINI_IMAGES}"
     return paths
+
+
+def numbers_of(table: Path) -> pd.DataFrame:
+    """A points/classes table without what may differ between two runs of the same numbers: the
+    clock's columns (`*_s`) and how the run was spread over processes (workers, contended)."""
+    df = pd.read_csv(table)
+    keep = [c for c in df.columns if not c.endswith("_s") and c not in ("workers", "contended")]
+    keys = [c for c in ("codec", "rate", "sequence", "class") if c in df.columns]
+    return df[keep].sort_values(keys).reset_index(drop=True)
+
+
+def assert_same_numbers(run_table: Path, reference: Path) -> None:
+    """Every non-time column of `run_table` equals `reference`'s, to the last bit: what determinism=exact
+    promises on any machine. The message names the columns and rows that differ."""
+    got, want = numbers_of(run_table), numbers_of(reference)
+    assert list(got.columns) == list(want.columns), f"columns differ from {reference}"
+    assert len(got) == len(want), f"{len(got)} rows, {reference} has {len(want)}"
+    differ = [c for c in want.columns if not got[c].equals(want[c])]
+    if differ:
+        rows = sorted({i for c in differ for i in got.index[(got[c] != want[c]) & ~(got[c].isna() & want[c].isna())]})
+        show = want.loc[rows[:5], [c for c in ("codec", "rate", "sequence") if c in want.columns]]
+        raise AssertionError(f"{run_table} differs from {reference} in columns {differ}, rows:\n{show}")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.assets import CHECKPOINTS, REPO
+from tests.assets import CHECKPOINTS, REPO, assert_same_numbers
 from vcmbench.config import compose_config
 from vcmbench.errors import CheckpointError
 from vcmbench.records import read_records
@@ -120,6 +120,7 @@ def test_reduced_mask_run_gives_both_curves_and_passes_the_gate_on_boxes_and_mas
         assert regress_main([str(mask_run), "--reference", str(MASK_REFERENCE), "--tolerance", "2.0",
                              "--metric", metric]) == EXIT_OK
         assert "no regression" in capsys.readouterr().out
+    assert_same_numbers(mask_run / "points.csv", MASK_REFERENCE)  # every non-time column, to the last bit
     report = (mask_run / "report" / "report.md").read_text()
     assert "## synthetic_val / ci_maskrcnn (masks)" in report and "## synthetic_val / ci_maskrcnn (boxes)" in report
     assert "masks (instance segmentation), the task metric (task_metric=auto)" in report

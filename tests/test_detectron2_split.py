@@ -155,3 +155,29 @@ def test_missing_detectron2_names_install_script(monkeypatch):
     monkeypatch.setitem(sys.modules, "detectron2", None)  # makes `import detectron2` raise ImportError
     with pytest.raises(MissingDependencyError, match="bash scripts/install_detectron2.sh"):
         build(CONFIGS[0], **SMALL)
+
+
+@pytest.mark.timeout(600)
+def test_exact_mode_runs_detectron2_and_its_detections_do_not_follow_the_threads(cache, images):
+    """determinism=exact takes detectron2's Mask R-CNN through (no operation refused: grid_sample's mask
+    pasting and argsort included) and gives the same features, boxes and masks at 1 and 2 threads, close
+    to the float model's."""
+    from vcmbench.exact import ExactArithmetic
+
+    det, runs = run_model(cache, CONFIGS[-1], images)
+    image, _, loose, _ = runs[0]
+    outputs = []
+    for threads in (1, 2):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            with ExactArithmetic():
+                front = det.front(image)
+                outputs.append((front, det.back(front.features, front.meta)))
+        finally:
+            torch.set_num_threads(before)
+    (f1, d1), (f2, d2) = outputs
+    assert all(torch.equal(f1.features[k], f2.features[k]) for k in LEVELS)
+    assert len(d1) >= MIN_DETECTIONS and torch.equal(d1.boxes, d2.boxes) and torch.equal(d1.masks, d2.masks)
+    assert torch.equal(d1.scores, d2.scores) and torch.equal(d1.labels, d2.labels)
+    assert abs(len(d1) - len(loose)) <= 0.1 * len(loose)

@@ -4,6 +4,7 @@ errors that name the codec, the command and the setting; VTM through fake binari
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -64,6 +65,44 @@ def test_lossless_backends_are_exact(kind, knob, bits):
     frames[1] = np.random.default_rng(1).integers(0, 1 << bits, frames[1].shape)  # noise too
     out = be.decode(be.encode(frames, bits, knob, None, intra=False), frames.shape, bits)
     np.testing.assert_array_equal(out, frames)
+
+
+def _bytes_at(kind: str, knob: str, value: int, threads: int | None, cores: set[int] | None) -> tuple[bytes, bytes]:
+    """One intra frame and a 4-frame low-delay sequence, coded with `threads` (None: the back-end's default)
+    while the process (and so the encoder it starts) may only use `cores`."""
+    from vcmbench.codecs.external import Gop
+
+    frames = smooth_frames(4, 64, 96, 10, seed=3)
+    frames[1:] = np.roll(frames[:1], (2, 3), axis=(1, 2)) // 2 + frames[1:] // 2  # motion to predict
+    before = os.sched_getaffinity(0)
+    try:
+        if cores is not None:
+            os.sched_setaffinity(0, cores)
+        be = make_backend(kind, f"test_{kind}", f"codec.test_{kind}", threads=threads)
+        intra = be.encode(frames[:1], 10, knob, value, intra=True)
+        low_delay = be.encode(frames, 10, knob, value, intra=Gop("low_delay", 32))
+    finally:
+        os.sched_setaffinity(0, before)
+    return intra, low_delay
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kind, knob, value", [("vvc", "qp", 37), ("hevc", "qp", 37), ("av1", "crf", 40),
+                                               ("svtav1", "qp", 40)])
+def test_encoders_write_the_same_bytes_whatever_the_threads_and_cores(kind, knob, value):
+    """The bytes of an external encoder must not follow the machine: its default thread count follows the
+    cores, so every thread count vcmbench may pass and a one-core process must give the same stream.
+    Without its pins (libaom's -row-mt 0, a thread count always given to libvvenc) this fails for AV1."""
+    reference = _bytes_at(kind, knob, value, None, None)
+    assert all(len(b) > 100 for b in reference)
+    one_core = {min(os.sched_getaffinity(0))}
+    for threads, cores in [(1, None), (2, None), (4, None), (None, one_core), (4, one_core)]:
+        assert _bytes_at(kind, knob, value, threads, cores) == reference, (kind, threads, cores)
+
+
+def test_vvenc_refuses_the_thread_counts_that_change_its_bytes():
+    with pytest.raises(ConfigError, match=r"codec.test_vvc.threads=8: libvvenc writes other bytes"):
+        make_backend("vvc", "test_vvc", "codec.test_vvc", threads=8)
 
 
 def test_vvc_bits_fall_as_qp_rises_and_intra_vs_inter():

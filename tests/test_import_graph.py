@@ -3,7 +3,8 @@
 Areas, bottom to top (a module may import its own area and any area below it):
 the shared vocabulary and plumbing (types, errors, paths, config, ...), datasets, vision, codecs,
 metrics, records, points, tables, analysis, regress, render (report and plots), run (and the merge of
-shards, which ends a sweep the same way), train, and the command line (with the sharded sweep).
+shards, which ends a sweep the same way, and the golden digests, which run its stages), train, and the
+command line (with the sharded sweep). The exact arithmetic (`exact`) is plumbing: every stage runs in it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import vcmbench
 PACKAGE = Path(vcmbench.__file__).resolve().parent
 LAYERS = [
     {"vcmbench", "types", "errors", "paths", "atomic", "settings", "determinism", "config", "train_state", "conf",
-     "provenance"},
+     "provenance", "exact"},
     {"datasets"},
     {"vision"},
     {"codecs"},
@@ -27,7 +28,7 @@ LAYERS = [
     {"analysis", "bootstrap"},
     {"regress"},
     {"render"},
-    {"run", "merge"},
+    {"run", "merge", "golden"},
     {"train"},
     {"command_line", "cli", "__main__", "sweep"},
 ]

@@ -174,6 +174,7 @@ COMMANDS = {
     "merge": _lazy("vcmbench.merge", "merge_main"),
     "sweep": _lazy("vcmbench.sweep", "sweep_main"),
     "export": _lazy("vcmbench.render.cttc", "export_main"),
+    "golden": _lazy("vcmbench.golden", "golden_main"),
 }
 
 
@@ -191,14 +192,11 @@ def main(argv: list[str] | None = None) -> int:
               "  sweep    a sweep cut into shards, run by a launcher (--launcher local|slurm), then merged\n"
               "  merge    the shards of a sweep (dataset.shard=K/N) -> one run folder, metrics over the union\n"
               "  regress  exit 1 when a run loses BD-rate against a reference points table\n"
-              "  export   a video run's results as CSVs in a reporting template's layout (--format cttc: MPEG FCM)")
+              "  export   a video run's results as CSVs in a reporting template's layout (--format cttc: MPEG FCM)\n"
+              "  golden   recompute the exact mode's stage digests here; --check FILE compares, --write FILE replaces")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     if argv[0] == "run":  # the one flag of `run` that is not a Hydra override
         argv = [("repair=true" if a == "--repair" else a) for a in argv]
-        from vcmbench.determinism import export_strict_environment, wants_strict
-
-        if wants_strict(argv):  # before anything loads torch: its CPU capability is read at load
-            export_strict_environment()
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
     except Exception as exc:

@@ -91,9 +91,9 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
 
 
 def build_jobs(cfg: DictConfig) -> list[CodecJob]:
-    # strict features are other features: records of a non-strict run are not reused (and vice versa)
-    strict = RunSettings.from_config(cfg).strict
-    base = fingerprint(cfg.model, cfg.dataset.name, *(["determinism=strict"] if strict else []))
+    # exact features are other features: records of a loose run are not reused (and vice versa)
+    mode = RunSettings.from_config(cfg).determinism
+    base = fingerprint(cfg.model, cfg.dataset.name, *(["determinism=exact"] if mode == "exact" else []))
     jobs = []
     roles = selected_codec_roles(cfg)
     for name, node in selected_codec_configs(cfg).items():
@@ -372,10 +372,9 @@ def _worker_init(cfg_yaml: str, threads: int, workers: int, queue) -> None:
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     cfg = OmegaConf.create(cfg_yaml)
     torch.set_num_threads(threads)
-    determinism.apply(RunSettings.from_config(cfg).strict)
     coder = ItemCoder(cfg)
     coder.workers = workers
-    _WORKER.update(coder=coder, queue=queue)
+    _WORKER.update(coder=coder, queue=queue, mode=RunSettings.from_config(cfg).determinism)
 
 
 def _worker_code(image: ImageRecord, todo: list[tuple[int, int]]) -> tuple[int, BaseException | None]:
@@ -384,9 +383,10 @@ def _worker_code(image: ImageRecord, todo: list[tuple[int, int]]) -> tuple[int, 
     coder, queue = _WORKER["coder"], _WORKER["queue"]
     sent = 0
     try:
-        for record in coder.code(image, todo):
-            queue.put(asdict(record))
-            sent += 1
+        with determinism.arithmetic(_WORKER["mode"]):
+            for record in coder.code(image, todo):
+                queue.put(asdict(record))
+                sent += 1
     except Exception as exc:  # noqa: BLE001 - handed to the main process, which stops the sweep
         return sent, exc
     return sent, None
@@ -447,7 +447,6 @@ def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
 def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     settings = RunSettings.from_config(cfg)
     torch.set_num_threads(settings.threads)
-    determinism.apply(settings.strict)
     (run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     # Dataset, detector and codecs are built here first even when workers code the images:
     # a bad setting (a missing checkpoint, an out-of-range rate) stops the run with its
@@ -456,8 +455,8 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     dataset = select_shard(whole, shard) if shard is not None else whole
     detector: SplitDetector = instantiate(cfg.model)
     jobs = build_jobs(cfg)
-    run_info = {**software_versions(), "determinism": "strict" if settings.strict else "off",
-                "workers": settings.workers, "threads": settings.threads, **determinism.environment(),
+    run_info = {**software_versions(), "workers": settings.workers, "threads": settings.threads,
+                **determinism.environment(settings.determinism),
                 **provenance(shard.label if shard is not None else None)}
     write_bytes(run_dir / "run.json", json.dumps({**run_info, "finished": False}, indent=1).encode())
     store = RecordStore(run_dir / "records.jsonl", repair=as_bool(cfg.get("repair", False), "repair"))
@@ -482,9 +481,10 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
             _code_in_workers(cfg, work, settings, save)
         elif work:
             coder = ItemCoder(cfg, jobs, whole, detector)
-            for image, todo in work:
-                for record in coder.code(image, todo):
-                    save(record)
+            with determinism.arithmetic(settings.determinism):
+                for image, todo in work:
+                    for record in coder.code(image, todo):
+                        save(record)
     finally:
         bar.close()
         store.close()
@@ -516,6 +516,7 @@ def write_points(cfg: DictConfig, run_dir: Path, records: list[Record], dataset:
     if sequences:
         tracker = OmegaConf.to_container(cfg.tracker, resolve=True) if cfg.get("tracker") is not None else {}
         points, classes = build_sequence_points(finished, dataset, detector.name, labels, tracker)
+        classes["determinism"] = settings.determinism
         for name, value in (columns or {}).items():
             classes[name] = value
         classes.to_csv(run_dir / "classes.csv", index=False)
@@ -527,6 +528,8 @@ def write_points(cfg: DictConfig, run_dir: Path, records: list[Record], dataset:
     # the split point (fpn: P2..P5 | backbone: C2..C5; the model column names it too when not fpn),
     # after DESIGN.md's columns, whose order is fixed
     points["split"] = getattr(detector, "split", "fpn")
+    # exact: these numbers are the same on any machine; loose: they depend on the CPU and threads (run.json says which)
+    points["determinism"] = settings.determinism
     for name, value in (columns or {}).items():
         points[name] = value
     write_detections(finished, dataset.image_ids, run_dir / "detections")

@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from vcmbench.determinism import DEFAULT as DEFAULT_DETERMINISM
 from vcmbench.determinism import check_mode
 from vcmbench.errors import ConfigError
 from vcmbench.paths import is_none
@@ -61,9 +62,10 @@ class RunSettings:
     """The sweep's own settings (conf/config.yaml), checked and typed.
 
     `workers` processes code whole images in parallel (`auto`: one per CPU core, at most 8);
-    each runs torch with `threads` intra-op threads (default 1). Features, and so every byte and
-    detection, depend on the thread count but not on the number of workers: a run with 4
-    workers gives the records of a serial one, only sooner. Timings taken with workers > 1
+    each runs torch with `threads` intra-op threads (default 1). Under determinism=exact no
+    number depends on either; under loose, features (and so bytes and detections) depend on the
+    thread count but not on the number of workers: a run with 4 workers gives the records of a
+    serial one, only sooner. Timings taken with workers > 1
     include contention, and the points table says so.
     """
 
@@ -73,7 +75,7 @@ class RunSettings:
     fidelity: bool
     report: bool
     complexity: bool = True  # kmac_* columns (vcmbench/metrics/complexity.py)
-    strict: bool = False  # determinism=strict (vcmbench/determinism.py)
+    determinism: str = "exact"  # exact | loose (vcmbench/determinism.py)
     task_metric: str = "auto"  # the report's task metric: box | mask | auto
 
     @classmethod
@@ -88,7 +90,7 @@ class RunSettings:
             fidelity=as_bool(cfg.get("fidelity", True), "fidelity"),
             report=as_bool(cfg.get("report", True), "report"),
             complexity=as_bool(cfg.get("complexity", True), "complexity"),
-            strict=check_mode(cfg.get("determinism", "off")) == "strict",
+            determinism=check_mode(cfg.get("determinism", DEFAULT_DETERMINISM)),
             task_metric=check_task_metric(cfg.get("task_metric", "auto")),
         )
 

@@ -607,10 +607,22 @@ class VvencCodec(FfmpegCodec):
     def _out_pix_fmt(self, bitdepth: int) -> str:
         return "yuv420p10le"
 
+    #: libvvenc's bytes are the same at 1, 2 and 4 threads and change at 8 and at 16 (measured, all-intra and
+    #: low-delay, 0.13 and 1.3 Mpixel frames): its own default (0: as many as the machine has cores) would
+    #: make the bytes depend on the machine, so vcmbench always passes a count, and at most this one
+    MAX_THREADS = 4
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.threads is not None and not 1 <= int(self.threads) <= self.MAX_THREADS:
+            where = self.setting.rsplit(".", 1)[0]
+            raise ConfigError(f"{where}.threads={self.threads}: libvvenc writes other bytes with 8 or more threads "
+                              f"(and its default follows the machine's cores); give 1..{self.MAX_THREADS}")
+
     def _auto_threads(self, frame_pixels: int) -> int | None:
         # vvenc's thread pool costs more than it gains below ~1 Mpixel per frame
-        # (all-intra on 16 small frames: 2.6 s with its default threads, 0.7 s with one)
-        return 1 if frame_pixels < (1 << 20) else None
+        # (all-intra on 16 small frames: 2.6 s with its default threads, 0.7 s with one); never its default
+        return 1 if frame_pixels < (1 << 20) else 2
 
 
 class X265Codec(FfmpegCodec):
@@ -626,8 +638,10 @@ class X265Codec(FfmpegCodec):
     default_preset = "fast"
 
     def _encoder_args(self, knob, value, gop, bitdepth):
-        # info=0: no SEI carrying x265's version and options string (~2 KB per stream).
-        params = ["log-level=error", "info=0"]
+        # info=0: no SEI carrying x265's version and options string (~2 KB per stream). frame-threads=1: x265
+        # picks its frame threads from the machine's cores, and frame threading limits motion search to the
+        # rows of a reference already coded, so the bytes could follow the machine (wavefront threads do not)
+        params = ["log-level=error", "info=0", "frame-threads=1"]
         args = ["-preset", str(self.preset)]
         if knob == "qp":
             args += ["-qp", str(int(value))]
@@ -686,6 +700,7 @@ class X265CliCodec(X265Codec):
                 cmd += ["--lossless"]
             if self.threads is not None:
                 cmd += ["--pools", str(self.threads)]
+            cmd += ["--frame-threads", "1"]  # as in X265Codec: frame threads follow the machine's cores
             cmd += self.extra_args + ["-o", out]
             self.last_command = cmd
             done = run_process(cmd, self.who, self.x265_setting, self._to_input(frames, bitdepth), self.timeout_s)
@@ -707,7 +722,10 @@ class AomCodec(FfmpegCodec):
     preset_name = "cpu-used"
 
     def _encoder_args(self, knob, value, gop, bitdepth):
-        args = ["-cpu-used", str(self.preset), "-b:v", "0"]
+        # row-mt 0: libaom's row multithreading (on whenever it has 2+ threads, and ffmpeg gives it as many as
+        # the machine has cores) writes other bytes than one thread (measured); without it every thread
+        # count writes the same
+        args = ["-cpu-used", str(self.preset), "-b:v", "0", "-row-mt", "0"]
         if knob == "crf":
             args += ["-crf", str(int(value))]
         else:

@@ -57,6 +57,7 @@ from vcmbench.bootstrap import (
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
 from vcmbench.render.jinja import CSS, MISSING, templates
+from vcmbench.render.reproducibility import statement
 from vcmbench.tables import (
     Source,
     codec_order,
@@ -445,7 +446,9 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
             "versions": _versions_df(src.versions) if src.versions else None,
             "config": src.config.rstrip() if src.config else None, "config_raw": src.config,
         })
+    reproducibility = statement([(s.label, s.points, s.path if s.kind == "run" else None) for s in rep.sources])
     return {"generated": generated, "method": method, "notes": rep.notes, "groups": groups, "sources": sources,
+            "reproducibility": reproducibility,
             "warn": WARN, "bd_legend": BD_LEGEND, "layers_legend": LAYERS_LEGEND,
             "complexity_legend": COMPLEXITY_LEGEND, "css": CSS}
 

@@ -19,6 +19,7 @@ from vcmbench.analysis import BDRow, bd_row, choose_anchor
 from vcmbench.errors import VcmbenchError
 from vcmbench.render.jinja import CSS, templates
 from vcmbench.render.plots import rd_plot
+from vcmbench.render.reproducibility import statement
 from vcmbench.tables import codec_order, codec_title, read_points
 
 METRIC_LABELS = {"mota": "MOTA (%)", "coco": "COCO AP@[.5:.95] (%)", "oid": "OpenImages mAP@0.5 (%)"}
@@ -83,6 +84,7 @@ def write_video_report(run_dir: Path, out_dir: Path, anchor: str | None = None, 
                   f"sequences: rate = the duration-weighted mean of its sequences' kbps, {label} recomputed over "
                   f"the class's frames jointly. BD-rates in kbps vs **{codec_title(classes, chosen)}** ({method}); negative = fewer bits "
                   "for the same accuracy. The MPEG template's tables: `vcmbench export --format cttc RUN`."),
+        "reproducibility": statement([(str(run_dir), points, run_dir)]),
         "note": note, "by_class": bd_table(classes, "class", chosen, method),
         "by_sequence": bd_table(points, "sequence", chosen, method),
         # tracking sets: MOTA is the task metric, the detections' AP is steadier on few frames

@@ -1,0 +1,128 @@
+"""vcmbench/exact: integer-accumulated convolutions and products, fixed-sequence functions, the mode's
+refusals. Each exact result is checked three ways: against an independent computation (integer
+arithmetic in int64, math.fsum, math.exp), against torch's float result (close), and across thread
+counts and memory layouts (identical bits)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vcmbench.errors import ConfigError
+from vcmbench.exact import ExactArithmetic, integer
+from vcmbench.exact import functions as fn
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _threads(n: int):
+    class Threads:
+        def __enter__(self):
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(n)
+
+        def __exit__(self, *exc):
+            torch.set_num_threads(self.before)
+
+    return Threads()
+
+
+def _int64_conv(qx: torch.Tensor, qw: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """The same convolution in integer arithmetic (im2col + int64 products): exact by construction."""
+    n, _, h, w = qx.shape
+    kh, kw = qw.shape[-2:]
+    cols = F.unfold(qx, (kh, kw), padding=padding, stride=stride).to(torch.int64)  # values are integers
+    out = torch.einsum("ok,nkl->nol", qw.reshape(qw.shape[0], -1).to(torch.int64), cols)
+    oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    return out.reshape(n, -1, oh, ow)
+
+
+@pytest.mark.parametrize("shape, weight, stride, padding", [((2, 64, 20, 18), (32, 64, 3, 3), 1, 1),
+                                                            ((1, 256, 9, 9), (16, 256, 3, 3), 2, 1),
+                                                            ((3, 8, 7, 7), (5, 8, 1, 1), 1, 0)])
+def test_conv2d_sums_exactly_whatever_the_threads_and_layout(shape, weight, stride, padding):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g) * torch.logspace(-3, 3, shape[1]).view(1, -1, 1, 1)  # mixed magnitudes
+    w, b = torch.randn(weight, generator=g), torch.randn(weight[0], generator=g)
+    with _threads(1):
+        one = integer.conv2d(x, w, b, stride, padding, 1, 1)
+    with _threads(2):
+        two = integer.conv2d(x.contiguous(memory_format=torch.channels_last), w, b, stride, padding, 1, 1)
+    assert torch.equal(one, two.contiguous())
+    a_bits, w_bits = integer.bits_for(weight[1] * weight[2] * weight[3])
+    qx, sx = integer.fixed_point(x, a_bits, (1, 2, 3))
+    qw, sw = integer.fixed_point(w, w_bits, (1, 2, 3))
+    acc = _int64_conv(qx, qw, stride, padding)
+    assert acc.abs().max() < 2**52  # the headroom the bit split promises
+    expected = (acc.double() * integer.pow2(-sx) * integer.pow2(-sw).view(1, -1, 1, 1) + b.double().view(1, -1, 1, 1))
+    assert torch.equal(one, expected.float())
+    reference = F.conv2d(x.double(), w.double(), b.double(), stride, padding)
+    # one grid per sample over channels 1e6 apart: about 20 bits below the largest, never worse
+    assert ((one.double() - reference).abs().max() / reference.abs().max()) < 5e-5
+
+
+def test_matmul_and_linear_are_exact_and_close():
+    g = torch.Generator().manual_seed(1)
+    a, w, b = torch.randn(50, 3136, generator=g), torch.randn(256, 3136, generator=g), torch.randn(256, generator=g)
+    with _threads(1):
+        one = integer.linear(a, w, b)
+    with _threads(2):
+        two = integer.linear(a, w, b)
+    assert torch.equal(one, two)
+    reference = F.linear(a.double(), w.double(), b.double())
+    assert ((one.double() - reference).abs().max() / reference.abs().max()) < 1e-5
+    # a row's result does not depend on the other rows (each row has its own grid)
+    assert torch.equal(integer.linear(a[:7], w, b), one[:7])
+
+
+def test_weights_are_put_on_their_grid_once_and_again_when_changed():
+    w = torch.randn(4, 3, 3, 3)
+    first = integer.fixed_point_weight(w, 20, (1, 2, 3))
+    assert integer.fixed_point_weight(w, 20, (1, 2, 3)) is first
+    with torch.no_grad():
+        w.mul_(2)
+    again = integer.fixed_point_weight(w, 20, (1, 2, 3))
+    assert again is not first and torch.equal(again[0], first[0]) and torch.equal(again[1], first[1] - 1)
+
+
+def test_functions_match_independent_references():
+    x = torch.linspace(-700, 700, 20001, dtype=torch.float64)
+    want = torch.tensor([math.exp(v) for v in x.tolist()], dtype=torch.float64)
+    assert ((fn.exp64(x) - want).abs() / want).max() < 4e-16
+    pos = torch.logspace(-300, 300, 20001, dtype=torch.float64)
+    assert (fn.log64(pos) - torch.tensor([math.log(v) for v in pos.tolist()], dtype=torch.float64)).abs().max() < 3e-13
+    assert torch.isnan(fn.log64(torch.tensor([-1.0]))).all() and fn.log64(torch.tensor([0.0])).item() == -math.inf
+    assert fn.exp64(torch.tensor([math.inf, -math.inf, math.nan])).tolist()[:2] == [math.inf, 0.0]
+    v = torch.randn(1000, dtype=torch.float64) * torch.logspace(-8, 8, 1000, dtype=torch.float64)
+    assert abs(fn.tree_sum64(v, [0]).item() - math.fsum(v.tolist())) < 1e-6
+    logits = torch.randn(40, 9) * 8
+    assert torch.allclose(fn.softmax(logits, 1), torch.softmax(logits, 1), atol=1e-7)
+    assert torch.allclose(fn.sigmoid(logits), torch.sigmoid(logits), atol=1e-7)
+    img = torch.rand(1, 3, 37, 53)
+    for size in ((74, 106), (20, 31)):
+        ours = fn.upsample_bilinear2d(img, size, False, None)
+        assert torch.allclose(ours, F.interpolate(img, size=size, mode="bilinear", align_corners=False), atol=1e-6)
+    grid = torch.rand(1, 7, 5, 2) * 2.4 - 1.2  # some samples outside: zero padding
+    for corners in (False, True):
+        ours = fn.grid_sample_bilinear(img, grid, corners)
+        assert torch.allclose(ours, F.grid_sample(img, grid, align_corners=corners), atol=1e-6)
+
+
+def test_the_mode_replaces_passes_and_refuses():
+    x = torch.randn(2, 8, 16, 16)
+    conv = torch.nn.Conv2d(8, 4, 3, padding=1)
+    with ExactArithmetic():
+        out = conv(x)
+        summed = x.sum()
+        top = torch.topk(torch.tensor([1.0, 3.0, 3.0, 2.0]), 2)
+        counted = torch.arange(10).cumsum(0)  # integers are exact: they pass
+        with pytest.raises(ConfigError, match=r"determinism=exact: the operation aten.cumsum.* determinism=loose"):
+            x.cumsum(0)
+    with torch.no_grad():
+        assert torch.equal(out, integer.conv2d(x, conv.weight, conv.bias, 1, 1, 1, 1))
+    assert summed.item() == pytest.approx(x.double().sum().item(), rel=1e-6)
+    assert top.indices.tolist() == [1, 2]  # ties in index order
+    assert counted[-1].item() == 45
