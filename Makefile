@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install detectron2 bench ci-reference clean
+.PHONY: demo test install detectron2 bench ci-reference golden clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,19 +41,22 @@ VIDEO_CI_CODECS := anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw
 # the reduced segmentation run (tests/test_ci_maskrcnn.py: MASK_RUN)
 MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=8 'codec=[raw,anchor_vvc,learned_interleaved]' complexity=false
 ci-reference: install
-	rm -rf results/ci-reference results/ci-reference-50
+	rm -rf results/ci-reference results/ci-reference-50 results/ci-reference-video results/ci-reference-maskrcnn
 	$(BIN)/vcmbench run progress=false report=false hydra.run.dir=results/ci-reference
-	$(BIN)/vcmbench run progress=false report=false dataset.count=50 hydra.run.dir=results/ci-reference-50
 	cp results/ci-reference/points.csv anchors/ci/points.csv
-	cp results/ci-reference-50/points.csv anchors/ci/points-50.csv
-	rm -rf results/ci-reference-video
 	$(BIN)/vcmbench run progress=false report=false dataset=synthetic_video dataset.max_frames=6 \
 	    'codec=[$(VIDEO_CI_CODECS)]' hydra.run.dir=results/ci-reference-video
 	cp results/ci-reference-video/classes.csv anchors/ci/video-classes.csv
 	cp results/ci-reference-video/points.csv anchors/ci/video-points.csv
-	rm -rf results/ci-reference-maskrcnn
 	$(BIN)/vcmbench run progress=false report=false $(MASK_CI_RUN) hydra.run.dir=results/ci-reference-maskrcnn
 	cp results/ci-reference-maskrcnn/points.csv anchors/ci/maskrcnn-points.csv
+	$(BIN)/vcmbench run progress=false report=false dataset.count=50 hydra.run.dir=results/ci-reference-50
+	cp results/ci-reference-50/points.csv anchors/ci/points-50.csv
+
+# The exact mode's golden digests (tests/expected/golden.json): a deliberate act after a change meant to
+# move the numbers, never part of the suite (README: The same numbers on every machine).
+golden: install
+	$(BIN)/vcmbench golden --write tests/expected/golden.json
 
 bench: install
 	$(BIN)/python benchmarks/pipeline_overhead.py

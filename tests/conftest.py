@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +16,15 @@ from tests.assets import coco_mini_image_paths
 from vcmbench.points import POINT_COLUMNS
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The machine the suite ran on, printed last (CI logs show it, -q too): what a golden or reference
+    mismatch is read against."""
+    from vcmbench.determinism import cpu_model
+
+    terminalreporter.write_line(f"vcmbench machine: {cpu_model()} ({os.cpu_count()} CPUs, torch kernels "
+                                f"{torch.backends.cpu.get_cpu_capability()})")
 
 
 @pytest.fixture(scope="session")

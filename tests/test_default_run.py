@@ -33,7 +33,7 @@ DEFAULT_IMAGES = 20
 TOLERANCE = "2.0"
 
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def default_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("default") / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "vcmbench", "run", "progress=false", f"hydra.run.dir={out}"],
-        capture_output=True, text=True, timeout=1200, cwd=REPO,
+        capture_output=True, text=True, timeout=2700, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return out

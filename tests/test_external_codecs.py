@@ -100,6 +100,30 @@ def test_encoders_write_the_same_bytes_whatever_the_threads_and_cores(kind, knob
         assert _bytes_at(kind, knob, value, threads, cores) == reference, (kind, threads, cores)
 
 
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kind, knob, value, option, plain", [("vvc", "qp", 37, "-vvenc-params", "SIMD=SCALAR"),
+                                                             ("hevc", "qp", 37, "-x265-params", "asm=none"),
+                                                             ("svtav1", "qp", 40, "-svtav1-params", "asm=c")])
+def test_encoders_write_the_same_bytes_without_their_simd_kernels(kind, knob, value, option, plain, monkeypatch):
+    """Another instruction set must not change the bytes: each encoder with its SIMD kernels off (plain C)
+    writes what it writes with the ones this machine has."""
+    from vcmbench.codecs.external import BACKENDS
+
+    reference = _bytes_at(kind, knob, value, None, None)
+    own = BACKENDS[kind]._encoder_args
+
+    def without_simd(self, *args):
+        out = own(self, *args)
+        if option in out:
+            out[out.index(option) + 1] += f":{plain}"
+        else:
+            out += [option, plain]
+        return out
+
+    monkeypatch.setattr(BACKENDS[kind], "_encoder_args", without_simd)
+    assert _bytes_at(kind, knob, value, None, None) == reference
+
+
 def test_vvenc_refuses_the_thread_counts_that_change_its_bytes():
     with pytest.raises(ConfigError, match=r"codec.test_vvc.threads=8: libvvenc writes other bytes"):
         make_backend("vvc", "test_vvc", "codec.test_vvc", threads=8)

@@ -1,7 +1,7 @@
 """Golden hashes: what the exact mode must compute, to the bit, on any machine.
 
 For a few default scenes `compute` records, stage by stage, sha256 digests of what the pipeline
-makes in `determinism=exact`: the front's features per level (ci_frcnn, ci_maskrcnn and the
+makes in `determinism=exact`: the scene's pixels, the front's features per level (ci_frcnn, ci_maskrcnn and the
 backbone split), the back's detections on them, and for every default codec at one rate point the
 payload, the features the receiver gets (decoded, or the receiver's front on a decoded image) and
 the back's detections on those. `tests/expected/golden.json` holds them; the suite recomputes them
@@ -32,7 +32,7 @@ SCENES = 3
 #: model label -> the `vcmbench run` overrides that select it; codecs run on the first one only
 MODELS = {"ci_frcnn": [], "ci_maskrcnn": ["model=ci_maskrcnn"], "ci_frcnn@backbone": ["model.split=backbone"]}
 CODEC_MODEL = "ci_frcnn"
-STAGES = ("front", "payload", "decoded", "back", "codec_back")  # pipeline order
+STAGES = ("input", "front", "payload", "decoded", "back", "codec_back")  # pipeline order
 
 
 def tensor_digest(t: torch.Tensor) -> str:
@@ -81,7 +81,7 @@ def compute(models: dict[str, Sequence[str]] | None = None, scenes: int = SCENES
 def _scene(dataset, record, detector: SplitDetector, codecs: dict) -> dict:
     sample = dataset.load(record)
     front = detector.front(sample.image)
-    entry: dict = {"front": features_digest(front.features),
+    entry: dict = {"input": tensor_digest(sample.image), "front": features_digest(front.features),
                    "back": detections_digest(detector.back(front.features, front.meta)), "codecs": {}}
     for name, codec in codecs.items():
         rate = codec.rates[len(codec.rates) // 2]
@@ -119,13 +119,15 @@ def diverged(expected: dict, actual: dict) -> str | None:
                 first = (found[0], f"{label}, scene {scene}: {found[1]}")
     if first is None:
         return None
-    stage = {"front": "the front", "back": "the back", "payload": "a codec's encoder",
+    stage = {"input": "the input image (the dataset)", "front": "the front", "back": "the back", "payload": "a codec's encoder",
              "decoded": "a codec's decoder", "codec_back": "the back (on decoded features)"}[first[0]]
     return (f"golden digests differ; first stage that diverged: {stage} ({first[1]}). Computed on "
             f"{_machine(actual.get('machine', {}))}; the golden file was made on {_machine(expected.get('machine', {}))}")
 
 
 def _scene_divergence(want: dict, got: dict) -> tuple[str, str] | None:
+    if got.get("input") != want.get("input"):
+        return "input", "the scene's pixels"
     for level, digest in want["front"].items():
         if got["front"].get(level) != digest:
             return "front", f"level {level}"

@@ -237,6 +237,8 @@ class ExactArithmetic(TorchDispatchMode):
         if kind == "pass":
             return func(*args, **kwargs)
         if kind == "replace":
+            if not _has_float([*args, *kwargs.values()]):  # integer sums, sorts, products: exact as they are
+                return func(*args, **kwargs)
             return _REPLACE[str(func.overloadpacket)](_bind(func, args, kwargs))
         if kind == "alpha":
             alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
