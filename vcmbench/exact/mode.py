@@ -19,6 +19,7 @@ Operations on integer and boolean tensors are exact anyway and always pass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -77,10 +78,7 @@ def _conv2d(a):
 def _convolution(a):
     if len(a["weight"].shape) != 4:
         raise _refusal(f"aten.convolution with a {a['weight'].dim()}-d weight")
-    if a["transposed"]:
-        return integer.conv_transpose2d(a["input"], a["weight"], a["bias"], a["stride"], a["padding"],
-                                        a["output_padding"], a["groups"], a["dilation"])
-    return _conv2d(a)
+    return _conv_transpose2d(a) if a["transposed"] else _conv2d(a)
 
 
 def _conv_transpose2d(a):
@@ -97,9 +95,7 @@ def _sum(a):
 def _mean(a):
     x = a["self"]
     dims = fn.reduced_dims(x, a.get("dim"))
-    count = 1
-    for d in dims:
-        count *= x.shape[d]
+    count = math.prod(x.shape[d] for d in dims)
     out = fn.tree_sum64(x, dims, bool(a.get("keepdim") or False)) / count
     return out.to(a.get("dtype") or x.dtype)
 
@@ -112,8 +108,6 @@ def _batch_norm(a):
 
 def _prod(a):
     x = a["self"]
-    if not x.is_floating_point():
-        return torch.prod(x, dim=a["dim"], keepdim=a["keepdim"]) if a.get("dim") is not None else torch.prod(x)
     dims = fn.reduced_dims(x, a.get("dim"))
     return fn.tree_reduce64(x, dims, bool(a.get("keepdim") or False), product=True).to(a.get("dtype") or x.dtype)
 
@@ -129,11 +123,7 @@ def _pow(a):
     if isinstance(e, torch.Tensor):
         if not isinstance(x, torch.Tensor):
             x = torch.tensor(x, dtype=e.dtype, device=e.device)
-        if not (x.is_floating_point() or e.is_floating_point()):
-            return torch.pow(x, e)
         return fn.pow_tensor(x, e)
-    if not x.is_floating_point():
-        return torch.pow(x, e)
     if e == 2:
         return x * x
     if e == 1:
