@@ -12,7 +12,7 @@ import pytest
 
 from tests.assets import COCO_MINI_JSON
 from vcmbench.errors import MetricError
-from vcmbench.metrics import detection
+from vcmbench.metrics import ground_truth
 from vcmbench.metrics.detection import coco_ap, detections_to_coco, evaluate, oid_map50
 
 COCO_JSON = COCO_MINI_JSON
@@ -209,15 +209,15 @@ def test_gt_file_is_cached_by_mtime(tmp_path):
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(OID_GT))
     dets = [d for d in OID_DETS if d["category_id"] == CAT]
-    detection._read_json.cache_clear()
+    ground_truth.read_json.cache_clear()
     coco_ap(path, dets)
     coco_ap(path, dets)
     oid_map50(path, dets)
-    assert detection._read_json.cache_info().misses == 1  # read once, for both evaluators
+    assert ground_truth.read_json.cache_info().misses == 1  # read once, for both evaluators
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "edited"
     coco_ap(path, dets)
-    assert detection._read_json.cache_info().misses == 2
+    assert ground_truth.read_json.cache_info().misses == 2
 
 
 def test_coco_small_hand_case():

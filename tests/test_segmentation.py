@@ -4,6 +4,7 @@ exactly, and travel in the records as COCO RLE."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,22 +223,103 @@ def test_oid_mask_group_of_absorbs_masks_inside_it():
     assert oid_map50(gt, ioa_dets)["map"] > 0  # by its box it lies inside the group-of box
 
 
-def test_oid_mask_metric_names_a_missing_mask():
+def test_oid_mask_objects_without_masks_are_not_counted():
     from vcmbench.errors import MetricError
     from vcmbench.metrics.detection import oid_map50
 
     gt = _oid_gt([(1, _rect(0, 0, 10, 10), False)])
     del gt["annotations"][0]["segmentation"]
-    with pytest.raises(MetricError, match="has no segmentation"):
-        oid_map50(gt, [_det(1, [0, 0, 10, 10], _rect(0, 0, 10, 10), 1.0)], iou_type="segm")
+    # its only object has no mask: nothing is counted, so the mask mAP is undefined (the reference
+    # gives NaN); the box mAP still counts it
+    det = [_det(1, [0, 0, 10, 10], _rect(0, 0, 10, 10), 1.0)]
+    with pytest.raises(MetricError, match="no ground-truth masks"):
+        oid_map50(gt, det, iou_type="segm")
+    assert oid_map50(gt, det)["map"] == pytest.approx(100.0)
 
 
-def test_oid_mask_group_of_box_without_a_mask_absorbs_as_its_rectangle():
+# The two minimal cases of the issue, with the values of MPEG's evaluator: one masked object and
+# one group-of box without a mask, in one image and one class.
+def _masked_object_and_maskless_group() -> dict:
+    gt = _oid_gt([(1, _rect(2, 2, 8, 8), False), (1, _rect(14, 4, 30, 20), True)])
+    del gt["annotations"][1]["segmentation"]
+    return gt
+
+
+def test_oid_mask_detection_inside_a_maskless_group_of_box_is_ignored():
     from vcmbench.metrics.detection import oid_map50
 
-    crowd, single = _rect(0, 0, 20, 20), _rect(24, 24, 30, 30)
-    gt = _oid_gt([(1, crowd, True), (1, single, False)])
-    del gt["annotations"][0]["segmentation"]  # a group-of box with no mask: its rectangle stands in
-    dets = [_det(1, [1, 1, 5, 5], _rect(1, 1, 6, 6), 0.7), _det(1, [24, 24, 6, 6], single, 0.5)]
-    # both TPs (group hit at 0.7, the single at 0.5): AP 100
+    # the group-of box is a region to ignore: the detection inside it is neither TP nor FP and the
+    # box is not a positive; the masked object is missed -> 0 (the former rectangle rule gave 50)
+    dets = [_det(1, [16, 6, 6, 6], _rect(16, 6, 22, 12), 0.9)]
+    assert oid_map50(_masked_object_and_maskless_group(), dets, iou_type="segm")["map"] == 0.0
+
+
+def test_oid_mask_maskless_group_of_box_is_not_a_positive():
+    from vcmbench.metrics.detection import oid_map50
+
+    # a detection exactly on the masked object: 1 TP of 1 counted object -> 100 (formerly 50)
+    dets = [_det(1, [2, 2, 6, 6], _rect(2, 2, 8, 8), 0.9)]
+    assert oid_map50(_masked_object_and_maskless_group(), dets, iou_type="segm")["map"] == 100.0
+
+
+def test_oid_mask_maskless_box_absorbs_by_the_detections_enclosing_box():
+    from vcmbench.metrics.detection import oid_map50
+
+    gt = _oid_gt([(1, _rect(24, 0, 32, 6), False), (1, _rect(0, 0, 10, 10), True)])
+    del gt["annotations"][1]["segmentation"]
+    # two 4x4 squares, one inside the group-of box and one outside it: half its pixels lie inside
+    # (what the former rule looked at), but its enclosing box (0..20)^2 overlaps the group-of box
+    # by a quarter, so it is not absorbed: a FP before the TP on the masked object
+    split = _rect(0, 0, 4, 4) | _rect(16, 16, 20, 20)
+    dets = [_det(1, [0, 0, 20, 20], split, 0.9), _det(1, [24, 0, 8, 6], _rect(24, 0, 32, 6), 0.8)]
+    assert oid_map50(gt, dets, iou_type="segm")["map"] == pytest.approx(50.0)
+    # a square wholly inside it is absorbed and dropped: the TP alone -> 100
+    dets[0] = _det(1, [1, 1, 4, 4], _rect(1, 1, 5, 5), 0.9)
     assert oid_map50(gt, dets, iou_type="segm")["map"] == pytest.approx(100.0)
+
+
+def test_oid_mask_maskless_single_box_ignores_one_match_and_its_duplicate_is_a_fp():
+    from vcmbench.metrics.detection import oid_map50
+
+    gt = _oid_gt([(1, _rect(0, 0, 10, 10), False), (1, _rect(16, 16, 26, 26), False)])
+    del gt["annotations"][1]["segmentation"]
+    on_masked = _det(1, [0, 0, 10, 10], _rect(0, 0, 10, 10), 0.5)
+    on_maskless = _det(1, [16, 16, 10, 10], _rect(16, 16, 26, 26), 0.9)
+    # the detection on the mask-less object is dropped: 1 TP of 1 counted object
+    assert oid_map50(gt, [on_masked, on_maskless], iou_type="segm")["map"] == pytest.approx(100.0)
+    # a second one on it finds it taken and stays a FP, ranked above the TP: precision 1/2
+    dup = dict(on_maskless, score=0.8)
+    assert oid_map50(gt, [on_masked, on_maskless, dup], iou_type="segm")["map"] == pytest.approx(50.0)
+
+
+def test_oid_mask_detection_with_an_empty_mask_is_dropped():
+    from vcmbench.metrics.detection import oid_map50
+
+    gt = _oid_gt([(1, _rect(0, 0, 10, 10), False)])
+    empty = _det(1, [20, 20, 5, 5], np.zeros((32, 32), bool), 0.9)  # its box is valid, its mask empty
+    dets = [empty, _det(1, [0, 0, 10, 10], _rect(0, 0, 10, 10), 0.5)]
+    assert oid_map50(gt, dets, iou_type="segm")["map"] == pytest.approx(100.0)
+    assert oid_map50(gt, dets)["map"] == pytest.approx(50.0)  # on boxes it is a FP
+
+
+@pytest.mark.timeout(120)
+def test_oid_map_equals_mpeg_evaluator_on_generated_cases():
+    from tests.oid_cases import COUNT, SEED, generated_cases
+    from vcmbench.errors import MetricError
+    from vcmbench.metrics.detection import oid_map50
+
+    expected = json.loads((Path(__file__).parent / "expected" / "oid_reference.json").read_text())
+    assert (expected["seed"], expected["count"]) == (SEED, COUNT)
+    got: dict[str, list] = {"segm": [], "bbox": []}
+    for gt, dets in generated_cases():
+        for kind in got:
+            try:
+                got[kind].append(oid_map50(gt, dets, iou_type=kind)["map"])
+            except MetricError:  # no counted ground truth: the reference's NaN
+                got[kind].append(None)
+    for kind in got:
+        assert [v is None for v in got[kind]] == [v is None for v in expected[kind]]
+        pairs = [(g, e) for g, e in zip(got[kind], expected[kind]) if e is not None]
+        assert max(abs(g - e) for g, e in pairs) < 1e-9, kind
+        # the cases do exercise the rules: most score, some are 0
+        assert sum(e > 0 for _, e in pairs) > COUNT // 2

@@ -5,8 +5,8 @@ row per mask (`MaskPath, ImageID, LabelName, BoxID, BoxXMin, BoxXMax, BoxYMin, B
 and a folder of binary PNGs, one per row. Each row becomes one COCO annotation: the box in pixels
 and the mask as compressed RLE at the image's size (a PNG of another size is resized to it by
 nearest neighbour, as the challenge's evaluation does). Group-of objects have no masks: the
-converter keeps the detection CSV's group-of boxes beside these, and the challenge metric lets
-a group-of box absorb the detections inside it (vcmbench.metrics.detection).
+converter keeps the detection CSV's group-of boxes beside these, and the mask metric treats each
+as a region to ignore, as MPEG's evaluator does (vcmbench.metrics.openimages).
 """
 
 from __future__ import annotations
