@@ -159,7 +159,8 @@ def read_image_list(path: Path) -> list[str]:
     seen: dict[str, int] = {}
     for n, line in _list_lines(path):
         name = Path(line).name
-        image_id = name[:-4] if name.lower().endswith(".jpg") else name
+        # MPEG's segmentation list names PNGs; the OpenImages download holds the same images as JPEGs
+        image_id = name[:-4] if name.lower().endswith((".jpg", ".png")) else name
         if image_id in seen:
             raise DatasetError(
                 f"{path}: line {n} repeats image '{image_id}' (first on line {seen[image_id]}); "

@@ -69,3 +69,22 @@ def mask_annotations(rows: pd.DataFrame, mask_dir: Path, images: list[dict], idx
                              (row.BoxYMax - row.BoxYMin) * h],
                     "area": area, "iscrowd": 0, "segmentation": segmentation, "is_group_of": False})
     return out
+
+
+def encoded_mask_rle(encoded: str, width: int, height: int, image_wh: tuple[int, int]) -> tuple[dict[str, Any], int]:
+    """A mask as the OpenImages challenge files carry it inline (base64 of the zlib-compressed COCO
+    RLE counts at width x height; MPEG's segmentation_validation_masks_5k.csv `Mask` column) as
+    COCO compressed RLE at the image's size (resized by nearest neighbour if it differs), and its area."""
+    import base64
+    import zlib
+
+    from pycocotools import mask as mask_utils
+
+    rle = {"size": [int(height), int(width)], "counts": zlib.decompress(base64.b64decode(encoded))}
+    if image_wh != (int(width), int(height)):
+        from PIL import Image
+
+        small = Image.fromarray(mask_utils.decode(rle) * 255)
+        binary = np.asarray(small.resize(image_wh, Image.Resampling.NEAREST)) > 0
+        rle = mask_utils.encode(np.asfortranarray(binary.astype(np.uint8)))
+    return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}, int(mask_utils.area(rle))

@@ -96,9 +96,9 @@ def _oid_index(data: Mapping[str, Any]) -> dict[int, _OidImage]:
         }
         segmentations = {c: [r[5] or None for r in rows] for c, rows in classes.items()}
         # Reference: a class is evaluatable in an image if it is an image-level label (positive
-        # or negative) or has a GT box there. Without image-level labels that reduces to the GT
+        # or negative; `verified_labels` where a file does not say which) or has a GT box there. Without image-level labels that reduces to the GT
         # box classes (positives) and no negatives.
-        labels = {int(c) for c in im.get("pos_labels", ())} | {int(c) for c in im.get("neg_labels", ())}
+        labels = {int(c) for key in ("pos_labels", "neg_labels", "verified_labels") for c in im.get(key, ())}
         size = (int(im.get("height", 0)), int(im.get("width", 0)))
         index[iid] = _OidImage(boxes, frozenset(labels | set(classes)), segmentations, size)
     return index
