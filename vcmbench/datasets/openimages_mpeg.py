@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from vcmbench.datasets import openimages
+from vcmbench.datasets.openimages import OpenImagesMpeg
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.cache import read_cached, write_cached
 from vcmbench.datasets.coco_categories import coco_category_dicts, coco_id
@@ -70,12 +71,6 @@ _MASK_COLUMNS = [
     "IsGroupOf",
     "Mask",
 ]
-
-
-class OpenImagesMpeg(Dataset):
-    """An MPEG OpenImages set as COCO json; scored by the OpenImages challenge mAP@0.5."""
-
-    metric = "oid"
 
 
 def detect_layout(root: Path, task: str) -> tuple[str, Path]:
