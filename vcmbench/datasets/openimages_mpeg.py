@@ -25,11 +25,11 @@ from typing import Any
 import pandas as pd
 
 from vcmbench.datasets import openimages
-from vcmbench.datasets.openimages import OpenImagesMpeg
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.cache import read_cached, write_cached
 from vcmbench.datasets.coco_categories import coco_category_dicts, coco_id
 from vcmbench.datasets.images import image_size
+from vcmbench.datasets.openimages import OpenImagesMpeg
 from vcmbench.datasets.shards import shardable
 from vcmbench.errors import DatasetError
 
