@@ -4,7 +4,7 @@ sequence dataset, converted once to a cached COCO json.
 Layout, one folder per sequence under `root`::
 
     root/<sequence>/seqinfo.ini       [Sequence] name, imDir, frameRate, seqLength, imWidth, imHeight, imExt
-    root/<sequence>/img1/000001.jpg   frames 1..seqLength (imDir / imExt as the ini says)
+    root/<sequence>/img1/000001.jpg   frames 1..seqLength, or 0..seqLength-1 (imDir / imExt as the ini says)
     root/<sequence>/gt/gt.txt         frame, id, x, y, w, h, flag, class, visibility
 
 gt.txt semantics (MOT16 and later): a row whose flag (7th column) is 0 is "ignore" and dropped;
@@ -18,8 +18,13 @@ COCO's from 0, so x and y are shifted by -1 (`MOT_ORIGIN`), the frame of the det
 Distractor classes (MOT17's static persons, reflections, ...) are dropped, not kept as
 ignore regions, so scores can differ slightly from the official MOT evaluation.
 
+A frame file's number is its frame number, the number gt.txt rows name: frames count from 1 as
+in MOT, or from 0 where the folder holds a 000000 file (HiEve as the MPEG FCM test data has it;
+see vcmbench.datasets.fcm_tracking). A `RowRule` replaces the flag/class rules above for a
+benchmark whose evaluator keeps other rows (TVD, HiEve in the FCM conditions).
+
 Ids: sequences 1..N in the order chosen; a frame's image id is `sequence_id * 1_000_000 +
-frame number`, and its `frame_index` in the json is the MOT frame number (from 1). The json is
+frame number`, and its `frame_index` in the json is that frame number. The json is
 cached under `cache_dir` (default `$VCMBENCH_CACHE/mot` or `~/.cache/vcmbench/mot`) with a
 fingerprint of every input's path, size and mtime (seqinfo.ini, gt.txt, each frame file) in its
 `info`, and rebuilt only when one changes.
@@ -62,13 +67,30 @@ class MotSequence:
     fps: float
     width: int
     height: int
-    frame_files: tuple[str, ...]  # file names relative to root; entry k is frame k + 1
+    frame_files: tuple[str, ...]  # file names relative to root; entry k is frame first + k
     gt: Path
     stats: tuple[tuple[str, int, int], ...]  # (path, size, mtime_ns) of every input file
+    first: int = 1  # the frame number of frame_files[0] (0 or 1)
 
     @property
     def length(self) -> int:
         return len(self.frame_files)
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """Which gt.txt rows are ground truth where a benchmark's evaluator keeps other rows than MOT's
+    flag/class rules: a row is kept if its 7th column (flag) is >= `min_flag` and, with `classes`
+    given, its 8th column (class) is one of them. A row lacking a column the rule reads is dropped,
+    as motmetrics (which reads it as NaN) drops it."""
+
+    min_flag: float
+    classes: tuple[int, ...] | None = None
+
+    def keeps(self, vals: list[float]) -> bool:
+        if len(vals) < 7 or not vals[6] >= self.min_flag:
+            return False
+        return self.classes is None or (len(vals) >= 8 and vals[7] in self.classes)
 
 
 def default_cache_dir() -> Path:
@@ -102,22 +124,23 @@ def _ini_number(ini: Path, section: configparser.SectionProxy, key: str, kind: t
     return value
 
 
-def read_sequence(root: Path, name: str) -> MotSequence:
-    """Read root/<name>/seqinfo.ini and list its frames; every inconsistency is a one-line DatasetError."""
+def read_sequence(root: Path, name: str, how_to_get: str = HOW_TO_GET) -> MotSequence:
+    """Read root/<name>/seqinfo.ini and list its frames; every inconsistency is a one-line DatasetError
+    (`how_to_get`: the fix its messages end with)."""
     folder = root / name
     if not folder.is_dir():
-        raise DatasetError(f"MOT sequence folder not found: {folder.absolute()} (dataset.sequences); {HOW_TO_GET}")
+        raise DatasetError(f"MOT sequence folder not found: {folder.absolute()} (dataset.sequences); {how_to_get}")
     ini = folder / "seqinfo.ini"
     if not ini.is_file():
-        raise DatasetError(f"seqinfo.ini not found: {ini.absolute()}; every sequence folder needs one; {HOW_TO_GET}")
+        raise DatasetError(f"seqinfo.ini not found: {ini.absolute()}; every sequence folder needs one; {how_to_get}")
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(ini.read_text(encoding="utf-8-sig"), source=str(ini))
     except (configparser.Error, UnicodeDecodeError) as exc:
         msg = " ".join(str(exc).split())
-        raise DatasetError(f"{ini}: not a valid seqinfo.ini ({msg}); fix the file or {HOW_TO_GET}") from None
+        raise DatasetError(f"{ini}: not a valid seqinfo.ini ({msg}); fix the file or {how_to_get}") from None
     if "Sequence" not in parser:
-        raise DatasetError(f"{ini}: no [Sequence] section; fix the file or {HOW_TO_GET}")
+        raise DatasetError(f"{ini}: no [Sequence] section; fix the file or {how_to_get}")
     sec = parser["Sequence"]
     fps = _ini_number(ini, sec, "frameRate", float)
     if fps is None or not fps > 0:
@@ -134,12 +157,12 @@ def read_sequence(root: Path, name: str) -> MotSequence:
 
     images = folder / im_dir
     if not images.is_dir():
-        raise DatasetError(f"image folder not found: {images.absolute()} (imDir of {ini}); {HOW_TO_GET}")
+        raise DatasetError(f"image folder not found: {images.absolute()} (imDir of {ini}); {how_to_get}")
     found = [p for p in images.iterdir() if p.suffix.lower() == ext.lower() and p.stem.isdigit()]
     numbered = {int(p.stem): p for p in sorted(found)}
     count = len(found)
     if count == 0:
-        raise DatasetError(f"{images.absolute()}: no frames named <number>{ext}; {HOW_TO_GET}")
+        raise DatasetError(f"{images.absolute()}: no frames named <number>{ext}; {how_to_get}")
     if length is None:
         length = count
     if count != length:
@@ -147,15 +170,16 @@ def read_sequence(root: Path, name: str) -> MotSequence:
             f"{ini}: seqLength={length} but {images.absolute()} holds {count} {ext} frames; "
             "fix seqLength or restore the missing frames"
         )
-    missing = [k for k in range(1, length + 1) if k not in numbered]
+    first = 0 if 0 in numbered else 1  # the MOT challenge's count from 1; MPEG's HiEve pngs from 0
+    missing = [k for k in range(first, first + length) if k not in numbered]
     if missing:
         raise DatasetError(
             f"{images.absolute()}: frame {missing[0]:06d}{ext} is missing (frames must be numbered "
-            f"1..seqLength={length}); restore it or {HOW_TO_GET}"
+            f"{first}..{first + length - 1} for seqLength={length}); restore it or {how_to_get}"
         )
     if length >= FRAME_ID_STRIDE:
         raise DatasetError(f"{ini}: seqLength={length}; at most {FRAME_ID_STRIDE - 1} frames a sequence are supported")
-    frames = [numbered[k] for k in range(1, length + 1)]
+    frames = [numbered[k] for k in range(first, first + length)]
     w, h = image_size(frames[0])
     if (width, height) != (w, h) and not (width is None and height is None):
         raise DatasetError(
@@ -165,15 +189,19 @@ def read_sequence(root: Path, name: str) -> MotSequence:
     gt = folder / "gt" / "gt.txt"
     if not gt.is_file():
         raise DatasetError(
-            f"ground truth not found: {gt.absolute()} (test splits have none; use sequences with gt); {HOW_TO_GET}"
+            f"ground truth not found: {gt.absolute()} (test splits have none; use sequences with gt); {how_to_get}"
         )
     stats = (_stat(ini), _stat(gt), *(_stat(p) for p in frames))
     rel = tuple(f"{name}/{im_dir}/{p.name}" for p in frames)
-    return MotSequence(name, folder, float(fps), w, h, rel, gt, stats)
+    return MotSequence(name, folder, float(fps), w, h, rel, gt, stats, first)
 
 
-def read_gt(path: Path, length: int, classes: set[int] | None) -> list[dict[str, Any]]:
-    """The kept rows of a gt.txt as {frame, track_id, bbox (COCO, 0-based), mot_class?, visibility?}."""
+def read_gt(
+    path: Path, length: int, classes: set[int] | None, first: int = 1, rule: RowRule | None = None
+) -> list[dict[str, Any]]:
+    """The kept rows of a gt.txt as {frame, track_id, bbox (COCO, 0-based), mot_class?, visibility?};
+    frames must lie within first..first+length-1 (the frame files' numbers); `rule`, when given,
+    chooses the rows in place of the flag and `classes`."""
     rows: list[dict[str, Any]] = []
     dropped_size = 0
     with open(path, encoding="utf-8-sig") as f:
@@ -195,17 +223,21 @@ def read_gt(path: Path, length: int, classes: set[int] | None) -> list[dict[str,
                     "fix or remove the line"
                 )
             frame, tid = vals[0], vals[1]
-            if not frame.is_integer() or not 1 <= frame <= length or not tid.is_integer():
+            if not frame.is_integer() or not first <= frame < first + length or not tid.is_integer():
                 raise DatasetError(
                     f"{path} line {n}: frame {parts[0]} / id {parts[1]} must be whole numbers, the frame "
-                    f"within 1..seqLength={length}; fix or remove the line"
+                    f"within {first}..{first + length - 1} (the frame files' numbers, seqLength={length}); "
+                    "fix or remove the line"
                 )
             ncol = len(vals)
-            if ncol >= 7 and vals[6] == 0:  # flag 0: ignore
-                continue
             has_class = 8 <= ncol <= 9  # MOT16+ layout; 10 columns is MOT15's (world x, y, z)
             cls = int(vals[7]) if has_class else None
-            if classes is not None and cls is not None and cls != -1 and cls not in classes:
+            if rule is not None:
+                if not rule.keeps(vals):
+                    continue
+            elif ncol >= 7 and vals[6] == 0:  # flag 0: ignore
+                continue
+            elif classes is not None and cls is not None and cls != -1 and cls not in classes:
                 continue
             x, y, w, h = vals[2:6]
             if not (w > 0 and h > 0):
@@ -226,14 +258,21 @@ def read_gt(path: Path, length: int, classes: set[int] | None) -> list[dict[str,
     return rows
 
 
-def convert(seqs: list[MotSequence], classes: set[int] | None, seq_class: dict[str, str]) -> dict[str, Any]:
-    """The COCO dict over the sequences (ids 1..N in list order)."""
+def convert(
+    seqs: list[MotSequence],
+    classes: set[int] | None,
+    seq_class: dict[str, str],
+    rule: RowRule | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The COCO dict over the sequences (ids 1..N in list order); `labels`: folder name -> the name
+    the sequence is reported under (default: the folder's)."""
     sequences, images, annotations = [], [], []
     for sid, s in enumerate(seqs, start=1):
         sequences.append(
             {
                 "id": sid,
-                "name": s.name,
+                "name": (labels or {}).get(s.name, s.name),
                 "class": seq_class.get(s.name, "all"),
                 "fps": s.fps,
                 "length": s.length,
@@ -241,7 +280,7 @@ def convert(seqs: list[MotSequence], classes: set[int] | None, seq_class: dict[s
                 "height": s.height,
             }
         )
-        for k, file_name in enumerate(s.frame_files, start=1):
+        for k, file_name in enumerate(s.frame_files, start=s.first):
             images.append(
                 {
                     "id": sid * FRAME_ID_STRIDE + k,
@@ -252,7 +291,7 @@ def convert(seqs: list[MotSequence], classes: set[int] | None, seq_class: dict[s
                     "frame_index": k,
                 }
             )
-        rows = read_gt(s.gt, s.length, classes)
+        rows = read_gt(s.gt, s.length, classes, s.first, rule)
         rows.sort(key=lambda r: (r["frame"], r["track_id"]))
         for r in rows:
             w, h = r["bbox"][2], r["bbox"][3]
@@ -337,21 +376,46 @@ def build(
     else:
         raise DatasetError(f"dataset.seq_class={seq_class!r}: give a mapping sequence name -> class, a string or null")
 
-    seqs = [read_sequence(rootp, n) for n in names]
-    options = {
+    return assemble(name, rootp, names, keep, class_of, max_frames, cache_dir)
+
+
+def assemble(
+    name: str,
+    root: Path,
+    names: list[str],
+    classes: set[int] | None,
+    class_of: dict[str, str],
+    max_frames: int | None,
+    cache_dir: str | None,
+    *,
+    rule: RowRule | None = None,
+    labels: dict[str, str] | None = None,
+    how_to_get: str = HOW_TO_GET,
+) -> SequenceDataset:
+    """The dataset over root/<names> (checked arguments): read, converted or taken from the cache.
+
+    Shared by `build` and the readers of MOT folders in other benchmarks' layouts (fcm_tracking),
+    which choose their rows (`rule`), reported names (`labels`) and fix (`how_to_get`) themselves.
+    """
+    seqs = [read_sequence(root, n, how_to_get) for n in names]
+    options: dict[str, Any] = {
         "format": CACHE_FORMAT,
-        "root": str(rootp.absolute()),
+        "root": str(root.absolute()),
         "sequences": names,
-        "classes": sorted(keep) if keep is not None else None,
+        "classes": sorted(classes) if classes is not None else None,
         "seq_class": {n: class_of.get(n, "all") for n in names},
     }
+    if rule is not None:  # only then, so that the caches of plain MOT folders keep their names
+        options["rule"] = dataclasses.asdict(rule)
+    if labels:
+        options["labels"] = {n: labels[n] for n in names if n in labels}
     folder = default_cache_dir() if cache_dir is None or is_none(cache_dir) else Path(str(cache_dir)).expanduser()
     cache_file = folder / f"{name}-{digest(options)[:12]}.json"
     fp = digest({"options": options, "inputs": [s.stats for s in seqs]})
     data = read_cached(cache_file, fp)
     if data is None:
         log.info("converting %d MOT sequences of %s to COCO json %s", len(seqs), name, cache_file)
-        data = convert(seqs, keep, options["seq_class"])
+        data = convert(seqs, classes, options["seq_class"], rule, labels)
         data["info"] = {
             "description": f"vcmbench {name}: MOT-challenge folder converted to COCO format",
             "vcmbench_fingerprint": fp,
@@ -362,4 +426,4 @@ def build(
     recs = sequences_from_coco(data, cache_file)
     if max_frames is not None and not is_none(max_frames):
         recs = [dataclasses.replace(s, frames=s.frames[: int(max_frames)]) for s in recs]
-    return SequenceDataset(name, cache_file, rootp, recs, tracking=True)
+    return SequenceDataset(name, cache_file, root, recs, tracking=True)
