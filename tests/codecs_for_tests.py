@@ -158,3 +158,15 @@ def fake_vtm(tmp_path: Path, as_420: bool = False) -> tuple[Path, Path, Path]:
     enc = executable_script(tmp_path / "EncoderApp", f"LOG = {str(log)!r}\n" + FAKE_ENCODER)
     dec = executable_script(tmp_path / "DecoderApp", f"AS_420 = {as_420}\n" + FAKE_DECODER)
     return enc, dec, log
+
+
+class HeaderOverwrittenFrames(FrameCodec):
+    """A feature codec (the anchor's frames) whose container header is overwritten after
+    encoding: P5's width field says 2. The payload still decodes, to features the back rejects
+    (ShapeError), which must cost this item only."""
+
+    def encode(self, features, rate):
+        payload = bytearray(super().encode(features, rate))
+        p5_width = 6 + 6 * 3 + 4  # tag, version, level count; three (C, H, W) before P5's; C, H
+        payload[p5_width : p5_width + 2] = struct.pack(">H", 2)
+        return bytes(payload)

@@ -210,3 +210,17 @@ def test_parallel_workers_give_the_same_records(tmp_path):
     a = {(r["image_id"], r["codec"]): r["detections"] for r in map(json.loads, (tmp_path / "serial/records.jsonl").open())}
     b = {(r["image_id"], r["codec"]): r["detections"] for r in map(json.loads, (tmp_path / "parallel/records.jsonl").open())}
     assert a == b
+
+
+@pytest.mark.timeout(300)
+def test_a_payload_the_back_rejects_is_that_items_decode_failure(tmp_path):
+    """A header overwritten after encoding: the payload decodes, the back raises ShapeError;
+    the item records decode_failed with the reason and the sweep finishes."""
+    cfg = cfg_with("codec=[raw,anchor_vvc]", "codec.anchor_vvc._target_=tests.codecs_for_tests.HeaderOverwrittenFrames",
+                   "codec.anchor_vvc.rates=[41]")
+    points = run_sweep(cfg, tmp_path).set_index("codec")
+    assert points.loc["anchor_vvc", "n_failed"] == 2 and points.loc["raw", "n_failed"] == 0
+    recs = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
+    bad = [r for r in recs if r["codec"] == "anchor_vvc"]
+    assert len(bad) == 2 and all(r["status"] == "decode_failed" and r["error"].startswith("ShapeError: ")
+                                 and "p5" in r["error"] for r in bad), [r["error"] for r in bad]

@@ -124,13 +124,31 @@ def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitD
                  back_s=0.0, feature_hash=feature_hash)
     if failure:
         return _encode_failed(rec, failure)
+    try:
+        _receive(rec, codec, payload, front, detector, sample, pristine)
+    except (ConfigError, MissingDependencyError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the receiver side meets costs this item only
+        _decode_failed(rec, exc)
+    return rec
+
+
+def _decode_failed(rec: Record, exc: Exception) -> None:
+    """Record a receiver-side failure (a payload that does not decode, a shape the back rejects,
+    the back itself) on the item: `decode_failed` with the one-line reason."""
+    rec.status = "decode_failed"
+    rec.error = str(exc) if isinstance(exc, PayloadError) else f"{type(exc).__name__}: {exc}"
+    rec.detections, rec.masks, rec.mask_size, rec.decoded_hash = [], [], [], ""  # nothing of it counts
+    log.warning("item %s, %s %s: %s", rec.image_id, rec.codec, rec.rate, rec.error)
+
+
+def _receive(rec: Record, codec: Codec, payload: bytes, front: FrontOutput, detector: SplitDetector, sample,
+             pristine: Detections | None) -> None:
+    """The receiver side of `code_one`: decode, (the whole network on a carried image,) the back,
+    the fidelity figures, each timed into `rec`."""
     t0 = time.perf_counter()
     try:
         received = codec.transmit_decode(payload, front.meta)
-    except PayloadError as exc:
-        rec.status, rec.error = "decode_failed", str(exc)
-        log.warning("image %s, %s %s: %s", rec.image_id, rec.codec, rec.rate, exc)
-        return rec
     finally:
         rec.dec_s = time.perf_counter() - t0
     features, meta = received.features, front.meta
@@ -152,7 +170,6 @@ def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitD
         rec.extra.update(image_fidelity(sample.image, received.image))
     if pristine is not None and features[LEVELS[0]].shape == front.features[LEVELS[0]].shape:
         rec.extra.update(fidelity(front.features, features, pristine, dets))
-    return rec
 
 
 def _timed_encode(encode: Callable[[], bytes]) -> tuple[bytes, float, str]:
@@ -323,10 +340,11 @@ class ItemCoder:
             for _ in frames:  # the decoder's end check: nothing after the last frame
                 raise PayloadError(f"{rec.codec}: the payload holds more frames than the sequence's {len(metas)}")
             dec_s += time.perf_counter() - t0
-        except PayloadError as exc:
-            rec.status, rec.error = "decode_failed", str(exc)
+        except (ConfigError, MissingDependencyError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the receiver side meets costs this item only
+            _decode_failed(rec, exc)
             rows = []
-            log.warning("sequence %s, %s %s: %s", rec.image_id, rec.codec, rec.rate, exc)
         finally:
             frames.close()
         n = len(metas)
