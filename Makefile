@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install detectron2 bench ci-reference golden clean
+.PHONY: demo test e2e install detectron2 bench ci-reference golden clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,16 @@ demo: install
 # The suite runs on TEST_WORKERS processes (pytest-xdist); ruff first, so a lint error fails fast.
 # loadfile: a test file's tests run on one worker, in order, so a module fixture (the default run, the
 # video run) is made once, not once per worker.
+# `make test` is the quick suite; `make e2e` the end-to-end runs marked slow (the default run, the
+# video and Mask R-CNN reduced runs, the wheel, SLURM). CI (.ci/run) runs both.
 TEST_WORKERS ?= 2
 test: install detectron2
 	$(BIN)/ruff check .
 	bash scripts/lint_docker.sh
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
+e2e: install detectron2
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow
 
 # The CI regression references (anchors/README.md): the default run (20 scenes, what CI runs)
 # and the same codecs over 50 scenes (benchmarks/default_scenes.py: how far the BD-rates move).
