@@ -40,7 +40,11 @@ def _md_row(md: str, first_cell: str) -> list[str]:
 
 
 def _bd_section(md: str) -> str:
-    return md[md.index("### BD-rate"):md.index("### Figures")]
+    return md[md.index("### BD-rate"):md.index("### Codecs")]
+
+
+def _codecs_section(md: str) -> str:
+    return md[md.index("### Codecs"):md.index("### Rate points")]
 
 
 def test_report_on_two_runs_writes_md_html_png_svg(two_runs, tmp_path, capsys):
@@ -76,6 +80,11 @@ def test_report_on_two_runs_writes_md_html_png_svg(two_runs, tmp_path, capsys):
     assert "](figures/coco_val2017_mini__frcnn_r50_fpn-rd.png)" in md
     srcs = re.findall(r'<img [^>]*src="([^"]+)"', html)
     assert len(srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    # it leads with the answer: the RD plot, then the BD-rates, then the details; names left-aligned
+    order = [html.index(h) for h in ("<h3>Rate-distortion</h3>", "<h3>BD-rate vs", "<h3>Codecs</h3>",
+                                     "<h3>Rate points</h3>")]
+    assert order == sorted(order)
+    assert '<td class="t">anchor_vvc</td>' in html and '<td class="t">-30.00</td>' not in html
     assert "<link" not in html and "<script" not in html
     assert "<table" in html and "-30.00" in html and "⚠ poor overlap" in html
 
@@ -137,8 +146,9 @@ def test_report_names_each_codecs_encoder_and_the_anchors_in_the_bd_header(two_r
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
     assert "### BD-rate vs anchor_vvc (libvvenc preset faster) (anchor)" in md
     assert "BD-rate vs anchor_vvc (libvvenc preset faster) (anchor)</h3>" in html
-    assert _md_row(md, "anchor_vvc")[1:3] == ["feature_anchor", "libvvenc preset faster"]  # the Codecs table
-    assert _md_row(md, "better")[1:3] == ["test", "(not recorded)"]
+    codecs = _codecs_section(md)
+    assert _md_row(codecs, "anchor_vvc")[1:3] == ["feature_anchor", "libvvenc preset faster"]
+    assert _md_row(codecs, "better")[1:3] == ["test", "(not recorded)"]
     assert "do not name its encoder" not in md
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from vcmbench.tables import md_table
@@ -9,17 +11,31 @@ from vcmbench.tables import md_table
 MISSING = "–"  # the report's mark for a number that is not there
 
 
-def html_table(df: pd.DataFrame, cls: str = "") -> str:
-    return df.to_html(index=False, escape=True, border=0, na_rep=MISSING, classes=cls or None)
+#: a cell that reads as a figure (a number, a percentage, an interval, the missing mark): right-aligned
+_FIGURE = re.compile(r"^[\s\d.,%+\-−–eE\[\]()±⚠×x/]*$")
 
+
+def html_table(df: pd.DataFrame, cls: str = "") -> str:
+    """The table as HTML; cells of text (names, descriptions) are marked `t`, left-aligned, figures stay right."""
+    html = df.to_html(index=False, escape=True, border=0, na_rep=MISSING, classes=cls or None)
+    return re.sub(
+        r"<td>(.*?)</td>",
+        lambda m: m.group(0) if _FIGURE.match(m.group(1)) else f'<td class="t">{m.group(1)}</td>',
+        html,
+    )
 
 
 def templates(autoescape: bool):
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("vcmbench.render", "templates"), autoescape=autoescape,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("vcmbench.render", "templates"),
+        autoescape=autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
     env.filters["md"] = md_table
     env.filters["md_code"] = lambda v: f"`{v}`"
     env.filters["html_table"] = lambda df, cls="": jinja2.filters.Markup(html_table(df, cls))
@@ -33,7 +49,7 @@ h1{border-bottom:2px solid #333}h2{border-bottom:1px solid #bbb;margin-top:2em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
-tr:nth-child(even) td{background:#fafafa}.bd td:last-child{text-align:left}
+tr:nth-child(even) td{background:#fafafa}.bd td:last-child,td.t{text-align:left}
 .note{color:#7a4a00}.legend{font-size:.88em;color:#444;max-width:60em}
 img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
