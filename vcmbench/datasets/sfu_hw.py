@@ -1,8 +1,9 @@
 """SFU-HW-Objects-v1, the detection sequences of MPEG's FCM common test conditions, as a sequence
 dataset: raw 8-bit 4:2:0 YUV files plus per-frame YOLO-style txt annotations, converted once to
-a cached COCO json.
+a cached COCO json. `build` also reads the MPEG FCM test-data layout (PNG frames plus one COCO
+json a sequence, `sfu_hw_fcm`): which one a root holds is detected, or set by `layout`.
 
-Inputs under `root`:
+Inputs under `root` (YUV layout):
 
 * `<yuv_dir>/<Name>_<W>x<H>_<fps>[_...].yuv` — planar Y, U, V, 8 bits, 4:2:0 (chroma planes
   ceil(W/2) x ceil(H/2)), frames back to back, e.g. `Traffic_2560x1600_30_crop.yuv`,
@@ -48,97 +49,41 @@ import torch
 from vcmbench.datasets.base import ImageRecord, Sample
 from vcmbench.datasets.cache import cache_root, digest, plain, read_cached, write_cached
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord, sequences_from_coco
+from vcmbench.datasets.sfu_hw_fcm import build_fcm, fcm_layout
+from vcmbench.datasets.sfu_table import (
+    COCO_CATEGORIES,
+    FRAME_ID_STRIDE,
+    SFU_SEQUENCES,
+    SFU_TO_COCO,
+    SfuSequence,
+    labelled,
+    labels_setting,
+    select_entries,
+    sequence_table,
+    stamp,
+    unset,
+)
 from vcmbench.datasets.shards import shardable
 from vcmbench.errors import DatasetError
-from vcmbench.paths import is_none
+
+# Re-exported: the table and the COCO mapping live in sfu_table, shared with the FCM layout.
+__all__ = ["COCO_CATEGORIES", "FRAME_ID_STRIDE", "SFU_SEQUENCES", "SFU_TO_COCO", "SfuSequence", "build"]
 
 log = logging.getLogger(__name__)
 
 #: Bump when the json layout or the conversion rules change, so old caches are rebuilt.
 CACHE_FORMAT = 1
-#: Frame image id = sequence_id * FRAME_ID_STRIDE + YUV frame number.
-FRAME_ID_STRIDE = 1_000_000
 HOW_TO_GET = (
-    "get SFU-HW-Objects-v1 from the SFU / MPEG FCM CTC distribution and put the YUV files in dataset.root/yuv_dir"
+    "get SFU-HW-Objects-v1 from the SFU / MPEG FCM CTC distribution and put the YUV files in dataset.root/yuv_dir "
+    "(or point dataset.root at MPEG's fcm_testdata)"
 )
 HOW_TO_GET_ANNOTATIONS = (
     "put the SFU-HW-Objects-v1 per-frame txt files in dataset.root/annotation_dir/<sequence>/ "
     "or set dataset.annotation_dir"
 )
 
-#: The 80 COCO object categories, (COCO category id, name), in the order of the 0-based 80-class
-#: index SFU-HW-Objects uses; the ids skip 12, 26, 29, 30, 45, 66, 68, 69, 71 and 83.
-# fmt: off
-COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
-    (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"), (7, "train"),
-    (8, "truck"), (9, "boat"), (10, "traffic light"), (11, "fire hydrant"), (13, "stop sign"),
-    (14, "parking meter"), (15, "bench"), (16, "bird"), (17, "cat"), (18, "dog"), (19, "horse"), (20, "sheep"),
-    (21, "cow"), (22, "elephant"), (23, "bear"), (24, "zebra"), (25, "giraffe"), (27, "backpack"),
-    (28, "umbrella"), (31, "handbag"), (32, "tie"), (33, "suitcase"), (34, "frisbee"), (35, "skis"),
-    (36, "snowboard"), (37, "sports ball"), (38, "kite"), (39, "baseball bat"), (40, "baseball glove"),
-    (41, "skateboard"), (42, "surfboard"), (43, "tennis racket"), (44, "bottle"), (46, "wine glass"), (47, "cup"),
-    (48, "fork"), (49, "knife"), (50, "spoon"), (51, "bowl"), (52, "banana"), (53, "apple"), (54, "sandwich"),
-    (55, "orange"), (56, "broccoli"), (57, "carrot"), (58, "hot dog"), (59, "pizza"), (60, "donut"), (61, "cake"),
-    (62, "chair"), (63, "couch"), (64, "potted plant"), (65, "bed"), (67, "dining table"), (70, "toilet"),
-    (72, "tv"), (73, "laptop"), (74, "mouse"), (75, "remote"), (76, "keyboard"), (77, "cell phone"),
-    (78, "microwave"), (79, "oven"), (80, "toaster"), (81, "sink"), (82, "refrigerator"), (84, "book"),
-    (85, "clock"), (86, "vase"), (87, "scissors"), (88, "teddy bear"), (89, "hair drier"), (90, "toothbrush"),
-)
-# fmt: on
-#: SFU class index (0..79) -> COCO category id.
-SFU_TO_COCO: tuple[int, ...] = tuple(cid for cid, _ in COCO_CATEGORIES)
-
-
-@dataclass(frozen=True)
-class SfuSequence:
-    """A sequence and its frame window: frames `first .. first + count - 1` of the YUV (from 0).
-
-    `width`/`height`/`fps`/`count` may be None for user-added sequences: taken from the YUV
-    file's name (`<Name>_<W>x<H>_<fps>`) and size (every frame from `first`). `aliases` are
-    other names its YUV file or annotation folder goes by; `file` names the YUV under yuv_dir.
-    `ctc`: selected by default (when neither `sequences` nor `classes` is given).
-    """
-
-    name: str
-    seq_class: str
-    width: int | None
-    height: int | None
-    fps: float | None
-    first: int
-    count: int | None
-    aliases: tuple[str, ...] = ()
-    file: str | None = None
-    ctc: bool = True
-
-
-#: The SFU-HW-Objects-v1 sequences with their frame windows, as listed in the FCM CTC; check
-#: against your copy (`frame_window` / `extra_sequences` override any entry). The windows are the
-#: last `count` frames of each HEVC CTC sequence (Traffic: frames 117..149 of 150). Class E is in
-#: SFU-HW-Objects-v1 but not in the FCM CTC: those entries are used only when named in
-#: `sequences` or selected with `classes`. PeopleOnStreet (class A) is not in the table.
-SFU_SEQUENCES: tuple[SfuSequence, ...] = (
-    SfuSequence("Traffic", "A", 2560, 1600, 30, 117, 33),
-    SfuSequence("Kimono", "B", 1920, 1080, 24, 207, 33, ("Kimono1",)),
-    SfuSequence("ParkScene", "B", 1920, 1080, 24, 207, 33),
-    SfuSequence("Cactus", "B", 1920, 1080, 50, 403, 97),
-    SfuSequence("BasketballDrive", "B", 1920, 1080, 50, 403, 97),
-    SfuSequence("BQTerrace", "B", 1920, 1080, 60, 471, 129),
-    SfuSequence("BasketballDrill", "C", 832, 480, 50, 403, 97),
-    SfuSequence("BQMall", "C", 832, 480, 60, 471, 129),
-    SfuSequence("PartyScene", "C", 832, 480, 50, 403, 97),
-    SfuSequence("RaceHorsesC", "C", 832, 480, 30, 235, 65, ("RaceHorses",)),
-    SfuSequence("BasketballPass", "D", 416, 240, 50, 403, 97),
-    SfuSequence("BQSquare", "D", 416, 240, 60, 471, 129),
-    SfuSequence("BlowingBubbles", "D", 416, 240, 50, 403, 97),
-    SfuSequence("RaceHorses", "D", 416, 240, 30, 235, 65, ("RaceHorsesD",)),
-    SfuSequence("FourPeople", "E", 1280, 720, 60, 471, 129, ctc=False),
-    SfuSequence("Johnny", "E", 1280, 720, 60, 471, 129, ctc=False),
-    SfuSequence("KristenAndSara", "E", 1280, 720, 60, 471, 129, ctc=False),
-)
-
 _YUV_NAME = re.compile(r"^(?P<base>.+?)_(?P<w>\d+)x(?P<h>\d+)_(?P<fps>\d+(?:\.\d+)?)(?:hz)?(?:_.*)?\.yuv$", re.I)
 _FRAME_TXT = re.compile(r"_(\d+)\.txt$", re.I)
-_EXTRA_KEYS = {"class", "width", "height", "fps", "first", "count", "file", "aliases"}
 
 # BT.601: luma weights; limited range scales Y by 255/219 and Cb/Cr by 255/224.
 _KR, _KB = 0.299, 0.114
@@ -225,99 +170,8 @@ def default_cache_dir() -> Path:
     return cache_root("sfu_hw")
 
 
-
-def _unset(value: Any) -> bool:
-    return value is None or is_none(value)
-
-
-def _stat(path: Path) -> list:
-    st = path.stat()
-    return [str(path.absolute()), int(st.st_size), int(st.st_mtime_ns)]
-
-
 def _fmt_fps(fps: float) -> str:
     return str(int(fps)) if float(fps).is_integer() else str(fps)
-
-
-def _int(value: Any, what: str, minimum: int) -> int:
-    try:
-        out = int(value)
-        ok = float(value) == out and out >= minimum
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise DatasetError(f"{what}={value!r}: must be a whole number >= {minimum}")
-    return out
-
-
-def sequence_table(extra_sequences: dict | None = None, frame_window: dict | None = None) -> dict[str, SfuSequence]:
-    """`SFU_SEQUENCES` with `extra_sequences` merged in and `frame_window` applied, by name.
-
-    `extra_sequences`: name -> {class, first, count, fps, width, height, file, aliases}; a new
-    name needs `class` (the rest defaults from the YUV file name and size, first 0, every frame);
-    a table name overrides just the keys given. `frame_window`: name -> [first, count].
-    """
-    table = {s.name: s for s in SFU_SEQUENCES}
-    for name, spec in (plain(extra_sequences) or {}).items():
-        name = str(name)
-        where = f"dataset.extra_sequences.{name}"
-        spec = dict(spec or {})
-        unknown = sorted(set(spec) - _EXTRA_KEYS)
-        if unknown:
-            raise DatasetError(f"{where}: unknown key(s) {unknown}; use {sorted(_EXTRA_KEYS)}")
-        base = table.get(name)
-        if base is None:
-            if _unset(spec.get("class")):
-                raise DatasetError(f"{where}: a sequence not in the built-in table needs a 'class' (e.g. 'B')")
-            base = SfuSequence(name, str(spec["class"]), None, None, None, 0, None)
-        changes: dict[str, Any] = {}
-        if not _unset(spec.get("class")):
-            changes["seq_class"] = str(spec["class"])
-        for key in ("width", "height", "count"):
-            if not _unset(spec.get(key)):
-                changes[key] = _int(spec[key], f"{where}.{key}", 1)
-        if not _unset(spec.get("first")):
-            changes["first"] = _int(spec["first"], f"{where}.first", 0)
-        if not _unset(spec.get("fps")):
-            try:
-                changes["fps"] = float(spec["fps"])
-            except (TypeError, ValueError):
-                changes["fps"] = -1.0
-            if not changes["fps"] > 0:
-                raise DatasetError(f"{where}.fps={spec['fps']!r}: give a positive frame rate")
-        if not _unset(spec.get("file")):
-            changes["file"] = str(spec["file"])
-        if not _unset(spec.get("aliases")):
-            aliases = spec["aliases"]
-            changes["aliases"] = (str(aliases),) if isinstance(aliases, str) else tuple(str(a) for a in aliases)
-        table[name] = dataclasses.replace(base, **changes)
-    for name, window in (plain(frame_window) or {}).items():
-        name = str(name)
-        where = f"dataset.frame_window.{name}"
-        if name not in table:
-            raise DatasetError(
-                f"{where}: no such sequence; known: {sorted(table)} (add one with dataset.extra_sequences)"
-            )
-        if not isinstance(window, list | tuple) or len(window) != 2:
-            raise DatasetError(f"{where}={window!r}: give [first, count]")
-        table[name] = dataclasses.replace(
-            table[name],
-            first=_int(window[0], f"{where}[0] (first)", 0),
-            count=_int(window[1], f"{where}[1] (count)", 1),
-        )
-    return table
-
-
-def _lookup(table: dict[str, SfuSequence], name: str) -> SfuSequence:
-    if name in table:
-        return table[name]
-    by_alias = [s for s in table.values() if name in s.aliases]
-    if len(by_alias) == 1:
-        return by_alias[0]
-    raise DatasetError(
-        f"dataset.sequences: {name!r} is not a known SFU-HW sequence ({', '.join(table)}); "
-        "add it with dataset.extra_sequences"
-    )
 
 
 @dataclass(frozen=True)
@@ -529,29 +383,30 @@ def convert(resolved: list[_Resolved], folders: list[Path]) -> dict[str, Any]:
     return {"info": {}, "sequences": sequences, "images": images, "annotations": annotations, "categories": categories}
 
 
-
-
-
 @shardable
 def build(
     name: str,
     root: str,
+    layout: str = "auto",
     yuv_dir: str = ".",
     annotation_dir: str = "annotations",
     sequences: list[str] | None = None,
     classes: list[str] | None = None,
+    class_labels: str = "letters",
     frame_window: dict[str, list[int]] | None = None,
     extra_sequences: dict[str, dict[str, Any]] | None = None,
     max_frames: int | None = None,
     cache_dir: str | None = None,
     how_to_get: str | None = None,
-) -> SfuHwObjects:
-    """Hydra target: `dataset=sfu_hw_objects dataset.root=/data/SFU-HW-Objects-v1`.
+) -> SequenceDataset:
+    """Hydra target: `dataset=sfu_hw_objects dataset.root=/data/SFU-HW-Objects-v1` (or the FCM
+    test data's folder: `layout` auto picks it, see `sfu_hw_fcm.fcm_layout`).
 
     `yuv_dir`/`annotation_dir` are relative to root unless absolute. `sequences`: names (table
     order otherwise; default: every FCM CTC entry and every `extra_sequences` entry whose YUV is
-    present, an error if none is). `classes`: keep sequences of these classes (e.g. ['A','B']);
-    naming 'E' selects the non-CTC class E entries. `frame_window`: name -> [first, count],
+    present, an error if none is). `classes`: keep sequences of these classes (e.g. ['A','B'] or
+    CTTC names such as CLASS-AB); naming 'E' selects the non-CTC class E entries. `class_labels`:
+    'letters' or 'cttc' (CLASS-AB, CLASS-C, ...). `frame_window`: name -> [first, count],
     overriding the table. `extra_sequences`: add or amend table entries (see `sequence_table`),
     e.g. `{MySeq: {class: B}}` for `MySeq_1920x1080_30.yuv`, all its frames. `max_frames`: the
     first N frames of each window (the cached json always holds the whole window).
@@ -561,34 +416,25 @@ def build(
     rootp = Path(str(root)).expanduser()
     if not rootp.is_dir():
         raise DatasetError(f"SFU-HW-Objects folder not found: {rootp.absolute()} (dataset.root); {HOW_TO_GET}")
-    if not _unset(max_frames) and int(max_frames) < 1:
+    if not unset(max_frames) and int(max_frames) < 1:
         raise DatasetError(f"dataset.max_frames={max_frames}: must be >= 1 or null")
+    labels = labels_setting(class_labels)
+    folder = default_cache_dir() if unset(cache_dir) else Path(str(cache_dir)).expanduser()
     yuv_root = rootp / Path(str(yuv_dir)).expanduser()
+    fcm = fcm_layout(rootp, layout, yuv_root)
+    if fcm is not None:
+        if not unset(frame_window):
+            raise DatasetError(
+                f"dataset.frame_window={plain(frame_window)}: the FCM layout's frames are those of each "
+                "sequence's annotation json; remove it (dataset.max_frames keeps the first N)"
+            )
+        return build_fcm(name, fcm, sequences, classes, labels, extra_sequences, max_frames, folder)
     if not yuv_root.is_dir():
         raise DatasetError(f"YUV folder not found: {yuv_root.absolute()} (dataset.yuv_dir); {HOW_TO_GET}")
     ann_root = rootp / Path(str(annotation_dir)).expanduser()
     table = sequence_table(extra_sequences, frame_window)
     extra_names = {str(k) for k in (plain(extra_sequences) or {})}
-
-    sequences, classes = plain(sequences), plain(classes)
-    keep = None if _unset(classes) else {str(c) for c in (classes if isinstance(classes, list | tuple) else [classes])}
-    explicit = not _unset(sequences)
-    if explicit:
-        names = [sequences] if isinstance(sequences, str) else [str(s) for s in sequences]
-        entries = [_lookup(table, n) for n in names]
-        if len({e.name for e in entries}) != len(entries):
-            raise DatasetError(f"dataset.sequences={names}: a sequence is listed twice")
-    elif keep is None:
-        entries = [e for e in table.values() if e.ctc or e.name in extra_names]
-    else:
-        entries = list(table.values())
-    if keep is not None:
-        entries = [e for e in entries if e.seq_class in keep]
-        if not entries:
-            raise DatasetError(
-                f"dataset.classes={sorted(keep)}: no selected sequence is of these classes "
-                f"(classes in the table: {sorted({e.seq_class for e in table.values()})})"
-            )
+    entries, explicit = select_entries(table, sequences, classes, extra_names)
 
     listing = sorted(p for p in yuv_root.iterdir() if p.suffix.lower() == ".yuv")
     found: list[tuple[SfuSequence, Path]] = []
@@ -605,6 +451,8 @@ def build(
         )
     resolved = [_resolve(e, p) for e, p in found]
     folders = [annotation_folder(ann_root, r, set(table) - {r.entry.name}) for r in resolved]
+    relabelled = labelled([r.entry for r in resolved], labels)
+    resolved = [dataclasses.replace(r, entry=e) for r, e in zip(resolved, relabelled, strict=True)]
 
     options = {
         "format": CACHE_FORMAT,
@@ -616,10 +464,9 @@ def build(
         "annotations": [str(f.absolute()) for f in folders],
     }
     inputs = [
-        [_stat(r.yuv), [_stat(p) for _, p in sorted(annotation_files(f).items())]]
+        [stamp(r.yuv), [stamp(p) for _, p in sorted(annotation_files(f).items())]]
         for r, f in zip(resolved, folders, strict=True)
     ]
-    folder = default_cache_dir() if _unset(cache_dir) else Path(str(cache_dir)).expanduser()
     cache_file = folder / f"{name}-{digest(options)[:12]}.json"
     fp = digest({"options": options, "inputs": inputs})
     data = read_cached(cache_file, fp)
@@ -634,7 +481,7 @@ def build(
         }
         write_cached(cache_file, data)
     recs = sequences_from_coco(data, cache_file)
-    if not _unset(max_frames):
+    if not unset(max_frames):
         recs = [dataclasses.replace(s, frames=s.frames[: int(max_frames)]) for s in recs]
     sources = {sid: YuvSource(r.yuv, r.width, r.height) for sid, r in enumerate(resolved, start=1)}
     return SfuHwObjects(name, cache_file, yuv_root, recs, sources)
