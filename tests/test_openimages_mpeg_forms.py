@@ -238,8 +238,13 @@ def test_layout_key_and_errors_name_the_file(tmp_path):
 
 
 @pytest.mark.timeout(600)
-def test_a_run_on_a_folder_of_mpeg_files(tmp_path):
-    root = fcm_folder(tmp_path / "fcm_testdata", "detection")
+@pytest.mark.parametrize("form", ["fcm", "mpeg_csv"])
+def test_a_run_on_a_folder_of_mpeg_files(tmp_path, form):
+    if form == "fcm":
+        root = fcm_folder(tmp_path / "fcm_testdata", "detection")
+    else:  # MPEG's 5k files and the images, nothing else
+        root = mpeg_csv_folder(tmp_path / "5k", "detection")
+        assert sorted(p.suffix for p in root.iterdir()) == [".csv", ".csv", ".jpg", ".jpg", ".jpg", ".lst"]
     out = tmp_path / "run"
     proc = subprocess.run(
         [
