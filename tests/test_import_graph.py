@@ -23,7 +23,7 @@ LAYERS = [
     {"codecs"},
     {"metrics"},
     {"records"},
-    {"points"},
+    {"points", "aggregate"},
     {"tables"},
     {"analysis", "bootstrap"},
     {"regress"},

@@ -32,7 +32,7 @@ from vcmbench.run import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["progress=false", "report=false", "workers=1", "fidelity=false"]
-# issue 16's case: 8 scenes, an uncompressed, a VVC and a learned codec (a rate point each)
+# the case every sharding rule must hold on: 8 scenes, an uncompressed, a VVC and a learned codec (a rate point each)
 EIGHT = ["dataset.count=8", "codec=[raw,anchor_vvc,learned_interleaved]", "codec.anchor_vvc.rates=[37]",
          "codec.learned_interleaved.rates=[4]", *QUIET]
 
@@ -260,3 +260,26 @@ def test_slurm_sweep_of_two_shards_equals_one_process(tmp_path):
     whole, merged = _read(tmp_path / "whole" / "points.csv"), _read(out / "merged" / "points.csv")
     pd.testing.assert_frame_equal(_not_times(merged).drop(columns=["workers", "contended"]),
                                   _not_times(whole).drop(columns=["workers", "contended"]), check_exact=True)
+
+
+@pytest.mark.timeout(300)
+def test_shards_coded_with_vtm_merge_where_no_vtm_exists(tmp_path):
+    """The merge builds no codec and no model: it reads the shards' run.json, so shards coded with
+    VTM merge on a host without the VTM binaries (the fake VTM is removed before the merge)."""
+    from tests.codecs_for_tests import fake_vtm
+
+    (tmp_path / "vtm").mkdir()
+    enc, dec, _ = fake_vtm(tmp_path / "vtm")
+    vtm = ["dataset.count=2", "codec=[raw,anchor_vtm]", "codec.anchor_vtm.rates=[37]",
+           f"codec.anchor_vtm.backend.encoder_app={enc}", f"codec.anchor_vtm.backend.decoder_app={dec}",
+           "complexity=false", *QUIET]
+    whole = run_sweep(compose_config("config", vtm), tmp_path / "whole")
+    shards = [tmp_path / f"shard{k}" for k in (1, 2)]
+    for k, folder in enumerate(shards, start=1):
+        run_sweep(compose_config("config", [*vtm, f"dataset.shard={k}/2"]), folder)
+    shutil.rmtree(tmp_path / "vtm")
+    merged = merge_runs(shards, tmp_path / "merged")
+    assert (merged.n_images == 2).all() and set(merged.codec) == {"raw", "anchor_vtm"}
+    pd.testing.assert_frame_equal(_not_times(merged), _not_times(whole), check_exact=True)
+    info = json.loads((tmp_path / "merged" / "run.json").read_text())
+    assert [c["name"] for c in info["description"]["codecs"]] == ["raw", "anchor_vtm"]

@@ -1,8 +1,8 @@
 """`vcmbench merge`: the shards of one sweep -> one run folder, as if one process had run it.
 
 Each shard (`dataset.shard=K/N`) is an ordinary run folder over part of the items. Merging
-concatenates their records and builds the points table from the union once (run.write_points:
-the same code as the end of a sweep), so mAP is the mAP of the whole set, never an average of
+concatenates their records and builds the points table from the union once (aggregate.write_tables:
+the same code as the end of a sweep, with no model or codec built), so mAP is the mAP of the whole set, never an average of
 the shards' mAPs, and every column but the times equals an unsharded run's.
 
 It refuses, in one line each: shards whose settings differ (anything but the shard and the
@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from vcmbench.aggregate import RunDescription, write_tables
 from vcmbench.atomic import write_bytes
 from vcmbench.datasets.shards import SHARD_KEY, Shard, parse_shard, partition
 from vcmbench.errors import VcmbenchError, error_line
@@ -109,13 +110,27 @@ def check_cut(runs: list[ShardRun]) -> int:
     return counts[0]
 
 
+def run_description(runs: list[ShardRun]) -> RunDescription:
+    """The shards' common description of their model and codecs (run.json): what the tables need,
+    so the merge builds no model and no codec (no VTM binary needed where shards are merged)."""
+    first = RunDescription.from_json(runs[0].info)
+    for run in runs:
+        mine = RunDescription.from_json(run.info)
+        if mine is None:
+            raise MergeError(f"{run.path}/run.json describes no model and codecs (made by an older vcmbench); rerun "
+                             "that shard with the same settings: it resumes from its records and writes them")
+        if mine != first:
+            raise MergeError(f"{run.path}: its codecs or model ({mine.model}, {[c.encoder for c in mine.codecs]}) differ "
+                             f"from {runs[0].path}'s ({first.model}, {[c.encoder for c in first.codecs]}); merge the "
+                             "shards of one sweep, coded with the same encoders")
+    return first
+
+
 def merge_runs(paths: list[str | Path], out: str | Path, allow_partial: bool = False) -> pd.DataFrame:
     """Merge the shard folders `paths` into the run folder `out`; returns its points table."""
-    from hydra.utils import instantiate
-
     from vcmbench.datasets.shards import instantiate_whole
     from vcmbench.provenance import provenance
-    from vcmbench.run import build_jobs, software_versions, write_points
+    from vcmbench.run import software_versions
 
     if not paths:
         raise MergeError("no run folders to merge; pass the shards' run folders")
@@ -129,8 +144,8 @@ def merge_runs(paths: list[str | Path], out: str | Path, allow_partial: bool = F
     cfg.dataset[SHARD_KEY] = None
     whole, _ = instantiate_whole(cfg.dataset)
     parts = partition(whole.records, count)
-    jobs = build_jobs(cfg)
-    wanted = {(j.codec.name, rp.label, j.setup) for j in jobs for rp in j.codec.rates}
+    description = run_description(runs)
+    wanted = description.wanted()
     unit = "sequences" if hasattr(whole, "sequences") else "images"
 
     records: list[Record] = []
@@ -173,9 +188,9 @@ def merge_runs(paths: list[str | Path], out: str | Path, allow_partial: bool = F
     counted = [r.path / "complexity.csv" for r in runs if (r.path / "complexity.csv").is_file()]
     if counted:  # every shard counts on the whole set's first item: the counts are the same
         shutil.copyfile(counted[0], out / "complexity.csv")
-    detector = instantiate(cfg.model)
-    points = write_points(cfg, out, records, dataset, whole, detector, jobs, {"partial": bool(problems)})
-    info = {**software_versions(), **provenance(None), "finished": True, "items": len(dataset),
+    points = write_tables(cfg, out, records, dataset, description, {"partial": bool(problems)})
+    info = {**software_versions(), **provenance(None), "description": description.to_json(), "finished": True,
+            "items": len(dataset),
             "items_whole": len(whole), "partial": bool(problems), "missing": problems,
             "shards": [{"path": str(r.path.resolve()), "shard": r.shard.label, "items": len(parts[r.shard.index - 1]),
                         **{k: r.info.get(k) for k in ("git_commit", "git_dirty", "host", "job", "workers", "threads",

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from vcmbench import determinism
+from vcmbench.aggregate import CodecDescription, RunDescription, write_tables
 from vcmbench.atomic import write_bytes
 from vcmbench.codecs.base import Codec, RatePoint
 from vcmbench.codecs.sequence import (
@@ -46,9 +47,9 @@ from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.complexity import complexity_table
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.paths import file_sha256
-from vcmbench.points import CodecLabel, build_points, build_sequence_points
+from vcmbench.points import CodecLabel
 from vcmbench.provenance import provenance
-from vcmbench.records import Record, RecordStore, RunLock, encode_masks, write_detections
+from vcmbench.records import Record, RecordStore, RunLock, encode_masks
 from vcmbench.settings import RunSettings, as_bool
 from vcmbench.types import LEVELS, Detections, FrontOutput, ImageMeta, feature_digest
 from vcmbench.vision.base import SplitDetector
@@ -474,6 +475,7 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     detector: SplitDetector = instantiate(cfg.model)
     jobs = build_jobs(cfg)
     run_info = {**software_versions(), "workers": settings.workers, "threads": settings.threads,
+                "description": describe_run(detector, jobs, isinstance(dataset, SequenceDataset)).to_json(),
                 **determinism.environment(settings.determinism),
                 **provenance(shard.label if shard is not None else None)}
     write_bytes(run_dir / "run.json", json.dumps({**run_info, "finished": False}, indent=1).encode())
@@ -515,49 +517,31 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     return points
 
 
+def describe_run(detector: SplitDetector, jobs: list[CodecJob], sequences: bool) -> RunDescription:
+    """What the run's tables need of its model and codecs (run.json's `description`)."""
+    codecs = []
+    for job in jobs:
+        label = codec_label(job, sequences)
+        codecs.append(CodecDescription(job.codec.name, label.role, label.encoder, job.setup,
+                                       tuple(rp.label for rp in job.codec.rates)))
+    return RunDescription(detector.name, getattr(detector, "split", "fpn"), tuple(codecs))
+
+
 def write_points(cfg: DictConfig, run_dir: Path, records: list[Record], dataset: Dataset | SequenceDataset,
                  whole: Dataset | SequenceDataset, detector: SplitDetector, jobs: list[CodecJob],
                  columns: dict[str, object] | None = None) -> pd.DataFrame:
-    """The run folder's points.csv (classes.csv for sequences), detections/ and complexity.csv from
-    the records of `dataset`'s items: the end of a sweep, and of a merge of shards.
-
-    Metrics are computed once over the union of the items' records (never averaged over parts);
-    complexity is counted on the first item of the `whole` set, so a shard and the merge of all
-    shards count the same image. `columns` are appended to every row (a shard's `shard`/`partial`).
-    """
-    settings = RunSettings.from_config(cfg)
-    wanted = {(j.codec.name, rp.label, j.setup) for j in jobs for rp in j.codec.rates}
-    items = set(dataset.image_ids)
-    finished = [r for r in records if (r.codec, r.rate, r.setup) in wanted and r.image_id in items]
+    """The end of a sweep: the complexity counts (once per setup, on the first item of the `whole`
+    set, so a shard and the merge of all shards count the same image), then the tables from the
+    records (`aggregate.write_tables`, which a merge calls without any live model or codec)."""
     sequences = isinstance(dataset, SequenceDataset)
-    labels = {j.codec.name: codec_label(j, sequences) for j in jobs}
-    if sequences:
-        tracker = OmegaConf.to_container(cfg.tracker, resolve=True) if cfg.get("tracker") is not None else {}
-        points, classes = build_sequence_points(finished, dataset, detector.name, labels, tracker)
-        classes["determinism"] = settings.determinism
-        for name, value in (columns or {}).items():
-            classes[name] = value
-        classes.to_csv(run_dir / "classes.csv", index=False)
-    else:
-        points = build_points(finished, dataset.name, detector.name, dataset.metric, dataset.annotation_file,
-                              dataset.image_ids, labels=labels)
-        if settings.complexity and len(points) and len(whole):
-            points = points.merge(_complexity(run_dir, detector, jobs, whole), on=["codec", "rate"], how="left")
-    # the split point (fpn: P2..P5 | backbone: C2..C5; the model column names it too when not fpn),
-    # after DESIGN.md's columns, whose order is fixed
-    points["split"] = getattr(detector, "split", "fpn")
-    # exact: these numbers are the same on any machine; loose: they depend on the CPU and threads (run.json says which)
-    points["determinism"] = settings.determinism
-    for name, value in (columns or {}).items():
-        points[name] = value
-    write_detections(finished, dataset.image_ids, run_dir / "detections")
-    points.to_csv(run_dir / "points.csv", index=False)
-    return points
+    if RunSettings.from_config(cfg).complexity and not sequences and len(whole):
+        _complexity(run_dir, detector, jobs, whole)
+    return write_tables(cfg, run_dir, records, dataset, describe_run(detector, jobs, sequences), columns)
 
 
-def _complexity(run_dir: Path, detector: SplitDetector, jobs: list[CodecJob], dataset: Dataset) -> pd.DataFrame:
-    """The kmac_* columns of every job's rate points: counted once per setup and kept in
-    <run dir>/complexity.csv, so a rerun that has nothing to do counts nothing either."""
+def _complexity(run_dir: Path, detector: SplitDetector, jobs: list[CodecJob], dataset: Dataset) -> None:
+    """Count the kmac_* figures of every job's rate points into <run dir>/complexity.csv, once per
+    setup, so a rerun that has nothing to do counts nothing either."""
     path = run_dir / "complexity.csv"
     cached = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["codec", "rate", "setup"])
     have = set(zip(cached.codec, cached.rate, cached.setup))
@@ -567,9 +551,6 @@ def _complexity(run_dir: Path, detector: SplitDetector, jobs: list[CodecJob], da
         fresh["setup"] = fresh.codec.map({j.codec.name: j.setup for j in missing})
         cached = pd.concat([cached[~cached.codec.isin(set(fresh.codec))], fresh], ignore_index=True)
         write_bytes(path, cached.to_csv(index=False).encode())
-    wanted = {(j.codec.name, rp.label, j.setup) for j in jobs for rp in j.codec.rates}
-    rows = [(c, r, s) in wanted for c, r, s in zip(cached.codec, cached.rate, cached.setup)]
-    return cached[rows].drop(columns="setup")
 
 
 def software_versions() -> dict[str, str]:
