@@ -20,7 +20,7 @@ records is resumed, so a finished run is only re-read. Printed:
   per rate point (checkpoint loading, binary start-up);
 * complexity: kMAC per input pixel of front, learned encoder, learned decoder and back (the run's
   kmac_* columns; external encoders: time only);
-* issue 17's targets, each MET or NOT MET.
+* the learned codecs' targets (the figures the retrained checkpoints were to reach), each MET or NOT MET.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Prints, for N images of coco-val2017-mini with codec=raw:
           around the whole command in a fresh process (start-up, model build, records,
           evaluation), and the time of run_sweep alone (no interpreter start-up/imports),
   * the peak RSS of `vcmbench run` at each N.
-Targets (issue 2): overhead <= 5 %; peak RSS at N=100 within 10 % of N=20.
+Targets (the runner must not cost more than the work it runs): overhead <= 5 %; peak RSS at N=100 within 10 % of N=20.
 
     python benchmarks/pipeline_overhead.py --sizes 20 100 [--min-size 800]
 """

@@ -1,4 +1,4 @@
-"""The second split point (issue 15, part 4): `model.split=backbone` cuts before the FPN.
+"""The second split point: `model.split=backbone` cuts before the FPN.
 
 The front sends the backbone's C2..C5 (ResNet-50: 256/512/1024/2048 channels at strides
 4..32; ci_frcnn: 32/64/128/256), the back runs the FPN and the heads. Held to the same bar as
@@ -86,6 +86,7 @@ def _run(out, *overrides: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=500, cwd=REPO)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_backbone_run_codes_c2_to_c5_and_records_the_split(tmp_path):
     proc = _run(tmp_path / "run", "codec=[raw,anchor_vvc,pack_tile]", "codec.anchor_vvc.rates=[40]",

@@ -1,4 +1,5 @@
-"""ci_maskrcnn (issue 15, part 3): ci_frcnn with a light mask head, trained by the project's own command."""
+"""ci_maskrcnn, the offline segmentation default: ci_frcnn with a light mask head, trained by the
+project's own command."""
 
 from __future__ import annotations
 

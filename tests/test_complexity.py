@@ -1,4 +1,5 @@
-"""kMAC per pixel (issue 17): counted by torch's FlopCounterMode on the real code path."""
+"""kMAC per pixel, the complexity figure MPEG's platform reports: counted by torch's FlopCounterMode
+on the real code path."""
 
 from __future__ import annotations
 

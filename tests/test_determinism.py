@@ -30,6 +30,7 @@ def _run(out: Path, *extra: str, base: list[str] = SMALL) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_exact_runs_are_identical_whatever_the_thread_count(tmp_path):
     """threads 1, 2 and 4 (torch's intra-op threads: the reductions' split) give the same points table,

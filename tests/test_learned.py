@@ -1,4 +1,4 @@
-"""Learned multi-scale feature codecs (issue 5): networks, training, payloads, determinism.
+"""Learned multi-scale feature codecs: networks, training, payloads, determinism.
 
 Quick by design: tiny networks for the training and payload-format tests; the committed
 checkpoints (vcmbench/checkpoints/learned_*/q{k}.pt) for the determinism and bytes-vs-likelihood
@@ -78,7 +78,7 @@ def test_forward_shapes_and_likelihoods(arch):
 @pytest.mark.parametrize("arch", ["interleaved", "cascade"])
 @pytest.mark.parametrize("y_level", [4, 5, 6])
 def test_branch_decoder_every_level_has_its_branch_and_no_weight_is_unused(arch, y_level):
-    """decoder=branches: one branch per level from y_hat plus bottom-up mixing (issue 17); every
+    """decoder=branches: one branch per level from y_hat plus bottom-up mixing; every
     parameter gets a gradient (none unused, unlike the trunk's first up block with y on P4)."""
     torch.manual_seed(0)
     kw = dict(TINY, decoder="branches", mix_width=8, ste=True, y_level=y_level)
@@ -97,7 +97,7 @@ def test_branch_decoder_every_level_has_its_branch_and_no_weight_is_unused(arch,
 
 @pytest.mark.timeout(60)
 def test_the_two_learned_codecs_are_of_equal_size():
-    """The cascade ablation compares designs only while the sizes match (issue 17: within 5 %):
+    """The cascade ablation compares designs only while the sizes match (within 5 %):
     the yaml networks and the committed checkpoints (their json) both."""
     from omegaconf import OmegaConf
 

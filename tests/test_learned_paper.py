@@ -1,4 +1,4 @@
-"""The paper-size configuration (issue 17, part 4): the joint autoregressive + hierarchical prior.
+"""The paper-size configuration of the interleaved codec: the joint autoregressive + hierarchical prior.
 
 No checkpoint is needed: tiny context-model networks, and the paper-size network itself (its
 weights untrained) on a tiny input, on CPU.

@@ -33,6 +33,7 @@ def launcher_cfg(launcher: str, *overrides: str):
                           return_hydra_config=True)
 
 
+@pytest.mark.slow
 def test_joblib_multirun_two_codecs_then_report_and_regress(tmp_path, capsys):
     proc = subprocess.run(
         [sys.executable, "-m", "vcmbench", "run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",

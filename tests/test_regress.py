@@ -175,6 +175,7 @@ def real_runs(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_significance_gate_flags_a_worse_codec_and_not_noise(real_runs, capsys):
     ref = str(real_runs["reference"])
@@ -203,6 +204,7 @@ def test_the_significance_gate_needs_records_and_a_sane_alpha(tmp_path, referenc
     assert "no bootstrap: no per-item records of it in the run" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_report_gives_each_bd_rate_its_interval_and_says_how(real_runs, tmp_path):
     from vcmbench.render.report import report_main

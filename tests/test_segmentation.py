@@ -1,4 +1,4 @@
-"""Instance segmentation through the split (issue 15, part 1): Mask R-CNN's masks are kept,
+"""Instance segmentation through the split: Mask R-CNN's masks are kept,
 exactly, and travel in the records as COCO RLE."""
 
 from __future__ import annotations

@@ -109,6 +109,7 @@ def sharded(tmp_path_factory):
     return root, whole, shards
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_four_shards_merged_equal_the_unsharded_run(sharded):
     root, whole, shards = sharded
@@ -137,6 +138,7 @@ def test_four_shards_merged_equal_the_unsharded_run(sharded):
     assert one["shard"] == "2/4" and one["finished"] and one["host"] and one["git_commit"] and "git_dirty" in one
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_merge_refuses_missing_changed_and_overlapping_shards(sharded, tmp_path, capsys):
     from vcmbench.merge import merge_main
@@ -171,6 +173,7 @@ def test_merge_refuses_missing_changed_and_overlapping_shards(sharded, tmp_path,
         merge_runs([*shards[:3], unfinished], tmp_path / "m")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_report_on_a_sharded_sweep_merges_its_shards(sharded, tmp_path):
     _, _, shards = sharded

@@ -31,6 +31,7 @@ class CodecDescription:
     encoder: str  # the encoder and its preset (and, for sequences, the GOP it codes with)
     setup: str  # the hash that tells its records from another setup's
     rates: tuple[str, ...]  # its rate points' labels
+    foreign: bool = False  # coded another network's features than its checkpoints were trained on
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ def write_tables(
         tracker = OmegaConf.to_container(cfg.tracker, resolve=True) if cfg.get("tracker") is not None else {}
         points, classes = build_sequence_points(finished, dataset, description.model, labels, tracker)
         classes["determinism"] = settings.determinism
+        if any(c.foreign for c in description.codecs):
+            classes["foreign"] = classes["codec"].isin({c.name for c in description.codecs if c.foreign})
         for name, value in (columns or {}).items():
             classes[name] = value
         classes.to_csv(run_dir / "classes.csv", index=False)
@@ -116,6 +119,11 @@ def write_tables(
     points["split"] = description.split
     # exact: these numbers are the same on any machine; loose: they depend on the CPU and threads (run.json says which)
     points["determinism"] = settings.determinism
+    # a trained codec that coded another network's features than it was trained for (allow_foreign):
+    # the column is there when one did
+    foreign = {c.name for c in description.codecs if c.foreign}
+    if foreign:
+        points["foreign"] = points["codec"].isin(foreign)
     for name, value in (columns or {}).items():
         points[name] = value
     write_detections(finished, dataset.image_ids, run_dir / "detections")

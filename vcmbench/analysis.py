@@ -2,7 +2,7 @@
 
 Roles come from the points (the codec yaml's meta.role, carried in points.csv): the feature
 anchor every codec is compared to, the image anchor of the second table, the uncompressed
-ceiling. BD-rate itself is vcmbench.metrics.bd (DESIGN.md).
+ceiling. BD-rate itself is vcmbench.metrics.bd (docs/design.md).
 """
 
 from __future__ import annotations
@@ -192,3 +192,18 @@ def group_metric(points: pd.DataFrame, from_config: str | None) -> str | None:
         if len(named):
             return str(named[0])
     return from_config
+
+
+def foreign_codecs(points: pd.DataFrame) -> list[str]:
+    """The codecs whose rows say they coded another network's features (the `foreign` column)."""
+    if "foreign" not in points.columns:
+        return []
+    flags = points["foreign"].map(lambda v: str(v).lower() == "true")
+    return sorted(set(points.codec[flags]))
+
+
+def marked_foreign(points: pd.DataFrame, foreign: list[str]) -> pd.DataFrame:
+    """The points with each foreign codec's name marked, for the figures' legends."""
+    if not foreign:
+        return points
+    return points.assign(codec=points.codec.map(lambda c: f"{c} ({WARN} foreign network)" if c in foreign else c))

@@ -85,6 +85,7 @@ def runnable_codec_config(node: DictConfig, name: str | None = None) -> DictConf
     key it is given (a `name:` that disagrees with the key is an error)."""
     node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
     node.pop("meta", None)
+    node.pop("allow_foreign", None)  # the run's, not the codec's (vcmbench.domain)
     if name is not None:
         given = node.get("name")
         if given is not None and str(given) != name:
@@ -128,6 +129,15 @@ def selected_codec_configs(cfg: DictConfig) -> dict[str, DictConfig]:
             raise ConfigError(f"codec.{name}: not a codec config (no _target_); see conf/codec/*.yaml")
         clean[name] = runnable_codec_config(node, name)
     return clean
+
+
+def codec_allow_foreign(cfg: DictConfig) -> dict[str, bool]:
+    """codec name -> its `allow_foreign` setting: code features of a network its checkpoints were
+    not trained for, the rows marked (vcmbench.domain)."""
+    from vcmbench.settings import as_bool
+
+    return {name: as_bool(node.get("allow_foreign", False), f"codec.{name}.allow_foreign")
+            for name, node in _selected_nodes(cfg).items() if isinstance(node, DictConfig)}
 
 
 def selected_codec_roles(cfg: DictConfig) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Records -> points table: one row per (dataset, model, codec, rate).
 
-Columns follow DESIGN.md (never rename them): dataset, model, codec, rate,
+Columns follow docs/design.md (never rename them): dataset, model, codec, rate,
 n_images, bytes, pixels, bpp, map, ap50, enc_s, dec_s, front_s, back_s, plus
 n_failed, `workers` / `contended` (how many images were coded in parallel while the
 times were taken; contended times include the others' load), `role`, `encoder` (what made the
@@ -133,7 +133,7 @@ def build_sequence_points(
     one payload, kbps = 8 x bytes x fps / (1000 x frames), bpp over all its frames' pixels, COCO AP
     and AP50 over its frames (pycocotools) and, for tracking sets, MOTA / IDF1 / HOTA (TrackEval)
     of the tracker (`tracker`: ByteTracker settings) run on the decoded detections; `map` is MOTA
-    for tracking sets, AP otherwise (DESIGN.md). Per class: kbps is the mean of its sequences'
+    for tracking sets, AP otherwise (docs/design.md). Per class: kbps is the mean of its sequences'
     kbps weighted by duration, and every metric is recomputed jointly over the class's frames
     (AP over the union of its frames, MOTA/IDF1/HOTA combined over its sequences), as the CTC
     does; times are per frame over the class's frames.

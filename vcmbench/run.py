@@ -39,10 +39,17 @@ from vcmbench.codecs.sequence import (
     needs_sequence_range,
     open_sequence,
 )
-from vcmbench.config import build, fingerprint, selected_codec_configs, selected_codec_roles
+from vcmbench.config import (
+    build,
+    codec_allow_foreign,
+    fingerprint,
+    selected_codec_configs,
+    selected_codec_roles,
+)
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
 from vcmbench.datasets.shards import instantiate_whole, select_shard
+from vcmbench.domain import DomainCheck, check_codec, run_network
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.metrics.complexity import complexity_table
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
@@ -62,6 +69,7 @@ class CodecJob:
     codec: Codec
     setup: str
     role: str = "test"  # the yaml's meta.role; travels in points.csv
+    foreign: bool = False  # a trained codec coding another network's features (allow_foreign)
 
 
 def codec_label(job: CodecJob, sequences: bool) -> CodecLabel:
@@ -91,18 +99,31 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     return file_sha256(path)
 
 
-def build_jobs(cfg: DictConfig) -> list[CodecJob]:
+def build_jobs(cfg: DictConfig, verdict: DomainCheck | None = None) -> list[CodecJob]:
+    """The run's codecs, each built once, with its setup hash and role. A trained codec made for
+    another network than the run's is refused, left out or marked (vcmbench.domain); `verdict`
+    collects what was decided."""
     # exact features are other features: records of a loose run are not reused (and vice versa)
     mode = RunSettings.from_config(cfg).determinism
     base = fingerprint(cfg.model, cfg.dataset.name, *(["determinism=exact"] if mode == "exact" else []))
+    verdict = verdict if verdict is not None else DomainCheck([], set())
+    explicit = bool(cfg.get("codec"))
+    allowed = codec_allow_foreign(cfg)
+    network = None
     jobs = []
     roles = selected_codec_roles(cfg)
     for name, node in selected_codec_configs(cfg).items():
         codec_settings = OmegaConf.masked_copy(node, [k for k in node if k != "rates"])
         codec = build(node)
+        if network is None and codec.trained_on():
+            network = run_network(cfg.model)
+        if not check_codec(name, codec, network, explicit, allowed.get(name, False), verdict):
+            continue
         contents = [file_digest(p) for p in codec.files()]  # retrained checkpoints are other setups
         setup = fingerprint(base, codec_settings, *([contents] if contents else []))
-        jobs.append(CodecJob(codec, setup, roles.get(name, "test")))
+        jobs.append(CodecJob(codec, setup, roles.get(name, "test"), name in verdict.foreign))
+    if not jobs:
+        raise ConfigError(f"no codec left to run: {verdict.note(network) if network else 'none selected'}")
     return jobs
 
 
@@ -110,7 +131,7 @@ def code_one(codec: Codec, rate: RatePoint, front: FrontOutput, detector: SplitD
              setup: str, pristine: Detections | None = None, feature_hash: str = "") -> Record:
     """One work item at one rate point through the codec and the network, every stage timed.
 
-    The runner does not know codec kinds (DESIGN.md): the codec takes what it declares of the
+    The runner does not know codec kinds (docs/design.md): the codec takes what it declares of the
     item (`transmit_encode`) and says what reached the receiver (`transmit_decode`, a
     `Received`). Features go to the back; an image without features goes through the whole
     network first (remote inference: front_s / back_s are then the receiver's times on the
@@ -473,8 +494,12 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     whole, shard = instantiate_whole(cfg.dataset)
     dataset = select_shard(whole, shard) if shard is not None else whole
     detector: SplitDetector = instantiate(cfg.model)
-    jobs = build_jobs(cfg)
+    verdict = DomainCheck([], set())
+    jobs = build_jobs(cfg, verdict)
+    if verdict.left_out:
+        log.warning("%s", verdict.note(run_network(cfg.model)))
     run_info = {**software_versions(), "workers": settings.workers, "threads": settings.threads,
+                "left_out": [{"codec": c, "why": verdict.note(run_network(cfg.model))} for c in verdict.left_out],
                 "description": describe_run(detector, jobs, isinstance(dataset, SequenceDataset)).to_json(),
                 **determinism.environment(settings.determinism),
                 **provenance(shard.label if shard is not None else None)}
@@ -523,7 +548,7 @@ def describe_run(detector: SplitDetector, jobs: list[CodecJob], sequences: bool)
     for job in jobs:
         label = codec_label(job, sequences)
         codecs.append(CodecDescription(job.codec.name, label.role, label.encoder, job.setup,
-                                       tuple(rp.label for rp in job.codec.rates)))
+                                       tuple(rp.label for rp in job.codec.rates), job.foreign))
     return RunDescription(detector.name, getattr(detector, "split", "fpn"), tuple(codecs))
 
 

@@ -124,6 +124,13 @@ class Codec(ABC):
         resume fingerprint, so a retrained checkpoint at the same path is not mistaken for the old."""
         return []
 
+    def trained_on(self) -> list[dict]:
+        """What this codec's trained parts were trained on, one dict per checkpoint: `network`
+        (the front's name), `split`, `sha256` (of the front's weights, None where not recorded),
+        `channels`, `data` and `source` (the checkpoint). Empty for a codec with nothing trained:
+        the run compares these with its own network before the first item (vcmbench.domain)."""
+        return []
+
     #: whether the codec's whole work is torch operations (a learned codec), so a MAC count of
     #: its encode and decode is its complexity; False for external encoders and entropy coders
     #: that torch does not see (their complexity is only their measured time)

@@ -23,7 +23,7 @@ One payload, two layers:
     prediction. Layer body: height, width (2 x u16) + the bitstream.
 
 The header's 9 bytes belong to the base layer (the machine cannot parse its layer without
-them), so bytes_base + bytes_enh is the payload length exactly, and bpp (DESIGN.md) is
+them), so bytes_base + bytes_enh is the payload length exactly, and bpp (docs/design.md) is
 that of everything transmitted.
 
 A rate point is a (base rate, enhancement QP) pair: `rates: [[2, 42], [4, 32]]` gives the
@@ -32,6 +32,7 @@ points `quality=2+qp=42` and `quality=4+qp=32` for a learned base (knob `quality
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,6 +112,16 @@ class JointCodec(LayeredCodec):
     def files(self) -> list[Path]:
         own = [self.predictor_path] if self.mode == "residual" else []
         return [*self.base.files(), *own]
+
+    def trained_on(self) -> list[dict]:
+        """The base's checkpoints and, in residual mode, the predictor's (its json names the network)."""
+        own = []
+        if self.mode == "residual" and self.predictor_path is not None:
+            sidecar = self.predictor_path.with_suffix(".json")
+            info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+            own.append({"network": info.get("model"), "split": "fpn", "sha256": info.get("front_sha256"),
+                        "channels": 256, "data": info.get("train_set"), "source": str(self.predictor_path.name)})
+        return [*self.base.trained_on(), *own]
 
     def encode(self, image: torch.Tensor, features: Features, meta: ImageMeta, rate: RatePoint) -> bytes:
         if rate.label not in self.layers:

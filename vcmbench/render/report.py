@@ -11,7 +11,7 @@ and of reference tables (any points-table .csv, e.g. anchors/*.csv). It writes, 
 - figures/<dataset>__<model>-rd.{png,svg} (mAP vs bpp) and -time.{png,svg} (encode/decode
   time vs bpp).
 
-BD-rate follows vcmbench.metrics.bd (DESIGN.md): percent bits of the codec vs the anchor at
+BD-rate follows vcmbench.metrics.bd (docs/design.md): percent bits of the codec vs the anchor at
 equal mAP over the overlapping mAP range, negative = fewer bits. A comparison that cannot be
 made (fewer than 4 points, mAP not rising with rate, no overlap) shows its reason in the
 table instead of stopping the report.
@@ -39,8 +39,10 @@ from vcmbench.analysis import (
     bd_rows,
     choose_anchor,
     codecs_with_role,
+    foreign_codecs,
     group_metric,
     has_curve,
+    marked_foreign,
     metric_view,
     task_metrics,
     uncompressed_line,
@@ -162,8 +164,9 @@ def points_display(points: pd.DataFrame, anchor: str | None, task: str = "box") 
                 failed = MISSING
             else:
                 failed = f"{int(n_fail)}/{_fmt(n_img, '.0f')} {WARN}" if n_fail > 0 else "0"
+            name = f"{codec} {WARN} foreign" if str(r.get("foreign", False)).lower() == "true" else codec
             rows.append({
-                "codec": f"{codec} (anchor)" if codec == anchor else codec,
+                "codec": f"{codec} (anchor)" if codec == anchor else name,
                 "rate": str(r.rate),
                 "bpp": _fmt(r.bpp, ".4g"),
                 f"{head}mAP (%)": _fmt(r["map"], ".2f"),
@@ -311,7 +314,8 @@ class Report:
 
 
 def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anchor: str | None,
-                 method: str, plots: bool = True, bootstrap: BootstrapSettings | None = None) -> list[GroupReport]:
+                 method: str, plots: bool = True, bootstrap: BootstrapSettings | None = None,
+                 include_foreign: bool = False) -> list[GroupReport]:
     """One section per (dataset, model) and task metric (boxes; masks too for a segmenting model),
     the run's task metric first."""
     metric_by_dataset: dict[str, str] = {}
@@ -327,27 +331,34 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
         choice = choice_by_group.get((dataset, model), "auto")
         for rank, task in enumerate(task_metrics(all_pts, choice)):
             out.append(_group(dataset, model, metric_view(all_pts, task), task, rank, choice, sources, out_dir,
-                              anchor, method, plots, bootstrap, metric_by_dataset.get(dataset)))
+                              anchor, method, plots, bootstrap, metric_by_dataset.get(dataset), include_foreign))
     return out
 
 
 def _group(dataset: str, model: str, pts: pd.DataFrame, task: str, rank: int, choice: str, sources: list[Source],
            out_dir: Path, anchor: str | None, method: str, plots: bool, bootstrap: BootstrapSettings | None,
-           evaluator: str | None) -> GroupReport:
+           evaluator: str | None, include_foreign: bool = False) -> GroupReport:
     """One section of the report: a (dataset, model) group's points under one task metric."""
     from vcmbench.render import plots as plotting
 
-    a, note = choose_anchor(pts, anchor)
-    g = GroupReport(dataset, model, a, pts, bd_rows(pts, a, method), task=task, task_rank=rank, task_choice=choice)
+    foreign = foreign_codecs(pts)
+    compared = pts if include_foreign or not foreign else pts[~pts.codec.isin(foreign)]
+    a, note = choose_anchor(compared if len(compared) else pts, anchor)
+    g = GroupReport(dataset, model, a, pts, bd_rows(compared, a, method), task=task, task_rank=rank,
+                    task_choice=choice)
     if note:
         g.notes.append(note)
+    if foreign:
+        g.notes.append(f"{', '.join(foreign)} coded features of {model}, a network their checkpoints were not trained "
+                       f"for (allow_foreign): marked {WARN} foreign; " + ("in the BD-rate tables on request"
+                       if include_foreign else "left out of the BD-rate tables (--include-foreign puts them in)"))
     if not encoder_of(pts, a):
         g.notes.append(f"the points of the anchor {a} do not name its encoder and preset (made before vcmbench "
                        f"recorded them): say which in any figure you quote, or re-run it")
     # an image anchor (remote inference) beside another anchor gets a second BD-rate table
     image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and has_curve(pts, c)), None)
     if image_anchor is not None:
-        g.image_anchor, g.bd_image = image_anchor, bd_rows(pts, image_anchor, method)
+        g.image_anchor, g.bd_image = image_anchor, bd_rows(compared, image_anchor, method)
     if bootstrap is not None and bootstrap.resamples and task == "box":
         _add_intervals(g, sources, bootstrap, method)
     elif bootstrap is not None and bootstrap.resamples:
@@ -357,7 +368,7 @@ def _group(dataset: str, model: str, pts: pd.DataFrame, task: str, rank: int, ch
         stem = out_dir / "figures" / (_slug(dataset, model) + ("" if task == "box" else f"__{task}"))
         title = f"{dataset} / {model}" + ("" if task == "box" else f" ({task}s)")
         g.figures["rd"] = plotting.rd_plot(
-            pts, stem.with_name(stem.name + "-rd"), title=f"{title}: accuracy vs rate",
+            marked_foreign(pts, foreign), stem.with_name(stem.name + "-rd"), title=f"{title}: accuracy vs rate",
             anchor=a, uncompressed=uncompressed_line(pts), metric_label=g.metric_label)
         if plotting.has_layers(pts):
             g.figures["layers"] = plotting.layer_plot(
@@ -468,17 +479,22 @@ def render_html(context: dict) -> str:
 
 
 def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | None = None,
-                 method: str = "pchip", bootstrap: BootstrapSettings | None = DEFAULT_BOOTSTRAP) -> Report:
+                 method: str = "pchip", bootstrap: BootstrapSettings | None = DEFAULT_BOOTSTRAP,
+                 include_foreign: bool = False) -> Report:
     """Load, merge, compute and write report.md, report.html and the figures under out_dir."""
     if method not in METHODS:
         raise VcmbenchError(f"unknown BD interpolation method {method!r}; choose one of {METHODS}")
     sources = load_sources(paths)
     points, notes = merge_points(sources)
+    for src in sources:  # codecs a run left out: trained for another network (vcmbench.domain)
+        for left in (src.versions or {}).get("left_out") or []:
+            notes.append(f"{src.label}: {left.get('why')}")
+            break
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = Report(out_dir, out_dir / "report.md", out_dir / "report.html",
                  build_groups(points, sources, out_dir, anchor, method,
-                              bootstrap=bootstrap.check("--") if bootstrap else None),
+                              bootstrap=bootstrap.check("--") if bootstrap else None, include_foreign=include_foreign),
                  sources, notes)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     context = report_context(rep, method, generated)
@@ -514,6 +530,9 @@ def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | Non
                     help=f"bootstrap resamples of the images for BD-rate intervals (default {DEFAULT_RESAMPLES}; 0: off)")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the bootstrap's seed (written into the report)")
     ap.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval coverage (default 0.95)")
+    ap.add_argument("--include-foreign", action="store_true",
+                    help="put codecs that coded another network's features than they were trained for (allow_foreign) "
+                         "in the BD-rate tables too")
     args = ap.parse_args(argv)
     from vcmbench.render.video_report import is_video_run, write_video_report
 
@@ -530,7 +549,7 @@ def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | Non
         # a sharded sweep's folder: its shards merged first (metrics over the union of their items)
         paths = expand_paths(args.paths) if expand_paths else args.paths
         rep = write_report(paths, args.out or _default_out(args.paths), args.anchor, args.method,
-                           BootstrapSettings(args.resamples, args.seed, args.level))
+                           BootstrapSettings(args.resamples, args.seed, args.level), args.include_foreign)
     except VcmbenchError as exc:
         print(f"vcmbench report: error: {exc}", file=sys.stderr)
         return 2

@@ -384,7 +384,10 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     net.to("cpu").eval()
     v_est = validate(net, val_fs, torch.device("cpu"), lmbda, level_weights, cfg.get("val_limit"))
     ck = out / f"q{quality}.pt"
-    meta = {"codec": name, "quality": quality, "lambda": lmbda, "front": train_fs.front}
+    trained_on = {"network": train_fs.front.get("name"), "split": str(cfg.model.get("split", "fpn")),
+                  "sha256": train_fs.front.get("sha256"), "channels": int(net_kwargs.get("N", 256)),
+                  "data": str(cfg.train_set.get("name"))}
+    meta = {"codec": name, "quality": quality, "lambda": lmbda, "front": train_fs.front, "trained_on": trained_on}
     meta = save_checkpoint(net, ck, arch, net_kwargs, meta)
     v_bytes = validate_bytes(net, val_fs, cfg.get("val_limit"))
     info = {
@@ -400,6 +403,7 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
         "storage": "transform weights at 7-bit precision per output channel (integer codes, lzma), fp32 entropy-model "
                    "parameters, zlib-compressed int32 CDF tables",
         "front": train_fs.front,
+        "trained_on": trained_on,
         "train_set": {"name": str(cfg.train_set.get("name")), "images": len(train_fs), "cache": str(train_fs.folder)},
         "val_set": {"name": str(cfg.val_set.get("name")), "images": len(val_fs)},
         "init_from": init_info,

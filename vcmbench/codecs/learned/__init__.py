@@ -1,4 +1,4 @@
-"""Learned multi-scale feature codecs (issue 5): Kim et al. 2024's interleaved fusion and
+"""Learned multi-scale feature codecs: Kim et al. 2024's interleaved fusion and
 encoding (`codec=learned_interleaved`) and the fuse-then-compress ablation baseline
 (`codec=learned_cascade`), CompressAI entropy models, trained by `vcmbench train`.
 

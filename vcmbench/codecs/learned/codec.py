@@ -540,6 +540,18 @@ class LearnedCodec(FeatureCodec):
     def files(self) -> list[Path]:
         return [self.checkpoint_path(int(rp.value)) for rp in self.rates]
 
+    def trained_on(self) -> list[dict]:
+        """From each rate's q{k}.json: its `trained_on` block, or for a checkpoint made before
+        checkpoints kept one, the same facts from its front, config and net settings."""
+        from vcmbench.codecs.learned.trained_on import read_checkpoint_info, trained_on_of
+
+        out = []
+        for rp in self.rates:
+            path = self.checkpoint_path(int(rp.value))
+            info = read_checkpoint_info(path, lambda p: load_checkpoint(p)[1])
+            out.append(trained_on_of(info) | {"source": display_path(path)})
+        return out
+
     def checkpoint_path(self, quality: int, must_exist: bool = False) -> Path:
         path = self.checkpoint_dir / f"q{quality}.pt"
         if must_exist and not path.is_file():

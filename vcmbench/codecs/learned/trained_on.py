@@ -1,0 +1,35 @@
+"""What a trained codec's checkpoint was trained on, read back from the checkpoint's files.
+
+A learned codec only codes well the features of the network it was trained for; these facts let
+the run refuse (or mark) a codec meeting another network's features (vcmbench.domain).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+
+def read_checkpoint_info(path: Path, stored_meta: Callable[[Path], dict]) -> dict:
+    """A checkpoint's sidecar json (q{k}.json), or its stored meta (`stored_meta(path)`) where there is none."""
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            return json.loads(sidecar.read_text())
+        except ValueError:
+            pass
+    return stored_meta(path)
+
+
+def trained_on_of(info: dict) -> dict:
+    """The `trained_on` facts of a checkpoint's info (see Codec.trained_on)."""
+    if isinstance(info.get("trained_on"), dict):
+        return dict(info["trained_on"])
+    front = info.get("front") or {}
+    config = info.get("config") or {}
+    model = config.get("model") or {}
+    train_set = info.get("train_set") or config.get("train_set") or {}
+    return {"network": front.get("name") or model.get("name"), "split": str(model.get("split", "fpn")),
+            "sha256": front.get("sha256"), "channels": int((info.get("net") or {}).get("N", 256)),
+            "data": train_set.get("name")}
