@@ -59,7 +59,7 @@ ci-reference: install
 	cp results/ci-reference-50/points.csv anchors/ci/points-50.csv
 
 # The exact mode's golden digests (tests/expected/golden.json): a deliberate act after a change meant to
-# move the numbers, never part of the suite (README: The same numbers on every machine).
+# move the numbers, never part of the suite (docs/manual.md: Reproducibility).
 golden: install
 	$(BIN)/vcmbench golden --write tests/expected/golden.json
 

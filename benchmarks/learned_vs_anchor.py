@@ -182,7 +182,7 @@ def main(argv=None) -> dict:
         rows = points[points.codec.isin(shown)].drop_duplicates("codec", keep="last")
         print(rows[["codec", *kmac]].to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="time only"))
 
-    print("\n## Targets (issue 17)\n")
+    print("\n## Targets\n")
     ok = lambda b: "MET" if b else "NOT MET"  # noqa: E731
     li = curves.get("learned_interleaved")
     if li is not None and raw_map is not None:

@@ -9,7 +9,7 @@ on whatever machine it runs on, and `diverged` names the first stage that differ
 codec before back) with the machine it ran on and the one the file was made on.
 
 Regenerating is a deliberate act, never part of the suite:
-`vcmbench golden --write tests/expected/golden.json` (README: when and why).
+`vcmbench golden --write tests/expected/golden.json` (docs/manual.md: Reproducibility, when and why).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def read_points(path: Path) -> pd.DataFrame:
     if missing:
         raise VcmbenchError(
             f"{path}: not a points table: column(s) {missing} missing (has {list(df.columns)}); "
-            f"a points table has at least {POINT_COLUMNS} (DESIGN.md)"
+            f"a points table has at least {POINT_COLUMNS} (docs/design.md)"
         )
     for col in ("bpp", "map", "ap50", "map_segm", "ap50_segm", "enc_s", "dec_s", "n_images", "n_failed"):
         if col in df.columns:

@@ -87,7 +87,7 @@ def detect_layout(root: Path, task: str) -> tuple[str, Path]:
         f"dataset.root={root}: holds none of the OpenImages forms vcmbench reads for {task}: the FCM test data "
         f"({MPEG_FILES[task]['json']} under root or root/mpeg-oiv6), MPEG's 5k files ({MPEG_FILES[task]['bbox_csv']} "
         "...) or the OpenImages V6 CSVs (validation-annotations-bbox.csv ...); point dataset.root at the folder "
-        "that holds them (README: Datasets)"
+        "that holds them (docs/datasets.md)"
     )
 
 
@@ -309,7 +309,7 @@ def build(
     if not rootp.is_dir():
         raise DatasetError(
             f"OpenImages folder not found: {rootp} (dataset.root); point it at the folder holding "
-            "the set (README: Datasets)"
+            "the set (docs/datasets.md)"
         )
     form, folder = detect_layout(rootp, task) if layout == "auto" else (layout, rootp)
     if form == "fcm" and layout != "auto" and not (folder / MPEG_FILES[task]["json"]).is_file():
