@@ -28,7 +28,9 @@ LAYERS = [
     {"analysis", "bootstrap"},
     {"regress"},
     {"render"},
-    {"run", "merge", "golden", "domain"},
+    {"jobs", "domain"},
+    {"item_coding"},
+    {"run", "merge", "golden"},
     {"train"},
     {"command_line", "cli", "__main__", "sweep"},
 ]

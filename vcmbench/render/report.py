@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import math
 import re
 import sys
 from collections.abc import Callable
@@ -59,6 +58,19 @@ from vcmbench.bootstrap import (
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
 from vcmbench.render.jinja import CSS, MISSING, templates
+from vcmbench.render.report_tables import (
+    _TASK_WORDS,
+    BD_LEGEND,
+    COMPLEXITY_LEGEND,
+    LAYERS_LEGEND,
+    _fmt,
+    _metric_label,
+    _metric_sentence,
+    bd_display,
+    complexity_display,
+    layers_display,
+    points_display,
+)
 from vcmbench.render.reproducibility import statement
 from vcmbench.tables import (
     Source,
@@ -90,183 +102,11 @@ __all__ = [
 
 
 DEFAULT_BOOTSTRAP = BootstrapSettings()
-BD_LEGEND = (
-    f"BD-rate: bits of the codec relative to the anchor at equal mAP, in percent, averaged over the "
-    f"mAP range both curves cover (negative = fewer bits = better); BD-mAP: mean mAP gain in points "
-    f"over the shared log-bpp range. *mAP range used* is that shared range; *overlap* is the smaller "
-    f"fraction of either curve's mAP span that it covers. {WARN} poor overlap: below "
-    f"{POOR_OVERLAP:.0%}, the figure rests on a small part of a curve: add rate points so that both "
-    f"curves span the same accuracies. *not computed*: the reason is given (a BD figure needs at "
-    f"least {MIN_POINTS} rate points per curve with mAP rising with bpp, and overlapping mAP ranges). "
-    f"*interval*: where the BD-rate of the same codecs would fall on other images like these (a "
-    f"paired bootstrap over the images; its settings follow); *P(BD<0)*: the share of resamples in "
-    f"which the codec needs fewer bits than the anchor."
-)
-
-
-# --------------------------------------------------------------------------------------------
-# Loading and merging
-# --------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------
-# BD-rate rows
-# --------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------
-# Display tables
-# --------------------------------------------------------------------------------------------
-
-
-def _fmt(v, spec: str) -> str:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return MISSING if v is None or (isinstance(v, str) and not v) else str(v)
-    if not math.isfinite(f):
-        return MISSING
-    return format(f, spec)
-
-
-_METRIC_NAMES = {"coco": "COCO AP@[.5:.95]", "oid": "OpenImages challenge mAP@0.5"}
-_MASK_METRIC_NAMES = {"coco": "COCO mask AP@[.5:.95]", "oid": "OpenImages challenge mask mAP@0.5"}
-_TASK_WORDS = {"box": "boxes (detection)", "mask": "masks (instance segmentation)"}
-
-
-def _metric_label(metric: str | None, task: str = "box") -> str:
-    name = (_MASK_METRIC_NAMES if task == "mask" else _METRIC_NAMES).get(metric or "")
-    head = "mask mAP (%" if task == "mask" else "mAP (%"
-    return f"{head}, {name})" if name else f"{head})"
-
-
-def _metric_sentence(label: str) -> str:
-    head, _, inner = label.partition(" (%, ")
-    return f"{head}: {inner[:-1]}, in percent" if inner else f"{head} in percent"
-
-
 def _task_line(g: GroupReport) -> str:
     """The report header's statement of the section's metric and where the choice came from."""
     role = "the task metric" if g.task_rank == 0 else "a second metric of this model"
     return (f"Metric of this section: {_TASK_WORDS[g.task]}, {role} (task_metric={g.task_choice}); the mAP "
             f"columns, BD-rates and curves below are {g.metric_label.split(' (')[0]}.")
-
-
-def points_display(points: pd.DataFrame, anchor: str | None, task: str = "box") -> pd.DataFrame:
-    """The rate-points table; `task` names the mAP columns (a mask section's are mask AP)."""
-    head = "mask " if task == "mask" else ""
-    rows = []
-    for codec in codec_order(points):
-        sub = points[points.codec == codec].sort_values("bpp", na_position="last")
-        for _, r in sub.iterrows():
-            n_img, n_fail = r.get("n_images", math.nan), r.get("n_failed", math.nan)
-            if isinstance(n_fail, float) and math.isnan(n_fail):
-                failed = MISSING
-            else:
-                failed = f"{int(n_fail)}/{_fmt(n_img, '.0f')} {WARN}" if n_fail > 0 else "0"
-            name = f"{codec} {WARN} foreign" if str(r.get("foreign", False)).lower() == "true" else codec
-            rows.append({
-                "codec": f"{codec} (anchor)" if codec == anchor else name,
-                "rate": str(r.rate),
-                "bpp": _fmt(r.bpp, ".4g"),
-                f"{head}mAP (%)": _fmt(r["map"], ".2f"),
-                f"{head}AP50 (%)": _fmt(r.get("ap50"), ".2f"),
-                "enc (s/img)": _fmt(r.get("enc_s"), ".3g"),
-                "dec (s/img)": _fmt(r.get("dec_s"), ".3g"),
-                "images": _fmt(n_img, ".0f"),
-                "failed": failed,
-            })
-    return pd.DataFrame(rows)
-
-
-def layers_display(points: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the layered codecs: each layer's bits, the task metric and the image quality."""
-    rows = []
-    if "bpp_base" not in points:
-        return pd.DataFrame(rows)
-    layered = points[pd.to_numeric(points["bpp_base"], errors="coerce").notna()]
-    for codec in codec_order(layered):
-        for _, r in layered[layered.codec == codec].sort_values("bpp").iterrows():
-            rows.append({
-                "codec": codec, "rate": str(r.rate),
-                "bpp base": _fmt(r.get("bpp_base"), ".4g"), "bpp enh": _fmt(r.get("bpp_enh"), ".4g"),
-                "bpp total": _fmt(r.bpp, ".4g"),
-                "mAP (%) base": _fmt(r["map"], ".2f"),
-                "PSNR (dB) enh": _fmt(r.get("image_psnr"), ".2f"),
-                "MS-SSIM enh": _fmt(r.get("image_msssim"), ".4f"),
-            })
-    return pd.DataFrame(rows)
-
-
-def complexity_display(points: pd.DataFrame) -> pd.DataFrame:
-    """kMAC per input pixel of each stage (the run's kmac_* columns): one row per codec, the
-    learned codecs one per rate point (their count can differ by rate), external encoders with
-    "time only" where torch cannot count."""
-    from vcmbench.metrics.complexity import COMPLEXITY_COLUMNS
-
-    if not set(COMPLEXITY_COLUMNS) <= set(points.columns):
-        return pd.DataFrame()
-    rows = []
-    for codec in codec_order(points):
-        sub = points[points.codec == codec].sort_values("bpp")
-        counted = bool(pd.to_numeric(sub["kmac_enc"], errors="coerce").notna().any())
-        if not counted:  # one row: the networks' counts do not depend on the rate; times averaged
-            sub = sub.head(1).assign(rate="(all)", enc_s=sub.enc_s.mean(), dec_s=sub.dec_s.mean())
-        for _, r in sub.iterrows():
-            if pd.isna(pd.to_numeric(r.get("kmac_front"), errors="coerce")):
-                continue  # a points table from before the columns existed
-            coder = None if counted else "time only"
-            rows.append({"codec": codec, "rate": str(r.rate),
-                         "front": _fmt(r.kmac_front, ".1f"), "encoder": coder or _fmt(r.kmac_enc, ".1f"),
-                         "decoder": coder or _fmt(r.kmac_dec, ".1f"), "back": _fmt(r.kmac_back, ".1f"),
-                         "enc s": _fmt(r.enc_s, ".3f"), "dec s": _fmt(r.dec_s, ".3f")})
-    return pd.DataFrame(rows)
-
-
-COMPLEXITY_LEGEND = (
-    "Complexity in kMAC per input pixel (thousands of multiply-accumulates), counted by torch's "
-    "FlopCounterMode on the set's first image: the front on the image, the learned encoder (analysis, "
-    "hyper-analysis and the hyper-decoder it needs for the scales) and decoder (hyper-decoder and "
-    "synthesis) on its features, the back on the decoded features. External encoders run outside torch: "
-    "for them only time is measured (*time only*), and front/back are those networks on the uncompressed "
-    "features. enc s / dec s: wall seconds per image, as in the rate-points table (a *time only* row: the mean over its rate points)."
-)
-
-
-LAYERS_LEGEND = (
-    "Layered codecs (joint feature + image stream): *bpp base* is the base layer the task decoder "
-    "reads (features, and the layer header), *bpp enh* the enhancement layer the viewer adds; they "
-    "add up to *bpp total*, the whole payload, which is also the bpp of the rate-points table and of "
-    "the BD-rates. mAP comes from the base layer alone; PSNR (RGB, 8-bit peak) and MS-SSIM from the "
-    "image rebuilt from both layers, averaged over the images."
-)
-
-
-def bd_display(rows: list[BDRow], intervals: dict[str, BDInterval] | None = None) -> pd.DataFrame:
-    """The BD table; with `intervals` (the bootstrap's), each row's interval and P(BD-rate < 0)."""
-    columns = ["codec", "BD-rate (%)", "BD-mAP", "mAP range used", "overlap", "note"]
-    if intervals is not None:
-        columns[2:2] = ["interval (%)", "P(BD<0)"]
-    out = []
-    for r in rows:
-        row = {
-            "codec": r.codec,
-            "BD-rate (%)": _fmt(r.bd_rate, "+.2f"),
-            "BD-mAP": _fmt(r.bd_metric, "+.3f"),
-            "mAP range used": (f"{r.overlap_lo:.2f}–{r.overlap_hi:.2f}" if r.ok else MISSING),
-            "overlap": _fmt(r.overlap_fraction * 100, ".0f") + ("%" if r.ok else ""),
-            "note": r.note,
-        }
-        if intervals is not None:
-            iv = intervals.get(r.codec)
-            usable = iv is not None and iv.ok and r.ok
-            row["interval (%)"] = f"{iv.lo:+.2f} … {iv.hi:+.2f}" if usable else MISSING
-            row["P(BD<0)"] = f"{iv.p_below_0:.3f}" if usable else MISSING
-            if usable and iv.n_valid < iv.n_resamples:
-                row["note"] = "; ".join(x for x in (row["note"], f"{iv.n_resamples - iv.n_valid} resample(s) without "
-                                                    "overlap left out of the interval") if x)
-        out.append(row)
-    return pd.DataFrame(out, columns=columns)
 
 
 def _slug(*parts: str) -> str:
