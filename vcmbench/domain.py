@@ -31,16 +31,19 @@ class Network:
     name: str
     split: str
     sha256: str
+    front: str | None = None  # digest of the front's weights alone (features.front_digest)
 
     def describe(self) -> str:
         return f"{self.name} ({self.split}, weights {_short(self.sha256)})"
 
 
 def run_network(model_cfg: DictConfig) -> Network:
-    from vcmbench.codecs.learned.features import front_fingerprint
+    from vcmbench.codecs.learned.features import front_digest, front_fingerprint
 
     front = front_fingerprint(model_cfg)
-    return Network(str(front["name"]), str(model_cfg.get("split", "fpn")), str(front["sha256"]))
+    return Network(
+        str(front["name"]), str(model_cfg.get("split", "fpn")), str(front["sha256"]), front_digest(model_cfg)
+    )
 
 
 def _short(sha: object) -> str:
@@ -49,24 +52,36 @@ def _short(sha: object) -> str:
 
 
 def foreign_to(trained: list[dict], network: Network) -> dict | None:
-    """The first checkpoint (of `Codec.trained_on`) made for another network than `network`, or None:
-    another front name, another split, or other weights where the checkpoint records their digest."""
+    """The first checkpoint (of `Codec.trained_on`) made for another network than `network`, or None.
+
+    What decides is what the codec sees: the features. So the split must be the same, and the
+    front's weights: compared as digests of the front's tensors where both sides have one (a
+    network with another head on the same front, ci_maskrcnn on ci_frcnn's, is the same domain),
+    else by the front's name and the weights file's sha256."""
     for t in trained:
-        if str(t.get("network")) != network.name or str(t.get("split", "fpn")) != network.split:
+        if str(t.get("split", "fpn")) != network.split:
             return t
-        if t.get("sha256") and str(t["sha256"]) != network.sha256:
+        if t.get("front") and network.front:
+            if str(t["front"]) != network.front:
+                return t
+            continue
+        if str(t.get("network")) != network.name or (t.get("sha256") and str(t["sha256"]) != network.sha256):
             return t
     return None
 
 
 def foreign_message(name: str, trained: dict, network: Network) -> str:
     """The one line that stops a run naming a codec trained for another network."""
-    what = (f"{trained.get('network')} ({trained.get('split', 'fpn')}, weights {_short(trained.get('sha256'))}, "
-            f"{trained.get('channels')}-channel levels, data {trained.get('data')})")
-    return (f"codec {name}: {trained.get('source')} was trained on features of {what}, but this run's network is "
-            f"{network.describe()}; train a checkpoint for it (`vcmbench train codec={name} model=<this model> "
-            f"quality=K copy_to=DIR`, then codec.{name}.checkpoint_dir=DIR) or set codec.{name}.allow_foreign=true to "
-            "code anyway (its rows are then marked foreign)")
+    what = (
+        f"{trained.get('network')} ({trained.get('split', 'fpn')}, weights {_short(trained.get('sha256'))}, "
+        f"{trained.get('channels')}-channel levels, data {trained.get('data')})"
+    )
+    return (
+        f"codec {name}: {trained.get('source')} was trained on features of {what}, but this run's network is "
+        f"{network.describe()}; train a checkpoint for it (`vcmbench train codec={name} model=<this model> "
+        f"quality=K copy_to=DIR`, then codec.{name}.checkpoint_dir=DIR) or set codec.{name}.allow_foreign=true to "
+        "code anyway (its rows are then marked foreign)"
+    )
 
 
 @dataclass
@@ -79,12 +94,15 @@ class DomainCheck:
     def note(self, network: Network) -> str | None:
         if not self.left_out:
             return None
-        return (f"left out {', '.join(self.left_out)}: trained for another network than {network.describe()} (name "
-                "them in codec= with codec.NAME.allow_foreign=true to code anyway)")
+        return (
+            f"left out {', '.join(self.left_out)}: trained for another network than {network.describe()} (name "
+            "them in codec= with codec.NAME.allow_foreign=true to code anyway)"
+        )
 
 
-def check_codec(name: str, codec: Codec, network: Network | None, explicit: bool, allow_foreign: bool,
-                verdict: DomainCheck) -> bool:
+def check_codec(
+    name: str, codec: Codec, network: Network | None, explicit: bool, allow_foreign: bool, verdict: DomainCheck
+) -> bool:
     """Whether the run keeps `codec`; records what it decided in `verdict`, raises for an explicit
     foreign codec not allowed."""
     trained = codec.trained_on()

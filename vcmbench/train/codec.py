@@ -285,7 +285,7 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     from hydra.utils import instantiate
 
     from vcmbench.codecs.learned.codec import save_checkpoint
-    from vcmbench.codecs.learned.features import feature_set
+    from vcmbench.codecs.learned.features import feature_set, front_digest
     from vcmbench.codecs.learned.models import count_parameters
 
     name, node = _codec_node(cfg)
@@ -386,7 +386,7 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     ck = out / f"q{quality}.pt"
     trained_on = {"network": train_fs.front.get("name"), "split": str(cfg.model.get("split", "fpn")),
                   "sha256": train_fs.front.get("sha256"), "channels": int(net_kwargs.get("N", 256)),
-                  "data": str(cfg.train_set.get("name"))}
+                  "data": str(cfg.train_set.get("name")), "front": front_digest(cfg.model)}
     meta = {"codec": name, "quality": quality, "lambda": lmbda, "front": train_fs.front, "trained_on": trained_on}
     meta = save_checkpoint(net, ck, arch, net_kwargs, meta)
     v_bytes = validate_bytes(net, val_fs, cfg.get("val_limit"))

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -50,6 +51,53 @@ def front_fingerprint(model_cfg: DictConfig) -> dict:
     if path is None:  # e.g. 'coco' (torchvision download) or a missing file: the name stands in
         return {"name": name, "weights": str(weights), "sha256": f"unresolved:{weights}"}
     return {"name": name, "weights": str(weights), "sha256": file_sha256(path)}
+
+
+#: the state-dict prefix of the front of every split network here (torchvision's and detectron2's
+#: GeneralizedRCNN, ci_frcnn): the backbone with its FPN
+FRONT_PREFIX = "backbone."
+
+
+def front_digest(model_cfg: DictConfig) -> str | None:
+    """A digest of the front's weights alone (the `backbone.*` tensors of the weights file), or
+    None where the file cannot be read as a state dict. Two networks whose heads differ but whose
+    fronts are the same tensors (ci_maskrcnn: ci_frcnn's front, frozen, with a mask head) give the
+    same digest: their features are the same, so a codec trained on one fits the other."""
+    weights = model_cfg.get("weights")
+    if is_none(weights):
+        return f"random-seed-{model_cfg.get('seed', 0)}"
+    path = _resolve(str(weights))
+    return None if path is None else weights_front_digest(path)
+
+
+def weights_front_digest(path: Path) -> str | None:
+    """`front_digest` of one weights file, cached by (path, size, mtime)."""
+    st = path.stat()
+    return _front_digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _front_digest(path: str, size: int, mtime_ns: int) -> str | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a torch state dict (a detectron2 .pkl): no digest, the file's sha256 serves
+        return None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        return None
+    names = sorted(k for k, v in state.items() if isinstance(k, str) and k.startswith(FRONT_PREFIX)
+                   and isinstance(v, torch.Tensor))
+    if not names:
+        return None
+    h = hashlib.sha256()
+    for name in names:
+        t = state[name].contiguous().reshape(-1)
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def _resolve(weights: str) -> Path | None:
