@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from vcmbench.config import compose_config
-from vcmbench.domain import DomainCheck, run_network
+from vcmbench.domain import DomainCheck
 from vcmbench.run import build_jobs, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_the_default_selection_leaves_the_trained_codecs_out_and_says_so():
     names = [j.codec.name for j in build_jobs(cfg, verdict)]
     assert verdict.left_out == ["joint_interleaved_vvc", "learned_cascade", "learned_interleaved"]
     assert not set(verdict.left_out) & set(names) and "anchor_vvc" in names and "raw" in names
-    assert verdict.note(run_network(cfg.model)).startswith(
+    assert verdict.note().startswith(
         "left out joint_interleaved_vvc, learned_cascade, learned_interleaved: trained for another network than "
         "frcnn_r50_fpn"
     )
@@ -88,6 +88,12 @@ def test_allow_foreign_codes_anyway_and_marks_the_rows(tmp_path):
     assert points.loc["learned_interleaved", "bpp"] > 0
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert [c["foreign"] for c in info["description"]["codecs"]] == [False, True]
+    # what a merge reads back is what the sweep wrote, the mark included
+    from vcmbench.aggregate import RunDescription
+
+    described = RunDescription.from_json(info)
+    assert [c.foreign for c in described.codecs] == [False, True]
+    assert json.loads(json.dumps(described.to_json())) == info["description"]
     rep = write_report([tmp_path / "run"], tmp_path / "report", bootstrap=None)
     md = rep.markdown.read_text()
     assert "learned_interleaved ⚠ foreign" in md  # the rate-points table

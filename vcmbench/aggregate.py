@@ -52,7 +52,10 @@ class RunDescription:
         if not d:
             return None
         codecs = tuple(
-            CodecDescription(c["name"], c["role"], c["encoder"], c["setup"], tuple(c["rates"])) for c in d["codecs"]
+            CodecDescription(
+                c["name"], c["role"], c["encoder"], c["setup"], tuple(c["rates"]), bool(c.get("foreign", False))
+            )
+            for c in d["codecs"]
         )
         return cls(d["model"], d["split"], codecs)
 
@@ -92,12 +95,15 @@ def write_tables(
     items = set(dataset.image_ids)
     finished = [r for r in records if (r.codec, r.rate, r.setup) in wanted and r.image_id in items]
     labels = {c.name: CodecLabel(c.role, c.encoder) for c in description.codecs}
+    # a trained codec that coded another network's features than it was trained for (allow_foreign):
+    # the `foreign` column is there when one did
+    foreign = {c.name for c in description.codecs if c.foreign}
     if isinstance(dataset, SequenceDataset):
         tracker = OmegaConf.to_container(cfg.tracker, resolve=True) if cfg.get("tracker") is not None else {}
         points, classes = build_sequence_points(finished, dataset, description.model, labels, tracker)
         classes["determinism"] = settings.determinism
-        if any(c.foreign for c in description.codecs):
-            classes["foreign"] = classes["codec"].isin({c.name for c in description.codecs if c.foreign})
+        if foreign:
+            classes["foreign"] = classes["codec"].isin(foreign)
         for name, value in (columns or {}).items():
             classes[name] = value
         classes.to_csv(run_dir / "classes.csv", index=False)
@@ -119,9 +125,6 @@ def write_tables(
     points["split"] = description.split
     # exact: these numbers are the same on any machine; loose: they depend on the CPU and threads (run.json says which)
     points["determinism"] = settings.determinism
-    # a trained codec that coded another network's features than it was trained for (allow_foreign):
-    # the column is there when one did
-    foreign = {c.name for c in description.codecs if c.foreign}
     if foreign:
         points["foreign"] = points["codec"].isin(foreign)
     for name, value in (columns or {}).items():
