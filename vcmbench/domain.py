@@ -14,7 +14,7 @@ a real-size torchvision network) and nothing in its numbers says why. So before 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from omegaconf import DictConfig
 
@@ -86,35 +86,39 @@ def foreign_message(name: str, trained: dict, network: Network) -> str:
 
 @dataclass
 class DomainCheck:
-    """The run's verdicts: codecs left out (default selection) and codecs coding foreign features."""
+    """The run's verdicts: codecs left out (default selection) and codecs coding foreign features,
+    and the run's network they were judged against (worked out once, at the first trained codec)."""
 
-    left_out: list[str]
-    foreign: set[str]
+    left_out: list[str] = field(default_factory=list)
+    foreign: set[str] = field(default_factory=set)
+    network: Network | None = None
 
-    def note(self, network: Network) -> str | None:
-        if not self.left_out:
+    def note(self) -> str | None:
+        if not self.left_out or self.network is None:
             return None
         return (
-            f"left out {', '.join(self.left_out)}: trained for another network than {network.describe()} (name "
+            f"left out {', '.join(self.left_out)}: trained for another network than {self.network.describe()} (name "
             "them in codec= with codec.NAME.allow_foreign=true to code anyway)"
         )
 
 
 def check_codec(
-    name: str, codec: Codec, network: Network | None, explicit: bool, allow_foreign: bool, verdict: DomainCheck
+    name: str, codec: Codec, model_cfg: DictConfig, explicit: bool, allow_foreign: bool, verdict: DomainCheck
 ) -> bool:
     """Whether the run keeps `codec`; records what it decided in `verdict`, raises for an explicit
     foreign codec not allowed."""
     trained = codec.trained_on()
-    if not trained or network is None:
+    if not trained:
         return True
-    other = foreign_to(trained, network)
+    if verdict.network is None:
+        verdict.network = run_network(model_cfg)
+    other = foreign_to(trained, verdict.network)
     if other is None:
         return True
     if allow_foreign:
         verdict.foreign.add(name)
         return True
     if explicit:
-        raise ConfigError(foreign_message(name, other, network))
+        raise ConfigError(foreign_message(name, other, verdict.network))
     verdict.left_out.append(name)
     return False

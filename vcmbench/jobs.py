@@ -23,7 +23,7 @@ from vcmbench.config import (
     selected_codec_configs,
     selected_codec_roles,
 )
-from vcmbench.domain import DomainCheck, check_codec, run_network
+from vcmbench.domain import DomainCheck, check_codec
 from vcmbench.errors import ConfigError
 from vcmbench.paths import file_sha256
 from vcmbench.points import CodecLabel
@@ -65,24 +65,21 @@ def build_jobs(cfg: DictConfig, verdict: DomainCheck | None = None) -> list[Code
     # exact features are other features: records of a loose run are not reused (and vice versa)
     mode = RunSettings.from_config(cfg).determinism
     base = fingerprint(cfg.model, cfg.dataset.name, *(["determinism=exact"] if mode == "exact" else []))
-    verdict = verdict if verdict is not None else DomainCheck([], set())
+    verdict = verdict if verdict is not None else DomainCheck()
     explicit = bool(cfg.get("codec"))
     allowed = codec_allow_foreign(cfg)
-    network = None
     jobs = []
     roles = selected_codec_roles(cfg)
     for name, node in selected_codec_configs(cfg).items():
         codec_settings = OmegaConf.masked_copy(node, [k for k in node if k != "rates"])
         codec = build(node)
-        if network is None and codec.trained_on():
-            network = run_network(cfg.model)
-        if not check_codec(name, codec, network, explicit, allowed.get(name, False), verdict):
+        if not check_codec(name, codec, cfg.model, explicit, allowed.get(name, False), verdict):
             continue
         contents = [file_digest(p) for p in codec.files()]  # retrained checkpoints are other setups
         setup = fingerprint(base, codec_settings, *([contents] if contents else []))
         jobs.append(CodecJob(codec, setup, roles.get(name, "test"), name in verdict.foreign))
     if not jobs:
-        raise ConfigError(f"no codec left to run: {verdict.note(network) if network else 'none selected'}")
+        raise ConfigError(f"no codec left to run: {verdict.note() or 'none selected'}")
     return jobs
 
 

@@ -33,7 +33,7 @@ from vcmbench.config import selected_codec_configs
 from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.sequences import SequenceDataset
 from vcmbench.datasets.shards import instantiate_whole, select_shard
-from vcmbench.domain import DomainCheck, run_network
+from vcmbench.domain import DomainCheck
 from vcmbench.item_coding import ItemCoder, code_one, to_rows
 from vcmbench.jobs import CodecJob, build_jobs, codec_label, describe_run
 from vcmbench.metrics.complexity import complexity_table
@@ -142,12 +142,13 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
     whole, shard = instantiate_whole(cfg.dataset)
     dataset = select_shard(whole, shard) if shard is not None else whole
     detector: SplitDetector = instantiate(cfg.model)
-    verdict = DomainCheck([], set())
+    verdict = DomainCheck()
     jobs = build_jobs(cfg, verdict)
-    if verdict.left_out:
-        log.warning("%s", verdict.note(run_network(cfg.model)))
+    left_out = verdict.note()
+    if left_out:
+        log.warning("%s", left_out)
     run_info = {**software_versions(), "workers": settings.workers, "threads": settings.threads,
-                "left_out": [{"codec": c, "why": verdict.note(run_network(cfg.model))} for c in verdict.left_out],
+                "left_out": [{"codec": c, "why": left_out} for c in verdict.left_out],
                 "description": describe_run(detector, jobs, isinstance(dataset, SequenceDataset)).to_json(),
                 **determinism.environment(settings.determinism),
                 **provenance(shard.label if shard is not None else None)}

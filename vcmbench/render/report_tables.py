@@ -9,7 +9,7 @@ import math
 
 import pandas as pd
 
-from vcmbench.analysis import POOR_OVERLAP, WARN, BDRow
+from vcmbench.analysis import POOR_OVERLAP, WARN, BDRow, foreign_codecs
 from vcmbench.bootstrap import BDInterval
 from vcmbench.metrics.bd import MIN_POINTS
 from vcmbench.render.jinja import MISSING
@@ -58,6 +58,7 @@ def _metric_sentence(label: str) -> str:
 def points_display(points: pd.DataFrame, anchor: str | None, task: str = "box") -> pd.DataFrame:
     """The rate-points table; `task` names the mAP columns (a mask section's are mask AP)."""
     head = "mask " if task == "mask" else ""
+    foreign = set(foreign_codecs(points))
     rows = []
     for codec in codec_order(points):
         sub = points[points.codec == codec].sort_values("bpp", na_position="last")
@@ -67,7 +68,7 @@ def points_display(points: pd.DataFrame, anchor: str | None, task: str = "box") 
                 failed = MISSING
             else:
                 failed = f"{int(n_fail)}/{_fmt(n_img, '.0f')} {WARN}" if n_fail > 0 else "0"
-            name = f"{codec} {WARN} foreign" if str(r.get("foreign", False)).lower() == "true" else codec
+            name = f"{codec} {WARN} foreign" if codec in foreign else codec
             rows.append(
                 {
                     "codec": f"{codec} (anchor)" if codec == anchor else name,
