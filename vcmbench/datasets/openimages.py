@@ -143,7 +143,7 @@ def resolve_paths(
     return paths
 
 
-def _list_lines(path: Path) -> list[tuple[int, str]]:
+def list_lines(path: Path) -> list[tuple[int, str]]:
     """Non-blank, non-comment lines with their 1-based line numbers (lists are often hand-edited)."""
     out = []
     for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
@@ -157,7 +157,7 @@ def read_image_list(path: Path) -> list[str]:
     """ImageIDs in list order; accepts bare ids, `<id>.jpg` and paths ending in `<id>.jpg`."""
     ids: list[str] = []
     seen: dict[str, int] = {}
-    for n, line in _list_lines(path):
+    for n, line in list_lines(path):
         name = Path(line).name
         # MPEG's segmentation list names PNGs; the OpenImages download holds the same images as JPEGs
         image_id = name[:-4] if name.lower().endswith((".jpg", ".png")) else name
@@ -198,7 +198,7 @@ def resolve_classes(class_list: Path, descriptions: dict[str, str], classes_csv:
         by_lower.setdefault(name.lower(), []).append(mid)
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for n, entry in _list_lines(class_list):
+    for n, entry in list_lines(class_list):
         if entry in descriptions:
             mids = [entry]
         else:

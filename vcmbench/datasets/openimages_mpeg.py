@@ -109,10 +109,8 @@ def read_file_list(path: Path) -> list[str]:
             f"{path.name} of the 5k subset (the MPEG platform's data/mpeg-vcm/)"
         )
     names, seen = [], set()
-    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        name = Path(line.strip()).name
-        if not name or name.startswith("#"):
-            continue
+    for n, line in openimages.list_lines(path):
+        name = Path(line).name
         name = name if Path(name).suffix else f"{name}.jpg"
         if name in seen:
             raise DatasetError(f"{path}: line {n} repeats image {name!r}; keep each image once")
