@@ -102,7 +102,7 @@ class WastefulFrameCodec(FrameCodec):
 
     def transmit_decode(self, payload, meta):
         (n,) = struct.unpack(">I", payload[:4])
-        return super().transmit_decode(payload[4:4 + n], meta)
+        return super().transmit_decode(payload[4 : 4 + n], meta)
 
 
 def executable_script(path: Path, body: str) -> Path:
@@ -112,7 +112,7 @@ def executable_script(path: Path, body: str) -> Path:
     return path
 
 
-FAKE_ENCODER = r'''
+FAKE_ENCODER = r"""
 import json, struct, sys, zlib
 args = sys.argv[1:]
 opts = {}
@@ -128,18 +128,24 @@ while i < len(args):
         i += 2
 json.dump({"argv": sys.argv[1:], "opts": opts}, open(LOG, "w"))
 w, h, n = int(opts["SourceWidth"]), int(opts["SourceHeight"]), int(opts["FramesToBeEncoded"])
-assert opts["InputChromaFormat"] == "400" and opts["ChromaFormatIDC"] == "400"
+chroma = opts["InputChromaFormat"]
+assert chroma in ("400", "420") and opts["ChromaFormatIDC"] == chroma
 raw = open(opts["-i"], "rb").read()
-assert len(raw) == w * h * n * 2, (len(raw), w, h, n)
-open(opts["-b"], "wb").write(b"FVTM" + struct.pack(">HHH", w, h, n) + zlib.compress(raw))
+frame = w * h * 2 + (0 if chroma == "400" else 2 * 2 * ((h + 1) // 2) * ((w + 1) // 2))
+assert len(raw) == frame * n, (len(raw), w, h, n, chroma)
+magic = b"FVTM" if chroma == "400" else b"FV42"  # 4:2:0 (colour pictures): every plane kept
+open(opts["-b"], "wb").write(magic + struct.pack(">HHH", w, h, n) + zlib.compress(raw))
 print("fake VTM encoder done")
-'''
+"""
 
-FAKE_DECODER = r'''
+FAKE_DECODER = r"""
 import struct, sys, zlib
 import numpy as np
 args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 data = open(args["-b"], "rb").read()
+if data[:4] == b"FV42":  # 4:2:0: written back as coded
+    open(args["-o"], "wb").write(zlib.decompress(data[10:]))
+    sys.exit(0)
 if data[:4] != b"FVTM":
     print("Error: not a bitstream", file=sys.stderr)
     sys.exit(1)
@@ -150,7 +156,7 @@ with open(args["-o"], "wb") as f:
         f.write(frame.tobytes())
         if AS_420:
             f.write(np.full(2 * ((h + 1) // 2) * ((w + 1) // 2), 512, "<u2").tobytes())
-'''
+"""
 
 
 def fake_vtm(tmp_path: Path, as_420: bool = False) -> tuple[Path, Path, Path]:

@@ -23,8 +23,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
     mismatch is read against."""
     from vcmbench.determinism import cpu_model
 
-    terminalreporter.write_line(f"vcmbench machine: {cpu_model()} ({os.cpu_count()} CPUs, torch kernels "
-                                f"{torch.backends.cpu.get_cpu_capability()})")
+    terminalreporter.write_line(
+        f"vcmbench machine: {cpu_model()} ({os.cpu_count()} CPUs, torch kernels "
+        f"{torch.backends.cpu.get_cpu_capability()})"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -46,23 +48,22 @@ def small_frcnn():
 def codec_from_yaml():
     """Build a codec from its packaged yaml, as a sweep would, with overrides.
 
-    `codec_from_yaml("anchor_hevc", rates=[35], quantiser__range="global", backend="ffv1")`:
-    keyword keys are the yaml's, `__` for nesting; `backend=KIND` swaps the frame back-end for
-    `vcmbench.codecs.external.BACKENDS[KIND]` (settings the new class does not take are dropped);
+    `codec_from_yaml("anchor_hevc", rates=[35], quantiser__range="global", backend=Ffv1Backend)`:
+    keyword keys are the yaml's, `__` for nesting; `backend=CLASS` swaps the codec's back-end node
+    for that back-end class (settings the new class does not take are dropped);
     `name=` renames the codec (its errors then name `codec.<name>...`).
     """
     import inspect
 
     from omegaconf import OmegaConf
 
-    from vcmbench.codecs.external import BACKENDS
     from vcmbench.config import all_codec_configs, runnable_codec_config
     from vcmbench.config import build as build_codec
 
-    def build(yaml_name: str, backend: str | None = None, **overrides):
+    def build(yaml_name: str, backend: type | None = None, **overrides):
         node = runnable_codec_config(all_codec_configs(include_optional=True)[yaml_name], yaml_name)
         if backend is not None:
-            cls = BACKENDS[backend]
+            cls = backend
             accepted = set()
             for klass in cls.__mro__:
                 if "__init__" in vars(klass):
@@ -118,24 +119,55 @@ PIXELS = 8 * 640 * 480
 
 
 # the meta.role each codec's yaml gives it (what `vcmbench run` writes into points.csv)
-ROLES = {"anchor_vvc": "feature_anchor", "raw": "uncompressed", "image_vvc": "image_anchor",
-         "image_vtm": "image_anchor"}
+ROLES = {
+    "anchor_vvc": "feature_anchor",
+    "raw": "uncompressed",
+    "image_vvc": "image_anchor",
+    "image_vtm": "image_anchor",
+}
 # and the encoder it names (Codec.describe_encoder); codecs not listed leave the cell empty
-ENCODERS = {"anchor_vvc": "libvvenc preset faster", "raw": "none (float32 samples)", "image_vvc": "libvvenc preset faster"}
+ENCODERS = {
+    "anchor_vvc": "libvvenc preset faster",
+    "raw": "none (float32 samples)",
+    "image_vvc": "libvvenc preset faster",
+}
 
 
-def curve(codec: str, bpp, maps, *, enc=0.05, dec=0.02, failed: dict[int, int] | None = None,
-          dataset: str = "coco_val2017_mini", model: str = "frcnn_r50_fpn", rates=None) -> list[dict]:
+def curve(
+    codec: str,
+    bpp,
+    maps,
+    *,
+    enc=0.05,
+    dec=0.02,
+    failed: dict[int, int] | None = None,
+    dataset: str = "coco_val2017_mini",
+    model: str = "frcnn_r50_fpn",
+    rates=None,
+) -> list[dict]:
     rows = []
     for i, (b, m) in enumerate(zip(bpp, maps)):
-        rows.append({
-            "dataset": dataset, "model": model, "codec": codec,
-            "rate": rates[i] if rates is not None else f"qp={40 - 3 * i}",
-            "n_images": 8, "n_failed": (failed or {}).get(i, 0),
-            "bytes": int(round(float(b) * PIXELS / 8)), "pixels": PIXELS, "bpp": float(b),
-            "map": float(m), "ap50": float(m) * 1.6, "enc_s": enc * (1 + 0.3 * i), "dec_s": dec * (1 + 0.2 * i),
-            "front_s": 0.3, "back_s": 0.2, "role": ROLES.get(codec, "test"), "encoder": ENCODERS.get(codec, ""),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "codec": codec,
+                "rate": rates[i] if rates is not None else f"qp={40 - 3 * i}",
+                "n_images": 8,
+                "n_failed": (failed or {}).get(i, 0),
+                "bytes": int(round(float(b) * PIXELS / 8)),
+                "pixels": PIXELS,
+                "bpp": float(b),
+                "map": float(m),
+                "ap50": float(m) * 1.6,
+                "enc_s": enc * (1 + 0.3 * i),
+                "dec_s": dec * (1 + 0.2 * i),
+                "front_s": 0.3,
+                "back_s": 0.2,
+                "role": ROLES.get(codec, "test"),
+                "encoder": ENCODERS.get(codec, ""),
+            }
+        )
     return rows
 
 
@@ -169,5 +201,14 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture(scope="session")
 def points_tables() -> SimpleNamespace:
     """The hand-written points tables above: `points_tables.curve(...)`, `.write_run(...)`, ..."""
-    return SimpleNamespace(BPP=BPP, MAP=MAP, PIXELS=PIXELS, ROLES=ROLES, curve=curve, lossless=lossless, table=table,
-                           write_run=write_run, write_csv=write_csv)
+    return SimpleNamespace(
+        BPP=BPP,
+        MAP=MAP,
+        PIXELS=PIXELS,
+        ROLES=ROLES,
+        curve=curve,
+        lossless=lossless,
+        table=table,
+        write_run=write_run,
+        write_csv=write_csv,
+    )

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from vcmbench.codecs.backends.ffmpeg_codecs import Ffv1Backend, X265Backend
 from vcmbench.codecs.frames import EE12_OPENIMAGES_RANGE, MPEG_QPS, FrameCodec
 from vcmbench.codecs.tiling import (
     MPEG_GRIDS_256,
@@ -115,11 +116,11 @@ def _max_err_vs_step(out, feats, step):
     return max(float((out[k] - feats[k]).abs().max()) for k in LEVELS) / step
 
 
-@pytest.mark.parametrize("inner", ["ffv1", "hevc"])
-def test_lossless_settings_leave_only_half_a_quantisation_step(inner, codec_from_yaml, real_features):
+@pytest.mark.parametrize("backend", [Ffv1Backend, X265Backend])
+def test_lossless_settings_leave_only_half_a_quantisation_step(backend, codec_from_yaml, real_features):
     """pack -> quantise -> code (lossless) -> decode -> dequantise -> unpack on real features."""
     feats = real_features()
-    codec = codec_from_yaml("anchor_hevc", name=f"anchor_{inner}", backend=inner, knob="bits", rates=[10])
+    codec = codec_from_yaml("anchor_hevc", name=f"anchor_{backend.family}", backend=backend, knob="bits", rates=[10])
     out = codec.decode(codec.encode(feats, codec.rates[0]))
     lo = min(float(v.min()) for v in feats.values())
     hi = max(float(v.max()) for v in feats.values())
@@ -174,8 +175,15 @@ def test_global_range_writes_the_configured_constants(codec_from_yaml, real_feat
 
 def test_explicit_grid_and_per_level_range_round_trip(codec_from_yaml, real_features):
     feats = real_features(channels=32)
-    codec = codec_from_yaml("anchor_hevc", name="anchor_x", backend="ffv1", knob="bits", rates=[10],
-                            layout__grid=[2, 2, 1, 1], quantiser__range="per_level")
+    codec = codec_from_yaml(
+        "anchor_hevc",
+        name="anchor_x",
+        backend=Ffv1Backend,
+        knob="bits",
+        rates=[10],
+        layout__grid=[2, 2, 1, 1],
+        quantiser__range="per_level",
+    )
     payload = codec.encode(feats, codec.rates[0])
     assert payload[CONTAINER] == 2 | (1 << 2)  # per_level, explicit grid
     out = codec.decode(payload)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import pytest
 import torch
 from hydra.utils import instantiate
 
+from vcmbench.codecs.backends.ffmpeg_codecs import PngBackend, VvencBackend
 from vcmbench.codecs.image_anchor import ImageAnchorCodec
 from vcmbench.codecs.joint import JointCodec
 from vcmbench.config import compose_config
@@ -14,6 +17,8 @@ from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.render.report import write_report
 from vcmbench.run import run_sweep
 
+#: the enhancement layer's back-end node as the joint yamls give it
+VVC = partial(VvencBackend, preset="faster")
 SYNTHETIC = ["dataset=synthetic_val", "dataset.max_images=3", "model=ci_frcnn", "progress=false"]
 
 
@@ -38,7 +43,7 @@ def test_layers_are_the_base_codec_and_the_image_codec(scene, joint, codec_from_
     image, front = scene
     assert [r.label for r in joint.rates] == ["quality=2+qp=42", "quality=4+qp=32"]
     base_codec = codec_from_yaml("learned_interleaved")
-    image_codec = ImageAnchorCodec("image_vvc", rates=[32])
+    image_codec = ImageAnchorCodec("image_vvc", VVC, rates=[32])
     rate = joint.rate_point("quality=4+qp=32")
     payload = joint.encode(image, front.features, front.meta, rate)
     n_base, n_enh = joint.layer_bytes(payload)
@@ -71,18 +76,25 @@ def test_bad_settings_name_the_field(codec_from_yaml):
         codec_from_yaml("joint_interleaved_vvc", base="${codec_yaml:nope}")
     learned = codec_from_yaml("learned_interleaved")
     with pytest.raises(ConfigError, match=r"codec.j.rates\[0\]"):
-        JointCodec("j", base=learned, rates=[2])
+        JointCodec("j", base=learned, rates=[2], backend=VVC)
     with pytest.raises(ConfigError, match=r"codec.j.base: .*not a feature codec"):
-        JointCodec("j", base=codec_from_yaml("image_vvc"), rates=[[22, 42]])
+        JointCodec("j", base=codec_from_yaml("image_vvc"), rates=[[22, 42]], backend=VVC)
     with pytest.raises(ConfigError, match=r"codec.j.base: 'learned_interleaved' is not a feature codec.*codec_yaml"):
-        JointCodec("j", base="learned_interleaved", rates=[[2, 42]])  # a name is not a codec
-    with pytest.raises(ConfigError, match="lossy"):
-        JointCodec("j", base=codec_from_yaml("raw"), rates=[["float32", "png"]], inner="png")
+        JointCodec("j", base="learned_interleaved", rates=[[2, 42]], backend=VVC)  # a name is not a codec
+    with pytest.raises(ConfigError, match=r"codec.j.backend: PngBackend is lossless; the enhancement layer is a lossy"):
+        JointCodec("j", base=codec_from_yaml("raw"), rates=[["float32", "png"]], backend=partial(PngBackend))
+    with pytest.raises(ConfigError, match=r"codec.joint_interleaved_vvc.backend.threads=8"):
+        codec_from_yaml("joint_interleaved_vvc", backend__threads=8)  # the node's path, not the image layer's
+    with pytest.raises(ConfigError, match=r"codec.joint_interleaved_vvc.scale=0.333"):
+        codec_from_yaml("joint_interleaved_vvc", scale=0.333)
 
 
 def test_sweep_reports_each_layer(tmp_path):
-    cfg = _cfg("codec=[joint_interleaved_vvc,learned_interleaved,image_vvc]",
-               "codec.learned_interleaved.rates=[2,4]", "codec.image_vvc.rates=[27,32,37,42]")
+    cfg = _cfg(
+        "codec=[joint_interleaved_vvc,learned_interleaved,image_vvc]",
+        "codec.learned_interleaved.rates=[2,4]",
+        "codec.image_vvc.rates=[27,32,37,42]",
+    )
     points = run_sweep(cfg, tmp_path / "run").set_index(["codec", "rate"])
     joint = points.loc["joint_interleaved_vvc"]
     assert list(joint.index) == ["quality=2+qp=42", "quality=4+qp=32"]
@@ -135,10 +147,23 @@ def test_residual_layer_builds_on_the_decoded_base(scene, codec_from_yaml):
 def test_residual_mode_needs_its_predictor(tmp_path, codec_from_yaml):
     learned = codec_from_yaml("learned_interleaved")
     with pytest.raises(Exception, match=r"codec.j.predictor.*not found.*vcmbench train-predictor"):
-        JointCodec("j", base=learned, rates=[[2, 42]], enhancement="residual",
-                   predictor=str(tmp_path / "missing.pt"))
+        JointCodec(
+            "j",
+            base=learned,
+            rates=[[2, 42]],
+            backend=VVC,
+            enhancement="residual",
+            predictor=str(tmp_path / "missing.pt"),
+        )
     with pytest.raises(ConfigError, match=r"codec.j.scale"):
-        JointCodec("j", base=learned, rates=[[2, 42]], enhancement="residual",
-                   predictor="checkpoints/joint_predictor/ci_frcnn.pt", scale=0.5)
+        JointCodec(
+            "j",
+            base=learned,
+            rates=[[2, 42]],
+            backend=VVC,
+            enhancement="residual",
+            predictor="checkpoints/joint_predictor/ci_frcnn.pt",
+            scale=0.5,
+        )
     with pytest.raises(ConfigError, match=r"codec.j.enhancement"):
-        JointCodec("j", base=learned, rates=[[2, 42]], enhancement="both")
+        JointCodec("j", base=learned, rates=[[2, 42]], backend=VVC, enhancement="both")

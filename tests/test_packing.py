@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from vcmbench.codecs.backends.ffmpeg_codecs import AomBackend, Ffv1Backend, JpegBackend, PngBackend, VvencBackend
 from vcmbench.codecs.frames import ChannelFrames, FrameCodec, LevelMosaics, greedy_chain
 from vcmbench.codecs.tiling import Reader, order_bytes, quant_step, quantize, unpack_order, unpack_streams
 from vcmbench.errors import ConfigError, PayloadError
@@ -27,8 +28,11 @@ def assert_within_half_step(out, feats, bits=10):
 
 
 def test_yamls_build_with_modest_default_rates(codec_from_yaml):
-    for name, layout, tag in [("pack_concat", ChannelFrames, b"PKCC"), ("pack_diff", ChannelFrames, b"PKCD"),
-                              ("pack_tile", LevelMosaics, b"PKTL")]:
+    for name, layout, tag in [
+        ("pack_concat", ChannelFrames, b"PKCC"),
+        ("pack_diff", ChannelFrames, b"PKCD"),
+        ("pack_tile", LevelMosaics, b"PKTL"),
+    ]:
         codec = codec_from_yaml(name)
         assert isinstance(codec, FrameCodec) and isinstance(codec.layout, layout) and codec.tag == tag
         assert codec.backend.family == "hevc"
@@ -38,7 +42,7 @@ def test_yamls_build_with_modest_default_rates(codec_from_yaml):
 @pytest.mark.parametrize("method", ["concat", "diff", "tile"])
 def test_lossless_ffv1_packing_is_exact_up_to_quantisation(method, codec_from_yaml, real_features):
     feats = real_features(channels=C)
-    codec = codec_from_yaml(f"pack_{method}", backend="ffv1", knob="bits", rates=[10, 6])
+    codec = codec_from_yaml(f"pack_{method}", backend=Ffv1Backend, knob="bits", rates=[10, 6])
     out = codec.decode(codec.encode(feats, codec.rates[0]))
     assert_within_half_step(out, feats, 10)
     coarse = codec.encode(feats, codec.rates[1])
@@ -63,7 +67,7 @@ def test_inter_and_intra_code_differently_over_vvc(codec_from_yaml, real_feature
     feats = real_features(channels=4)
     sizes = {}
     for gop in ("intra", "inter"):
-        codec = codec_from_yaml("pack_concat", backend="vvc", backend__preset="faster", gop=gop, rates=[37])
+        codec = codec_from_yaml("pack_concat", backend=VvencBackend, backend__preset="faster", gop=gop, rates=[37])
         payload = codec.encode(feats, codec.rates[0])
         assert codec.decode(payload)["p2"].shape == feats["p2"].shape
         sizes[gop] = len(payload)
@@ -72,7 +76,7 @@ def test_inter_and_intra_code_differently_over_vvc(codec_from_yaml, real_feature
 
 def test_diff_order_is_in_the_payload_and_decoding_restores_channel_order(codec_from_yaml, real_features):
     feats = real_features(channels=C)
-    codec = codec_from_yaml("pack_diff", backend="ffv1", knob="bits", rates=[10])
+    codec = codec_from_yaml("pack_diff", backend=Ffv1Backend, knob="bits", rates=[10])
     payload = codec.encode(feats, codec.rates[0])
     lo, hi = image_range(feats)
     r = Reader(payload[CONTAINER + 2 + 8 :], "test")
@@ -101,8 +105,9 @@ def test_greedy_chain_puts_similar_channels_next_to_each_other():
 @pytest.mark.parametrize("tiles", ["per_level", "stacked"])
 def test_tile_modes_over_vvc_bits_fall_as_qp_rises(tiles, codec_from_yaml, real_features):
     feats = real_features(channels=64)
-    codec = codec_from_yaml("pack_tile", backend="vvc", backend__preset="faster", layout__stacked=tiles == "stacked",
-                            rates=[30, 45])
+    codec = codec_from_yaml(
+        "pack_tile", backend=VvencBackend, backend__preset="faster", layout__stacked=tiles == "stacked", rates=[30, 45]
+    )
     sizes = []
     for rp in codec.rates:
         payload = codec.encode(feats, rp)
@@ -113,11 +118,14 @@ def test_tile_modes_over_vvc_bits_fall_as_qp_rises(tiles, codec_from_yaml, real_
     assert sizes[0] > sizes[1]
 
 
-@pytest.mark.parametrize("inner, knob, value", [("av1", "crf", 40), ("jpeg", "q", 8), ("png", "bits", 8)])
-def test_other_inner_codecs(inner, knob, value, codec_from_yaml, real_features):
+@pytest.mark.parametrize(
+    "backend, knob, value", [(AomBackend, "crf", 40), (JpegBackend, "q", 8), (PngBackend, "bits", 8)]
+)
+def test_other_inner_codecs(backend, knob, value, codec_from_yaml, real_features):
     feats = real_features(channels=8)
-    codec = codec_from_yaml("pack_tile", backend=inner, backend__preset=None, knob=knob, rates=[value],
-                            quantiser__bits=8)
+    codec = codec_from_yaml(
+        "pack_tile", backend=backend, backend__preset=None, knob=knob, rates=[value], quantiser__bits=8
+    )
     out = codec.decode(codec.encode(feats, codec.rates[0]))
     assert out["p5"].shape == feats["p5"].shape
 
@@ -130,9 +138,9 @@ def test_config_errors_name_the_setting(codec_from_yaml):
     with pytest.raises(ConfigError, match=r"codec\.p\.gop=inter"):
         codec_from_yaml("pack_tile", name="p", gop="inter")
     with pytest.raises(ConfigError, match="rate knobs"):
-        codec_from_yaml("pack_concat", name="p", backend="vvc", knob="crf")
+        codec_from_yaml("pack_concat", name="p", backend=VvencBackend, knob="crf")
     with pytest.raises(ConfigError, match="bit"):
-        codec_from_yaml("pack_tile", name="p", backend="jpeg", backend__preset=None, knob="q", rates=[5])
+        codec_from_yaml("pack_tile", name="p", backend=JpegBackend, backend__preset=None, knob="q", rates=[5])
 
 
 @pytest.fixture(scope="module")

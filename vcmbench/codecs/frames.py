@@ -2,7 +2,7 @@
 
 Every codec that turns p2..p5 into video frames for a real codec is the same pipeline:
 quantise the float levels to `bits`-bit samples, lay the samples out as frames, code the
-frames with a back-end (`vcmbench.codecs.external`: VVC, HEVC, AV1, FFV1, PNG, JPEG, VTM),
+frames with a back-end (`vcmbench.codecs.backends`: VVC, HEVC, AV1, FFV1, PNG, JPEG, VTM),
 and write whatever the decoder needs. The MPEG-VCM feature anchor and Duan et al.'s
 channel-packing baselines differ only in the layout, so they are yaml files
 (`conf/codec/anchor_*.yaml`, `pack_*.yaml`) that pick the three parts, each a nested Hydra
@@ -13,13 +13,13 @@ node with `_target_`:
   stacked into one frame), `LevelMosaics` (one mosaic frame per level, or stacked),
   `ChannelFrames` (one frame per channel, each level one video; channel order as given or
   reordered by a greedy nearest-neighbour chain);
-- back-end: any `ExternalCodec` (`_partial_: true`, so it is built with the codec's name for
+- back-end: any `ExternalBackend` (`_partial_: true`, so it is built with the codec's name for
   its error messages).
 
 Payload (after the 30-byte container header of `vcmbench.codecs.base`; the tag is the layout's):
 
     mode     u8   bits 0-1 range mode (0 global, 1 per_image, 2 per_level); bits 2-7 layout flags
-    coding   u8   bits 4-7 sample bits - 1; bits 0-3 back-end bitstream family (1 VVC, 2 HEVC, ...)
+    coding   u8   bits 4-7 sample bits - 1; bits 0-3 the back-end class's family_id (1 VVC, 2 HEVC, ...)
     range    2 x f32 (lo, hi), or 4 pairs for per_level
     layout   the layout's side information (explicit grid rows, channel orders), if any
     streams  one per video: uvarint byte length before each but the last, which runs to the end
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vcmbench.codecs.backends.codec import ExternalBackend, build_backend
 from vcmbench.codecs.base import FeatureCodec, RatePoint, Received, read_shape_table, register_tags, shape_table
-from vcmbench.codecs.external import ExternalCodec
 from vcmbench.codecs.frame_layouts import ChannelFrames, FrameLayout, LevelMosaics, StackedMosaic
 from vcmbench.codecs.frame_layouts import greedy_chain as greedy_chain
 from vcmbench.codecs.sequence import SequenceEncoder, SequenceInfo, check_gop_settings, ctc_gop
@@ -122,7 +122,7 @@ register_tags(f"{__name__}.ChannelFrames", *ChannelFrames.TAGS.values())
 # ------------------------------------------------------------------------------ the codec
 
 
-def configure_rate(backend: ExternalCodec, knob: str, bits: int, setting: str) -> str:
+def configure_rate(backend: ExternalBackend, knob: str, bits: int, setting: str) -> str:
     """Check knob against the back-end; return the back-end knob ('bits' codes losslessly)."""
     backend.validate(backend.knobs[0], bitdepth=sample_depth(bits))
     if knob == "bits":
@@ -143,7 +143,7 @@ class FrameCodec(FeatureCodec):
         name: the codec's name (its yaml key).
         quantiser: a UniformQuantiser.
         layout: a FrameLayout (its tag is the payload's).
-        backend: an ExternalCodec, or a callable building one from `who` and `setting_prefix`
+        backend: an ExternalBackend, or a callable building one from `who` and `setting_prefix`
             (a Hydra node with `_partial_: true`), so its errors name `codec.NAME.backend.KEY`.
         knob: the back-end's rate knob (qp, crf, q), or `bits`: a lossless back-end, the rate
             point setting the quantiser's bit depth.
@@ -154,10 +154,18 @@ class FrameCodec(FeatureCodec):
 
     version = 1
 
-    def __init__(self, name: str, quantiser: UniformQuantiser, layout: FrameLayout,
-                 backend: ExternalCodec | Callable[..., ExternalCodec], knob: str = "qp",
-                 rates: Sequence[object] | None = None, gop: str = "intra", sequence_gop: str = "low_delay",
-                 intra_period: int | str = "auto"):
+    def __init__(
+        self,
+        name: str,
+        quantiser: UniformQuantiser,
+        layout: FrameLayout,
+        backend: ExternalBackend | Callable[..., ExternalBackend],
+        knob: str = "qp",
+        rates: Sequence[object] | None = None,
+        gop: str = "intra",
+        sequence_gop: str = "low_delay",
+        intra_period: int | str = "auto",
+    ):
         setting = f"codec.{name}"
         check_gop_settings(setting, sequence_gop, intra_period)
         self.sequence_gop, self.intra_period = sequence_gop, intra_period
@@ -167,8 +175,7 @@ class FrameCodec(FeatureCodec):
             raise ConfigError(f"{setting}.gop={gop!r}: choose intra or inter")
         if gop == "inter" and not layout.allows_inter:
             raise ConfigError(f"{setting}.gop=inter: the {type(layout).__name__} layout codes intra frames only")
-        if not isinstance(backend, ExternalCodec):
-            backend = backend(who=name, setting_prefix=f"{setting}.backend")
+        backend = build_backend(backend, name, f"{setting}.backend")
         self.quantiser, self.layout, self.backend = quantiser, layout, backend
         self.tag = layout.tag
         self.inter = gop == "inter"
@@ -197,12 +204,14 @@ class FrameCodec(FeatureCodec):
         bits = self._bits_for(rate)
         q, ranges = self.quantiser.quantise(features, bits)
         side, videos = self.layout.encode(q, shapes, fill=1 << (bits - 1))
-        head = bytes([mode_byte(self.quantiser.range, self.layout.flags(self.inter)),
-                      coding_byte(bits, self.backend.family_id)])
+        head = bytes(
+            [mode_byte(self.quantiser.range, self.layout.flags(self.inter)), coding_byte(bits, self.backend.family_id)]
+        )
         head += pack_ranges(self.quantiser.range, ranges) + side
         value = None if self.knob == "bits" else rate.value
-        streams = [self.backend.encode(v, sample_depth(bits), self.backend_knob, value, intra=not self.inter)
-                   for v in videos]
+        streams = [
+            self.backend.encode(v, sample_depth(bits), self.backend_knob, value, intra=not self.inter) for v in videos
+        ]
         return head + pack_streams(streams)
 
     # -- decode ---------------------------------------------------------------------------
@@ -247,8 +256,10 @@ class FrameCodec(FeatureCodec):
         except ShapeError as exc:
             raise PayloadError(f"{self.name}: {exc} (corrupt header)") from None
         m = (1 << bits) - 1
-        return {lvl: torch.from_numpy(dequantize(np.minimum(x, m), lo, hi, bits))
-                for lvl, x, (lo, hi) in zip(LEVELS, q, ranges)}
+        return {
+            lvl: torch.from_numpy(dequantize(np.minimum(x, m), lo, hi, bits))
+            for lvl, x, (lo, hi) in zip(LEVELS, q, ranges)
+        }
 
     # -- sequences ------------------------------------------------------------------------
     @property
@@ -267,12 +278,15 @@ class FrameCodec(FeatureCodec):
         r = Reader(memoryview(payload)[end:], self.name)
         frames = r.uvarint()
         if frames != len(metas):
-            raise PayloadError(f"{self.name}: payload holds {frames} frames, the sequence has {len(metas)} "
-                               "(corrupt header)")
+            raise PayloadError(
+                f"{self.name}: payload holds {frames} frames, the sequence has {len(metas)} (corrupt header)"
+            )
         bits, ranges, plan, video_shapes = self._read_head(r, shapes)
         streams = unpack_streams(r, len(video_shapes))
         depth = sample_depth(bits)
-        decoders = [self.backend.open_decoder(st, frames * n, h, w, depth) for st, (n, h, w) in zip(streams, video_shapes)]
+        decoders = [
+            self.backend.open_decoder(st, frames * n, h, w, depth) for st, (n, h, w) in zip(streams, video_shapes)
+        ]
         try:
             for _ in range(frames):
                 videos = [np.stack([next(d) for _ in range(n)]) for d, (n, _, _) in zip(decoders, video_shapes)]
@@ -312,12 +326,15 @@ class FrameSequenceEncoder(SequenceEncoder):
         c = self.codec
         if self.info.ranges is not None:
             bounds = [np.asarray(pair, dtype=np.float32) for pair in self.info.ranges]
-            return compute_ranges(bounds, c.quantiser.range, float(c.quantiser.global_min),
-                                  float(c.quantiser.global_max))
+            return compute_ranges(
+                bounds, c.quantiser.range, float(c.quantiser.global_min), float(c.quantiser.global_max)
+            )
         if c.quantiser.range == "global":
             return [(float(np.float32(c.quantiser.global_min)), float(np.float32(c.quantiser.global_max)))] * 4
-        raise ConfigError(f"codec.{c.name}: range {c.quantiser.range} needs the sequence's range before its "
-                          "first frame (SequenceInfo.ranges)")
+        raise ConfigError(
+            f"codec.{c.name}: range {c.quantiser.range} needs the sequence's range before its "
+            "first frame (SequenceInfo.ranges)"
+        )
 
     def _start(self, q: list[np.ndarray], shapes) -> None:
         """At the first frame: the layout plan (from its samples), the header, the encoders."""
@@ -332,16 +349,19 @@ class FrameSequenceEncoder(SequenceEncoder):
         value = None if c.knob == "bits" else self.rate.value
         for n, h, w in c.layout.video_shapes(shapes, self.plan):
             gop = ctc_gop(c.sequence_gop, c.intra_period, self.info.fps, n)
-            self.sinks.append(c.backend.open_encoder(h, w, self.info.frames * n, sample_depth(bits), c.backend_knob,
-                                                     value, gop))
+            self.sinks.append(
+                c.backend.open_encoder(h, w, self.info.frames * n, sample_depth(bits), c.backend_knob, value, gop)
+            )
 
     def add(self, image: torch.Tensor, front: FrontOutput) -> None:
         features = front.features
         check_features(features)
         shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
         if self.sinks and shapes != self.shapes:
-            raise ShapeError(f"codec.{self.codec.name}: a frame's features are {shapes}, the sequence's first were "
-                             f"{self.shapes}; a sequence's frames must share one size")
+            raise ShapeError(
+                f"codec.{self.codec.name}: a frame's features are {shapes}, the sequence's first were "
+                f"{self.shapes}; a sequence's frames must share one size"
+            )
         levels = [features[k].detach().to("cpu", torch.float32).numpy() for k in LEVELS]
         check_finite(levels)
         q = [quantize(x, lo, hi, self.bits) for x, (lo, hi) in zip(levels, self.ranges)]

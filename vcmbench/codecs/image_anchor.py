@@ -17,9 +17,14 @@ anchor scripts run it:
 Every step runs in the ffmpeg of the back-end (imageio-ffmpeg's, with libvvenc), so the
 encode/decode times include the conversions, as a deployed anchor would.
 
-Back-ends (`inner`): vvc (libvvenc; the anchor), hevc (libx265), av1 (libaom) and png: PNG
-codes the 8-bit RGB picture losslessly (no colour conversion, no padding) and is the
-uncompressed limit of the image pipeline: its accuracy is exactly the unsplit detector's.
+The back-end is an injected part, a nested yaml node as for the frame codecs (`backend:
+{_target_: vcmbench.codecs.backends.ffmpeg_codecs.VvencBackend, _partial_: true, preset: faster}`),
+built with the codec's name so that its errors name `codec.NAME.backend.KEY`. Any back-end that
+codes colour pictures (`codes_pictures`) of the VVC, HEVC, AV1 or PNG family: VvencBackend (the
+anchor), VtmBackend (the MPEG anchor's encoder: ffmpeg converts, EncoderApp codes the 4:2:0 10-bit
+file), X265Backend, AomBackend, and PngBackend, which codes the 8-bit RGB picture losslessly
+(`lossless_rgb`: no colour conversion, no padding) and is the uncompressed limit of the image
+pipeline: its accuracy is exactly the unsplit detector's.
 
 Payload: the ImageCodec container (tag, version, input height and width) + the scale in
 percent (1 byte) + the bitstream as the encoder wrote it. All of it counts in bpp.
@@ -33,19 +38,19 @@ frames' height and width (2 x u16), the frame count (uvarint), the scale (1 byte
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from vcmbench.codecs.backends.codec import ExternalBackend, build_backend
 from vcmbench.codecs.base import ImageCodec, RatePoint, Received, check_container, register_tags
-from vcmbench.codecs.external import FfmpegCodec, make_backend
 from vcmbench.codecs.sequence import SequenceEncoder, SequenceInfo, check_gop_settings, ctc_gop
 from vcmbench.codecs.tiling import Reader, uvarint
 from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError, ShapeError
 from vcmbench.types import FrontOutput, ImageMeta
 
-#: back-end -> 4-byte payload tag: a PNG payload fed to the VVC decoder is refused, not misread
+#: back-end family -> 4-byte payload tag: a PNG payload fed to the VVC decoder is refused, not misread
 TAGS = {"vvc": b"IMGV", "hevc": b"IMGH", "av1": b"IMGA", "png": b"IMGP"}
 MATRICES = ("bt601", "bt709")
 register_tags(f"{__name__}.ImageAnchorCodec", *TAGS.values())
@@ -67,15 +72,25 @@ class ImageAnchorCodec(ImageCodec):
 
     version = 1
 
-    def __init__(self, name: str, inner: str = "vvc", rates: Sequence[object] | None = None, scale: float = 1.0,
-                 bits: int = 10, matrix: str = "bt601", preset: object = None, ffmpeg: str | None = None,
-                 threads: int | None = None, timeout_s: float | None = None, sequence_gop: str = "low_delay",
-                 intra_period: int | str = "auto"):
-        setting = f"codec.{name}"
+    def __init__(
+        self,
+        name: str,
+        backend: ExternalBackend | Callable[..., ExternalBackend],
+        rates: Sequence[object] | None = None,
+        scale: float = 1.0,
+        bits: int = 10,
+        matrix: str = "bt601",
+        sequence_gop: str = "low_delay",
+        intra_period: int | str = "auto",
+        *,
+        setting: str | None = None,
+    ):
+        """backend: a back-end, or a callable building one from `who` and `setting_prefix` (a node with
+        `_partial_: true`). setting: where the settings live in the config, `codec.NAME` by default
+        (the joint codec's enhancement layer: the joint codec's node)."""
+        setting = setting or f"codec.{name}"
         check_gop_settings(setting, sequence_gop, intra_period)
         self.sequence_gop, self.intra_period = sequence_gop, intra_period
-        if inner not in TAGS:
-            raise ConfigError(f"{setting}.inner={inner!r}: an image codec back-end is one of {sorted(TAGS)}")
         percent = round(float(scale) * 100)
         if not 1 <= percent <= 100 or abs(percent - float(scale) * 100) > 1e-6:
             raise ConfigError(
@@ -84,22 +99,26 @@ class ImageAnchorCodec(ImageCodec):
             )
         if matrix not in MATRICES:
             raise ConfigError(f"{setting}.matrix={matrix!r}: choose one of {list(MATRICES)}")
-        if inner == "vvc" and bits != 10:
-            raise ConfigError(f"{setting}.bits={bits}: libvvenc codes 10-bit samples only; set bits: 10")
         if bits not in (8, 10):
             raise ConfigError(f"{setting}.bits={bits}: choose 8 or 10")
-        self.backend = make_backend(inner, name, setting, ffmpeg=ffmpeg, preset=preset, timeout_s=timeout_s,
-                                    threads=threads)
-        assert isinstance(self.backend, FfmpegCodec)
-        self.inner = inner
-        self.lossless = inner == "png"
+        self.backend = build_backend(backend, name, f"{setting}.backend")
+        kind = type(self.backend).__name__
+        if not self.backend.codes_pictures or self.backend.family not in TAGS:
+            raise ConfigError(
+                f"{setting}.backend: {kind} does not code colour pictures of the image anchor's families "
+                f"{sorted(TAGS)}; give e.g. VvencBackend, VtmBackend, X265Backend, AomBackend or PngBackend"
+            )
+        self.lossless = self.backend.lossless_rgb
+        if not self.lossless and bits not in self.backend.picture_bitdepths:
+            depths = " or ".join(map(str, self.backend.picture_bitdepths))
+            raise ConfigError(f"{setting}.bits={bits}: {kind} codes {depths}-bit pictures only; set bits: {depths}")
         self.knob = "lossless" if self.lossless else self.backend.knobs[0]
-        self.tag = TAGS[inner]
+        self.tag = TAGS[self.backend.family]
         self.percent = int(percent)
         self.bits = int(bits)
         self.matrix = matrix
         if self.lossless and self.percent != 100:
-            raise ConfigError(f"{setting}.scale={scale}: the lossless (png) reference codes the image at full size")
+            raise ConfigError(f"{setting}.scale={scale}: the lossless ({kind}) reference codes the image at full size")
         # Curves at another scale are other codecs: they get their own name, line and BD-rate.
         super().__init__(name if self.percent == 100 else f"{name}_s{self.percent}", rates)
         for rp in self.rates:  # bad rate values fail here, before a sweep starts, not at its first image
@@ -117,6 +136,11 @@ class ImageAnchorCodec(ImageCodec):
             return sh, sw
         ph, pw = self.backend.coded_size(sh, sw)
         return ph + ph % 2, pw + pw % 2  # 4:2:0 needs even sides whatever the back-end's alignment
+
+    def _coded(self, h: int, w: int, percent: int) -> tuple[int, int]:
+        """The size of the pictures the back-end codes for an (h, w) image at `percent`: what the
+        filter graph makes (a file-based encoder, VTM, must be told)."""
+        return self._coded_size(*scaled_size(h, w, percent))
 
     def _yuv_format(self) -> str:
         return "yuv420p10le" if self.bits == 10 else "yuv420p"
@@ -151,14 +175,29 @@ class ImageAnchorCodec(ImageCodec):
             raise ConfigError(f"codec {self.name}: 10-bit samples are coded lossy and at full size only")
         _, h, w = planes.shape
         gbr = np.ascontiguousarray(planes[[1, 2, 0]].astype("<u2"))  # gbrp10le plane order: G, B, R
-        return self.backend.encode_picture(gbr.tobytes(), "gbrp10le", (h, w), self._encode_filters(h, w, "gbrp10le"),
-                                           self._yuv_format(), self.bits, rate.knob, rate.value)
+        return self.backend.encode_picture(
+            gbr.tobytes(),
+            "gbrp10le",
+            (h, w),
+            self._encode_filters(h, w, "gbrp10le"),
+            self._yuv_format(),
+            self.bits,
+            rate.knob,
+            rate.value,
+            coded=self._coded(h, w, 100),
+        )
 
     def decode_rgb10(self, stream: bytes, height: int, width: int) -> np.ndarray:
         """Inverse of encode_rgb10: (3, H, W) uint16 samples; PayloadError if the stream does not decode."""
         try:
-            raw = self.backend.decode_picture(stream, self._decode_filters(height, width, 100, "gbrp10le"), "gbrp10le",
-                                              height * width * 3 * 2, (height, width))
+            raw = self.backend.decode_picture(
+                stream,
+                self._decode_filters(height, width, 100, "gbrp10le"),
+                "gbrp10le",
+                height * width * 3 * 2,
+                (height, width),
+                coded=self._coded(height, width, 100),
+            )
         except ExternalCodecError as exc:
             raise PayloadError(f"{self.name}: the bitstream does not decode ({exc})") from None
         gbr = np.frombuffer(raw, "<u2").reshape(3, height, width)
@@ -169,8 +208,17 @@ class ImageAnchorCodec(ImageCodec):
         _, h, w = image.shape
         rgb = image.permute(1, 2, 0).contiguous().numpy().tobytes()
         out_fmt, bits = ("rgb24", 8) if self.lossless else (self._yuv_format(), self.bits)
-        stream = self.backend.encode_picture(rgb, "rgb24", (h, w), self._encode_filters(h, w), out_fmt, bits,
-                                             rate.knob, rate.value)
+        stream = self.backend.encode_picture(
+            rgb,
+            "rgb24",
+            (h, w),
+            self._encode_filters(h, w),
+            out_fmt,
+            bits,
+            rate.knob,
+            rate.value,
+            coded=self._coded(h, w, self.percent),
+        )
         return struct.pack(">B", self.percent) + stream
 
     def _decode_body(self, body: memoryview, height: int, width: int) -> torch.Tensor:
@@ -180,8 +228,14 @@ class ImageAnchorCodec(ImageCodec):
         if not 1 <= percent <= 100:
             raise PayloadError(f"{self.name}: header says scale {percent} %, outside 1..100 (corrupt header)")
         try:
-            rgb = self.backend.decode_picture(bytes(body[1:]), self._decode_filters(height, width, percent), "rgb24",
-                                              height * width * 3, (height, width))
+            rgb = self.backend.decode_picture(
+                bytes(body[1:]),
+                self._decode_filters(height, width, percent),
+                "rgb24",
+                height * width * 3,
+                (height, width),
+                coded=self._coded(height, width, percent),
+            )
         except ExternalCodecError as exc:
             raise PayloadError(f"{self.name}: the bitstream does not decode ({exc})") from None
         arr = np.frombuffer(rgb, np.uint8).reshape(height, width, 3)
@@ -201,10 +255,12 @@ class ImageAnchorCodec(ImageCodec):
         if h == 0 or w == 0 or not 1 <= percent <= 100:
             raise PayloadError(f"{self.name}: header says {w}x{h} frames at scale {percent} % (corrupt header)")
         if frames != len(metas):
-            raise PayloadError(f"{self.name}: payload holds {frames} frames, the sequence has {len(metas)} "
-                               "(corrupt header)")
-        pictures = self.backend.decode_pictures(r.rest(), frames, self._decode_filters(h, w, percent), "rgb24",
-                                                h * w * 3)
+            raise PayloadError(
+                f"{self.name}: payload holds {frames} frames, the sequence has {len(metas)} (corrupt header)"
+            )
+        pictures = self.backend.decode_pictures(
+            r.rest(), frames, self._decode_filters(h, w, percent), "rgb24", h * w * 3, coded=self._coded(h, w, percent)
+        )
         try:
             for raw in pictures:
                 arr = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
@@ -232,8 +288,18 @@ class ImageSequenceEncoder(SequenceEncoder):
             self.size = (h, w)
             out_fmt, bits = ("rgb24", 8) if c.lossless else (c._yuv_format(), c.bits)
             gop = ctc_gop(c.sequence_gop, c.intra_period, self.info.fps)
-            self.sink = c.backend.open_picture_encoder("rgb24", (h, w), self.info.frames, c._encode_filters(h, w),
-                                                       out_fmt, bits, self.rate.knob, self.rate.value, gop)
+            self.sink = c.backend.open_picture_encoder(
+                "rgb24",
+                (h, w),
+                self.info.frames,
+                c._encode_filters(h, w),
+                out_fmt,
+                bits,
+                self.rate.knob,
+                self.rate.value,
+                gop,
+                coded=c._coded(h, w, c.percent),
+            )
         elif (h, w) != self.size:
             raise ShapeError(f"{c.name}: a frame of {w}x{h} in a sequence of {self.size[1]}x{self.size[0]} frames")
         self.sink.write_raw(image.permute(1, 2, 0).contiguous().numpy().tobytes())

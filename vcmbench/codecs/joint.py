@@ -14,7 +14,8 @@ One payload, two layers:
 - **enhancement layer**, two modes (`enhancement:`):
   - `image`: the image for viewing, coded with the image anchor's pipeline
     (codecs/image_anchor.py: RGB -> 4:2:0 10-bit, VVC all-intra at the pair's QP, optional
-    downscale). The layers are independent (simulcast in one payload).
+    downscale) over the injected `backend` (a nested node, as the image anchor's: a lossy
+    back-end that codes colour pictures). The layers are independent (simulcast in one payload).
   - `residual`: collaborative. The viewer's decoder predicts the image from the decoded
     base features (codecs/learned/predictor.py, a trained network) and the layer carries
     only the residual image - prediction, offset to the middle of the 10-bit range and
@@ -34,11 +35,12 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
+from vcmbench.codecs.backends.codec import ExternalBackend
 from vcmbench.codecs.base import FeatureCodec, LayeredCodec, RatePoint, check_image, register_tags
 from vcmbench.codecs.image_anchor import ImageAnchorCodec
 from vcmbench.errors import ConfigError, PayloadError
@@ -56,9 +58,18 @@ class JointCodec(LayeredCodec):
 
     version = 1
 
-    def __init__(self, name: str, base: FeatureCodec, rates: Sequence[Sequence[object]], enhancement: str = "image",
-                 predictor: str | None = None, inner: str = "vvc", scale: float = 1.0, preset: object = None,
-                 ffmpeg: str | None = None, threads: int | None = None, timeout_s: float | None = None):
+    def __init__(
+        self,
+        name: str,
+        base: FeatureCodec,
+        rates: Sequence[Sequence[object]],
+        backend: ExternalBackend | Callable[..., ExternalBackend],
+        enhancement: str = "image",
+        predictor: str | None = None,
+        scale: float = 1.0,
+    ):
+        """backend: the enhancement layer's back-end, or a callable building one (a node with
+        `_partial_: true`); its errors name `codec.NAME.backend.KEY`."""
         setting = f"codec.{name}"
         if enhancement not in ("image", "residual"):
             raise ConfigError(f"{setting}.enhancement={enhancement!r}: choose image or residual")
@@ -68,20 +79,28 @@ class JointCodec(LayeredCodec):
             raise ConfigError(f"{setting}.predictor: the residual mode needs a predictor checkpoint")
         self.mode = enhancement
         if not isinstance(base, FeatureCodec):
-            raise ConfigError(f"{setting}.base: {base!r} is not a feature codec; the base layer codes features: give "
-                              f"a feature codec's node, e.g. base: ${{codec_yaml:learned_interleaved}}")
+            raise ConfigError(
+                f"{setting}.base: {base!r} is not a feature codec; the base layer codes features: give "
+                f"a feature codec's node, e.g. base: ${{codec_yaml:learned_interleaved}}"
+            )
         pairs = []
         for i, pair in enumerate(rates or []):
             if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
-                raise ConfigError(f"{setting}.rates[{i}]={pair!r}: each rate point is a [base rate, enhancement QP] pair")
+                raise ConfigError(
+                    f"{setting}.rates[{i}]={pair!r}: each rate point is a [base rate, enhancement QP] pair"
+                )
             pairs.append((pair[0], pair[1]))
         if not pairs:
             raise ConfigError(f"{setting}.rates is empty; give [base rate, enhancement QP] pairs")
         self.base = base
-        self.image = ImageAnchorCodec(f"{name}.enhancement", inner=inner, rates=[p[1] for p in pairs], scale=scale,
-                                      preset=preset, ffmpeg=ffmpeg, threads=threads, timeout_s=timeout_s)
+        self.image = ImageAnchorCodec(
+            f"{name}.enhancement", backend, rates=[p[1] for p in pairs], scale=scale, setting=setting
+        )
         if self.image.lossless:
-            raise ConfigError(f"{setting}.inner=png: the enhancement layer is a lossy image codec (vvc, hevc, av1)")
+            raise ConfigError(
+                f"{setting}.backend: {type(self.image.backend).__name__} is lossless; the enhancement "
+                "layer is a lossy image codec (e.g. VvencBackend, VtmBackend, X265Backend, AomBackend)"
+            )
         self.predictor_path = None if predictor is None else resolve_data_path(str(predictor))
         self._predictor = None
         if self.mode == "residual":
@@ -119,8 +138,16 @@ class JointCodec(LayeredCodec):
         if self.mode == "residual" and self.predictor_path is not None:
             sidecar = self.predictor_path.with_suffix(".json")
             info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-            own.append({"network": info.get("model"), "split": "fpn", "sha256": info.get("front_sha256"),
-                        "channels": 256, "data": info.get("train_set"), "source": str(self.predictor_path.name)})
+            own.append(
+                {
+                    "network": info.get("model"),
+                    "split": "fpn",
+                    "sha256": info.get("front_sha256"),
+                    "channels": 256,
+                    "data": info.get("train_set"),
+                    "source": str(self.predictor_path.name),
+                }
+            )
         return [*self.base.trained_on(), *own]
 
     def encode(self, image: torch.Tensor, features: Features, meta: ImageMeta, rate: RatePoint) -> bytes:
@@ -157,7 +184,7 @@ class JointCodec(LayeredCodec):
 
     def decode_base(self, payload: bytes) -> Features:
         n_base, _ = self.layer_bytes(payload)
-        return self.base.decode(memoryview(payload)[HEADER.size:n_base])
+        return self.base.decode(memoryview(payload)[HEADER.size : n_base])
 
     def decode_enhancement(self, payload: bytes, base: Features, meta: ImageMeta) -> torch.Tensor:
         n_base, n_enh = self.layer_bytes(payload)
@@ -170,7 +197,9 @@ class JointCodec(LayeredCodec):
             raise PayloadError(f"{self.name}: enhancement layer of {n_enh} bytes is shorter than its header")
         h, w = struct.unpack(">HH", layer[:4])
         if (h, w) != tuple(meta.original_size):
-            raise PayloadError(f"{self.name}: enhancement layer is for a {w}x{h} image, this one is "
-                               f"{meta.original_size[1]}x{meta.original_size[0]} (corrupt header or wrong image)")
+            raise PayloadError(
+                f"{self.name}: enhancement layer is for a {w}x{h} image, this one is "
+                f"{meta.original_size[1]}x{meta.original_size[0]} (corrupt header or wrong image)"
+            )
         residual = torch.from_numpy(self.image.decode_rgb10(bytes(layer[4:]), h, w).astype("int16"))
         return (self._prediction(base, meta) + residual - RESIDUAL_OFFSET).clamp(0, 255).to(torch.uint8)

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vcmbench.codecs.backends.gop import ALL_INTRA, Gop
 from vcmbench.codecs.base import Codec, RatePoint, Received, check_container, register_tags
-from vcmbench.codecs.external import ALL_INTRA, Gop
 from vcmbench.codecs.tiling import Reader, uvarint
 from vcmbench.errors import ConfigError, PayloadError
 from vcmbench.types import FrontOutput, ImageMeta
@@ -65,8 +65,10 @@ def check_gop_settings(setting: str, structure: str, intra_period: int | str) ->
     if structure not in Gop.STRUCTURES:
         raise ConfigError(f"{setting}.sequence_gop={structure!r}: choose one of {list(Gop.STRUCTURES)}")
     if intra_period != "auto" and not (isinstance(intra_period, int) and intra_period >= 0):
-        raise ConfigError(f"{setting}.intra_period={intra_period!r}: give auto (the CTC's: 64, or 32 for "
-                          "24/30 fps), a number of frames, or 0 (one intra frame at the start)")
+        raise ConfigError(
+            f"{setting}.intra_period={intra_period!r}: give auto (the CTC's: 64, or 32 for "
+            "24/30 fps), a number of frames, or 0 (one intra frame at the start)"
+        )
 
 
 def ctc_gop(structure: str, intra_period: int | str, fps: float, frames_per_step: int = 1) -> Gop:

@@ -1,4 +1,4 @@
-"""The interface every external back-end implements: `ExternalCodec` and the `FrameSink` it encodes into.
+"""The interface every external back-end implements: `ExternalBackend` and the `FrameSink` it encodes into.
 
 One module for the abstract back-end and the abstract sink because they refer to each other (a
 back-end opens a sink; a sink finishes through its back-end's checks), and for `SpoolSink`, the
@@ -12,7 +12,7 @@ import shlex
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -20,26 +20,44 @@ from vcmbench.codecs.backends.gop import Gop, as_gop
 from vcmbench.codecs.backends.process import DEFAULT_TIMEOUT_S, _tail
 from vcmbench.errors import ConfigError, ExternalCodecError
 
-#: bitstream family -> id written into payload headers (4 bits). Back-ends of one family
-#: produce bitstreams the other decodes (vtm and vvc; av1 and svtav1).
-FAMILY_IDS = {"vvc": 1, "hevc": 2, "av1": 3, "ffv1": 4, "png": 5, "jpeg": 6}
 
+class ExternalBackend(ABC):
+    """One real codec run as external processes on stacks of gray frames.
 
-class ExternalCodec(ABC):
-    """One real codec run as external processes on stacks of gray frames."""
+    A back-end is one class (a subclass of this, or of `FfmpegBackend` for a codec inside ffmpeg)
+    and a nested yaml node in the codecs that use it (`backend: {_target_: ..., _partial_: true}`):
+    the codec calls the node with its name (`who`) and `setting_prefix`, so errors name its settings.
+    """
 
-    #: bitstream family, a key of FAMILY_IDS
+    #: bitstream family: back-ends of one family write bitstreams the other decodes (VTM and libvvenc;
+    #: libaom and SVT-AV1)
     family: str = ""
+    #: the family's id in payload headers (4 bits: 1 VVC, 2 HEVC, 3 AV1, 4 FFV1, 5 PNG, 6 JPEG); a
+    #: decoder refuses a payload of another family. Written into payloads: never renumber one
+    family_id: int = 0
     #: rate knobs this back-end understands ("lossless" takes no value)
     knobs: tuple[str, ...] = ()
     #: sample bit depths accepted
     bitdepths: tuple[int, ...] = (8, 10)
     #: accepted values of each valued knob, inclusive
     value_ranges: dict[str, tuple[int, int]] = {}
+    #: codes colour pictures through ffmpeg filter graphs (`encode_picture`, `decode_picture`,
+    #: `open_picture_encoder`, `decode_pictures`, `coded_size`): what the image anchor needs
+    codes_pictures: bool = False
+    #: sample depths of those pictures (Y'CbCr 4:2:0)
+    picture_bitdepths: tuple[int, ...] = (8, 10)
+    #: codes the 8-bit RGB picture itself, losslessly (no Y'CbCr conversion): the image anchor's
+    #: uncompressed limit (PNG)
+    lossless_rgb: bool = False
 
-    def __init__(self, who: str, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not 0 <= cls.family_id <= 15:
+            raise TypeError(f"{cls.__name__}.family_id={cls.family_id}: payload headers hold 4 bits (0..15)")
+
+    def __init__(self, who: str, timeout_s: float | None = None):
         self.who = who
-        self.timeout_s = float(timeout_s)
+        self.timeout_s = float(DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
         self.last_encode_s = 0.0
         self.last_decode_s = 0.0
         self.encode_s = 0.0
@@ -47,10 +65,6 @@ class ExternalCodec(ABC):
         self.calls = 0
         self.last_command: list[str] = []
         self.last_output = b""  # stderr of the last process
-
-    @property
-    def family_id(self) -> int:
-        return FAMILY_IDS[self.family]
 
     def describe(self) -> str:
         """The encoder and its speed setting, as the points table and the report name it."""
@@ -169,7 +183,7 @@ class ExternalCodec(ABC):
 class FrameSink(ABC):
     """A video being encoded: frames go in a few at a time, the bitstream comes out at `finish`."""
 
-    def __init__(self, backend: ExternalCodec, size: tuple[int, int], frames: int):
+    def __init__(self, backend: ExternalBackend, size: tuple[int, int], frames: int):
         self.backend, self.size, self.frames = backend, size, int(frames)
         self.written = 0
 
@@ -206,7 +220,7 @@ class SpoolSink(FrameSink):
 
     def __init__(
         self,
-        backend: ExternalCodec,
+        backend: ExternalBackend,
         height: int,
         width: int,
         frames: int,
@@ -232,3 +246,24 @@ class SpoolSink(FrameSink):
 
     def abort(self) -> None:
         self.file.close()
+
+
+def build_backend(
+    backend: ExternalBackend | Callable[..., ExternalBackend], who: str, setting_prefix: str
+) -> ExternalBackend:
+    """A codec's back-end part: given built, or a callable (a yaml node with `_partial_: true`) that is
+    built here with the codec's name and `setting_prefix`, so that its errors name the codec's settings
+    (`codec.NAME.backend.KEY`)."""
+    if not isinstance(backend, ExternalBackend):
+        if not callable(backend):
+            raise ConfigError(
+                f"{setting_prefix}: {backend!r} is not a back-end; give a node with the _target_ "
+                "of a back-end class and _partial_: true"
+            )
+        backend = backend(who=who, setting_prefix=setting_prefix)
+    if not isinstance(backend, ExternalBackend):
+        raise ConfigError(
+            f"{setting_prefix}._target_: built {type(backend).__name__}, not a back-end "
+            "(a class of vcmbench.codecs.backends)"
+        )
+    return backend

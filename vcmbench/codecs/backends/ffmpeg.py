@@ -1,4 +1,4 @@
-"""The ffmpeg driver: finding ffmpeg, and `FfmpegCodec`, a codec inside ffmpeg fed raw frames on stdin.
+"""The ffmpeg driver: finding ffmpeg, and `FfmpegBackend`, a codec inside ffmpeg fed raw frames on stdin.
 
 The concrete ffmpeg back-ends (libvvenc, libx265, libaom, SVT-AV1, FFV1, PNG, JPEG) are in
 `ffmpeg_codecs.py` and differ only in their encoder options and sample formats; the command
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vcmbench.codecs.backends.codec import ExternalCodec, FrameSink
+from vcmbench.codecs.backends.codec import ExternalBackend, FrameSink
 from vcmbench.codecs.backends.gop import ALL_INTRA, Gop
-from vcmbench.codecs.backends.process import DEFAULT_TIMEOUT_S, run_process, stream_frames
+from vcmbench.codecs.backends.process import run_process, stream_frames
 from vcmbench.codecs.backends.sinks import FileFedSink, PipeSink
 from vcmbench.errors import ExternalCodecError, MissingDependencyError
 
@@ -87,7 +87,7 @@ def _pad_to(frames: np.ndarray, align: int, min_dim: int = 1) -> np.ndarray:
     return frames
 
 
-class FfmpegCodec(ExternalCodec):
+class FfmpegBackend(ExternalBackend):
     """A codec inside an ffmpeg binary, fed raw frames on stdin, bitstream on stdout."""
 
     encoder: str = ""
@@ -98,13 +98,14 @@ class FfmpegCodec(ExternalCodec):
     #: smallest frame side the encoder accepts; smaller frames are padded (edge replication)
     min_dim: int = 1
     #: sequences: frames piped into the running encoder as they come (True), or spooled to a
-    #: temporary file that the encoder reads at the end (False: libvvenc, see VvencCodec)
+    #: temporary file that the encoder reads at the end (False: libvvenc, see VvencBackend)
     live_input: bool = True
     default_preset: object = None
     #: what the encoder calls its speed/effort setting (`-preset`, aom's `-cpu-used`)
     preset_name: str = "preset"
     #: the encoder as the points table names it (default: the ffmpeg encoder, else the family)
     label: str = ""
+    codes_pictures = True
 
     def __init__(
         self,
@@ -112,7 +113,7 @@ class FfmpegCodec(ExternalCodec):
         ffmpeg: str | None = None,
         setting_prefix: str = "codec",
         preset: object = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_s: float | None = None,
         threads: int | None = None,
         extra_args: Sequence[str] = (),
     ):
@@ -256,20 +257,31 @@ class FfmpegCodec(ExternalCodec):
         bitdepth: int,
         knob: str,
         value: object = None,
+        coded: tuple[int, int] | None = None,
     ) -> bytes:
         """One colour picture, all-intra: `raw` samples in `pix_fmt` of `size` (h, w), converted by
         the ffmpeg filter graph `filters` (scaling, padding, colour conversion) to `out_pix_fmt`
-        (`bitdepth` bits per sample), then encoded. The image codecs build the filter graph; this
-        runs the real encoder on it."""
+        (`bitdepth` bits per sample) of size `coded` (h, w), then encoded. The image codecs build the
+        filter graph; this runs the real encoder on it (ffmpeg needs no `coded`: the graph sets it;
+        a file-based encoder such as VTM does)."""
         self.check_rate(knob, value)
         t0 = time.perf_counter()
         data = self._run_encoder(raw, pix_fmt, size, 1, knob, value, ALL_INTRA, bitdepth, filters, out_pix_fmt)
         self.last_encode_s = time.perf_counter() - t0
         return self._nonempty(data)
 
-    def decode_picture(self, data: bytes, filters: str, pix_fmt: str, n_bytes: int, size: tuple[int, int]) -> bytes:
+    def decode_picture(
+        self,
+        data: bytes,
+        filters: str,
+        pix_fmt: str,
+        n_bytes: int,
+        size: tuple[int, int],
+        coded: tuple[int, int] | None = None,
+    ) -> bytes:
         """Inverse of encode_picture: decode, run `filters` (colour conversion, crop, scaling) and
-        return exactly `n_bytes` of `pix_fmt` samples; ExternalCodecError if the stream gives fewer."""
+        return exactly `n_bytes` of `pix_fmt` samples of `size`; ExternalCodecError if the stream
+        gives fewer. `coded`: the size encode_picture coded (ffmpeg reads it from the stream)."""
         if not data:
             raise ExternalCodecError(f"{self.who}: empty bitstream")
         t0 = time.perf_counter()
@@ -348,6 +360,7 @@ class FfmpegCodec(ExternalCodec):
         knob: str,
         value: object,
         gop: Gop,
+        coded: tuple[int, int] | None = None,
     ) -> PipeSink | FileFedSink:
         """A video of colour pictures (`encode_picture`'s conversions, then inter coding by `gop`),
         fed one picture at a time with `PipeSink.write_raw`."""
@@ -356,7 +369,13 @@ class FfmpegCodec(ExternalCodec):
         return (PipeSink if self.live_input else FileFedSink)(self, cmd, None, size, frames)
 
     def decode_pictures(
-        self, data: bytes, frames: int, filters: str, pix_fmt: str, frame_bytes: int
+        self,
+        data: bytes,
+        frames: int,
+        filters: str,
+        pix_fmt: str,
+        frame_bytes: int,
+        coded: tuple[int, int] | None = None,
     ) -> Iterator[bytes]:
         """Inverse of open_picture_encoder: each picture's `frame_bytes` of `pix_fmt` samples after `filters`."""
         if not data:

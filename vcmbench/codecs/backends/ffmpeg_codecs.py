@@ -1,6 +1,6 @@
 """The codecs ffmpeg runs: VVC (libvvenc), HEVC (libx265), AV1 (libaom, SVT-AV1), FFV1, PNG, JPEG.
 
-Each class is its encoder's options and sample format on top of `FfmpegCodec`; the comments
+Each class is its encoder's options and sample format on top of `FfmpegBackend`; the comments
 record why each option is set (most keep the bytes independent of the machine).
 """
 
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from vcmbench.codecs.backends.ffmpeg import FfmpegCodec
+from vcmbench.codecs.backends.ffmpeg import FfmpegBackend
 from vcmbench.codecs.backends.gop import ONE_INTRA
 from vcmbench.errors import ConfigError
 
 
-class VvencCodec(FfmpegCodec):
+class VvencBackend(FfmpegBackend):
     """VVC: libvvenc in ffmpeg, decoded by ffmpeg's native VVC decoder."""
 
     family = "vvc"
+    family_id = 1
     knobs = ("qp",)
     value_ranges = {"qp": (0, 63)}
     bitdepths = (8, 10)
@@ -25,6 +26,7 @@ class VvencCodec(FfmpegCodec):
     muxer = "vvc"
     yuv420 = True
     min_dim = 32  # libvvenc refuses frames under 16 (intra) / 32 (random access) pixels a side
+    picture_bitdepths = (10,)  # yuv420p10le only
     default_preset = "faster"
     # Fed live through a pipe, libvvenc in this ffmpeg (9.0.2) writes parameter sets and no picture
     # when frames arrive with pauses between them (0.2 s apart: 104 bytes, exit 0; back to back: the
@@ -72,10 +74,11 @@ class VvencCodec(FfmpegCodec):
         return 1 if frame_pixels < (1 << 20) else 2
 
 
-class X265Codec(FfmpegCodec):
+class X265Backend(FfmpegBackend):
     """HEVC: libx265 (4:0:0 gray/gray10le), decoded by ffmpeg's hevc decoder."""
 
     family = "hevc"
+    family_id = 2
     knobs = ("qp", "crf", "lossless")
     value_ranges = {"qp": (0, 51), "crf": (0, 51)}
     encoder = "libx265"
@@ -105,10 +108,11 @@ class X265Codec(FfmpegCodec):
         return args + ["-x265-params", ":".join(params)]
 
 
-class AomCodec(FfmpegCodec):
+class AomBackend(FfmpegBackend):
     """AV1: libaom-av1 (4:0:0), OBU stream, decoded by ffmpeg."""
 
     family = "av1"
+    family_id = 3
     knobs = ("crf", "lossless")
     value_ranges = {"crf": (0, 63)}
     encoder = "libaom-av1"
@@ -132,10 +136,11 @@ class AomCodec(FfmpegCodec):
         return args
 
 
-class SvtAv1Codec(FfmpegCodec):
+class SvtAv1Backend(FfmpegBackend):
     """AV1: SVT-AV1 (yuv420p10le, flat chroma), OBU stream, decoded by ffmpeg."""
 
     family = "av1"
+    family_id = 3
     knobs = ("qp", "crf")
     value_ranges = {"qp": (1, 63), "crf": (1, 63)}
     encoder = "libsvtav1"
@@ -161,10 +166,11 @@ class SvtAv1Codec(FfmpegCodec):
         return "yuv420p10le"
 
 
-class Ffv1Codec(FfmpegCodec):
+class Ffv1Backend(FfmpegBackend):
     """FFV1 (lossless), in NUT. `intra=False` keeps the adapted contexts across frames."""
 
     family = "ffv1"
+    family_id = 4
     knobs = ("lossless",)
     encoder = "ffv1"
     decoder_format = "nut"
@@ -183,14 +189,16 @@ class Ffv1Codec(FfmpegCodec):
         ]
 
 
-class PngCodec(FfmpegCodec):
+class PngBackend(FfmpegBackend):
     """PNG (lossless), one file per frame, concatenated."""
 
     family = "png"
+    family_id = 5
     knobs = ("lossless",)
     encoder = "png"
     decoder_format = "png_pipe"
     muxer = "image2pipe"
+    lossless_rgb = True
 
     def _in_pix_fmt(self, bitdepth: int) -> str:
         return "gray16be" if bitdepth > 8 else "gray"
@@ -210,10 +218,11 @@ class PngCodec(FfmpegCodec):
         return ["-pred", "mixed", "-compression_level", "9"]
 
 
-class JpegCodec(FfmpegCodec):
+class JpegBackend(FfmpegBackend):
     """JPEG (baseline, 8-bit), one file per frame, concatenated; knob q = ffmpeg's -q:v 1..31."""
 
     family = "jpeg"
+    family_id = 6
     knobs = ("q",)
     value_ranges = {"q": (1, 31)}
     bitdepths = (8,)

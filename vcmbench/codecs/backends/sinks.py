@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from vcmbench.codecs.backends.codec import ExternalCodec, FrameSink
+from vcmbench.codecs.backends.codec import ExternalBackend, FrameSink
 from vcmbench.codecs.backends.process import _Drain, _tail, run_process
 from vcmbench.errors import ExternalCodecError, MissingDependencyError
 
@@ -21,7 +21,7 @@ from vcmbench.errors import ExternalCodecError, MissingDependencyError
 class PipeSink(FrameSink):
     """An encoder process started at open; each write goes straight into its stdin."""
 
-    def __init__(self, backend: ExternalCodec, cmd: list[str], to_input, size: tuple[int, int], frames: int):
+    def __init__(self, backend: ExternalBackend, cmd: list[str], to_input, size: tuple[int, int], frames: int):
         super().__init__(backend, size, frames)
         self.cmd, self.to_input = cmd, to_input
         backend.last_command = cmd
@@ -82,9 +82,9 @@ class PipeSink(FrameSink):
 class FileFedSink(FrameSink):
     """The encoder's input spooled to a temporary file as frames come, the encoder run on the file
     at `finish`: memory stays one frame, like a pipe, for encoders that must not be fed live (see
-    FfmpegCodec.live_input)."""
+    FfmpegBackend.live_input)."""
 
-    def __init__(self, backend: ExternalCodec, cmd: list[str], to_input, size: tuple[int, int], frames: int):
+    def __init__(self, backend: ExternalBackend, cmd: list[str], to_input, size: tuple[int, int], frames: int):
         super().__init__(backend, size, frames)
         self.cmd, self.to_input = cmd, to_input
         self.file = tempfile.TemporaryFile(prefix="vcmbench-spool-")

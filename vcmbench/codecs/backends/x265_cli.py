@@ -1,7 +1,7 @@
 """HEVC through the x265 command-line encoder (e.g. Debian's), decoded by ffmpeg.
 
 Its own module because it runs a second binary besides ffmpeg, with its own setting and options,
-while it shares X265Codec's rate knobs and ffmpeg's hevc decoder.
+while it shares X265Backend's rate knobs and ffmpeg's hevc decoder.
 """
 
 from __future__ import annotations
@@ -12,19 +12,20 @@ import tempfile
 from pathlib import Path
 
 from vcmbench.codecs.backends.ffmpeg import _pad_to
-from vcmbench.codecs.backends.ffmpeg_codecs import X265Codec
+from vcmbench.codecs.backends.ffmpeg_codecs import X265Backend
 from vcmbench.codecs.backends.process import run_process
 from vcmbench.errors import MissingDependencyError
 from vcmbench.paths import is_none
 
 
-class X265CliCodec(X265Codec):
+class X265CliBackend(X265Backend):
     """HEVC: the x265 command-line encoder (e.g. Debian's `apt install x265`, 3.5), 4:0:0 input
     on stdin (`--input-csp i400`), decoded by ffmpeg's hevc decoder."""
 
     encoder = ""  # ffmpeg only decodes
     label = "x265 (command line)"
     min_dim = 64  # the x265 CLI refuses pictures smaller than one CTU (64 by default)
+    codes_pictures = False  # colour pictures go through ffmpeg's encoder, which this back-end does not run
 
     def __init__(self, who: str, x265: str | None = None, setting_prefix: str = "codec.x265", **kwargs):
         super().__init__(who, setting_prefix=setting_prefix, **kwargs)
@@ -79,7 +80,7 @@ class X265CliCodec(X265Codec):
                 cmd += ["--lossless"]
             if self.threads is not None:
                 cmd += ["--pools", str(self.threads)]
-            cmd += ["--frame-threads", "1"]  # as in X265Codec: frame threads follow the machine's cores
+            cmd += ["--frame-threads", "1"]  # as in X265Backend: frame threads follow the machine's cores
             cmd += self.extra_args + ["-o", out]
             self.last_command = cmd
             done = run_process(cmd, self.who, self.x265_setting, self._to_input(frames, bitdepth), self.timeout_s)
