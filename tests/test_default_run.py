@@ -66,6 +66,10 @@ def test_one_row_per_default_codec_and_rate_point(default_run):
     assert (points.bpp > 0).all() and points["map"].notna().all()
     for name in ("report.md", "report.html"):
         assert (default_run / "report" / name).is_file()
+    # the report's times: every point timed again alone after the sweep (its two workers shared the cores)
+    timing = pd.read_csv(default_run / "timing.csv")
+    assert set(zip(timing.codec, timing.rate)) == expected and (timing["items"] == 2).all()
+    assert "a timing pass after the sweep" in (default_run / "report" / "report.md").read_text()
 
 
 def test_uncompressed_map_is_the_checkpoints_recorded_ap(default_run):

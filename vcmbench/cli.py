@@ -101,24 +101,23 @@ def _bootstrap_settings(cfg):
 
 
 def _run(cfg, out_dir: str) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from vcmbench.run import run_sweep
     from vcmbench.settings import RunSettings
 
-    points = run_sweep(cfg, out_dir)
+    # Multirun jobs each hold one slice of the sweep: their merged report is `vcmbench report SWEEP_DIR`.
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    report = RunSettings.from_config(cfg).report and not multirun
+    points = run_sweep(cfg, out_dir, timing_pass=report)
     cols = [c for c in ("codec", "rate", "sequence", "n_images", "n_failed", "bpp", "kbps", "map", "ap50", "enc_s",
                         "dec_s")
             if c in points.columns]
     print(points[cols].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print(f"points table: {out_dir}/points.csv")
-    if RunSettings.from_config(cfg).report:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
+    if report:
         from vcmbench.render.report import write_report
-
-        # Multirun jobs each hold one slice of the sweep: their merged report is `vcmbench report SWEEP_DIR`.
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            return
         from vcmbench.render.video_report import is_video_run, write_video_report
 
         if is_video_run(Path(out_dir)):

@@ -40,6 +40,7 @@ from vcmbench.metrics.complexity import complexity_table
 from vcmbench.provenance import provenance
 from vcmbench.records import Record, RecordStore, RunLock
 from vcmbench.settings import RunSettings, as_bool
+from vcmbench.timing_pass import write_timing
 from vcmbench.vision.base import SplitDetector
 
 log = logging.getLogger("vcmbench.run")
@@ -124,15 +125,20 @@ def _code_in_workers(cfg: DictConfig, work: list[tuple[ImageRecord, list[tuple[i
         raise error
 
 
-def run_sweep(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
-    """The sweep into `run_dir`, which it holds alone (RunLock) from the first step to the last."""
+def run_sweep(cfg: DictConfig, run_dir: Path, timing_pass: bool = False) -> pd.DataFrame:
+    """The sweep into `run_dir`, which it holds alone (RunLock) from the first step to the last.
+
+    `timing_pass`: after the sweep, time each codec alone for the report (vcmbench.timing_pass),
+    where the sweep's own times are not that already; `vcmbench run` asks for it when it writes
+    the report.
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     with RunLock(run_dir):  # one writer per run folder; refused at once if another run holds it
-        return _sweep(cfg, run_dir, started)
+        return _sweep(cfg, run_dir, started, timing_pass)
 
 
-def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
+def _sweep(cfg: DictConfig, run_dir: Path, started: float, timing_pass: bool) -> pd.DataFrame:
     settings = RunSettings.from_config(cfg)
     torch.set_num_threads(settings.threads)
     (run_dir / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -170,11 +176,11 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
         bar.set_postfix_str(f"image {record.image_id}", refresh=False)
         bar.update(1)
 
+    coder = ItemCoder(cfg, jobs, whole, detector)
     try:
         if settings.workers > 1 and len(work) > 1:
             _code_in_workers(cfg, work, settings, save)
         elif work:
-            coder = ItemCoder(cfg, jobs, whole, detector)
             with determinism.arithmetic(settings.determinism):
                 for image, todo in work:
                     for record in coder.code(image, todo):
@@ -184,11 +190,21 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float) -> pd.DataFrame:
         store.close()
     shard_columns = {"shard": shard.label, "partial": True} if shard is not None else {}
     points = write_points(cfg, run_dir, list(store.records.values()), dataset, whole, detector, jobs, shard_columns)
+    sweep_s = time.perf_counter() - started
+    if timing_pass and _sweep_times_differ(settings):
+        write_timing(run_dir, coder, dataset.records, settings.timing, settings.determinism)
     write_bytes(run_dir / "run.json", json.dumps({**run_info, "finished": True, "items": len(dataset),
                                                   "items_whole": len(whole)}, indent=1).encode())
-    (run_dir / "timing.json").write_text(json.dumps({"sweep_s": time.perf_counter() - started,
+    (run_dir / "timing.json").write_text(json.dumps({"sweep_s": sweep_s, "timing_pass_s": time.perf_counter() - started - sweep_s,
                                                      "workers": settings.workers, "threads": settings.threads}))
     return points
+
+
+def _sweep_times_differ(settings: RunSettings) -> bool:
+    """Whether the timing pass would measure other times than the sweep's: the sweep's were taken
+    beside other workers, or in another arithmetic than the pass's."""
+    other_arithmetic = settings.timing.arithmetic == "native" and settings.determinism == "exact"
+    return settings.workers > 1 or other_arithmetic
 
 
 def write_points(cfg: DictConfig, run_dir: Path, records: list[Record], dataset: Dataset | SequenceDataset,

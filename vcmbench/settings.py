@@ -57,6 +57,27 @@ def _bounds(minimum: int | None, maximum: int | None) -> str:
     return ""
 
 
+#: the timing pass's arithmetic (vcmbench.timing_pass)
+TIMING_ARITHMETIC = ("native", "sweep")
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """The `timing` node: how many items the pass codes again (0: no pass) and in which arithmetic."""
+
+    items: int = 2
+    arithmetic: str = "native"
+
+    @classmethod
+    def from_config(cls, node) -> TimingSettings:
+        node = node or {}
+        arithmetic = str(node.get("arithmetic", "native"))
+        if arithmetic not in TIMING_ARITHMETIC:
+            raise ConfigError(f"timing.arithmetic={arithmetic!r}: choose native (torch's float kernels) or sweep "
+                              f"(the run's determinism mode)")
+        return cls(as_int(node.get("items", 2), "timing.items", minimum=0), arithmetic)
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """The sweep's own settings (conf/config.yaml), checked and typed.
@@ -77,6 +98,7 @@ class RunSettings:
     complexity: bool = True  # kmac_* columns (vcmbench/metrics/complexity.py)
     determinism: str = "exact"  # exact | loose (vcmbench/determinism.py)
     task_metric: str = "auto"  # the report's task metric: box | mask | auto
+    timing: TimingSettings = TimingSettings()  # the timing pass after the sweep (vcmbench.timing_pass)
 
     @classmethod
     def from_config(cls, cfg) -> RunSettings:
@@ -92,6 +114,7 @@ class RunSettings:
             complexity=as_bool(cfg.get("complexity", True), "complexity"),
             determinism=check_mode(cfg.get("determinism", DEFAULT_DETERMINISM)),
             task_metric=check_task_metric(cfg.get("task_metric", "auto")),
+            timing=TimingSettings.from_config(cfg.get("timing")),
         )
 
 

@@ -34,6 +34,7 @@ class Source:
     overrides: list[str] | None = None
     metric: str | None = None  # the dataset's evaluator ('coco' / 'oid') from the run's config
     task_metric: str | None = None  # the run's config `task_metric` (box | mask | auto)
+    timing: str | None = None  # how its enc_s/dec_s were taken, where a timing pass replaced the sweep's
 
 
 def read_points(path: Path) -> pd.DataFrame:
@@ -56,6 +57,7 @@ def read_points(path: Path) -> pd.DataFrame:
 
 def _run_source(run_dir: Path, label: str) -> Source:
     src = Source(run_dir, label, "run", read_points(run_dir / "points.csv"))
+    _use_timing_pass(src)
     cfg = run_dir / "config.resolved.yaml"
     if cfg.is_file():
         src.config = cfg.read_text()
@@ -77,6 +79,25 @@ def _run_source(run_dir: Path, label: str) -> Source:
     if ov.is_file():
         src.overrides = [ln[2:].strip() for ln in ov.read_text().splitlines() if ln.startswith("- ")]
     return src
+
+
+def _use_timing_pass(src: Source) -> None:
+    """A run's timing pass (vcmbench.timing_pass), where it has one, gives the report its enc_s/dec_s:
+    each codec timed alone, not beside the other workers' items."""
+    from vcmbench.timing_pass import describe, read_timing
+
+    timing = read_timing(src.path)
+    if timing is None:
+        return
+    alone = timing.set_index(["codec", "rate"])
+    keys = list(zip(src.points.codec, src.points.rate.astype(str)))
+    found = [k in alone.index for k in keys]
+    if not any(found):
+        return
+    for col in ("enc_s", "dec_s"):
+        sweep = pd.to_numeric(src.points[col], errors="coerce") if col in src.points else [float("nan")] * len(keys)
+        src.points[col] = [float(alone.loc[k, col]) if f else s for k, f, s in zip(keys, found, sweep)]
+    src.timing = describe(timing)
 
 
 def load_sources(paths: list[str | Path]) -> list[Source]:

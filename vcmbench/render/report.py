@@ -278,6 +278,7 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
             "task_line": _task_line(g), "notes": g.notes, "anchor": codec_title(g.points, g.anchor),
             "codecs": codecs_table(g.points),
             "points": points_display(g.points, g.anchor, g.task), "metric_sentence": _metric_sentence(g.metric_label),
+            "timing": timing_sentence(rep.sources, g.dataset, g.model),
             "bd": bd_display(g.bd, g.intervals) if g.bd else None,
             "image_anchor": codec_title(g.points, g.image_anchor) if g.image_anchor else None,
             "bd_image": bd_display(g.bd_image, g.intervals_image) if g.image_anchor else None,
@@ -302,6 +303,24 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
             "reproducibility": reproducibility,
             "warn": WARN, "bd_legend": BD_LEGEND, "layers_legend": LAYERS_LEGEND,
             "complexity_legend": COMPLEXITY_LEGEND, "css": CSS}
+
+
+def timing_sentence(sources: list[Source], dataset: str, model: str) -> str:
+    """How the enc/dec columns of a (dataset, model) section were timed: each codec alone (a run's
+    timing pass), or as the sweeps measured them (contended where they coded items in parallel)."""
+    passes = {s.timing for s in sources if s.timing and _covers(s, dataset, model)}
+    if passes:
+        return "; ".join(sorted(passes))
+    contended = any(bool(pd.to_numeric(s.points.get("workers"), errors="coerce").fillna(1).gt(1).any())
+                    for s in sources if "workers" in s.points and _covers(s, dataset, model))
+    return ("enc/dec: wall seconds per image as the sweep measured them" +
+            (", beside other items coded in parallel (contended: no timing pass in the run folder)" if contended
+             else ", one item at a time"))
+
+
+def _covers(source: Source, dataset: str, model: str) -> bool:
+    pts = source.points
+    return bool(((pts.dataset == dataset) & (pts.model == model)).any())
 
 
 def render_markdown(context: dict) -> str:

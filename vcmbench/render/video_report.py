@@ -21,6 +21,7 @@ from vcmbench.render.jinja import CSS, templates
 from vcmbench.render.plots import rd_plot
 from vcmbench.render.reproducibility import statement
 from vcmbench.tables import codec_order, codec_title, read_points
+from vcmbench.timing_pass import describe, read_timing
 
 METRIC_LABELS = {"mota": "MOTA (%)", "coco": "COCO AP@[.5:.95] (%)", "oid": "OpenImages mAP@0.5 (%)"}
 SHOWN = ["codec", "rate", "kbps", "map", "ap", "ap50", "mota", "idf1", "hota", "n_failed", "enc_s", "dec_s"]
@@ -59,6 +60,16 @@ def _rounded(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _speed(run_dir: Path) -> dict[str, object]:
+    """The run's timing pass (vcmbench.timing_pass) as a table of seconds per frame, and how it was
+    taken; the per-sequence rows keep the sweep's own (contended) times."""
+    timing = read_timing(run_dir)
+    if timing is None:
+        return {"speed": None, "speed_note": None}
+    table = timing[["codec", "rate", "enc_s", "dec_s"]].rename(columns={"enc_s": "enc s/frame", "dec_s": "dec s/frame"})
+    return {"speed": table.round(4), "speed_note": describe(timing)}
+
+
 def write_video_report(run_dir: Path, out_dir: Path, anchor: str | None = None, method: str = "pchip") -> Path:
     """report.md and report.html (figures embedded) of one video run; returns the markdown path."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -90,6 +101,7 @@ def write_video_report(run_dir: Path, out_dir: Path, anchor: str | None = None, 
         # tracking sets: MOTA is the task metric, the detections' AP is steadier on few frames
         "by_class_ap": bd_table(classes, "class", chosen, method, "ap") if metric == "mota" else None,
         "points": _rounded(points).assign(sequence=points["sequence"]), "sections": sections, "css": CSS,
+        **_speed(run_dir),
     }
     (out_dir / "report.md").write_text(templates(autoescape=False).get_template("video_report.md.j2")
                                        .render(context).rstrip("\n") + "\n", encoding="utf-8")

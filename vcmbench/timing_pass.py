@@ -1,0 +1,119 @@
+"""Speed figures a reader can trust: the first items coded again, each codec alone, in one process.
+
+A sweep with several workers codes items in parallel, so every encode and decode it times shares
+the cores with the other workers' networks and encoders (`contended` in points.csv). Worse, a
+codec with threads of its own (the learned codecs encode on 2 torch threads) then competes with
+itself. Those times rank codecs by how they happened to be scheduled. After such a sweep, this
+pass codes the set's first `timing.items` items again through the same `ItemCoder`, serially, in
+this process, every codec and rate point back to back (the method of
+`benchmarks/learned_vs_anchor.py`), and writes the mean seconds per item (per frame for sequences)
+to `<run dir>/timing.csv`. The report shows those times, and says so; points.csv keeps the sweep's.
+
+Arithmetic: `native` (default) times torch's own float kernels, what a deployed codec runs;
+`sweep` times the run's determinism mode (exact mode computes the networks in float64, about 3x
+slower, for machine-independent numbers; external encoders cost the same in both). The pass's
+payloads and detections are thrown away: only the clock readings are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from vcmbench.atomic import write_bytes
+from vcmbench.settings import TimingSettings
+
+if TYPE_CHECKING:  # the report reads timing.csv through this module without torch or the networks
+    from vcmbench.item_coding import ItemCoder
+
+log = logging.getLogger("vcmbench.run")
+
+TIMING_FILE = "timing.csv"
+#: how the pass's times were taken: the report's legend reads them back
+COLUMNS = ["codec", "rate", "enc_s", "dec_s", "items", "arithmetic", "threads", "cpu"]
+
+
+def time_alone(coder: ItemCoder, items: Sequence, settings: TimingSettings, sweep_mode: str) -> pd.DataFrame:
+    """Code the first `settings.items` items at every (codec, rate) of `coder`, serially, and return
+    each point's mean encode/decode seconds over the items that coded (columns: COLUMNS).
+
+    The first item is coded once untimed before: this process has not run the sweep's codings (its
+    workers did), and a point's first encode here pays one-time costs (kernel selection, buffers,
+    a binary read from disk) that are not per-item work. Fidelity figures are off for the pass
+    (they are not timed and cost a back pass each).
+    """
+    import torch
+
+    from vcmbench import determinism
+
+    mode = sweep_mode if settings.arithmetic == "sweep" else "loose"
+    todo = [(j, r) for j, job in enumerate(coder.jobs) for r in range(len(job.codec.rates))]
+    fidelity, coder.fidelity, workers, coder.workers = coder.fidelity, False, coder.workers, 1
+    timed = list(items)[: settings.items]
+    rows = []
+    try:
+        with determinism.arithmetic(mode):
+            for k, item in enumerate(timed[:1] + timed):  # the first coding of each point is a warm-up
+                for rec in coder.code(item, todo):
+                    if k and rec.status == "ok":
+                        rows.append({"codec": rec.codec, "rate": rec.rate, "enc_s": rec.enc_s, "dec_s": rec.dec_s})
+    finally:
+        coder.fidelity, coder.workers = fidelity, workers
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
+    table = (
+        pd.DataFrame(rows)
+        .groupby(["codec", "rate"], sort=False)
+        .agg(enc_s=("enc_s", "mean"), dec_s=("dec_s", "mean"), items=("enc_s", "size"))
+        .reset_index()
+    )
+    return table.assign(
+        arithmetic="exact" if mode == "exact" else "native",
+        threads=torch.get_num_threads(),
+        cpu=determinism.cpu_model(),
+    )[COLUMNS]
+
+
+def write_timing(run_dir: Path, coder: ItemCoder, items: Sequence, settings: TimingSettings, sweep_mode: str) -> None:
+    """Run the pass into <run dir>/timing.csv unless it is off or already there for these codecs and rates."""
+    path = Path(run_dir) / TIMING_FILE
+    wanted = {(job.codec.name, rp.label) for job in coder.jobs for rp in job.codec.rates}
+    if not settings.items or not wanted:
+        return
+    if path.is_file():
+        have = pd.read_csv(path, dtype={"rate": str, "codec": str})
+        if wanted <= set(zip(have.codec, have.rate)):
+            return
+    log.info("timing pass: %d item(s), every codec alone in this process", min(settings.items, len(items)))
+    table = time_alone(coder, items, settings, sweep_mode)
+    write_bytes(path, table.to_csv(index=False).encode())
+
+
+def read_timing(run_dir: Path) -> pd.DataFrame | None:
+    """A run folder's timing pass, or None where it has none (or an unreadable one: the sweep's times stand)."""
+    path = Path(run_dir) / TIMING_FILE
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, dtype={"rate": str, "codec": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    return table if set(COLUMNS) <= set(table.columns) and len(table) else None
+
+
+def describe(table: pd.DataFrame) -> str:
+    """One sentence for the report: how the times it shows were taken."""
+    items = int(table["items"].max())
+    arithmetic = str(table["arithmetic"].iloc[0])
+    how = {"native": "torch's float kernels", "exact": "the exact mode's float64 arithmetic"}.get(
+        arithmetic, arithmetic
+    )
+    return (
+        f"enc/dec times: a timing pass after the sweep, each codec alone in one process on the set's first "
+        f"{items} item(s), {how}, {int(table['threads'].iloc[0])} torch thread(s), on {table['cpu'].iloc[0]} "
+        f"(points.csv keeps the sweep's own times, taken with other items coded in parallel)"
+    )
