@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from vcmbench import determinism
+from vcmbench import determinism, thread_budget
 from vcmbench.aggregate import write_tables
 from vcmbench.atomic import write_bytes
 from vcmbench.config import selected_codec_configs
@@ -63,7 +63,10 @@ def _worker_init(cfg_yaml: str, threads: int, workers: int, queue) -> None:
     torch.set_num_threads(threads)
     coder = ItemCoder(cfg)
     coder.workers = workers
-    _WORKER.update(coder=coder, queue=queue, mode=RunSettings.from_config(cfg).determinism)
+    mode = RunSettings.from_config(cfg).determinism
+    if mode == "exact":  # no number depends on threads there: the codecs' own threads must not oversubscribe
+        thread_budget.limit(threads)
+    _WORKER.update(coder=coder, queue=queue, mode=mode)
 
 
 def _worker_code(image: ImageRecord, todo: list[tuple[int, int]]) -> tuple[int, BaseException | None]:

@@ -48,6 +48,7 @@ from vcmbench.codecs.learned.models import FeatureCompressionNet
 from vcmbench.codecs.tiling import Reader
 from vcmbench.errors import CheckpointError, ConfigError, PayloadError, ShapeError
 from vcmbench.paths import display_path, resolve_data_path
+from vcmbench.thread_budget import capped
 from vcmbench.types import LEVELS, Features
 
 #: arch -> payload tag
@@ -62,6 +63,7 @@ _SHA_CACHE: dict[tuple, str] = {}
 
 @contextlib.contextmanager
 def _threads(n: int | None):
+    n = capped(n)  # a sweep's worker may cap it (vcmbench.thread_budget)
     if not n or n == torch.get_num_threads():
         yield
         return
