@@ -33,15 +33,17 @@ def _run(out: Path, *extra: str, base: list[str] = SMALL) -> Path:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_exact_runs_are_identical_whatever_the_thread_count(tmp_path):
-    """threads 1, 2 and 4 (torch's intra-op threads: the reductions' split) give the same points table,
-    every non-time column (bytes, mAP, fidelity, feature and decoded hashes) to the last bit."""
-    runs = {t: _run(tmp_path / f"t{t}", f"threads={t}") for t in (1, 2, 4)}
-    tables = {t: numbers_of(run / "points.csv") for t, run in runs.items()}
-    for t in (2, 4):
-        pd.testing.assert_frame_equal(tables[1], tables[t], check_exact=True)
-    one = tables[1]
+    """threads 1 and 4 (torch's intra-op threads: the reductions' split), and 2 workers whose codecs are
+    capped at 1 thread (the learned encode's own 2 otherwise: vcmbench.thread_budget), give the same
+    points table, every non-time column (bytes, mAP, fidelity, feature and decoded hashes) to the last bit."""
+    runs = {key: _run(tmp_path / key, *extra) for key, extra in
+            (("t1", ["threads=1"]), ("t4", ["threads=4"]), ("workers2", ["threads=1", "workers=2"]))}
+    tables = {key: numbers_of(run / "points.csv") for key, run in runs.items()}
+    for key in ("t4", "workers2"):
+        pd.testing.assert_frame_equal(tables["t1"], tables[key], check_exact=True)
+    one = tables["t1"]
     assert (one.features_hash != "").all() and one.features_hash.nunique() == 1
-    env = json.loads((runs[4] / "run.json").read_text())
+    env = json.loads((runs["t4"] / "run.json").read_text())
     assert env["determinism"] == "exact" and env["machine_independent"] is True and env["torch_threads"] == 4
     assert env["cpu_model"]
 

@@ -156,10 +156,10 @@ def test_an_anchor_coded_with_another_preset_is_named_as_such(tmp_path, referenc
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory):
     """Real sweeps of anchor_hevc (the anchor's frame over x265: quick) and pack_tile on 8 default
-    scenes: the reference, a rerun with another thread count, and a deliberately worse codec
-    under the same name (the same HEVC streams with 25 % padding:
-    tests.codecs_for_tests.WastefulFrameCodec). A higher QP set of the same codec is no
-    worse codec: its points lie on the same rate-accuracy curve, and its BD-rate is noise."""
+    scenes: the reference and a deliberately worse codec under the same name (the same HEVC
+    streams with 25 % padding: tests.codecs_for_tests.WastefulFrameCodec). (A rerun with another
+    thread count is the reference itself in exact mode: test_determinism shows it, and the gate's
+    verdict on a run against itself is checked below.)"""
     from vcmbench.config import compose_config
     from vcmbench.run import run_sweep
 
@@ -167,7 +167,7 @@ def real_runs(tmp_path_factory):
     base = ["dataset.max_images=8", "codec=[anchor_hevc,pack_tile]", "progress=false", "report=false",
             "fidelity=false", "complexity=false", "workers=1"]
     runs = {}
-    for name, extra in (("reference", ["threads=1"]), ("threads2", ["threads=2"]),
+    for name, extra in (("reference", ["threads=1"]),
                         ("worse", ["threads=1", "codec.anchor_hevc._target_=tests.codecs_for_tests.WastefulFrameCodec",
                                    "+codec.anchor_hevc.waste=0.25"])):
         run_sweep(compose_config("config", base + extra), root / name)
@@ -183,8 +183,6 @@ def test_the_significance_gate_flags_a_worse_codec_and_not_noise(real_runs, caps
     assert regress_main([ref, "--reference", ref, *gate]) == EXIT_OK  # itself: BD 0, interval of width 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("anchor_hevc"))
     assert "95% sure BD-rate > +0.00% and < +0.00%" in line
-    assert regress_main([str(real_runs["threads2"]), "--reference", ref, *gate]) == EXIT_OK
-    capsys.readouterr()
     assert regress_main([str(real_runs["worse"]), "--reference", ref, *gate]) == EXIT_REGRESSION
     captured = capsys.readouterr()
     assert "paired with the reference run" in captured.out
