@@ -2,21 +2,20 @@
 payload, a PayloadError) and one line that names the setting or file at fault.
 
 Kinds: config values, datasets, checkpoints, external binaries, records, other commands' inputs
-(command line, run through `python -m vcmbench` in a fresh process each) and payloads (decoded
-in-process: a bad payload costs its item and rate point, not the sweep).
+(command lines, each through `vcmbench.cli.main` in this process: the same code `python -m vcmbench`
+runs, without a torch import per case; tests/test_command_line.py runs a few as real processes) and
+payloads (a bad payload costs its item and rate point, not the sweep).
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
 
+from vcmbench.cli import main
 from vcmbench.errors import PayloadError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +64,7 @@ COMMAND_LINE_CASES = [
 ONE_ERROR_LINE = re.compile(r"^vcmbench( [a-z-]+)?: error: ")
 
 
-def _run_case(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
+def _argv(args: list[str], tmp: Path) -> list[str]:
     argv = [a.replace("{tmp}", str(tmp)) for a in args]
     if argv[0] == "run":
         other_dataset = any(a.startswith("dataset=") for a in argv)  # only synthetic_val has `count`
@@ -73,28 +72,34 @@ def _run_case(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
                  and not (other_dataset and q.startswith("dataset."))]
         if not any(a.startswith("hydra.run.dir=") for a in argv):
             argv.append(f"hydra.run.dir={tmp}/run")
-    return subprocess.run([sys.executable, "-m", "vcmbench", *argv], capture_output=True, text=True, timeout=240,
-                          cwd=REPO)
+    return argv
 
 
-@pytest.mark.timeout(600)
-def test_every_bad_command_line_input_gives_exit_2_and_one_line_naming_it(tmp_path):
-    folders = []
-    for i, (_, args, _) in enumerate(COMMAND_LINE_CASES):
+def _exit_code(argv: list[str]) -> int:
+    """`vcmbench ARGV` in this process: main's return value, or the status an error inside the
+    Hydra app exits with."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+
+
+@pytest.mark.timeout(300)
+def test_every_bad_command_line_input_gives_exit_2_and_one_line_naming_it(tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(REPO)  # relative paths of the cases (anchors/ci/points.csv) as from a checkout
+    failures = []
+    for i, (kind, args, named) in enumerate(COMMAND_LINE_CASES):
         folder = tmp_path / f"case{i}"
         folder.mkdir()
         if "hydra.run.dir={tmp}/damaged" in args:  # a records file damaged before its last line
             (folder / "damaged").mkdir()
             (folder / "damaged" / "records.jsonl").write_text("{not a record\n{}\n")
-        folders.append(folder)
-    with ThreadPoolExecutor(2) as pool:  # each case is a fresh process (torch import): two at a time
-        results = list(pool.map(lambda c: _run_case(c[0][1], c[1]), zip(COMMAND_LINE_CASES, folders)))
-    failures = []
-    for (kind, args, named), proc in zip(COMMAND_LINE_CASES, results):
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        ok = (proc.returncode == 2 and len(lines) == 1 and ONE_ERROR_LINE.match(lines[0]) and named in lines[0])
+        code = _exit_code(_argv(args, folder))
+        err = capfd.readouterr().err  # what reached the process's stderr, logging included
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        ok = code == 2 and len(lines) == 1 and ONE_ERROR_LINE.match(lines[0]) and named in lines[0]
         if not ok:
-            failures.append(f"{kind} {args}: exit {proc.returncode}, stderr {proc.stderr[-600:]!r}")
+            failures.append(f"{kind} {args}: exit {code}, stderr {err[-600:]!r}")
     assert not failures, "\n".join(failures)
 
 

@@ -30,7 +30,29 @@ BAD_COMMAND_LINES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_COMMAND_LINES))
-def test_bad_command_line_is_one_line_and_exit_2(case, tmp_path):
+def test_bad_command_line_is_one_line_and_exit_2(case, tmp_path, capfd, monkeypatch):
+    """In this process, through main() (what `python -m vcmbench` runs); fd-level capture, so any
+    log line or traceback on the process's stderr would count."""
+    args, words = BAD_COMMAND_LINES[case]
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["run", *args, f"hydra.run.dir={tmp_path / 'run'}"])
+    except SystemExit as exc:  # an error inside the Hydra app exits
+        code = exc.code
+    out, err = capfd.readouterr()
+    assert code == 2, out + err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("vcmbench: error: ")
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert "images x rate points" not in out + err  # failed before any progress bar
+    assert not (tmp_path / "run" / "records.jsonl").exists()
+
+
+@pytest.mark.parametrize("case", ["wrong_type", "missing_checkpoint"])
+def test_a_real_process_prints_the_same_one_line(case, tmp_path):
+    """The same as a user meets it: `python -m vcmbench run ...` in a fresh process, exit status 2."""
     args, words = BAD_COMMAND_LINES[case]
     proc = subprocess.run(
         [sys.executable, "-m", "vcmbench", "run", *args, f"hydra.run.dir={tmp_path / 'run'}"],
@@ -38,12 +60,7 @@ def test_bad_command_line_is_one_line_and_exit_2(case, tmp_path):
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("vcmbench: error: ")
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    assert "images x rate points" not in proc.stdout + proc.stderr  # failed before any progress bar
-    assert not (tmp_path / "run" / "records.jsonl").exists()
+    assert len(lines) == 1 and all(word in lines[0] for word in words), proc.stderr
 
 
 def test_checks_run_in_process_too(capsys):
@@ -77,3 +94,19 @@ def test_user_config_dir_adds_a_codec(tmp_path):
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "raw_mine" in (out / "points.csv").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_a_run_builds_each_codec_once(tmp_path, monkeypatch):
+    """The command-line check builds every codec (its settings and rate points are checked before any
+    work); the sweep takes those very objects instead of building them again."""
+    from vcmbench import config
+
+    built = []
+    instantiate = config._instantiate
+    monkeypatch.setattr(config, "_instantiate", lambda node: built.append(str(node.name)) or instantiate(node))
+    argv = ["run", "codec=[raw,raw16]", "dataset.count=1", "progress=false", "report=false", "complexity=false",
+            f"hydra.run.dir={tmp_path / 'run'}"]
+    assert main(argv) == 0
+    assert sorted(built) == ["raw", "raw16"]
+    assert (tmp_path / "run" / "points.csv").is_file()

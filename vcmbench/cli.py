@@ -82,7 +82,7 @@ def _check_run(cfg) -> None:
     parse_shard(cfg.dataset.get("shard"))
     _bootstrap_settings(cfg)
     for node in selected_codec_configs(cfg).values():
-        build(node)
+        build(node, keep=True)  # the run that follows takes these (config._CHECKED): one build per process
 
 
 def _bootstrap_settings(cfg):

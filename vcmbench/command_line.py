@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
 
-from vcmbench.config import CONFIG_MODULE
+from vcmbench.config import CONFIG_MODULE, forget_checked
 from vcmbench.errors import ConfigError
 
 # what a config file can check beyond composing: config name -> check of one composed job
@@ -35,6 +35,7 @@ def check_command_line(config_name: str, argv: Sequence[str], check: Check | Non
         raise ConfigError(f"command line {' '.join(argv)!r}: not understood; see `vcmbench run --help`") from exc
     if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg:
         return  # Hydra's own help and inspection commands: nothing runs
+    forget_checked()  # codecs an earlier check kept are not this command's
     overrides = list(args.overrides)
     if args.config_dir:
         folder = Path(args.config_dir).expanduser().resolve()

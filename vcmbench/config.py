@@ -94,9 +94,33 @@ def runnable_codec_config(node: DictConfig, name: str | None = None) -> DictConf
     return node
 
 
-def build(node: DictConfig):
+#: codecs the command-line check built (`build(node, keep=True)`), each handed once to the run that
+#: follows in this process, so a codec is built once per process, not once for the check and again
+#: for the sweep; every new check starts empty (`forget_checked`), so nothing outlives its command
+_CHECKED: dict[str, object] = {}
+
+
+def forget_checked() -> None:
+    """Drop the codecs an earlier check kept (a check that was not followed by its run)."""
+    _CHECKED.clear()
+
+
+def build(node: DictConfig, keep: bool = False):
     """`hydra.utils.instantiate(node)`, with our own errors unwrapped from Hydra's
-    InstantiationException: a bad nested setting (a back-end's ffmpeg path) reads as itself."""
+    InstantiationException: a bad nested setting (a back-end's ffmpeg path) reads as itself.
+
+    `keep`: the command-line check's build, kept for the run of the same node (see _CHECKED).
+    """
+    key = OmegaConf.to_yaml(node, resolve=True)
+    if key in _CHECKED:
+        return _CHECKED.pop(key)
+    built = _instantiate(node)
+    if keep:
+        _CHECKED[key] = built
+    return built
+
+
+def _instantiate(node: DictConfig):
     from hydra.utils import instantiate
 
     from vcmbench.errors import VcmbenchError
