@@ -26,8 +26,9 @@ HOW_TIMED = {"workers", "contended"}
 
 
 def row_key(a: pd.DataFrame) -> list[str]:
-    """What identifies a row: (dataset, model, codec, rate), and the sequence in a video run's table."""
-    return POINT_KEY + (["sequence"] if "sequence" in a.columns else [])
+    """What identifies a row: (dataset, model, codec, rate), and the sequence or class of a video run's
+    tables (a classes table has one row per class of each point)."""
+    return POINT_KEY + [c for c in ("sequence", "class") if c in a.columns]
 
 
 def compared_columns(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:

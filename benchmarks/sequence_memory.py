@@ -2,7 +2,7 @@
 
 Each measurement is a fresh Python process that codes one synthetic sequence (the default
 synthetic_video look, one sequence of N frames) through the sweep's sequence loop
-(`ItemCoder.code_sequence`: front, the codecs' sequence encoders, decode, back, frame by frame)
+(`ItemCoder.code`: front, the codecs' sequence encoders, decode, back, frame by frame)
 and prints its own peak RSS (`ru_maxrss`) and that of its encoder/decoder processes. The
 target: the 64-frame peak within 10% of the 8-frame one.
 

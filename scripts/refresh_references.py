@@ -27,7 +27,7 @@ SWEEPS = {
     "50": (["dataset.count=50"], {"points-50.csv": "points.csv"}),
     "video": (["dataset=synthetic_video", "dataset.max_frames=6"],
               {"video-points.csv": "points.csv", "video-classes.csv": "classes.csv"}),
-    # the Makefile's MASK_CI_RUN, less its codec list (tests/test_ci_maskrcnn.py: MASK_RUN)
+    # the Makefile's MASK_CI_RUN, less its codec list (tests/vision/test_ci_maskrcnn.py: MASK_RUN)
     "maskrcnn": (["model=ci_maskrcnn", "dataset.max_images=8", "complexity=false"],
                  {"maskrcnn-points.csv": "points.csv"}),
 }

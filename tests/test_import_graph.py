@@ -17,12 +17,12 @@ import vcmbench
 PACKAGE = Path(vcmbench.__file__).resolve().parent
 LAYERS = [
     {"vcmbench", "types", "errors", "paths", "atomic", "settings", "determinism", "config", "train_state", "conf",
-     "provenance", "exact"},
+     "provenance", "exact", "thread_budget"},
     {"datasets"},
     {"vision"},
     {"codecs"},
     {"metrics"},
-    {"records"},
+    {"records", "timing_table"},
     {"points", "aggregate"},
     {"tables"},
     {"analysis", "bootstrap"},
@@ -30,7 +30,7 @@ LAYERS = [
     {"render"},
     {"jobs", "domain"},
     {"item_coding"},
-    {"run", "merge", "golden"},
+    {"run", "merge", "golden", "timing_pass"},
     {"train"},
     {"command_line", "cli", "__main__", "sweep"},
 ]

@@ -10,7 +10,7 @@ from vcmbench.errors import ConfigError
 from vcmbench.render.report import write_report
 from vcmbench.run import run_sweep
 from vcmbench.settings import RunSettings
-from vcmbench.timing_pass import COLUMNS, TIMING_FILE
+from vcmbench.timing_table import COLUMNS, TIMING_FILE
 
 SMALL = [
     "dataset.count=2",

@@ -111,7 +111,10 @@ def build(node: DictConfig, keep: bool = False):
 
     `keep`: the command-line check's build, kept for the run of the same node (see _CHECKED).
     """
-    key = OmegaConf.to_yaml(node, resolve=True)
+    try:
+        key = OmegaConf.to_yaml(node, resolve=True)
+    except Exception:  # noqa: BLE001 - a node that does not resolve: the build below says what is wrong
+        return _instantiate(node)
     if key in _CHECKED:
         return _CHECKED.pop(key)
     built = _instantiate(node)

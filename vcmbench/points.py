@@ -108,10 +108,18 @@ def mask_scores(metric: str, annotation_file: Path, results: list[dict], image_i
                 recs: list[Record]) -> dict[str, float]:
     """map_segm / ap50_segm when the network segments (its records carry masks): COCO mask AP, or
     for an OpenImages set the instance-segmentation challenge's mask mAP@0.5."""
-    if not any(r.masks for r in recs):
+    if not any(r.masks or r.frame_masks for r in recs):
         return {}
     segm = evaluate(metric, annotation_file, results, image_ids=sorted(image_ids), iou_type="segm")
     return {"map_segm": segm["map"], "ap50_segm": segm["ap50"]}
+
+
+def has_mask_truth(annotation_file: Path) -> bool:
+    """Whether every non-crowd annotation of a set has a segmentation: mask AP can be computed."""
+    from vcmbench.metrics.ground_truth import load_ground_truth
+
+    anns = load_ground_truth(annotation_file)[0].get("annotations", [])
+    return bool(anns) and all(a.get("segmentation") for a in anns if not a.get("iscrowd", 0))
 
 
 # ------------------------------------------------------------------------------ sequences
@@ -214,8 +222,11 @@ def _totals(recs: list[Record], seqs: list[SequenceRecord]) -> dict:
 def _sequence_scores(dataset: SequenceDataset, recs: list[Record], seqs: list[SequenceRecord], tracks: dict) -> dict:
     """AP/AP50 over the frames of `seqs` jointly and, with tracks, the combined tracking metrics."""
     frame_ids = sorted(i for s in seqs for i in s.frame_ids)
-    scores = evaluate(dataset.metric, dataset.annotation_file, coco_results(recs), image_ids=frame_ids)
+    results = coco_results(recs)
+    scores = evaluate(dataset.metric, dataset.annotation_file, results, image_ids=frame_ids)
     out = {"ap": scores["map"], "ap50": scores["ap50"], "map": scores["map"]}
+    if has_mask_truth(dataset.annotation_file):  # a video set may annotate boxes only (the synthetic videos)
+        out.update(mask_scores(dataset.metric, dataset.annotation_file, results, frame_ids, recs))
     if tracks:
         combined = evaluate_sequences(tracks)[COMBINED]
         out.update({k: combined[k] for k in ("mota", "idf1", "hota", "id_switches")})

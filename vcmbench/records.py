@@ -106,6 +106,8 @@ class Record:
     frames: int = 0
     frame_ids: list[int] = field(default_factory=list)
     frame_detections: list[list[list[float]]] = field(default_factory=list)
+    # a segmenting network's masks of frame k's detections (as `masks`; all frames `mask_size`)
+    frame_masks: list[list[str]] = field(default_factory=list)
     # blake2b of the item's front features (p2..p5 as float32 bytes; a sequence's frames in order)
     # and of the features the back ran on after decoding: the same config on two machines gives
     # the same feature_hash exactly when the environment computes the same features
@@ -177,16 +179,32 @@ def _stored(rec: Record) -> dict:
     under twice a box-only run's); `_loaded` undoes it, so a Record always holds plain RLE counts."""
     d = asdict(rec)
     if d["masks"]:
-        d["masks"] = MASKS_PACKED + base64.b85encode(zlib.compress("\n".join(d["masks"]).encode("ascii"), 9)).decode()
+        d["masks"] = _pack(d["masks"])
+    if d["frame_masks"]:
+        d["frame_masks"] = [_pack(m) if m else "" for m in d["frame_masks"]]
+    else:
+        del d["frame_masks"]  # image records and box-only sequences: their lines stay as they were
     return d
+
+
+def _pack(masks: list[str]) -> str:
+    return MASKS_PACKED + base64.b85encode(zlib.compress("\n".join(masks).encode("ascii"), 9)).decode()
+
+
+def _unpack(masks: str) -> list[str]:
+    if not masks:
+        return []
+    if not masks.startswith(MASKS_PACKED):
+        raise ValueError(f"masks: not {MASKS_PACKED!r}-packed RLE counts")
+    return zlib.decompress(base64.b85decode(masks[len(MASKS_PACKED):])).decode("ascii").split("\n")
 
 
 def _loaded(d: dict) -> Record:
     masks = d.get("masks")
     if isinstance(masks, str):  # packed (a list: records written before the masks were packed)
-        if not masks.startswith(MASKS_PACKED):
-            raise ValueError(f"masks: not {MASKS_PACKED!r}-packed RLE counts")
-        d["masks"] = zlib.decompress(base64.b85decode(masks[len(MASKS_PACKED):])).decode("ascii").split("\n")
+        d["masks"] = _unpack(masks)
+    if d.get("frame_masks"):
+        d["frame_masks"] = [_unpack(m) for m in d["frame_masks"]]
     return Record(**d)
 
 
@@ -248,11 +266,11 @@ def coco_results(records: list[Record]) -> list[dict]:
     under the frames' image ids."""
     out = []
     for r in records:
-        for image_id, rows in _detections_by_image(r):
+        for image_id, rows, masks in _detections_by_image(r):
             for i, d in enumerate(rows):
                 row = {"image_id": image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
-                if r.masks:
-                    row["segmentation"] = {"size": list(r.mask_size), "counts": r.masks[i]}
+                if masks:
+                    row["segmentation"] = {"size": list(r.mask_size), "counts": masks[i]}
                 out.append(row)
     return out
 
@@ -268,10 +286,12 @@ def encode_masks(masks) -> list[str]:
     return [rle["counts"].decode("ascii") for rle in mask_utils.encode(dense)]
 
 
-def _detections_by_image(r: Record) -> list[tuple[int, list[list[float]]]]:
+def _detections_by_image(r: Record) -> list[tuple[int, list[list[float]], list[str]]]:
+    """(image id, detection rows, their masks) of each frame a record covers: an image's one."""
     if r.frames:
-        return list(zip(r.frame_ids, r.frame_detections))
-    return [(r.image_id, r.detections)]
+        masks = r.frame_masks or [[] for _ in r.frame_ids]
+        return list(zip(r.frame_ids, r.frame_detections, masks))
+    return [(r.image_id, r.detections, r.masks)]
 
 
 def write_detections(records: list[Record], image_ids: list[int], folder: Path) -> None:

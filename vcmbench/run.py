@@ -4,7 +4,7 @@ Item-major: each image runs through the front once, then through every (codec, r
 still missing for it, so the front never runs once per rate point and no feature cache is
 needed. A sequence is an item too: its frames are streamed through the front once each and
 handed to one sequence encoder per missing (codec, rate), then each payload is decoded frame
-by frame through the back (`ItemCoder.code_sequence`). Every finished (item, codec, rate) is
+by frame through the back (`ItemCoder.code`: an image is a one-frame item of the same loop). Every finished (item, codec, rate) is
 appended to records.jsonl at once; a rerun with the same config redoes nothing finished.
 """
 
@@ -34,7 +34,7 @@ from vcmbench.datasets.base import Dataset, ImageRecord
 from vcmbench.datasets.sequences import SequenceDataset
 from vcmbench.datasets.shards import instantiate_whole, select_shard
 from vcmbench.domain import DomainCheck
-from vcmbench.item_coding import ItemCoder, code_one, to_rows
+from vcmbench.item_coding import ItemCoder, to_rows
 from vcmbench.jobs import CodecJob, build_jobs, codec_label, describe_run
 from vcmbench.metrics.complexity import complexity_table
 from vcmbench.provenance import provenance
@@ -46,7 +46,7 @@ from vcmbench.vision.base import SplitDetector
 log = logging.getLogger("vcmbench.run")
 
 #: what other modules and scripts import from here (the pieces now live in jobs and item_coding)
-__all__ = ["CodecJob", "ItemCoder", "build_jobs", "code_one", "codec_label", "describe_run", "run_sweep",
+__all__ = ["CodecJob", "ItemCoder", "build_jobs", "codec_label", "describe_run", "run_sweep",
            "software_versions", "to_rows", "write_points"]
 
 

@@ -84,7 +84,7 @@ def _run_source(run_dir: Path, label: str) -> Source:
 def _use_timing_pass(src: Source) -> None:
     """A run's timing pass (vcmbench.timing_pass), where it has one, gives the report its enc_s/dec_s:
     each codec timed alone, not beside the other workers' items."""
-    from vcmbench.timing_pass import describe, read_timing
+    from vcmbench.timing_table import describe, read_timing
 
     timing = read_timing(src.path)
     if timing is None:

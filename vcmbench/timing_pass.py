@@ -20,21 +20,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from vcmbench.atomic import write_bytes
+from vcmbench.item_coding import ItemCoder
 from vcmbench.settings import TimingSettings
-
-if TYPE_CHECKING:  # the report reads timing.csv through this module without torch or the networks
-    from vcmbench.item_coding import ItemCoder
+from vcmbench.timing_table import COLUMNS, TIMING_FILE
 
 log = logging.getLogger("vcmbench.run")
-
-TIMING_FILE = "timing.csv"
-#: how the pass's times were taken: the report's legend reads them back
-COLUMNS = ["codec", "rate", "enc_s", "dec_s", "items", "arithmetic", "threads", "cpu"]
 
 
 def time_alone(coder: ItemCoder, items: Sequence, settings: TimingSettings, sweep_mode: str) -> pd.DataFrame:
@@ -91,29 +85,3 @@ def write_timing(run_dir: Path, coder: ItemCoder, items: Sequence, settings: Tim
     log.info("timing pass: %d item(s), every codec alone in this process", min(settings.items, len(items)))
     table = time_alone(coder, items, settings, sweep_mode)
     write_bytes(path, table.to_csv(index=False).encode())
-
-
-def read_timing(run_dir: Path) -> pd.DataFrame | None:
-    """A run folder's timing pass, or None where it has none (or an unreadable one: the sweep's times stand)."""
-    path = Path(run_dir) / TIMING_FILE
-    if not path.is_file():
-        return None
-    try:
-        table = pd.read_csv(path, dtype={"rate": str, "codec": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
-    return table if set(COLUMNS) <= set(table.columns) and len(table) else None
-
-
-def describe(table: pd.DataFrame) -> str:
-    """One sentence for the report: how the times it shows were taken."""
-    items = int(table["items"].max())
-    arithmetic = str(table["arithmetic"].iloc[0])
-    how = {"native": "torch's float kernels", "exact": "the exact mode's float64 arithmetic"}.get(
-        arithmetic, arithmetic
-    )
-    return (
-        f"enc/dec times: a timing pass after the sweep, each codec alone in one process on the set's first "
-        f"{items} item(s), {how}, {int(table['threads'].iloc[0])} torch thread(s), on {table['cpu'].iloc[0]} "
-        f"(points.csv keeps the sweep's own times, taken with other items coded in parallel)"
-    )

@@ -8,7 +8,7 @@ feeds an all-zero mask for every ground-truth object that has none, and, in mask
 detection's box as the enclosing box of its mask. That evaluator lives in the TensorFlow object
 detection API, far too heavy a dependency for a benchmark harness; its rules are small, so they
 are written here from its behaviour and pinned by hand-computed tests and golden numbers
-(tests/test_detection_metrics.py, tests/test_segmentation.py).
+(tests/metrics/test_detection.py, tests/metrics/test_openimages.py).
 
 The rules, per image and class (detections of a class neither verified nor boxed in the image
 are ignored; detections are matched in the order of `np.argsort(scores)[::-1]`):

@@ -21,7 +21,7 @@ from vcmbench.render.jinja import CSS, templates
 from vcmbench.render.plots import rd_plot
 from vcmbench.render.reproducibility import statement
 from vcmbench.tables import codec_order, codec_title, read_points
-from vcmbench.timing_pass import describe, read_timing
+from vcmbench.timing_table import describe, read_timing
 
 METRIC_LABELS = {"mota": "MOTA (%)", "coco": "COCO AP@[.5:.95] (%)", "oid": "OpenImages mAP@0.5 (%)"}
 SHOWN = ["codec", "rate", "kbps", "map", "ap", "ap50", "mota", "idf1", "hota", "n_failed", "enc_s", "dec_s"]

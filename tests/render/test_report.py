@@ -14,7 +14,7 @@ from vcmbench.render.plots import codec_styles
 from vcmbench.render.report import bdrate_main, report_main, write_report
 from vcmbench.tables import load_sources, md_table, merge_points
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = REPO / "anchors" / "mpeg_vcm_image_anchor_oiv6_x101_vtm.csv"
 
 @pytest.fixture

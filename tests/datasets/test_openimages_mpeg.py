@@ -1,6 +1,6 @@
 """The MPEG OpenImages sets in the forms contributors hold: MPEG's 5k CSV files (real rows, in
 tests/data/mpeg-vcm-5k) and the FCM test data's COCO json, beside the original OpenImages CSVs
-(tests/test_datasets.py)."""
+(tests/datasets/test_datasets.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from vcmbench.metrics.detection import oid_map50
 
 pytestmark = pytest.mark.timeout(120)
 
-FILES = Path(__file__).parent / "data" / "mpeg-vcm-5k"
-REPO = Path(__file__).resolve().parents[1]
+FILES = Path(__file__).parents[1] / "data" / "mpeg-vcm-5k"
+REPO = Path(__file__).resolve().parents[2]
 SIZE = (64, 48)  # stand-in images (width, height): the boxes are normalised, any size will do
 
 

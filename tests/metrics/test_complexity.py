@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.test_learned import _save_tiny
+from tests.codecs.test_learned import _save_tiny
 from vcmbench.codecs.learned.codec import LearnedCodec
 from vcmbench.metrics.complexity import complexity_table, count_macs
 

@@ -308,7 +308,7 @@ def test_oid_map_equals_mpeg_evaluator_on_generated_cases():
     from vcmbench.errors import MetricError
     from vcmbench.metrics.detection import oid_map50
 
-    expected = json.loads((Path(__file__).parent / "expected" / "oid_reference.json").read_text())
+    expected = json.loads((Path(__file__).parents[1] / "expected" / "oid_reference.json").read_text())
     assert (expected["seed"], expected["count"]) == (SEED, COUNT)
     got: dict[str, list] = {"segm": [], "bbox": []}
     for gt, dets in generated_cases():

@@ -21,7 +21,7 @@ from vcmbench.datasets import fcm_tracking
 from vcmbench.datasets.fcm_tracking import LAYOUTS
 from vcmbench.errors import DatasetError
 
-FIXTURES = Path(__file__).parent / "data" / "fcm_tracking"
+FIXTURES = Path(__file__).parents[1] / "data" / "fcm_tracking"
 N = 3  # frames per generated sequence
 SIZE = {1080: (48, 27), 720: (32, 18)}  # the real 16:9 sizes, scaled down
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.codecs_for_tests import fake_vtm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "anchor_vs_vtm.py"
 
 

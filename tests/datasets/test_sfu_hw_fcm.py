@@ -19,7 +19,7 @@ from vcmbench.datasets.sfu_table import SFU_SEQUENCES, SFU_TO_COCO
 from vcmbench.errors import DatasetError
 from vcmbench.paths import CONF_DIR
 
-FIXTURE = Path(__file__).parent / "data" / "fcm_sfu"
+FIXTURE = Path(__file__).parents[1] / "data" / "fcm_sfu"
 BQSQUARE, RACEHORSES = "BQSquare_416x240_60_val", "RaceHorses_832x480_30_val"
 #: Image counts of MPEG's full annotation jsons (CompressAI-Vision 31165da,
 #: data/mpeg-fcm/SFUHW/sfu-annotations-from-m59143/<folder>.json), by table name.

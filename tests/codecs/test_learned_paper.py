@@ -11,7 +11,7 @@ import random
 import pytest
 import torch
 
-from tests.test_learned import _features
+from tests.codecs.test_learned import _features
 from vcmbench.codecs.learned.codec import LearnedCodec, decode_levels, encode_levels, save_checkpoint
 from vcmbench.codecs.learned.models import CONTEXT_KERNEL, build_net, count_parameters, pad_levels
 from vcmbench.errors import ConfigError, PayloadError
