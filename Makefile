@@ -34,6 +34,7 @@ demo: install
 TEST_WORKERS ?= 2
 test: install detectron2
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	bash scripts/lint_docker.sh
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 

@@ -36,16 +36,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--encoder-app", help="VTM's EncoderApp (needed unless --reference is a preset)")
     ap.add_argument("--decoder-app", help="VTM's DecoderApp")
     ap.add_argument("--cfg", help="VTM's cfg/encoder_intra_vtm.cfg (recommended)")
-    ap.add_argument("--reference", default="vtm",
-                    help="the curve every preset is compared to: vtm (default) or a libvvenc preset")
-    ap.add_argument("--presets", nargs="+", default=["faster", "fast", "medium"],
-                    help="libvvenc presets to measure (faster fast medium slow slower)")
+    ap.add_argument(
+        "--reference", default="vtm", help="the curve every preset is compared to: vtm (default) or a libvvenc preset"
+    )
+    ap.add_argument(
+        "--presets",
+        nargs="+",
+        default=["faster", "fast", "medium"],
+        help="libvvenc presets to measure (faster fast medium slow slower)",
+    )
     ap.add_argument("--images", type=int, default=2, help="first N images of the dataset (default 2)")
     ap.add_argument("--qps", type=int, nargs="+", default=list(EE12_QPS))
     ap.add_argument("--dataset", default="synthetic_val")
     ap.add_argument("--model", default="ci_frcnn")
-    ap.add_argument("--out", type=Path, default=REPO / "results" / "anchor_vs_vtm",
-                    help="folder of the per-encoder run folders (default results/anchor_vs_vtm)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "results" / "anchor_vs_vtm",
+        help="folder of the per-encoder run folders (default results/anchor_vs_vtm)",
+    )
     ap.add_argument("--overrides", nargs="*", default=[], help="more Hydra overrides for every sweep")
     return ap.parse_args(argv)
 
@@ -55,8 +64,11 @@ def encoder_overrides(encoder: str, args: argparse.Namespace) -> list[str]:
     qps = f"[{','.join(str(q) for q in args.qps)}]"
     if encoder == "vtm":
         paths = {"encoder_app": args.encoder_app, "decoder_app": args.decoder_app, "cfg": args.cfg}
-        return ["codec=anchor_vtm", f"codec.anchor_vtm.rates={qps}",
-                *(f"codec.anchor_vtm.backend.{k}={v}" for k, v in paths.items() if v)]
+        return [
+            "codec=anchor_vtm",
+            f"codec.anchor_vtm.rates={qps}",
+            *(f"codec.anchor_vtm.backend.{k}={v}" for k, v in paths.items() if v),
+        ]
     return ["codec=anchor_vvc", f"codec.anchor_vvc.rates={qps}", f"codec.anchor_vvc.backend.preset={encoder}"]
 
 
@@ -65,10 +77,20 @@ def sweep(encoder: str, args: argparse.Namespace) -> pd.DataFrame:
     from vcmbench.config import compose_config
     from vcmbench.run import run_sweep
 
-    cfg = compose_config("config", [f"dataset={args.dataset}", f"model={args.model}",
-                                    f"dataset.max_images={args.images}", "workers=1", "progress=false",
-                                    "report=false", "fidelity=true", *encoder_overrides(encoder, args),
-                                    *args.overrides])
+    cfg = compose_config(
+        "config",
+        [
+            f"dataset={args.dataset}",
+            f"model={args.model}",
+            f"dataset.max_images={args.images}",
+            "workers=1",
+            "progress=false",
+            "report=false",
+            "fidelity=true",
+            *encoder_overrides(encoder, args),
+            *args.overrides,
+        ],
+    )
     return run_sweep(cfg, args.out / encoder)
 
 
@@ -103,8 +125,11 @@ def main(argv=None) -> int:
 
     encoders = [args.reference] + [p for p in args.presets if p != args.reference]
     if args.reference == "vtm" and not args.encoder_app:
-        print("anchor_vs_vtm: error: --encoder-app is not set: give VTM's EncoderApp (and --decoder-app), or "
-              "compare presets with --reference PRESET", file=sys.stderr)
+        print(
+            "anchor_vs_vtm: error: --encoder-app is not set: give VTM's EncoderApp (and --decoder-app), or "
+            "compare presets with --reference PRESET",
+            file=sys.stderr,
+        )
         return 2
     try:
         points = {e: sweep(e, args) for e in encoders}
@@ -113,8 +138,10 @@ def main(argv=None) -> int:
         return 2
     table, notes = compare(points, args.reference)
     first = points[args.reference]
-    print(f"{first['dataset'].iloc[0]} / {first['model'].iloc[0]}, {int(first['n_images'].iloc[0])} images, "
-          f"QPs {' '.join(map(str, args.qps))}; reference: {table['encoder'].iloc[0]}")
+    print(
+        f"{first['dataset'].iloc[0]} / {first['model'].iloc[0]}, {int(first['n_images'].iloc[0])} images, "
+        f"QPs {' '.join(map(str, args.qps))}; reference: {table['encoder'].iloc[0]}"
+    )
     print(text_table(table, "lrrrr"))
     for note in notes:
         print(f"– {note}")

@@ -63,24 +63,48 @@ def main(argv=None) -> int:
         points = item_points(records, dataset.metric, dataset.annotation_file, ids)
         t1 = time.perf_counter()
         exact = all(
-            float(p.values(None)[1][0]) == evaluate(dataset.metric, dataset.annotation_file, coco_results(
-                [r for r in records if r.codec == p.codec and r.rate == p.rate and r.image_id in set(ids)]),
-                image_ids=ids)["map"]
-            for pts in points.values() for p in pts)
+            float(p.values(None)[1][0])
+            == evaluate(
+                dataset.metric,
+                dataset.annotation_file,
+                coco_results(
+                    [r for r in records if r.codec == p.codec and r.rate == p.rate and r.image_id in set(ids)]
+                ),
+                image_ids=ids,
+            )["map"]
+            for pts in points.values()
+            for p in pts
+        )
         items = RunItems(dataset.name, "", ids, points)
         codecs = args.codecs or [c for c, pts in points.items() if len(pts) >= 4 and c != args.anchor]
         t2 = time.perf_counter()
         found = bootstrap_bd(items, args.anchor, codecs, n_resamples=args.resamples, seed=args.seed)
         t3 = time.perf_counter()
         n_points = sum(len(points[c]) for c in {*codecs, args.anchor} if c in points)
-        timing.append({"images": n, "points": n_points, "pairs": len(found), "resamples": args.resamples,
-                       "match s": f"{t1 - t0:.1f}", "bootstrap s": f"{t3 - t2:.1f}",
-                       "full set == evaluator": "yes, every point" if exact else "NO"})
+        timing.append(
+            {
+                "images": n,
+                "points": n_points,
+                "pairs": len(found),
+                "resamples": args.resamples,
+                "match s": f"{t1 - t0:.1f}",
+                "bootstrap s": f"{t3 - t2:.1f}",
+                "full set == evaluator": "yes, every point" if exact else "NO",
+            }
+        )
         for iv in found:
-            rows.append({"codec": iv.codec, "images": n, "BD-rate %": f"{iv.estimate:+.2f}",
-                         "median %": f"{iv.median:+.2f}", "95% interval %": f"{iv.lo:+.2f} … {iv.hi:+.2f}",
-                         "width": iv.hi - iv.lo, "P(BD<0)": f"{iv.p_below_0:.3f}",
-                         "valid": f"{iv.n_valid}/{iv.n_resamples}"})
+            rows.append(
+                {
+                    "codec": iv.codec,
+                    "images": n,
+                    "BD-rate %": f"{iv.estimate:+.2f}",
+                    "median %": f"{iv.median:+.2f}",
+                    "95% interval %": f"{iv.lo:+.2f} … {iv.hi:+.2f}",
+                    "width": iv.hi - iv.lo,
+                    "P(BD<0)": f"{iv.p_below_0:.3f}",
+                    "valid": f"{iv.n_valid}/{iv.n_resamples}",
+                }
+            )
     print(f"{args.run}: paired bootstrap vs {args.anchor}, seed {args.seed}")
     print(text_table(pd.DataFrame(timing), "rrrrrrl"))
     table = pd.DataFrame(rows).sort_values(["codec", "images"], kind="stable")
@@ -93,8 +117,10 @@ def main(argv=None) -> int:
         for codec, sub in table.groupby("codec", sort=False):
             w = dict(zip(sub.images, sub.width))
             if lo_n in w and hi_n in w and w[hi_n] > 0:
-                print(f"{codec}: width x{w[lo_n] / w[hi_n]:.2f} from {hi_n} to {lo_n} images "
-                      f"(1/sqrt(N) predicts x{math.sqrt(hi_n / lo_n):.2f})")
+                print(
+                    f"{codec}: width x{w[lo_n] / w[hi_n]:.2f} from {hi_n} to {lo_n} images "
+                    f"(1/sqrt(N) predicts x{math.sqrt(hi_n / lo_n):.2f})"
+                )
     return 0
 
 

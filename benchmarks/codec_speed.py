@@ -27,13 +27,24 @@ def parse_args(argv=None):
     repo = Path(__file__).resolve().parents[1]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=10, help="number of coco-val2017-mini images (default 10)")
-    ap.add_argument("--assets", type=Path,
-                    default=Path(os.environ.get("VCMBENCH_ASSETS", repo.parent / "shared" / "assets")),
-                    help="shared assets folder holding coco-val2017-mini (default: $VCMBENCH_ASSETS or ../shared/assets)")
-    ap.add_argument("--codecs", nargs="*", default=None,
-                    help="codec names from conf/codec (default: every default-run codec except raw/raw16)")
-    ap.add_argument("--rates", choices=["ends", "all"], default="ends",
-                    help="ends: first and last configured rate point (default); all: every point")
+    ap.add_argument(
+        "--assets",
+        type=Path,
+        default=Path(os.environ.get("VCMBENCH_ASSETS", repo.parent / "shared" / "assets")),
+        help="shared assets folder holding coco-val2017-mini (default: $VCMBENCH_ASSETS or ../shared/assets)",
+    )
+    ap.add_argument(
+        "--codecs",
+        nargs="*",
+        default=None,
+        help="codec names from conf/codec (default: every default-run codec except raw/raw16)",
+    )
+    ap.add_argument(
+        "--rates",
+        choices=["ends", "all"],
+        default="ends",
+        help="ends: first and last configured rate point (default); all: every point",
+    )
     ap.add_argument("--min-size", type=int, default=800, help="detector input min size (default 800, the model's)")
     ap.add_argument("--max-size", type=int, default=1333)
     ap.add_argument("--threads", type=int, default=None, help="torch threads for the front")
@@ -83,23 +94,45 @@ def main(argv=None) -> pd.DataFrame:
                 t0 = time.perf_counter()
                 codec.decode(payload)
                 dec_s = time.perf_counter() - t0
-                rows.append(dict(image=path.stem, p2=shape, codec=codec.name, rate=rate.label, enc_s=enc_s,
-                                 dec_s=dec_s, bytes=len(payload), bpp=8 * len(payload) / pixels))
-                print(f"{path.stem} {codec.name} {rate.label}: {enc_s:.2f} s / {dec_s:.2f} s, {len(payload)} bytes",
-                      file=sys.stderr, flush=True)
+                rows.append(
+                    dict(
+                        image=path.stem,
+                        p2=shape,
+                        codec=codec.name,
+                        rate=rate.label,
+                        enc_s=enc_s,
+                        dec_s=dec_s,
+                        bytes=len(payload),
+                        bpp=8 * len(payload) / pixels,
+                    )
+                )
+                print(
+                    f"{path.stem} {codec.name} {rate.label}: {enc_s:.2f} s / {dec_s:.2f} s, {len(payload)} bytes",
+                    file=sys.stderr,
+                    flush=True,
+                )
     table = pd.DataFrame(rows)
     fmt = {"enc_s": "{:.3f}".format, "dec_s": "{:.3f}".format, "bpp": "{:.4f}".format}
     with pd.option_context("display.width", 200, "display.max_rows", 10_000):
         if not args.summary_only:
             print(table.to_string(index=False, formatters=fmt))
             print()
-        summary = (table.groupby(["codec", "rate"], sort=False)
-                   .agg(images=("image", "size"), enc_s=("enc_s", "mean"), dec_s=("dec_s", "mean"),
-                        bytes=("bytes", "mean"), bpp=("bpp", "mean"))
-                   .reset_index())
+        summary = (
+            table.groupby(["codec", "rate"], sort=False)
+            .agg(
+                images=("image", "size"),
+                enc_s=("enc_s", "mean"),
+                dec_s=("dec_s", "mean"),
+                bytes=("bytes", "mean"),
+                bpp=("bpp", "mean"),
+            )
+            .reset_index()
+        )
         summary["bytes"] = summary["bytes"].round().astype(int)
-        print(f"per-image means over {len(paths)} images, front min_size={args.min_size}, "
-              f"p2 {table.p2.iloc[0]} (first image)")
+        print(
+            f"per-image means over {len(paths)} images, front min_size={args.min_size}, "
+            f"p2 {table.p2.iloc[0]} (first image)"
+        )
         print(summary.to_string(index=False, formatters=fmt))
     return table
 

@@ -42,8 +42,14 @@ def main() -> None:
             x, y = a.get(codec, math.nan), b.get(codec, math.nan)
             if math.isnan(x) and math.isnan(y):
                 continue  # a fixed-rate codec (raw, lossless): no curve, no BD-rate
-            rows.append({"codec": codec, f"BD-rate {n_short} scenes %": x, f"BD-rate {n_long} scenes %": y,
-                         "moved (points)": x - y})
+            rows.append(
+                {
+                    "codec": codec,
+                    f"BD-rate {n_short} scenes %": x,
+                    f"BD-rate {n_long} scenes %": y,
+                    "moved (points)": x - y,
+                }
+            )
         df = pd.DataFrame(rows)
         moved = df["moved (points)"].abs()
         print(f"\nBD-rate vs {anchor} (pchip, mAP), {n_short} vs {n_long} scenes")

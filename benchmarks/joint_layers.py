@@ -46,9 +46,16 @@ def run(args) -> pd.DataFrame:
 
     pairs = "[" + ",".join(f"[{args.base_quality},{qp}]" for qp in args.qps) + "]"
     qps = "[" + ",".join(str(q) for q in args.qps) + "]"
-    overrides = ["dataset=synthetic_val", "model=ci_frcnn", f"codec=[{','.join(MODES)},image_vvc]",
-                 *(f"codec.{m}.rates={pairs}" for m in MODES), f"codec.image_vvc.rates={qps}",
-                 f"threads={args.threads}", "progress=false", f"dataset.max_images={args.max_images or 'null'}"]
+    overrides = [
+        "dataset=synthetic_val",
+        "model=ci_frcnn",
+        f"codec=[{','.join(MODES)},image_vvc]",
+        *(f"codec.{m}.rates={pairs}" for m in MODES),
+        f"codec.image_vvc.rates={qps}",
+        f"threads={args.threads}",
+        "progress=false",
+        f"dataset.max_images={args.max_images or 'null'}",
+    ]
     cfg = compose_config("config", overrides)
     t0 = time.perf_counter()
     points = run_sweep(cfg, args.run_dir)
@@ -63,8 +70,19 @@ def main(argv=None) -> int:
     from vcmbench.render.report import bd_display
     from vcmbench.tables import text_table
 
-    cols = ["codec", "rate", "n_images", "bpp", "bpp_base", "bpp_enh", "map", "image_psnr", "image_msssim",
-            "enc_s", "dec_s"]
+    cols = [
+        "codec",
+        "rate",
+        "n_images",
+        "bpp",
+        "bpp_base",
+        "bpp_enh",
+        "map",
+        "image_psnr",
+        "image_msssim",
+        "enc_s",
+        "dec_s",
+    ]
     shown = points[[c for c in cols if c in points]].sort_values(["codec", "bpp"])
     with pd.option_context("display.width", 200, "display.float_format", "{:.4g}".format):
         print(shown.to_string(index=False))

@@ -43,15 +43,29 @@ TIMED = (*LEARNED, "anchor_vvc", "pack_tile", IMAGE_ANCHOR)
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run-dir", type=Path, default=REPO / "results" / "learned_vs_anchor",
-                    help="run dir to create, resume or read (default results/learned_vs_anchor)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads of the timing pass (default: torch's); the sweep keeps the default run's "
-                         "settings, whose features depend on the thread count")
+    ap.add_argument(
+        "--run-dir",
+        type=Path,
+        default=REPO / "results" / "learned_vs_anchor",
+        help="run dir to create, resume or read (default results/learned_vs_anchor)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of the timing pass (default: torch's); the sweep keeps the default run's "
+        "settings, whose features depend on the thread count",
+    )
     ap.add_argument("--read-only", action="store_true", help="only read points.csv of --run-dir; never run")
-    ap.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides for the sweep (e.g. dataset.count=50)")
-    ap.add_argument("--time-images", type=int, default=5,
-                    help="back-to-back timing pass over the first N images (0: skip; default 5)")
+    ap.add_argument(
+        "--overrides", nargs="*", default=[], help="extra Hydra overrides for the sweep (e.g. dataset.count=50)"
+    )
+    ap.add_argument(
+        "--time-images",
+        type=int,
+        default=5,
+        help="back-to-back timing pass over the first N images (0: skip; default 5)",
+    )
     return ap.parse_args(argv)
 
 
@@ -127,8 +141,11 @@ def main(argv=None) -> dict:
     shown = [c for c in (*LEARNED, *BASELINES, IMAGE_ANCHOR, UNCOMPRESSED) if c in curves]
     cols = [c for c in ("codec", "rate", "n_images", "n_failed", "bpp", "map", "enc_s", "dec_s") if c in points]
     print("## Points\n")
-    print(points[points.codec.isin(shown)][cols].sort_values(["codec", "bpp"])
-          .to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    print(
+        points[points.codec.isin(shown)][cols]
+        .sort_values(["codec", "bpp"])
+        .to_string(index=False, float_format=lambda v: f"{v:.5g}")
+    )
 
     results: dict = {"bd": {}}
     print("\n## BD-rate (mAP vs bpp, pchip; negative = fewer bits than the anchor at equal mAP)\n")
@@ -145,29 +162,37 @@ def main(argv=None) -> dict:
             dominated.update(r["dominated"])
 
     if dominated:
-        print(f"\nLeft out as dominated (more bits, no higher mAP), as `vcmbench report` does: {', '.join(sorted(dominated))}")
+        print(
+            f"\nLeft out as dominated (more bits, no higher mAP), as `vcmbench report` does: {', '.join(sorted(dominated))}"
+        )
 
     raw = curves.get(UNCOMPRESSED)
     raw_map = float(raw["map"].max()) if raw is not None else None
     raw_bytes = float(raw["bytes"].max()) if raw is not None else None
     print("\n## Top points\n")
-    print("| codec | top mAP | gap to uncompressed | bpp there | share of raw float32 size |\n|---|---:|---:|---:|---:|")
+    print(
+        "| codec | top mAP | gap to uncompressed | bpp there | share of raw float32 size |\n|---|---:|---:|---:|---:|"
+    )
     top = {}
     for c in shown:
         best = curves[c].loc[curves[c]["map"].idxmax()]
         gap = None if raw_map is None else raw_map - float(best["map"])
         share = None if raw_bytes is None or c not in LEARNED else float(best["bytes"]) / raw_bytes
         top[c] = {"map": float(best["map"]), "gap": gap, "bpp": float(best.bpp), "raw_share": share}
-        print(f"| {c} | {best['map']:.2f} | {'' if gap is None else f'{gap:.2f}'} | {best.bpp:.4g} | "
-              f"{'' if share is None else f'{100 * share:.2f}%'} |")
+        print(
+            f"| {c} | {best['map']:.2f} | {'' if gap is None else f'{gap:.2f}'} | {best.bpp:.4g} | "
+            f"{'' if share is None else f'{100 * share:.2f}%'} |"
+        )
     results["top"] = top
 
     ratio = None
     if args.time_images > 0:
         timed = timing_pass(args, [c for c in TIMED if c in curves], args.time_images)
         per = timed.groupby("codec", sort=False)[["enc_s", "dec_s"]].mean()
-        print(f"\n## Speed, back to back ({args.time_images} images, every rate point, one process, "
-              f"{torch.get_num_threads()} torch threads; seconds per image)\n")
+        print(
+            f"\n## Speed, back to back ({args.time_images} images, every rate point, one process, "
+            f"{torch.get_num_threads()} torch threads; seconds per image)\n"
+        )
         print("| codec | encode s | decode s |\n|---|---:|---:|")
         for c, r in per.iterrows():
             print(f"| {c} | {r.enc_s:.4f} | {r.dec_s:.4f} |")
@@ -186,25 +211,35 @@ def main(argv=None) -> dict:
     ok = lambda b: "MET" if b else "NOT MET"  # noqa: E731
     li = curves.get("learned_interleaved")
     if li is not None and raw_map is not None:
-        print(f"- top learned_interleaved point {li['map'].max():.2f} mAP, {raw_map - li['map'].max():.2f} below "
-              f"uncompressed {raw_map:.2f} (target: within 2.5): {ok(raw_map - li['map'].max() <= 2.5)}")
-        print(f"- lowest learned_interleaved point {li['map'].min():.2f} mAP (target <= 15): {ok(li['map'].min() <= 15)}")
+        print(
+            f"- top learned_interleaved point {li['map'].max():.2f} mAP, {raw_map - li['map'].max():.2f} below "
+            f"uncompressed {raw_map:.2f} (target: within 2.5): {ok(raw_map - li['map'].max() <= 2.5)}"
+        )
+        print(
+            f"- lowest learned_interleaved point {li['map'].min():.2f} mAP (target <= 15): {ok(li['map'].min() <= 15)}"
+        )
     vs_anchor = results["bd"].get(("learned_interleaved", "anchor_vvc"))
     if vs_anchor and vs_anchor["bd"] is not None:
         met = vs_anchor["bd"] <= -90 and vs_anchor["anchor_share"] >= 0.9
-        print(f"- BD-rate vs anchor_vvc {vs_anchor['bd']:+.1f}% over {100 * vs_anchor['anchor_share']:.0f}% of the "
-              f"anchor's mAP range (target <= -90% over >= 90%): {ok(met)}")
+        print(
+            f"- BD-rate vs anchor_vvc {vs_anchor['bd']:+.1f}% over {100 * vs_anchor['anchor_share']:.0f}% of the "
+            f"anchor's mAP range (target <= -90% over >= 90%): {ok(met)}"
+        )
     if ratio is not None:
         print(f"- encoding {ratio:.1f}x faster than anchor_vvc, back to back (target >= 10x): {ok(ratio >= 10)}")
     casc = results["bd"].get(("learned_interleaved", "learned_cascade"))
     if casc and casc["bd"] is not None:
-        print(f"- learned_interleaved vs learned_cascade at equal size: {casc['bd']:+.1f}% (target < 0): "
-              f"{ok(casc['bd'] < 0)}")
+        print(
+            f"- learned_interleaved vs learned_cascade at equal size: {casc['bd']:+.1f}% (target < 0): "
+            f"{ok(casc['bd'] < 0)}"
+        )
     img = results["bd"].get(("learned_interleaved", IMAGE_ANCHOR))
     if img:
         bd = "n/a" if img["bd"] is None else f"{img['bd']:+.1f}%"
-        print(f"- reported, not a target: BD-rate vs {IMAGE_ANCHOR} {bd} over mAP {img['note']} (negative: coding the "
-              f"features beats coding the image)")
+        print(
+            f"- reported, not a target: BD-rate vs {IMAGE_ANCHOR} {bd} over mAP {img['note']} (negative: coding the "
+            f"features beats coding the image)"
+        )
     results["enc_speedup"] = ratio
     return results
 

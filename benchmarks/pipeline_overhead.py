@@ -44,8 +44,12 @@ def bare_loop(n: int, min_size: int, max_size: int) -> float:
     from vcmbench.datasets.coco import build as coco
     from vcmbench.vision.torchvision_split import build as frcnn
 
-    ds = coco(str(REPO.parent / "shared/assets/coco-val2017-mini"), "annotations/instances_val2017_subset.json",
-              "val2017", max_images=n)
+    ds = coco(
+        str(REPO.parent / "shared/assets/coco-val2017-mini"),
+        "annotations/instances_val2017_subset.json",
+        "val2017",
+        max_images=n,
+    )
     det = frcnn(weights="none", min_size=min_size, max_size=max_size)
     codec = RawCodec()
     rp = codec.rates[0]
@@ -59,9 +63,19 @@ def bare_loop(n: int, min_size: int, max_size: int) -> float:
 
 def run_cli(n: int, min_size: int, max_size: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["run", "codec=raw", "model=frcnn_r50_fpn", "model.weights=none", f"model.min_size={min_size}",
-                f"model.max_size={max_size}", "dataset=coco_val2017_mini", f"dataset.max_images={n}",
-                "progress=false", "fidelity=false", f"hydra.run.dir={tmp}"]
+        args = [
+            "run",
+            "codec=raw",
+            "model=frcnn_r50_fpn",
+            "model.weights=none",
+            f"model.min_size={min_size}",
+            f"model.max_size={max_size}",
+            "dataset=coco_val2017_mini",
+            f"dataset.max_images={n}",
+            "progress=false",
+            "fidelity=false",
+            f"hydra.run.dir={tmp}",
+        ]
         proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, cwd=REPO)
         line = [x for x in proc.stdout.splitlines() if x.startswith("BENCH")]
         if proc.returncode != 0 or not line:
@@ -83,15 +97,17 @@ def main() -> None:
     for n in args.sizes:
         bare = bare_loop(n, args.min_size, args.max_size)
         cli = run_cli(n, args.min_size, args.max_size)
-        rows.append({
-            "N": n,
-            "bare_s/img": bare,
-            "run_sweep_s/img": cli["sweep_s"] / n,
-            "vcmbench_run_s/img": cli["wall"] / n,
-            "overhead_sweep_%": 100 * (cli["sweep_s"] / n / bare - 1),
-            "overhead_cli_%": 100 * (cli["wall"] / n / bare - 1),
-            "peak_rss_MB": cli["rss_mb"],
-        })
+        rows.append(
+            {
+                "N": n,
+                "bare_s/img": bare,
+                "run_sweep_s/img": cli["sweep_s"] / n,
+                "vcmbench_run_s/img": cli["wall"] / n,
+                "overhead_sweep_%": 100 * (cli["sweep_s"] / n / bare - 1),
+                "overhead_cli_%": 100 * (cli["wall"] / n / bare - 1),
+                "peak_rss_MB": cli["rss_mb"],
+            }
+        )
     df = pd.DataFrame(rows)
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if len(rows) > 1:

@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if added:
         print(f"columns the second table adds (not compared): {', '.join(added)}")
     n_cols = len(compared_columns(a, b))
-    print(f"{len(a)} / {len(b)} rows, {n_cols} columns compared (time columns left out): "
-          + ("identical" if not diffs else f"{len(diffs)} differences"))
+    print(
+        f"{len(a)} / {len(b)} rows, {n_cols} columns compared (time columns left out): "
+        + ("identical" if not diffs else f"{len(diffs)} differences")
+    )
     return 1 if diffs else 0
 
 

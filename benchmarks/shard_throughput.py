@@ -40,28 +40,58 @@ def main() -> int:
         for n, workers in setups:
             out = Path(tmp) / f"n{n}w{workers}"
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "vcmbench", "sweep", "--shards", str(n), "--launcher",
-                                   "local", "--out", str(out), *overrides, f"workers={workers}"], cwd=REPO,
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "vcmbench",
+                    "sweep",
+                    "--shards",
+                    str(n),
+                    "--launcher",
+                    "local",
+                    "--out",
+                    str(out),
+                    *overrides,
+                    f"workers={workers}",
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+            )
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
                 print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
                 return 1
             points = pd.read_csv(out / "merged" / "points.csv", dtype={"rate": str}, float_precision="round_trip")
             work = int((points.n_images).sum())
-            tables[(n, workers)] = points[[c for c in points.columns if not c.endswith("_s") and c not in ("workers", "contended")]]
-            rows.append({"shards": n, "workers per shard": workers, "wall_s": wall, "images x rate points": work,
-                         "points per s": work / wall})
+            tables[(n, workers)] = points[
+                [c for c in points.columns if not c.endswith("_s") and c not in ("workers", "contended")]
+            ]
+            rows.append(
+                {
+                    "shards": n,
+                    "workers per shard": workers,
+                    "wall_s": wall,
+                    "images x rate points": work,
+                    "points per s": work / wall,
+                }
+            )
     df = pd.DataFrame(rows)
     df["speed-up"] = df["points per s"] / df["points per s"].iloc[0]
     print(f"local shards on {args.count} synthetic scenes, codecs {args.codecs}")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     first = setups[0]
     for (n, workers), table in tables.items():
-        same = table.sort_values(["codec", "rate"]).reset_index(drop=True).equals(
-            tables[first].sort_values(["codec", "rate"]).reset_index(drop=True))
-        print(f"merged points of {n} shard(s) x {workers} worker(s) == {first[0]} shard(s) x {first[1]}, every "
-              f"column but the times: {same}")
+        same = (
+            table.sort_values(["codec", "rate"])
+            .reset_index(drop=True)
+            .equals(tables[first].sort_values(["codec", "rate"]).reset_index(drop=True))
+        )
+        print(
+            f"merged points of {n} shard(s) x {workers} worker(s) == {first[0]} shard(s) x {first[1]}, every "
+            f"column but the times: {same}"
+        )
     return 0
 
 

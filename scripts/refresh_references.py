@@ -25,11 +25,15 @@ CI = REPO / "anchors" / "ci"
 SWEEPS = {
     "20": ([], {"points.csv": "points.csv"}),
     "50": (["dataset.count=50"], {"points-50.csv": "points.csv"}),
-    "video": (["dataset=synthetic_video", "dataset.max_frames=6"],
-              {"video-points.csv": "points.csv", "video-classes.csv": "classes.csv"}),
+    "video": (
+        ["dataset=synthetic_video", "dataset.max_frames=6"],
+        {"video-points.csv": "points.csv", "video-classes.csv": "classes.csv"},
+    ),
     # the Makefile's MASK_CI_RUN, less its codec list (tests/vision/test_ci_maskrcnn.py: MASK_RUN)
-    "maskrcnn": (["model=ci_maskrcnn", "dataset.max_images=8", "complexity=false"],
-                 {"maskrcnn-points.csv": "points.csv"}),
+    "maskrcnn": (
+        ["model=ci_maskrcnn", "dataset.max_images=8", "complexity=false"],
+        {"maskrcnn-points.csv": "points.csv"},
+    ),
 }
 
 
@@ -56,8 +60,9 @@ def main(argv=None) -> int:
         if not codecs:
             continue
         run_dir = args.out / name
-        subprocess.run([*vcmbench, *overrides, f"codec=[{','.join(codecs)}]", f"hydra.run.dir={run_dir}"],
-                       check=True, cwd=REPO)
+        subprocess.run(
+            [*vcmbench, *overrides, f"codec=[{','.join(codecs)}]", f"hydra.run.dir={run_dir}"], check=True, cwd=REPO
+        )
         for table, produced in tables.items():
             refreshed = replace_rows(refs[table], pd.read_csv(run_dir / produced, float_precision="round_trip"), codecs)
             refreshed.to_csv(CI / table, index=False)

@@ -39,20 +39,35 @@ def store(src: Path, codec: str, dest: Path, qualities: list[int]) -> None:
         cfg = OmegaConf.create(info["config"])
         fs = feature_set(cfg.model, cfg.val_set, cfg.features.get("cache_dir"), cfg.features.get("val_images"), False)
         v = validate_bytes(net, fs, cfg.get("val_limit"))
-        info.update({"model_id": stored["model_id"], "fingerprint": stored["fingerprint"],
-                     "checkpoint_bytes": stored["checkpoint_bytes"], "parent": stored["parent"],
-                     "storage": "transform weights at 7-bit precision per output channel (integer codes, lzma), as the "
-                                "change from the parent's when it has one; fp32 entropy-model parameters; "
-                                "zlib-compressed int32 CDF tables",
-                     "val_as_trained": info.get("val"),
-                     "val": {**info.get("val", {}), "bpp": v["bpp"], "bytes_per_image": v["bytes_per_image"],
-                             "mse_decoded": v["mse"], "enc_s": v["enc_s"], "dec_s": v["dec_s"], "images": v["images"],
-                             "weights": "as stored"}})
+        info.update(
+            {
+                "model_id": stored["model_id"],
+                "fingerprint": stored["fingerprint"],
+                "checkpoint_bytes": stored["checkpoint_bytes"],
+                "parent": stored["parent"],
+                "storage": "transform weights at 7-bit precision per output channel (integer codes, lzma), as the "
+                "change from the parent's when it has one; fp32 entropy-model parameters; "
+                "zlib-compressed int32 CDF tables",
+                "val_as_trained": info.get("val"),
+                "val": {
+                    **info.get("val", {}),
+                    "bpp": v["bpp"],
+                    "bytes_per_image": v["bytes_per_image"],
+                    "mse_decoded": v["mse"],
+                    "enc_s": v["enc_s"],
+                    "dec_s": v["dec_s"],
+                    "images": v["images"],
+                    "weights": "as stored",
+                },
+            }
+        )
         (dest / f"q{q}.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
-        print(f"{dest / f'q{q}.pt'}: {stored['checkpoint_bytes'] / 1e6:.2f} MB, model {stored['model_id']}, "
-              f"parent {parent.name if parent else None}; val bpp {v['bpp']:.4f} (as trained "
-              f"{info['val_as_trained'].get('bpp', float('nan')):.4f}), P2 MSE {v['mse']['p2']:.5f} (as trained "
-              f"{info['val_as_trained'].get('mse_decoded', {}).get('p2', float('nan')):.5f})")
+        print(
+            f"{dest / f'q{q}.pt'}: {stored['checkpoint_bytes'] / 1e6:.2f} MB, model {stored['model_id']}, "
+            f"parent {parent.name if parent else None}; val bpp {v['bpp']:.4f} (as trained "
+            f"{info['val_as_trained'].get('bpp', float('nan')):.4f}), P2 MSE {v['mse']['p2']:.5f} (as trained "
+            f"{info['val_as_trained'].get('mse_decoded', {}).get('p2', float('nan')):.5f})"
+        )
         parent = dest / f"q{q}.pt"
 
 

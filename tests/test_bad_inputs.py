@@ -30,9 +30,17 @@ COMMAND_LINE_CASES = [
     ("config", ["run", "complexity=often"], "complexity='often'"),
     ("config", ["run", "task_metric=keypoints"], "task_metric='keypoints'"),
     ("config", ["run", "model.split=neck"], "model.split='neck'"),
-    ("config", ["train", "codec=learned_interleaved_paper", "quality=1", "hydra.run.dir={tmp}/train",
-                "+codec.learned_interleaved_paper.net_by_quality.1.width=3"],
-     "codec.learned_interleaved_paper.net_by_quality.1"),
+    (
+        "config",
+        [
+            "train",
+            "codec=learned_interleaved_paper",
+            "quality=1",
+            "hydra.run.dir={tmp}/train",
+            "+codec.learned_interleaved_paper.net_by_quality.1.width=3",
+        ],
+        "codec.learned_interleaved_paper.net_by_quality.1",
+    ),
     ("config", ["run", "bootstrap.resamples=-1"], "bootstrap.resamples=-1"),
     ("config", ["run", "bootstrap.level=2"], "bootstrap.level=2"),
     ("config", ["run", "codec=no_such_codec"], "no_such_codec"),
@@ -40,20 +48,37 @@ COMMAND_LINE_CASES = [
     ("config", ["run", "codec=anchor_vvc", "codec.anchor_vvc.sequence_gop=sideways"], "sequence_gop"),
     ("config", ["run", "codec=anchor_vvc", "codec.anchor_vvc.quantiser.bits=12"], "bits=12"),
     ("config", ["run", "codec=anchor_vvc", "codec.anchor_vvc.no_such_key=1"], "no_such_key"),
-    ("config", ["run", "dataset=synthetic_video", "dataset.sequences=[{name: a, frames: 0}]"],
-     "dataset.sequences[0].frames"),
-    ("dataset", ["run", "dataset=coco_folder", "dataset.root={tmp}/nowhere", "dataset.annotation_file=a.json",
-                 "dataset.image_dir=img"], "nowhere"),
+    (
+        "config",
+        ["run", "dataset=synthetic_video", "dataset.sequences=[{name: a, frames: 0}]"],
+        "dataset.sequences[0].frames",
+    ),
+    (
+        "dataset",
+        [
+            "run",
+            "dataset=coco_folder",
+            "dataset.root={tmp}/nowhere",
+            "dataset.annotation_file=a.json",
+            "dataset.image_dir=img",
+        ],
+        "nowhere",
+    ),
     ("dataset", ["run", "dataset=mot_folder", "dataset.root={tmp}"], "seqinfo.ini"),
     ("dataset", ["run", "dataset=sfu_hw_objects", "dataset.root={tmp}/nowhere"], "nowhere"),
     ("dataset", ["run", "dataset=sfu_hw_objects"], "dataset.root"),
     ("checkpoint", ["run", "model.weights={tmp}/missing.pt"], "missing.pt"),
-    ("checkpoint", ["run", "codec=learned_interleaved", "codec.learned_interleaved.checkpoint_dir={tmp}/none"],
-     "none"),
-    ("binary", ["run", "codec=anchor_vvc", "codec.anchor_vvc.backend.ffmpeg={tmp}/ffmpeg"],
-     "codec.anchor_vvc.backend.ffmpeg"),
-    ("binary", ["run", "codec=anchor_vtm", "codec.anchor_vtm.meta.in_default_run=true"],
-     "codec.anchor_vtm.backend.encoder_app"),
+    ("checkpoint", ["run", "codec=learned_interleaved", "codec.learned_interleaved.checkpoint_dir={tmp}/none"], "none"),
+    (
+        "binary",
+        ["run", "codec=anchor_vvc", "codec.anchor_vvc.backend.ffmpeg={tmp}/ffmpeg"],
+        "codec.anchor_vvc.backend.ffmpeg",
+    ),
+    (
+        "binary",
+        ["run", "codec=anchor_vtm", "codec.anchor_vtm.meta.in_default_run=true"],
+        "codec.anchor_vtm.backend.encoder_app",
+    ),
     ("records", ["run", "codec=raw", "hydra.run.dir={tmp}/damaged"], "records.jsonl: line 1"),
     ("command", ["report", "{tmp}/no_run"], "no_run"),
     ("command", ["regress", "{tmp}/no_run", "--reference", "anchors/ci/points.csv"], "no_run"),
@@ -68,8 +93,11 @@ def _argv(args: list[str], tmp: Path) -> list[str]:
     argv = [a.replace("{tmp}", str(tmp)) for a in args]
     if argv[0] == "run":
         other_dataset = any(a.startswith("dataset=") for a in argv)  # only synthetic_val has `count`
-        argv += [q for q in QUICK if q.split("=")[0] not in " ".join(argv)
-                 and not (other_dataset and q.startswith("dataset."))]
+        argv += [
+            q
+            for q in QUICK
+            if q.split("=")[0] not in " ".join(argv) and not (other_dataset and q.startswith("dataset."))
+        ]
         if not any(a.startswith("hydra.run.dir=") for a in argv):
             argv.append(f"hydra.run.dir={tmp}/run")
     return argv
@@ -107,8 +135,12 @@ def _payload_cases(codec_from_yaml, real_features, val_images):
     """(codec, what it was given to encode) for one codec of each payload family."""
     feats = real_features(channels=16)
     image = val_images[0] if isinstance(val_images[0], torch.Tensor) else val_images[0].image
-    return [(codec_from_yaml("raw"), feats), (codec_from_yaml("anchor_vvc", rates=[37]), feats),
-            (codec_from_yaml("pack_tile", rates=[37]), feats), (codec_from_yaml("image_vvc", rates=[37]), image)]
+    return [
+        (codec_from_yaml("raw"), feats),
+        (codec_from_yaml("anchor_vvc", rates=[37]), feats),
+        (codec_from_yaml("pack_tile", rates=[37]), feats),
+        (codec_from_yaml("image_vvc", rates=[37]), image),
+    ]
 
 
 @pytest.mark.timeout(300)
@@ -118,8 +150,12 @@ def test_every_bad_payload_is_a_payload_error_naming_its_codec(codec_from_yaml, 
         payload = codec.encode(item, codec.rates[0])
         flipped = bytearray(payload)
         flipped[0] ^= 0xFF  # another codec's tag
-        for what, bad in (("truncated", payload[: len(payload) // 2]), ("header only", payload[:8]),
-                          ("empty", b""), ("foreign tag", bytes(flipped))):
+        for what, bad in (
+            ("truncated", payload[: len(payload) // 2]),
+            ("header only", payload[:8]),
+            ("empty", b""),
+            ("foreign tag", bytes(flipped)),
+        ):
             try:
                 codec.decode(bad)
             except PayloadError as exc:

@@ -32,14 +32,25 @@ def fake_detections(noise: float, seed: int, ids=IDS) -> list[dict]:
             continue
         x, y, w, h = a["bbox"]
         j = rng.normal(0, noise, 4) * [w, h, w, h]
-        dets.append({"image_id": a["image_id"], "category_id": a["category_id"],
-                     "bbox": [x + j[0], y + j[1], max(1.0, w + j[2]), max(1.0, h + j[3])],
-                     "score": float(np.clip(1 - noise - abs(rng.normal(0, 0.2)), 0.01, 0.99))})
+        dets.append(
+            {
+                "image_id": a["image_id"],
+                "category_id": a["category_id"],
+                "bbox": [x + j[0], y + j[1], max(1.0, w + j[2]), max(1.0, h + j[3])],
+                "score": float(np.clip(1 - noise - abs(rng.normal(0, 0.2)), 0.01, 0.99)),
+            }
+        )
     for image_id in ids:
         for _ in range(int(rng.integers(0, 4))):
             cat = GT["categories"][int(rng.integers(0, len(GT["categories"])))]["id"]
-            dets.append({"image_id": image_id, "category_id": cat, "bbox": list(rng.uniform(0, 300, 4) + [0, 0, 20, 20]),
-                         "score": float(rng.uniform(0.01, 0.6))})
+            dets.append(
+                {
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": list(rng.uniform(0, 300, 4) + [0, 0, 20, 20]),
+                    "score": float(rng.uniform(0.01, 0.6)),
+                }
+            )
     for k, d in enumerate(dets):  # distinct scores: ties are the evaluators' own business, tested elsewhere
         d["score"] = round(d["score"], 6) + k * 1e-9
     return dets
@@ -52,8 +63,10 @@ def duplicated(dets: list[dict], counts: dict[int, int]) -> tuple[dict, list[dic
         for copy in range(counts.get(im["id"], 0)):
             new = im["id"] if copy == 0 else next_id + copy * 1000 + im["id"] % 1000
             images.append({**im, "id": new})
-            anns += [{**a, "image_id": new, "id": len(anns) + n + 1}
-                     for n, a in enumerate(x for x in GT["annotations"] if x["image_id"] == im["id"])]
+            anns += [
+                {**a, "image_id": new, "id": len(anns) + n + 1}
+                for n, a in enumerate(x for x in GT["annotations"] if x["image_id"] == im["id"])
+            ]
             out += [{**d, "image_id": new} for d in dets if d["image_id"] == im["id"]]
     return {"images": images, "annotations": anns, "categories": GT["categories"]}, out
 
@@ -104,8 +117,21 @@ def records(codec: str, bytes_per_image, noise_of_point=NOISES, seed: int = 0) -
         dets = fake_detections(noise, seed=seed + p)
         for im in GT["images"]:
             rows = [[*d["bbox"], d["score"], d["category_id"]] for d in dets if d["image_id"] == im["id"]]
-            out.append(Record(im["id"], codec, f"q={p}", "s", int(bytes_per_image(p, im)), im["width"] * im["height"],
-                              0.0, 0.0, 0.0, 0.0, detections=rows))
+            out.append(
+                Record(
+                    im["id"],
+                    codec,
+                    f"q={p}",
+                    "s",
+                    int(bytes_per_image(p, im)),
+                    im["width"] * im["height"],
+                    0.0,
+                    0.0,
+                    0.0,
+                    0.0,
+                    detections=rows,
+                )
+            )
     return out
 
 
@@ -115,7 +141,7 @@ def run_items(*codec_records) -> RunItems:
 
 
 def bits(p, im, scale=1.0):
-    return 2 * int(scale * 1000 * (1.6 ** p) * (1 + (im["id"] % 7) / 10))  # even; images differ in cost
+    return 2 * int(scale * 1000 * (1.6**p) * (1 + (im["id"] % 7) / 10))  # even; images differ in cost
 
 
 def test_identical_records_give_zero_with_an_interval_of_width_zero():
@@ -138,8 +164,7 @@ def test_real_differences_give_a_real_interval_and_the_seed_reproduces_it():
     same seed, another for another seed; the estimate is the full set's BD-rate."""
     rng = np.random.default_rng(0)
     factor = {im["id"]: float(rng.uniform(0.6, 1.2)) for im in GT["images"]}
-    items = run_items(records("anchor", bits), records("mixed", lambda p, im: bits(p, im) * factor[im["id"]],
-                                                        seed=100))
+    items = run_items(records("anchor", bits), records("mixed", lambda p, im: bits(p, im) * factor[im["id"]], seed=100))
     a = bootstrap_bd(items, "anchor", ["mixed"], n_resamples=300, seed=7)[0]
     b = bootstrap_bd(items, "anchor", ["mixed"], n_resamples=300, seed=7)[0]
     c = bootstrap_bd(items, "anchor", ["mixed"], n_resamples=300, seed=8)[0]
@@ -148,8 +173,10 @@ def test_real_differences_give_a_real_interval_and_the_seed_reproduces_it():
     assert (a.lo, a.hi) != (c.lo, c.hi)
     from vcmbench.metrics.bd import bd_rate
 
-    curve = {c: sorted((float(p.values(None)[0][0]), float(p.values(None)[1][0])) for p in items.curve(c))
-             for c in ("anchor", "mixed")}
+    curve = {
+        c: sorted((float(p.values(None)[0][0]), float(p.values(None)[1][0])) for p in items.curve(c))
+        for c in ("anchor", "mixed")
+    }
     assert a.estimate == pytest.approx(bd_rate(*zip(*curve["anchor"]), *zip(*curve["mixed"])), abs=1e-12)
 
 

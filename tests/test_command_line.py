@@ -12,17 +12,25 @@ from vcmbench.cli import main
 
 # (command line after `vcmbench run`, words the one line must contain)
 BAD_COMMAND_LINES = {
-    "missing_mandatory_value": (["dataset=coco_folder", "dataset.root=/nonexistent"],
-                                ["dataset.annotation_file", "???", "dataset.annotation_file=..."]),
-    "unknown_group_option": (["codec=nonexistent"],
-                             ["codec=nonexistent", "choose one of", "anchor_vvc", "raw16", "image_vvc"]),
+    "missing_mandatory_value": (
+        ["dataset=coco_folder", "dataset.root=/nonexistent"],
+        ["dataset.annotation_file", "???", "dataset.annotation_file=..."],
+    ),
+    "unknown_group_option": (
+        ["codec=nonexistent"],
+        ["codec=nonexistent", "choose one of", "anchor_vvc", "raw16", "image_vvc"],
+    ),
     "unknown_option_in_a_list": (["codec=[raw,nonexistent]"], ["codec=nonexistent", "choose one of", "raw16"]),
     "wrong_type": (["workers=abc"], ["workers='abc'", "not an integer", ">= 1"]),
-    "rate_out_of_range": (["codec=anchor_vvc", "codec.anchor_vvc.rates=[99]"],
-                          ["codec.anchor_vvc.rates", "qp=99", "0..63"]),
+    "rate_out_of_range": (
+        ["codec=anchor_vvc", "codec.anchor_vvc.rates=[99]"],
+        ["codec.anchor_vvc.rates", "qp=99", "0..63"],
+    ),
     "negative_max_images": (["dataset.max_images=-3"], ["dataset.max_images=-3", ">= 1 or null"]),
-    "missing_checkpoint": (["codec=raw", "model.weights=/nonexistent/ci_frcnn.pt"],
-                           ["model.weights=/nonexistent/ci_frcnn.pt", "no such checkpoint", "model.weights=none"]),
+    "missing_checkpoint": (
+        ["codec=raw", "model.weights=/nonexistent/ci_frcnn.pt"],
+        ["model.weights=/nonexistent/ci_frcnn.pt", "no such checkpoint", "model.weights=none"],
+    ),
     "unknown_setting": (["codec=raw", "wokers=2"], ["wokers=2", "no setting 'wokers'", "+wokers=2"]),
     "sweep_without_multirun": (["codec=raw,raw16"], ["codec=raw,raw16", "-m"]),
     "bad_boolean": (["codec=raw", "progress=maybe"], ["progress='maybe'", "progress=true"]),
@@ -56,7 +64,10 @@ def test_a_real_process_prints_the_same_one_line(case, tmp_path):
     args, words = BAD_COMMAND_LINES[case]
     proc = subprocess.run(
         [sys.executable, "-m", "vcmbench", "run", *args, f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -72,9 +83,20 @@ def test_checks_run_in_process_too(capsys):
 
 def test_each_job_of_a_multirun_is_checked_before_any_runs(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench", "run", "-m", "codec=raw", "dataset.max_images=1,-1",
-         f"results_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "vcmbench",
+            "run",
+            "-m",
+            "codec=raw",
+            "dataset.max_images=1,-1",
+            f"results_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2 and "dataset.max_images=-1" in proc.stderr
     assert not list(tmp_path.glob("multirun/*/*/records.jsonl"))  # the good job did not start either
@@ -84,13 +106,28 @@ def test_user_config_dir_adds_a_codec(tmp_path):
     """A user's codec yaml in their own folder, without touching the package."""
     (tmp_path / "mine" / "codec").mkdir(parents=True)
     (tmp_path / "mine" / "codec" / "raw_mine.yaml").write_text(
-        "raw_mine:\n  _target_: vcmbench.codecs.raw.RawCodec\n  name: raw_mine\n  dtype: float16\n")
+        "raw_mine:\n  _target_: vcmbench.codecs.raw.RawCodec\n  name: raw_mine\n  dtype: float16\n"
+    )
     for how in (["--config-dir", str(tmp_path / "mine")], [f"hydra.searchpath=[file://{tmp_path / 'mine'}]"]):
         out = tmp_path / "run"
         proc = subprocess.run(
-            [sys.executable, "-m", "vcmbench", "run", *how, "codec=raw_mine", "dataset.max_images=1",
-             "progress=false", "report=false", "workers=1", f"hydra.run.dir={out}"],
-            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "vcmbench",
+                "run",
+                *how,
+                "codec=raw_mine",
+                "dataset.max_images=1",
+                "progress=false",
+                "report=false",
+                "workers=1",
+                f"hydra.run.dir={out}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "raw_mine" in (out / "points.csv").read_text()
@@ -105,8 +142,15 @@ def test_a_run_builds_each_codec_once(tmp_path, monkeypatch):
     built = []
     instantiate = config._instantiate
     monkeypatch.setattr(config, "_instantiate", lambda node: built.append(str(node.name)) or instantiate(node))
-    argv = ["run", "codec=[raw,raw16]", "dataset.count=1", "progress=false", "report=false", "complexity=false",
-            f"hydra.run.dir={tmp_path / 'run'}"]
+    argv = [
+        "run",
+        "codec=[raw,raw16]",
+        "dataset.count=1",
+        "progress=false",
+        "report=false",
+        "complexity=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     assert main(argv) == 0
     assert sorted(built) == ["raw", "raw16"]
     assert (tmp_path / "run" / "points.csv").is_file()

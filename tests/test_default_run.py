@@ -41,7 +41,10 @@ def default_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("default") / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "vcmbench", "run", "progress=false", f"hydra.run.dir={out}"],
-        capture_output=True, text=True, timeout=2700, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=2700,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return out

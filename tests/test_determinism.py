@@ -19,13 +19,24 @@ from vcmbench.regress import ENV_DIFFERS, regress_main
 
 REPO = Path(__file__).resolve().parents[1]
 COMMON = ["dataset.count=2", "workers=1", "report=false", "progress=false", "complexity=false"]
-SMALL = [*COMMON, "codec=[anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw]", "codec.anchor_vvc.rates=[37,45]",
-         "codec.pack_tile.rates=[37]", "codec.learned_interleaved.rates=[2]", "codec.image_vvc.rates=[37]"]
+SMALL = [
+    *COMMON,
+    "codec=[anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw]",
+    "codec.anchor_vvc.rates=[37,45]",
+    "codec.pack_tile.rates=[37]",
+    "codec.learned_interleaved.rates=[2]",
+    "codec.image_vvc.rates=[37]",
+]
 
 
 def _run(out: Path, *extra: str, base: list[str] = SMALL) -> Path:
-    proc = subprocess.run([sys.executable, "-m", "vcmbench", "run", *base, *extra, f"hydra.run.dir={out}"],
-                          capture_output=True, text=True, timeout=400, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vcmbench", "run", *base, *extra, f"hydra.run.dir={out}"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -36,8 +47,10 @@ def test_exact_runs_are_identical_whatever_the_thread_count(tmp_path):
     """threads 1 and 4 (torch's intra-op threads: the reductions' split), and 2 workers whose codecs are
     capped at 1 thread (the learned encode's own 2 otherwise: vcmbench.thread_budget), give the same
     points table, every non-time column (bytes, mAP, fidelity, feature and decoded hashes) to the last bit."""
-    runs = {key: _run(tmp_path / key, *extra) for key, extra in
-            (("t1", ["threads=1"]), ("t4", ["threads=4"]), ("workers2", ["threads=1", "workers=2"]))}
+    runs = {
+        key: _run(tmp_path / key, *extra)
+        for key, extra in (("t1", ["threads=1"]), ("t4", ["threads=4"]), ("workers2", ["threads=1", "workers=2"]))
+    }
     tables = {key: numbers_of(run / "points.csv") for key, run in runs.items()}
     for key in ("t4", "workers2"):
         pd.testing.assert_frame_equal(tables["t1"], tables[key], check_exact=True)
@@ -63,9 +76,22 @@ def test_modes_and_their_old_names():
 
 
 def _table(path: Path, bpp: float, features: str, bytes_: int = 1000) -> Path:
-    rows = [{"dataset": "d", "model": "m", "codec": "c", "rate": "qp=37", "n_images": 2, "n_failed": 0,
-             "bytes": bytes_, "pixels": 8000 * 1000 / bpp / 8 if bpp else 1, "bpp": bpp, "map": 40.0, "ap50": 60.0,
-             "features_hash": features}]
+    rows = [
+        {
+            "dataset": "d",
+            "model": "m",
+            "codec": "c",
+            "rate": "qp=37",
+            "n_images": 2,
+            "n_failed": 0,
+            "bytes": bytes_,
+            "pixels": 8000 * 1000 / bpp / 8 if bpp else 1,
+            "bpp": bpp,
+            "map": 40.0,
+            "ap50": 60.0,
+            "features_hash": features,
+        }
+    ]
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 

@@ -48,12 +48,19 @@ def _perturbed(parameter: str):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("parameter, stage", [("backbone.body.layer2.0.0.weight", "the front"),
-                                              ("roi_heads.box_predictor.cls_score.weight", "the back")])
+@pytest.mark.parametrize(
+    "parameter, stage",
+    [("backbone.body.layer2.0.0.weight", "the front"), ("roi_heads.box_predictor.cls_score.weight", "the back")],
+)
 def test_a_perturbed_weight_is_named_as_the_first_stage_that_diverged(expected, parameter, stage):
     want = _subset(expected, "anchor_vvc")
-    actual = golden.compute({"ci_frcnn": []}, scenes=1, codecs=["anchor_vvc"],
-                            detectors={"ci_frcnn": _perturbed(parameter)})
+    actual = golden.compute(
+        {"ci_frcnn": []}, scenes=1, codecs=["anchor_vvc"], detectors={"ci_frcnn": _perturbed(parameter)}
+    )
     problem = golden.diverged(want, actual)
     assert problem is not None and f"first stage that diverged: {stage} (ci_frcnn, scene" in problem
-    assert "Computed on" in problem and "the golden file was made on" in problem and actual["machine"]["cpu_model"] in problem
+    assert (
+        "Computed on" in problem
+        and "the golden file was made on" in problem
+        and actual["machine"]["cpu_model"] in problem
+    )

@@ -16,8 +16,21 @@ import vcmbench
 
 PACKAGE = Path(vcmbench.__file__).resolve().parent
 LAYERS = [
-    {"vcmbench", "types", "errors", "paths", "atomic", "settings", "determinism", "config", "train_state", "conf",
-     "provenance", "exact", "thread_budget"},
+    {
+        "vcmbench",
+        "types",
+        "errors",
+        "paths",
+        "atomic",
+        "settings",
+        "determinism",
+        "config",
+        "train_state",
+        "conf",
+        "provenance",
+        "exact",
+        "thread_budget",
+    },
     {"datasets"},
     {"vision"},
     {"codecs"},
@@ -65,8 +78,7 @@ def test_every_area_has_a_place_in_the_flow():
 
 
 def test_no_module_imports_one_above_it():
-    upward = [f"{m} imports {i}" for m, deps in imports().items() for i in deps
-              if RANK[area(i)] > RANK[area(m)]]
+    upward = [f"{m} imports {i}" for m, deps in imports().items() for i in deps if RANK[area(i)] > RANK[area(m)]]
     assert not upward, "imports against the data flow:\n" + "\n".join(sorted(upward))
 
 
@@ -79,7 +91,7 @@ def test_no_import_cycles():
         state[m] = 1
         for d in graph[m]:
             if state.get(d) == 1:
-                cycles.append(" -> ".join([*stack[stack.index(d):], d]))
+                cycles.append(" -> ".join([*stack[stack.index(d) :], d]))
             elif d not in state:
                 visit(d, [*stack, d])
         state[m] = 2
@@ -91,3 +103,11 @@ def test_no_import_cycles():
 
 
 imports_cache = imports()
+
+
+def test_no_module_is_over_500_lines():
+    """Small modules with one job each: a module that grows past 500 lines is split by its jobs."""
+    long = {
+        str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500
+    }
+    assert not long, f"modules over 500 lines: {long}"

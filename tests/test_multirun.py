@@ -21,24 +21,49 @@ from omegaconf import MISSING, OmegaConf
 from tests.assets import COCO_MINI_DATASET
 from vcmbench.config import compose_config
 from vcmbench.regress import regress_main
-from vcmbench.render.report import report_main
+from vcmbench.render.report_cli import report_main
 
-FAST = [*COCO_MINI_DATASET, "dataset.max_images=2", "model=frcnn_r50_fpn", "model.weights=none",
-        "model.min_size=256", "model.max_size=384", "progress=false", "threads=1", "workers=1"]
+FAST = [
+    *COCO_MINI_DATASET,
+    "dataset.max_images=2",
+    "model=frcnn_r50_fpn",
+    "model.weights=none",
+    "model.min_size=256",
+    "model.max_size=384",
+    "progress=false",
+    "threads=1",
+    "workers=1",
+]
 RUN_NAME = "mr"
 
 
 def launcher_cfg(launcher: str, *overrides: str):
-    return compose_config("config", [f"hydra/launcher={launcher}", "results_dir=/sweeps", "codec=raw", *overrides],
-                          return_hydra_config=True)
+    return compose_config(
+        "config",
+        [f"hydra/launcher={launcher}", "results_dir=/sweeps", "codec=raw", *overrides],
+        return_hydra_config=True,
+    )
 
 
 @pytest.mark.slow
 def test_joblib_multirun_two_codecs_then_report_and_regress(tmp_path, capsys):
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench", "run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-         *FAST, "codec=raw,raw16", f"results_dir={tmp_path}", f"run_name={RUN_NAME}"],
-        capture_output=True, text=True, timeout=400,
+        [
+            sys.executable,
+            "-m",
+            "vcmbench",
+            "run",
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            *FAST,
+            "codec=raw,raw16",
+            f"results_dir={tmp_path}",
+            f"run_name={RUN_NAME}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr  # really the joblib launcher

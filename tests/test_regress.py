@@ -45,7 +45,9 @@ def test_same_run_passes(tmp_path, reference, capsys, points_tables):
 
 
 def test_worse_run_fails_naming_the_codec_and_its_figure(tmp_path, reference, capsys, points_tables):
-    run = points_tables.write_run(tmp_path / "run", points(points_tables, learned_scale=1.05))  # 5 % more bits at every mAP
+    run = points_tables.write_run(
+        tmp_path / "run", points(points_tables, learned_scale=1.05)
+    )  # 5 % more bits at every mAP
     assert regress(run, reference, "--tolerance", "2") == EXIT_REGRESSION
     captured = capsys.readouterr()
     assert re.search(r"learned\s+BD-rate\s+\+5\.00\s+REGRESSION", captured.out)
@@ -77,11 +79,15 @@ def test_missing_codec_is_unusable(tmp_path, reference, capsys, points_tables):
 
 
 def test_too_few_points_and_no_overlap_are_unusable(tmp_path, reference, capsys, points_tables):
-    short = [r for r in points(points_tables) if not (r["codec"] == "learned" and r["rate"] in ("qp=40", "qp=37", "qp=34"))]
+    short = [
+        r for r in points(points_tables) if not (r["codec"] == "learned" and r["rate"] in ("qp=40", "qp=37", "qp=34"))
+    ]
     assert regress(points_tables.write_run(tmp_path / "short", short), reference) == EXIT_UNUSABLE
     assert "learned: cannot compare: learned has 3 rate points, BD-rate needs 4" in capsys.readouterr().err
 
-    apart = [r for r in points(points_tables) if r["codec"] != "learned"] + points_tables.curve("learned", points_tables.BPP * 9, points_tables.MAP + 20)
+    apart = [r for r in points(points_tables) if r["codec"] != "learned"] + points_tables.curve(
+        "learned", points_tables.BPP * 9, points_tables.MAP + 20
+    )
     assert regress(points_tables.write_run(tmp_path / "apart", apart), reference) == EXIT_UNUSABLE
     assert "ranges do not overlap" in capsys.readouterr().err
 
@@ -96,7 +102,9 @@ def test_bad_inputs_are_unusable(tmp_path, reference, capsys, points_tables):
     assert "no such file" in capsys.readouterr().err
     assert regress(tmp_path / "no_run", reference) == EXIT_UNUSABLE
     assert regress(run, reference, "--tolerance", "-1") == EXIT_UNUSABLE
-    other = points_tables.write_run(tmp_path / "other", [dict(r, dataset="openimages_mpeg") for r in points(points_tables)])
+    other = points_tables.write_run(
+        tmp_path / "other", [dict(r, dataset="openimages_mpeg") for r in points(points_tables)]
+    )
     assert regress(other, reference) == EXIT_UNUSABLE
     assert "run the sweep with the reference's dataset and model" in capsys.readouterr().err
 
@@ -111,8 +119,12 @@ def test_cli_entry_exits_with_the_status(tmp_path, reference, points_tables):
     import sys
 
     run = points_tables.write_run(tmp_path / "run", points(points_tables, learned_scale=1.05))
-    proc = subprocess.run([sys.executable, "-m", "vcmbench", "regress", str(run), "--reference", str(reference),
-                           "--tolerance", "1"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vcmbench", "regress", str(run), "--reference", str(reference), "--tolerance", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "REGRESSION: learned" in proc.stderr
 
 
@@ -164,12 +176,27 @@ def real_runs(tmp_path_factory):
     from vcmbench.run import run_sweep
 
     root = tmp_path_factory.mktemp("gate")
-    base = ["dataset.max_images=8", "codec=[anchor_hevc,pack_tile]", "progress=false", "report=false",
-            "fidelity=false", "complexity=false", "workers=1"]
+    base = [
+        "dataset.max_images=8",
+        "codec=[anchor_hevc,pack_tile]",
+        "progress=false",
+        "report=false",
+        "fidelity=false",
+        "complexity=false",
+        "workers=1",
+    ]
     runs = {}
-    for name, extra in (("reference", ["threads=1"]),
-                        ("worse", ["threads=1", "codec.anchor_hevc._target_=tests.codecs_for_tests.WastefulFrameCodec",
-                                   "+codec.anchor_hevc.waste=0.25"])):
+    for name, extra in (
+        ("reference", ["threads=1"]),
+        (
+            "worse",
+            [
+                "threads=1",
+                "codec.anchor_hevc._target_=tests.codecs_for_tests.WastefulFrameCodec",
+                "+codec.anchor_hevc.waste=0.25",
+            ],
+        ),
+    ):
         run_sweep(compose_config("config", base + extra), root / name)
         runs[name] = root / name
     return runs
@@ -189,8 +216,9 @@ def test_the_significance_gate_flags_a_worse_codec_and_not_noise(real_runs, caps
     assert re.search(r"REGRESSION: anchor_hevc: BD-rate \+2[45]\.\d\d%, above \+1% with 95% confidence", captured.err)
     assert re.search(r"95% sure BD-rate > \+2[45]\.\d\d% and < \+2[45]\.\d\d%", captured.out)  # the same on any images
     # the reference as a points table only: held fixed, the run's images resampled
-    assert regress_main([str(real_runs["worse"]), "--reference", str(real_runs["reference"] / "points.csv"),
-                         *gate]) in (EXIT_OK, EXIT_REGRESSION)
+    assert regress_main(
+        [str(real_runs["worse"]), "--reference", str(real_runs["reference"] / "points.csv"), *gate]
+    ) in (EXIT_OK, EXIT_REGRESSION)
     assert "reference curve held fixed" in capsys.readouterr().out
 
 
@@ -205,7 +233,7 @@ def test_the_significance_gate_needs_records_and_a_sane_alpha(tmp_path, referenc
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_report_gives_each_bd_rate_its_interval_and_says_how(real_runs, tmp_path):
-    from vcmbench.render.report import report_main
+    from vcmbench.render.report_cli import report_main
 
     ref = str(real_runs["reference"])
     args = [ref, "--resamples", "200", "--seed", "3"]
@@ -213,8 +241,11 @@ def test_the_report_gives_each_bd_rate_its_interval_and_says_how(real_runs, tmp_
     assert report_main([*args, "--out", str(tmp_path / "b")]) == 0
     md = (tmp_path / "a" / "report.md").read_text()
     assert "Intervals: paired bootstrap over the 8 images: 200 resamples, seed 3, 95% percentile intervals." in md
+
     def bd_row(text: str) -> str:
-        return next(line for line in text[text.index("### BD-rate vs"):].splitlines() if line.startswith("| pack_tile"))
+        return next(
+            line for line in text[text.index("### BD-rate vs") :].splitlines() if line.startswith("| pack_tile")
+        )
 
     row = bd_row(md)
     cells = [c.strip() for c in row.strip("|").split("|")]

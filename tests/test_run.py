@@ -17,8 +17,16 @@ from vcmbench.points import POINT_COLUMNS
 from vcmbench.run import run_sweep
 from vcmbench.vision.torchvision_split import TorchvisionSplit
 
-FAST = [*COCO_MINI_DATASET, "dataset.max_images=2", "model=frcnn_r50_fpn", "model.weights=none",
-        "model.min_size=256", "model.max_size=384", "progress=false", "workers=1"]
+FAST = [
+    *COCO_MINI_DATASET,
+    "dataset.max_images=2",
+    "model=frcnn_r50_fpn",
+    "model.weights=none",
+    "model.min_size=256",
+    "model.max_size=384",
+    "progress=false",
+    "workers=1",
+]
 HEADER_AND_CRC = 30 + 4
 
 
@@ -30,7 +38,9 @@ def test_cli_run_raw_gives_true_bytes_and_bpp(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "vcmbench", "run", *FAST, "codec=raw", f"hydra.run.dir={out}"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     points = pd.read_csv(out / "points.csv")
@@ -68,9 +78,13 @@ def test_crash_then_rerun_resumes_without_redoing(tmp_path, monkeypatch):
         return real_front(self, image)
 
     monkeypatch.setattr(TorchvisionSplit, "front", counting_front)
-    codec = ["+codec.crashy._target_=tests.codecs_for_tests.CrashingRaw", "+codec.crashy.name=crashy",
-             "+codec.raw16._target_=vcmbench.codecs.raw.RawCodec", "+codec.raw16.name=raw16",
-             "+codec.raw16.dtype=float16"]
+    codec = [
+        "+codec.crashy._target_=tests.codecs_for_tests.CrashingRaw",
+        "+codec.crashy.name=crashy",
+        "+codec.raw16._target_=vcmbench.codecs.raw.RawCodec",
+        "+codec.raw16.name=raw16",
+        "+codec.raw16.dtype=float16",
+    ]
     cfg = cfg_with(*codec, "complexity=false")  # counted fronts: the sweep's only
     CrashingRaw.encodes, CrashingRaw.crash_after = 0, 1  # image 1 done, crash on image 2's first point
     with pytest.raises(KeyboardInterrupt):
@@ -160,8 +174,9 @@ def test_retrained_checkpoint_at_the_same_path_is_another_setup(tmp_path):
 def test_front_runs_once_per_image_not_per_rate_point(tmp_path, monkeypatch):
     calls = {"front": 0}
     real_front = TorchvisionSplit.front
-    monkeypatch.setattr(TorchvisionSplit, "front", lambda s, i: calls.__setitem__("front", calls["front"] + 1)
-                        or real_front(s, i))
+    monkeypatch.setattr(
+        TorchvisionSplit, "front", lambda s, i: calls.__setitem__("front", calls["front"] + 1) or real_front(s, i)
+    )
     run_sweep(cfg_with("codec=[raw,raw16]", "complexity=false"), tmp_path)
     assert calls["front"] == 2
 
@@ -175,9 +190,19 @@ def test_changed_codec_settings_are_not_reused(tmp_path):
 
 def test_bad_config_value_gives_clear_error(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench", "run", *FAST, "codec=raw", "codec.raw.dtype=int8",
-         f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "vcmbench",
+            "run",
+            *FAST,
+            "codec=raw",
+            "codec.raw.dtype=int8",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert "codec.raw.dtype='int8'" in proc.stderr and "float16" in proc.stderr
@@ -185,9 +210,20 @@ def test_bad_config_value_gives_clear_error(tmp_path):
 
 def test_multirun_basic_launcher_writes_one_dir_per_job(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench", "run", "-m", *FAST, "dataset.max_images=1", "codec=raw,raw16",
-         f"results_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "vcmbench",
+            "run",
+            "-m",
+            *FAST,
+            "dataset.max_images=1",
+            "codec=raw,raw16",
+            f"results_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     tables = sorted(tmp_path.glob("multirun/*/*/points.csv"))
@@ -207,8 +243,14 @@ def test_parallel_workers_give_the_same_records(tmp_path):
     pd.testing.assert_frame_equal(serial[cols], parallel[cols])
     assert serial.workers.tolist() == [1, 1] and not serial.contended.any()
     assert parallel.workers.tolist() == [2, 2] and parallel.contended.all()
-    a = {(r["image_id"], r["codec"]): r["detections"] for r in map(json.loads, (tmp_path / "serial/records.jsonl").open())}
-    b = {(r["image_id"], r["codec"]): r["detections"] for r in map(json.loads, (tmp_path / "parallel/records.jsonl").open())}
+    a = {
+        (r["image_id"], r["codec"]): r["detections"]
+        for r in map(json.loads, (tmp_path / "serial/records.jsonl").open())
+    }
+    b = {
+        (r["image_id"], r["codec"]): r["detections"]
+        for r in map(json.loads, (tmp_path / "parallel/records.jsonl").open())
+    }
     assert a == b
 
 
@@ -216,11 +258,15 @@ def test_parallel_workers_give_the_same_records(tmp_path):
 def test_a_payload_the_back_rejects_is_that_items_decode_failure(tmp_path):
     """A header overwritten after encoding: the payload decodes, the back raises ShapeError;
     the item records decode_failed with the reason and the sweep finishes."""
-    cfg = cfg_with("codec=[raw,anchor_vvc]", "codec.anchor_vvc._target_=tests.codecs_for_tests.HeaderOverwrittenFrames",
-                   "codec.anchor_vvc.rates=[41]")
+    cfg = cfg_with(
+        "codec=[raw,anchor_vvc]",
+        "codec.anchor_vvc._target_=tests.codecs_for_tests.HeaderOverwrittenFrames",
+        "codec.anchor_vvc.rates=[41]",
+    )
     points = run_sweep(cfg, tmp_path).set_index("codec")
     assert points.loc["anchor_vvc", "n_failed"] == 2 and points.loc["raw", "n_failed"] == 0
     recs = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
     bad = [r for r in recs if r["codec"] == "anchor_vvc"]
-    assert len(bad) == 2 and all(r["status"] == "decode_failed" and r["error"].startswith("ShapeError: ")
-                                 and "p5" in r["error"] for r in bad), [r["error"] for r in bad]
+    assert len(bad) == 2 and all(
+        r["status"] == "decode_failed" and r["error"].startswith("ShapeError: ") and "p5" in r["error"] for r in bad
+    ), [r["error"] for r in bad]

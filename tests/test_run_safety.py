@@ -19,8 +19,12 @@ from vcmbench.records import RecordsCorrupt, RecordStore, RunLock
 
 REPO = Path(__file__).resolve().parents[1]
 # Four synthetic scenes, an external codec (VVC through ffmpeg) and a learned one, three rates each.
-SWEEP = ["dataset.count=4", "codec=[anchor_vvc,learned_interleaved]", "codec.anchor_vvc.rates=[37,41,45]",
-         "codec.learned_interleaved.rates=[1,2,3]"]
+SWEEP = [
+    "dataset.count=4",
+    "codec=[anchor_vvc,learned_interleaved]",
+    "codec.anchor_vvc.rates=[37,41,45]",
+    "codec.learned_interleaved.rates=[1,2,3]",
+]
 TINY = ["dataset.count=2", "codec=raw"]
 COMMON = ["workers=1", "report=false", "progress=false", "fidelity=false", "complexity=false"]
 TIME_FIELDS = {"enc_s", "dec_s", "front_s", "back_s", "workers"}
@@ -89,9 +93,16 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path):
 def test_a_second_run_on_a_folder_in_use_fails_at_once_and_a_stale_lock_is_taken_over(tmp_path):
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom vcmbench.records import RunLock\n"
-         f"RunLock({str(run_dir)!r}).acquire()\nprint('locked', flush=True)\ntime.sleep(120)\n"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom vcmbench.records import RunLock\n"
+            f"RunLock({str(run_dir)!r}).acquire()\nprint('locked', flush=True)\ntime.sleep(120)\n",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         t0 = time.perf_counter()
@@ -119,8 +130,23 @@ def test_the_lock_excludes_within_one_host(tmp_path):
 
 
 def _write_records(path: Path, n: int) -> list[str]:
-    lines = [json.dumps({"image_id": i, "codec": "c", "rate": "q=1", "setup": "s", "bytes": 10, "pixels": 100,
-                         "enc_s": 0.0, "dec_s": 0.0, "front_s": 0.0, "back_s": 0.0}) for i in range(n)]
+    lines = [
+        json.dumps(
+            {
+                "image_id": i,
+                "codec": "c",
+                "rate": "q=1",
+                "setup": "s",
+                "bytes": 10,
+                "pixels": 100,
+                "enc_s": 0.0,
+                "dec_s": 0.0,
+                "front_s": 0.0,
+                "back_s": 0.0,
+            }
+        )
+        for i in range(n)
+    ]
     path.write_text("".join(x + "\n" for x in lines))
     return lines
 

@@ -33,8 +33,13 @@ from vcmbench.run import run_sweep
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["progress=false", "report=false", "workers=1", "fidelity=false"]
 # the case every sharding rule must hold on: 8 scenes, an uncompressed, a VVC and a learned codec (a rate point each)
-EIGHT = ["dataset.count=8", "codec=[raw,anchor_vvc,learned_interleaved]", "codec.anchor_vvc.rates=[37]",
-         "codec.learned_interleaved.rates=[4]", *QUIET]
+EIGHT = [
+    "dataset.count=8",
+    "codec=[raw,anchor_vvc,learned_interleaved]",
+    "codec.anchor_vvc.rates=[37]",
+    "codec.learned_interleaved.rates=[4]",
+    *QUIET,
+]
 
 
 def _not_times(points: pd.DataFrame) -> pd.DataFrame:
@@ -73,8 +78,13 @@ def test_shard_setting_forms_and_refusals():
     for bad in ("0/4", "5/4", "a/b", "2", "1/0"):
         with pytest.raises(ConfigError, match="dataset.shard="):
             parse_shard(bad)
-    proc = subprocess.run([sys.executable, "-m", "vcmbench", "run", "dataset.shard=5/4", "codec=raw"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vcmbench", "run", "dataset.shard=5/4", "codec=raw"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "dataset.shard='5/4'" in lines[0] and "K must be from 1 to N" in lines[0]
@@ -82,8 +92,10 @@ def test_shard_setting_forms_and_refusals():
 
 @pytest.mark.timeout(60)
 def test_a_sequence_set_is_cut_by_sequences(tmp_path):
-    cfg = compose_config("config", ["dataset=synthetic_video", "dataset.max_frames=1", f"dataset.cache_dir={tmp_path}",
-                                    "dataset.shard=2/2"])
+    cfg = compose_config(
+        "config",
+        ["dataset=synthetic_video", "dataset.max_frames=1", f"dataset.cache_dir={tmp_path}", "dataset.shard=2/2"],
+    )
     from hydra.utils import instantiate
 
     part = instantiate(cfg.dataset)
@@ -120,12 +132,16 @@ def test_four_shards_merged_equal_the_unsharded_run(sharded):
     assert set(part["shard"]) == {"1/4"} and part["partial"].all()  # a shard's own table says what it is
     merged = merge_runs(shards, root / "merged")
     assert not merged["partial"].any() and (merged.n_images == 8).all()
-    pd.testing.assert_frame_equal(_not_times(_read(root / "merged" / "points.csv")),
-                                  _not_times(_read(root / "whole" / "points.csv")), check_exact=True)
+    pd.testing.assert_frame_equal(
+        _not_times(_read(root / "merged" / "points.csv")),
+        _not_times(_read(root / "whole" / "points.csv")),
+        check_exact=True,
+    )
     assert "kmac_enc" in merged.columns  # complexity counted on the whole set's first scene, by every shard
     # mAP is the union's, not the mean of the shards' mAPs
-    vvc = [float(_read(s / "points.csv").set_index(["codec", "rate"]).loc[("anchor_vvc", "qp=37"), "map"])
-           for s in shards]
+    vvc = [
+        float(_read(s / "points.csv").set_index(["codec", "rate"]).loc[("anchor_vvc", "qp=37"), "map"]) for s in shards
+    ]
     union = float(merged.set_index(["codec", "rate"]).loc[("anchor_vvc", "qp=37"), "map"])
     assert abs(union - sum(vvc) / len(vvc)) > 1e-6
     # the merged folder is a run folder: records and detections of every point, and it lists its shards
@@ -188,14 +204,26 @@ def test_report_on_a_sharded_sweep_merges_its_shards(sharded, tmp_path):
 
 # ------------------------------------------------------------------------ launchers, for real
 
-TINY = ["dataset.count=4", "codec=[raw,anchor_vvc]", "codec.anchor_vvc.rates=[41]", "complexity=false",
-        "progress=false", "fidelity=false"]
+TINY = [
+    "dataset.count=4",
+    "codec=[raw,anchor_vvc]",
+    "codec.anchor_vvc.rates=[41]",
+    "complexity=false",
+    "progress=false",
+    "fidelity=false",
+]
 RAW_ONLY = ["dataset.count=2", "codec=raw", "complexity=false", "progress=false", "fidelity=false"]
 
 
 def _sweep(*args: str, env: dict | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vcmbench", "sweep", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "vcmbench", "sweep", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.mark.timeout(600)
@@ -226,8 +254,9 @@ def _slurm_cluster():
         if os.environ.get("CI"):
             pytest.fail("CI must run the SLURM test: .ci/run installs slurm-wlm and munge (as root)")
         pytest.skip("SLURM is not installed here (sudo bash scripts/slurm_local.sh install)")
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "slurm_local.sh"), "start"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "slurm_local.sh"), "start"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().split("=", 1)[1]
 
@@ -238,8 +267,18 @@ def test_slurm_sweep_of_two_shards_equals_one_process(tmp_path):
     conf = _slurm_cluster()
     env = {**os.environ, "SLURM_CONF": conf}
     out = tmp_path / "slurm"
-    args = ("--shards", "2", "--launcher", "slurm", "--out", str(out), *TINY, "hydra.launcher.cpus_per_task=1",
-            "hydra.launcher.mem_gb=4", "hydra.launcher.timeout_min=20")
+    args = (
+        "--shards",
+        "2",
+        "--launcher",
+        "slurm",
+        "--out",
+        str(out),
+        *TINY,
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=4",
+        "hydra.launcher.timeout_min=20",
+    )
     try:
         lock = RunLock(out / "shard2of2").acquire()  # shard 2's job fails under SLURM: its folder is busy
         try:
@@ -261,8 +300,11 @@ def test_slurm_sweep_of_two_shards_equals_one_process(tmp_path):
         subprocess.run(["bash", str(REPO / "scripts" / "slurm_local.sh"), "stop"], timeout=60)
     run_sweep(compose_config("config", [*TINY, "workers=1", "report=false"]), tmp_path / "whole")
     whole, merged = _read(tmp_path / "whole" / "points.csv"), _read(out / "merged" / "points.csv")
-    pd.testing.assert_frame_equal(_not_times(merged).drop(columns=["workers", "contended"]),
-                                  _not_times(whole).drop(columns=["workers", "contended"]), check_exact=True)
+    pd.testing.assert_frame_equal(
+        _not_times(merged).drop(columns=["workers", "contended"]),
+        _not_times(whole).drop(columns=["workers", "contended"]),
+        check_exact=True,
+    )
 
 
 @pytest.mark.timeout(300)
@@ -273,9 +315,15 @@ def test_shards_coded_with_vtm_merge_where_no_vtm_exists(tmp_path):
 
     (tmp_path / "vtm").mkdir()
     enc, dec, _ = fake_vtm(tmp_path / "vtm")
-    vtm = ["dataset.count=2", "codec=[raw,anchor_vtm]", "codec.anchor_vtm.rates=[37]",
-           f"codec.anchor_vtm.backend.encoder_app={enc}", f"codec.anchor_vtm.backend.decoder_app={dec}",
-           "complexity=false", *QUIET]
+    vtm = [
+        "dataset.count=2",
+        "codec=[raw,anchor_vtm]",
+        "codec.anchor_vtm.rates=[37]",
+        f"codec.anchor_vtm.backend.encoder_app={enc}",
+        f"codec.anchor_vtm.backend.decoder_app={dec}",
+        "complexity=false",
+        *QUIET,
+    ]
     whole = run_sweep(compose_config("config", vtm), tmp_path / "whole")
     shards = [tmp_path / f"shard{k}" for k in (1, 2)]
     for k, folder in enumerate(shards, start=1):

@@ -47,7 +47,9 @@ def test_no_pass_where_it_is_off_or_would_time_what_the_sweep_timed(tmp_path):
     report = write_report([tmp_path / "off"], tmp_path / "report", bootstrap=None).markdown.read_text()
     assert "as the sweep measured them, one item at a time" in report
     # serial and in the arithmetic the pass would use: the sweep's own times are the uncontended ones
-    run_sweep(compose_config("config", [*SMALL, "workers=1", "determinism=loose"]), tmp_path / "loose", timing_pass=True)
+    run_sweep(
+        compose_config("config", [*SMALL, "workers=1", "determinism=loose"]), tmp_path / "loose", timing_pass=True
+    )
     assert not (tmp_path / "loose" / TIMING_FILE).exists()
 
 

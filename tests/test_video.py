@@ -41,8 +41,10 @@ def sequence_fronts(tmp_path_factory, detector):
     ds = build_video(sequences=SPEC, cache_dir=tmp_path_factory.mktemp("video"))
     images = [s.image for s in ds.frames(ds.sequences[0])]
     fronts = [detector.front(image) for image in images]
-    ranges = tuple((min(float(f.features[k].min()) for f in fronts), max(float(f.features[k].max()) for f in fronts))
-                   for k in LEVELS)
+    ranges = tuple(
+        (min(float(f.features[k].min()) for f in fronts), max(float(f.features[k].max()) for f in fronts))
+        for k in LEVELS
+    )
     return fronts, ranges, images
 
 
@@ -102,9 +104,16 @@ def test_the_image_anchor_codes_the_video_with_inter_prediction(codec_from_yaml,
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("name,overrides", [("anchor_vvc", {"sequence_gop": "random_access"}),
-                                            ("pack_concat", {}), ("raw", {}), ("image_vvc", {"rates": [37]}),
-                                            ("image_lossless", {})])
+@pytest.mark.parametrize(
+    "name,overrides",
+    [
+        ("anchor_vvc", {"sequence_gop": "random_access"}),
+        ("pack_concat", {}),
+        ("raw", {}),
+        ("image_vvc", {"rates": [37]}),
+        ("image_lossless", {}),
+    ],
+)
 def test_sequence_payload_round_trips_and_bad_payloads_fail_cleanly(codec_from_yaml, sequence_fronts, name, overrides):
     fronts, ranges, images = sequence_fronts
     codec = codec_from_yaml(name, **overrides)
@@ -131,9 +140,18 @@ def test_sequence_payload_round_trips_and_bad_payloads_fail_cleanly(codec_from_y
 
 
 def _video_cfg(tmp_path, *overrides):
-    return compose_config("config", ["dataset=synthetic_video", f"dataset.cache_dir={tmp_path / 'cache'}",
-                                     "dataset.max_frames=3", "progress=false", "workers=1", "report=false",
-                                     *overrides])
+    return compose_config(
+        "config",
+        [
+            "dataset=synthetic_video",
+            f"dataset.cache_dir={tmp_path / 'cache'}",
+            "dataset.max_frames=3",
+            "progress=false",
+            "workers=1",
+            "report=false",
+            *overrides,
+        ],
+    )
 
 
 @pytest.mark.timeout(300)
@@ -151,8 +169,13 @@ def test_video_sweep_gives_consistent_kbps_bpp_bytes_and_resumes(tmp_path):
         assert row.bpp == 8 * row.bytes / row.pixels
         assert row.pixels == 3 * 256 * 256
         assert row.metric == "mota" and row.map == row.mota
-        assert row.encoder == {"anchor_vvc": "libvvenc preset faster; low_delay, intra period auto",
-                               "raw": "none (float32 samples); framewise"}[row.codec]
+        assert (
+            row.encoder
+            == {
+                "anchor_vvc": "libvvenc preset faster; low_delay, intra period auto",
+                "raw": "none (float32 samples); framewise",
+            }[row.codec]
+        )
     seq_ids = {s: i + 1 for i, s in enumerate(["pan_fast", "crowd", "sparse", "slow"])}
     for row in points.itertuples():
         assert row.bytes == by_key[(row.codec, row.rate, seq_ids[row.sequence])]["bytes"]
@@ -183,14 +206,20 @@ def test_video_sweep_gives_consistent_kbps_bpp_bytes_and_resumes(tmp_path):
     before = (tmp_path / "run" / "records.jsonl").read_text()
     again = run_sweep(cfg, tmp_path / "run")
     assert (tmp_path / "run" / "records.jsonl").read_text() == before
-    pd.testing.assert_frame_equal(again[["codec", "rate", "sequence", "bytes", "map"]],
-                                  points[["codec", "rate", "sequence", "bytes", "map"]])
+    pd.testing.assert_frame_equal(
+        again[["codec", "rate", "sequence", "bytes", "map"]], points[["codec", "rate", "sequence", "bytes", "map"]]
+    )
 
 
 @pytest.mark.timeout(300)
 def test_a_corrupted_sequence_payload_is_a_failure_of_that_point_only(tmp_path):
-    cfg = _video_cfg(tmp_path, "codec=raw", "dataset.max_frames=2",
-                     "+codec.bad._target_=tests.codecs_for_tests.CorruptingRaw", "+codec.bad.name=bad")
+    cfg = _video_cfg(
+        tmp_path,
+        "codec=raw",
+        "dataset.max_frames=2",
+        "+codec.bad._target_=tests.codecs_for_tests.CorruptingRaw",
+        "+codec.bad.name=bad",
+    )
     points = run_sweep(cfg, tmp_path / "run")
     bad, good = points[points.codec == "bad"], points[points.codec == "raw"]
     assert (bad.n_failed == 1).all() and (good.n_failed == 0).all()
@@ -211,26 +240,67 @@ def _hand_dataset(tmp_path) -> SequenceDataset:
         frames = []
         for k in range(n):
             iid = sid * 100 + k
-            images.append({"id": iid, "file_name": f"{name}/{k}.png", "height": 64, "width": 64,
-                           "sequence_id": sid, "frame_index": k})
-            anns.append({"id": len(anns) + 1, "image_id": iid, "category_id": 1, "bbox": [10 + k, 10, 20, 20],
-                         "area": 400, "iscrowd": 0, "track_id": 1})
+            images.append(
+                {
+                    "id": iid,
+                    "file_name": f"{name}/{k}.png",
+                    "height": 64,
+                    "width": 64,
+                    "sequence_id": sid,
+                    "frame_index": k,
+                }
+            )
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": iid,
+                    "category_id": 1,
+                    "bbox": [10 + k, 10, 20, 20],
+                    "area": 400,
+                    "iscrowd": 0,
+                    "track_id": 1,
+                }
+            )
             frames.append(ImageRecord(iid, f"{name}/{k}.png", 64, 64))
         seqs.append(SequenceRecord(sid, name, cls, fps, tuple(frames)))
     ann = tmp_path / "hand.json"
-    ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "obj"}],
-                               "sequences": [{"id": s, "name": n, "class": c, "fps": f} for s, n, c, f, _ in specs]}))
+    ann.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": anns,
+                "categories": [{"id": 1, "name": "obj"}],
+                "sequences": [{"id": s, "name": n, "class": c, "fps": f} for s, n, c, f, _ in specs],
+            }
+        )
+    )
     return SequenceDataset("hand", ann, tmp_path, seqs, tracking=True)
 
 
 def test_class_rates_are_duration_weighted_and_metrics_joint(tmp_path):
     ds = _hand_dataset(tmp_path)
-    perfect = {s.sequence_id: [[[10.0 + k, 10.0, 20.0, 20.0, 1.0, 1.0]] for k in range(len(s.frames))]
-               for s in ds.sequences}
+    perfect = {
+        s.sequence_id: [[[10.0 + k, 10.0, 20.0, 20.0, 1.0, 1.0]] for k in range(len(s.frames))] for s in ds.sequences
+    }
     sent = {1: (1000, perfect[1]), 2: (3000, [[] for _ in range(4)]), 3: (500, perfect[3])}  # s2: nothing found
-    recs = [Record(image_id=sid, codec="c", rate="q=1", setup="x", bytes=b, pixels=ds.sequences[sid - 1].pixels,
-                   enc_s=0.1 * sid, dec_s=0.0, front_s=0.0, back_s=0.0, frames=len(d), frame_detections=d,
-                   frame_ids=ds.sequences[sid - 1].frame_ids) for sid, (b, d) in sent.items()]
+    recs = [
+        Record(
+            image_id=sid,
+            codec="c",
+            rate="q=1",
+            setup="x",
+            bytes=b,
+            pixels=ds.sequences[sid - 1].pixels,
+            enc_s=0.1 * sid,
+            dec_s=0.0,
+            front_s=0.0,
+            back_s=0.0,
+            frames=len(d),
+            frame_detections=d,
+            frame_ids=ds.sequences[sid - 1].frame_ids,
+        )
+        for sid, (b, d) in sent.items()
+    ]
     points, classes = build_sequence_points(recs, ds, "m", tracker={})
     p = points.set_index("sequence")
     # kbps = 8 * bytes * fps / (1000 * frames): s1 8*1000*10/2000 = 40, s2 8*3000*20/4000 = 120, s3 8*500*25/2000 = 50
@@ -252,8 +322,21 @@ def test_class_rates_are_duration_weighted_and_metrics_joint(tmp_path):
 
 def test_points_need_every_sequence(tmp_path):
     ds = _hand_dataset(tmp_path)
-    rec = Record(image_id=1, codec="c", rate="q=1", setup="x", bytes=10, pixels=1, enc_s=0, dec_s=0, front_s=0,
-                 back_s=0, frames=2, frame_detections=[[], []], frame_ids=ds.sequences[0].frame_ids)
+    rec = Record(
+        image_id=1,
+        codec="c",
+        rate="q=1",
+        setup="x",
+        bytes=10,
+        pixels=1,
+        enc_s=0,
+        dec_s=0,
+        front_s=0,
+        back_s=0,
+        frames=2,
+        frame_detections=[[], []],
+        frame_ids=ds.sequences[0].frame_ids,
+    )
     points, classes = build_sequence_points([rec], ds, "m", tracker={})
     assert points.empty and classes.empty
 
@@ -281,8 +364,12 @@ def test_vtm_codes_a_sequence_with_its_low_delay_cfg(tmp_path, codec_from_yaml, 
 
 @pytest.mark.timeout(300)
 def test_parallel_workers_code_sequences_as_a_serial_run_does(tmp_path):
-    overrides = ["codec=[anchor_vvc,learned_interleaved]", "codec.anchor_vvc.rates=[41]",
-                 "codec.learned_interleaved.rates=[2]", "dataset.max_frames=2"]
+    overrides = [
+        "codec=[anchor_vvc,learned_interleaved]",
+        "codec.anchor_vvc.rates=[41]",
+        "codec.learned_interleaved.rates=[2]",
+        "dataset.max_frames=2",
+    ]
     serial = run_sweep(_video_cfg(tmp_path, *overrides, "workers=1"), tmp_path / "serial")
     parallel = run_sweep(_video_cfg(tmp_path, *overrides, "workers=2"), tmp_path / "parallel")
     columns = ["codec", "rate", "sequence", "bytes", "kbps", "map", "ap", "mota", "idf1"]

@@ -31,9 +31,22 @@ def video_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("video") / "run"
     cache = tmp_path_factory.mktemp("video-cache")
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench", "run", "dataset=synthetic_video", "dataset.max_frames=6",
-         f"dataset.cache_dir={cache}", f"codec=[{CODECS}]", "progress=false", f"hydra.run.dir={out}"],
-        capture_output=True, text=True, timeout=1600, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "vcmbench",
+            "run",
+            "dataset=synthetic_video",
+            "dataset.max_frames=6",
+            f"dataset.cache_dir={cache}",
+            f"codec=[{CODECS}]",
+            "progress=false",
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1600,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return out

@@ -37,8 +37,21 @@ def test_wheel_runs_the_offline_default_from_any_directory(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / "vcmbench", src / "vcmbench", ignore=shutil.ignore_patterns("__pycache__"))
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
-          str(src)], cwd=tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("vcmbench-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "vcmbench/conf/config.yaml" in names and "vcmbench/conf/codec/anchor_vvc.yaml" in names
@@ -50,8 +63,9 @@ def test_wheel_runs_the_offline_default_from_any_directory(tmp_path):
     py = venv / "bin" / "python"
     # The dependencies (torch, ...) come from the environment running the tests: when that is itself
     # a venv, --system-site-packages alone would only show the base interpreter's packages.
-    purelib = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                        cwd=tmp_path).stdout.strip())
+    purelib = Path(
+        _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path).stdout.strip()
+    )
     (purelib / "_vcmbench_test_parent_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     _run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", str(wheel)], cwd=tmp_path)
 
@@ -59,8 +73,10 @@ def test_wheel_runs_the_offline_default_from_any_directory(tmp_path):
     elsewhere.mkdir()
     where = _run([str(py), "-c", "import vcmbench; print(vcmbench.__file__)"], cwd=elsewhere).stdout.strip()
     assert Path(where).is_relative_to(venv), f"imported the repository's vcmbench, not the wheel's: {where}"
-    _run([str(venv / "bin" / "vcmbench"), "run", "codec=raw", "dataset.max_images=1", "progress=false",
-          "workers=1"], cwd=elsewhere)
+    _run(
+        [str(venv / "bin" / "vcmbench"), "run", "codec=raw", "dataset.max_images=1", "progress=false", "workers=1"],
+        cwd=elsewhere,
+    )
     points = pd.read_csv(elsewhere / "results" / "synthetic_val-ci_frcnn" / "points.csv")
     assert points.codec.tolist() == ["raw"] and points.n_images.tolist() == [1] and points["map"].iloc[0] > 0
     assert (elsewhere / "results" / "synthetic_val-ci_frcnn" / "report" / "report.md").is_file()

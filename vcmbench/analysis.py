@@ -114,8 +114,15 @@ def pareto_positions(metric_by_rate) -> tuple[list[int], list[int]]:
     return keep, dropped
 
 
-def bd_row(anchor_pts: pd.DataFrame, test_pts: pd.DataFrame, codec: str, anchor: str,
-           method: str = "pchip", metric: str = "map", rate_col: str = "bpp") -> BDRow:
+def bd_row(
+    anchor_pts: pd.DataFrame,
+    test_pts: pd.DataFrame,
+    codec: str,
+    anchor: str,
+    method: str = "pchip",
+    metric: str = "map",
+    rate_col: str = "bpp",
+) -> BDRow:
     row = BDRow(codec, anchor)
     if "n_failed" in test_pts:
         row.n_failed = int(pd.to_numeric(test_pts.n_failed, errors="coerce").fillna(0).sum())
@@ -136,8 +143,13 @@ def bd_row(anchor_pts: pd.DataFrame, test_pts: pd.DataFrame, codec: str, anchor:
             row.reason = f"{who} has {len(pts)} rate points, BD-rate needs {MIN_POINTS}"
             return row
     try:
-        r = compare(anchor_pts.sort_values(rate_col), test_pts.sort_values(rate_col),
-                    rate_col=rate_col, metric_col=metric, method=method)
+        r = compare(
+            anchor_pts.sort_values(rate_col),
+            test_pts.sort_values(rate_col),
+            rate_col=rate_col,
+            metric_col=metric,
+            method=method,
+        )
     except MetricError as exc:
         row.reason = _short_reason(exc, codec, anchor)
         return row
@@ -149,8 +161,7 @@ def bd_row(anchor_pts: pd.DataFrame, test_pts: pd.DataFrame, codec: str, anchor:
 def bd_rows(points: pd.DataFrame, anchor: str, method: str = "pchip", metric: str = "map") -> list[BDRow]:
     """Every codec of one (dataset, model) group vs the anchor (the anchor itself left out)."""
     a = points[points.codec == anchor]
-    return [bd_row(a, points[points.codec == c], c, anchor, method, metric)
-            for c in codec_order(points) if c != anchor]
+    return [bd_row(a, points[points.codec == c], c, anchor, method, metric) for c in codec_order(points) if c != anchor]
 
 
 def uncompressed_line(points: pd.DataFrame) -> tuple[str, float] | None:
@@ -166,12 +177,17 @@ def task_metrics(points: pd.DataFrame, choice: str | None) -> list[str]:
     """The task metrics a group's report shows, the one its headline BD-rates stand for first:
     `choice` (the run's `task_metric`; None or auto: mask where the points have mask AP, else
     box), then any other one the points have (a segmenting model's report shows both)."""
-    have = [task for task, (col, _) in TASK_COLUMNS.items()
-            if col in points.columns and pd.to_numeric(points[col], errors="coerce").notna().any()]
+    have = [
+        task
+        for task, (col, _) in TASK_COLUMNS.items()
+        if col in points.columns and pd.to_numeric(points[col], errors="coerce").notna().any()
+    ]
     first = ("mask" if "mask" in have else "box") if choice in (None, "auto") else choice
     if first not in have:
-        raise MetricError(f"task_metric={first}: these points have no {TASK_COLUMNS[first][0]} values (the model "
-                          f"does not segment); use task_metric=box or auto")
+        raise MetricError(
+            f"task_metric={first}: these points have no {TASK_COLUMNS[first][0]} values (the model "
+            f"does not segment); use task_metric=box or auto"
+        )
     return [first, *(t for t in have if t != first)]
 
 

@@ -67,8 +67,13 @@ class RunItems:
         return self.points.get(codec, [])
 
 
-def item_points(records: Sequence[Record], metric: str, annotation_file: str | Path, item_ids: Sequence[int],
-                points: pd.DataFrame | None = None) -> dict[str, list[ItemPoint]]:
+def item_points(
+    records: Sequence[Record],
+    metric: str,
+    annotation_file: str | Path,
+    item_ids: Sequence[int],
+    points: pd.DataFrame | None = None,
+) -> dict[str, list[ItemPoint]]:
     """Group records into per-item points, covering every item. With `points` (the run's
     points table), the records of each (codec, rate) whose bytes add up to that row's are used
     (a run folder can hold records of older settings), and the full-set mAP is checked against
@@ -92,14 +97,20 @@ def item_points(records: Sequence[Record], metric: str, annotation_file: str | P
             continue
         if any(r.frames for r in ordered):
             raise VcmbenchError(f"{codec} {rate}: sequence records; the bootstrap resamples images only (for now)")
-        point = ItemPoint(codec, rate, np.array([r.bytes for r in ordered], dtype=np.float64),
-                          np.array([r.pixels for r in ordered], dtype=np.float64),
-                          match_items(metric, annotation_file, coco_results(ordered), ids))
+        point = ItemPoint(
+            codec,
+            rate,
+            np.array([r.bytes for r in ordered], dtype=np.float64),
+            np.array([r.pixels for r in ordered], dtype=np.float64),
+            match_items(metric, annotation_file, coco_results(ordered), ids),
+        )
         if row is not None:
             full = float(point.values(None)[1][0])
             if not (full == float(row.map) or (math.isnan(full) and math.isnan(float(row.map)))):
-                raise VcmbenchError(f"{codec} {rate}: its records give mAP {full!r} over the full set, the points "
-                                    f"table {float(row.map)!r}; the records are not those of this table")
+                raise VcmbenchError(
+                    f"{codec} {rate}: its records give mAP {full!r} over the full set, the points "
+                    f"table {float(row.map)!r}; the records are not those of this table"
+                )
         out.setdefault(codec, []).append(point)
     return out
 
@@ -119,11 +130,16 @@ def load_run_items(run_dir: str | Path) -> RunItems:
     if not hasattr(dataset, "annotation_file") or getattr(dataset, "sequences", None) is not None:
         raise VcmbenchError(f"{run_dir}: a video run; the bootstrap resamples images only (for now)")
     points = pd.read_csv(run_dir / "points.csv", dtype={"rate": str, "codec": str}, float_precision="round_trip")
-    items = item_points(read_records(run_dir / "records.jsonl"), dataset.metric, dataset.annotation_file,
-                        dataset.image_ids, points)
+    items = item_points(
+        read_records(run_dir / "records.jsonl"), dataset.metric, dataset.annotation_file, dataset.image_ids, points
+    )
     first = points.iloc[0] if len(points) else None
-    return RunItems(str(first.dataset) if first is not None else str(dataset.name),
-                    str(first.model) if first is not None else "", sorted(dataset.image_ids), items)
+    return RunItems(
+        str(first.dataset) if first is not None else str(dataset.name),
+        str(first.model) if first is not None else "",
+        sorted(dataset.image_ids),
+        items,
+    )
 
 
 def resample_weights(n_items: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -155,8 +171,9 @@ class BDInterval:
         return self.reason is None and self.n_valid > 0
 
 
-def _curves(points: list[ItemPoint], weights: np.ndarray | None, cache: dict | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _curves(
+    points: list[ItemPoint], weights: np.ndarray | None, cache: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(points, rows) arrays of bpp and map; `cache` keeps each point's values for these weights
     (an anchor's points serve every pair)."""
     cache = {} if cache is None else cache
@@ -195,9 +212,16 @@ class FixedCurve:
     metric: np.ndarray
 
 
-def bootstrap_pair(test: list[ItemPoint], anchor: list[ItemPoint] | FixedCurve, weights: np.ndarray, *,
-                   method: str = "pchip", level: float = DEFAULT_LEVEL, seed: int = DEFAULT_SEED,
-                   cache: dict | None = None) -> BDInterval:
+def bootstrap_pair(
+    test: list[ItemPoint],
+    anchor: list[ItemPoint] | FixedCurve,
+    weights: np.ndarray,
+    *,
+    method: str = "pchip",
+    level: float = DEFAULT_LEVEL,
+    seed: int = DEFAULT_SEED,
+    cache: dict | None = None,
+) -> BDInterval:
     """BD-rate of `test` vs `anchor` on the full set and on each row of `weights` (the same rows
     for both curves: paired); a FixedCurve anchor stays as it is while the test is resampled."""
     fixed = isinstance(anchor, FixedCurve)
@@ -206,8 +230,20 @@ def bootstrap_pair(test: list[ItemPoint], anchor: list[ItemPoint] | FixedCurve, 
     n = weights.shape[0]
     for who, count in ((name, len(test)), (f"anchor {anchor_name}", len(anchor.rate) if fixed else len(anchor))):
         if count < MIN_POINTS:
-            return BDInterval(name, anchor_name, math.nan, math.nan, math.nan, math.nan, math.nan, 0, n, seed, level,
-                              reason=f"{who} has {count} rate point(s), BD-rate needs {MIN_POINTS}")
+            return BDInterval(
+                name,
+                anchor_name,
+                math.nan,
+                math.nan,
+                math.nan,
+                math.nan,
+                math.nan,
+                0,
+                n,
+                seed,
+                level,
+                reason=f"{who} has {count} rate point(s), BD-rate needs {MIN_POINTS}",
+            )
     ta, tm = _curves(test, None, cache)
     if fixed:
         aa, am = np.asarray(anchor.rate, dtype=float)[:, None], np.asarray(anchor.metric, dtype=float)[:, None]
@@ -220,21 +256,55 @@ def bootstrap_pair(test: list[ItemPoint], anchor: list[ItemPoint] | FixedCurve, 
     values = np.array([_bd(ar[:, b], amr[:, b], tr[:, b], tmr[:, b], method) for b in range(n)])
     valid = values[np.isfinite(values)]
     if not valid.size:
-        return BDInterval(name, anchor_name, estimate, math.nan, math.nan, math.nan, math.nan, 0, n, seed, level,
-                          reason="no resample gave overlapping curves")
+        return BDInterval(
+            name,
+            anchor_name,
+            estimate,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            0,
+            n,
+            seed,
+            level,
+            reason="no resample gave overlapping curves",
+        )
     tail = (1.0 - level) / 2.0 * 100.0
     lo, hi = np.percentile(valid, [tail, 100.0 - tail])
-    return BDInterval(name, anchor_name, estimate, float(np.median(valid)), float(lo), float(hi),
-                      float(np.mean(valid < 0)), int(valid.size), n, seed, level)
+    return BDInterval(
+        name,
+        anchor_name,
+        estimate,
+        float(np.median(valid)),
+        float(lo),
+        float(hi),
+        float(np.mean(valid < 0)),
+        int(valid.size),
+        n,
+        seed,
+        level,
+    )
 
 
-def bootstrap_bd(items: RunItems, anchor: str, codecs: Sequence[str], *, n_resamples: int = DEFAULT_RESAMPLES,
-                 seed: int = DEFAULT_SEED, method: str = "pchip", level: float = DEFAULT_LEVEL) -> list[BDInterval]:
+def bootstrap_bd(
+    items: RunItems,
+    anchor: str,
+    codecs: Sequence[str],
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    method: str = "pchip",
+    level: float = DEFAULT_LEVEL,
+) -> list[BDInterval]:
     """Every codec vs the anchor, all on one set of resamples of the run's items."""
     weights = resample_weights(len(items.item_ids), n_resamples, seed)
     cache: dict = {}
-    return [bootstrap_pair(items.curve(c), items.curve(anchor), weights, method=method, level=level, seed=seed,
-                           cache=cache) for c in codecs if c != anchor]
+    return [
+        bootstrap_pair(items.curve(c), items.curve(anchor), weights, method=method, level=level, seed=seed, cache=cache)
+        for c in codecs
+        if c != anchor
+    ]
 
 
 @dataclass(frozen=True)
@@ -247,12 +317,12 @@ class BootstrapSettings:
 
     def check(self, where: str = "bootstrap") -> BootstrapSettings:
         """ConfigError naming the setting: `where`.resamples (a config) or --resamples (`where` "--")."""
+
         def name(field: str) -> str:
             return f"--{field}" if where == "--" else f"{where}.{field}"
 
         if self.resamples < 0:
-            raise ConfigError(f"{name('resamples')}={self.resamples}: give 0 (off) or a number of resamples, "
-                              "e.g. 1000")
+            raise ConfigError(f"{name('resamples')}={self.resamples}: give 0 (off) or a number of resamples, e.g. 1000")
         if not 0.5 <= self.level < 1.0:
             raise ConfigError(f"{name('level')}={self.level}: give the interval's coverage in [0.5, 1), e.g. 0.95")
         return self
@@ -261,8 +331,10 @@ class BootstrapSettings:
         if not self.resamples:
             return "off"
         over = f"the {n_items} images" if n_items else "the images"
-        return (f"paired bootstrap over {over}: {self.resamples} resamples, seed {self.seed}, "
-                f"{self.level:.0%} percentile intervals")
+        return (
+            f"paired bootstrap over {over}: {self.resamples} resamples, seed {self.seed}, "
+            f"{self.level:.0%} percentile intervals"
+        )
 
 
 def items_of_sources(sources: Sequence, dataset: str, model: str) -> RunItems | None:

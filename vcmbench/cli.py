@@ -96,8 +96,11 @@ def _bootstrap_settings(cfg):
         level = float(node.get("level", default.level))
     except (TypeError, ValueError):
         raise ConfigError(f"bootstrap.level={node.get('level')!r}: give the interval's coverage, e.g. 0.95") from None
-    return BootstrapSettings(as_int(node.get("resamples", default.resamples), "bootstrap.resamples", minimum=0),
-                             as_int(node.get("seed", default.seed), "bootstrap.seed"), level).check("bootstrap")
+    return BootstrapSettings(
+        as_int(node.get("resamples", default.resamples), "bootstrap.resamples", minimum=0),
+        as_int(node.get("seed", default.seed), "bootstrap.seed"),
+        level,
+    ).check("bootstrap")
 
 
 def _run(cfg, out_dir: str) -> None:
@@ -111,9 +114,11 @@ def _run(cfg, out_dir: str) -> None:
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     report = RunSettings.from_config(cfg).report and not multirun
     points = run_sweep(cfg, out_dir, timing_pass=report)
-    cols = [c for c in ("codec", "rate", "sequence", "n_images", "n_failed", "bpp", "kbps", "map", "ap50", "enc_s",
-                        "dec_s")
-            if c in points.columns]
+    cols = [
+        c
+        for c in ("codec", "rate", "sequence", "n_images", "n_failed", "bpp", "kbps", "map", "ap50", "enc_s", "dec_s")
+        if c in points.columns
+    ]
     print(points[cols].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print(f"points table: {out_dir}/points.csv")
     if report:
@@ -130,7 +135,7 @@ def _run(cfg, out_dir: str) -> None:
 def _report(argv: list[str]) -> int:
     """`vcmbench report`, with the shards of a sharded sweep's folder merged first."""
     from vcmbench.merge import merge_sharded
-    from vcmbench.render.report import report_main
+    from vcmbench.render.report_cli import report_main
 
     return report_main(argv, expand_paths=merge_sharded)
 
@@ -168,7 +173,7 @@ COMMANDS = {
     "train": _hydra_task("vcmbench.train.codec", "train_codec", "train"),
     "train-predictor": _lazy("vcmbench.train.predictor", "main"),
     "report": _report,
-    "bdrate": _lazy("vcmbench.render.report", "bdrate_main"),
+    "bdrate": _lazy("vcmbench.render.report_cli", "bdrate_main"),
     "regress": _lazy("vcmbench.regress", "regress_main"),
     "merge": _lazy("vcmbench.merge", "merge_main"),
     "sweep": _lazy("vcmbench.sweep", "sweep_main"),
@@ -181,18 +186,20 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(f"usage: vcmbench {{{'|'.join(COMMANDS)}}} [args]\n"
-              "  run      sweep codecs x rate points (Hydra overrides follow; -m for multirun)\n"
-              "  train-detector  train the offline CI detector ci_frcnn on synthetic scenes\n"
-              "  train    train a learned feature codec (codec=learned_interleaved|learned_cascade)\n"
-              "  train-predictor  train the joint codec's feature -> image predictor (residual mode)\n"
-              "  report   tables, BD-rate and RD plots of one or more runs (md, html, png, svg)\n"
-              "  bdrate   BD-rate table of two points tables\n"
-              "  sweep    a sweep cut into shards, run by a launcher (--launcher local|slurm), then merged\n"
-              "  merge    the shards of a sweep (dataset.shard=K/N) -> one run folder, metrics over the union\n"
-              "  regress  exit 1 when a run loses BD-rate against a reference points table\n"
-              "  export   a video run's results as CSVs in a reporting template's layout (--format cttc: MPEG FCM)\n"
-              "  golden   recompute the exact mode's stage digests here; --check FILE compares, --write FILE replaces")
+        print(
+            f"usage: vcmbench {{{'|'.join(COMMANDS)}}} [args]\n"
+            "  run      sweep codecs x rate points (Hydra overrides follow; -m for multirun)\n"
+            "  train-detector  train the offline CI detector ci_frcnn on synthetic scenes\n"
+            "  train    train a learned feature codec (codec=learned_interleaved|learned_cascade)\n"
+            "  train-predictor  train the joint codec's feature -> image predictor (residual mode)\n"
+            "  report   tables, BD-rate and RD plots of one or more runs (md, html, png, svg)\n"
+            "  bdrate   BD-rate table of two points tables\n"
+            "  sweep    a sweep cut into shards, run by a launcher (--launcher local|slurm), then merged\n"
+            "  merge    the shards of a sweep (dataset.shard=K/N) -> one run folder, metrics over the union\n"
+            "  regress  exit 1 when a run loses BD-rate against a reference points table\n"
+            "  export   a video run's results as CSVs in a reporting template's layout (--format cttc: MPEG FCM)\n"
+            "  golden   recompute the exact mode's stage digests here; --check FILE compares, --write FILE replaces"
+        )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     if argv[0] == "run":  # the one flag of `run` that is not a Hydra override
         argv = [("repair=true" if a == "--repair" else a) for a in argv]
@@ -204,4 +211,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _print_error(user)
         return 2
-

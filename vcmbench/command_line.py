@@ -40,8 +40,10 @@ def check_command_line(config_name: str, argv: Sequence[str], check: Check | Non
     if args.config_dir:
         folder = Path(args.config_dir).expanduser().resolve()
         if not folder.is_dir():
-            raise ConfigError(f"--config-dir {args.config_dir}: no such folder; pass the folder that holds your "
-                              f"codec/, dataset/ or model/ yaml")
+            raise ConfigError(
+                f"--config-dir {args.config_dir}: no such folder; pass the folder that holds your "
+                f"codec/, dataset/ or model/ yaml"
+            )
         overrides.append(f"hydra.searchpath=[file://{folder}]")
     for job in _jobs(overrides, multirun=args.multirun):
         cfg = _compose(config_name, job)
@@ -65,8 +67,10 @@ def _jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
         return [overrides]
     if not multirun:
         o = sweeps[0]
-        raise ConfigError(f"{o.input_line}: a list of values sweeps several runs; add -m (multirun), or pick one "
-                          f"value (or write [a,b] for a list value)")
+        raise ConfigError(
+            f"{o.input_line}: a list of values sweeps several runs; add -m (multirun), or pick one "
+            f"value (or write [a,b] for a list value)"
+        )
     try:
         return BasicSweeper.split_arguments(parsed, None)[0]
     except HydraException as exc:
@@ -95,8 +99,10 @@ def _missing_option(exc, overrides: list[str], group_options: Callable[[str], li
     group, _, option = missing.rpartition("/")
     options = sorted(exc.options or (group_options(group) if group else []))
     if group and options:
-        return (f"{group}={option}: no such {group} config; choose one of {', '.join(options)} "
-                f"(or add {group}/{option}.yaml under a --config-dir)")
+        return (
+            f"{group}={option}: no such {group} config; choose one of {', '.join(options)} "
+            f"(or add {group}/{option}.yaml under a --config-dir)"
+        )
     return f"{' '.join(overrides)}: config {missing!r} not found ({_first_line(exc)})"
 
 
@@ -106,8 +112,10 @@ def _composition_error(exc: BaseException, overrides: list[str], config_name: st
     if found:
         key = found.group(1)
         typed = next((o for o in overrides if o.split("=", 1)[0] == key), key)
-        return (f"{typed}: {config_name}.yaml has no setting {key!r}; check the spelling "
-                f"(`vcmbench run --cfg job` prints every setting), or write +{typed} to add a new key")
+        return (
+            f"{typed}: {config_name}.yaml has no setting {key!r}; check the spelling "
+            f"(`vcmbench run --cfg job` prints every setting), or write +{typed} to add a new key"
+        )
     return f"{' '.join(overrides) or config_name}: {_first_line(exc)}"
 
 
@@ -119,11 +127,14 @@ def _check_values_present(cfg: DictConfig) -> None:
         key = exc.full_key
         top = key.split(".")[0]
         hint = cfg[top].get("how_to_get") if isinstance(cfg.get(top), DictConfig) else None
-        raise ConfigError(f"{key}=???: this setting has no value; set it on the command line ({key}=...)"
-                          + (f". {' '.join(str(hint).split())}" if hint else "")) from None
+        raise ConfigError(
+            f"{key}=???: this setting has no value; set it on the command line ({key}=...)"
+            + (f". {' '.join(str(hint).split())}" if hint else "")
+        ) from None
     except InterpolationResolutionError as exc:
-        raise ConfigError(f"{exc.full_key}: {_first_line(exc)}; fix the ${{...}} reference or set the value "
-                          f"directly") from None
+        raise ConfigError(
+            f"{exc.full_key}: {_first_line(exc)}; fix the ${{...}} reference or set the value directly"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

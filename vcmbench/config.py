@@ -44,12 +44,16 @@ def _codec_group(loader, include_optional: bool) -> dict[str, DictConfig]:
         result = loader.repository.load_config(f"codec/{option}")
         node = None if result is None else result.config
         if not isinstance(node, DictConfig) or len(node) != 1:
-            raise ConfigError(f"codec/{option}.yaml ({getattr(result, 'path', '?')}): a codec yaml must hold exactly "
-                              f"one top-level key, the codec's name")
+            raise ConfigError(
+                f"codec/{option}.yaml ({getattr(result, 'path', '?')}): a codec yaml must hold exactly "
+                f"one top-level key, the codec's name"
+            )
         (name,) = node.keys()
         if str(name) != option:
-            raise ConfigError(f"codec/{option}.yaml: its top-level key is {name!r}; name the file {name}.yaml or the "
-                              f"key {option}, so `codec={option}` and the codec's name agree")
+            raise ConfigError(
+                f"codec/{option}.yaml: its top-level key is {name!r}; name the file {name}.yaml or the "
+                f"key {option}, so `codec={option}` and the codec's name agree"
+            )
         sub = node[name]
         if include_optional or codec_meta(sub).get("in_default_run", True):
             out[str(name)] = sub
@@ -163,8 +167,11 @@ def codec_allow_foreign(cfg: DictConfig) -> dict[str, bool]:
     not trained for, the rows marked (vcmbench.domain)."""
     from vcmbench.settings import as_bool
 
-    return {name: as_bool(node.get("allow_foreign", False), f"codec.{name}.allow_foreign")
-            for name, node in _selected_nodes(cfg).items() if isinstance(node, DictConfig)}
+    return {
+        name: as_bool(node.get("allow_foreign", False), f"codec.{name}.allow_foreign")
+        for name, node in _selected_nodes(cfg).items()
+        if isinstance(node, DictConfig)
+    }
 
 
 def selected_codec_roles(cfg: DictConfig) -> dict[str, str]:

@@ -35,8 +35,10 @@ def check_mode(value: object) -> str:
     mode = str(value).strip().lower()
     mode = ALIASES.get(mode, mode)
     if mode not in MODES:
-        raise ConfigError(f"determinism={value!r}: choose exact (the same features, bytes and metrics on any machine "
-                          "and thread count; the default) or loose (torch's float kernels: faster, machine-dependent)")
+        raise ConfigError(
+            f"determinism={value!r}: choose exact (the same features, bytes and metrics on any machine "
+            "and thread count; the default) or loose (torch's float kernels: faster, machine-dependent)"
+        )
     return mode
 
 

@@ -58,8 +58,12 @@ def _codecs(overrides: Sequence[str], names: Iterable[str] | None) -> dict:
     return {name: build_codec(node) for name, node in selected_codec_configs(cfg).items()}
 
 
-def compute(models: dict[str, Sequence[str]] | None = None, scenes: int = SCENES, codecs: Iterable[str] | None = None,
-            detectors: dict[str, SplitDetector] | None = None) -> dict:
+def compute(
+    models: dict[str, Sequence[str]] | None = None,
+    scenes: int = SCENES,
+    codecs: Iterable[str] | None = None,
+    detectors: dict[str, SplitDetector] | None = None,
+) -> dict:
     """The golden digests, computed here in exact mode: {model: {scene: {stage: ...}}} plus the machine.
 
     `codecs`: codec names (None: every default codec), each at its middle rate point, on CODEC_MODEL.
@@ -73,16 +77,21 @@ def compute(models: dict[str, Sequence[str]] | None = None, scenes: int = SCENES
         detector = (detectors or {}).get(label) or instantiate(cfg.model)  # built (random init) outside the mode
         built = _codecs(overrides, codecs) if label == CODEC_MODEL else {}
         with determinism.arithmetic("exact"):
-            out["models"][label] = {str(record.image_id): _scene(dataset, record, detector, built)
-                                    for record in dataset.records[:scenes]}
+            out["models"][label] = {
+                str(record.image_id): _scene(dataset, record, detector, built) for record in dataset.records[:scenes]
+            }
     return out
 
 
 def _scene(dataset, record, detector: SplitDetector, codecs: dict) -> dict:
     sample = dataset.load(record)
     front = detector.front(sample.image)
-    entry: dict = {"input": tensor_digest(sample.image), "front": features_digest(front.features),
-                   "back": detections_digest(detector.back(front.features, front.meta)), "codecs": {}}
+    entry: dict = {
+        "input": tensor_digest(sample.image),
+        "front": features_digest(front.features),
+        "back": detections_digest(detector.back(front.features, front.meta)),
+        "codecs": {},
+    }
     for name, codec in codecs.items():
         rate = codec.rates[len(codec.rates) // 2]
         codec.prepare(rate)
@@ -92,15 +101,20 @@ def _scene(dataset, record, detector: SplitDetector, codecs: dict) -> dict:
         if features is None:  # an image codec: the receiver runs the front on the decoded image
             at_receiver = detector.front(received.image)
             features, meta = at_receiver.features, at_receiver.meta
-        entry["codecs"][name] = {"rate": rate.label, "payload": hashlib.sha256(payload).hexdigest(),
-                                 "decoded": features_digest(features),
-                                 "codec_back": detections_digest(detector.back(features, meta))}
+        entry["codecs"][name] = {
+            "rate": rate.label,
+            "payload": hashlib.sha256(payload).hexdigest(),
+            "decoded": features_digest(features),
+            "codec_back": detections_digest(detector.back(features, meta)),
+        }
     return entry
 
 
 def _machine(info: dict) -> str:
-    return (f"{info.get('cpu_model', '?')} ({info.get('cpu_count', '?')} CPUs, torch kernels "
-            f"{info.get('cpu_capability', '?')}, {info.get('torch_threads', '?')} threads)")
+    return (
+        f"{info.get('cpu_model', '?')} ({info.get('cpu_count', '?')} CPUs, torch kernels "
+        f"{info.get('cpu_capability', '?')}, {info.get('torch_threads', '?')} threads)"
+    )
 
 
 def diverged(expected: dict, actual: dict) -> str | None:
@@ -119,10 +133,18 @@ def diverged(expected: dict, actual: dict) -> str | None:
                 first = (found[0], f"{label}, scene {scene}: {found[1]}")
     if first is None:
         return None
-    stage = {"input": "the input image (the dataset)", "front": "the front", "back": "the back", "payload": "a codec's encoder",
-             "decoded": "a codec's decoder", "codec_back": "the back (on decoded features)"}[first[0]]
-    return (f"golden digests differ; first stage that diverged: {stage} ({first[1]}). Computed on "
-            f"{_machine(actual.get('machine', {}))}; the golden file was made on {_machine(expected.get('machine', {}))}")
+    stage = {
+        "input": "the input image (the dataset)",
+        "front": "the front",
+        "back": "the back",
+        "payload": "a codec's encoder",
+        "decoded": "a codec's decoder",
+        "codec_back": "the back (on decoded features)",
+    }[first[0]]
+    return (
+        f"golden digests differ; first stage that diverged: {stage} ({first[1]}). Computed on "
+        f"{_machine(actual.get('machine', {}))}; the golden file was made on {_machine(expected.get('machine', {}))}"
+    )
 
 
 def _scene_divergence(want: dict, got: dict) -> tuple[str, str] | None:
@@ -136,7 +158,10 @@ def _scene_divergence(want: dict, got: dict) -> tuple[str, str] | None:
         if mine is None:
             return "payload", f"codec {name} was not run"
         if mine["payload"] != codec["payload"]:
-            return "payload", f"codec {name} {codec['rate']}: payload sha256 {mine['payload'][:12]} != {codec['payload'][:12]}"
+            return (
+                "payload",
+                f"codec {name} {codec['rate']}: payload sha256 {mine['payload'][:12]} != {codec['payload'][:12]}",
+            )
         for level, digest in codec["decoded"].items():
             if mine["decoded"].get(level) != digest:
                 return "decoded", f"codec {name} {codec['rate']}: decoded {level}"

@@ -34,8 +34,18 @@ from vcmbench.records import Record, read_records, write_records
 
 # Settings that change no number (or only a path on the machine that ran the shard); every other
 # setting must be the same in all shards of a sweep.
-NEUTRAL_SETTINGS = ("workers", "progress", "report", "repair", "results_dir", "run_name", "task_metric", "bootstrap",
-                    f"dataset.{SHARD_KEY}", "dataset.cache_dir")
+NEUTRAL_SETTINGS = (
+    "workers",
+    "progress",
+    "report",
+    "repair",
+    "results_dir",
+    "run_name",
+    "task_metric",
+    "bootstrap",
+    f"dataset.{SHARD_KEY}",
+    "dataset.cache_dir",
+)
 
 
 class MergeError(VcmbenchError):
@@ -89,23 +99,30 @@ def check_same_settings(runs: list[ShardRun]) -> None:
         other = settings_of(run.config)
         for key in sorted(set(first) | set(other)):
             if first.get(key) != other.get(key):
-                raise MergeError(f"{run.path}: {key}={other.get(key)!r}, but {runs[0].path} has "
-                                 f"{key}={first.get(key)!r}; merge the shards of one sweep only (the same settings "
-                                 f"but dataset.shard)")
+                raise MergeError(
+                    f"{run.path}: {key}={other.get(key)!r}, but {runs[0].path} has "
+                    f"{key}={first.get(key)!r}; merge the shards of one sweep only (the same settings "
+                    f"but dataset.shard)"
+                )
 
 
 def check_cut(runs: list[ShardRun]) -> int:
     """N of the sweep's K/N (every folder must be cut the same way, each part given once)."""
     counts = sorted({r.shard.count for r in runs})
     if len(counts) > 1:
-        raise MergeError("overlapping shards: " + ", ".join(f"{r.path} is part {r.shard.label}" for r in runs)
-                         + f"; parts of a cut into {counts[0]} and of one into {counts[1]} hold the same items: "
-                         "merge the shards of one cut")
+        raise MergeError(
+            "overlapping shards: "
+            + ", ".join(f"{r.path} is part {r.shard.label}" for r in runs)
+            + f"; parts of a cut into {counts[0]} and of one into {counts[1]} hold the same items: "
+            "merge the shards of one cut"
+        )
     seen: dict[int, ShardRun] = {}
     for run in runs:
         if run.shard.index in seen:
-            raise MergeError(f"overlapping shards: {seen[run.shard.index].path} and {run.path} are both shard "
-                             f"{run.shard.label}; pass one of them")
+            raise MergeError(
+                f"overlapping shards: {seen[run.shard.index].path} and {run.path} are both shard "
+                f"{run.shard.label}; pass one of them"
+            )
         seen[run.shard.index] = run
     return counts[0]
 
@@ -117,12 +134,16 @@ def run_description(runs: list[ShardRun]) -> RunDescription:
     for run in runs:
         mine = RunDescription.from_json(run.info)
         if mine is None:
-            raise MergeError(f"{run.path}/run.json describes no model and codecs (made by an older vcmbench); rerun "
-                             "that shard with the same settings: it resumes from its records and writes them")
+            raise MergeError(
+                f"{run.path}/run.json describes no model and codecs (made by an older vcmbench); rerun "
+                "that shard with the same settings: it resumes from its records and writes them"
+            )
         if mine != first:
-            raise MergeError(f"{run.path}: its codecs or model ({mine.model}, {[c.encoder for c in mine.codecs]}) differ "
-                             f"from {runs[0].path}'s ({first.model}, {[c.encoder for c in first.codecs]}); merge the "
-                             "shards of one sweep, coded with the same encoders")
+            raise MergeError(
+                f"{run.path}: its codecs or model ({mine.model}, {[c.encoder for c in mine.codecs]}) differ "
+                f"from {runs[0].path}'s ({first.model}, {[c.encoder for c in first.codecs]}); merge the "
+                "shards of one sweep, coded with the same encoders"
+            )
     return first
 
 
@@ -156,26 +177,34 @@ def merge_runs(paths: list[str | Path], out: str | Path, allow_partial: bool = F
         for r in mine:
             other = holder.setdefault(r.image_id, run)
             if other is not run:
-                raise MergeError(f"overlapping shards: {other.path} and {run.path} both hold {unit[:-1]} "
-                                 f"{r.image_id}; pass each item's shard once")
+                raise MergeError(
+                    f"overlapping shards: {other.path} and {run.path} both hold {unit[:-1]} "
+                    f"{r.image_id}; pass each item's shard once"
+                )
         part = {item.image_id for item in parts[run.shard.index - 1]}
         stray = sorted({r.image_id for r in mine} - part)
         if stray:
-            raise MergeError(f"{run.path}: holds {len(stray)} {unit} outside shard {run.shard.label} (e.g. {stray[0]}); "
-                             "it was made from another item list (dataset settings) than the other shards")
+            raise MergeError(
+                f"{run.path}: holds {len(stray)} {unit} outside shard {run.shard.label} (e.g. {stray[0]}); "
+                "it was made from another item list (dataset settings) than the other shards"
+            )
         done = {(r.image_id, r.codec, r.rate) for r in mine}
         missing = len(part) * len(wanted) - len(done)
         if missing:
-            problems.append(f"{run.label} is unfinished: {missing} of {len(part) * len(wanted)} {unit} x rate points "
-                            "missing (rerun it: it resumes)")
+            problems.append(
+                f"{run.label} is unfinished: {missing} of {len(part) * len(wanted)} {unit} x rate points "
+                "missing (rerun it: it resumes)"
+            )
         records.extend(mine)
     given = {r.shard.index for r in runs}
     for index in range(1, count + 1):
         if index not in given:
             problems.append(f"shard {index}/{count} is missing ({len(parts[index - 1])} of {len(whole)} {unit})")
     if problems and not allow_partial:
-        raise MergeError("; ".join(problems) + f"; pass every shard's run folder (or run the missing ones: vcmbench run "
-                         f"dataset.shard=K/{count} ...), or --allow-partial to merge what is there")
+        raise MergeError(
+            "; ".join(problems) + f"; pass every shard's run folder (or run the missing ones: vcmbench run "
+            f"dataset.shard=K/{count} ...), or --allow-partial to merge what is there"
+        )
 
     points_per_item = Counter(r.image_id for r in records)
     covered = [i for i in whole.image_ids if points_per_item.get(i, 0) == len(wanted)]
@@ -189,12 +218,28 @@ def merge_runs(paths: list[str | Path], out: str | Path, allow_partial: bool = F
     if counted:  # every shard counts on the whole set's first item: the counts are the same
         shutil.copyfile(counted[0], out / "complexity.csv")
     points = write_tables(cfg, out, records, dataset, description, {"partial": bool(problems)})
-    info = {**software_versions(), **provenance(None), "description": description.to_json(), "finished": True,
-            "items": len(dataset),
-            "items_whole": len(whole), "partial": bool(problems), "missing": problems,
-            "shards": [{"path": str(r.path.resolve()), "shard": r.shard.label, "items": len(parts[r.shard.index - 1]),
-                        **{k: r.info.get(k) for k in ("git_commit", "git_dirty", "host", "job", "workers", "threads",
-                                                      "finished")}} for r in runs]}
+    info = {
+        **software_versions(),
+        **provenance(None),
+        "description": description.to_json(),
+        "finished": True,
+        "items": len(dataset),
+        "items_whole": len(whole),
+        "partial": bool(problems),
+        "missing": problems,
+        "shards": [
+            {
+                "path": str(r.path.resolve()),
+                "shard": r.shard.label,
+                "items": len(parts[r.shard.index - 1]),
+                **{
+                    k: r.info.get(k)
+                    for k in ("git_commit", "git_dirty", "host", "job", "workers", "threads", "finished")
+                },
+            }
+            for r in runs
+        ],
+    }
     write_bytes(out / "run.json", json.dumps(info, indent=1).encode())
     return points
 
@@ -203,19 +248,26 @@ def merge_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="vcmbench merge",
         description="Merge the run folders of a sharded sweep (dataset.shard=K/N) into one run folder: the records "
-                    "concatenated, every metric computed once over the union of the items.")
+        "concatenated, every metric computed once over the union of the items.",
+    )
     ap.add_argument("paths", nargs="+", metavar="RUN_DIR", help="the shards' run folders")
     ap.add_argument("--out", required=True, metavar="DIR", help="the merged run folder (vcmbench report DIR)")
-    ap.add_argument("--allow-partial", action="store_true",
-                    help="merge the shards there are (points over the items they cover; points.csv says partial)")
+    ap.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="merge the shards there are (points over the items they cover; points.csv says partial)",
+    )
     args = ap.parse_args(argv)
     try:
         points = merge_runs(args.paths, args.out, args.allow_partial)
     except VcmbenchError as exc:
         print(error_line(exc), file=sys.stderr)
         return 2
-    cols = [c for c in ("codec", "rate", "sequence", "n_images", "n_failed", "bpp", "kbps", "map", "partial")
-            if c in points.columns]
+    cols = [
+        c
+        for c in ("codec", "rate", "sequence", "n_images", "n_failed", "bpp", "kbps", "map", "partial")
+        if c in points.columns
+    ]
     print(points[cols].to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print(f"points table: {Path(args.out) / 'points.csv'}")
     return 0

@@ -92,8 +92,8 @@ def build_points(
         for k in sorted(extras):
             if k.startswith("bytes_"):
                 # a layer's bytes: summed like `bytes`, with its own bpp (bpp_base + bpp_enh = bpp)
-                row[k] = int(sum(r.layer_bytes.get(k[len("bytes_"):], 0) for r in recs))
-                row["bpp_" + k[len("bytes_"):]] = 8.0 * row[k] / total_pixels
+                row[k] = int(sum(r.layer_bytes.get(k[len("bytes_") :], 0) for r in recs))
+                row["bpp_" + k[len("bytes_") :]] = 8.0 * row[k] / total_pixels
             else:
                 vals = [r.extra[k] for r in recs if k in r.extra]
                 row[k] = sum(vals) / len(vals) if vals else float("nan")
@@ -104,8 +104,9 @@ def build_points(
     return df
 
 
-def mask_scores(metric: str, annotation_file: Path, results: list[dict], image_ids: list[int],
-                recs: list[Record]) -> dict[str, float]:
+def mask_scores(
+    metric: str, annotation_file: Path, results: list[dict], image_ids: list[int], recs: list[Record]
+) -> dict[str, float]:
     """map_segm / ap50_segm when the network segments (its records carry masks): COCO mask AP, or
     for an OpenImages set the instance-segmentation challenge's mask mAP@0.5."""
     if not any(r.masks or r.frame_masks for r in recs):
@@ -153,14 +154,26 @@ def build_sequence_points(
         common = {"dataset": dataset.name, "model": model_name, "codec": codec, "rate": rate}
         tracks = {}
         if dataset.tracking:
-            tracks = {by_id[r.image_id].name: (_gt_frames(dataset, by_id[r.image_id]),
-                                               track_sequence(r.frame_detections, **(tracker or {})))
-                      for r in recs}
+            tracks = {
+                by_id[r.image_id].name: (
+                    _gt_frames(dataset, by_id[r.image_id]),
+                    track_sequence(r.frame_detections, **(tracker or {})),
+                )
+                for r in recs
+            }
         for r in recs:
             seq = by_id[r.image_id]
             scores = _sequence_scores(dataset, [r], [seq], {seq.name: tracks[seq.name]} if tracks else {})
-            row = {**common, **_totals([r], [seq]), "sequence": seq.name, "class": seq.seq_class, "fps": seq.fps,
-                   **scores, **label_columns(labels, codec), "metric": metric}
+            row = {
+                **common,
+                **_totals([r], [seq]),
+                "sequence": seq.name,
+                "class": seq.seq_class,
+                "fps": seq.fps,
+                **scores,
+                **label_columns(labels, codec),
+                "metric": metric,
+            }
             row.update(_extras([r], row["pixels"]))
             seq_rows.append(row)
         for cls in dataset.classes:
@@ -171,16 +184,25 @@ def build_sequence_points(
             durations = [s.duration_s for s in seqs]
             kbps = [8.0 * r.bytes * s.fps / (1000.0 * len(s.frames)) for r, s in zip(members, seqs)]
             totals["kbps"] = sum(k * d for k, d in zip(kbps, durations)) / sum(durations)
-            row = {**common, "class": cls, "sequences": len(seqs), "duration_s": sum(durations), **totals, **scores,
-                   **label_columns(labels, codec), "metric": metric}
+            row = {
+                **common,
+                "class": cls,
+                "sequences": len(seqs),
+                "duration_s": sum(durations),
+                **totals,
+                **scores,
+                **label_columns(labels, codec),
+                "metric": metric,
+            }
             row.update(_extras(members, row["pixels"]))
             class_rows.append(row)
     points = pd.DataFrame(seq_rows, columns=SEQUENCE_COLUMNS if not seq_rows else None)
     classes = pd.DataFrame(class_rows)
     if seq_rows:
         order = {s.name: i for i, s in enumerate(dataset.sequences)}
-        points = points.sort_values(["codec", "sequence", "kbps"], key=lambda c: c.map(order) if c.name == "sequence"
-                                    else c, kind="stable").reset_index(drop=True)
+        points = points.sort_values(
+            ["codec", "sequence", "kbps"], key=lambda c: c.map(order) if c.name == "sequence" else c, kind="stable"
+        ).reset_index(drop=True)
         classes = classes.sort_values(["codec", "class", "kbps"], kind="stable").reset_index(drop=True)
     return points, classes
 
@@ -210,10 +232,18 @@ def _totals(recs: list[Record], seqs: list[SequenceRecord]) -> dict:
     pixels = sum(s.pixels for s in seqs)
     seconds = sum(s.duration_s for s in seqs)
     workers = max(r.workers for r in recs)
-    out = {"n_images": frames, "n_failed": sum(r.status != "ok" for r in recs), "frames": frames,
-           "bytes": total_bytes, "pixels": pixels, "bpp": 8.0 * total_bytes / pixels,
-           "kbps": 8.0 * total_bytes / (1000.0 * seconds), "workers": workers, "contended": workers > 1,
-           **feature_hashes(recs)}
+    out = {
+        "n_images": frames,
+        "n_failed": sum(r.status != "ok" for r in recs),
+        "frames": frames,
+        "bytes": total_bytes,
+        "pixels": pixels,
+        "bpp": 8.0 * total_bytes / pixels,
+        "kbps": 8.0 * total_bytes / (1000.0 * seconds),
+        "workers": workers,
+        "contended": workers > 1,
+        **feature_hashes(recs),
+    }
     for t in ("enc_s", "dec_s", "front_s", "back_s"):  # per frame: each record's are per its frames
         out[t] = sum(getattr(r, t) * len(s.frames) for r, s in zip(recs, seqs)) / frames
     return out

@@ -18,13 +18,20 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 # SLURM's own variables (sbatch / srun set them in the job's environment); an array task has both
 # the array's job id and its index, which name its log files.
-SCHEDULER_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NAME",
-                       "SLURM_JOB_PARTITION", "SLURM_CLUSTER_NAME")
+SCHEDULER_VARIABLES = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_JOB_NAME",
+    "SLURM_JOB_PARTITION",
+    "SLURM_CLUSTER_NAME",
+)
 
 
 def git_state(where: Path = PACKAGE_DIR) -> dict[str, object]:
     """`git_commit` of the checkout vcmbench runs from and `git_dirty` (tracked files changed
     since it); both None for an installed wheel, which is no checkout."""
+
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=20)

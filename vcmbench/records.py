@@ -52,11 +52,14 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            raise RunFolderInUse(f"{self.path.parent}: in use by {holder}; wait for that run to end, or give this "
-                                 "one another folder (hydra.run.dir=...)") from None
+            raise RunFolderInUse(
+                f"{self.path.parent}: in use by {holder}; wait for that run to end, or give this "
+                "one another folder (hydra.run.dir=...)"
+            ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-                  .encode(), 0)
+        os.pwrite(
+            fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0
+        )
         self._fd = fd
         return self
 
@@ -196,7 +199,7 @@ def _unpack(masks: str) -> list[str]:
         return []
     if not masks.startswith(MASKS_PACKED):
         raise ValueError(f"masks: not {MASKS_PACKED!r}-packed RLE counts")
-    return zlib.decompress(base64.b85decode(masks[len(MASKS_PACKED):])).decode("ascii").split("\n")
+    return zlib.decompress(base64.b85decode(masks[len(MASKS_PACKED) :])).decode("ascii").split("\n")
 
 
 def _loaded(d: dict) -> Record:
@@ -228,9 +231,11 @@ def _parse(path: Path) -> _Parsed:
 def _corrupt(path: Path, damaged: list[tuple[int, str]]) -> RecordsCorrupt:
     n, why = damaged[0]
     more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
-    return RecordsCorrupt(f"{path}: line {n} is not a record ({why}){more}, and it is not a torn last "
-                          "line; rerun with repair=true (vcmbench run --repair) to drop the bad lines and "
-                          "redo their work")
+    return RecordsCorrupt(
+        f"{path}: line {n} is not a record ({why}){more}, and it is not a torn last "
+        "line; rerun with repair=true (vcmbench run --repair) to drop the bad lines and "
+        "redo their work"
+    )
 
 
 def write_records(path: Path, records: list[Record]) -> None:
@@ -256,8 +261,11 @@ def complete_groups(records: list[Record], image_ids: list[int]) -> dict[tuple[s
     for r in records:
         if r.image_id in wanted:
             groups[(r.codec, r.rate)].append(r)
-    return {key: sorted(recs, key=lambda r: r.image_id) for key, recs in groups.items()
-            if {r.image_id for r in recs} == wanted}
+    return {
+        key: sorted(recs, key=lambda r: r.image_id)
+        for key, recs in groups.items()
+        if {r.image_id for r in recs} == wanted
+    }
 
 
 def coco_results(records: list[Record]) -> list[dict]:

@@ -93,20 +93,41 @@ def _pct(new: float, old: float) -> float:
     return (new / old - 1.0) * 100.0
 
 
-def _per_point(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataFrame, tol: float,
-               metric: str, rate_col: str = "bpp") -> Check:
+def _per_point(
+    ds: str,
+    model: str,
+    codec: str,
+    ref: pd.DataFrame,
+    run: pd.DataFrame,
+    tol: float,
+    metric: str,
+    rate_col: str = "bpp",
+) -> Check:
     worst_bpp, details, status, bad = -math.inf, [], OK, []
     for _, r in ref.iterrows():
         match = run[run.rate.astype(str) == str(r.rate)]
         if match.empty:
-            return Check(ds, model, codec, "per point", math.nan,
-                         f"rate point {r.rate} of the reference is not in the run (run has "
-                         f"{sorted(run.rate.astype(str))})", UNUSABLE)
+            return Check(
+                ds,
+                model,
+                codec,
+                "per point",
+                math.nan,
+                f"rate point {r.rate} of the reference is not in the run (run has {sorted(run.rate.astype(str))})",
+                UNUSABLE,
+            )
         m = match.iloc[-1]
         values = (float(r[rate_col]), float(m[rate_col]), float(r[metric]), float(m[metric]))
         if not all(math.isfinite(v) for v in values):
-            return Check(ds, model, codec, "per point", math.nan,
-                         f"rate point {r.rate}: {rate_col} or {metric} is missing (NaN)", UNUSABLE)
+            return Check(
+                ds,
+                model,
+                codec,
+                "per point",
+                math.nan,
+                f"rate point {r.rate}: {rate_col} or {metric} is missing (NaN)",
+                UNUSABLE,
+            )
         ref_bpp, run_bpp, ref_m, run_m = values
         bpp_change = _pct(run_bpp, ref_bpp)
         drop = max(0.0, -_pct(run_m, ref_m)) if ref_m > 0 else (0.0 if run_m >= ref_m else math.inf)
@@ -120,11 +141,18 @@ def _per_point(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataF
     if bad:
         status = REGRESSION
     front = len(pareto_front(ref, rate_col, metric)[0])
-    why = "single rate point" if len(ref) == 1 else (
-        f"{metric} does not vary" if ref[metric].nunique() <= 1 else f"{len(ref)} points (< {MIN_POINTS})"
-        if len(ref) < MIN_POINTS else f"{front} of {len(ref)} points on the pareto front (< {MIN_POINTS})")
-    return Check(ds, model, codec, f"per point ({why})", worst_bpp, "; ".join(details), status,
-                 ", ".join(bad))
+    why = (
+        "single rate point"
+        if len(ref) == 1
+        else (
+            f"{metric} does not vary"
+            if ref[metric].nunique() <= 1
+            else f"{len(ref)} points (< {MIN_POINTS})"
+            if len(ref) < MIN_POINTS
+            else f"{front} of {len(ref)} points on the pareto front (< {MIN_POINTS})"
+        )
+    )
+    return Check(ds, model, codec, f"per point ({why})", worst_bpp, "; ".join(details), status, ", ".join(bad))
 
 
 @dataclass
@@ -140,13 +168,25 @@ class Significance:
     ref_items: RunItems | None = None
 
 
-def _bd(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataFrame, tol: float, method: str,
-        metric: str, rate_col: str = "bpp", significance: Significance | None = None) -> Check:
+def _bd(
+    ds: str,
+    model: str,
+    codec: str,
+    ref: pd.DataFrame,
+    run: pd.DataFrame,
+    tol: float,
+    method: str,
+    metric: str,
+    rate_col: str = "bpp",
+    significance: Significance | None = None,
+) -> Check:
     r = bd_row(ref, run, codec, "reference", method, metric, rate_col)
     if not r.ok:
         return Check(ds, model, codec, "BD-rate", math.nan, r.reason or "", UNUSABLE)
-    detail = (f"BD-{metric} {r.bd_metric:+.3f}; {metric} range {r.overlap_lo:.3f}..{r.overlap_hi:.3f} "
-              f"({r.overlap_fraction:.0%} overlap{', poor' if r.poor_overlap else ''})")
+    detail = (
+        f"BD-{metric} {r.bd_metric:+.3f}; {metric} range {r.overlap_lo:.3f}..{r.overlap_hi:.3f} "
+        f"({r.overlap_fraction:.0%} overlap{', poor' if r.poor_overlap else ''})"
+    )
     if r.n_failed:
         detail += f"; {r.n_failed} failed decode(s) in the run"
     status = REGRESSION if r.bd_rate > tol else (BETTER if r.bd_rate < -tol else OK)
@@ -157,12 +197,22 @@ def _bd(ds: str, model: str, codec: str, ref: pd.DataFrame, run: pd.DataFrame, t
         why = "no per-item records of it in the run" if iv is None else iv.reason
         return Check(ds, model, codec, "BD-rate", r.bd_rate, f"{detail}; no bootstrap: {why}", UNUSABLE)
     sure = f"{1 - significance.alpha:.0%}"
-    detail = (f"{detail}; bootstrap {iv.n_valid}/{iv.n_resamples}, seed {iv.seed}"
-              f"{'' if significance.ref_items else ', reference curve held fixed'}: "
-              f"{sure} sure BD-rate > {iv.lo:+.2f}% and < {iv.hi:+.2f}%")
+    detail = (
+        f"{detail}; bootstrap {iv.n_valid}/{iv.n_resamples}, seed {iv.seed}"
+        f"{'' if significance.ref_items else ', reference curve held fixed'}: "
+        f"{sure} sure BD-rate > {iv.lo:+.2f}% and < {iv.hi:+.2f}%"
+    )
     status = REGRESSION if iv.lo > tol else (BETTER if iv.hi < -tol else OK)
-    return Check(ds, model, codec, "BD-rate, alpha " + f"{significance.alpha:g}", r.bd_rate, detail, status,
-                 f"BD-rate {r.bd_rate:+.2f}%, above +{tol:g}% with {sure} confidence (bound {iv.lo:+.2f}%)")
+    return Check(
+        ds,
+        model,
+        codec,
+        "BD-rate, alpha " + f"{significance.alpha:g}",
+        r.bd_rate,
+        detail,
+        status,
+        f"BD-rate {r.bd_rate:+.2f}%, above +{tol:g}% with {sure} confidence (bound {iv.lo:+.2f}%)",
+    )
 
 
 def _interval(sig: Significance, codec: str, method: str, ref: pd.DataFrame, metric: str) -> BDInterval | None:
@@ -176,8 +226,9 @@ def _interval(sig: Significance, codec: str, method: str, ref: pd.DataFrame, met
         anchor: list[ItemPoint] | FixedCurve = sig.ref_items.curve(codec)
     else:
         anchor = FixedCurve(codec, ref["bpp"].to_numpy(float), ref[metric].to_numpy(float))
-    return bootstrap_pair(sig.run_items.curve(codec), anchor, weights, method=method, level=1 - 2 * sig.alpha,
-                          seed=sig.settings.seed)
+    return bootstrap_pair(
+        sig.run_items.curve(codec), anchor, weights, method=method, level=1 - 2 * sig.alpha, seed=sig.settings.seed
+    )
 
 
 def _image_count_mismatch(ref: pd.DataFrame, run: pd.DataFrame) -> str | None:
@@ -192,9 +243,11 @@ def _image_count_mismatch(ref: pd.DataFrame, run: pd.DataFrame) -> str | None:
     have = sorted({int(n) for n in run.n_images.dropna()})
     if not want or not have or want == have:
         return None
-    return (f"the reference was measured on {'/'.join(map(str, want))} image(s), the run on "
-            f"{'/'.join(map(str, have))}: rerun with dataset.max_images={want[0]} or compare with a reference "
-            "made on the same images")
+    return (
+        f"the reference was measured on {'/'.join(map(str, want))} image(s), the run on "
+        f"{'/'.join(map(str, have))}: rerun with dataset.max_images={want[0]} or compare with a reference "
+        "made on the same images"
+    )
 
 
 def is_classes_table(table: pd.DataFrame) -> bool:
@@ -202,12 +255,20 @@ def is_classes_table(table: pd.DataFrame) -> bool:
     return "class" in table.columns and "kbps" in table.columns and "sequence" not in table.columns
 
 
-def regress(run: pd.DataFrame, reference: pd.DataFrame, tolerance: float, method: str = "pchip",
-            metric: str = "map", significance: Significance | None = None) -> list[Check]:
+def regress(
+    run: pd.DataFrame,
+    reference: pd.DataFrame,
+    tolerance: float,
+    method: str = "pchip",
+    metric: str = "map",
+    significance: Significance | None = None,
+) -> list[Check]:
     """One Check per (dataset, model, codec) of the reference; per (dataset, model, class, codec),
     in kbps, when the reference is a classes table."""
     video = is_classes_table(reference)
-    keys, rate_col = (["dataset", "model", "class", "codec"], "kbps") if video else (["dataset", "model", "codec"], "bpp")
+    keys, rate_col = (
+        (["dataset", "model", "class", "codec"], "kbps") if video else (["dataset", "model", "codec"], "bpp")
+    )
     checks = []
     for key, ref in reference.groupby(keys, sort=False):
         ds, model, codec = key[0], key[1], key[-1]
@@ -221,8 +282,9 @@ def regress(run: pd.DataFrame, reference: pd.DataFrame, tolerance: float, method
             checks.append(Check(ds, model, codec, "-", math.nan, why, UNUSABLE))
         else:
             if _bd_ok(ref, metric, rate_col):
-                check = _bd(ds, model, codec, ref, mine, tolerance, method, metric, rate_col,
-                            None if video else significance)
+                check = _bd(
+                    ds, model, codec, ref, mine, tolerance, method, metric, rate_col, None if video else significance
+                )
             else:
                 check = _per_point(ds, model, codec, ref, mine, tolerance, metric, rate_col)
             changed = _encoder_change(ref, mine, key[-1])
@@ -264,13 +326,16 @@ def _with_features(check: Check, ref: pd.DataFrame, run: pd.DataFrame, same_code
 
 
 def _table(checks: list[Check], several_groups: bool) -> str:
-    rows = [{
-        "codec": f"{c.dataset}/{c.model}/{c.codec}" if several_groups else c.codec,
-        "check": c.mode,
-        "BD-rate or bpp (%)": "–" if not math.isfinite(c.figure) else f"{c.figure:+.2f}",
-        "status": c.status,
-        "detail": c.detail,
-    } for c in checks]
+    rows = [
+        {
+            "codec": f"{c.dataset}/{c.model}/{c.codec}" if several_groups else c.codec,
+            "check": c.mode,
+            "BD-rate or bpp (%)": "–" if not math.isfinite(c.figure) else f"{c.figure:+.2f}",
+            "status": c.status,
+            "detail": c.detail,
+        }
+        for c in checks
+    ]
     return text_table(pd.DataFrame(rows, columns=["codec", "check", "BD-rate or bpp (%)", "status", "detail"]), "llrll")
 
 
@@ -278,19 +343,30 @@ def regress_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="vcmbench regress",
         description="Compare a run with a reference points table, codec by codec: exit 0 when no codec is "
-                    "worse than the tolerance, 1 when some codec regressed, 2 on unusable input.")
+        "worse than the tolerance, 1 when some codec regressed, 2 on unusable input.",
+    )
     ap.add_argument("run", metavar="RUN_DIR", help="run folder (holding points.csv), multirun folder, or points .csv")
-    ap.add_argument("--reference", default=DEFAULT_REFERENCE,
-                    help=f"reference points table (default: {DEFAULT_REFERENCE})")
-    ap.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="PCT",
-                    help="largest accepted BD-rate increase in percent; for single-point codecs the largest "
-                         f"accepted bpp increase and mAP drop, in percent (default: {DEFAULT_TOLERANCE})")
+    ap.add_argument(
+        "--reference", default=DEFAULT_REFERENCE, help=f"reference points table (default: {DEFAULT_REFERENCE})"
+    )
+    ap.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        metavar="PCT",
+        help="largest accepted BD-rate increase in percent; for single-point codecs the largest "
+        f"accepted bpp increase and mAP drop, in percent (default: {DEFAULT_TOLERANCE})",
+    )
     ap.add_argument("--method", choices=list(METHODS), default="pchip", help="BD interpolation (default: pchip)")
     ap.add_argument("--metric", default="map", help="metric column (default: map)")
-    ap.add_argument("--alpha", type=float, default=None,
-                    help="gate on significance: a codec regresses only when its BD-rate is above the tolerance with "
-                         "confidence 1 - ALPHA (paired bootstrap over the images, from the run's records; pass the "
-                         "reference as a run folder to pair it too). Default: the fixed-tolerance gate")
+    ap.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="gate on significance: a codec regresses only when its BD-rate is above the tolerance with "
+        "confidence 1 - ALPHA (paired bootstrap over the images, from the run's records; pass the "
+        "reference as a run folder to pair it too). Default: the fixed-tolerance gate",
+    )
     ap.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, help="bootstrap resamples for --alpha")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed for --alpha")
     args = ap.parse_args(argv)
@@ -298,21 +374,26 @@ def regress_main(argv: list[str]) -> int:
         if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
             raise VcmbenchError(f"--tolerance {args.tolerance}: give a percentage >= 0 (e.g. 1.0)")
         if args.alpha is not None and not 0 < args.alpha < 0.5:
-            raise VcmbenchError(f"--alpha {args.alpha}: give the accepted chance of a false alarm in (0, 0.5), "
-                                "e.g. 0.05")
+            raise VcmbenchError(
+                f"--alpha {args.alpha}: give the accepted chance of a false alarm in (0, 0.5), e.g. 0.05"
+            )
         ref_path = Path(args.reference)
         ref_dir = ref_path if ref_path.is_dir() and (ref_path / "points.csv").is_file() else None
         if ref_dir is not None:
             ref_path = ref_dir / "points.csv"
         if not ref_path.is_file():
-            raise VcmbenchError(f"reference {ref_path}: no such file; pass --reference PATH to a points table "
-                                "(e.g. anchors/ci/points.csv) or a run folder")
+            raise VcmbenchError(
+                f"reference {ref_path}: no such file; pass --reference PATH to a points table "
+                "(e.g. anchors/ci/points.csv) or a run folder"
+            )
         reference = read_points(ref_path)
         if is_classes_table(reference):  # a video gate: the run's classes table
             run_classes = Path(args.run) / "classes.csv" if Path(args.run).is_dir() else Path(args.run)
             if not run_classes.is_file():
-                raise VcmbenchError(f"{run_classes}: no such file; the reference {ref_path} is a video run's "
-                                    "classes table, so give the video run's folder (holding classes.csv)")
+                raise VcmbenchError(
+                    f"{run_classes}: no such file; the reference {ref_path} is a video run's "
+                    "classes table, so give the video run's folder (holding classes.csv)"
+                )
             run, notes = read_points(run_classes), []
         else:
             run, notes = merge_points(load_sources([args.run]))
@@ -328,29 +409,38 @@ def regress_main(argv: list[str]) -> int:
     ref_groups = set(zip(reference.dataset, reference.model))
     run_groups = set(zip(run.dataset, run.model))
     if not ref_groups & run_groups:
-        print(f"vcmbench regress: error: the run holds {sorted(run_groups)} but the reference {ref_path} holds "
-              f"{sorted(ref_groups)}: run the sweep with the reference's dataset and model, or pass the matching "
-              "--reference", file=sys.stderr)
+        print(
+            f"vcmbench regress: error: the run holds {sorted(run_groups)} but the reference {ref_path} holds "
+            f"{sorted(ref_groups)}: run the sweep with the reference's dataset and model, or pass the matching "
+            "--reference",
+            file=sys.stderr,
+        )
         return EXIT_UNUSABLE
 
     significance = None
     if args.alpha is not None and not is_classes_table(reference):
         try:
             settings = BootstrapSettings(args.resamples, args.seed).check("--")
-            (ds, model), = sorted(ref_groups & run_groups)[:1]
+            ((ds, model),) = sorted(ref_groups & run_groups)[:1]
             run_items = items_of_sources(load_sources([args.run]), ds, model)
-            ref_items = load_run_items(ref_dir) if ref_dir is not None and (ref_dir / "records.jsonl").is_file() \
-                else None
+            ref_items = (
+                load_run_items(ref_dir) if ref_dir is not None and (ref_dir / "records.jsonl").is_file() else None
+            )
         except VcmbenchError as exc:
             print(f"vcmbench regress: error: {exc}", file=sys.stderr)
             return EXIT_UNUSABLE
         significance = Significance(args.alpha, settings, run_items, ref_items)
     checks = regress(run, reference, args.tolerance, args.method, args.metric, significance)
-    gate = (f"significance: alpha {args.alpha:g}, {args.resamples} resamples, seed {args.seed}, "
-            f"{'paired with the reference run' if significance and significance.ref_items else 'reference fixed'}; "
-            if significance else "")
-    print(f"vcmbench regress: {args.run} vs {ref_path}, tolerance {args.tolerance:g}% "
-          f"({gate}BD-rate via {args.method}; single-point codecs: bpp and {args.metric} point by point)")
+    gate = (
+        f"significance: alpha {args.alpha:g}, {args.resamples} resamples, seed {args.seed}, "
+        f"{'paired with the reference run' if significance and significance.ref_items else 'reference fixed'}; "
+        if significance
+        else ""
+    )
+    print(
+        f"vcmbench regress: {args.run} vs {ref_path}, tolerance {args.tolerance:g}% "
+        f"({gate}BD-rate via {args.method}; single-point codecs: bpp and {args.metric} point by point)"
+    )
     print(_table(checks, len(ref_groups) > 1))
     for n in notes:
         print(f"note: {n}")
@@ -365,8 +455,11 @@ def regress_main(argv: list[str]) -> int:
     for c in regressed:
         print(f"REGRESSION: {c.codec}: {c.summary} (tolerance {args.tolerance:g}%)", file=sys.stderr)
     if missing:
-        print(f"vcmbench regress: error: codec(s) of the reference missing in the run: "
-              f"{', '.join(c.codec for c in missing)} (add them to the sweep, e.g. codec=[...])", file=sys.stderr)
+        print(
+            f"vcmbench regress: error: codec(s) of the reference missing in the run: "
+            f"{', '.join(c.codec for c in missing)} (add them to the sweep, e.g. codec=[...])",
+            file=sys.stderr,
+        )
     for c in unusable:
         print(f"vcmbench regress: error: {c.codec}: cannot compare: {c.detail}", file=sys.stderr)
     if missing or unusable:
@@ -375,4 +468,3 @@ def regress_main(argv: list[str]) -> int:
         return EXIT_REGRESSION
     print(f"no regression: {len(checks)} codec(s) within +{args.tolerance:g}%")
     return EXIT_OK
-

@@ -46,8 +46,17 @@ from vcmbench.vision.base import SplitDetector
 log = logging.getLogger("vcmbench.run")
 
 #: what other modules and scripts import from here (the pieces now live in jobs and item_coding)
-__all__ = ["CodecJob", "ItemCoder", "build_jobs", "codec_label", "describe_run", "run_sweep",
-           "software_versions", "to_rows", "write_points"]
+__all__ = [
+    "CodecJob",
+    "ItemCoder",
+    "build_jobs",
+    "codec_label",
+    "describe_run",
+    "run_sweep",
+    "software_versions",
+    "to_rows",
+    "write_points",
+]
 
 
 #: this worker process's ItemCoder, its records queue and its determinism mode (_worker_init)
@@ -84,8 +93,12 @@ def _worker_code(image: ImageRecord, todo: list[tuple[int, int]]) -> tuple[int, 
     return sent, None
 
 
-def _code_in_workers(cfg: DictConfig, work: list[tuple[ImageRecord, list[tuple[int, int]]]], settings: RunSettings,
-                     save: Callable[[Record], None]) -> None:
+def _code_in_workers(
+    cfg: DictConfig,
+    work: list[tuple[ImageRecord, list[tuple[int, int]]]],
+    settings: RunSettings,
+    save: Callable[[Record], None],
+) -> None:
     """A pool of worker processes, fed image by image; this process is the only writer.
 
     External encoders are processes and each worker holds its own detector, so N workers
@@ -99,9 +112,12 @@ def _code_in_workers(cfg: DictConfig, work: list[tuple[ImageRecord, list[tuple[i
     ctx = mp.get_context("spawn")  # no fork after torch has started its thread pools
     queue = ctx.Queue()
     error: BaseException | None = None
-    with ProcessPoolExecutor(settings.workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(OmegaConf.to_yaml(cfg, resolve=True), settings.threads, settings.workers,
-                                       queue)) as pool:
+    with ProcessPoolExecutor(
+        settings.workers,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(OmegaConf.to_yaml(cfg, resolve=True), settings.threads, settings.workers, queue),
+    ) as pool:
         pending = {pool.submit(_worker_code, image, todo) for image, todo in work}
         expected = received = 0
         while pending or received < expected:
@@ -156,23 +172,36 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float, timing_pass: bool) ->
     left_out = verdict.note()
     if left_out:
         log.warning("%s", left_out)
-    run_info = {**software_versions(), "workers": settings.workers, "threads": settings.threads,
-                "left_out": [{"codec": c, "why": left_out} for c in verdict.left_out],
-                "description": describe_run(detector, jobs, isinstance(dataset, SequenceDataset)).to_json(),
-                **determinism.environment(settings.determinism),
-                **provenance(shard.label if shard is not None else None)}
+    run_info = {
+        **software_versions(),
+        "workers": settings.workers,
+        "threads": settings.threads,
+        "left_out": [{"codec": c, "why": left_out} for c in verdict.left_out],
+        "description": describe_run(detector, jobs, isinstance(dataset, SequenceDataset)).to_json(),
+        **determinism.environment(settings.determinism),
+        **provenance(shard.label if shard is not None else None),
+    }
     write_bytes(run_dir / "run.json", json.dumps({**run_info, "finished": False}, indent=1).encode())
     store = RecordStore(run_dir / "records.jsonl", repair=as_bool(cfg.get("repair", False), "repair"))
     work = []
     for image in dataset.records:
-        todo = [(j, r) for j, job in enumerate(jobs) for r, rp in enumerate(job.codec.rates)
-                if (image.image_id, job.codec.name, rp.label, job.setup) not in store]
+        todo = [
+            (j, r)
+            for j, job in enumerate(jobs)
+            for r, rp in enumerate(job.codec.rates)
+            if (image.image_id, job.codec.name, rp.label, job.setup) not in store
+        ]
         if todo:
             work.append((image, todo))
     total = len(dataset) * sum(len(j.codec.rates) for j in jobs)
     unit = "sequences" if isinstance(dataset, SequenceDataset) else "images"
-    bar = tqdm(total=total, initial=total - sum(len(t) for _, t in work), unit="pt", desc=f"{unit} x rate points",
-               disable=not settings.progress)
+    bar = tqdm(
+        total=total,
+        initial=total - sum(len(t) for _, t in work),
+        unit="pt",
+        desc=f"{unit} x rate points",
+        disable=not settings.progress,
+    )
 
     def save(record: Record) -> None:
         store.append(record)
@@ -196,10 +225,20 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float, timing_pass: bool) ->
     sweep_s = time.perf_counter() - started
     if timing_pass and _sweep_times_differ(settings):
         write_timing(run_dir, coder, dataset.records, settings.timing, settings.determinism)
-    write_bytes(run_dir / "run.json", json.dumps({**run_info, "finished": True, "items": len(dataset),
-                                                  "items_whole": len(whole)}, indent=1).encode())
-    (run_dir / "timing.json").write_text(json.dumps({"sweep_s": sweep_s, "timing_pass_s": time.perf_counter() - started - sweep_s,
-                                                     "workers": settings.workers, "threads": settings.threads}))
+    write_bytes(
+        run_dir / "run.json",
+        json.dumps({**run_info, "finished": True, "items": len(dataset), "items_whole": len(whole)}, indent=1).encode(),
+    )
+    (run_dir / "timing.json").write_text(
+        json.dumps(
+            {
+                "sweep_s": sweep_s,
+                "timing_pass_s": time.perf_counter() - started - sweep_s,
+                "workers": settings.workers,
+                "threads": settings.threads,
+            }
+        )
+    )
     return points
 
 
@@ -210,9 +249,16 @@ def _sweep_times_differ(settings: RunSettings) -> bool:
     return settings.workers > 1 or other_arithmetic
 
 
-def write_points(cfg: DictConfig, run_dir: Path, records: list[Record], dataset: Dataset | SequenceDataset,
-                 whole: Dataset | SequenceDataset, detector: SplitDetector, jobs: list[CodecJob],
-                 columns: dict[str, object] | None = None) -> pd.DataFrame:
+def write_points(
+    cfg: DictConfig,
+    run_dir: Path,
+    records: list[Record],
+    dataset: Dataset | SequenceDataset,
+    whole: Dataset | SequenceDataset,
+    detector: SplitDetector,
+    jobs: list[CodecJob],
+    columns: dict[str, object] | None = None,
+) -> pd.DataFrame:
     """The end of a sweep: the complexity counts (once per setup, on the first item of the `whole`
     set, so a shard and the merge of all shards count the same image), then the tables from the
     records (`aggregate.write_tables`, which a merge calls without any live model or codec)."""

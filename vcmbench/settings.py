@@ -18,8 +18,9 @@ from vcmbench.paths import is_none
 from vcmbench.types import TASK_COLUMNS
 
 
-def as_int(value: object, setting: str, minimum: int | None = None, maximum: int | None = None,
-           allow_none: bool = False) -> int | None:
+def as_int(
+    value: object, setting: str, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False
+) -> int | None:
     """`value` as an int within [minimum, maximum]; None allowed only with allow_none."""
     if allow_none and is_none(value):
         return None
@@ -73,8 +74,10 @@ class TimingSettings:
         node = node or {}
         arithmetic = str(node.get("arithmetic", "native"))
         if arithmetic not in TIMING_ARITHMETIC:
-            raise ConfigError(f"timing.arithmetic={arithmetic!r}: choose native (torch's float kernels) or sweep "
-                              f"(the run's determinism mode)")
+            raise ConfigError(
+                f"timing.arithmetic={arithmetic!r}: choose native (torch's float kernels) or sweep "
+                f"(the run's determinism mode)"
+            )
         return cls(as_int(node.get("items", 2), "timing.items", minimum=0), arithmetic)
 
 
@@ -122,8 +125,9 @@ def check_task_metric(value: object) -> str:
     """`task_metric`: auto, or one of TASK_COLUMNS' tasks."""
     choices = ["auto", *TASK_COLUMNS]
     if not isinstance(value, str) or value not in choices:
-        raise ConfigError(f"task_metric={value!r}: choose one of {choices} (auto: mask where the model segments, "
-                          "else box)")
+        raise ConfigError(
+            f"task_metric={value!r}: choose one of {choices} (auto: mask where the model segments, else box)"
+        )
     return value
 
 
@@ -164,10 +168,13 @@ def parse_shard(value: object, setting: str = "dataset.shard") -> Shard | None:
         return None
     match = _SHARD_FORM.match(str(value))
     if not match:
-        raise ConfigError(f"{setting}={value!r}: not a shard; give K/N, the K-th of N parts (e.g. {setting}=1/4), "
-                          f"or {setting}=null for the whole set")
+        raise ConfigError(
+            f"{setting}={value!r}: not a shard; give K/N, the K-th of N parts (e.g. {setting}=1/4), "
+            f"or {setting}=null for the whole set"
+        )
     index, count = int(match.group(1)), int(match.group(2))
     if not 1 <= index <= count:
-        raise ConfigError(f"{setting}={value!r}: K must be from 1 to N; the parts of {count} are 1/{count} .. "
-                          f"{count}/{count}")
+        raise ConfigError(
+            f"{setting}={value!r}: K must be from 1 to N; the parts of {count} are 1/{count} .. {count}/{count}"
+        )
     return Shard(index, count)

@@ -49,8 +49,11 @@ def why_unfinished(folder: Path, out: Path) -> str:
     if job_id:
         logs = sorted((submitit / (f"{array}_{task}" if array and task is not None else str(job_id))).glob("*_log.err"))
     else:  # it stopped before writing run.json: the submitit log that names its folder
-        logs = [log for log in sorted(submitit.glob("*_*/*_log.err"), key=lambda p: p.stat().st_mtime, reverse=True)
-                if str(folder) in log.read_text(errors="replace")][:1]
+        logs = [
+            log
+            for log in sorted(submitit.glob("*_*/*_log.err"), key=lambda p: p.stat().st_mtime, reverse=True)
+            if str(folder) in log.read_text(errors="replace")
+        ][:1]
         job_id = logs[0].parent.name if logs else None
     named = f"{array}_{task}" if array and task is not None else job_id
     where = f"SLURM job {named}" if named else "its process"
@@ -72,8 +75,9 @@ def job_config(overrides: list[str], count: int):
     return compose_config("config", [*plain, f"dataset.shard=1/{count}"])
 
 
-def run_shards(overrides: list[str], count: int, launcher: str, out: Path, jobs: int | None = None,
-               cfg=None) -> list[int]:
+def run_shards(
+    overrides: list[str], count: int, launcher: str, out: Path, jobs: int | None = None, cfg=None
+) -> list[int]:
     """Run the shards of `overrides` not yet finished in `out`; returns the shards still unfinished.
     `cfg`: job_config(overrides, count), when the caller has it already."""
     from vcmbench.cli import _check_run
@@ -85,24 +89,50 @@ def run_shards(overrides: list[str], count: int, launcher: str, out: Path, jobs:
         try:
             import hydra_plugins.hydra_submitit_launcher  # noqa: F401
         except ImportError:
-            raise MissingDependencyError("--launcher slurm needs hydra-submitit-launcher: pip install "
-                                         "'vcmbench[cluster]' (or hydra-submitit-launcher==1.2.0)") from None
+            raise MissingDependencyError(
+                "--launcher slurm needs hydra-submitit-launcher: pip install "
+                "'vcmbench[cluster]' (or hydra-submitit-launcher==1.2.0)"
+            ) from None
     launcher_choice = [f"hydra/launcher={LAUNCHERS[launcher]}"] if LAUNCHERS[launcher] else []
     check_command_line("config", [*launcher_choice, *overrides, f"dataset.shard={shards[0]}"], _check_run)
     settings = settings_of(cfg if cfg is not None else job_config(overrides, count))
     todo = [k for k in range(1, count + 1) if not finished_with(shard_folder(out, k, count), settings)]
     if todo:
-        print(f"vcmbench sweep: running shard(s) {', '.join(f'{k}/{count}' for k in todo)} with the {launcher} "
-              f"launcher into {out}", flush=True)
+        print(
+            f"vcmbench sweep: running shard(s) {', '.join(f'{k}/{count}' for k in todo)} with the {launcher} "
+            f"launcher into {out}",
+            flush=True,
+        )
         run = [sys.executable, "-m", "vcmbench", "run"]
         if launcher == "local":
             workers = [] if any(o.startswith("workers=") for o in overrides) else ["workers=1"]  # shards: the cores
-            _run_local([[*run, *workers, *overrides, "report=false", f"dataset.shard={k}/{count}",
-                         f"hydra.run.dir={shard_folder(out, k, count)}"] for k in todo], jobs or len(todo))
+            _run_local(
+                [
+                    [
+                        *run,
+                        *workers,
+                        *overrides,
+                        "report=false",
+                        f"dataset.shard={k}/{count}",
+                        f"hydra.run.dir={shard_folder(out, k, count)}",
+                    ]
+                    for k in todo
+                ],
+                jobs or len(todo),
+            )
         else:
-            submitter = subprocess.Popen([*run, "-m", "hydra/launcher=submitit_slurm", *overrides, "report=false",
-                                          f"dataset.shard={','.join(f'{k}/{count}' for k in todo)}",
-                                          f"hydra.sweep.dir={out}", "hydra.sweep.subdir='${shard_name:${dataset.shard}}'"])
+            submitter = subprocess.Popen(
+                [
+                    *run,
+                    "-m",
+                    "hydra/launcher=submitit_slurm",
+                    *overrides,
+                    "report=false",
+                    f"dataset.shard={','.join(f'{k}/{count}' for k in todo)}",
+                    f"hydra.sweep.dir={out}",
+                    "hydra.sweep.subdir='${shard_name:${dataset.shard}}'",
+                ]
+            )
             _watch_slurm(submitter, out)
     return [k for k in range(1, count + 1) if not finished_with(shard_folder(out, k, count), settings)]
 
@@ -155,11 +185,16 @@ def sweep_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="vcmbench sweep",
         description="Run a sweep as N shards (dataset.shard=K/N) through a launcher, then merge them into one run "
-                    "folder. Rerun the same command to resubmit only the shards that did not finish.",
-        epilog="Everything else is Hydra overrides of `vcmbench run` (codec=..., dataset=..., hydra.launcher.*=...).")
+        "folder. Rerun the same command to resubmit only the shards that did not finish.",
+        epilog="Everything else is Hydra overrides of `vcmbench run` (codec=..., dataset=..., hydra.launcher.*=...).",
+    )
     ap.add_argument("--shards", type=int, required=True, metavar="N", help="how many parts to cut the items into")
-    ap.add_argument("--launcher", choices=sorted(LAUNCHERS), default="local",
-                    help="local: parallel processes here; slurm: a SLURM job array (submitit)")
+    ap.add_argument(
+        "--launcher",
+        choices=sorted(LAUNCHERS),
+        default="local",
+        help="local: parallel processes here; slurm: a SLURM job array (submitit)",
+    )
     ap.add_argument("--jobs", type=int, metavar="J", help="local launcher: shards at a time (default: all)")
     ap.add_argument("--out", metavar="DIR", help="sweep folder (default: <results_dir>/sharded/<run_name>)")
     args, overrides = ap.parse_known_args(argv)
@@ -172,10 +207,15 @@ def sweep_main(argv: list[str]) -> int:
         if unfinished:
             for k in unfinished:
                 folder = shard_folder(out, k, args.shards)
-                print(f"vcmbench sweep: shard {k}/{args.shards} did not finish: {why_unfinished(folder, out)}",
-                      file=sys.stderr)
-            print(f"vcmbench sweep: {len(unfinished)} of {args.shards} shards unfinished; run the same command again "
-                  "to resubmit only those (finished shards are kept)", file=sys.stderr)
+                print(
+                    f"vcmbench sweep: shard {k}/{args.shards} did not finish: {why_unfinished(folder, out)}",
+                    file=sys.stderr,
+                )
+            print(
+                f"vcmbench sweep: {len(unfinished)} of {args.shards} shards unfinished; run the same command again "
+                "to resubmit only those (finished shards are kept)",
+                file=sys.stderr,
+            )
             return 1
         from vcmbench.merge import merge_runs
 

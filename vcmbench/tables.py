@@ -106,8 +106,9 @@ def load_sources(paths: list[str | Path]) -> list[Source]:
     for raw in paths:
         p = Path(raw)
         if p.is_file():
-            if p.name == "points.csv" and ((p.parent / "run.json").is_file()
-                                           or (p.parent / "config.resolved.yaml").is_file()):
+            if p.name == "points.csv" and (
+                (p.parent / "run.json").is_file() or (p.parent / "config.resolved.yaml").is_file()
+            ):
                 sources.append(_run_source(p.parent, p.parent.name))
             else:
                 sources.append(Source(p, p.stem, "table", read_points(p)))
@@ -194,12 +195,17 @@ def codec_title(points: pd.DataFrame, codec: str) -> str:
 
 def codecs_table(points: pd.DataFrame) -> pd.DataFrame:
     """One row per codec: its role and encoder (the report's "Codecs" table)."""
+
     def role(codec: str) -> str:
         known = points.loc[points.codec == codec, "role"].dropna() if "role" in points.columns else []
         return str(known.iloc[0]) if len(known) else "test"
 
-    return pd.DataFrame([{"codec": c, "role": role(c), "encoder": encoder_of(points, c) or "(not recorded)"}
-                         for c in codec_order(points)])
+    return pd.DataFrame(
+        [
+            {"codec": c, "role": role(c), "encoder": encoder_of(points, c) or "(not recorded)"}
+            for c in codec_order(points)
+        ]
+    )
 
 
 def md_table(df: pd.DataFrame, align: str = "") -> str:
@@ -207,11 +213,12 @@ def md_table(df: pd.DataFrame, align: str = "") -> str:
 
     `align` has one letter per column, l(eft) or r(ight); columns past its end are left-aligned.
     """
+
     def cell(v) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
     cols = [cell(c) for c in df.columns]
-    marks = ["---:" if align[i:i + 1] == "r" else ":---" for i in range(len(cols))]
+    marks = ["---:" if align[i : i + 1] == "r" else ":---" for i in range(len(cols))]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(marks) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
@@ -224,7 +231,8 @@ def text_table(df: pd.DataFrame, align: str = "") -> str:
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
 
     def line(vals: list[str]) -> str:
-        return "  ".join(v.rjust(w) if align[i:i + 1] == "r" else v.ljust(w)
-                         for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
+        return "  ".join(
+            v.rjust(w) if align[i : i + 1] == "r" else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths))
+        ).rstrip()
 
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows])

@@ -76,20 +76,19 @@ def check_features(features: Features, expected_channels: int | Sequence[int] | 
     if missing:
         raise ShapeError(f"features lack levels {missing}; a front must produce {list(LEVELS)}")
     prev = None
-    per_level = ([expected_channels] * len(LEVELS) if isinstance(expected_channels, int) or expected_channels is None
-                 else list(expected_channels))
+    per_level = (
+        [expected_channels] * len(LEVELS)
+        if isinstance(expected_channels, int) or expected_channels is None
+        else list(expected_channels)
+    )
     for name, expected in zip(LEVELS, per_level):
         t = features[name]
         if t.dim() != 3:
             raise ShapeError(f"feature level {name} has shape {tuple(t.shape)}; expected (C, H, W)")
         if expected is not None and t.shape[0] != expected:
-            raise ShapeError(
-                f"feature level {name} has {t.shape[0]} channels; this model expects {expected}"
-            )
+            raise ShapeError(f"feature level {name} has {t.shape[0]} channels; this model expects {expected}")
         if prev is not None and (t.shape[1] * 2 < prev[0] or t.shape[2] * 2 < prev[1]):
-            raise ShapeError(
-                f"feature level {name} is {tuple(t.shape[1:])}, not half of the previous level {prev}"
-            )
+            raise ShapeError(f"feature level {name} is {tuple(t.shape[1:])}, not half of the previous level {prev}")
         prev = (t.shape[1], t.shape[2])
     if not torch.is_floating_point(features[LEVELS[0]]):
         raise ShapeError("features must be floating point tensors")

@@ -20,8 +20,9 @@ SCRIPT = REPO / "benchmarks" / "anchor_vs_vtm.py"
 
 
 def _run(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 QPS = ["35", "39", "43", "47"]
@@ -36,8 +37,20 @@ def preset_sweeps(tmp_path_factory):
     cfg = tmp_path / "encoder_intra_vtm.cfg"
     cfg.write_text("IntraPeriod : 1\n")
     out = tmp_path / "out"
-    common = ["--encoder-app", str(enc), "--decoder-app", str(dec), "--cfg", str(cfg), "--images", "1",
-              "--qps", *QPS, "--out", str(out)]
+    common = [
+        "--encoder-app",
+        str(enc),
+        "--decoder-app",
+        str(dec),
+        "--cfg",
+        str(cfg),
+        "--images",
+        "1",
+        "--qps",
+        *QPS,
+        "--out",
+        str(out),
+    ]
     return out, log, common, _run(*common, "--presets", "faster", "fast")
 
 

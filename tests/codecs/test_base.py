@@ -38,7 +38,9 @@ def test_payload_tags_are_unique():
     import vcmbench.codecs.learned.codec  # noqa: F401
     import vcmbench.codecs.raw  # noqa: F401
 
-    assert {b"ANCH", b"PKTL", b"PKCC", b"PKCD", b"RAW4", b"RAW2", b"LMSI", b"LMSC", b"JNT1", b"IMGV"} <= set(PAYLOAD_TAGS)
+    assert {b"ANCH", b"PKTL", b"PKCC", b"PKCD", b"RAW4", b"RAW2", b"LMSI", b"LMSC", b"JNT1", b"IMGV"} <= set(
+        PAYLOAD_TAGS
+    )
     register_tags(PAYLOAD_TAGS[b"RAW4"], b"RAW4")  # the same owner again: fine (a re-import)
     with pytest.raises(ConfigError, match=r"b'ANCH' is already vcmbench\.codecs\.frames\.StackedMosaic's"):
         register_tags("my.codecs.Mine", b"ANCH")
@@ -76,7 +78,10 @@ def test_every_anchor_names_its_encoder_and_preset(codec_from_yaml, tmp_path):
     enc, dec, _ = fake_vtm(tmp_path)
     cfg = tmp_path / "encoder_intra_vtm.cfg"
     cfg.write_text("IntraPeriod : 1\n")
-    vtm = codec_from_yaml("anchor_vtm", backend__encoder_app=str(enc), backend__decoder_app=str(dec),
-                          backend__cfg=str(cfg))
+    vtm = codec_from_yaml(
+        "anchor_vtm", backend__encoder_app=str(enc), backend__decoder_app=str(dec), backend__cfg=str(cfg)
+    )
     assert vtm.describe_encoder() == "VTM encoder_intra_vtm.cfg"
-    assert codec_from_yaml("learned_interleaved").describe_encoder() == "learned interleaved (learned_interleaved/q*.pt)"
+    assert (
+        codec_from_yaml("learned_interleaved").describe_encoder() == "learned interleaved (learned_interleaved/q*.pt)"
+    )

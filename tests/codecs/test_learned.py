@@ -53,8 +53,12 @@ def _tiny_net(arch: str = "interleaved", seed: int = 0):
 def _save_tiny(tmp: Path, arch: str = "interleaved", quality: int = 1, front: dict | None = None) -> Path:
     net, kw = _tiny_net(arch)
     net.eval()
-    meta = {"codec": f"learned_{arch}", "quality": quality, "lambda": 1.0,
-            "front": front or {"name": "ci_frcnn", "weights": "none", "sha256": "random-seed-0"}}
+    meta = {
+        "codec": f"learned_{arch}",
+        "quality": quality,
+        "lambda": 1.0,
+        "front": front or {"name": "ci_frcnn", "weights": "none", "sha256": "random-seed-0"},
+    }
     tmp.mkdir(parents=True, exist_ok=True)
     save_checkpoint(net, tmp / f"q{quality}.pt", arch, kw, meta)
     return tmp
@@ -90,8 +94,11 @@ def test_branch_decoder_every_level_has_its_branch_and_no_weight_is_unused(arch,
     out = net(x)
     assert [tuple(t.shape) for t in out["levels"]] == [tuple(t.shape) for t in x]
     (sum(t.pow(2).mean() for t in out["levels"]) + sum(-v.log().mean() for v in out["likelihoods"].values())).backward()
-    unused = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None
-              and not n.startswith("entropy_bottleneck.quantiles")]
+    unused = [
+        n
+        for n, p in net.named_parameters()
+        if p.requires_grad and p.grad is None and not n.startswith("entropy_bottleneck.quantiles")
+    ]
     assert unused == []
 
 
@@ -165,8 +172,15 @@ def test_scale_indexes_match_compressai_build_indexes():
     net.update(force=True)
     table = net.gaussian_conditional.scale_table.double()
     g = torch.Generator().manual_seed(0)
-    scales = torch.cat([table, torch.nextafter(table, table * 2), torch.nextafter(table, table * 0),
-                        torch.rand(4000, generator=g, dtype=torch.float64) * 80, torch.tensor([0.0, 1e-9, 1e3])])
+    scales = torch.cat(
+        [
+            table,
+            torch.nextafter(table, table * 2),
+            torch.nextafter(table, table * 0),
+            torch.rand(4000, generator=g, dtype=torch.float64) * 80,
+            torch.tensor([0.0, 1e-9, 1e3]),
+        ]
+    )
     for dtype in (torch.float64, torch.float32):
         s = scales.to(dtype).view(1, -1, 1, 1)
         assert torch.equal(_scale_indexes(net, s), net.gaussian_conditional.build_indexes(s))
@@ -185,12 +199,28 @@ def trained_tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("learned_train")
     net = ",".join(f"{k}:{json.dumps(v)}" for k, v in dict(TINY, in_proj=8, attention=False).items())
     overrides = [
-        "model.weights=none", f"features.cache_dir={root / 'cache'}", "features.train_images=6",
-        "features.val_images=1", f"train_set.cache_dir={root / 'scenes'}", f"val_set.cache_dir={root / 'scenes'}",
-        "train_set.count=6", "val_set.count=1",
-        "steps=16", "batch_size=2", "crop=32", "log_every=4", "val_every=8", "checkpoint_every=8", "progress=false",
-        "threads=1", "quality=2", "lmbda=4.0", "optimizer.lr=2e-3", "optimizer.schedule=constant",
-        f"codec.learned_interleaved.net={{{net}}}", f"copy_to={root / 'ckpt'}",
+        "model.weights=none",
+        f"features.cache_dir={root / 'cache'}",
+        "features.train_images=6",
+        "features.val_images=1",
+        f"train_set.cache_dir={root / 'scenes'}",
+        f"val_set.cache_dir={root / 'scenes'}",
+        "train_set.count=6",
+        "val_set.count=1",
+        "steps=16",
+        "batch_size=2",
+        "crop=32",
+        "log_every=4",
+        "val_every=8",
+        "checkpoint_every=8",
+        "progress=false",
+        "threads=1",
+        "quality=2",
+        "lmbda=4.0",
+        "optimizer.lr=2e-3",
+        "optimizer.schedule=constant",
+        f"codec.learned_interleaved.net={{{net}}}",
+        f"copy_to={root / 'ckpt'}",
     ]
     cfg = compose_config("train", overrides)
     info = train_codec(cfg, str(root / "run"))
@@ -227,8 +257,13 @@ def test_level_weights_are_per_level_or_one_for_all():
     from vcmbench.train.codec import level_weights_of, relative_error
 
     assert level_weights_of(OmegaConf.create({"level_weight": 0.2})) == [0.2] * 5
-    assert level_weights_of(OmegaConf.create({"level_weight": 0.2, "level_weights": [1, 0.5, 0.2, 0.1, 0]})) == \
-        [1.0, 0.5, 0.2, 0.1, 0.0]
+    assert level_weights_of(OmegaConf.create({"level_weight": 0.2, "level_weights": [1, 0.5, 0.2, 0.1, 0]})) == [
+        1.0,
+        0.5,
+        0.2,
+        0.1,
+        0.0,
+    ]
     with pytest.raises(ConfigError, match=r"loss.level_weights=\[1, 2\]: give 5 weights"):
         level_weights_of(OmegaConf.create({"level_weight": 0.2, "level_weights": [1, 2]}))
     assert relative_error(0.09, 1.0) == pytest.approx(0.3)
@@ -242,11 +277,25 @@ def test_training_resumes_after_interruption(trained_tiny, monkeypatch):
     root, _ = trained_tiny
     net = ",".join(f"{k}:{json.dumps(v)}" for k, v in dict(TINY, in_proj=8, attention=False).items())
     overrides = [  # the fixture's cached features, a fresh run dir
-        "model.weights=none", f"features.cache_dir={root / 'cache'}", "features.train_images=6",
-        "features.val_images=1", f"train_set.cache_dir={root / 'scenes'}", f"val_set.cache_dir={root / 'scenes'}",
-        "train_set.count=6", "val_set.count=1",
-        "steps=8", "batch_size=2", "crop=32", "log_every=2", "val_every=0", "checkpoint_every=4",
-        "progress=false", "threads=1", "quality=1", "lmbda=1.0", f"codec.learned_interleaved.net={{{net}}}",
+        "model.weights=none",
+        f"features.cache_dir={root / 'cache'}",
+        "features.train_images=6",
+        "features.val_images=1",
+        f"train_set.cache_dir={root / 'scenes'}",
+        f"val_set.cache_dir={root / 'scenes'}",
+        "train_set.count=6",
+        "val_set.count=1",
+        "steps=8",
+        "batch_size=2",
+        "crop=32",
+        "log_every=2",
+        "val_every=0",
+        "checkpoint_every=4",
+        "progress=false",
+        "threads=1",
+        "quality=1",
+        "lmbda=1.0",
+        f"codec.learned_interleaved.net={{{net}}}",
     ]
     cfg = compose_config("train", overrides)
     real_batch = train_mod.CropSampler.batch
@@ -454,8 +503,14 @@ def test_encode_decode_deterministic_across_processes(trained_tiny):
     folder, q = _trained_checkpoint(trained_tiny)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     procs = [  # two processes at once, with two thread counts
-        subprocess.Popen([sys.executable, "-c", _CHILD, str(folder), str(q), str(threads), str(Path(__file__).parent)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, str(folder), str(q), str(threads), str(Path(__file__).parent)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=str(REPO),
+        )
         for threads in (1, 2)
     ]
     outs = []
@@ -523,6 +578,7 @@ def test_a_fine_tune_is_stored_as_its_change_from_its_parent(tmp_path):
     trained = {k: v.clone() for k, v in net.state_dict().items()}
     child = save_checkpoint(net, tmp_path / "q1.pt", "interleaved", kw, dict(meta, quality=1), tmp_path / "q2.pt")
     assert child["parent"] == {"file": "q2.pt", "fingerprint": base["fingerprint"]}
+
     def weight_bytes(path):  # the weights' share of the file (a tiny net's is mostly CDF tables)
         return sum(t["data"].numel() for t in torch.load(path, weights_only=True)["quantized"].values())
 

@@ -19,15 +19,31 @@ from vcmbench.types import LEVELS
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore:.*far from that of the features")]
 
-TINY_CONTEXT = dict(N=256, C=8, M=6, hyper=8, in_proj=8, dec_widths=[8, 8, 8, 8], y_level=4, hyper_down=1,
-                    light_up=True, decoder="branches", mix_width=8, context=True)
+TINY_CONTEXT = dict(
+    N=256,
+    C=8,
+    M=6,
+    hyper=8,
+    in_proj=8,
+    dec_widths=[8, 8, 8, 8],
+    y_level=4,
+    hyper_down=1,
+    light_up=True,
+    decoder="branches",
+    mix_width=8,
+    context=True,
+)
 
 
 def _saved(tmp_path, kw: dict, quality: int = 1, seed: int = 0):
     torch.manual_seed(seed)
     net = build_net("interleaved", **kw).eval()
-    meta = {"codec": "learned_interleaved_paper", "quality": quality, "lambda": 1.0,
-            "front": {"name": "ci_frcnn", "weights": "none", "sha256": "random-seed-0"}}
+    meta = {
+        "codec": "learned_interleaved_paper",
+        "quality": quality,
+        "lambda": 1.0,
+        "front": {"name": "ci_frcnn", "weights": "none", "sha256": "random-seed-0"},
+    }
     save_checkpoint(net, tmp_path / f"q{quality}.pt", "interleaved", kw, meta)
     return LearnedCodec("learned_interleaved_paper", "interleaved", str(tmp_path), rates=[quality])
 
@@ -83,15 +99,21 @@ def test_serial_context_matches_the_masked_convolution(tmp_path):
     for h in range(y.shape[2]):
         for w in range(y.shape[3]):
             _, means = net.context_params_exact(y_hat, hyper, h, w)
-            y_hat[:, :, h + pad, w + pad] = (torch.round(y.double()[:, :, h, w] - means[:, :, 0, 0])
-                                             + means[:, :, 0, 0])
+            y_hat[:, :, h + pad, w + pad] = torch.round(y.double()[:, :, h, w] - means[:, :, 0, 0]) + means[:, :, 0, 0]
     inner = y_hat[:, :, pad:-pad, pad:-pad]
     cp, ep = net._exact("context_prediction"), net._exact("entropy_parameters")
     with torch.no_grad():
-        parallel = ep(torch.cat([hyper, torch.nn.functional.conv2d(inner, cp.weight * cp.mask, cp.bias,
-                                                                   padding=pad)], dim=1))
-    serial = torch.cat([torch.cat(net.context_params_exact(y_hat, hyper, h, w), dim=1)
-                        for h in range(y.shape[2]) for w in range(y.shape[3])], dim=0)
+        parallel = ep(
+            torch.cat([hyper, torch.nn.functional.conv2d(inner, cp.weight * cp.mask, cp.bias, padding=pad)], dim=1)
+        )
+    serial = torch.cat(
+        [
+            torch.cat(net.context_params_exact(y_hat, hyper, h, w), dim=1)
+            for h in range(y.shape[2])
+            for w in range(y.shape[3])
+        ],
+        dim=0,
+    )
     parallel = parallel.permute(0, 2, 3, 1).reshape(-1, 2 * net.M, 1, 1)
     assert torch.allclose(serial, parallel, atol=1e-9)
     # and the decoder rebuilds exactly those latents: its features are g_s of them

@@ -113,8 +113,7 @@ CLASS_LIST = f"# MPEG classes\nDog\n{PERSON}\n\ncar\n"
 IMAGE_LIST = f"{ID_B}\n{ID_A}.jpg\n\nvalidation/{ID_C}.jpg\n"
 
 BBOX_HEADER = (
-    "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
-    "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
+    "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
 )
 BBOX_ROWS = [
     f"{ID_A},xclick,{PERSON},1,0.25,0.75,0.5,1.0,1,0,0,0,0",
@@ -153,15 +152,27 @@ def box(oid: str, x0: float, x1: float, y0: float, y1: float) -> tuple[list[floa
 
 
 def flags(group=False, occluded=False, truncated=False, depiction=False, inside=False) -> dict:
-    return {"is_group_of": group, "is_occluded": occluded, "is_truncated": truncated,
-            "is_depiction": depiction, "is_inside": inside}
+    return {
+        "is_group_of": group,
+        "is_occluded": occluded,
+        "is_truncated": truncated,
+        "is_depiction": depiction,
+        "is_inside": inside,
+    }
 
 
 def expected_coco() -> dict:
     def img(i, oid, pos, neg):
         w, h = SIZES[oid]
-        return {"id": i, "file_name": f"{oid}.jpg", "height": h, "width": w, "oid_image_id": oid,
-                "pos_labels": pos, "neg_labels": neg}
+        return {
+            "id": i,
+            "file_name": f"{oid}.jpg",
+            "height": h,
+            "width": w,
+            "oid_image_id": oid,
+            "pos_labels": pos,
+            "neg_labels": neg,
+        }
 
     def ann(i, image_id, cat, oid, coords, **kw):
         bbox, area = box(oid, *coords)
@@ -176,8 +187,11 @@ def expected_coco() -> dict:
             ann(3, 2, 1, ID_A, (0.0, 0.125, 0.0, 0.25)),
             ann(4, 3, 3, ID_C, (0.125, 0.375, 0.5, 0.625), depiction=True, inside=True),
         ],
-        "categories": [{"id": 1, "name": "Dog", "mid": DOG}, {"id": 2, "name": "Person", "mid": PERSON},
-                       {"id": 3, "name": "Car", "mid": CAR}],
+        "categories": [
+            {"id": 1, "name": "Dog", "mid": DOG},
+            {"id": 2, "name": "Person", "mid": PERSON},
+            {"id": 3, "name": "Car", "mid": CAR},
+        ],
     }
 
 
@@ -205,7 +219,10 @@ def test_openimages_conversion_exact(tmp_path):
     assert data["annotations"][0]["area"] == 212.0 * 320.0
     assert data["info"]["vcmbench_fingerprint"]
     assert [(r.image_id, r.file_name, r.width, r.height) for r in ds.records] == [
-        (1, f"{ID_B}.jpg", 424, 640), (2, f"{ID_A}.jpg", 640, 426), (3, f"{ID_C}.jpg", 640, 480)]
+        (1, f"{ID_B}.jpg", 424, 640),
+        (2, f"{ID_A}.jpg", 640, 426),
+        (3, f"{ID_C}.jpg", 640, 480),
+    ]
     for s in ds:  # header sizes agree with the decoded images
         assert tuple(s.image.shape) == (3, s.height, s.width)
 
@@ -222,16 +239,19 @@ def make_openimages_segmentation(root: Path):
     make_openimages(root)
     (root / "validation-masks").mkdir()
     masks = {}
-    for name, oid, (w, h), (x0, y0, x1, y1) in (("a_person.png", ID_A, SIZES[ID_A], (160, 213, 480, 426)),
-                                                 ("c_car.png", ID_C, (320, 240), (40, 120, 120, 150)),
-                                                 ("x_person.png", ID_X, (64, 64), (0, 0, 8, 8))):
+    for name, oid, (w, h), (x0, y0, x1, y1) in (
+        ("a_person.png", ID_A, SIZES[ID_A], (160, 213, 480, 426)),
+        ("c_car.png", ID_C, (320, 240), (40, 120, 120, 150)),
+        ("x_person.png", ID_X, (64, 64), (0, 0, 8, 8)),
+    ):
         m = np.zeros((h, w), np.uint8)
         m[y0:y1, x0:x1] = 255
         Image.fromarray(m).save(root / "validation-masks" / name)
         masks[oid] = m
     (root / "validation-annotations-object-segmentation.csv").write_text(
         MASKS_HEADER + f"a_person.png,{ID_A},{PERSON},b1,0.25,0.75,0.5,1.0,0.9,\n"
-        f"c_car.png,{ID_C},{CAR},b2,0.125,0.375,0.5,0.625,0.8,\nx_person.png,{ID_X},{PERSON},b3,0,0.1,0,0.1,0.7,\n")
+        f"c_car.png,{ID_C},{CAR},b2,0.125,0.375,0.5,0.625,0.8,\nx_person.png,{ID_X},{PERSON},b3,0,0.1,0,0.1,0.7,\n"
+    )
     return root, masks
 
 
@@ -242,28 +262,41 @@ def test_openimages_segmentation_subset_converts_masks_to_rle_beside_the_group_o
     from vcmbench.metrics.detection import evaluate
 
     root, masks = make_openimages_segmentation(tmp_path / "oi")
-    ds = openimages.build(str(root), masks_csv="validation-annotations-object-segmentation.csv",
-                          cache_file="seg.json")
+    ds = openimages.build(str(root), masks_csv="validation-annotations-object-segmentation.csv", cache_file="seg.json")
     data = json.loads(ds.annotation_file.read_text())
     anns = data["annotations"]
     # image order (B, A, C): B's group-of dog box (no mask), A's person mask, C's car mask; A's dog box
     # and C's car box (not group-of) are the detection subset's, not instances here
     assert [(a["image_id"], a["category_id"], "segmentation" in a, a["is_group_of"]) for a in anns] == [
-        (1, 1, False, True), (2, 2, True, False), (3, 3, True, False)]
+        (1, 1, False, True),
+        (2, 2, True, False),
+        (3, 3, True, False),
+    ]
     assert [a["id"] for a in anns] == [1, 2, 3]
     person, car = anns[1], anns[2]
     assert person["bbox"] == box(ID_A, 0.25, 0.75, 0.5, 1.0)[0]
-    assert np.array_equal(mask_utils.decode({"size": person["segmentation"]["size"],
-                                             "counts": person["segmentation"]["counts"].encode()}), masks[ID_A] > 0)
+    assert np.array_equal(
+        mask_utils.decode(
+            {"size": person["segmentation"]["size"], "counts": person["segmentation"]["counts"].encode()}
+        ),
+        masks[ID_A] > 0,
+    )
     w, h = SIZES[ID_C]
     car_mask = mask_utils.decode({"size": [h, w], "counts": car["segmentation"]["counts"].encode()})
     assert car["segmentation"]["size"] == [h, w] and car["area"] == 160 * 60 == int(car_mask.sum())
     assert car_mask[240:300, 80:240].all()  # the half-size PNG's rectangle, nearest-neighbour upscaled
     # ground truth fed back scores 100 on masks (the group-of box as a detection of its rectangle's mask)
     img = {i["id"]: i for i in data["images"]}
-    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0,
-                "segmentation": a.get("segmentation") or _rectangle_rle(a["bbox"], img[a["image_id"]])}
-               for a in anns]
+    results = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 1.0,
+            "segmentation": a.get("segmentation") or _rectangle_rle(a["bbox"], img[a["image_id"]]),
+        }
+        for a in anns
+    ]
     assert evaluate("oid", ds.annotation_file, results, iou_type="segm")["map"] == pytest.approx(100.0)
 
 
@@ -306,8 +339,14 @@ def test_openimages_cache_reused_then_rebuilt_on_change(tmp_path):
     openimages.build(str(root))
     data = json.loads(cache.read_text())
     assert cache.read_text() != first_text
-    assert data["annotations"][-1] == {"id": 5, "image_id": 3, "category_id": 2, "iscrowd": 0,
-                                       "bbox": [320.0, 240.0, 320.0, 240.0], "area": 320.0 * 240.0} | flags(group=True)
+    assert data["annotations"][-1] == {
+        "id": 5,
+        "image_id": 3,
+        "category_id": 2,
+        "iscrowd": 0,
+        "bbox": [320.0, 240.0, 320.0, 240.0],
+        "area": 320.0 * 240.0,
+    } | flags(group=True)
 
 
 def test_openimages_custom_cache_file_and_headed_class_csv(tmp_path):
@@ -322,8 +361,14 @@ def test_openimages_custom_cache_file_and_headed_class_csv(tmp_path):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("image_dir", "no_images"), ("bbox_csv", "nope-bbox.csv"), ("labels_csv", "nope-labels.csv"),
-     ("classes_csv", "nope-classes.csv"), ("class_list", "nope-classes.txt"), ("image_list", "nope.lst")],
+    [
+        ("image_dir", "no_images"),
+        ("bbox_csv", "nope-bbox.csv"),
+        ("labels_csv", "nope-labels.csv"),
+        ("classes_csv", "nope-classes.csv"),
+        ("class_list", "nope-classes.txt"),
+        ("image_list", "nope.lst"),
+    ],
 )
 def test_openimages_missing_input_names_path_and_field(tmp_path, field, value):
     root = make_openimages(tmp_path / "oi")
@@ -425,4 +470,3 @@ def test_hydra_openimages_yaml(tmp_path):
     ds = instantiate(cfg)
     assert ds.metric == "oid" and len(ds) == 3
     assert json.loads(ds.annotation_file.read_text())["annotations"] == expected_coco()["annotations"]
-

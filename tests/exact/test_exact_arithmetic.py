@@ -40,9 +40,14 @@ def _int64_conv(qx: torch.Tensor, qw: torch.Tensor, stride: int, padding: int) -
     return out.reshape(n, -1, oh, ow)
 
 
-@pytest.mark.parametrize("shape, weight, stride, padding", [((2, 64, 20, 18), (32, 64, 3, 3), 1, 1),
-                                                            ((1, 256, 9, 9), (16, 256, 3, 3), 2, 1),
-                                                            ((3, 8, 7, 7), (5, 8, 1, 1), 1, 0)])
+@pytest.mark.parametrize(
+    "shape, weight, stride, padding",
+    [
+        ((2, 64, 20, 18), (32, 64, 3, 3), 1, 1),
+        ((1, 256, 9, 9), (16, 256, 3, 3), 2, 1),
+        ((3, 8, 7, 7), (5, 8, 1, 1), 1, 0),
+    ],
+)
 def test_conv2d_sums_exactly_whatever_the_threads_and_layout(shape, weight, stride, padding):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g) * torch.logspace(-3, 3, shape[1]).view(1, -1, 1, 1)  # mixed magnitudes
@@ -57,7 +62,7 @@ def test_conv2d_sums_exactly_whatever_the_threads_and_layout(shape, weight, stri
     qw, sw = integer.fixed_point(w, w_bits, (1, 2, 3))
     acc = _int64_conv(qx, qw, stride, padding)
     assert acc.abs().max() < 2**52  # the headroom the bit split promises
-    expected = (acc.double() * integer.pow2(-sx) * integer.pow2(-sw).view(1, -1, 1, 1) + b.double().view(1, -1, 1, 1))
+    expected = acc.double() * integer.pow2(-sx) * integer.pow2(-sw).view(1, -1, 1, 1) + b.double().view(1, -1, 1, 1)
     assert torch.equal(one, expected.float())
     reference = F.conv2d(x.double(), w.double(), b.double(), stride, padding)
     # one grid per sample over channels 1e6 apart: about 20 bits below the largest, never worse
@@ -96,7 +101,9 @@ def test_functions_match_independent_references():
     assert (fn.log64(pos) - torch.tensor([math.log(v) for v in pos.tolist()], dtype=torch.float64)).abs().max() < 3e-13
     assert torch.isnan(fn.log64(torch.tensor([-1.0]))).all() and fn.log64(torch.tensor([0.0])).item() == -math.inf
     assert fn.exp64(torch.tensor([math.inf, -math.inf, math.nan])).tolist()[:2] == [math.inf, 0.0]
-    v = torch.randn(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * torch.logspace(-8, 8, 1000, dtype=torch.float64)
+    v = torch.randn(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * torch.logspace(
+        -8, 8, 1000, dtype=torch.float64
+    )
     assert abs(fn.tree_sum64(v, [0]).item() - math.fsum(v.tolist())) < 1e-6
     logits = torch.randn(40, 9, generator=torch.Generator().manual_seed(2)) * 8
     assert torch.allclose(fn.softmax(logits, 1), torch.softmax(logits, 1), atol=1e-7)

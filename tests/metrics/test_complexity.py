@@ -69,8 +69,9 @@ def test_a_rerun_counts_nothing_again(tmp_path, monkeypatch):
     assert (tmp_path / "complexity.csv").is_file() and first.kmac_front.gt(0).all()
     calls = {"front": 0}
     real_front = TorchvisionSplit.front
-    monkeypatch.setattr(TorchvisionSplit, "front", lambda s, i: calls.__setitem__("front", calls["front"] + 1)
-                        or real_front(s, i))
+    monkeypatch.setattr(
+        TorchvisionSplit, "front", lambda s, i: calls.__setitem__("front", calls["front"] + 1) or real_front(s, i)
+    )
     again = run_sweep(cfg, tmp_path)
     assert calls["front"] == 0
     assert again.kmac_front.tolist() == first.kmac_front.tolist()

@@ -279,16 +279,20 @@ def test_oid_tied_scores_follow_the_reference_order():
     np.argsort(scores)[::-1] (the second first: it takes the box, the first is a duplicate FP),
     then ranks the class the same way (the FP first): precision 1/2 at the only TP, AP 50.
     Input order would have made the first the TP and ranked it first: AP 100."""
-    dets = [_det(1, CAT, [0, 0, 20, 24], 0.5),  # IoU 400/480 with the box
-            _det(1, CAT, [0, 0, 20, 20], 0.5)]  # IoU 1
+    dets = [
+        _det(1, CAT, [0, 0, 20, 24], 0.5),  # IoU 400/480 with the box
+        _det(1, CAT, [0, 0, 20, 20], 0.5),
+    ]  # IoU 1
     assert oid_map50(ONE_CAT, dets)["map"] == pytest.approx(50.0, abs=1e-12)
 
 
 def test_oid_group_of_hit_scored_zero_is_dropped():
     """The reference keeps a group-of box's entry only if its highest score is above 0."""
-    gt = {"images": [{"id": 1, "width": 100, "height": 100}],
-          "annotations": [_ann(1, 1, CAT, [0, 0, 50, 50], group=True)],
-          "categories": [{"id": CAT, "name": "cat"}]}
+    gt = {
+        "images": [{"id": 1, "width": 100, "height": 100}],
+        "annotations": [_ann(1, 1, CAT, [0, 0, 50, 50], group=True)],
+        "categories": [{"id": CAT, "name": "cat"}],
+    }
     assert oid_map50(gt, [_det(1, CAT, [10, 10, 10, 10], 0.0)])["map"] == 0.0
     assert oid_map50(gt, [_det(1, CAT, [10, 10, 10, 10], 0.1)])["map"] == pytest.approx(100.0)
 

@@ -21,8 +21,15 @@ def small_maskrcnn():
     """torchvision Mask R-CNN R50-FPN with random weights at a 160-px input, every box kept."""
     from vcmbench.vision.torchvision_split import build
 
-    det = build(arch="maskrcnn_resnet50_fpn", weights="none", seed=0, min_size=160, max_size=240,
-                score_thresh=0.0, detections_per_img=100)
+    det = build(
+        arch="maskrcnn_resnet50_fpn",
+        weights="none",
+        seed=0,
+        min_size=160,
+        max_size=240,
+        score_thresh=0.0,
+        detections_per_img=100,
+    )
     det.model.rpn._pre_nms_top_n["testing"] = 300
     det.model.rpn._post_nms_top_n["testing"] = 150
     return det
@@ -61,8 +68,21 @@ def test_masks_travel_as_rle_and_score_as_coco_segmentation(small_maskrcnn, imag
     size = list(masks.shape[1:])
     decoded = mask_utils.decode([{"size": size, "counts": c.encode()} for c in counts]).transpose(2, 0, 1)
     assert np.array_equal(decoded.astype(bool), masks)
-    rec = Record(image_id=7, codec="raw", rate="r", setup="s", bytes=1, pixels=1, enc_s=0, dec_s=0, front_s=0,
-                 back_s=0, detections=[[0, 0, 1, 1, 0.5, 1]] * len(counts), masks=counts, mask_size=size)
+    rec = Record(
+        image_id=7,
+        codec="raw",
+        rate="r",
+        setup="s",
+        bytes=1,
+        pixels=1,
+        enc_s=0,
+        dec_s=0,
+        front_s=0,
+        back_s=0,
+        detections=[[0, 0, 1, 1, 0.5, 1]] * len(counts),
+        masks=counts,
+        mask_size=size,
+    )
     rows = coco_results([rec])
     assert rows[0]["segmentation"] == {"size": size, "counts": counts[0]} and rows[0]["image_id"] == 7
     # RLE is compact: far smaller than the dense masks
@@ -72,9 +92,24 @@ def test_masks_travel_as_rle_and_score_as_coco_segmentation(small_maskrcnn, imag
 def test_records_store_masks_packed_and_read_them_back_exactly(tmp_path):
     from vcmbench.records import MASKS_PACKED, RecordStore
 
-    counts = encode_masks(np.stack([np.pad(np.ones((20, 30 + i), bool), ((i, 100 - i), (5, 65 - i))) for i in range(9)]))
-    rec = Record(image_id=7, codec="raw", rate="r", setup="s", bytes=1, pixels=1, enc_s=0, dec_s=0, front_s=0,
-                 back_s=0, detections=[[0, 0, 1, 1, 0.5, 1]] * len(counts), masks=counts, mask_size=[120, 100])
+    counts = encode_masks(
+        np.stack([np.pad(np.ones((20, 30 + i), bool), ((i, 100 - i), (5, 65 - i))) for i in range(9)])
+    )
+    rec = Record(
+        image_id=7,
+        codec="raw",
+        rate="r",
+        setup="s",
+        bytes=1,
+        pixels=1,
+        enc_s=0,
+        dec_s=0,
+        front_s=0,
+        back_s=0,
+        detections=[[0, 0, 1, 1, 0.5, 1]] * len(counts),
+        masks=counts,
+        mask_size=[120, 100],
+    )
     store = RecordStore(tmp_path / "records.jsonl")
     store.append(rec)
     store.close()
@@ -106,18 +141,32 @@ def test_ground_truth_masks_fed_back_score_100_and_boxes_alone_are_refused():
         if a.get("iscrowd"):
             continue
         rle = coco.annToRLE(a)
-        results.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0,
-                        "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}})
+        results.append(
+            {
+                "image_id": a["image_id"],
+                "category_id": a["category_id"],
+                "bbox": a["bbox"],
+                "score": 1.0,
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+            }
+        )
     scores = coco_ap(COCO_MINI_JSON, results, iou_type="segm")
     assert scores["map"] == pytest.approx(100.0) and scores["ap50"] == pytest.approx(100.0)
     # a mask shifted off its object no longer matches: mask AP sees masks, not boxes
-    shifted = [dict(r, segmentation={"size": r["segmentation"]["size"], "counts": encode_masks(
-        np.roll(mask_decode(r["segmentation"]), 40, axis=1)[None])[0]}) for r in results]
+    shifted = [
+        dict(
+            r,
+            segmentation={
+                "size": r["segmentation"]["size"],
+                "counts": encode_masks(np.roll(mask_decode(r["segmentation"]), 40, axis=1)[None])[0],
+            },
+        )
+        for r in results
+    ]
     assert coco_ap(COCO_MINI_JSON, shifted, iou_type="segm")["map"] < 60
     assert coco_ap(COCO_MINI_JSON, shifted)["map"] == pytest.approx(100.0)  # the boxes still match
     with pytest.raises(MetricError, match="segmentation RLE"):
-        coco_ap(COCO_MINI_JSON, [{k: v for k, v in r.items() if k != "segmentation"} for r in results],
-                iou_type="segm")
+        coco_ap(COCO_MINI_JSON, [{k: v for k, v in r.items() if k != "segmentation"} for r in results], iou_type="segm")
 
 
 def mask_decode(rle: dict) -> np.ndarray:
@@ -135,9 +184,21 @@ def test_masks_through_the_sweep_match_the_unsplit_model(tmp_path):
     from vcmbench.metrics.detection import coco_ap, detections_to_coco
     from vcmbench.run import run_sweep
 
-    cfg = compose_config("config", ["dataset.count=2", "model=ci_maskrcnn", "model.weights=none",
-                                    "model.score_thresh=0.0", "codec=[raw,image_lossless]", "workers=1",
-                                    "progress=false", "report=false", "complexity=false", "fidelity=false"])
+    cfg = compose_config(
+        "config",
+        [
+            "dataset.count=2",
+            "model=ci_maskrcnn",
+            "model.weights=none",
+            "model.score_thresh=0.0",
+            "codec=[raw,image_lossless]",
+            "workers=1",
+            "progress=false",
+            "report=false",
+            "complexity=false",
+            "fidelity=false",
+        ],
+    )
     points = run_sweep(cfg, tmp_path / "run").set_index("codec")
     ds, det = instantiate(cfg.dataset), instantiate(cfg.model)
     records = read_records(tmp_path / "run" / "records.jsonl")
@@ -162,6 +223,7 @@ def test_masks_through_the_sweep_match_the_unsplit_model(tmp_path):
 
 # ---- OpenImages instance-segmentation mAP@0.5 on hand-made masks (32 x 32 images)
 
+
 def _rect(x0: int, y0: int, x1: int, y1: int, size: int = 32) -> np.ndarray:
     m = np.zeros((size, size), bool)
     m[y0:y1, x0:x1] = True
@@ -173,17 +235,36 @@ def _oid_gt(objects: list[tuple[int, np.ndarray, bool]]) -> dict:
     anns = []
     for k, (cat, m, group) in enumerate(objects):
         ys, xs = np.nonzero(m)
-        anns.append({"id": k + 1, "image_id": 1, "category_id": cat, "is_group_of": int(group),
-                     "bbox": [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
-                              float(ys.max() - ys.min() + 1)],
-                     "segmentation": {"size": [32, 32], "counts": encode_masks(m[None])[0]}})
-    return {"images": [{"id": 1, "height": 32, "width": 32}], "annotations": anns,
-            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+        anns.append(
+            {
+                "id": k + 1,
+                "image_id": 1,
+                "category_id": cat,
+                "is_group_of": int(group),
+                "bbox": [
+                    float(xs.min()),
+                    float(ys.min()),
+                    float(xs.max() - xs.min() + 1),
+                    float(ys.max() - ys.min() + 1),
+                ],
+                "segmentation": {"size": [32, 32], "counts": encode_masks(m[None])[0]},
+            }
+        )
+    return {
+        "images": [{"id": 1, "height": 32, "width": 32}],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+    }
 
 
 def _det(cat: int, box: list[float], mask: np.ndarray, score: float) -> dict:
-    return {"image_id": 1, "category_id": cat, "bbox": box, "score": score,
-            "segmentation": {"size": [32, 32], "counts": encode_masks(mask[None])[0]}}
+    return {
+        "image_id": 1,
+        "category_id": cat,
+        "bbox": box,
+        "score": score,
+        "segmentation": {"size": [32, 32], "counts": encode_masks(mask[None])[0]},
+    }
 
 
 def test_oid_mask_map_by_hand():
@@ -210,8 +291,12 @@ def test_oid_mask_group_of_absorbs_masks_inside_it():
     gt = _oid_gt([(1, crowd, True), (1, single, False)])
     inside1, inside2 = _rect(1, 1, 6, 6), _rect(10, 10, 16, 16)  # IoA 1 with the group-of mask
     outside = _rect(0, 24, 6, 30)  # overlaps nothing: a false positive
-    dets = [_det(1, [1, 1, 5, 5], inside1, 0.7), _det(1, [10, 10, 6, 6], inside2, 0.6),
-            _det(1, [0, 24, 6, 6], outside, 0.9), _det(1, [24, 24, 6, 6], single, 0.5)]
+    dets = [
+        _det(1, [1, 1, 5, 5], inside1, 0.7),
+        _det(1, [10, 10, 6, 6], inside2, 0.6),
+        _det(1, [0, 24, 6, 6], outside, 0.9),
+        _det(1, [24, 24, 6, 6], single, 0.5),
+    ]
     # entries: FP 0.9, TP 0.5 (single), and one TP for the group at max(0.7, 0.6) = 0.7;
     # sorted: 0.9 FP, 0.7 TP, 0.5 TP -> precision 1/2, 2/3 at the TPs -> (2/3 + 2/3) / 2 objects
     # (precision made non-increasing from the right: 2/3, 2/3)

@@ -11,23 +11,32 @@ import pytest
 from vcmbench.analysis import bd_rows, choose_anchor
 from vcmbench.points import POINT_COLUMNS
 from vcmbench.render.plots import codec_styles
-from vcmbench.render.report import bdrate_main, report_main, write_report
+from vcmbench.render.report import write_report
+from vcmbench.render.report_cli import bdrate_main, report_main
 from vcmbench.tables import load_sources, md_table, merge_points
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = REPO / "anchors" / "mpeg_vcm_image_anchor_oiv6_x101_vtm.csv"
 
+
 @pytest.fixture
 def two_runs(tmp_path, points_tables):
     """Run 1: the anchor and the lossless codecs; run 2: codecs to compare, with every awkward case."""
-    run1 = points_tables.write_run(tmp_path / "run1", points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP, enc=0.8, dec=0.1)
-                     + points_tables.lossless("raw", 396.8, 37.4, "dtype=float32", enc=0.02, dec=0.01)
-                     + points_tables.lossless("raw16", 198.4, 37.4, "dtype=float16", enc=0.03, dec=0.015))
-    run2 = points_tables.write_run(tmp_path / "run2",
-                     points_tables.curve("better", points_tables.BPP * 0.7, points_tables.MAP, failed={2: 1})           # -30 %, one failed decode
-                     + points_tables.curve("short", points_tables.BPP[:3] * 0.9, points_tables.MAP[:3])                  # 3 points: no BD
-                     + points_tables.curve("sliver", [1.0, 2.0, 4.0, 8.0], [36.0, 36.8, 37.1, 37.3])  # 6 % overlap
-                     + points_tables.curve("apart", [2.0, 3.0, 5.0, 9.0], [37.5, 38.0, 38.6, 39.0]))  # no overlap
+    run1 = points_tables.write_run(
+        tmp_path / "run1",
+        points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP, enc=0.8, dec=0.1)
+        + points_tables.lossless("raw", 396.8, 37.4, "dtype=float32", enc=0.02, dec=0.01)
+        + points_tables.lossless("raw16", 198.4, 37.4, "dtype=float16", enc=0.03, dec=0.015),
+    )
+    run2 = points_tables.write_run(
+        tmp_path / "run2",
+        points_tables.curve(
+            "better", points_tables.BPP * 0.7, points_tables.MAP, failed={2: 1}
+        )  # -30 %, one failed decode
+        + points_tables.curve("short", points_tables.BPP[:3] * 0.9, points_tables.MAP[:3])  # 3 points: no BD
+        + points_tables.curve("sliver", [1.0, 2.0, 4.0, 8.0], [36.0, 36.8, 37.1, 37.3])  # 6 % overlap
+        + points_tables.curve("apart", [2.0, 3.0, 5.0, 9.0], [37.5, 38.0, 38.6, 39.0]),
+    )  # no overlap
     return run1, run2
 
 
@@ -40,11 +49,11 @@ def _md_row(md: str, first_cell: str) -> list[str]:
 
 
 def _bd_section(md: str) -> str:
-    return md[md.index("### BD-rate"):md.index("### Codecs")]
+    return md[md.index("### BD-rate") : md.index("### Codecs")]
 
 
 def _codecs_section(md: str) -> str:
-    return md[md.index("### Codecs"):md.index("### Rate points")]
+    return md[md.index("### Codecs") : md.index("### Rate points")]
 
 
 def test_report_on_two_runs_writes_md_html_png_svg(two_runs, tmp_path, capsys):
@@ -81,8 +90,9 @@ def test_report_on_two_runs_writes_md_html_png_svg(two_runs, tmp_path, capsys):
     srcs = re.findall(r'<img [^>]*src="([^"]+)"', html)
     assert len(srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
     # it leads with the answer: the RD plot, then the BD-rates, then the details; names left-aligned
-    order = [html.index(h) for h in ("<h3>Rate-distortion</h3>", "<h3>BD-rate vs", "<h3>Codecs</h3>",
-                                     "<h3>Rate points</h3>")]
+    order = [
+        html.index(h) for h in ("<h3>Rate-distortion</h3>", "<h3>BD-rate vs", "<h3>Codecs</h3>", "<h3>Rate points</h3>")
+    ]
     assert order == sorted(order)
     assert '<td class="t">anchor_vvc</td>' in html and '<td class="t">-30.00</td>' not in html
     assert "<link" not in html and "<script" not in html
@@ -171,8 +181,11 @@ def test_published_anchor_table(tmp_path, points_tables):
     assert set(df.codec) == {"image_vtm"} and df.source.str.startswith("published").all()
     assert df[["ap50", "enc_s", "dec_s", "bytes"]].isna().all().all()  # unknown stays empty
     # a feature codec on the same data, 20 % fewer bits at equal mAP, against it
-    run = points_tables.write_run(tmp_path / "run", points_tables.curve("feat", df.bpp * 0.8, df["map"], dataset="openimages_mpeg",
-                                            model="d2_frcnn_x101_fpn"), metric="oid")
+    run = points_tables.write_run(
+        tmp_path / "run",
+        points_tables.curve("feat", df.bpp * 0.8, df["map"], dataset="openimages_mpeg", model="d2_frcnn_x101_fpn"),
+        metric="oid",
+    )
     out = tmp_path / "rep"
     assert report_main([str(PUBLISHED), str(run), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
@@ -201,8 +214,14 @@ def test_md_table_escapes_and_aligns():
 
 
 def test_bdrate_prints_the_table(tmp_path, capsys, points_tables):
-    anchor = points_tables.write_csv(tmp_path / "anchor.csv", points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP))
-    test = points_tables.write_csv(tmp_path / "test.csv", points_tables.curve("a", points_tables.BPP * 0.7, points_tables.MAP) + points_tables.curve("b", points_tables.BPP * 1.1, points_tables.MAP))
+    anchor = points_tables.write_csv(
+        tmp_path / "anchor.csv", points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP)
+    )
+    test = points_tables.write_csv(
+        tmp_path / "test.csv",
+        points_tables.curve("a", points_tables.BPP * 0.7, points_tables.MAP)
+        + points_tables.curve("b", points_tables.BPP * 1.1, points_tables.MAP),
+    )
     assert bdrate_main([str(anchor), str(test)]) == 0
     out = capsys.readouterr().out
     named, header, _, row_a, row_b = out.splitlines()[:5]
@@ -216,8 +235,16 @@ def test_bdrate_prints_the_table(tmp_path, capsys, points_tables):
 
 
 def test_bdrate_unusable_inputs_exit_2(tmp_path, capsys, points_tables):
-    anchor = points_tables.write_csv(tmp_path / "anchor.csv", points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP) + points_tables.curve("other", points_tables.BPP, points_tables.MAP))
-    test = points_tables.write_csv(tmp_path / "test.csv", points_tables.curve("a", points_tables.BPP * 0.7, points_tables.MAP) + points_tables.curve("short", points_tables.BPP[:2], points_tables.MAP[:2]))
+    anchor = points_tables.write_csv(
+        tmp_path / "anchor.csv",
+        points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP)
+        + points_tables.curve("other", points_tables.BPP, points_tables.MAP),
+    )
+    test = points_tables.write_csv(
+        tmp_path / "test.csv",
+        points_tables.curve("a", points_tables.BPP * 0.7, points_tables.MAP)
+        + points_tables.curve("short", points_tables.BPP[:2], points_tables.MAP[:2]),
+    )
     assert bdrate_main([str(anchor), str(test)]) == 2
     assert "choose one with --anchor-codec" in capsys.readouterr().err
     assert bdrate_main([str(anchor), str(test), "--anchor-codec", "anchor_vvc"]) == 2
@@ -229,11 +256,19 @@ def test_bdrate_unusable_inputs_exit_2(tmp_path, capsys, points_tables):
 
 
 def test_bdrate_accepts_a_run_folder(tmp_path, capsys, points_tables):
-    anchor = points_tables.write_csv(tmp_path / "anchor.csv", points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP))
-    run = points_tables.write_run(tmp_path / "run", points_tables.curve("a", points_tables.BPP * 0.5, points_tables.MAP))
+    anchor = points_tables.write_csv(
+        tmp_path / "anchor.csv", points_tables.curve("anchor_vvc", points_tables.BPP, points_tables.MAP)
+    )
+    run = points_tables.write_run(
+        tmp_path / "run", points_tables.curve("a", points_tables.BPP * 0.5, points_tables.MAP)
+    )
     assert bdrate_main([str(anchor), str(run)]) == 0
     assert "-50.000" in capsys.readouterr().out
 
 
 def test_table_helper_columns(points_tables):
-    assert list(points_tables.table(points_tables.curve("x", points_tables.BPP, points_tables.MAP)).columns) == [*POINT_COLUMNS, "role", "encoder"]
+    assert list(points_tables.table(points_tables.curve("x", points_tables.BPP, points_tables.MAP)).columns) == [
+        *POINT_COLUMNS,
+        "role",
+        "encoder",
+    ]

@@ -58,8 +58,9 @@ def test_ci_models_split_at_the_backbone_exactly():
     img, _ = render(1_000_000, 256, 256)
     image = torch.from_numpy(img).permute(2, 0, 1).contiguous()
     for model in ("ci_frcnn", "ci_maskrcnn"):
-        cfg = compose_config("config", [f"model={model}", "model.split=backbone", "model.weights=none",
-                                        "model.score_thresh=0.0"])
+        cfg = compose_config(
+            "config", [f"model={model}", "model.split=backbone", "model.weights=none", "model.score_thresh=0.0"]
+        )
         det = instantiate(cfg.model)
         front = det.front(image)
         assert [front.features[k].shape[0] for k in LEVELS] == [32, 64, 128, 256] == det.out_channels
@@ -81,16 +82,36 @@ def test_an_unknown_split_and_detectron2_backbone_split_are_refused():
 
 
 def _run(out, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vcmbench", "run", "progress=false", f"hydra.run.dir={out}",
-                           "model.split=backbone", "dataset.max_images=2", *overrides],
-                          capture_output=True, text=True, timeout=500, cwd=REPO)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vcmbench",
+            "run",
+            "progress=false",
+            f"hydra.run.dir={out}",
+            "model.split=backbone",
+            "dataset.max_images=2",
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=500,
+        cwd=REPO,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_backbone_run_codes_c2_to_c5_and_records_the_split(tmp_path):
-    proc = _run(tmp_path / "run", "codec=[raw,anchor_vvc,pack_tile]", "codec.anchor_vvc.rates=[40]",
-                "codec.pack_tile.rates=[40]", "complexity=false", "report=false")
+    proc = _run(
+        tmp_path / "run",
+        "codec=[raw,anchor_vvc,pack_tile]",
+        "codec.anchor_vvc.rates=[40]",
+        "codec.pack_tile.rates=[40]",
+        "complexity=false",
+        "report=false",
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     points = pd.read_csv(tmp_path / "run" / "points.csv")
     assert (points.split == "backbone").all() and (points.model == "ci_frcnn@backbone").all()
@@ -113,6 +134,9 @@ def test_learned_codecs_refuse_backbone_features_by_name():
     cfg = compose_config("config", ["model.split=backbone", "codec=learned_interleaved"])
     front = instantiate(cfg.model).front(torch.from_numpy(render(1_000_000, 256, 256)[0]).permute(2, 0, 1))
     codec = instantiate(selected_codec_configs(cfg)["learned_interleaved"])
-    with pytest.raises(ConfigError, match=r"learned_interleaved: features have \[32, 64, 128, 256\] channels.*"
-                                          r"split=backbone"):
+    with pytest.raises(
+        ConfigError,
+        match=r"learned_interleaved: features have \[32, 64, 128, 256\] channels.*"
+        r"split=backbone",
+    ):
         codec.encode(front.features, codec.rates[0])

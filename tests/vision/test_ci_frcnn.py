@@ -70,8 +70,16 @@ def test_checkpoint_roundtrip_is_fp16(tmp_path, random_det):
 def test_training_steps_reduce_loss_deterministically(tmp_path):
     from vcmbench.train.detector import train_detector
 
-    common = ["model.image_size=128", "batch_size=2", "val.count=0", "progress=false", "threads=1",
-              "optimizer.warmup_steps=2", "log_every=1", "checkpoint_every=0"]
+    common = [
+        "model.image_size=128",
+        "batch_size=2",
+        "val.count=0",
+        "progress=false",
+        "threads=1",
+        "optimizer.warmup_steps=2",
+        "log_every=1",
+        "checkpoint_every=0",
+    ]
     info = train_detector(compose_config("train_detector", common + ["steps=10"]), str(tmp_path / "a"))
     losses = info["losses"]
     assert len(losses) == 10 and all(torch.isfinite(torch.tensor(losses)))
@@ -83,7 +91,9 @@ def test_training_steps_reduce_loss_deterministically(tmp_path):
 
 
 def test_committed_checkpoint_is_small_and_described():
-    assert CKPT.is_file(), f"{CKPT} missing: train it with `vcmbench train-detector copy_to=vcmbench/checkpoints/ci_frcnn`"
+    assert CKPT.is_file(), (
+        f"{CKPT} missing: train it with `vcmbench train-detector copy_to=vcmbench/checkpoints/ci_frcnn`"
+    )
     assert CKPT.stat().st_size <= 10 * 1024 * 1024
     info = json.loads(INFO.read_text())
     for key in ("config", "seed", "steps", "val", "val_small", "torch"):
@@ -96,10 +106,19 @@ def test_committed_checkpoint_reaches_recorded_ap(tmp_path):
 
     info = json.loads(INFO.read_text())
     small = info["val_small"]
-    cfg = compose_config("config", ["model=ci_frcnn", "dataset=synthetic_val", f"dataset.count={small['count']}",
-                              f"dataset.seed_start={small['seed_start']}", f"dataset.height={small['height']}",
-                              f"dataset.width={small['width']}", f"dataset.cache_dir={tmp_path}",
-                              "dataset.max_images=null"])
+    cfg = compose_config(
+        "config",
+        [
+            "model=ci_frcnn",
+            "dataset=synthetic_val",
+            f"dataset.count={small['count']}",
+            f"dataset.seed_start={small['seed_start']}",
+            f"dataset.height={small['height']}",
+            f"dataset.width={small['width']}",
+            f"dataset.cache_dir={tmp_path}",
+            "dataset.max_images=null",
+        ],
+    )
     det = instantiate(cfg.model)
     ds = instantiate(cfg.dataset)
     assert len(ds) == small["count"]

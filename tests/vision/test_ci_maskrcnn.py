@@ -25,13 +25,23 @@ INFO = CHECKPOINTS / "ci_maskrcnn" / "ci_maskrcnn.json"
 MASK_HEAD = ("roi_heads.mask_head.", "roi_heads.mask_predictor.")
 # CI's reduced segmentation run (anchors/ci/maskrcnn-points.csv, `make ci-reference`): the first 8
 # default scenes, the uncompressed features, the MPEG anchor and the learned codec
-MASK_RUN = ["model=ci_maskrcnn", "dataset.max_images=8", "codec=[raw,anchor_vvc,learned_interleaved]", "complexity=false"]
+MASK_RUN = [
+    "model=ci_maskrcnn",
+    "dataset.max_images=8",
+    "codec=[raw,anchor_vvc,learned_interleaved]",
+    "complexity=false",
+]
 MASK_REFERENCE = REPO / "anchors" / "ci" / "maskrcnn-points.csv"
 
 
 def _run(out, overrides: list[str]) -> None:
-    proc = subprocess.run([sys.executable, "-m", "vcmbench", "run", "progress=false", f"hydra.run.dir={out}",
-                           *overrides], capture_output=True, text=True, timeout=1600, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vcmbench", "run", "progress=false", f"hydra.run.dir={out}", *overrides],
+        capture_output=True,
+        text=True,
+        timeout=1600,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
 
@@ -52,8 +62,12 @@ def test_front_back_equals_unsplit_model_masks_included(random_segmenter):
         front = random_segmenter.front(image)
         split, whole = random_segmenter.back(front.features, front.meta), random_segmenter.full(image)
         assert len(split) >= 50 and split.masks is not None and split.masks.shape == (len(split), 256, 256)
-        for a, b in ((split.boxes, whole.boxes), (split.scores, whole.scores), (split.labels, whole.labels),
-                     (split.masks, whole.masks)):
+        for a, b in (
+            (split.boxes, whole.boxes),
+            (split.scores, whole.scores),
+            (split.labels, whole.labels),
+            (split.masks, whole.masks),
+        ):
             assert torch.equal(a, b)
 
 
@@ -67,9 +81,19 @@ def test_missing_checkpoint_names_its_training_command(tmp_path):
 def test_training_learns_masks_and_records_mask_ap(tmp_path):
     from vcmbench.train.detector import train_detector
 
-    common = ["model=ci_maskrcnn", "model.weights=none", "model.image_size=128", "batch_size=2", "progress=false",
-              "threads=1", "optimizer.warmup_steps=2", "log_every=1", "checkpoint_every=0", "val.count=2",
-              "val.small_count=0"]
+    common = [
+        "model=ci_maskrcnn",
+        "model.weights=none",
+        "model.image_size=128",
+        "batch_size=2",
+        "progress=false",
+        "threads=1",
+        "optimizer.warmup_steps=2",
+        "log_every=1",
+        "checkpoint_every=0",
+        "val.count=2",
+        "val.small_count=0",
+    ]
     info = train_detector(compose_config("train_detector", common + ["steps=8"]), str(tmp_path / "a"))
     rows = (tmp_path / "a" / "loss.csv").read_text().splitlines()
     assert "loss_mask" in rows[0]
@@ -118,8 +142,10 @@ def test_reduced_mask_run_gives_both_curves_and_passes_the_gate_on_boxes_and_mas
     raw = points.set_index("codec").loc["raw"]
     assert 0 < raw["map_segm"] < raw["ap50_segm"]
     for metric in ("map", "map_segm"):
-        assert regress_main([str(mask_run), "--reference", str(MASK_REFERENCE), "--tolerance", "2.0",
-                             "--metric", metric]) == EXIT_OK
+        assert (
+            regress_main([str(mask_run), "--reference", str(MASK_REFERENCE), "--tolerance", "2.0", "--metric", metric])
+            == EXIT_OK
+        )
         assert "no regression" in capsys.readouterr().out
     assert_same_numbers(mask_run / "points.csv", MASK_REFERENCE)  # every non-time column, to the last bit
     report = (mask_run / "report" / "report.md").read_text()
@@ -135,8 +161,10 @@ def test_mask_records_of_50_images_stay_under_twice_the_box_records(tmp_path):
     the same run's records without their masks (its box-only records, written the same way)."""
     from vcmbench.records import RecordStore
 
-    _run(tmp_path / "masks", ["model=ci_maskrcnn", "codec=raw", "dataset.count=50", "fidelity=false",
-                              "complexity=false", "report=false"])
+    _run(
+        tmp_path / "masks",
+        ["model=ci_maskrcnn", "codec=raw", "dataset.count=50", "fidelity=false", "complexity=false", "report=false"],
+    )
     records = read_records(tmp_path / "masks" / "records.jsonl")
     assert len(records) == 50 and all(r.masks and len(r.masks) == len(r.detections) for r in records)
     boxes = RecordStore(tmp_path / "boxes.jsonl")
@@ -152,10 +180,22 @@ def test_train_only_leaves_every_frozen_tensor_as_its_checkpoint(tmp_path):
     statistics included) is still ci_frcnn's, and the mask head did change."""
     from vcmbench.train.detector import train_detector
 
-    cfg = compose_config("train_detector", [
-        "model=ci_maskrcnn", "init_from=checkpoints/ci_frcnn/ci_frcnn.pt",
-        "train_only=[roi_heads.mask_head,roi_heads.mask_predictor]", "steps=3", "batch_size=2", "progress=false",
-        "threads=1", "optimizer.warmup_steps=1", "log_every=1", "checkpoint_every=0", "val.count=0"])
+    cfg = compose_config(
+        "train_detector",
+        [
+            "model=ci_maskrcnn",
+            "init_from=checkpoints/ci_frcnn/ci_frcnn.pt",
+            "train_only=[roi_heads.mask_head,roi_heads.mask_predictor]",
+            "steps=3",
+            "batch_size=2",
+            "progress=false",
+            "threads=1",
+            "optimizer.warmup_steps=1",
+            "log_every=1",
+            "checkpoint_every=0",
+            "val.count=0",
+        ],
+    )
     train_detector(cfg, str(tmp_path))
     mine = torch.load(tmp_path / "ci_maskrcnn.pt", map_location="cpu", weights_only=True)
     frcnn = torch.load(CHECKPOINTS / "ci_frcnn" / "ci_frcnn.pt", map_location="cpu", weights_only=True)

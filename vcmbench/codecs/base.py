@@ -156,7 +156,6 @@ class Codec(ABC):
         """What reaches the receiver; PayloadError for a payload that does not decode."""
 
 
-
 class FeatureCodec(Codec):
     """Base of every feature codec.
 
@@ -278,8 +277,12 @@ class LayeredCodec(Codec):
         t1 = time.perf_counter()
         image = self.decode_enhancement(payload, base, meta)
         t2 = time.perf_counter()
-        return Received(features=base, image=image, layers={"base": n_base, "enh": n_enh},
-                        layer_seconds={"base": t1 - t0, "enh": t2 - t1})
+        return Received(
+            features=base,
+            image=image,
+            layers={"base": n_base, "enh": n_enh},
+            layer_seconds={"base": t1 - t0, "enh": t2 - t1},
+        )
 
     @abstractmethod
     def encode(self, image: torch.Tensor, features: Features, meta: ImageMeta, rate: RatePoint) -> bytes:
@@ -304,7 +307,9 @@ def check_container(payload: bytes, fixed: int, tag: bytes, version: int, who: s
     if len(payload) < fixed:
         raise PayloadError(f"{who}: payload of {len(payload)} bytes is shorter than the header")
     if payload[:4] != tag:
-        raise PayloadError(f"{who}: payload tag {payload[:4]!r} is not this codec's {tag!r}; it was made by another codec")
+        raise PayloadError(
+            f"{who}: payload tag {payload[:4]!r} is not this codec's {tag!r}; it was made by another codec"
+        )
     if payload[4] != version:
         raise PayloadError(f"{who}: payload version {payload[4]}, this decoder reads {version}")
 

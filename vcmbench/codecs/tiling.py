@@ -174,8 +174,9 @@ def check_finite(levels: Sequence[np.ndarray]) -> None:
             raise ShapeError("features contain NaN or infinite values; they cannot be quantised")
 
 
-def compute_ranges(levels: Sequence[np.ndarray], mode: str, global_min: float, global_max: float
-                   ) -> list[tuple[float, float]]:
+def compute_ranges(
+    levels: Sequence[np.ndarray], mode: str, global_min: float, global_max: float
+) -> list[tuple[float, float]]:
     """(lo, hi) per level as float32 values, for range mode `mode`."""
     check_finite(levels)
     if mode == "global":
@@ -324,4 +325,6 @@ MAX_SAMPLES = 1 << 30
 def check_plausible(shapes: Sequence[Sequence[int]], who: str) -> None:
     total = sum(int(np.prod(s)) for s in shapes)
     if total > MAX_SAMPLES:
-        raise PayloadError(f"{who}: shape table asks for {total} samples, over the {MAX_SAMPLES} limit (corrupt header)")
+        raise PayloadError(
+            f"{who}: shape table asks for {total} samples, over the {MAX_SAMPLES} limit (corrupt header)"
+        )

@@ -97,7 +97,6 @@ def default_cache_dir() -> Path:
     return cache_root("mot")
 
 
-
 def _stat(path: Path) -> tuple[str, int, int]:
     st = path.stat()
     return str(path.absolute()), int(st.st_size), int(st.st_mtime_ns)
@@ -313,9 +312,6 @@ def convert(
         "annotations": annotations,
         "categories": [dict(c) for c in CATEGORIES],
     }
-
-
-
 
 
 def _classes(classes: Any) -> set[int] | None:

@@ -34,9 +34,7 @@ log = logging.getLogger(__name__)
 #: Bump when the json layout changes, so old caches are rebuilt.
 CACHE_FORMAT = 1
 
-_OID_PAGE = (
-    "the Open Images V6 download page (Google's Open Images dataset website, 'Download' section, version V6)"
-)
+_OID_PAGE = "the Open Images V6 download page (Google's Open Images dataset website, 'Download' section, version V6)"
 _MPEG_LISTS = (
     "the MPEG VCM common test conditions (CTC) for OpenImages object detection, which provide the "
     "5k validation image list and the class list used by the MPEG feature anchor"
@@ -53,9 +51,9 @@ HOW_TO_GET: dict[str, str] = {
     "class_list": f"Get the class list (one LabelName or DisplayName per line) from {_MPEG_LISTS}.",
     "image_list": f"Get the image list (one ImageID or <ImageID>.jpg per line) from {_MPEG_LISTS}.",
     "masks_csv": f"Download the validation segmentation CSV (validation-annotations-object-segmentation.csv) from "
-                 f"{_OID_PAGE}.",
+    f"{_OID_PAGE}.",
     "mask_dir": f"Download the validation segmentation masks (validation-masks-*.zip) from {_OID_PAGE} and unpack "
-                "them into one folder.",
+    "them into one folder.",
 }
 
 _BOX_COORDS = ["XMin", "XMax", "YMin", "YMax"]
@@ -259,9 +257,7 @@ def _check_columns(path: Path, field: str, needed: list[str]) -> list[str]:
     header = list(pd.read_csv(path, nrows=0).columns)
     absent = [c for c in needed if c not in header]
     if absent:
-        raise DatasetError(
-            f"{path} (dataset.{field}): missing column(s) {absent}; found {header}. {HOW_TO_GET[field]}"
-        )
+        raise DatasetError(f"{path} (dataset.{field}): missing column(s) {absent}; found {header}. {HOW_TO_GET[field]}")
     return header
 
 
@@ -303,8 +299,17 @@ def convert(paths: OpenImagesPaths, image_ids: list[str]) -> dict[str, Any]:
     images = []
     for image_id, i in idx_of.items():
         w, h = image_size(paths.image_dir / f"{image_id}.jpg")
-        images.append({"id": i, "file_name": f"{image_id}.jpg", "height": h, "width": w,
-                       "oid_image_id": image_id, "pos_labels": [], "neg_labels": []})
+        images.append(
+            {
+                "id": i,
+                "file_name": f"{image_id}.jpg",
+                "height": h,
+                "width": w,
+                "oid_image_id": image_id,
+                "pos_labels": [],
+                "neg_labels": [],
+            }
+        )
 
     labels = read_image_labels(paths.labels_csv, ids, mids)
     for key, conf in (("pos_labels", 1.0), ("neg_labels", 0.0)):
@@ -326,8 +331,14 @@ def convert(paths: OpenImagesPaths, image_ids: list[str]) -> dict[str, Any]:
         img = images[row.img_idx - 1]
         w, h = img["width"], img["height"]
         bw, bh = (row.XMax - row.XMin) * w, (row.YMax - row.YMin) * h
-        ann = {"id": len(annotations) + 1, "image_id": img["id"], "category_id": cat_of[row.LabelName],
-               "bbox": [row.XMin * w, row.YMin * h, bw, bh], "area": bw * bh, "iscrowd": 0}
+        ann = {
+            "id": len(annotations) + 1,
+            "image_id": img["id"],
+            "category_id": cat_of[row.LabelName],
+            "bbox": [row.XMin * w, row.YMin * h, bw, bh],
+            "area": bw * bh,
+            "iscrowd": 0,
+        }
         ann.update({key: bool(getattr(row, col)) for col, key in _BOX_FLAGS.items()})
         annotations.append(ann)
     if masks:  # image order, each image's masks before its group-of boxes; ids renumbered from 1
@@ -337,8 +348,6 @@ def convert(paths: OpenImagesPaths, image_ids: list[str]) -> dict[str, Any]:
 
     categories = [{"id": k, "name": name, "mid": mid} for k, (mid, name) in enumerate(classes, start=1)]
     return {"info": {}, "images": images, "annotations": annotations, "categories": categories}
-
-
 
 
 def load_or_convert(paths: OpenImagesPaths, name: str) -> dict[str, Any]:
@@ -397,8 +406,9 @@ def build(
     del how_to_get
     if max_images is not None and int(max_images) < 1:
         raise DatasetError(f"dataset.max_images={max_images}: must be >= 1 or null")
-    paths = resolve_paths(root, image_dir, bbox_csv, labels_csv, classes_csv, class_list, image_list, cache_file,
-                          masks_csv, mask_dir)
+    paths = resolve_paths(
+        root, image_dir, bbox_csv, labels_csv, classes_csv, class_list, image_list, cache_file, masks_csv, mask_dir
+    )
     data = load_or_convert(paths, name)
     recs = [ImageRecord(int(i["id"]), str(i["file_name"]), int(i["height"]), int(i["width"])) for i in data["images"]]
     recs.sort(key=lambda r: r.image_id)

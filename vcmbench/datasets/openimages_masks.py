@@ -27,8 +27,10 @@ def read_mask_rows(path: Path, ids: set[str], mids: set[str]) -> pd.DataFrame:
     header = list(pd.read_csv(path, nrows=0).columns)
     absent = [c for c in MASK_COLUMNS if c not in header]
     if absent:
-        raise DatasetError(f"{path} (dataset.masks_csv): missing column(s) {absent}; found {header}. It is the "
-                           "OpenImages segmentation CSV (e.g. validation-annotations-object-segmentation.csv)")
+        raise DatasetError(
+            f"{path} (dataset.masks_csv): missing column(s) {absent}; found {header}. It is the "
+            "OpenImages segmentation CSV (e.g. validation-annotations-object-segmentation.csv)"
+        )
     df = pd.read_csv(path, usecols=MASK_COLUMNS, dtype={c: str for c in MASK_COLUMNS[:3]})
     return df[df["ImageID"].isin(ids) & df["LabelName"].isin(mids)].reset_index(drop=True)
 
@@ -45,29 +47,47 @@ def mask_rle(png: Path, width: int, height: int) -> tuple[dict[str, Any], int]:
                 im = im.resize((width, height), Image.Resampling.NEAREST)
             binary = np.asfortranarray((np.asarray(im) > 0).astype(np.uint8))
     except OSError as exc:
-        raise DatasetError(f"{png} (dataset.mask_dir): cannot read the mask PNG ({exc}); unpack the OpenImages "
-                           "segmentation masks (validation-masks-*.zip) into dataset.mask_dir") from None
+        raise DatasetError(
+            f"{png} (dataset.mask_dir): cannot read the mask PNG ({exc}); unpack the OpenImages "
+            "segmentation masks (validation-masks-*.zip) into dataset.mask_dir"
+        ) from None
     rle = mask_utils.encode(binary)
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}, int(mask_utils.area(rle))
 
 
-def mask_annotations(rows: pd.DataFrame, mask_dir: Path, images: list[dict], idx_of: dict[str, int],
-                     cat_of: dict[str, int]) -> list[dict]:
+def mask_annotations(
+    rows: pd.DataFrame, mask_dir: Path, images: list[dict], idx_of: dict[str, int], cat_of: dict[str, int]
+) -> list[dict]:
     """COCO annotations (ids from 1, image order, CSV order within an image) of the mask rows."""
     missing = [mask_dir / p for p in rows["MaskPath"] if not (mask_dir / p).is_file()]
     if missing:
-        raise DatasetError(f"{len(missing)} mask PNG(s) of dataset.masks_csv are missing from dataset.mask_dir, "
-                           f"e.g. {missing[0].resolve()}: unpack the OpenImages segmentation masks there")
+        raise DatasetError(
+            f"{len(missing)} mask PNG(s) of dataset.masks_csv are missing from dataset.mask_dir, "
+            f"e.g. {missing[0].resolve()}: unpack the OpenImages segmentation masks there"
+        )
     rows = rows.assign(img_idx=rows["ImageID"].map(idx_of)).sort_values("img_idx", kind="stable")
     out = []
     for row in rows.itertuples(index=False):
         img = images[row.img_idx - 1]
         w, h = img["width"], img["height"]
         segmentation, area = mask_rle(mask_dir / row.MaskPath, w, h)
-        out.append({"id": len(out) + 1, "image_id": img["id"], "category_id": cat_of[row.LabelName],
-                    "bbox": [row.BoxXMin * w, row.BoxYMin * h, (row.BoxXMax - row.BoxXMin) * w,
-                             (row.BoxYMax - row.BoxYMin) * h],
-                    "area": area, "iscrowd": 0, "segmentation": segmentation, "is_group_of": False})
+        out.append(
+            {
+                "id": len(out) + 1,
+                "image_id": img["id"],
+                "category_id": cat_of[row.LabelName],
+                "bbox": [
+                    row.BoxXMin * w,
+                    row.BoxYMin * h,
+                    (row.BoxXMax - row.BoxXMin) * w,
+                    (row.BoxYMax - row.BoxYMin) * h,
+                ],
+                "area": area,
+                "iscrowd": 0,
+                "segmentation": segmentation,
+                "is_group_of": False,
+            }
+        )
     return out
 
 

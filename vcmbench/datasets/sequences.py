@@ -63,8 +63,9 @@ class SequenceDataset:
     #: whether the annotations carry track ids (MOTA, IDF1, HOTA are then computed)
     tracking: bool = False
 
-    def __init__(self, name: str, annotation_file: Path, image_dir: Path, sequences: list[SequenceRecord],
-                 tracking: bool = False):
+    def __init__(
+        self, name: str, annotation_file: Path, image_dir: Path, sequences: list[SequenceRecord], tracking: bool = False
+    ):
         self.name = name
         self.annotation_file = Path(annotation_file)
         self.image_dir = Path(image_dir)
@@ -122,8 +123,10 @@ class SequenceDataset:
             if a.get("iscrowd", 0):
                 continue
             if "track_id" not in a:
-                raise DatasetError(f"{self.annotation_file}: annotation {a.get('id')} has no track_id; "
-                                   "a tracking set needs one on every annotation")
+                raise DatasetError(
+                    f"{self.annotation_file}: annotation {a.get('id')} has no track_id; "
+                    "a tracking set needs one on every annotation"
+                )
             by_frame[a["image_id"]].append((int(a["track_id"]), [float(v) for v in a["bbox"]], int(a["category_id"])))
         return {s.sequence_id: {f: by_frame.get(f, []) for f in s.frame_ids} for s in self.sequences}
 
@@ -138,8 +141,10 @@ def sequences_from_coco(coco: dict, where: Path) -> list[SequenceRecord]:
             rec = ImageRecord(int(im["id"]), str(im["file_name"]), int(im["height"]), int(im["width"]))
             frames[int(im["sequence_id"])].append((int(im["frame_index"]), rec))
     except (KeyError, TypeError, ValueError) as exc:
-        raise DatasetError(f"{where}: not a sequence annotation file ({type(exc).__name__}: {exc}); "
-                           "it needs 'sequences' and images with 'sequence_id' and 'frame_index'") from None
+        raise DatasetError(
+            f"{where}: not a sequence annotation file ({type(exc).__name__}: {exc}); "
+            "it needs 'sequences' and images with 'sequence_id' and 'frame_index'"
+        ) from None
     out = []
     for sid, s in meta.items():
         ordered = tuple(r for _, r in sorted(frames.get(sid, []), key=lambda t: t[0]))

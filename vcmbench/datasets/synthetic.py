@@ -91,8 +91,9 @@ def _polygon(kind: str, rng: np.random.Generator) -> np.ndarray:
     if kind == "cross":
         t = rng.uniform(0.22, 0.34)
         c = 0.95
-        return np.array([[-t, -c], [t, -c], [t, -t], [c, -t], [c, t], [t, t], [t, c], [-t, c],
-                         [-t, t], [-c, t], [-c, -t], [-t, -t]])
+        return np.array(
+            [[-t, -c], [t, -c], [t, -t], [c, -t], [c, t], [t, t], [t, c], [-t, c], [-t, t], [-c, t], [-c, -t], [-t, -t]]
+        )
     if kind == "arrow":
         t, h = rng.uniform(0.16, 0.26), rng.uniform(0.5, 0.65)
         return np.array([[-0.95, -t], [0.1, -t], [0.1, -h], [0.95, 0.0], [0.1, h], [0.1, t], [-0.95, t]])
@@ -132,7 +133,7 @@ def _shape_mask(kind: str, size: float, rng: np.random.Generator) -> np.ndarray:
     if ys.size == 0:  # degenerate (cannot happen for sizes >= 12, kept for safety)
         mask = np.ones((1, 1), bool)
         return mask
-    return mask[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+    return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
 def _texture(h: int, w: int, c1: np.ndarray, c2: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -146,9 +147,9 @@ def _texture(h: int, w: int, c1: np.ndarray, c2: np.ndarray, rng: np.random.Gene
         if kind == 1:
             a = rng.uniform(0, np.pi)
             t = (np.cos(a) * xx + np.sin(a) * yy) / period
-            sel = (np.floor(t) % 2 == 0)
+            sel = np.floor(t) % 2 == 0
         else:
-            sel = ((np.floor(xx / period) + np.floor(yy / period)) % 2 == 0)
+            sel = (np.floor(xx / period) + np.floor(yy / period)) % 2 == 0
         return np.where(sel[..., None], c1, c2).astype(np.float32)
     if kind == 3:
         a = rng.uniform(0, 2 * np.pi)
@@ -170,7 +171,7 @@ def _background(h: int, w: int, rng: np.random.Generator, photos: tuple[str, ...
         ch, cw = max(8, int(ph * scale)), max(8, int(pw * scale))
         ch, cw = min(ch, ph), min(cw, pw)
         y0, x0 = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
-        crop = Image.fromarray(photo[y0: y0 + ch, x0: x0 + cw]).resize((w, h), Image.BILINEAR)
+        crop = Image.fromarray(photo[y0 : y0 + ch, x0 : x0 + cw]).resize((w, h), Image.BILINEAR)
         bg = np.asarray(crop).astype(np.float32)
     else:
         g = int(rng.integers(2, 7))
@@ -196,7 +197,9 @@ def _load_photo(path: str) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def render(seed: int, height: int = 320, width: int = 320, photos: tuple[str, ...] = ()) -> tuple[np.ndarray, list[Annotation]]:
+def render(
+    seed: int, height: int = 320, width: int = 320, photos: tuple[str, ...] = ()
+) -> tuple[np.ndarray, list[Annotation]]:
     """One scene: uint8 (H, W, 3) RGB image and the annotations of its visible objects."""
     rng = np.random.Generator(np.random.PCG64(int(seed)))
     img = _background(height, width, rng, photos)
@@ -292,13 +295,24 @@ def coco_annotations(records: list[tuple[int, str, list[Annotation]]], height: i
     for seed, file_name, objs in records:
         images.append({"id": seed, "file_name": file_name, "height": height, "width": width})
         for a in objs:
-            anns.append({
-                "id": len(anns) + 1, "image_id": seed, "category_id": a.category_id,
-                "bbox": list(a.bbox), "area": a.area, "iscrowd": 0, "visible": round(a.visible, 4),
-                **({"segmentation": a.segmentation} if a.segmentation is not None else {}),
-            })
-    return {"info": {"description": "vcmbench synthetic scenes", "version": GENERATOR_VERSION},
-            "images": images, "annotations": anns, "categories": categories()}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": seed,
+                    "category_id": a.category_id,
+                    "bbox": list(a.bbox),
+                    "area": a.area,
+                    "iscrowd": 0,
+                    "visible": round(a.visible, 4),
+                    **({"segmentation": a.segmentation} if a.segmentation is not None else {}),
+                }
+            )
+    return {
+        "info": {"description": "vcmbench synthetic scenes", "version": GENERATOR_VERSION},
+        "images": images,
+        "annotations": anns,
+        "categories": categories(),
+    }
 
 
 class SyntheticScenes(Dataset):
@@ -337,7 +351,9 @@ def build(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatasetError(f"dataset.cache_dir={root}: cannot create {folder} ({exc}); choose a writable folder") from exc
+        raise DatasetError(
+            f"dataset.cache_dir={root}: cannot create {folder} ({exc}); choose a writable folder"
+        ) from exc
     ann_file = folder / f"instances_{seed_start}_{count}_a{ANNOTATION_VERSION}.json"
     seeds = range(seed_start, seed_start + count)
     if not ann_file.is_file() or any(not (folder / f"{s:08d}.png").is_file() for s in seeds):

@@ -133,7 +133,6 @@ def _pair(value: object) -> tuple[object, object] | None:
     return value[0], value[1]
 
 
-
 def parse_sequences(sequences: object) -> list[SequenceSpec]:
     """Validate the `sequences` setting; every error names ``dataset.sequences[i].KEY`` and the fix."""
     sequences = plain(sequences)

@@ -106,9 +106,9 @@ def tree_reduce64(x: Tensor, dims: Sequence[int], keepdim: bool = False, product
     while flat.shape[-1] > 1:
         n = flat.shape[-1]
         half = n // 2
-        left, right = flat[..., :half], flat[..., half: 2 * half]
+        left, right = flat[..., :half], flat[..., half : 2 * half]
         paired = left * right if product else left + right
-        flat = torch.cat([paired, flat[..., 2 * half:]], dim=-1) if n % 2 else paired
+        flat = torch.cat([paired, flat[..., 2 * half :]], dim=-1) if n % 2 else paired
     if flat.shape[-1] == 1:
         out = flat[..., 0]
     if keepdim:
@@ -151,8 +151,9 @@ def log_softmax(x: Tensor, dim: int, dtype: torch.dtype | None = None) -> Tensor
     return (shifted - log64(tree_sum64(exp64(shifted), [dim], keepdim=True))).to(dtype or x.dtype)
 
 
-def batch_norm_eval(x: Tensor, weight: Tensor | None, bias: Tensor | None, mean: Tensor, var: Tensor,
-                    eps: float) -> Tensor:
+def batch_norm_eval(
+    x: Tensor, weight: Tensor | None, bias: Tensor | None, mean: Tensor, var: Tensor, eps: float
+) -> Tensor:
     """Inference batch norm as x * a + b, a = w / sqrt(var + eps), b = bias - mean * a (separate roundings)."""
     shape = (1, -1) + (1,) * (x.dim() - 2)
     a = 1.0 / torch.sqrt(_f64(var) + float(eps))

@@ -125,8 +125,9 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, dila
     return out.squeeze(0) if squeeze else out
 
 
-def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, output_padding, groups: int,
-                     dilation) -> Tensor:
+def conv_transpose2d(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, output_padding, groups: int, dilation
+) -> Tensor:
     """F.conv_transpose2d, exact. Weight (C_in, C_out/groups, kh, kw): one grid for the whole
     weight (a transposed conv's output channel is spread over groups); a sum has at most
     C_in/groups * kh * kw terms."""

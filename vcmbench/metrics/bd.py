@@ -83,8 +83,7 @@ def _curve(name: str, rate: Any, metric: Any) -> tuple[np.ndarray, np.ndarray]:
     m = np.asarray(metric, dtype=np.float64).ravel()
     if r.shape != m.shape:
         raise MetricError(
-            f"{name} curve has {r.size} rates but {m.size} metric values; "
-            "pass one metric value per rate point"
+            f"{name} curve has {r.size} rates but {m.size} metric values; pass one metric value per rate point"
         )
     if r.size < MIN_POINTS:
         raise MetricError(
@@ -156,9 +155,7 @@ def bd_overlap(
     _, am = _curve("anchor", anchor_rate, anchor_metric)
     _, tm = _curve("test", test_rate, test_metric)
     lo, hi = _interval("metric", am, tm)
-    return Overlap(
-        lo, hi, (hi - lo) / float(am[-1] - am[0]), (hi - lo) / float(tm[-1] - tm[0])
-    )
+    return Overlap(lo, hi, (hi - lo) / float(am[-1] - am[0]), (hi - lo) / float(tm[-1] - tm[0]))
 
 
 def bd_rate(

@@ -57,7 +57,14 @@ def complexity_table(detector: SplitDetector, codecs: Sequence[Codec], sample) -
                 payload, enc_macs = count_macs(codec.transmit_encode, sample.image, front, rate)
                 received, dec_macs = count_macs(codec.transmit_decode, payload, front.meta)
                 _, back_macs = count_macs(detector.back, received.features, front.meta)
-            rows.append({"codec": codec.name, "rate": rate.label, "kmac_front": front_macs / per_kpx,
-                         "kmac_enc": enc_macs / per_kpx, "kmac_dec": dec_macs / per_kpx,
-                         "kmac_back": back_macs / per_kpx})
+            rows.append(
+                {
+                    "codec": codec.name,
+                    "rate": rate.label,
+                    "kmac_front": front_macs / per_kpx,
+                    "kmac_enc": enc_macs / per_kpx,
+                    "kmac_dec": dec_macs / per_kpx,
+                    "kmac_back": back_macs / per_kpx,
+                }
+            )
     return pd.DataFrame(rows, columns=["codec", "rate", *COMPLEXITY_COLUMNS])

@@ -218,7 +218,9 @@ MSSSIM_MIN_SIDE = 161
 def image_fidelity(original: torch.Tensor, decoded: torch.Tensor) -> dict[str, float]:
     """PSNR and MS-SSIM of a decoded uint8 RGB image (3, H, W) against the original."""
     if original.shape != decoded.shape:
-        raise ShapeError(f"image_fidelity: decoded image is {tuple(decoded.shape)}, the original {tuple(original.shape)}")
+        raise ShapeError(
+            f"image_fidelity: decoded image is {tuple(decoded.shape)}, the original {tuple(original.shape)}"
+        )
     a = original.detach().to("cpu", torch.float64)
     b = decoded.detach().to("cpu", torch.float64)
     out = {"image_psnr": psnr(float(((a - b) ** 2).mean()), 255.0)}

@@ -56,8 +56,9 @@ class ItemMatches:
         return (_coco_score if self.metric == "coco" else _oid_score)(self.classes, w, exact)
 
 
-def match_items(metric: str, gt: GroundTruth, detections: Sequence[Mapping[str, Any]],
-                image_ids: Iterable[int]) -> ItemMatches:
+def match_items(
+    metric: str, gt: GroundTruth, detections: Sequence[Mapping[str, Any]], image_ids: Iterable[int]
+) -> ItemMatches:
     """Match once: the items are `image_ids` in sorted order (the evaluators' order)."""
     ids = sorted({int(i) for i in image_ids})
     if metric == "coco":

@@ -72,7 +72,18 @@ CTTC_COLUMNS = [name for name, _, _ in CTTC_LAYOUT]
 TIME_FORMAT = ".4f"
 
 # The BD-rate summary (not part of the template: the spreadsheet computes its own BD-rates).
-BD_COLUMNS = ["level", "name", "class", "anchor", "anchor encoder", "codec", "BD-rate (%)", "BD-accuracy", "overlap (%)", "note"]
+BD_COLUMNS = [
+    "level",
+    "name",
+    "class",
+    "anchor",
+    "anchor encoder",
+    "codec",
+    "BD-rate (%)",
+    "BD-accuracy",
+    "overlap (%)",
+    "note",
+]
 
 VIDEO_COLUMNS = ["sequence", "class", "kbps", "frames"]
 CLASS_COLUMNS = ["dataset", "model", "codec", "rate", "class", "frames", "kbps", "map"]

@@ -40,8 +40,10 @@ class CodecStyle:
     anchor: bool
 
 
-RATE_LABELS = {"bpp": "bits per input-image pixel (bpp, log scale)",
-               "kbps": "bit rate (kbps = 8 x bytes x fps / 1000 / frames, log scale)"}
+RATE_LABELS = {
+    "bpp": "bits per input-image pixel (bpp, log scale)",
+    "kbps": "bit rate (kbps = 8 x bytes x fps / 1000 / frames, log scale)",
+}
 
 
 def codec_styles(codecs: list[str], anchor: str | None) -> dict[str, CodecStyle]:
@@ -116,34 +118,58 @@ def _curves(points: pd.DataFrame, ycol: str, codecs: list[str], xcol: str = "bpp
             yield codec, sub.sort_values(xcol).assign(bpp=sub[xcol])
 
 
-def _draw(ax, points: pd.DataFrame, ycol: str, codecs: list[str], styles: dict[str, CodecStyle],
-          xcol: str = "bpp") -> bool:
+def _draw(
+    ax, points: pd.DataFrame, ycol: str, codecs: list[str], styles: dict[str, CodecStyle], xcol: str = "bpp"
+) -> bool:
     """Draw one line per codec (x: `xcol`); True when some point had failed decodes (ringed)."""
     any_failed = False
     for codec, sub in _curves(points, ycol, codecs, xcol):
         st = styles[codec]
         single = len(sub) == 1
         ax.plot(
-            sub.bpp.astype(float), sub[ycol].astype(float),
-            color=st.color, marker=st.marker, linestyle="none" if single else st.linestyle, linewidth=st.linewidth,
+            sub.bpp.astype(float),
+            sub[ycol].astype(float),
+            color=st.color,
+            marker=st.marker,
+            linestyle="none" if single else st.linestyle,
+            linewidth=st.linewidth,
             markersize=(6 if st.anchor else 7) + (2 if single else 0),
             markerfacecolor="white" if st.anchor else st.color,
-            markeredgecolor=st.color if st.anchor else "#222222", markeredgewidth=1.3 if st.anchor else 0.8,
-            label=_label(codec, st, len(sub)), zorder=3 if st.anchor else 4,
+            markeredgecolor=st.color if st.anchor else "#222222",
+            markeredgewidth=1.3 if st.anchor else 0.8,
+            label=_label(codec, st, len(sub)),
+            zorder=3 if st.anchor else 4,
         )
         if "n_failed" in sub:
             failed = sub[pd.to_numeric(sub.n_failed, errors="coerce").fillna(0) > 0]
             if len(failed):
                 any_failed = True
-                ax.plot(failed.bpp.astype(float), failed[ycol].astype(float), linestyle="none", marker="o",
-                        markersize=15, markerfacecolor="none", markeredgecolor="#C00000", markeredgewidth=1.5,
-                        zorder=5)
+                ax.plot(
+                    failed.bpp.astype(float),
+                    failed[ycol].astype(float),
+                    linestyle="none",
+                    marker="o",
+                    markersize=15,
+                    markerfacecolor="none",
+                    markeredgecolor="#C00000",
+                    markeredgewidth=1.5,
+                    zorder=5,
+                )
     return any_failed
 
 
 def _failed_handle() -> Line2D:
-    return Line2D([], [], linestyle="none", marker="o", markersize=11, markerfacecolor="none",
-                  markeredgecolor="#C00000", markeredgewidth=1.5, label="point with failed decodes")
+    return Line2D(
+        [],
+        [],
+        linestyle="none",
+        marker="o",
+        markersize=11,
+        markerfacecolor="none",
+        markeredgecolor="#C00000",
+        markeredgewidth=1.5,
+        label="point with failed decodes",
+    )
 
 
 def _legend(ax, extra: list | None = None) -> None:
@@ -152,8 +178,9 @@ def _legend(ax, extra: list | None = None) -> None:
         handles.append(h)
         labels.append(h.get_label())
     if handles:
-        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
-                  frameon=False, fontsize=9)
+        ax.legend(
+            handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False, fontsize=9
+        )
 
 
 def rd_plot(
@@ -180,8 +207,9 @@ def rd_plot(
     failed = _draw(ax, points, metric, codecs, styles, rate_col)
     if uncompressed is not None and math.isfinite(uncompressed[1]):
         label, value = uncompressed
-        ax.axhline(value, color="#444444", linestyle=(0, (1, 2)), linewidth=1.4, zorder=2,
-                   label=f"{label}: {value:.2f}")
+        ax.axhline(
+            value, color="#444444", linestyle=(0, (1, 2)), linewidth=1.4, zorder=2, label=f"{label}: {value:.2f}"
+        )
     _log_axis(ax, "x")
     _clamp_at_zero(ax, points[metric] if metric in points else [])
     ax.set_xlabel(RATE_LABELS.get(rate_col, rate_col))
@@ -195,8 +223,9 @@ def rd_plot(
 
 def has_times(points: pd.DataFrame) -> bool:
     """Whether any point has a finite encode or decode time (published tables often have none)."""
-    return any(col in points and np.isfinite(pd.to_numeric(points[col], errors="coerce")).any()
-               for col in ("enc_s", "dec_s"))
+    return any(
+        col in points and np.isfinite(pd.to_numeric(points[col], errors="coerce")).any() for col in ("enc_s", "dec_s")
+    )
 
 
 def time_plot(
@@ -285,7 +314,14 @@ def layer_plot(
             handles.setdefault(lab, h)
     if failed:
         handles["point with failed decodes"] = _failed_handle()
-    axes[2].legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                   borderaxespad=0.0, frameon=False, fontsize=9)
+    axes[2].legend(
+        list(handles.values()),
+        list(handles),
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0.0,
+        frameon=False,
+        fontsize=9,
+    )
     fig.tight_layout()
     return _save(fig, out_stem)

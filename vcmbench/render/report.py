@@ -19,11 +19,8 @@ table instead of stopping the report.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import re
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +31,6 @@ from vcmbench.analysis import (
     POOR_OVERLAP,
     WARN,
     BDRow,
-    bd_row,
     bd_rows,
     choose_anchor,
     codecs_with_role,
@@ -47,23 +43,19 @@ from vcmbench.analysis import (
     uncompressed_line,
 )
 from vcmbench.bootstrap import (
-    DEFAULT_LEVEL,
-    DEFAULT_RESAMPLES,
-    DEFAULT_SEED,
     BDInterval,
     BootstrapSettings,
     bootstrap_bd,
     items_of_sources,
 )
 from vcmbench.errors import VcmbenchError
-from vcmbench.metrics.bd import METHODS, MIN_POINTS
-from vcmbench.render.jinja import CSS, MISSING, templates
+from vcmbench.metrics.bd import METHODS
+from vcmbench.render.jinja import CSS, templates
 from vcmbench.render.report_tables import (
     _TASK_WORDS,
     BD_LEGEND,
     COMPLEXITY_LEGEND,
     LAYERS_LEGEND,
-    _fmt,
     _metric_label,
     _metric_sentence,
     bd_display,
@@ -82,8 +74,6 @@ from vcmbench.tables import (
     load_sources,
     md_table,
     merge_points,
-    read_points,
-    text_table,
 )
 
 __all__ = [
@@ -96,17 +86,19 @@ __all__ = [
     "bd_rows",
     "md_table",
     "write_report",
-    "report_main",
-    "bdrate_main",
 ]
 
 
 DEFAULT_BOOTSTRAP = BootstrapSettings()
+
+
 def _task_line(g: GroupReport) -> str:
     """The report header's statement of the section's metric and where the choice came from."""
     role = "the task metric" if g.task_rank == 0 else "a second metric of this model"
-    return (f"Metric of this section: {_TASK_WORDS[g.task]}, {role} (task_metric={g.task_choice}); the mAP "
-            f"columns, BD-rates and curves below are {g.metric_label.split(' (')[0]}.")
+    return (
+        f"Metric of this section: {_TASK_WORDS[g.task]}, {role} (task_metric={g.task_choice}); the mAP "
+        f"columns, BD-rates and curves below are {g.metric_label.split(' (')[0]}."
+    )
 
 
 def _slug(*parts: str) -> str:
@@ -153,9 +145,16 @@ class Report:
         return [p for g in self.groups for ps in g.figures.values() for p in ps]
 
 
-def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anchor: str | None,
-                 method: str, plots: bool = True, bootstrap: BootstrapSettings | None = None,
-                 include_foreign: bool = False) -> list[GroupReport]:
+def build_groups(
+    points: pd.DataFrame,
+    sources: list[Source],
+    out_dir: Path,
+    anchor: str | None,
+    method: str,
+    plots: bool = True,
+    bootstrap: BootstrapSettings | None = None,
+    include_foreign: bool = False,
+) -> list[GroupReport]:
     """One section per (dataset, model) and task metric (boxes; masks too for a segmenting model),
     the run's task metric first."""
     metric_by_dataset: dict[str, str] = {}
@@ -170,31 +169,67 @@ def build_groups(points: pd.DataFrame, sources: list[Source], out_dir: Path, anc
     for (dataset, model), all_pts in groups(points):
         choice = choice_by_group.get((dataset, model), "auto")
         for rank, task in enumerate(task_metrics(all_pts, choice)):
-            out.append(_group(dataset, model, metric_view(all_pts, task), task, rank, choice, sources, out_dir,
-                              anchor, method, plots, bootstrap, metric_by_dataset.get(dataset), include_foreign))
+            out.append(
+                _group(
+                    dataset,
+                    model,
+                    metric_view(all_pts, task),
+                    task,
+                    rank,
+                    choice,
+                    sources,
+                    out_dir,
+                    anchor,
+                    method,
+                    plots,
+                    bootstrap,
+                    metric_by_dataset.get(dataset),
+                    include_foreign,
+                )
+            )
     return out
 
 
-def _group(dataset: str, model: str, pts: pd.DataFrame, task: str, rank: int, choice: str, sources: list[Source],
-           out_dir: Path, anchor: str | None, method: str, plots: bool, bootstrap: BootstrapSettings | None,
-           evaluator: str | None, include_foreign: bool = False) -> GroupReport:
+def _group(
+    dataset: str,
+    model: str,
+    pts: pd.DataFrame,
+    task: str,
+    rank: int,
+    choice: str,
+    sources: list[Source],
+    out_dir: Path,
+    anchor: str | None,
+    method: str,
+    plots: bool,
+    bootstrap: BootstrapSettings | None,
+    evaluator: str | None,
+    include_foreign: bool = False,
+) -> GroupReport:
     """One section of the report: a (dataset, model) group's points under one task metric."""
     from vcmbench.render import plots as plotting
 
     foreign = foreign_codecs(pts)
     compared = pts if include_foreign or not foreign else pts[~pts.codec.isin(foreign)]
     a, note = choose_anchor(compared if len(compared) else pts, anchor)
-    g = GroupReport(dataset, model, a, pts, bd_rows(compared, a, method), task=task, task_rank=rank,
-                    task_choice=choice)
+    g = GroupReport(dataset, model, a, pts, bd_rows(compared, a, method), task=task, task_rank=rank, task_choice=choice)
     if note:
         g.notes.append(note)
     if foreign:
-        g.notes.append(f"{', '.join(foreign)} coded features of {model}, a network their checkpoints were not trained "
-                       f"for (allow_foreign): marked {WARN} foreign; " + ("in the BD-rate tables on request"
-                       if include_foreign else "left out of the BD-rate tables (--include-foreign puts them in)"))
+        g.notes.append(
+            f"{', '.join(foreign)} coded features of {model}, a network their checkpoints were not trained "
+            f"for (allow_foreign): marked {WARN} foreign; "
+            + (
+                "in the BD-rate tables on request"
+                if include_foreign
+                else "left out of the BD-rate tables (--include-foreign puts them in)"
+            )
+        )
     if not encoder_of(pts, a):
-        g.notes.append(f"the points of the anchor {a} do not name its encoder and preset (made before vcmbench "
-                       f"recorded them): say which in any figure you quote, or re-run it")
+        g.notes.append(
+            f"the points of the anchor {a} do not name its encoder and preset (made before vcmbench "
+            f"recorded them): say which in any figure you quote, or re-run it"
+        )
     # an image anchor (remote inference) beside another anchor gets a second BD-rate table
     image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and has_curve(pts, c)), None)
     if image_anchor is not None:
@@ -208,16 +243,25 @@ def _group(dataset: str, model: str, pts: pd.DataFrame, task: str, rank: int, ch
         stem = out_dir / "figures" / (_slug(dataset, model) + ("" if task == "box" else f"__{task}"))
         title = f"{dataset} / {model}" + ("" if task == "box" else f" ({task}s)")
         g.figures["rd"] = plotting.rd_plot(
-            marked_foreign(pts, foreign), stem.with_name(stem.name + "-rd"), title=f"{title}: accuracy vs rate",
-            anchor=a, uncompressed=uncompressed_line(pts), metric_label=g.metric_label)
+            marked_foreign(pts, foreign),
+            stem.with_name(stem.name + "-rd"),
+            title=f"{title}: accuracy vs rate",
+            anchor=a,
+            uncompressed=uncompressed_line(pts),
+            metric_label=g.metric_label,
+        )
         if plotting.has_layers(pts):
             g.figures["layers"] = plotting.layer_plot(
-                pts, stem.with_name(stem.name + "-layers"), title=f"{title}: joint feature + image coding, per layer",
-                anchor=a, metric_label=g.metric_label)
+                pts,
+                stem.with_name(stem.name + "-layers"),
+                title=f"{title}: joint feature + image coding, per layer",
+                anchor=a,
+                metric_label=g.metric_label,
+            )
         if plotting.has_times(pts):
             g.figures["time"] = plotting.time_plot(
-                pts, stem.with_name(stem.name + "-time"), title=f"{title}: codec time per image vs rate",
-                anchor=a)
+                pts, stem.with_name(stem.name + "-time"), title=f"{title}: codec time per image vs rate", anchor=a
+            )
     return g
 
 
@@ -233,19 +277,30 @@ def _add_intervals(g: GroupReport, sources: list[Source], settings: BootstrapSet
         g.bootstrap = "off: no run folder here has per-item records (records.jsonl)"
         return
     g.bootstrap = settings.describe(len(items.item_ids))
-    tables = [("intervals", g.anchor, g.bd)] + ([("intervals_image", g.image_anchor, g.bd_image)] if g.image_anchor
-                                                 else [])
+    tables = [("intervals", g.anchor, g.bd)] + (
+        [("intervals_image", g.image_anchor, g.bd_image)] if g.image_anchor else []
+    )
     for attr, anchor, rows in tables:
         codecs = [r.codec for r in rows if r.ok and items.curve(r.codec)]
         if not items.curve(anchor):
             continue
-        found = bootstrap_bd(items, anchor, codecs, n_resamples=settings.resamples, seed=settings.seed,
-                             method=method, level=settings.level)
+        found = bootstrap_bd(
+            items,
+            anchor,
+            codecs,
+            n_resamples=settings.resamples,
+            seed=settings.seed,
+            method=method,
+            level=settings.level,
+        )
         setattr(g, attr, {iv.codec: iv for iv in found})
 
 
-_FIGURE_ALT = {"rd": "mAP vs bpp", "time": "encode and decode time vs bpp",
-               "layers": "per layer: mAP vs base-layer bpp, image PSNR and MS-SSIM vs total bpp"}
+_FIGURE_ALT = {
+    "rd": "mAP vs bpp",
+    "time": "encode and decode time vs bpp",
+    "layers": "per layer: mAP vs base-layer bpp, image PSNR and MS-SSIM vs total bpp",
+}
 
 
 def _first_with_versions(sources: list[Source]) -> dict[str, str]:
@@ -269,40 +324,67 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
     for g in rep.groups:
         layers = layers_display(g.points)
         complexity = complexity_display(g.points)
-        figures = [{"alt": f"{g.dataset} / {g.model}: {_FIGURE_ALT[k]}", "png_path": v[0],
-                    "png": v[0].relative_to(rep.out_dir).as_posix(), "svg": v[1].relative_to(rep.out_dir).as_posix(),
-                    "svg_name": Path(v[1]).name} for k, v in g.figures.items()]
-        groups.append({
-            "title": f"{g.dataset} / {g.model}" + ("" if g.task == "box" and not g.task_rank else
-                                                   f" ({_TASK_WORDS[g.task].split()[0]})"),
-            "task_line": _task_line(g), "notes": g.notes, "anchor": codec_title(g.points, g.anchor),
-            "codecs": codecs_table(g.points),
-            "points": points_display(g.points, g.anchor, g.task), "metric_sentence": _metric_sentence(g.metric_label),
-            "timing": timing_sentence(rep.sources, g.dataset, g.model),
-            "bd": bd_display(g.bd, g.intervals) if g.bd else None,
-            "image_anchor": codec_title(g.points, g.image_anchor) if g.image_anchor else None,
-            "bd_image": bd_display(g.bd_image, g.intervals_image) if g.image_anchor else None,
-            "bootstrap": g.bootstrap,
-            "layers": layers if len(layers) else None, "figures": figures,
-            "complexity": complexity if len(complexity) else None,
-        })
+        figures = [
+            {
+                "alt": f"{g.dataset} / {g.model}: {_FIGURE_ALT[k]}",
+                "png_path": v[0],
+                "png": v[0].relative_to(rep.out_dir).as_posix(),
+                "svg": v[1].relative_to(rep.out_dir).as_posix(),
+                "svg_name": Path(v[1]).name,
+            }
+            for k, v in g.figures.items()
+        ]
+        groups.append(
+            {
+                "title": f"{g.dataset} / {g.model}"
+                + ("" if g.task == "box" and not g.task_rank else f" ({_TASK_WORDS[g.task].split()[0]})"),
+                "task_line": _task_line(g),
+                "notes": g.notes,
+                "anchor": codec_title(g.points, g.anchor),
+                "codecs": codecs_table(g.points),
+                "points": points_display(g.points, g.anchor, g.task),
+                "metric_sentence": _metric_sentence(g.metric_label),
+                "timing": timing_sentence(rep.sources, g.dataset, g.model),
+                "bd": bd_display(g.bd, g.intervals) if g.bd else None,
+                "image_anchor": codec_title(g.points, g.image_anchor) if g.image_anchor else None,
+                "bd_image": bd_display(g.bd_image, g.intervals_image) if g.image_anchor else None,
+                "bootstrap": g.bootstrap,
+                "layers": layers if len(layers) else None,
+                "figures": figures,
+                "complexity": complexity if len(complexity) else None,
+            }
+        )
     first_with = _first_with_versions(rep.sources)
     sources = []
     for src in rep.sources:
-        sources.append({
-            "label": src.label, "kind": "run folder" if src.kind == "run" else "points table", "path": str(src.path),
-            "codecs": ", ".join(codec_order(src.points)) or "(no points)",
-            "origins": list(src.points["source"].dropna().unique()) if "source" in src.points.columns else [],
-            "overrides": src.overrides,
-            "versions_as": first_with[src.label] if src.versions and first_with[src.label] != src.label else None,
-            "versions": _versions_df(src.versions) if src.versions else None,
-            "config": src.config.rstrip() if src.config else None, "config_raw": src.config,
-        })
+        sources.append(
+            {
+                "label": src.label,
+                "kind": "run folder" if src.kind == "run" else "points table",
+                "path": str(src.path),
+                "codecs": ", ".join(codec_order(src.points)) or "(no points)",
+                "origins": list(src.points["source"].dropna().unique()) if "source" in src.points.columns else [],
+                "overrides": src.overrides,
+                "versions_as": first_with[src.label] if src.versions and first_with[src.label] != src.label else None,
+                "versions": _versions_df(src.versions) if src.versions else None,
+                "config": src.config.rstrip() if src.config else None,
+                "config_raw": src.config,
+            }
+        )
     reproducibility = statement([(s.label, s.points, s.path if s.kind == "run" else None) for s in rep.sources])
-    return {"generated": generated, "method": method, "notes": rep.notes, "groups": groups, "sources": sources,
-            "reproducibility": reproducibility,
-            "warn": WARN, "bd_legend": BD_LEGEND, "layers_legend": LAYERS_LEGEND,
-            "complexity_legend": COMPLEXITY_LEGEND, "css": CSS}
+    return {
+        "generated": generated,
+        "method": method,
+        "notes": rep.notes,
+        "groups": groups,
+        "sources": sources,
+        "reproducibility": reproducibility,
+        "warn": WARN,
+        "bd_legend": BD_LEGEND,
+        "layers_legend": LAYERS_LEGEND,
+        "complexity_legend": COMPLEXITY_LEGEND,
+        "css": CSS,
+    }
 
 
 def timing_sentence(sources: list[Source], dataset: str, model: str) -> str:
@@ -311,11 +393,16 @@ def timing_sentence(sources: list[Source], dataset: str, model: str) -> str:
     passes = {s.timing for s in sources if s.timing and _covers(s, dataset, model)}
     if passes:
         return "; ".join(sorted(passes))
-    contended = any(bool(pd.to_numeric(s.points.get("workers"), errors="coerce").fillna(1).gt(1).any())
-                    for s in sources if "workers" in s.points and _covers(s, dataset, model))
-    return ("enc/dec: wall seconds per image as the sweep measured them" +
-            (", beside other items coded in parallel (contended: no timing pass in the run folder)" if contended
-             else ", one item at a time"))
+    contended = any(
+        bool(pd.to_numeric(s.points.get("workers"), errors="coerce").fillna(1).gt(1).any())
+        for s in sources
+        if "workers" in s.points and _covers(s, dataset, model)
+    )
+    return "enc/dec: wall seconds per image as the sweep measured them" + (
+        ", beside other items coded in parallel (contended: no timing pass in the run folder)"
+        if contended
+        else ", one item at a time"
+    )
 
 
 def _covers(source: Source, dataset: str, model: str) -> bool:
@@ -335,11 +422,14 @@ def render_html(context: dict) -> str:
     return templates(autoescape=True).get_template("report.html.j2").render(context)
 
 
-
-
-def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | None = None,
-                 method: str = "pchip", bootstrap: BootstrapSettings | None = DEFAULT_BOOTSTRAP,
-                 include_foreign: bool = False) -> Report:
+def write_report(
+    paths: list[str | Path],
+    out_dir: str | Path,
+    anchor: str | None = None,
+    method: str = "pchip",
+    bootstrap: BootstrapSettings | None = DEFAULT_BOOTSTRAP,
+    include_foreign: bool = False,
+) -> Report:
     """Load, merge, compute and write report.md, report.html and the figures under out_dir."""
     if method not in METHODS:
         raise VcmbenchError(f"unknown BD interpolation method {method!r}; choose one of {METHODS}")
@@ -351,139 +441,24 @@ def write_report(paths: list[str | Path], out_dir: str | Path, anchor: str | Non
             break
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rep = Report(out_dir, out_dir / "report.md", out_dir / "report.html",
-                 build_groups(points, sources, out_dir, anchor, method,
-                              bootstrap=bootstrap.check("--") if bootstrap else None, include_foreign=include_foreign),
-                 sources, notes)
+    rep = Report(
+        out_dir,
+        out_dir / "report.md",
+        out_dir / "report.html",
+        build_groups(
+            points,
+            sources,
+            out_dir,
+            anchor,
+            method,
+            bootstrap=bootstrap.check("--") if bootstrap else None,
+            include_foreign=include_foreign,
+        ),
+        sources,
+        notes,
+    )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     context = report_context(rep, method, generated)
     rep.markdown.write_text(render_markdown(context), encoding="utf-8")
     rep.html.write_text(render_html(context), encoding="utf-8")
     return rep
-
-
-def _default_out(paths: list[str]) -> Path:
-    p = Path(paths[0])
-    if len(paths) == 1 and p.is_dir():
-        return p / "report"
-    return Path("results") / "report"
-
-
-def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | None = None) -> int:
-    """`vcmbench report`; `expand_paths` turns the folders given into the run folders to report (the
-    command line passes the merge of sharded sweeps, which lives above rendering)."""
-    ap = argparse.ArgumentParser(
-        prog="vcmbench report",
-        description="Merge the points tables of run folders (and reference tables such as anchors/*.csv) "
-                    "into report.md, a self-contained report.html, and RD/timing figures (PNG and SVG).")
-    ap.add_argument("paths", nargs="+", metavar="RUN_DIR",
-                    help="run folder (results/<run>/), a folder of run folders (a multirun sweep), "
-                         "or a points-table .csv")
-    ap.add_argument("--anchor", metavar="CODEC",
-                    help="codec every other is compared to (default: the codec of role feature_anchor, else the "
-                         f"first codec with >= {MIN_POINTS} rate points)")
-    ap.add_argument("--out", metavar="DIR",
-                    help="output folder (default: RUN_DIR/report for one run, else results/report)")
-    ap.add_argument("--method", choices=METHODS, default="pchip", help="BD interpolation (default: pchip)")
-    ap.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
-                    help=f"bootstrap resamples of the images for BD-rate intervals (default {DEFAULT_RESAMPLES}; 0: off)")
-    ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the bootstrap's seed (written into the report)")
-    ap.add_argument("--level", type=float, default=DEFAULT_LEVEL, help="interval coverage (default 0.95)")
-    ap.add_argument("--include-foreign", action="store_true",
-                    help="put codecs that coded another network's features than they were trained for (allow_foreign) "
-                         "in the BD-rate tables too")
-    args = ap.parse_args(argv)
-    from vcmbench.render.video_report import is_video_run, write_video_report
-
-    if len(args.paths) == 1 and is_video_run(Path(args.paths[0])):
-        try:
-            md = write_video_report(Path(args.paths[0]), Path(args.out or _default_out(args.paths)), args.anchor,
-                                    args.method)
-        except VcmbenchError as exc:
-            print(f"vcmbench report: error: {exc}", file=sys.stderr)
-            return 2
-        print(f"report: {md}")
-        return 0
-    try:
-        # a sharded sweep's folder: its shards merged first (metrics over the union of their items)
-        paths = expand_paths(args.paths) if expand_paths else args.paths
-        rep = write_report(paths, args.out or _default_out(args.paths), args.anchor, args.method,
-                           BootstrapSettings(args.resamples, args.seed, args.level), args.include_foreign)
-    except VcmbenchError as exc:
-        print(f"vcmbench report: error: {exc}", file=sys.stderr)
-        return 2
-    for g in rep.groups:
-        print(f"{g.dataset} / {g.model}: BD-rate vs {codec_title(g.points, g.anchor)}")
-        if g.bd:
-            print(text_table(bd_display(g.bd, g.intervals), "lrrrrrrl" if g.intervals is not None else "lrrrrl"))
-        else:
-            print("  (no other codec)")
-        if g.image_anchor:
-            print(f"{g.dataset} / {g.model}: BD-rate vs {codec_title(g.points, g.image_anchor)} (image anchor)")
-            print(text_table(bd_display(g.bd_image, g.intervals_image), "lrrrrrrl" if g.intervals_image is not None
-                             else "lrrrrl"))
-        if g.intervals is not None:
-            print(f"  intervals: {g.bootstrap}")
-        for n in g.notes:
-            print(f"  note: {n}")
-    for n in rep.notes:
-        print(f"note: {n}")
-    print(f"report: {rep.markdown}\n        {rep.html}")
-    print("figures: " + " ".join(str(p) for p in rep.figures))
-    return 0
-
-
-# --------------------------------------------------------------------------------------------
-# `vcmbench bdrate ANCHOR.csv TEST.csv`
-# --------------------------------------------------------------------------------------------
-
-
-def bdrate_main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="vcmbench bdrate", description="BD-rate of TEST vs ANCHOR points tables")
-    ap.add_argument("anchor", help="points table (.csv) holding the anchor curve")
-    ap.add_argument("test", help="points table (.csv) or run folder holding the codecs to compare")
-    ap.add_argument("--anchor-codec", help="codec of ANCHOR.csv to use (default: its only codec)")
-    ap.add_argument("--codec", nargs="*", help="codecs of TEST.csv to compare (default: all)")
-    ap.add_argument("--method", choices=list(METHODS), default="pchip")
-    ap.add_argument("--metric", default="map")
-    args = ap.parse_args(argv)
-    try:
-        anchor = read_points(Path(args.anchor))
-        test_path = Path(args.test)
-        test = read_points(test_path / "points.csv" if test_path.is_dir() else test_path)
-        a_codecs = codec_order(anchor)
-        a_codec = args.anchor_codec or (a_codecs[0] if len(a_codecs) == 1 else None)
-        if a_codec is None:
-            raise VcmbenchError(f"{args.anchor} holds codecs {a_codecs}: choose one with --anchor-codec")
-        if a_codec not in a_codecs:
-            raise VcmbenchError(f"{args.anchor} has no codec {a_codec!r} (it has {a_codecs})")
-        for col in (args.metric,):
-            if col not in anchor.columns or col not in test.columns:
-                raise VcmbenchError(f"column {col!r} missing in {args.anchor} or {args.test}; pass --metric COLUMN")
-        codecs = args.codec or codec_order(test)
-        unknown = [c for c in codecs if c not in set(test.codec)]
-        if unknown:
-            raise VcmbenchError(f"{args.test} has no codec(s) {unknown} (it has {codec_order(test)})")
-    except VcmbenchError as exc:
-        print(f"vcmbench bdrate: error: {exc}", file=sys.stderr)
-        return 2
-    a = anchor[anchor.codec == a_codec]
-    rows = [bd_row(a, test[test.codec == c], c, a_codec, args.method, args.metric) for c in codecs]
-    table = pd.DataFrame([{
-        "codec": r.codec,
-        "anchor": r.anchor,
-        "bd_rate_%": _fmt(r.bd_rate, ".3f"),
-        f"bd_{args.metric}": _fmt(r.bd_metric, ".3f"),
-        "overlap": f"{r.overlap_lo:.3f}..{r.overlap_hi:.3f}" if r.ok else MISSING,
-        "overlap_%": _fmt(r.overlap_fraction * 100, ".0f"),
-        "note": r.note,
-    } for r in rows])
-    print(f"anchor: {codec_title(a, a_codec)}")
-    print(text_table(table, "llrrrrl"))
-    failed = [r for r in rows if not r.ok]
-    if any(r.poor_overlap for r in rows):
-        print(f"{WARN} poor overlap: the shared mAP range covers less than {POOR_OVERLAP:.0%} of a curve's span")
-    for r in failed:
-        print(f"vcmbench bdrate: error: {r.codec}: {r.reason}", file=sys.stderr)
-    return 2 if failed else 0
-

@@ -30,10 +30,17 @@ def statement(tables: list[tuple[str, pd.DataFrame, Path | None]]) -> str:
     """One sentence for the header from (label, points, run folder or None) of each source."""
     modes = {label: table_mode(points, run_dir) for label, points, run_dir in tables}
     if modes and all(m == "exact" for m, _ in modes.values()):
-        return ("Numbers: machine-independent (determinism=exact): every byte count, metric and hash is the same "
-                "on any CPU and thread count; only the seconds are this machine's.")
-    dependent = [f"{label} ({'loose' if m == 'loose' else 'mode not recorded'}{', ' + cpu if cpu else ''})"
-                 for label, (m, cpu) in modes.items() if m != "exact"]
-    return ("Numbers: machine-dependent in " + ", ".join(dependent) + ": features, and with them bytes and metrics, "
-            "follow the CPU and the thread count there; `vcmbench run determinism=exact` (the default) gives numbers "
-            "that are the same on any machine.")
+        return (
+            "Numbers: machine-independent (determinism=exact): every byte count, metric and hash is the same "
+            "on any CPU and thread count; only the seconds are this machine's."
+        )
+    dependent = [
+        f"{label} ({'loose' if m == 'loose' else 'mode not recorded'}{', ' + cpu if cpu else ''})"
+        for label, (m, cpu) in modes.items()
+        if m != "exact"
+    ]
+    return (
+        "Numbers: machine-dependent in " + ", ".join(dependent) + ": features, and with them bytes and metrics, "
+        "follow the CPU and the thread count there; `vcmbench run determinism=exact` (the default) gives numbers "
+        "that are the same on any machine."
+    )

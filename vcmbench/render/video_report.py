@@ -40,11 +40,19 @@ def bd_table(points: pd.DataFrame, key: str, anchor: str, method: str, metric: s
         for codec in codec_order(sub):
             if codec == anchor:
                 continue
-            r: BDRow = bd_row(sub[sub.codec == anchor], sub[sub.codec == codec], codec, anchor, method, metric,
-                              rate_col="kbps")
-            rows.append({key: name, "codec": codec, "BD-rate (%)": _fmt(r.bd_rate, "+.2f"),
-                         "BD-metric": _fmt(r.bd_metric, "+.3f"),
-                         "overlap": f"{r.overlap_fraction * 100:.0f}%" if r.ok else "—", "note": r.note})
+            r: BDRow = bd_row(
+                sub[sub.codec == anchor], sub[sub.codec == codec], codec, anchor, method, metric, rate_col="kbps"
+            )
+            rows.append(
+                {
+                    key: name,
+                    "codec": codec,
+                    "BD-rate (%)": _fmt(r.bd_rate, "+.2f"),
+                    "BD-metric": _fmt(r.bd_metric, "+.3f"),
+                    "overlap": f"{r.overlap_fraction * 100:.0f}%" if r.ok else "—",
+                    "note": r.note,
+                }
+            )
     return pd.DataFrame(rows, columns=[key, "codec", "BD-rate (%)", "BD-metric", "overlap", "note"])
 
 
@@ -85,28 +93,53 @@ def write_video_report(run_dir: Path, out_dir: Path, anchor: str | None = None, 
     for cls in list(dict.fromkeys(classes["class"])):
         sub = classes[classes["class"] == cls]
         stem = out_dir / "figures" / f"rd_class_{cls}"
-        pngs = [p for p in rd_plot(sub, stem, title=f"class {cls}: {label} vs kbps", anchor=chosen, metric="map",
-                                   metric_label=label, rate_col="kbps") if p.suffix == ".png"]
-        sections.append({"name": cls, "table": _rounded(sub), "figure": pngs[0],
-                         "figure_rel": pngs[0].relative_to(out_dir).as_posix()})
+        pngs = [
+            p
+            for p in rd_plot(
+                sub,
+                stem,
+                title=f"class {cls}: {label} vs kbps",
+                anchor=chosen,
+                metric="map",
+                metric_label=label,
+                rate_col="kbps",
+            )
+            if p.suffix == ".png"
+        ]
+        sections.append(
+            {
+                "name": cls,
+                "table": _rounded(sub),
+                "figure": pngs[0],
+                "figure_rel": pngs[0].relative_to(out_dir).as_posix(),
+            }
+        )
     context = {
         "title": f"{points['dataset'].iloc[0]} / {points['model'].iloc[0]}",
-        "intro": (f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from {run_dir}. Per class of "
-                  f"sequences: rate = the duration-weighted mean of its sequences' kbps, {label} recomputed over "
-                  f"the class's frames jointly. BD-rates in kbps vs **{codec_title(classes, chosen)}** ({method}); negative = fewer bits "
-                  "for the same accuracy. The MPEG template's tables: `vcmbench export --format cttc RUN`."),
+        "intro": (
+            f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from {run_dir}. Per class of "
+            f"sequences: rate = the duration-weighted mean of its sequences' kbps, {label} recomputed over "
+            f"the class's frames jointly. BD-rates in kbps vs **{codec_title(classes, chosen)}** ({method}); negative = fewer bits "
+            "for the same accuracy. The MPEG template's tables: `vcmbench export --format cttc RUN`."
+        ),
         "reproducibility": statement([(str(run_dir), points, run_dir)]),
-        "note": note, "by_class": bd_table(classes, "class", chosen, method),
+        "note": note,
+        "by_class": bd_table(classes, "class", chosen, method),
         "by_sequence": bd_table(points, "sequence", chosen, method),
         # tracking sets: MOTA is the task metric, the detections' AP is steadier on few frames
         "by_class_ap": bd_table(classes, "class", chosen, method, "ap") if metric == "mota" else None,
-        "points": _rounded(points).assign(sequence=points["sequence"]), "sections": sections, "css": CSS,
+        "points": _rounded(points).assign(sequence=points["sequence"]),
+        "sections": sections,
+        "css": CSS,
         **_speed(run_dir),
     }
-    (out_dir / "report.md").write_text(templates(autoescape=False).get_template("video_report.md.j2")
-                                       .render(context).rstrip("\n") + "\n", encoding="utf-8")
+    (out_dir / "report.md").write_text(
+        templates(autoescape=False).get_template("video_report.md.j2").render(context).rstrip("\n") + "\n",
+        encoding="utf-8",
+    )
     for section in sections:
         section["png_base64"] = base64.b64encode(section["figure"].read_bytes()).decode("ascii")
-    (out_dir / "report.html").write_text(templates(autoescape=True).get_template("video_report.html.j2")
-                                         .render(context), encoding="utf-8")
+    (out_dir / "report.html").write_text(
+        templates(autoescape=True).get_template("video_report.html.j2").render(context), encoding="utf-8"
+    )
     return out_dir / "report.md"

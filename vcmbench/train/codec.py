@@ -46,8 +46,10 @@ def _codec_node(cfg: DictConfig) -> tuple[str, DictConfig]:
     (name,) = node.keys()
     sub = node[name]
     if "arch" not in sub or "net" not in sub:
-        raise ConfigError(f"codec={name} is not a learned codec (no arch/net settings); use codec=learned_interleaved "
-                          f"or codec=learned_cascade")
+        raise ConfigError(
+            f"codec={name} is not a learned codec (no arch/net settings); use codec=learned_interleaved "
+            f"or codec=learned_cascade"
+        )
     return str(name), sub
 
 
@@ -60,8 +62,10 @@ def net_settings(node: DictConfig, quality: int, name: str = "<codec>") -> dict:
     if extra is not None:
         unknown = sorted(set(extra) - set(net))
         if unknown:
-            raise ConfigError(f"codec.{name}.net_by_quality.{quality}: {unknown} are not settings of codec.{name}.net; "
-                              f"give keys of net (N, C, M, ...)")
+            raise ConfigError(
+                f"codec.{name}.net_by_quality.{quality}: {unknown} are not settings of codec.{name}.net; "
+                f"give keys of net (N, C, M, ...)"
+            )
         net.update(OmegaConf.to_container(extra, resolve=True) if isinstance(extra, DictConfig) else dict(extra))
     return net
 
@@ -146,8 +150,10 @@ class TaskTerm:
         model = getattr(detector, "model", None)
         head = getattr(getattr(model, "rpn", None), "head", None)
         if head is None:
-            raise ConfigError("loss.task_weight > 0 needs a torchvision front (model.rpn.head); this model has none: "
-                              "set loss.task_weight=0")
+            raise ConfigError(
+                "loss.task_weight > 0 needs a torchvision front (model.rpn.head); this model has none: "
+                "set loss.task_weight=0"
+            )
         self.head = head.to(device).eval()
         for p in self.head.parameters():
             p.requires_grad_(False)
@@ -189,9 +195,14 @@ def validate(net, fs, device, lmbda: float, level_weights: list[float], limit: i
     mse = mse_sum / max(n, 1)
     d = float(np.dot(level_weights, mse))
     bpp = tot_bits / max(tot_px, 1.0)
-    return {"images": n, "loss": lmbda * d + bpp, "bpp_est": bpp, "D": d,
-            "mse": dict(zip(("p2", "p3", "p4", "p5", "p6"), [float(v) for v in mse])),
-            "rel_p2": relative_error(float(mse[0]), p2_power / max(n, 1))}
+    return {
+        "images": n,
+        "loss": lmbda * d + bpp,
+        "bpp_est": bpp,
+        "D": d,
+        "mse": dict(zip(("p2", "p3", "p4", "p5", "p6"), [float(v) for v in mse])),
+        "rel_p2": relative_error(float(mse[0]), p2_power / max(n, 1)),
+    }
 
 
 def relative_error(mse: float, power: float) -> float:
@@ -233,9 +244,14 @@ def validate_bytes(net, fs, limit: int | None = None) -> dict:
         tot_bytes += len(stream) + HEADER_BYTES
         tot_px += fs.pixels[i]
     mse = mse_sum / max(n, 1)
-    return {"images": n, "bpp": 8 * tot_bytes / tot_px, "bytes_per_image": tot_bytes / max(n, 1),
-            "mse": dict(zip(("p2", "p3", "p4", "p5", "p6"), [float(v) for v in mse])),
-            "enc_s": enc_s / max(n, 1), "dec_s": dec_s / max(n, 1)}
+    return {
+        "images": n,
+        "bpp": 8 * tot_bytes / tot_px,
+        "bytes_per_image": tot_bytes / max(n, 1),
+        "mse": dict(zip(("p2", "p3", "p4", "p5", "p6"), [float(v) for v in mse])),
+        "enc_s": enc_s / max(n, 1),
+        "dec_s": dec_s / max(n, 1),
+    }
 
 
 def _config_key(cfg: DictConfig, lmbda: float) -> str:
@@ -243,9 +259,23 @@ def _config_key(cfg: DictConfig, lmbda: float) -> str:
     network and the lambda (its rates, checkpoint folder or other lambdas may change meanwhile)."""
     config = OmegaConf.to_container(cfg, resolve=True)
     name, node = _codec_node(cfg)
-    config["codec"] = {name: {"arch": str(node.arch), "net": net_settings(node, int(cfg.quality), name), "lambda": lmbda}}
-    return config_key(config, ("resume", "progress", "copy_to", "threads", "log_every", "val_every",
-                               "checkpoint_every", "max_minutes", "results_dir"))
+    config["codec"] = {
+        name: {"arch": str(node.arch), "net": net_settings(node, int(cfg.quality), name), "lambda": lmbda}
+    }
+    return config_key(
+        config,
+        (
+            "resume",
+            "progress",
+            "copy_to",
+            "threads",
+            "log_every",
+            "val_every",
+            "checkpoint_every",
+            "max_minutes",
+            "results_dir",
+        ),
+    )
 
 
 def _overrides() -> list[str]:
@@ -268,8 +298,10 @@ def build_training_net(arch: str, net_kwargs: dict, stats: dict, init_from: str 
             path = resolve_dir(str(init_from))
         src, meta = load_checkpoint(path)
         if meta.get("arch") != arch or meta.get("net") != net_kwargs:
-            raise ConfigError(f"init_from={init_from}: a {meta.get('arch')} net with {meta.get('net')}; this run trains "
-                              f"{arch} with {net_kwargs}")
+            raise ConfigError(
+                f"init_from={init_from}: a {meta.get('arch')} net with {meta.get('net')}; this run trains "
+                f"{arch} with {net_kwargs}"
+            )
         net = build_net(arch, **net_kwargs)
         net.load_state_dict(src.state_dict())
         for p in net.parameters():
@@ -304,7 +336,9 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     detector = None
     if float(cfg.loss.get("task_weight", 0.0)) > 0:
         detector = instantiate(cfg.model)
-    train_fs = feature_set(cfg.model, cfg.train_set, fcfg.get("cache_dir"), fcfg.get("train_images"), progress, detector)
+    train_fs = feature_set(
+        cfg.model, cfg.train_set, fcfg.get("cache_dir"), fcfg.get("train_images"), progress, detector
+    )
     val_fs = feature_set(cfg.model, cfg.val_set, fcfg.get("cache_dir"), fcfg.get("val_images"), progress, detector)
     n_levels = [s[0] for s in train_fs.shapes[0]]
     if any(c != int(net_kwargs.get("N", 256)) for c in n_levels):
@@ -334,9 +368,11 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     def log_val(step: int) -> None:
         v = validate(net, val_fs, device, lmbda, level_weights, cfg.get("val_limit"))
         with val_csv.open("a", newline="") as f:
-            csv.writer(f).writerow([step, f"{v['loss']:.6g}", f"{v['bpp_est']:.6g}", f"{v['D']:.6g}"]
-                                   + [f"{v['mse'][k]:.6g}" for k in ("p2", "p3", "p4", "p5", "p6")]
-                                   + [f"{v['rel_p2']:.6g}"])
+            csv.writer(f).writerow(
+                [step, f"{v['loss']:.6g}", f"{v['bpp_est']:.6g}", f"{v['D']:.6g}"]
+                + [f"{v['mse'][k]:.6g}" for k in ("p2", "p3", "p4", "p5", "p6")]
+                + [f"{v['rel_p2']:.6g}"]
+            )
 
     clip = float(cfg.optimizer.get("clip_grad_norm") or 0)
 
@@ -368,25 +404,46 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
 
     o = cfg.optimizer
     result = run_loop(
-        step_fn, out=out, steps=steps, optimizer=opt,
-        schedule=Schedule(steps, int(o.get("warmup_steps", 0)), float(o.get("final_lr_fraction", 0.1)),
-                          str(o.get("schedule", "cosine"))),
-        state={"net": net, "opt": opt, "aux_opt": aux_opt}, config_key=_config_key(cfg, lmbda),
+        step_fn,
+        out=out,
+        steps=steps,
+        optimizer=opt,
+        schedule=Schedule(
+            steps,
+            int(o.get("warmup_steps", 0)),
+            float(o.get("final_lr_fraction", 0.1)),
+            str(o.get("schedule", "cosine")),
+        ),
+        state={"net": net, "opt": opt, "aux_opt": aux_opt},
+        config_key=_config_key(cfg, lmbda),
         resume=bool(cfg.get("resume", True)),
         log_fields=["loss", "bpp", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "rel_p2", "task", "aux"],
-        log_every=int(cfg.log_every), checkpoint_every=int(cfg.checkpoint_every),
+        log_every=int(cfg.log_every),
+        checkpoint_every=int(cfg.checkpoint_every),
         hooks=[(int(cfg.val_every), log_val)],
         max_seconds=float(cfg.max_minutes) * 60 if cfg.get("max_minutes") else None,
-        progress=progress, desc=f"train {name} q{quality}")
-    losses, train_s, steps_done, stopped_early = result.losses, result.train_s, result.steps_done, result.stopped_by_time
+        progress=progress,
+        desc=f"train {name} q{quality}",
+    )
+    losses, train_s, steps_done, stopped_early = (
+        result.losses,
+        result.train_s,
+        result.steps_done,
+        result.stopped_by_time,
+    )
 
     # -- finalize: CDF tables from the fp16-rounded weights, real bytes on the val set ---------------
     net.to("cpu").eval()
     v_est = validate(net, val_fs, torch.device("cpu"), lmbda, level_weights, cfg.get("val_limit"))
     ck = out / f"q{quality}.pt"
-    trained_on = {"network": train_fs.front.get("name"), "split": str(cfg.model.get("split", "fpn")),
-                  "sha256": train_fs.front.get("sha256"), "channels": int(net_kwargs.get("N", 256)),
-                  "data": str(cfg.train_set.get("name")), "front": front_digest(cfg.model)}
+    trained_on = {
+        "network": train_fs.front.get("name"),
+        "split": str(cfg.model.get("split", "fpn")),
+        "sha256": train_fs.front.get("sha256"),
+        "channels": int(net_kwargs.get("N", 256)),
+        "data": str(cfg.train_set.get("name")),
+        "front": front_digest(cfg.model),
+    }
     meta = {"codec": name, "quality": quality, "lambda": lmbda, "front": train_fs.front, "trained_on": trained_on}
     meta = save_checkpoint(net, ck, arch, net_kwargs, meta)
     v_bytes = validate_bytes(net, val_fs, cfg.get("val_limit"))
@@ -401,7 +458,7 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
         "parameters": count_parameters(net),
         "checkpoint_bytes": meta["checkpoint_bytes"],
         "storage": "transform weights at 7-bit precision per output channel (integer codes, lzma), fp32 entropy-model "
-                   "parameters, zlib-compressed int32 CDF tables",
+        "parameters, zlib-compressed int32 CDF tables",
         "front": train_fs.front,
         "trained_on": trained_on,
         "train_set": {"name": str(cfg.train_set.get("name")), "images": len(train_fs), "cache": str(train_fs.folder)},
@@ -416,9 +473,18 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
         "threads": torch.get_num_threads(),
         "device": str(device),
         "final_train_loss": round(float(np.mean(losses[-50:])), 6) if losses else None,
-        "val": {"loss": v_est["loss"], "bpp_est": v_est["bpp_est"], "D": v_est["D"], "mse": v_est["mse"],
-                "bpp": v_bytes["bpp"], "bytes_per_image": v_bytes["bytes_per_image"], "mse_decoded": v_bytes["mse"],
-                "enc_s": v_bytes["enc_s"], "dec_s": v_bytes["dec_s"], "images": v_bytes["images"]},
+        "val": {
+            "loss": v_est["loss"],
+            "bpp_est": v_est["bpp_est"],
+            "D": v_est["D"],
+            "mse": v_est["mse"],
+            "bpp": v_bytes["bpp"],
+            "bytes_per_image": v_bytes["bytes_per_image"],
+            "mse_decoded": v_bytes["mse"],
+            "enc_s": v_bytes["enc_s"],
+            "dec_s": v_bytes["dec_s"],
+            "images": v_bytes["images"],
+        },
         "command": "vcmbench train " + " ".join(_overrides()),
         "torch": torch.__version__,
         "compressai": __import__("compressai").__version__,

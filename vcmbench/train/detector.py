@@ -151,19 +151,28 @@ def _start_from(model: torch.nn.Module, cfg: DictConfig) -> dict | None:
         own = model.state_dict()
         taken = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(taken, strict=False)
-        info = {"init_from": str(cfg.init_from), "sha256": file_sha256(path), "loaded_tensors": len(taken),
-                "new_tensors": sorted(k for k in own if k not in taken)}
+        info = {
+            "init_from": str(cfg.init_from),
+            "sha256": file_sha256(path),
+            "loaded_tensors": len(taken),
+            "new_tensors": sorted(k for k in own if k not in taken),
+        }
     prefixes = list(cfg.get("train_only") or [])
     if prefixes:
         names = [n for n, _ in model.named_parameters()]
         for prefix in prefixes:
             if not any(n.startswith(f"{prefix}.") for n in names):
-                raise ConfigError(f"train_only={prefixes}: no parameter under {prefix!r} (module prefixes are like "
-                                  f"{sorted({n.rsplit('.', 2)[0] for n in names})[:4]})")
+                raise ConfigError(
+                    f"train_only={prefixes}: no parameter under {prefix!r} (module prefixes are like "
+                    f"{sorted({n.rsplit('.', 2)[0] for n in names})[:4]})"
+                )
         for n, p in model.named_parameters():
             p.requires_grad_(any(n.startswith(f"{prefix}.") for prefix in prefixes))
-        info = {**(info or {}), "train_only": prefixes,
-                "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+        info = {
+            **(info or {}),
+            "train_only": prefixes,
+            "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
     return info
 
 
@@ -174,7 +183,8 @@ def _freeze_norms(model: torch.nn.Module, prefixes: list[str]) -> None:
         return
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
-                name.startswith(f"{p}.") or name == p for p in prefixes):
+            name.startswith(f"{p}.") or name == p for p in prefixes
+        ):
             module.eval()
 
 
@@ -222,13 +232,28 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
     model.train()
     _freeze_norms(model, list(cfg.get("train_only") or []))  # once: nothing later switches modes back
     result = run_loop(
-        step_fn, out=out, steps=steps, optimizer=optimizer,
+        step_fn,
+        out=out,
+        steps=steps,
+        optimizer=optimizer,
         schedule=Schedule(steps, int(opt.warmup_steps), float(opt.final_lr_fraction)),
-        state={"model": model, "optimizer": optimizer}, config_key=_config_key(cfg), resume=bool(cfg.resume),
-        log_fields=["loss", "loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg",
-                    *(["loss_mask"] if segments else [])],
-        log_name="loss.csv", log_every=int(cfg.log_every), checkpoint_every=int(cfg.checkpoint_every),
-        progress=bool(cfg.progress), desc="train")
+        state={"model": model, "optimizer": optimizer},
+        config_key=_config_key(cfg),
+        resume=bool(cfg.resume),
+        log_fields=[
+            "loss",
+            "loss_objectness",
+            "loss_rpn_box_reg",
+            "loss_classifier",
+            "loss_box_reg",
+            *(["loss_mask"] if segments else []),
+        ],
+        log_name="loss.csv",
+        log_every=int(cfg.log_every),
+        checkpoint_every=int(cfg.checkpoint_every),
+        progress=bool(cfg.progress),
+        desc="train",
+    )
     losses, train_s, train_cpu_s = result.losses, result.train_s, result.cpu_s
     log_every = max(1, int(cfg.log_every))
     t0 = time.perf_counter() - train_s
@@ -266,13 +291,23 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
         split = TorchvisionSplit(eval_model, name)
         ds = synthetic.build("synthetic_val", int(v.seed_start), int(v.count), size, size, v.cache_dir)
         ap = evaluate(split, ds, progress=bool(cfg.progress))
-        info["val"] = {"seed_start": int(v.seed_start), "count": int(v.count), "height": size, "width": size,
-                       **{k: round(x, 3) for k, x in ap.items()}}
+        info["val"] = {
+            "seed_start": int(v.seed_start),
+            "count": int(v.count),
+            "height": size,
+            "width": size,
+            **{k: round(x, 3) for k, x in ap.items()},
+        }
         n_small = min(int(v.small_count), int(v.count))
         if n_small > 0:
             ap_s = evaluate(split, ds, ds.image_ids[:n_small])
-            info["val_small"] = {"seed_start": int(v.seed_start), "count": n_small, "height": size, "width": size,
-                                 **{k: round(x, 3) for k, x in ap_s.items()}}
+            info["val_small"] = {
+                "seed_start": int(v.seed_start),
+                "count": n_small,
+                "height": size,
+                "width": size,
+                **{k: round(x, 3) for k, x in ap_s.items()},
+            }
         info["eval_seconds"] = round(time.perf_counter() - t1, 1)
     info["wall_seconds"] = round(time.perf_counter() - t0, 1)
     info = finish(out, info, f"{name}.json", [ckpt], cfg.copy_to)
@@ -281,8 +316,10 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
 
 
 def _config_key(cfg: DictConfig) -> str:
-    return config_key(OmegaConf.to_container(cfg, resolve=True),
-                      ("resume", "progress", "copy_to", "threads", "val", "log_every", "checkpoint_every"))
+    return config_key(
+        OmegaConf.to_container(cfg, resolve=True),
+        ("resume", "progress", "copy_to", "threads", "val", "log_every", "checkpoint_every"),
+    )
 
 
 def _overrides() -> list[str]:

@@ -69,11 +69,25 @@ class LoopResult:
     losses: list[float] = field(default_factory=list)  # every step's loss in this process
 
 
-def run_loop(step_fn: Callable[[int], dict[str, float]], *, out: Path, steps: int, optimizer: torch.optim.Optimizer,
-             schedule: Schedule, state: dict[str, object], config_key: str, resume: bool, log_fields: Sequence[str],
-             log_name: str = "train.csv", log_every: int = 10, checkpoint_every: int = 0,
-             hooks: Sequence[tuple[int, Callable[[int], None]]] = (), max_seconds: float | None = None,
-             progress: bool = False, desc: str = "train") -> LoopResult:
+def run_loop(
+    step_fn: Callable[[int], dict[str, float]],
+    *,
+    out: Path,
+    steps: int,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    state: dict[str, object],
+    config_key: str,
+    resume: bool,
+    log_fields: Sequence[str],
+    log_name: str = "train.csv",
+    log_every: int = 10,
+    checkpoint_every: int = 0,
+    hooks: Sequence[tuple[int, Callable[[int], None]]] = (),
+    max_seconds: float | None = None,
+    progress: bool = False,
+    desc: str = "train",
+) -> LoopResult:
     """Run `step_fn(step)` for the steps not done yet; `state` names every object with a
     state_dict (modules, optimizers) that a resume must restore."""
     from tqdm import tqdm
@@ -125,22 +139,37 @@ def run_loop(step_fn: Callable[[int], dict[str, float]], *, out: Path, steps: in
         if done % log_every == 0 or done == steps:
             mean = {k: sum(v.get(k, math.nan) for v in window) / len(window) for k in log_fields}
             with log_path.open("a", newline="") as f:
-                csv.writer(f).writerow([done, f"{lr:.6g}"] + [f"{mean[k]:.6g}" for k in log_fields]
-                                       + [f"{time.perf_counter() - clock['t0']:.1f}"])
+                csv.writer(f).writerow(
+                    [done, f"{lr:.6g}"]
+                    + [f"{mean[k]:.6g}" for k in log_fields]
+                    + [f"{time.perf_counter() - clock['t0']:.1f}"]
+                )
             bar.set_postfix(loss=f"{mean['loss']:.4g}", lr=f"{lr:.2g}")
             window = []
         for every, hook in hooks:
             if every > 0 and done % every == 0 and done < steps:
                 hook(done)
         if checkpoint_every > 0 and done % checkpoint_every == 0 and done < steps:
-            torch_save({**{name: obj.state_dict() for name, obj in state.items()},
-                        "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "step": done,
-                        "elapsed_s": time.perf_counter() - clock["t0"], "cpu_s": time.process_time() - clock["cpu0"],
-                        "config_key": config_key}, state_path)
+            torch_save(
+                {
+                    **{name: obj.state_dict() for name, obj in state.items()},
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "step": done,
+                    "elapsed_s": time.perf_counter() - clock["t0"],
+                    "cpu_s": time.process_time() - clock["cpu0"],
+                    "config_key": config_key,
+                },
+                state_path,
+            )
     bar.close()
-    return LoopResult(steps_done=step if stopped_by_time else steps, stopped_by_time=stopped_by_time,
-                      train_s=time.perf_counter() - clock["t0"], cpu_s=time.process_time() - clock["cpu0"],
-                      losses=losses)
+    return LoopResult(
+        steps_done=step if stopped_by_time else steps,
+        stopped_by_time=stopped_by_time,
+        train_s=time.perf_counter() - clock["t0"],
+        cpu_s=time.process_time() - clock["cpu0"],
+        losses=losses,
+    )
 
 
 def config_key(config: dict, ignore: Sequence[str]) -> str:

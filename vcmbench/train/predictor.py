@@ -51,8 +51,18 @@ def _batch(fs, ds, records, idx: list[int]) -> tuple[Tensor, Tensor, Tensor]:
     return torch.stack(p2), torch.stack(p3), torch.stack(img)
 
 
-def train(out: Path, model: str = "ci_frcnn", steps: int = 1500, batch_size: int = 8, lr: float = 2e-3,
-          width: int = 48, train_images: int = 1000, val_images: int = 16, seed: int = 0, threads: int = 2) -> dict:
+def train(
+    out: Path,
+    model: str = "ci_frcnn",
+    steps: int = 1500,
+    batch_size: int = 8,
+    lr: float = 2e-3,
+    width: int = 48,
+    train_images: int = 1000,
+    val_images: int = 16,
+    seed: int = 0,
+    threads: int = 2,
+) -> dict:
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     (fs, ds, recs), (vfs, vds, vrecs) = _data(model, train_images, val_images)
@@ -70,10 +80,21 @@ def train(out: Path, model: str = "ci_frcnn", steps: int = 1500, batch_size: int
         return {"loss": loss.item(), "psnr": psnr(loss.item(), 255.0)}
 
     out = Path(out)
-    result = run_loop(step_fn, out=out.parent, steps=steps, optimizer=opt, schedule=Schedule(steps, 0, 0.05),
-                      state={}, config_key="", resume=False, log_fields=["loss", "psnr"],
-                      log_name=out.with_suffix(".train.csv").name, log_every=100, progress=True,
-                      desc="train predictor")
+    result = run_loop(
+        step_fn,
+        out=out.parent,
+        steps=steps,
+        optimizer=opt,
+        schedule=Schedule(steps, 0, 0.05),
+        state={},
+        config_key="",
+        resume=False,
+        log_fields=["loss", "psnr"],
+        log_name=out.with_suffix(".train.csv").name,
+        log_every=100,
+        progress=True,
+        desc="train predictor",
+    )
     train_s = result.train_s
     net.eval()
     with torch.no_grad():
@@ -83,19 +104,35 @@ def train(out: Path, model: str = "ci_frcnn", steps: int = 1500, batch_size: int
             mses.append(F.mse_loss(net(p2, p3).round().clamp(0, 255), img).item())
     info = {
         "command": " ".join(["vcmbench train-predictor", *sys.argv[1:]]),
-        "model": model, "steps": steps, "batch_size": batch_size, "lr": lr, "width": width, "seed": seed,
-        "train_images": len(fs), "train_s": round(train_s, 1), "threads": threads,
-        "val_images": len(vfs), "val_psnr_pristine_features": round(sum(psnr(m, 255.0) for m in mses) / len(mses), 3),
+        "model": model,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "width": width,
+        "seed": seed,
+        "train_images": len(fs),
+        "train_s": round(train_s, 1),
+        "threads": threads,
+        "val_images": len(vfs),
+        "val_psnr_pristine_features": round(sum(psnr(m, 255.0) for m in mses) / len(mses), 3),
     }
-    torch_save({"config": {"channels": net.channels, "width": net.width},
-                "weights": {k: v.half() for k, v in net.state_dict().items()}, "info": info}, out)
+    torch_save(
+        {
+            "config": {"channels": net.channels, "width": net.width},
+            "weights": {k: v.half() for k, v in net.state_dict().items()},
+            "info": info,
+        },
+        out,
+    )
     out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
     return info
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vcmbench train-predictor",
-                                 description="Train the feature -> image predictor of the joint codec's residual mode.")
+    ap = argparse.ArgumentParser(
+        prog="vcmbench train-predictor",
+        description="Train the feature -> image predictor of the joint codec's residual mode.",
+    )
     ap.add_argument("--out", required=True, help="checkpoint path, e.g. checkpoints/joint_predictor/ci_frcnn.pt")
     ap.add_argument("--model", default="ci_frcnn", help="conf/model yaml whose front made the features")
     ap.add_argument("--steps", type=int, default=1500)
@@ -105,7 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-images", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    info = train(Path(args.out), args.model, args.steps, args.batch_size, args.lr, args.width, args.train_images,
-                 threads=args.threads)
+    info = train(
+        Path(args.out),
+        args.model,
+        args.steps,
+        args.batch_size,
+        args.lr,
+        args.width,
+        args.train_images,
+        threads=args.threads,
+    )
     print(json.dumps(info, indent=1))
     return 0

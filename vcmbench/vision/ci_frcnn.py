@@ -118,7 +118,10 @@ class LightRPNHead(nn.Module):
     def __init__(self, in_channels: int, num_anchors: int, mid: int = 64):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, mid, 1), nn.ReLU(inplace=True), nn.Conv2d(mid, mid, 3, padding=1), nn.ReLU(inplace=True)
+            nn.Conv2d(in_channels, mid, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, padding=1),
+            nn.ReLU(inplace=True),
         )
         self.cls_logits = nn.Conv2d(mid, num_anchors, 1)
         self.bbox_pred = nn.Conv2d(mid, num_anchors * 4, 1)
@@ -145,7 +148,10 @@ class ConvFCBoxHead(nn.Module):
     def __init__(self, in_channels: int, mid: int = 64, representation: int = 256, resolution: int = 7):
         super().__init__()
         self.convs = nn.Sequential(
-            nn.Conv2d(in_channels, mid, 1), nn.ReLU(inplace=True), nn.Conv2d(mid, mid, 3, padding=1), nn.ReLU(inplace=True)
+            nn.Conv2d(in_channels, mid, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, padding=1),
+            nn.ReLU(inplace=True),
         )
         self.fc6 = nn.Linear(mid * resolution * resolution, representation)
         self.fc7 = nn.Linear(representation, representation)
@@ -216,16 +222,21 @@ def build_model(
         raise ConfigError(f"model.anchor_sizes={anchor_sizes}: every level needs the same number of sizes")
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=(tuple(float(a) for a in aspect_ratios),) * 5)
     rpn_head = LightRPNHead(int(fpn_channels), anchors.num_anchors_per_location()[0], int(rpn_mid))
-    roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=int(roi_sampling_ratio))
+    roi_pool = MultiScaleRoIAlign(
+        featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=int(roi_sampling_ratio)
+    )
     box_head = ConvFCBoxHead(int(fpn_channels), int(box_mid), int(representation))
     masks = {}
     if mask_head:
         from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
-        masks = {"mask_roi_pool": MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=14,
-                                                     sampling_ratio=int(roi_sampling_ratio)),
-                 "mask_head": MaskRCNNHeads(int(fpn_channels), [int(mask_mid)] * int(mask_convs), 1),
-                 "mask_predictor": MaskRCNNPredictor(int(mask_mid), int(mask_mid), int(num_classes))}
+        masks = {
+            "mask_roi_pool": MultiScaleRoIAlign(
+                featmap_names=["0", "1", "2", "3"], output_size=14, sampling_ratio=int(roi_sampling_ratio)
+            ),
+            "mask_head": MaskRCNNHeads(int(fpn_channels), [int(mask_mid)] * int(mask_convs), 1),
+            "mask_predictor": MaskRCNNPredictor(int(mask_mid), int(mask_mid), int(num_classes)),
+        }
     return (MaskRCNN if mask_head else FasterRCNN)(
         backbone,
         num_classes=None,
@@ -277,7 +288,9 @@ def load_state(model: nn.Module, path: str | Path) -> None:
     try:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and IO errors come in many types
-        raise CheckpointError(f"model.weights={path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(
+            f"model.weights={path}: cannot read the checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     try:
@@ -319,8 +332,9 @@ def build(
         if key in arch and arch[key] is not None:
             arch[key] = tuple(arch[key])
     if arch.get("anchor_sizes") is not None:
-        arch["anchor_sizes"] = tuple(tuple(s) if isinstance(s, (list, tuple)) or hasattr(s, "__len__") else s
-                                     for s in arch["anchor_sizes"])
+        arch["anchor_sizes"] = tuple(
+            tuple(s) if isinstance(s, (list, tuple)) or hasattr(s, "__len__") else s for s in arch["anchor_sizes"]
+        )
     torch.manual_seed(int(seed))
     model = build_model(num_classes=int(num_classes), **arch)
     if path is not None:

@@ -282,9 +282,11 @@ def build(
     it would re-implement that forward; the torchvision models and ci_frcnn take split=backbone).
     """
     if split != "fpn":
-        raise ConfigError(f"model.split={split!r}: detectron2 models split after the FPN only (split=fpn); "
-                          "split=backbone works with the torchvision models (frcnn_r50_fpn, maskrcnn_r50_fpn, ...) "
-                          "and ci_frcnn / ci_maskrcnn")
+        raise ConfigError(
+            f"model.split={split!r}: detectron2 models split after the FPN only (split=fpn); "
+            "split=backbone works with the torchvision models (frcnn_r50_fpn, maskrcnn_r50_fpn, ...) "
+            "and ci_frcnn / ci_maskrcnn"
+        )
     require_detectron2()
     from detectron2.modeling import build_model
 

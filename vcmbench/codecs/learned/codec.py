@@ -107,11 +107,21 @@ class LearnedCodec(FeatureCodec):
     version = 1
     counts_macs = True  # transforms and hyperprior are torch; the rANS coder adds no multiplies
 
-    def __init__(self, name: str, arch: str, checkpoint_dir: str, rates: Sequence[object] | None = None,
-                 lambdas: Sequence[float] | None = None, net: dict | None = None,
-                 net_by_quality: dict | None = None, front_check: str = "warn",
-                 max_p2_cells: int = MAX_P2_CELLS, verify: bool = True, threads: int | None = 1,
-                 encode_threads: int | None = 2):
+    def __init__(
+        self,
+        name: str,
+        arch: str,
+        checkpoint_dir: str,
+        rates: Sequence[object] | None = None,
+        lambdas: Sequence[float] | None = None,
+        net: dict | None = None,
+        net_by_quality: dict | None = None,
+        front_check: str = "warn",
+        max_p2_cells: int = MAX_P2_CELLS,
+        verify: bool = True,
+        threads: int | None = 1,
+        encode_threads: int | None = 2,
+    ):
         if arch not in ("interleaved", "cascade"):
             raise ConfigError(f"codec.{name}.arch={arch!r}: choose interleaved or cascade")
         if front_check not in ("warn", "error", "off"):
@@ -198,10 +208,12 @@ class LearnedCodec(FeatureCodec):
             _SHA_CACHE[key] = file_sha256(wpath)
         sha = _SHA_CACHE[key]
         if sha != front.get("sha256"):
-            msg = (f"codec {self.name}: {path} was trained on features of {front.get('name')} with weights "
-                   f"{front['weights']} sha256 {str(front.get('sha256'))[:12]}, but that file now has sha256 "
-                   f"{sha[:12]}: the detector changed, so this codec no longer matches its features. Retrain it "
-                   f"with `{self.train_command(quality)}` (or set codec.{self.name}.front_check=off)")
+            msg = (
+                f"codec {self.name}: {path} was trained on features of {front.get('name')} with weights "
+                f"{front['weights']} sha256 {str(front.get('sha256'))[:12]}, but that file now has sha256 "
+                f"{sha[:12]}: the detector changed, so this codec no longer matches its features. Retrain it "
+                f"with `{self.train_command(quality)}` (or set codec.{self.name}.front_check=off)"
+            )
             if self.front_check == "error":
                 raise CheckpointError(msg)
             warnings.warn(msg, stacklevel=2)
@@ -211,10 +223,12 @@ class LearnedCodec(FeatureCodec):
         q = int(rate.value)
         net, meta = self.net(q)
         if any(s[0] != net.N for s in shapes):  # the same for every image of this model: a setting, not a shape
-            raise ConfigError(f"codec {self.name}: features have {[s[0] for s in shapes]} channels; its checkpoints "
-                             f"code {net.N}-channel levels (a model split before its FPN, model.split=backbone, "
-                             f"sends C2..C5 of other widths, for which it has no checkpoints: code those with raw, "
-                             f"anchor_*, pack_* or the image codecs)")
+            raise ConfigError(
+                f"codec {self.name}: features have {[s[0] for s in shapes]} channels; its checkpoints "
+                f"code {net.N}-channel levels (a model split before its FPN, model.split=backbone, "
+                f"sends C2..C5 of other widths, for which it has no checkpoints: code those with raw, "
+                f"anchor_*, pack_* or the image codecs)"
+            )
         self._check_geometry(shapes, net, ShapeError)
         self._check_statistics(features, net, q)
         with _threads(self.encode_threads):
@@ -241,14 +255,18 @@ class LearnedCodec(FeatureCodec):
     def _check_geometry(self, shapes, net: FeatureCompressionNet, error) -> None:
         h2, w2 = shapes[0][1], shapes[0][2]
         if h2 * w2 > self.max_p2_cells:
-            raise error(f"codec {self.name}: P2 grid {h2}x{w2} exceeds max_p2_cells={self.max_p2_cells}"
-                        + (" (corrupt header)" if error is PayloadError else ""))
+            raise error(
+                f"codec {self.name}: P2 grid {h2}x{w2} exceeds max_p2_cells={self.max_p2_cells}"
+                + (" (corrupt header)" if error is PayloadError else "")
+            )
         s = net.total_stride
         hp, wp = math.ceil(h2 / s) * s, math.ceil(w2 / s) * s
         for i, (_c, h, w) in enumerate(shapes):
             if h > hp >> i or w > wp >> i or h < (h2 >> i) // 2 or w < (w2 >> i) // 2:
-                raise error(f"codec {self.name}: level {LEVELS[i]} is {h}x{w}, which does not fit a P2 grid of "
-                            f"{h2}x{w2} (each level must be about half the one before)")
+                raise error(
+                    f"codec {self.name}: level {LEVELS[i]} is {h}x{w}, which does not fit a P2 grid of "
+                    f"{h2}x{w2} (each level must be about half the one before)"
+                )
 
     def _decode_body(self, body, shapes) -> Features:
         r = Reader(body, self.name)
@@ -256,8 +274,10 @@ class LearnedCodec(FeatureCodec):
         q = r.u8()
         stream = r.rest()
         if not any(int(rp.value) == q for rp in self.rates) and not self.checkpoint_path(q).is_file():
-            raise PayloadError(f"{self.name}: payload says quality={q}, for which {self.checkpoint_dir} has no "
-                               f"checkpoint (corrupt header, or made with another set of checkpoints)")
+            raise PayloadError(
+                f"{self.name}: payload says quality={q}, for which {self.checkpoint_dir} has no "
+                f"checkpoint (corrupt header, or made with another set of checkpoints)"
+            )
         try:
             net, meta = self.net(q)
         except CheckpointError as exc:
@@ -276,7 +296,9 @@ class LearnedCodec(FeatureCodec):
         except PayloadError:
             raise
         except Exception as exc:  # the range decoder and the transforms on garbage: never a crash
-            raise PayloadError(f"{self.name}: the entropy-coded stream does not decode ({type(exc).__name__}: {exc})") from None
+            raise PayloadError(
+                f"{self.name}: the entropy-coded stream does not decode ({type(exc).__name__}: {exc})"
+            ) from None
         return {k: t[0, : s[0], : s[1], : s[2]].contiguous() for k, t, s in zip(LEVELS, levels, shapes)}
 
 

@@ -87,8 +87,9 @@ def _front_digest(path: str, size: int, mtime_ns: int) -> str | None:
             state = state[key]
     if not isinstance(state, dict):
         return None
-    names = sorted(k for k, v in state.items() if isinstance(k, str) and k.startswith(FRONT_PREFIX)
-                   and isinstance(v, torch.Tensor))
+    names = sorted(
+        k for k, v in state.items() if isinstance(k, str) and k.startswith(FRONT_PREFIX) and isinstance(v, torch.Tensor)
+    )
     if not names:
         return None
     h = hashlib.sha256()
@@ -104,8 +105,6 @@ def _resolve(weights: str) -> Path | None:
     """The weights file a config names (working directory first, then the package), or None."""
     path = resolve_data_path(weights)
     return path if path.is_file() else None
-
-
 
 
 @dataclass
@@ -132,8 +131,18 @@ class FeatureSet:
 
 #: model settings that only shape the back (RPN, ROI heads, postprocessing): changing them
 #: does not change p2..p5, so they stay out of the cache key
-BACK_ONLY = ("name", "score_thresh", "detections_per_img", "anchor_", "aspect_", "rpn_", "box_", "roi_",
-             "representation", "category_ids")
+BACK_ONLY = (
+    "name",
+    "score_thresh",
+    "detections_per_img",
+    "anchor_",
+    "aspect_",
+    "rpn_",
+    "box_",
+    "roi_",
+    "representation",
+    "category_ids",
+)
 
 
 def front_settings(model_cfg: DictConfig) -> dict:
@@ -175,7 +184,9 @@ def feature_set(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatasetError(f"feature cache {folder}: cannot create it ({exc}); set features.cache_dir to a writable folder") from exc
+        raise DatasetError(
+            f"feature cache {folder}: cannot create it ({exc}); set features.cache_dir to a writable folder"
+        ) from exc
     dataset = instantiate(dataset_cfg)
     records = list(dataset.records)
     if max_images is not None:
@@ -211,9 +222,16 @@ def feature_set(
             cnt[j] += t.numel()
             absmax[j] = max(float(absmax[j]), float(t.abs().max()))
     stats = {"rms": (sq / cnt).sqrt().tolist(), "absmax": absmax.tolist(), "images": len(ids)}
-    info = {"version": CACHE_VERSION, "model": OmegaConf.to_container(model_cfg, resolve=True),
-            "dataset": OmegaConf.to_container(dataset_cfg, resolve=True), "front": front,
-            "image_ids": ids, "pixels": pixels, "shapes": shapes, "stats": stats}
+    info = {
+        "version": CACHE_VERSION,
+        "model": OmegaConf.to_container(model_cfg, resolve=True),
+        "dataset": OmegaConf.to_container(dataset_cfg, resolve=True),
+        "front": front,
+        "image_ids": ids,
+        "pixels": pixels,
+        "shapes": shapes,
+        "stats": stats,
+    }
     tmp = index.with_suffix(".tmp")
     tmp.write_text(json.dumps(info))
     tmp.replace(index)

@@ -49,79 +49,17 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import AttentionBlock, ResidualBlock, ResidualBlockUpsample, ResidualBlockWithStride
+from compressai.layers import AttentionBlock, ResidualBlock, ResidualBlockWithStride
 from compressai.models import CompressionModel
 from compressai.models.utils import conv, deconv
 from torch import Tensor, nn
 
+from vcmbench.codecs.learned.blocks import DECODERS, BottomUpMix, level_branch, stage_widths, up_block
 from vcmbench.errors import ConfigError
 
 NUM_LEVELS = 4  # p2..p5
 CONTEXT_KERNEL = 5  # the autoregressive context model's masked convolution
 ARCHS = ("interleaved", "cascade")
-
-
-class ResidualUp(nn.Module):
-    """Light residual upsampling block: sub-pixel 3x3 conv, LeakyReLU, 3x3 conv, inverse GDN,
-    plus a shortcut of nearest-neighbour upsampling and a 1x1 conv (instead of CompressAI's
-    second sub-pixel conv in `ResidualBlockUpsample`, a third of the weights)."""
-
-    def __init__(self, in_ch: int, out_ch: int, r: int = 2):
-        super().__init__()
-        from compressai.layers import GDN, conv3x3, subpel_conv3x3
-
-        self.r = int(r)
-        self.body = nn.Sequential(subpel_conv3x3(in_ch, out_ch, r), nn.LeakyReLU(inplace=True),
-                                  conv3x3(out_ch, out_ch), GDN(out_ch, inverse=True))
-        self.skip = nn.Conv2d(in_ch, out_ch, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x) + F.interpolate(self.skip(x), scale_factor=self.r, mode="nearest")
-
-
-DECODERS = ("trunk", "branches")
-
-
-class BottomUpMix(nn.Module):
-    """Bottom-up feature mixing: the finer rebuilt level, brought down to this level's grid by a
-    strided 3x3 conv of `width` channels, is mixed into this level's own branch output (1x1 over
-    both, added as a residual), so P3..P5 profit from the detail P2's branch recovered."""
-
-    def __init__(self, n: int, width: int):
-        super().__init__()
-        self.down = nn.Sequential(nn.Conv2d(n, width, 3, stride=2, padding=1), nn.LeakyReLU(inplace=True))
-        self.mix = nn.Conv2d(n + width, n, 1)
-
-    def forward(self, finer: Tensor, own: Tensor) -> Tensor:
-        return own + self.mix(torch.cat([self.down(finer), own], dim=1))
-
-
-def _branch(m: int, width: int, n: int, ups: int, light: bool, attention: bool) -> nn.Module:
-    """One level's decoder branch from y_hat: 3x3 conv to `width`, [attention], a residual block,
-    then `ups` x2 upsamplings (a level coarser than y: -ups strided residual blocks), 1x1 to N."""
-    layers: list[nn.Module] = [nn.Conv2d(m, width, 3, padding=1)]
-    if attention:
-        layers.append(AttentionBlock(width))
-    layers.append(ResidualBlock(width, width))
-    layers += [_up_block(light, width, width) for _ in range(max(ups, 0))]
-    layers += [ResidualBlockWithStride(width, width, 2) for _ in range(max(-ups, 0))]
-    layers.append(nn.Conv2d(width, n, 1))
-    return nn.Sequential(*layers)
-
-
-def _up_block(light: bool, in_ch: int, out_ch: int) -> nn.Module:
-    return ResidualUp(in_ch, out_ch, 2) if light else ResidualBlockUpsample(in_ch, out_ch, 2)
-
-
-def _widths(value: int | Sequence[int] | None, default: int, n: int, what: str) -> list[int]:
-    if value is None:
-        return [int(default)] * n
-    if isinstance(value, int):
-        return [int(value)] * n
-    out = [int(v) for v in value]
-    if len(out) != n or min(out) < 1:
-        raise ConfigError(f"{what}={list(value)}: give {n} positive widths")
-    return out
 
 
 class FeatureCompressionNet(CompressionModel):
@@ -174,7 +112,7 @@ class FeatureCompressionNet(CompressionModel):
         self.N, self.C, self.M = int(N), int(C), int(M)
         self.H = int(hyper or C)
         self.y_level, self.hyper_down = int(y_level), int(hyper_down)
-        dw = _widths(dec_widths, C, NUM_LEVELS, "dec_widths")
+        dw = stage_widths(dec_widths, C, NUM_LEVELS, "dec_widths")
         self.dec_widths = dw
         H, M = self.H, self.M
 
@@ -200,17 +138,21 @@ class FeatureCompressionNet(CompressionModel):
 
             self.context_prediction = MaskedConv2d(M, 2 * M, kernel_size=CONTEXT_KERNEL, padding=CONTEXT_KERNEL // 2)
             self.entropy_parameters = nn.Sequential(
-                nn.Conv2d(4 * M, 10 * M // 3, 1), nn.LeakyReLU(inplace=True),
-                nn.Conv2d(10 * M // 3, 8 * M // 3, 1), nn.LeakyReLU(inplace=True),
-                nn.Conv2d(8 * M // 3, 2 * M, 1))
+                nn.Conv2d(4 * M, 10 * M // 3, 1),
+                nn.LeakyReLU(inplace=True),
+                nn.Conv2d(10 * M // 3, 8 * M // 3, 1),
+                nn.LeakyReLU(inplace=True),
+                nn.Conv2d(8 * M // 3, 2 * M, 1),
+            )
 
         self.decoder, self.ste = decoder, bool(ste)
         self.register_buffer("feat_scale", torch.ones(NUM_LEVELS))
         self.register_buffer("feat_absmax", torch.full((NUM_LEVELS,), 1e4))
         if decoder == "branches":
             self.g_s_branches = nn.ModuleList(
-                _branch(M, dw[NUM_LEVELS - 1 - i], self.N, self.y_level - (2 + i), light_up, attention)
-                for i in range(NUM_LEVELS))  # p2..p5
+                level_branch(M, dw[NUM_LEVELS - 1 - i], self.N, self.y_level - (2 + i), light_up, attention)
+                for i in range(NUM_LEVELS)
+            )  # p2..p5
             self.g_s_mix = nn.ModuleList(BottomUpMix(self.N, int(mix_width)) for _ in range(NUM_LEVELS - 1))
             return
 
@@ -220,12 +162,12 @@ class FeatureCompressionNet(CompressionModel):
         if attention:
             trunk.append(AttentionBlock(tw))
         if self.y_level == 6:
-            trunk.append(_up_block(light_up, tw, tw))
+            trunk.append(up_block(light_up, tw, tw))
         trunk.append(ResidualBlock(tw, tw))
         self.g_s_trunk = nn.Sequential(*trunk)
         # y on P4's grid: the P5 trunk comes from the P4 one by a strided residual block
         self.g_s_down = ResidualBlockWithStride(tw, dw[0], 2) if self.y_level == 4 else None
-        self.g_s_up = nn.ModuleList(_up_block(light_up, dw[i], dw[i + 1]) for i in range(NUM_LEVELS - 1))
+        self.g_s_up = nn.ModuleList(up_block(light_up, dw[i], dw[i + 1]) for i in range(NUM_LEVELS - 1))
         # feature mixing: per-level 1x1 to N, plus the upsampled level above (top-down)
         self.g_s_out = nn.ModuleList(nn.Conv2d(w, self.N, 1) for w in dw)  # p5, p4, p3, p2
 
@@ -337,8 +279,8 @@ class FeatureCompressionNet(CompressionModel):
         """
         k = CONTEXT_KERNEL
         cp = self._exact("context_prediction")
-        ctx = F.conv2d(y_hat[:, :, h:h + k, w:w + k], cp.weight * cp.mask, cp.bias)
-        params = self._exact("entropy_parameters")(torch.cat([hyper[:, :, h:h + 1, w:w + 1], ctx], dim=1))
+        ctx = F.conv2d(y_hat[:, :, h : h + k, w : w + k], cp.weight * cp.mask, cp.bias)
+        params = self._exact("entropy_parameters")(torch.cat([hyper[:, :, h : h + 1, w : w + 1], ctx], dim=1))
         scales, means = params.chunk(2, 1)
         return scales, means
 
@@ -356,11 +298,20 @@ class InterleavedNet(FeatureCompressionNet):
 
     arch = "interleaved"
 
-    def __init__(self, N: int = 256, C: int = 256, M: int = 192, enc_widths: Sequence[int] | None = None,
-                 in_proj: int | None = None, attention: bool = True, enc_attention: bool | None = None, **kw):
+    def __init__(
+        self,
+        N: int = 256,
+        C: int = 256,
+        M: int = 192,
+        enc_widths: Sequence[int] | None = None,
+        in_proj: int | None = None,
+        attention: bool = True,
+        enc_attention: bool | None = None,
+        **kw,
+    ):
         super().__init__(N=N, C=C, M=M, attention=attention, **kw)
         self.enc_attention = attention if enc_attention is None else bool(enc_attention)
-        ew = _widths(enc_widths, C, NUM_LEVELS, "enc_widths")
+        ew = stage_widths(enc_widths, C, NUM_LEVELS, "enc_widths")
         self.enc_widths = ew
         # in_proj: one width for every level, or one per level (0/None: that level enters as it is)
         if isinstance(in_proj, Sequence) and not isinstance(in_proj, str):
@@ -413,12 +364,22 @@ class CascadeNet(FeatureCompressionNet):
 
     arch = "cascade"
 
-    def __init__(self, N: int = 256, C: int = 256, M: int = 192, fuse_level: int = 3,
-                 in_proj: int | None = None, attention: bool = True, **kw):
+    def __init__(
+        self,
+        N: int = 256,
+        C: int = 256,
+        M: int = 192,
+        fuse_level: int = 3,
+        in_proj: int | None = None,
+        attention: bool = True,
+        **kw,
+    ):
         super().__init__(N=N, C=C, M=M, attention=attention, **kw)
         if fuse_level not in (2, 3, 4, 5) or fuse_level > self.y_level:
-            raise ConfigError(f"fuse_level={fuse_level}: choose 2..{min(5, self.y_level)} (the grid of p2..p5 the "
-                              f"levels are resized to; not coarser than y's, y_level={self.y_level})")
+            raise ConfigError(
+                f"fuse_level={fuse_level}: choose 2..{min(5, self.y_level)} (the grid of p2..p5 the "
+                f"levels are resized to; not coarser than y's, y_level={self.y_level})"
+            )
         self.fuse_level = int(fuse_level)
         self.in_proj = None  # the 1x1 fusion conv is the projection
         self.g_a_fuse = nn.Sequential(nn.Conv2d(NUM_LEVELS * self.N, self.C, 1), nn.LeakyReLU(inplace=True))

@@ -37,8 +37,9 @@ class FeatureToImage(nn.Module):
         self.channels, self.width = int(channels), int(width)
         self.p2 = nn.Conv2d(channels, width, 1)
         self.p3 = nn.Conv2d(channels, width, 1)
-        self.body = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(width, width, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, padding=1)
+        )
         self.up1 = nn.Sequential(nn.Conv2d(width, width * 4, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(inplace=True))
         self.up2 = nn.Sequential(nn.Conv2d(width, 3 * 4, 3, padding=1), nn.PixelShuffle(2))
 
