@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -29,7 +29,6 @@ from vcmbench.metrics.openimages import OidMatches, box_overlaps, oid_map50, oid
 
 __all__ = [
     "GroundTruth",
-    "METRICS",
     "OidMatches",
     "box_overlaps",
     "coco_ap",
@@ -134,8 +133,6 @@ def coco_ap(
 # --------------------------------------------------------------------------- Open Images
 # --------------------------------------------------------------------------- dispatch, conversion
 
-METRICS: dict[str, Callable[..., dict[str, float]]] = {"coco": coco_ap, "oid": oid_map50}
-
 
 def evaluate(
     metric: str,
@@ -144,16 +141,11 @@ def evaluate(
     image_ids: Iterable[int] | None = None,
     iou_type: str = "bbox",
 ) -> dict[str, float]:
-    """Run the evaluator a dataset config names ('coco' or 'oid'), on boxes or (`iou_type`
-    "segm") on masks."""
-    try:
-        fn = METRICS[metric]
-    except (KeyError, TypeError):
-        raise MetricError(
-            f"unknown detection metric {metric!r}; choose one of {sorted(METRICS)} "
-            "('coco' = COCO AP@[.5:.95], 'oid' = Open Images challenge mAP@0.5)"
-        ) from None
-    return fn(gt, detections, image_ids, iou_type)
+    """Run the evaluator a dataset config names (`metrics.evaluators`: 'coco', 'oid', ...), on boxes
+    or (`iou_type` "segm") on masks."""
+    from vcmbench.metrics import evaluators
+
+    return evaluators.get(metric).evaluate(gt, detections, image_ids, iou_type)
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from vcmbench.metrics import evaluators
 from vcmbench.metrics.detection import GroundTruth, coco_evaluated, oid_matches
 
 __all__ = ["ItemMatches", "match_items"]
@@ -53,25 +54,25 @@ class ItemMatches:
         w = np.ones((1, self.n_items)) if exact else np.asarray(weights, dtype=np.float64)
         if w.ndim != 2 or w.shape[1] != self.n_items:
             raise ValueError(f"weights of shape {w.shape}: give (resamples, {self.n_items})")
-        return (_coco_score if self.metric == "coco" else _oid_score)(self.classes, w, exact)
+        return evaluators.get(self.metric).score(self.classes, w, exact)
 
 
 def match_items(
     metric: str, gt: GroundTruth, detections: Sequence[Mapping[str, Any]], image_ids: Iterable[int]
 ) -> ItemMatches:
-    """Match once: the items are `image_ids` in sorted order (the evaluators' order)."""
+    """Match once, with the metric's registered evaluator: the items are `image_ids` in sorted order
+    (the evaluators' order)."""
     ids = sorted({int(i) for i in image_ids})
-    if metric == "coco":
-        return ItemMatches("coco", len(ids), _coco_classes(gt, detections, ids))
-    if metric == "oid":
-        return ItemMatches("oid", len(ids), _oid_classes(gt, detections, ids))
-    raise ValueError(f"no per-item matching for metric {metric!r}; choose coco or oid")
+    evaluator = evaluators.get(metric)
+    if evaluator.match is None or evaluator.score is None:
+        raise ValueError(f"no per-item matching for metric {metric!r}: its evaluator registers none")
+    return ItemMatches(metric, len(ids), evaluator.match(gt, detections, ids))
 
 
 # --------------------------------------------------------------------------------- COCO
 
 
-def _coco_classes(gt: GroundTruth, detections: Sequence[Mapping[str, Any]], ids: list[int]) -> list[_ClassMatches]:
+def coco_classes(gt: GroundTruth, detections: Sequence[Mapping[str, Any]], ids: list[int]) -> list[_ClassMatches]:
     """Per category, the concatenation `COCOeval.accumulate` makes (area "all", maxDets 100)."""
     ev = coco_evaluated(gt, detections, ids)
     if ev is None:  # no detections at all: coco_ap gives 0 whatever the images
@@ -102,7 +103,7 @@ def _coco_classes(gt: GroundTruth, detections: Sequence[Mapping[str, Any]], ids:
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1)  # pycocotools' recThrs
 
 
-def _coco_score(classes: list[_ClassMatches], w: np.ndarray, exact: bool) -> dict[str, np.ndarray]:
+def coco_score(classes: list[_ClassMatches], w: np.ndarray, exact: bool) -> dict[str, np.ndarray]:
     """COCOeval.accumulate + summarize, on weighted detections, for every resample at once.
 
     Per class and IoU threshold: cumulative TP/FP, recall and precision, the precision made
@@ -160,7 +161,7 @@ def _mean_valid(s: np.ndarray, exact: bool) -> np.ndarray:
 # --------------------------------------------------------------------------------- Open Images
 
 
-def _oid_classes(gt: GroundTruth, detections: Sequence[Mapping[str, Any]], ids: list[int]) -> list[_ClassMatches]:
+def oid_classes(gt: GroundTruth, detections: Sequence[Mapping[str, Any]], ids: list[int]) -> list[_ClassMatches]:
     m = oid_matches(gt, detections, ids)
     out = []
     for c, n_pos in m.n_pos.items():
@@ -176,7 +177,7 @@ def _oid_classes(gt: GroundTruth, detections: Sequence[Mapping[str, Any]], ids: 
     return out
 
 
-def _oid_score(classes: list[_ClassMatches], w: np.ndarray, exact: bool) -> dict[str, np.ndarray]:
+def oid_score(classes: list[_ClassMatches], w: np.ndarray, exact: bool) -> dict[str, np.ndarray]:
     """oid_map50 on weighted detections: per class, precision at each detection (weighted TP
     over weighted count), made non-increasing, summed at the TPs over the weighted positives;
     the mean over the classes with positives in the resample. `exact`: sums in oid_map50's

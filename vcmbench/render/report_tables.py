@@ -39,13 +39,14 @@ def _fmt(v, spec: str) -> str:
     return format(f, spec)
 
 
-_METRIC_NAMES = {"coco": "COCO AP@[.5:.95]", "oid": "OpenImages challenge mAP@0.5"}
-_MASK_METRIC_NAMES = {"coco": "COCO mask AP@[.5:.95]", "oid": "OpenImages challenge mask mAP@0.5"}
 _TASK_WORDS = {"box": "boxes (detection)", "mask": "masks (instance segmentation)"}
 
 
 def _metric_label(metric: str | None, task: str = "box") -> str:
-    name = (_MASK_METRIC_NAMES if task == "mask" else _METRIC_NAMES).get(metric or "")
+    from vcmbench.metrics.evaluators import registered
+
+    evaluator = registered().get(metric or "")
+    name = None if evaluator is None else evaluator.mask_label if task == "mask" else evaluator.label
     head = "mask mAP (%" if task == "mask" else "mAP (%"
     return f"{head}, {name})" if name else f"{head})"
 

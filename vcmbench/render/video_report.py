@@ -23,7 +23,15 @@ from vcmbench.render.reproducibility import statement
 from vcmbench.tables import codec_order, codec_title, read_points
 from vcmbench.timing_table import describe, read_timing
 
-METRIC_LABELS = {"mota": "MOTA (%)", "coco": "COCO AP@[.5:.95] (%)", "oid": "OpenImages mAP@0.5 (%)"}
+
+def metric_label(metric: str) -> str:
+    """The axis label of a video run's task metric: MOTA for tracking sets, else its evaluator's."""
+    from vcmbench.metrics.evaluators import registered
+
+    evaluator = registered().get(metric)
+    return "MOTA (%)" if metric == "mota" else f"{evaluator.label} (%)" if evaluator else metric
+
+
 SHOWN = ["codec", "rate", "kbps", "map", "ap", "ap50", "mota", "idf1", "hota", "n_failed", "enc_s", "dec_s"]
 
 
@@ -87,7 +95,7 @@ def write_video_report(run_dir: Path, out_dir: Path, anchor: str | None = None, 
         raise VcmbenchError(f"{run_dir}: the video run has no complete rate points yet; finish the run first")
     chosen, note = choose_anchor(classes, anchor)
     metric = str(classes["metric"].iloc[0])
-    label = METRIC_LABELS.get(metric, metric)
+    label = metric_label(metric)
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     for cls in list(dict.fromkeys(classes["class"])):
