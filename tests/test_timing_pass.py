@@ -63,3 +63,24 @@ def test_no_pass_where_it_is_off_or_would_time_what_the_sweep_timed(tmp_path):
 def test_bad_timing_settings_name_the_setting(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         RunSettings.from_config(compose_config("config", [override]))
+
+
+@pytest.mark.timeout(240)
+def test_a_sequence_sets_pass_times_its_first_sequence_per_frame(tmp_path):
+    seqs = "dataset.sequences=[{name: a, class: A, frames: 2, fps: 30}, {name: b, class: A, frames: 2, fps: 30}]"
+    cfg = compose_config(
+        "config",
+        [
+            "dataset=synthetic_video",
+            seqs,
+            f"dataset.cache_dir={tmp_path / 'cache'}",
+            "codec=raw",
+            "workers=1",
+            "progress=false",
+            "complexity=false",
+            "fidelity=false",
+        ],
+    )
+    run_sweep(cfg, tmp_path / "run", timing_pass=True)
+    timing = pd.read_csv(tmp_path / "run" / TIMING_FILE)
+    assert len(timing) == 1 and timing["items"].tolist() == [1] and (timing.enc_s > 0).all()

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from vcmbench.atomic import write_bytes
+from vcmbench.datasets.sequences import SequenceRecord
 from vcmbench.item_coding import ItemCoder
 from vcmbench.settings import TimingSettings
 from vcmbench.timing_table import COLUMNS, TIMING_FILE
@@ -35,10 +36,12 @@ def time_alone(coder: ItemCoder, items: Sequence, settings: TimingSettings, swee
     """Code the first `settings.items` items at every (codec, rate) of `coder`, serially, and return
     each point's mean encode/decode seconds over the items that coded (columns: COLUMNS).
 
-    The first item is coded once untimed before: this process has not run the sweep's codings (its
-    workers did), and a point's first encode here pays one-time costs (kernel selection, buffers,
-    a binary read from disk) that are not per-item work. Fidelity figures are off for the pass
-    (they are not timed and cost a back pass each).
+    An image set's first image is coded once untimed before: this process has not run the sweep's
+    codings (its workers did), and a point's first encode here pays one-time costs (kernel
+    selection, buffers, a binary read from disk) that are not per-item work. A sequence set's pass
+    is its first sequence alone, untimed warm-up none: its times are per frame over all its frames,
+    which spreads those costs, and a second sequence would double the pass for little. Fidelity
+    figures are off for the pass (they are not timed and cost a back pass each).
     """
     import torch
 
@@ -47,13 +50,15 @@ def time_alone(coder: ItemCoder, items: Sequence, settings: TimingSettings, swee
     mode = sweep_mode if settings.arithmetic == "sweep" else "loose"
     todo = [(j, r) for j, job in enumerate(coder.jobs) for r in range(len(job.codec.rates))]
     fidelity, coder.fidelity, workers, coder.workers = coder.fidelity, False, coder.workers, 1
-    timed = list(items)[: settings.items]
+    sequences = any(isinstance(item, SequenceRecord) for item in items)
+    timed = list(items)[: min(settings.items, 1) if sequences else settings.items]
+    warm_up = [] if sequences else timed[:1]
     rows = []
     try:
         with determinism.arithmetic(mode):
-            for k, item in enumerate(timed[:1] + timed):  # the first coding of each point is a warm-up
+            for k, item in enumerate(warm_up + timed):
                 for rec in coder.code(item, todo):
-                    if k and rec.status == "ok":
+                    if k >= len(warm_up) and rec.status == "ok":
                         rows.append({"codec": rec.codec, "rate": rec.rate, "enc_s": rec.enc_s, "dec_s": rec.dec_s})
     finally:
         coder.fidelity, coder.workers = fidelity, workers
