@@ -187,6 +187,8 @@ class ItemCoder:
         self.jobs = jobs if jobs is not None else build_jobs(cfg)
         self.fidelity = as_bool(cfg.get("fidelity", True), "fidelity")
         self.workers = 1
+        # the timing pass's mode (vcmbench.timing_pass): decode each frame, but run no network on it
+        self.codec_times_only = False
 
     def code(self, item: ImageRecord | SequenceRecord, todo: list[tuple[int, int]]) -> Iterator[Record]:
         """The records of one work item at the (job index, rate index) points still missing.
@@ -312,6 +314,8 @@ class ItemCoder:
             p.dec_s += time.perf_counter() - t0
         if received is None:
             raise PayloadError(f"{p.codec.name}: the payload decoded to {k} frames, the item has {len(metas)}")
+        if self.codec_times_only:
+            return
         features = received.features
         if features is None:  # the image was carried: the receiver runs the whole network on it
             t0 = time.perf_counter()
@@ -368,7 +372,7 @@ class ItemCoder:
             rec.frame_detections = p.rows
             rec.frame_masks = p.masks
         else:
-            rec.detections = p.rows[0]
+            rec.detections = p.rows[0] if p.rows else []  # none in the timing pass's mode
             rec.masks = p.masks[0] if p.masks else []
         rec.mask_size = p.mask_size if p.masks else []
         return rec

@@ -40,8 +40,9 @@ def time_alone(coder: ItemCoder, items: Sequence, settings: TimingSettings, swee
     codings (its workers did), and a point's first encode here pays one-time costs (kernel
     selection, buffers, a binary read from disk) that are not per-item work. A sequence set's pass
     is its first sequence alone, untimed warm-up none: its times are per frame over all its frames,
-    which spreads those costs, and a second sequence would double the pass for little. Fidelity
-    figures are off for the pass (they are not timed and cost a back pass each).
+    which spreads those costs, and a second sequence would double the pass for little. The pass
+    decodes every frame but runs no network on what it decoded, and computes no fidelity figure:
+    only the codecs' clocks are kept.
     """
     import torch
 
@@ -49,7 +50,8 @@ def time_alone(coder: ItemCoder, items: Sequence, settings: TimingSettings, swee
 
     mode = sweep_mode if settings.arithmetic == "sweep" else "loose"
     todo = [(j, r) for j, job in enumerate(coder.jobs) for r in range(len(job.codec.rates))]
-    fidelity, coder.fidelity, workers, coder.workers = coder.fidelity, False, coder.workers, 1
+    fidelity, workers = coder.fidelity, coder.workers
+    coder.fidelity, coder.workers, coder.codec_times_only = False, 1, True
     sequences = any(isinstance(item, SequenceRecord) for item in items)
     timed = list(items)[: min(settings.items, 1) if sequences else settings.items]
     warm_up = [] if sequences else timed[:1]
@@ -61,7 +63,7 @@ def time_alone(coder: ItemCoder, items: Sequence, settings: TimingSettings, swee
                     if k >= len(warm_up) and rec.status == "ok":
                         rows.append({"codec": rec.codec, "rate": rec.rate, "enc_s": rec.enc_s, "dec_s": rec.dec_s})
     finally:
-        coder.fidelity, coder.workers = fidelity, workers
+        coder.fidelity, coder.workers, coder.codec_times_only = fidelity, workers, False
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
     table = (
