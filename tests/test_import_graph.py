@@ -30,6 +30,7 @@ LAYERS = [
         "provenance",
         "exact",
         "thread_budget",
+        "run_config",
     },
     {"datasets"},
     {"vision"},

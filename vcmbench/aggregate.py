@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vcmbench.datasets.base import Dataset
 from vcmbench.datasets.sequences import SequenceDataset
@@ -99,8 +99,7 @@ def write_tables(
     # the `foreign` column is there when one did
     foreign = {c.name for c in description.codecs if c.foreign}
     if isinstance(dataset, SequenceDataset):
-        tracker = OmegaConf.to_container(cfg.tracker, resolve=True) if cfg.get("tracker") is not None else {}
-        points, classes = build_sequence_points(finished, dataset, description.model, labels, tracker)
+        points, classes = build_sequence_points(finished, dataset, description.model, labels, settings.tracker_settings)
         classes["determinism"] = settings.determinism
         if foreign:
             classes["foreign"] = classes["codec"].isin(foreign)

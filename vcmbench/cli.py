@@ -86,21 +86,11 @@ def _check_run(cfg) -> None:
 
 
 def _bootstrap_settings(cfg):
-    """The run's report intervals (`bootstrap:` in config.yaml), checked before the sweep starts."""
+    """The run's report intervals (`bootstrap:` in config.yaml, read into RunSettings), checked."""
     from vcmbench.bootstrap import BootstrapSettings
-    from vcmbench.errors import ConfigError
-    from vcmbench.settings import as_int
+    from vcmbench.settings import RunSettings
 
-    node, default = cfg.get("bootstrap") or {}, BootstrapSettings()
-    try:
-        level = float(node.get("level", default.level))
-    except (TypeError, ValueError):
-        raise ConfigError(f"bootstrap.level={node.get('level')!r}: give the interval's coverage, e.g. 0.95") from None
-    return BootstrapSettings(
-        as_int(node.get("resamples", default.resamples), "bootstrap.resamples", minimum=0),
-        as_int(node.get("seed", default.seed), "bootstrap.seed"),
-        level,
-    ).check("bootstrap")
+    return BootstrapSettings(*RunSettings.from_config(cfg).bootstrap).check("bootstrap")
 
 
 def _run(cfg, out_dir: str) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from vcmbench import run_config as run_config  # registers the run schema before any composition
 from vcmbench.errors import ConfigError
 
 CONFIG_MODULE = "vcmbench.conf"

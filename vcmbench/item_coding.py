@@ -41,7 +41,7 @@ from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.jobs import CodecJob, build_jobs
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.records import Record, encode_masks
-from vcmbench.settings import as_bool
+from vcmbench.settings import RunSettings
 from vcmbench.types import LEVELS, Detections, FrontOutput, ImageMeta, feature_digest
 from vcmbench.vision.base import SplitDetector
 
@@ -185,7 +185,7 @@ class ItemCoder:
         self.dataset: Dataset = dataset if dataset is not None else instantiate_whole(cfg.dataset)[0]
         self.detector: SplitDetector = detector if detector is not None else instantiate(cfg.model)
         self.jobs = jobs if jobs is not None else build_jobs(cfg)
-        self.fidelity = as_bool(cfg.get("fidelity", True), "fidelity")
+        self.fidelity = RunSettings.from_config(cfg).fidelity
         self.workers = 1
         # the timing pass's mode (vcmbench.timing_pass): decode each frame, but run no network on it
         self.codec_times_only = False

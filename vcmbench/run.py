@@ -39,7 +39,7 @@ from vcmbench.jobs import CodecJob, build_jobs, codec_label, describe_run
 from vcmbench.metrics.complexity import complexity_table
 from vcmbench.provenance import provenance
 from vcmbench.records import Record, RecordStore, RunLock
-from vcmbench.settings import RunSettings, as_bool
+from vcmbench.settings import RunSettings
 from vcmbench.timing_pass import write_timing
 from vcmbench.vision.base import SplitDetector
 
@@ -182,7 +182,7 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float, timing_pass: bool) ->
         **provenance(shard.label if shard is not None else None),
     }
     write_bytes(run_dir / "run.json", json.dumps({**run_info, "finished": False}, indent=1).encode())
-    store = RecordStore(run_dir / "records.jsonl", repair=as_bool(cfg.get("repair", False), "repair"))
+    store = RecordStore(run_dir / "records.jsonl", repair=settings.repair)
     work = []
     for image in dataset.records:
         todo = [

@@ -83,7 +83,8 @@ class TimingSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The sweep's own settings (conf/config.yaml), checked and typed.
+    """Every top-level setting of a run (conf/config.yaml over `run_config.RunConfig`), checked and
+    typed in one place: a bad value is one line naming it, the value and the fix.
 
     `workers` processes code whole images in parallel (`auto`: one per CPU core, at most 8);
     each runs torch with `threads` intra-op threads (default 1). Under determinism=exact no
@@ -102,6 +103,10 @@ class RunSettings:
     determinism: str = "exact"  # exact | loose (vcmbench/determinism.py)
     task_metric: str = "auto"  # the report's task metric: box | mask | auto
     timing: TimingSettings = TimingSettings()  # the timing pass after the sweep (vcmbench.timing_pass)
+    repair: bool = False  # drop a damaged records.jsonl's bad lines and redo their work
+    tracker: tuple[tuple[str, object], ...] = ()  # the tracker's settings (vision.tracker), as pairs
+    # the report's intervals (bootstrap.BootstrapSettings): resamples, seed, coverage
+    bootstrap: tuple[int, int, float] = (1000, 0, 0.95)
 
     @classmethod
     def from_config(cls, cfg) -> RunSettings:
@@ -118,7 +123,37 @@ class RunSettings:
             determinism=check_mode(cfg.get("determinism", DEFAULT_DETERMINISM)),
             task_metric=check_task_metric(cfg.get("task_metric", "auto")),
             timing=TimingSettings.from_config(cfg.get("timing")),
+            repair=as_bool(cfg.get("repair", False), "repair"),
+            tracker=tuple(sorted(_plain(cfg.get("tracker")).items())),
+            bootstrap=_bootstrap(cfg.get("bootstrap")),
         )
+
+    @property
+    def tracker_settings(self) -> dict[str, object]:
+        return dict(self.tracker)
+
+
+def _plain(node) -> dict:
+    """A config node as a plain dict (an empty one for null)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if node is None:
+        return {}
+    return dict(OmegaConf.to_container(node, resolve=True)) if isinstance(node, DictConfig) else dict(node)
+
+
+def _bootstrap(node) -> tuple[int, int, float]:
+    """`bootstrap:` (resamples, seed, level), each checked; the interval's own checks are the report's."""
+    node = node or {}
+    try:
+        level = float(node.get("level", 0.95))
+    except (TypeError, ValueError):
+        raise ConfigError(f"bootstrap.level={node.get('level')!r}: give the interval's coverage, e.g. 0.95") from None
+    return (
+        as_int(node.get("resamples", 1000), "bootstrap.resamples", minimum=0),
+        as_int(node.get("seed", 0), "bootstrap.seed"),
+        level,
+    )
 
 
 def check_task_metric(value: object) -> str:

@@ -143,9 +143,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Run the evaluator a dataset config names (`metrics.evaluators`: 'coco', 'oid', ...), on boxes
     or (`iou_type` "segm") on masks."""
-    from vcmbench.metrics import evaluators
+    from vcmbench.metrics.evaluators import get as evaluator_named
 
-    return evaluators.get(metric).evaluate(gt, detections, image_ids, iou_type)
+    return evaluator_named(metric).evaluate(gt, detections, image_ids, iou_type)
 
 
 def _as_array(x: Any, name: str) -> np.ndarray:

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from vcmbench.metrics import evaluators
 from vcmbench.metrics.detection import GroundTruth, coco_evaluated, oid_matches
+from vcmbench.metrics.evaluators import get as evaluator_named
 
 __all__ = ["ItemMatches", "match_items"]
 
@@ -54,7 +54,7 @@ class ItemMatches:
         w = np.ones((1, self.n_items)) if exact else np.asarray(weights, dtype=np.float64)
         if w.ndim != 2 or w.shape[1] != self.n_items:
             raise ValueError(f"weights of shape {w.shape}: give (resamples, {self.n_items})")
-        return evaluators.get(self.metric).score(self.classes, w, exact)
+        return evaluator_named(self.metric).score(self.classes, w, exact)
 
 
 def match_items(
@@ -63,7 +63,7 @@ def match_items(
     """Match once, with the metric's registered evaluator: the items are `image_ids` in sorted order
     (the evaluators' order)."""
     ids = sorted({int(i) for i in image_ids})
-    evaluator = evaluators.get(metric)
+    evaluator = evaluator_named(metric)
     if evaluator.match is None or evaluator.score is None:
         raise ValueError(f"no per-item matching for metric {metric!r}: its evaluator registers none")
     return ItemMatches(metric, len(ids), evaluator.match(gt, detections, ids))

@@ -1,0 +1,76 @@
+"""The schema of `vcmbench run`'s configuration, one structured config (Hydra's ConfigStore).
+
+Every top-level setting of conf/config.yaml is declared here with its default; the yaml
+(`defaults: [run_schema, ...]`) puts its values and their explanations on top, so a key that is
+not here is refused when the command line is composed, and `vcmbench run --cfg job` shows the
+whole run. The values the sweep reads are checked once, into `settings.RunSettings` (one line
+naming the setting, the bad value and the fix); so the fields those checks cover stay `Any` here,
+and Hydra's own type errors (a different wording) never reach a user first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+SCHEMA = "run_schema"
+
+
+@dataclass
+class TimingNode:
+    """The timing pass after the sweep (vcmbench.timing_pass)."""
+
+    items: Any = 2
+    arithmetic: Any = "native"
+
+
+@dataclass
+class BootstrapNode:
+    """The report's BD-rate intervals (vcmbench.bootstrap)."""
+
+    resamples: Any = 1000
+    seed: Any = 0
+    level: Any = 0.95
+
+
+@dataclass
+class TrackerNode:
+    """The tracker run on each sequence's decoded detections (vcmbench.vision.tracker)."""
+
+    high_score: float = 0.7
+    low_score: float = 0.1
+    new_track_score: float = 0.8
+    match_iou: float = 0.2
+    max_age: int = 30
+    per_class: bool = False
+
+
+@dataclass
+class RunConfig:
+    """`vcmbench run`: dataset x model x codecs x rate points, and how the sweep runs."""
+
+    dataset: Any = MISSING  # a conf/dataset/ config
+    model: Any = MISSING  # a conf/model/ config
+    codec: Any = None  # conf/codec/ configs; null: every codec of the default run
+    run_name: str = MISSING
+    results_dir: str = "results"
+    # how the sweep runs (no number depends on these but determinism)
+    workers: Any = "auto"
+    threads: Any = 1
+    determinism: Any = "exact"
+    progress: Any = True
+    repair: Any = False
+    # what it measures and writes
+    fidelity: Any = True
+    complexity: Any = True
+    task_metric: Any = "auto"
+    report: Any = True
+    timing: TimingNode = field(default_factory=TimingNode)
+    bootstrap: BootstrapNode = field(default_factory=BootstrapNode)
+    tracker: TrackerNode = field(default_factory=TrackerNode)
+
+
+ConfigStore.instance().store(name=SCHEMA, node=RunConfig)
