@@ -41,6 +41,7 @@ def video_run(tmp_path_factory) -> Path:
             f"dataset.cache_dir={cache}",
             f"codec=[{CODECS}]",
             "progress=false",
+            "timing.items=0",  # the pass of a sequence set and its report section: tests/test_timing_pass.py
             f"hydra.run.dir={out}",
         ],
         capture_output=True,
@@ -70,7 +71,4 @@ def test_the_video_run_writes_its_tables_and_report(video_run):
     raw = classes[classes.codec == "raw"]
     assert (raw.mota > 0).all() and (raw.hota > 0).all() and (raw.idf1 > 0).all()
     report = (video_run / "report" / "report.md").read_text()
-    assert "## Codec speed" in report and "a timing pass after the sweep" in report  # each codec alone
-    timing = pd.read_csv(video_run / "timing.csv")
-    assert set(zip(timing.codec, timing.rate)) == set(zip(points.codec, points.rate)) and (timing["items"] == 1).all()
     assert "BD-rate per class" in report and (video_run / "report" / "figures" / "rd_class_B.png").is_file()
