@@ -37,6 +37,13 @@ class CrashingRaw(RawCodec):
         return super().encode(features, rate)
 
 
+class CrashingDecodeRaw(RawCodec):
+    """raw whose decoder kills the sweep (a simulated crash on the receiver side, not a bad payload)."""
+
+    def _decode_body(self, body, shapes):
+        raise KeyboardInterrupt("simulated crash while decoding")
+
+
 class FailingRaw(RawCodec):
     """raw whose encoder fails on portrait images only (as an external encoder might crash on
     one image): in the mini set's first two images, 000000000802.jpg is the portrait one."""

@@ -109,3 +109,14 @@ def test_an_image_item_is_coded_once_per_point_with_its_fidelity(tmp_path):
     records = {r.codec: r for r in read_records(tmp_path / "run" / "records.jsonl")}
     assert all(r.frames == 0 and not r.frame_detections and r.detections for r in records.values())
     assert records["raw"].extra["fid_mse"] == 0.0 and records["anchor_vvc"].extra["fid_mse"] > 0.0
+
+
+@pytest.mark.timeout(240)
+def test_a_crash_on_the_receiver_side_keeps_the_images_finished_points(tmp_path):
+    """An image's points are written one by one as each is decoded: a crash in the third point's
+    decoder leaves the first two points' records (before, they waited for the whole image)."""
+    crashy = ["+codec.crashy._target_=tests.codecs_for_tests.CrashingDecodeRaw", "+codec.crashy.name=crashy"]
+    cfg = compose_config("config", ["dataset.count=1", "codec=[raw,raw16]", *crashy, *QUIET])
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, tmp_path / "run")
+    assert [r.codec for r in read_records(tmp_path / "run" / "records.jsonl")] == ["raw", "raw16"]

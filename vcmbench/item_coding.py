@@ -207,9 +207,8 @@ class ItemCoder:
             ranges, range_s = self._sequence_ranges(frames)
         info = SequenceInfo(frames.count, getattr(item, "fps", 0.0), ranges)
         first, metas, front_s, digest = self._send(frames, points, info)
-        self._receive(frames, points, metas, first)
         n = frames.count
-        for p in points:
+        for p in self._receive(frames, points, metas, first):  # each point as soon as it is done
             rec = Record(
                 image_id=item.image_id,
                 codec=p.codec.name,
@@ -247,7 +246,7 @@ class ItemCoder:
                 front_s += time.perf_counter() - t0
                 metas.append(front.meta)
                 digest = feature_digest(front.features, digest)
-                if first is None:  # kept for the receiver side of a one-frame item (an image)
+                if frames.count == 1:  # kept for the receiver side of a one-frame item (an image)
                     first = FrameView(sample, front, self._pristine(front))
                 for p in points:
                     p.run(lambda p=p, image=sample.image, front=front: p.encoder.add(image, front))
@@ -275,15 +274,31 @@ class ItemCoder:
             front = self.detector.front(sample.image) if self.fidelity else None
             yield FrameView(sample, front, self._pristine(front) if front is not None else None)
 
-    def _receive(self, frames: ItemFrames, points: list[Point], metas: list[ImageMeta], first: FrameView) -> None:
+    def _receive(
+        self, frames: ItemFrames, points: list[Point], metas: list[ImageMeta], first: FrameView
+    ) -> Iterator[Point]:
         """The receiver side, frame by frame: each live point decodes its next frame and the back runs
         on it; whatever goes wrong for a point (a payload that does not decode, a shape the back
-        rejects, the back itself) is that point's `decode_failed` and the others go on."""
+        rejects, the back itself) is that point's `decode_failed` and the others go on. Points are
+        yielded as they are done, so their records are written at once: an image's one by one (its
+        frame is the last), a sequence's after its last frame."""
+        if frames.count == 1:
+            for p in points:
+                self._decode_frames(frames, [p], metas, iter([first]))
+                yield p
+            return
+        self._decode_frames(frames, points, metas, self._views(frames, first))
+        yield from points
+
+    def _decode_frames(
+        self, frames: ItemFrames, points: list[Point], metas: list[ImageMeta], views: Iterator[FrameView]
+    ) -> None:
+        """`points` decoded in step over the frames `views` gives, then each decoder's end check."""
         for p in points:
             if p.live:
                 p.decoder = frames.decode(p.codec, p.payload, metas)
         try:
-            for k, (view, meta) in enumerate(zip(self._views(frames, first), metas)):
+            for k, (view, meta) in enumerate(zip(views, metas)):
                 for p in points:
                     if p.live:
                         self._guarded(p, lambda p=p, k=k, view=view, meta=meta: self._frame(p, k, view, meta, metas))
