@@ -114,7 +114,7 @@ def test_an_image_item_is_coded_once_per_point_with_its_fidelity(tmp_path):
 @pytest.mark.timeout(240)
 def test_a_crash_on_the_receiver_side_keeps_the_images_finished_points(tmp_path):
     """An image's points are written one by one as each is decoded: a crash in the third point's
-    decoder leaves the first two points' records (before, they waited for the whole image)."""
+    decoder leaves the first two points' records (none is held until the whole image is done)."""
     crashy = ["+codec.crashy._target_=tests.codecs_for_tests.CrashingDecodeRaw", "+codec.crashy.name=crashy"]
     cfg = compose_config("config", ["dataset.count=1", "codec=[raw,raw16]", *crashy, *QUIET])
     with pytest.raises(KeyboardInterrupt):
