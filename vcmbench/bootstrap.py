@@ -296,10 +296,13 @@ def bootstrap_bd(
     seed: int = DEFAULT_SEED,
     method: str = "pchip",
     level: float = DEFAULT_LEVEL,
+    cache: dict | None = None,
 ) -> list[BDInterval]:
-    """Every codec vs the anchor, all on one set of resamples of the run's items."""
+    """Every codec vs the anchor, all on one set of resamples of the run's items. `cache`: each
+    point's resampled values, shared by calls with the same items, `n_resamples` and `seed` (the
+    report's two BD tables: one matching and one set of scores per point, not one per table)."""
     weights = resample_weights(len(items.item_ids), n_resamples, seed)
-    cache: dict = {}
+    cache = {} if cache is None else cache
     return [
         bootstrap_pair(items.curve(c), items.curve(anchor), weights, method=method, level=level, seed=seed, cache=cache)
         for c in codecs

@@ -280,6 +280,7 @@ def _add_intervals(g: GroupReport, sources: list[Source], settings: BootstrapSet
     tables = [("intervals", g.anchor, g.bd)] + (
         [("intervals_image", g.image_anchor, g.bd_image)] if g.image_anchor else []
     )
+    cache: dict = {}  # both tables resample the same items with the same seed: each point scored once
     for attr, anchor, rows in tables:
         codecs = [r.codec for r in rows if r.ok and items.curve(r.codec)]
         if not items.curve(anchor):
@@ -292,6 +293,7 @@ def _add_intervals(g: GroupReport, sources: list[Source], settings: BootstrapSet
             seed=settings.seed,
             method=method,
             level=settings.level,
+            cache=cache,
         )
         setattr(g, attr, {iv.codec: iv for iv in found})
 
