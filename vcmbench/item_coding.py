@@ -263,13 +263,10 @@ class ItemCoder:
         """The back's output on untouched features: the reference of the task-fidelity figures."""
         return self.detector.back(front.features, front.meta) if self.fidelity else None
 
-    def _views(self, frames: ItemFrames, first: FrameView) -> Iterator[FrameView]:
-        """The frames again for the receiver side: an image's one frame as the sender saw it; a
-        sequence's reloaded, with the front and the pristine back run again only for the fidelity
-        figures (its frames' features are not kept between the two sides)."""
-        if not frames.is_sequence:
-            yield first
-            return
+    def _views(self, frames: ItemFrames) -> Iterator[FrameView]:
+        """A sequence's frames again for the receiver side, reloaded, with the front and the pristine
+        back run again only for the fidelity figures (its frames' features are not kept between the
+        two sides; a one-frame item's receiver side uses the sender's view instead)."""
         for sample in frames.samples():
             front = self.detector.front(sample.image) if self.fidelity else None
             yield FrameView(sample, front, self._pristine(front) if front is not None else None)
@@ -287,7 +284,7 @@ class ItemCoder:
                 self._decode_frames(frames, [p], metas, iter([first]))
                 yield p
             return
-        self._decode_frames(frames, points, metas, self._views(frames, first))
+        self._decode_frames(frames, points, metas, self._views(frames))
         yield from points
 
     def _decode_frames(
