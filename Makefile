@@ -48,15 +48,15 @@ VIDEO_CI_CODECS := anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw
 MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=8 'codec=[raw,anchor_vvc,learned_interleaved]' complexity=false
 ci-reference: install
 	rm -rf results/ci-reference results/ci-reference-50 results/ci-reference-video results/ci-reference-maskrcnn
-	$(BIN)/vcmbench run progress=false report=false hydra.run.dir=results/ci-reference
+	$(BIN)/vcmbench run sweep.progress=false report=false hydra.run.dir=results/ci-reference
 	cp results/ci-reference/points.csv anchors/ci/points.csv
-	$(BIN)/vcmbench run progress=false report=false dataset=synthetic_video dataset.max_frames=6 \
+	$(BIN)/vcmbench run sweep.progress=false report=false dataset=synthetic_video dataset.max_frames=6 \
 	    'codec=[$(VIDEO_CI_CODECS)]' hydra.run.dir=results/ci-reference-video
 	cp results/ci-reference-video/classes.csv anchors/ci/video-classes.csv
 	cp results/ci-reference-video/points.csv anchors/ci/video-points.csv
-	$(BIN)/vcmbench run progress=false report=false $(MASK_CI_RUN) hydra.run.dir=results/ci-reference-maskrcnn
+	$(BIN)/vcmbench run sweep.progress=false report=false $(MASK_CI_RUN) hydra.run.dir=results/ci-reference-maskrcnn
 	cp results/ci-reference-maskrcnn/points.csv anchors/ci/maskrcnn-points.csv
-	$(BIN)/vcmbench run progress=false report=false dataset.count=50 hydra.run.dir=results/ci-reference-50
+	$(BIN)/vcmbench run sweep.progress=false report=false dataset.count=50 hydra.run.dir=results/ci-reference-50
 	cp results/ci-reference-50/points.csv anchors/ci/points-50.csv
 
 # The exact mode's golden digests (tests/expected/golden.json): a deliberate act after a change meant to

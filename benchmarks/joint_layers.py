@@ -52,8 +52,8 @@ def run(args) -> pd.DataFrame:
         f"codec=[{','.join(MODES)},image_vvc]",
         *(f"codec.{m}.rates={pairs}" for m in MODES),
         f"codec.image_vvc.rates={qps}",
-        f"threads={args.threads}",
-        "progress=false",
+        f"sweep.threads={args.threads}",
+        "sweep.progress=false",
         f"dataset.max_images={args.max_images or 'null'}",
     ]
     cfg = compose_config("config", overrides)

@@ -72,7 +72,7 @@ def run_cli(n: int, min_size: int, max_size: int) -> dict:
             f"model.max_size={max_size}",
             "dataset=coco_val2017_mini",
             f"dataset.max_images={n}",
-            "progress=false",
+            "sweep.progress=false",
             "fidelity=false",
             f"hydra.run.dir={tmp}",
         ]

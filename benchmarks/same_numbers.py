@@ -3,7 +3,7 @@
 A refactor must not move a number: run the default sweep before and after (same machine, same
 `threads`) and compare, e.g. against the committed reference made before the change:
 
-    vcmbench run progress=false report=false hydra.run.dir=results/after
+    vcmbench run sweep.progress=false report=false hydra.run.dir=results/after
     python benchmarks/same_numbers.py anchors/ci/points.csv results/after/points.csv
 
 Prints one line per differing (codec, rate, column) and a summary; exits 1 when anything but

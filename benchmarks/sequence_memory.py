@@ -38,7 +38,7 @@ def measure(frames: int, size: int, codecs: str, overrides: list[str]) -> dict:
                 f"dataset.height={size}",
                 f"dataset.width={size}",
                 f"codec=[{codecs}]",
-                "workers=1",
+                "sweep.workers=1",
                 "fidelity=false",
                 *overrides,
             ],

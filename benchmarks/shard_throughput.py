@@ -32,7 +32,7 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=8, help="synthetic scenes (default 8)")
     ap.add_argument("--codecs", default="raw,anchor_vvc,learned_interleaved,image_vvc")
     args = ap.parse_args()
-    overrides = [f"dataset.count={args.count}", f"codec=[{args.codecs}]", "progress=false", "complexity=false"]
+    overrides = [f"dataset.count={args.count}", f"codec=[{args.codecs}]", "sweep.progress=false", "complexity=false"]
     rows, tables = [], {}
     # each shard count with one worker per shard; then, for comparison, one run with a worker per core
     setups = [(n, 1) for n in args.shards] + [(1, os.cpu_count() or 1)]
@@ -53,7 +53,7 @@ def main() -> int:
                     "--out",
                     str(out),
                     *overrides,
-                    f"workers={workers}",
+                    f"sweep.workers={workers}",
                 ],
                 cwd=REPO,
                 capture_output=True,

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("codecs", nargs="+")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "ci-refresh", help="run dirs go under it")
     args = ap.parse_args(argv)
-    vcmbench = [sys.executable, "-m", "vcmbench", "run", "progress=false", "report=false"]
+    vcmbench = [sys.executable, "-m", "vcmbench", "run", "sweep.progress=false", "report=false"]
     for name, (overrides, tables) in SWEEPS.items():
         # round_trip: the kept rows are written back to the last digit (the default parser is not exact)
         refs = {t: pd.read_csv(CI / t, float_precision="round_trip") for t in tables}

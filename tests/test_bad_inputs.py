@@ -19,14 +19,14 @@ from vcmbench.cli import main
 from vcmbench.errors import PayloadError
 
 REPO = Path(__file__).resolve().parents[1]
-QUICK = ["dataset.count=1", "workers=1", "progress=false", "report=false"]
+QUICK = ["dataset.count=1", "sweep.workers=1", "sweep.progress=false", "report=false"]
 
 # (kind, arguments after `vcmbench`, what the one line must name); {tmp} is a fresh folder
 COMMAND_LINE_CASES = [
-    ("config", ["run", "workers=abc"], "workers='abc'"),
-    ("config", ["run", "threads=0"], "threads=0"),
+    ("config", ["run", "sweep.workers=abc"], "sweep.workers='abc'"),
+    ("config", ["run", "sweep.threads=0"], "sweep.threads=0"),
     ("config", ["run", "determinism=sometimes"], "determinism='sometimes'"),
-    ("config", ["run", "repair=maybe"], "repair='maybe'"),
+    ("config", ["run", "sweep.repair=maybe"], "sweep.repair='maybe'"),
     ("config", ["run", "complexity=often"], "complexity='often'"),
     ("config", ["run", "task_metric=keypoints"], "task_metric='keypoints'"),
     ("config", ["run", "model.split=neck"], "model.split='neck'"),

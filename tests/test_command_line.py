@@ -21,7 +21,7 @@ BAD_COMMAND_LINES = {
         ["codec=nonexistent", "choose one of", "anchor_vvc", "raw16", "image_vvc"],
     ),
     "unknown_option_in_a_list": (["codec=[raw,nonexistent]"], ["codec=nonexistent", "choose one of", "raw16"]),
-    "wrong_type": (["workers=abc"], ["workers='abc'", "not an integer", ">= 1"]),
+    "wrong_type": (["sweep.workers=abc"], ["sweep.workers='abc'", "not an integer", ">= 1"]),
     "rate_out_of_range": (
         ["codec=anchor_vvc", "codec.anchor_vvc.rates=[99]"],
         ["codec.anchor_vvc.rates", "qp=99", "0..63"],
@@ -33,7 +33,7 @@ BAD_COMMAND_LINES = {
     ),
     "unknown_setting": (["codec=raw", "wokers=2"], ["wokers=2", "no setting 'wokers'", "+wokers=2"]),
     "sweep_without_multirun": (["codec=raw,raw16"], ["codec=raw,raw16", "-m"]),
-    "bad_boolean": (["codec=raw", "progress=maybe"], ["progress='maybe'", "progress=true"]),
+    "bad_boolean": (["codec=raw", "sweep.progress=maybe"], ["sweep.progress='maybe'", "sweep.progress=true"]),
 }
 
 
@@ -119,9 +119,9 @@ def test_user_config_dir_adds_a_codec(tmp_path):
                 *how,
                 "codec=raw_mine",
                 "dataset.max_images=1",
-                "progress=false",
+                "sweep.progress=false",
                 "report=false",
-                "workers=1",
+                "sweep.workers=1",
                 f"hydra.run.dir={out}",
             ],
             capture_output=True,
@@ -146,7 +146,7 @@ def test_a_run_builds_each_codec_once(tmp_path, monkeypatch):
         "run",
         "codec=[raw,raw16]",
         "dataset.count=1",
-        "progress=false",
+        "sweep.progress=false",
         "report=false",
         "complexity=false",
         f"hydra.run.dir={tmp_path / 'run'}",

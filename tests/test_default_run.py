@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 def default_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("default") / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench", "run", "progress=false", f"hydra.run.dir={out}"],
+        [sys.executable, "-m", "vcmbench", "run", "sweep.progress=false", f"hydra.run.dir={out}"],
         capture_output=True,
         text=True,
         timeout=2700,

@@ -18,7 +18,7 @@ from vcmbench.errors import ConfigError
 from vcmbench.regress import ENV_DIFFERS, regress_main
 
 REPO = Path(__file__).resolve().parents[1]
-COMMON = ["dataset.count=2", "workers=1", "report=false", "progress=false", "complexity=false"]
+COMMON = ["dataset.count=2", "sweep.workers=1", "report=false", "sweep.progress=false", "complexity=false"]
 SMALL = [
     *COMMON,
     "codec=[anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw]",
@@ -49,7 +49,7 @@ def test_exact_runs_are_identical_whatever_the_thread_count(tmp_path):
     points table, every non-time column (bytes, mAP, fidelity, feature and decoded hashes) to the last bit."""
     runs = {
         key: _run(tmp_path / key, *extra)
-        for key, extra in (("t4", ["threads=4"]), ("workers2", ["threads=1", "workers=2"]))
+        for key, extra in (("t4", ["sweep.threads=4"]), ("workers2", ["sweep.threads=1", "sweep.workers=2"]))
     }
     tables = {key: numbers_of(run / "points.csv") for key, run in runs.items()}
     pd.testing.assert_frame_equal(tables["t4"], tables["workers2"], check_exact=True)

@@ -18,7 +18,14 @@ from vcmbench.run import build_jobs, run_sweep
 REPO = Path(__file__).resolve().parents[1]
 # a real-size torchvision network, at a small input size so that a test can run it
 OTHER = ["model=frcnn_r50_fpn", "model.weights=none", "model.min_size=128", "model.max_size=128"]
-QUIET = ["progress=false", "report=false", "workers=1", "fidelity=false", "complexity=false", "dataset.count=1"]
+QUIET = [
+    "sweep.progress=false",
+    "report=false",
+    "sweep.workers=1",
+    "fidelity=false",
+    "complexity=false",
+    "dataset.count=1",
+]
 
 
 @pytest.mark.timeout(120)

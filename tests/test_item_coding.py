@@ -17,7 +17,7 @@ from vcmbench.records import Record, encode_masks, read_records
 from vcmbench.run import run_sweep
 
 SEQUENCE = "dataset.sequences=[{name: pan, class: A, frames: 2, fps: 30, pan: [2, 1]}]"
-QUIET = ["workers=1", "progress=false", "report=false", "complexity=false"]
+QUIET = ["sweep.workers=1", "sweep.progress=false", "report=false", "complexity=false"]
 
 
 @pytest.mark.timeout(240)

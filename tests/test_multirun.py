@@ -30,9 +30,9 @@ FAST = [
     "model.weights=none",
     "model.min_size=256",
     "model.max_size=384",
-    "progress=false",
-    "threads=1",
-    "workers=1",
+    "sweep.progress=false",
+    "sweep.threads=1",
+    "sweep.workers=1",
 ]
 RUN_NAME = "mr"
 

@@ -179,19 +179,19 @@ def real_runs(tmp_path_factory):
     base = [
         "dataset.max_images=8",
         "codec=[anchor_hevc,pack_tile]",
-        "progress=false",
+        "sweep.progress=false",
         "report=false",
         "fidelity=false",
         "complexity=false",
-        "workers=1",
+        "sweep.workers=1",
     ]
     runs = {}
     for name, extra in (
-        ("reference", ["threads=1"]),
+        ("reference", ["sweep.threads=1"]),
         (
             "worse",
             [
-                "threads=1",
+                "sweep.threads=1",
                 "codec.anchor_hevc._target_=tests.codecs_for_tests.WastefulFrameCodec",
                 "+codec.anchor_hevc.waste=0.25",
             ],

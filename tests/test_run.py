@@ -24,8 +24,8 @@ FAST = [
     "model.weights=none",
     "model.min_size=256",
     "model.max_size=384",
-    "progress=false",
-    "workers=1",
+    "sweep.progress=false",
+    "sweep.workers=1",
 ]
 HEADER_AND_CRC = 30 + 4
 
@@ -237,8 +237,8 @@ def test_multirun_basic_launcher_writes_one_dir_per_job(tmp_path):
 def test_parallel_workers_give_the_same_records(tmp_path):
     """Worker processes code whole images; one writer; the same records as a serial run, and
     the points table says the times were taken under contention."""
-    serial = run_sweep(cfg_with("codec=[raw,raw16]", "workers=1"), tmp_path / "serial")
-    parallel = run_sweep(cfg_with("codec=[raw,raw16]", "workers=2"), tmp_path / "parallel")
+    serial = run_sweep(cfg_with("codec=[raw,raw16]", "sweep.workers=1"), tmp_path / "serial")
+    parallel = run_sweep(cfg_with("codec=[raw,raw16]", "sweep.workers=2"), tmp_path / "parallel")
     cols = ["codec", "rate", "bytes", "pixels", "bpp", "map", "ap50", "n_failed"]
     pd.testing.assert_frame_equal(serial[cols], parallel[cols])
     assert serial.workers.tolist() == [1, 1] and not serial.contended.any()

@@ -26,7 +26,7 @@ SWEEP = [
     "codec.learned_interleaved.rates=[1,2,3]",
 ]
 TINY = ["dataset.count=2", "codec=raw"]
-COMMON = ["workers=1", "report=false", "progress=false", "fidelity=false", "complexity=false"]
+COMMON = ["sweep.workers=1", "report=false", "sweep.progress=false", "fidelity=false", "complexity=false"]
 TIME_FIELDS = {"enc_s", "dec_s", "front_s", "back_s", "workers"}
 
 

@@ -31,7 +31,7 @@ from vcmbench.records import RunLock, read_records
 from vcmbench.run import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
-QUIET = ["progress=false", "report=false", "workers=1", "fidelity=false"]
+QUIET = ["sweep.progress=false", "report=false", "sweep.workers=1", "fidelity=false"]
 # the case every sharding rule must hold on: 8 scenes, an uncompressed, a VVC and a learned codec (a rate point each)
 EIGHT = [
     "dataset.count=8",
@@ -173,7 +173,7 @@ def test_merge_refuses_missing_changed_and_overlapping_shards(sharded, tmp_path,
     cfg = OmegaConf.load(changed / "config.resolved.yaml")
     cfg.threads = 2  # features depend on the thread count: another setting, not another shard
     (changed / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
-    with pytest.raises(MergeError, match=r"threads=2, but .* has threads=1; merge the shards of one sweep only"):
+    with pytest.raises(MergeError, match=r"sweep.threads=2, but .* has threads=1; merge the shards of one sweep only"):
         merge_runs([*shards[:3], changed], tmp_path / "m")
 
     with pytest.raises(MergeError, match="overlapping shards: .* are both shard 2/4"):
@@ -209,10 +209,10 @@ TINY = [
     "codec=[raw,anchor_vvc]",
     "codec.anchor_vvc.rates=[41]",
     "complexity=false",
-    "progress=false",
+    "sweep.progress=false",
     "fidelity=false",
 ]
-RAW_ONLY = ["dataset.count=2", "codec=raw", "complexity=false", "progress=false", "fidelity=false"]
+RAW_ONLY = ["dataset.count=2", "codec=raw", "complexity=false", "sweep.progress=false", "fidelity=false"]
 
 
 def _sweep(*args: str, env: dict | None = None, timeout: int = 400) -> subprocess.CompletedProcess:
@@ -298,7 +298,7 @@ def test_slurm_sweep_of_two_shards_equals_one_process(tmp_path):
             assert job["scheduler"] == "slurm" and job["slurm_job_id"]  # shard 2's rerun: a job, not an array
     finally:
         subprocess.run(["bash", str(REPO / "scripts" / "slurm_local.sh"), "stop"], timeout=60)
-    run_sweep(compose_config("config", [*TINY, "workers=1", "report=false"]), tmp_path / "whole")
+    run_sweep(compose_config("config", [*TINY, "sweep.workers=1", "report=false"]), tmp_path / "whole")
     whole, merged = _read(tmp_path / "whole" / "points.csv"), _read(out / "merged" / "points.csv")
     pd.testing.assert_frame_equal(
         _not_times(merged).drop(columns=["workers", "contended"]),

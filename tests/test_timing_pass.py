@@ -16,7 +16,7 @@ from vcmbench.timing_table import COLUMNS, TIMING_FILE
 SMALL = [
     "dataset.count=2",
     "codec=[raw,raw16]",
-    "progress=false",
+    "sweep.progress=false",
     "complexity=false",
     "fidelity=false",
     "bootstrap.resamples=0",
@@ -25,7 +25,9 @@ SMALL = [
 
 @pytest.mark.timeout(240)
 def test_the_report_shows_the_timing_pass_and_points_keep_the_sweeps_times(tmp_path):
-    run_sweep(compose_config("config", [*SMALL, "workers=1", "timing.items=1"]), tmp_path / "run", timing_pass=True)
+    run_sweep(
+        compose_config("config", [*SMALL, "sweep.workers=1", "timing.items=1"]), tmp_path / "run", timing_pass=True
+    )
     timing = pd.read_csv(tmp_path / "run" / TIMING_FILE, dtype={"rate": str})
     points = pd.read_csv(tmp_path / "run" / "points.csv", dtype={"rate": str})
     assert list(timing.columns) == COLUMNS
@@ -43,13 +45,15 @@ def test_the_report_shows_the_timing_pass_and_points_keep_the_sweeps_times(tmp_p
 
 @pytest.mark.timeout(240)
 def test_no_pass_where_it_is_off_or_would_time_what_the_sweep_timed(tmp_path):
-    run_sweep(compose_config("config", [*SMALL, "workers=1", "timing.items=0"]), tmp_path / "off", timing_pass=True)
+    run_sweep(
+        compose_config("config", [*SMALL, "sweep.workers=1", "timing.items=0"]), tmp_path / "off", timing_pass=True
+    )
     assert not (tmp_path / "off" / TIMING_FILE).exists()
     report = write_report([tmp_path / "off"], tmp_path / "report", bootstrap=None).markdown.read_text()
     assert "as the sweep measured them, one item at a time" in report
     # serial and in the arithmetic the pass would use: the sweep's own times are the uncontended ones
     run_sweep(
-        compose_config("config", [*SMALL, "workers=1", "determinism=loose"]), tmp_path / "loose", timing_pass=True
+        compose_config("config", [*SMALL, "sweep.workers=1", "determinism=loose"]), tmp_path / "loose", timing_pass=True
     )
     assert not (tmp_path / "loose" / TIMING_FILE).exists()
 
@@ -76,8 +80,8 @@ def test_a_sequence_sets_pass_times_its_first_sequence_per_frame(tmp_path):
             seqs,
             f"dataset.cache_dir={tmp_path / 'cache'}",
             "codec=raw",
-            "workers=1",
-            "progress=false",
+            "sweep.workers=1",
+            "sweep.progress=false",
             "complexity=false",
             "fidelity=false",
         ],

@@ -146,8 +146,8 @@ def _video_cfg(tmp_path, *overrides):
             "dataset=synthetic_video",
             f"dataset.cache_dir={tmp_path / 'cache'}",
             "dataset.max_frames=3",
-            "progress=false",
-            "workers=1",
+            "sweep.progress=false",
+            "sweep.workers=1",
             "report=false",
             *overrides,
         ],
@@ -370,8 +370,8 @@ def test_parallel_workers_code_sequences_as_a_serial_run_does(tmp_path):
         "codec.learned_interleaved.rates=[2]",
         "dataset.max_frames=2",
     ]
-    serial = run_sweep(_video_cfg(tmp_path, *overrides, "workers=1"), tmp_path / "serial")
-    parallel = run_sweep(_video_cfg(tmp_path, *overrides, "workers=2"), tmp_path / "parallel")
+    serial = run_sweep(_video_cfg(tmp_path, *overrides, "sweep.workers=1"), tmp_path / "serial")
+    parallel = run_sweep(_video_cfg(tmp_path, *overrides, "sweep.workers=2"), tmp_path / "parallel")
     columns = ["codec", "rate", "sequence", "bytes", "kbps", "map", "ap", "mota", "idf1"]
     pd.testing.assert_frame_equal(serial[columns], parallel[columns])
     assert (parallel.workers == 2).all() and (serial.workers == 1).all()

@@ -40,7 +40,7 @@ def video_run(tmp_path_factory) -> Path:
             "dataset.max_frames=6",
             f"dataset.cache_dir={cache}",
             f"codec=[{CODECS}]",
-            "progress=false",
+            "sweep.progress=false",
             "timing.items=0",  # the pass of a sequence set and its report section: tests/test_timing_pass.py
             f"hydra.run.dir={out}",
         ],

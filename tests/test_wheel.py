@@ -74,7 +74,14 @@ def test_wheel_runs_the_offline_default_from_any_directory(tmp_path):
     where = _run([str(py), "-c", "import vcmbench; print(vcmbench.__file__)"], cwd=elsewhere).stdout.strip()
     assert Path(where).is_relative_to(venv), f"imported the repository's vcmbench, not the wheel's: {where}"
     _run(
-        [str(venv / "bin" / "vcmbench"), "run", "codec=raw", "dataset.max_images=1", "progress=false", "workers=1"],
+        [
+            str(venv / "bin" / "vcmbench"),
+            "run",
+            "codec=raw",
+            "dataset.max_images=1",
+            "sweep.progress=false",
+            "sweep.workers=1",
+        ],
         cwd=elsewhere,
     )
     points = pd.read_csv(elsewhere / "results" / "synthetic_val-ci_frcnn" / "points.csv")

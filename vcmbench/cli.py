@@ -192,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     if argv[0] == "run":  # the one flag of `run` that is not a Hydra override
-        argv = [("repair=true" if a == "--repair" else a) for a in argv]
+        from vcmbench.run_config import moved_overrides
+
+        argv = [("sweep.repair=true" if a == "--repair" else a) for a in argv]
+        argv = argv[:1] + moved_overrides(argv[1:], warn=lambda line: print(line, file=sys.stderr))
     try:
         return COMMANDS[argv[0]](argv[1:]) or 0
     except Exception as exc:

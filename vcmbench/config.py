@@ -77,8 +77,14 @@ def codec_meta(node: DictConfig) -> dict:
 
 def compose_config(config_name: str = "config", overrides: Sequence[str] = (), **kwargs) -> DictConfig:
     """conf/<config_name>.yaml with Hydra overrides, for code outside a Hydra app (benchmarks,
-    tests, the predictor's training): the same composition `vcmbench run` does."""
+    tests, the predictor's training): the same composition `vcmbench run` does (the sweep's
+    settings under their old top-level names too: run_config.moved_overrides)."""
     from hydra import compose, initialize_config_module
+
+    if config_name == "config":
+        from vcmbench.run_config import moved_overrides
+
+        overrides = moved_overrides(overrides)
 
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides), **kwargs)

@@ -35,10 +35,13 @@ from vcmbench.records import Record, read_records, write_records
 # Settings that change no number (or only a path on the machine that ran the shard); every other
 # setting must be the same in all shards of a sweep.
 NEUTRAL_SETTINGS = (
-    "workers",
+    "sweep.workers",
+    "sweep.progress",
+    "sweep.repair",
+    "workers",  # the same three in shards made before they moved under `sweep:`
     "progress",
-    "report",
     "repair",
+    "report",
     "results_dir",
     "run_name",
     "task_metric",

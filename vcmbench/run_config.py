@@ -10,6 +10,7 @@ and Hydra's own type errors (a different wording) never reach a user first.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,16 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 SCHEMA = "run_schema"
+
+
+@dataclass
+class SweepNode:
+    """How the sweep runs (vcmbench.run): no number depends on these."""
+
+    workers: Any = "auto"
+    threads: Any = 1
+    progress: Any = True
+    repair: Any = False
 
 
 @dataclass
@@ -57,12 +68,8 @@ class RunConfig:
     codec: Any = None  # conf/codec/ configs; null: every codec of the default run
     run_name: str = MISSING
     results_dir: str = "results"
-    # how the sweep runs (no number depends on these but determinism)
-    workers: Any = "auto"
-    threads: Any = 1
+    sweep: SweepNode = field(default_factory=SweepNode)  # how the sweep runs
     determinism: Any = "exact"
-    progress: Any = True
-    repair: Any = False
     # what it measures and writes
     fidelity: Any = True
     complexity: Any = True
@@ -71,6 +78,26 @@ class RunConfig:
     timing: TimingNode = field(default_factory=TimingNode)
     bootstrap: BootstrapNode = field(default_factory=BootstrapNode)
     tracker: TrackerNode = field(default_factory=TrackerNode)
+
+
+#: the settings that moved under `sweep:`, by their old top-level names
+MOVED_TO_SWEEP = ("workers", "threads", "progress", "repair")
+
+
+def moved_overrides(overrides: Sequence[str], warn: Callable[[str], None] | None = None) -> list[str]:
+    """Command-line overrides with the old top-level names of the sweep's settings (`workers=2`)
+    rewritten to their node (`sweep.workers=2`), so command lines and scripts written before the
+    move keep working; `warn` gets one line per old name used."""
+    out = []
+    for override in overrides:
+        prefix = override[: len(override) - len(override.lstrip("+~"))]
+        key, sep, value = override[len(prefix) :].partition("=")
+        if key in MOVED_TO_SWEEP and (sep or prefix == "~"):
+            if warn is not None:
+                warn(f"vcmbench: note: {key}= is now sweep.{key}= (the old name still works)")
+            override = f"{prefix}sweep.{key}{sep}{value}"
+        out.append(override)
+    return out
 
 
 ConfigStore.instance().store(name=SCHEMA, node=RunConfig)

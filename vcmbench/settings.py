@@ -110,20 +110,21 @@ class RunSettings:
 
     @classmethod
     def from_config(cls, cfg) -> RunSettings:
-        workers = cfg.get("workers", 1)
+        sweep = cfg.get("sweep") or {}
+        workers = sweep.get("workers", 1)
         if isinstance(workers, str) and workers.strip() == "auto":
             workers = min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
         return cls(
-            workers=as_int(workers, "workers", minimum=1),
-            threads=as_int(cfg.get("threads"), "threads", minimum=1, allow_none=True) or torch_threads(),
-            progress=as_bool(cfg.get("progress", True), "progress"),
+            workers=as_int(workers, "sweep.workers", minimum=1),
+            threads=as_int(sweep.get("threads"), "sweep.threads", minimum=1, allow_none=True) or torch_threads(),
+            progress=as_bool(sweep.get("progress", True), "sweep.progress"),
             fidelity=as_bool(cfg.get("fidelity", True), "fidelity"),
             report=as_bool(cfg.get("report", True), "report"),
             complexity=as_bool(cfg.get("complexity", True), "complexity"),
             determinism=check_mode(cfg.get("determinism", DEFAULT_DETERMINISM)),
             task_metric=check_task_metric(cfg.get("task_metric", "auto")),
             timing=TimingSettings.from_config(cfg.get("timing")),
-            repair=as_bool(cfg.get("repair", False), "repair"),
+            repair=as_bool(sweep.get("repair", False), "sweep.repair"),
             tracker=tuple(sorted(_plain(cfg.get("tracker")).items())),
             bootstrap=_bootstrap(cfg.get("bootstrap")),
         )

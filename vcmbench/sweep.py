@@ -105,7 +105,9 @@ def run_shards(
         )
         run = [sys.executable, "-m", "vcmbench", "run"]
         if launcher == "local":
-            workers = [] if any(o.startswith("workers=") for o in overrides) else ["workers=1"]  # shards: the cores
+            workers = (
+                [] if any(o.startswith("sweep.workers=") for o in overrides) else ["sweep.workers=1"]
+            )  # shards: the cores
             _run_local(
                 [
                     [
@@ -198,6 +200,9 @@ def sweep_main(argv: list[str]) -> int:
     ap.add_argument("--jobs", type=int, metavar="J", help="local launcher: shards at a time (default: all)")
     ap.add_argument("--out", metavar="DIR", help="sweep folder (default: <results_dir>/sharded/<run_name>)")
     args, overrides = ap.parse_known_args(argv)
+    from vcmbench.run_config import moved_overrides
+
+    overrides = moved_overrides(overrides, warn=lambda line: print(line, file=sys.stderr))
     try:
         if args.shards < 1:
             raise VcmbenchError(f"--shards {args.shards}: give the number of parts, 1 or more")

@@ -25,7 +25,7 @@ from vcmbench.metrics.detection import evaluate
 from vcmbench.metrics.fidelity import image_fidelity
 from vcmbench.run import run_sweep, to_rows
 
-SYNTHETIC = ["dataset=synthetic_val", "dataset.max_images=4", "model=ci_frcnn", "progress=false"]
+SYNTHETIC = ["dataset=synthetic_val", "dataset.max_images=4", "model=ci_frcnn", "sweep.progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_a_sweep_runs_codec_image_vtm_with_the_fake_vtm(tmp_path):
             "dataset=synthetic_val",
             "dataset.max_images=1",
             "model=ci_frcnn",
-            "progress=false",
+            "sweep.progress=false",
             "codec=image_vtm",
             "codec.image_vtm.rates=[37]",
             f"codec.image_vtm.backend.encoder_app={enc}",

@@ -19,7 +19,7 @@ from vcmbench.run import run_sweep
 
 #: the enhancement layer's back-end node as the joint yamls give it
 VVC = partial(VvencBackend, preset="faster")
-SYNTHETIC = ["dataset=synthetic_val", "dataset.max_images=3", "model=ci_frcnn", "progress=false"]
+SYNTHETIC = ["dataset=synthetic_val", "dataset.max_images=3", "model=ci_frcnn", "sweep.progress=false"]
 
 
 def _cfg(*overrides: str):

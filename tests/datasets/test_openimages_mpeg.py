@@ -252,7 +252,7 @@ def test_a_run_on_a_folder_of_mpeg_files(tmp_path, form):
             "-m",
             "vcmbench",
             "run",
-            "progress=false",
+            "sweep.progress=false",
             f"hydra.run.dir={out}",
             "dataset=openimages_mpeg",
             f"dataset.root={root}",

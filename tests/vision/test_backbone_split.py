@@ -88,7 +88,7 @@ def _run(out, *overrides: str) -> subprocess.CompletedProcess:
             "-m",
             "vcmbench",
             "run",
-            "progress=false",
+            "sweep.progress=false",
             f"hydra.run.dir={out}",
             "model.split=backbone",
             "dataset.max_images=2",

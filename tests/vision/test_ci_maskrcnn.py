@@ -36,7 +36,7 @@ MASK_REFERENCE = REPO / "anchors" / "ci" / "maskrcnn-points.csv"
 
 def _run(out, overrides: list[str]) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench", "run", "progress=false", f"hydra.run.dir={out}", *overrides],
+        [sys.executable, "-m", "vcmbench", "run", "sweep.progress=false", f"hydra.run.dir={out}", *overrides],
         capture_output=True,
         text=True,
         timeout=1600,
@@ -188,8 +188,8 @@ def test_train_only_leaves_every_frozen_tensor_as_its_checkpoint(tmp_path):
             "train_only=[roi_heads.mask_head,roi_heads.mask_predictor]",
             "steps=3",
             "batch_size=2",
-            "progress=false",
-            "threads=1",
+            "sweep.progress=false",
+            "sweep.threads=1",
             "optimizer.warmup_steps=1",
             "log_every=1",
             "checkpoint_every=0",
