@@ -31,10 +31,7 @@ from vcmbench.errors import ConfigError, MetricError, VcmbenchError
 from vcmbench.metrics.bd import MIN_POINTS, bd_rate
 from vcmbench.metrics.item_matches import ItemMatches, match_items
 from vcmbench.records import Record, coco_results, read_records
-
-DEFAULT_RESAMPLES = 1000
-DEFAULT_SEED = 0
-DEFAULT_LEVEL = 0.95
+from vcmbench.settings import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED
 
 
 @dataclass

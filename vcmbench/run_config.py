@@ -17,6 +17,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from vcmbench.settings import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED
+
 SCHEMA = "run_schema"
 
 
@@ -42,9 +44,9 @@ class TimingNode:
 class BootstrapNode:
     """The report's BD-rate intervals (vcmbench.bootstrap)."""
 
-    resamples: Any = 1000
-    seed: Any = 0
-    level: Any = 0.95
+    resamples: Any = DEFAULT_RESAMPLES
+    seed: Any = DEFAULT_SEED
+    level: Any = DEFAULT_LEVEL
 
 
 @dataclass

@@ -17,6 +17,11 @@ from vcmbench.errors import ConfigError
 from vcmbench.paths import is_none
 from vcmbench.types import TASK_COLUMNS
 
+#: the report's BD-rate intervals by default (conf/config.yaml `bootstrap:`, `vcmbench report`'s flags)
+DEFAULT_RESAMPLES = 1000
+DEFAULT_SEED = 0
+DEFAULT_LEVEL = 0.95
+
 
 def as_int(
     value: object, setting: str, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False
@@ -106,7 +111,7 @@ class RunSettings:
     repair: bool = False  # drop a damaged records.jsonl's bad lines and redo their work
     tracker: tuple[tuple[str, object], ...] = ()  # the tracker's settings (vision.tracker), as pairs
     # the report's intervals (bootstrap.BootstrapSettings): resamples, seed, coverage
-    bootstrap: tuple[int, int, float] = (1000, 0, 0.95)
+    bootstrap: tuple[int, int, float] = (DEFAULT_RESAMPLES, DEFAULT_SEED, DEFAULT_LEVEL)
 
     @classmethod
     def from_config(cls, cfg) -> RunSettings:
@@ -147,12 +152,12 @@ def _bootstrap(node) -> tuple[int, int, float]:
     """`bootstrap:` (resamples, seed, level), each checked; the interval's own checks are the report's."""
     node = node or {}
     try:
-        level = float(node.get("level", 0.95))
+        level = float(node.get("level", DEFAULT_LEVEL))
     except (TypeError, ValueError):
         raise ConfigError(f"bootstrap.level={node.get('level')!r}: give the interval's coverage, e.g. 0.95") from None
     return (
-        as_int(node.get("resamples", 1000), "bootstrap.resamples", minimum=0),
-        as_int(node.get("seed", 0), "bootstrap.seed"),
+        as_int(node.get("resamples", DEFAULT_RESAMPLES), "bootstrap.resamples", minimum=0),
+        as_int(node.get("seed", DEFAULT_SEED), "bootstrap.seed"),
         level,
     )
 
