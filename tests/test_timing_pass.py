@@ -8,7 +8,6 @@ import pytest
 from vcmbench.config import compose_config
 from vcmbench.errors import ConfigError
 from vcmbench.render.report import write_report
-from vcmbench.render.video_report import write_video_report
 from vcmbench.run import run_sweep
 from vcmbench.settings import RunSettings
 from vcmbench.timing_table import COLUMNS, TIMING_FILE
@@ -89,5 +88,5 @@ def test_a_sequence_sets_pass_times_its_first_sequence_per_frame(tmp_path):
     run_sweep(cfg, tmp_path / "run", timing_pass=True)
     timing = pd.read_csv(tmp_path / "run" / TIMING_FILE)
     assert len(timing) == 1 and timing["items"].tolist() == [1] and (timing.enc_s > 0).all()
-    report = write_video_report(tmp_path / "run", tmp_path / "report").read_text()
-    assert "## Codec speed" in report and "a timing pass after the sweep" in report
+    report = write_report([tmp_path / "run"], tmp_path / "report", bootstrap=None).markdown.read_text()
+    assert "### Codec speed" in report and "a timing pass after the sweep" in report

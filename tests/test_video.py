@@ -21,7 +21,7 @@ from vcmbench.points import build_sequence_points
 from vcmbench.records import Record
 from vcmbench.regress import regress_main
 from vcmbench.render.cttc import export_main
-from vcmbench.render.video_report import write_video_report
+from vcmbench.render.report import write_report
 from vcmbench.run import run_sweep
 from vcmbench.types import LEVELS
 from vcmbench.vision.ci_frcnn import DEFAULT_WEIGHTS
@@ -191,9 +191,8 @@ def test_video_sweep_gives_consistent_kbps_bpp_bytes_and_resumes(tmp_path):
     assert (tmp_path / "run" / "detections" / "raw" / "dtype=float32.json").is_file()
     # the report, the per-class gate and the MPEG template export read the same run
     run = tmp_path / "run"
-    md = write_video_report(run, run / "report")
-    text = md.read_text()
-    assert "BD-rate per class" in text and "BD-rate per sequence" in text and "## Class B" in text
+    text = write_report([run], run / "report").markdown.read_text()
+    assert "BD-rate per class" in text and "BD-rate per sequence" in text and "### Class B" in text
     assert (run / "report" / "figures" / "rd_class_A.png").is_file()
     assert "data:image/png;base64," in (run / "report" / "report.html").read_text()
     assert regress_main([str(run), "--reference", str(run / "classes.csv"), "--tolerance", "1"]) == 0

@@ -113,11 +113,7 @@ def _run(cfg, out_dir: str) -> None:
     print(f"points table: {out_dir}/points.csv")
     if report:
         from vcmbench.render.report import write_report
-        from vcmbench.render.video_report import is_video_run, write_video_report
 
-        if is_video_run(Path(out_dir)):
-            print(f"report: {write_video_report(Path(out_dir), Path(out_dir) / 'report')} (and report.html, figures/)")
-            return
         rep = write_report([out_dir], Path(out_dir) / "report", bootstrap=_bootstrap_settings(cfg))
         print(f"report: {rep.markdown} (and report.html, figures/)")
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from vcmbench.tables import md_table
+
+if TYPE_CHECKING:
+    from markupsafe import Markup
 
 MISSING = "–"  # the report's mark for a number that is not there
 
@@ -25,6 +29,25 @@ def html_table(df: pd.DataFrame, cls: str = "") -> str:
     )
 
 
+def figure_align(df: pd.DataFrame) -> str:
+    """Markdown alignment of a table by its cells, the rule html_table applies: a column whose every
+    cell reads as a figure (and some hold a digit) is right-aligned, any other (names, notes) left."""
+
+    def figures(col: pd.Series) -> bool:
+        cells = [str(v) for v in col]
+        return bool(cells) and all(_FIGURE.match(c) for c in cells) and any(ch.isdigit() for c in cells for ch in c)
+
+    return "".join("r" if figures(df[c]) else "l" for c in df.columns)
+
+
+def inline_html(text: str) -> Markup:
+    """A legend's markdown emphasis for HTML: **bold** stays bold, the *italic* marks are dropped."""
+    from markupsafe import Markup, escape
+
+    bold = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", str(escape(text)))
+    return Markup(bold.replace("*", ""))
+
+
 def templates(autoescape: bool):
     import jinja2
 
@@ -39,6 +62,7 @@ def templates(autoescape: bool):
     env.filters["md"] = md_table
     env.filters["md_code"] = lambda v: f"`{v}`"
     env.filters["html_table"] = lambda df, cls="": jinja2.filters.Markup(html_table(df, cls))
+    env.filters["inline_html"] = inline_html
     return env
 
 

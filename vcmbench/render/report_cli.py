@@ -1,8 +1,8 @@
 """`vcmbench report` and `vcmbench bdrate`: their command lines over `vcmbench.render.report`.
 
-`report` writes a report of run folders and points tables (`write_report`, or the video report of
-one video run); `bdrate` prints the BD-rate table of two points tables. Errors are one line and
-exit status 2, as every command's.
+`report` writes the report of run folders and points tables (`write_report`, image and video runs
+alike) and prints each section's BD-rate table; `bdrate` prints the BD-rate table of two points
+tables. Errors are one line and exit status 2, as every command's.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
 from vcmbench.render.jinja import MISSING
 from vcmbench.render.report import write_report
-from vcmbench.render.report_tables import _fmt, bd_display
+from vcmbench.render.report_tables import _fmt
 from vcmbench.tables import codec_order, codec_title, read_points, text_table
 
 
@@ -70,18 +70,6 @@ def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | Non
         "in the BD-rate tables too",
     )
     args = ap.parse_args(argv)
-    from vcmbench.render.video_report import is_video_run, write_video_report
-
-    if len(args.paths) == 1 and is_video_run(Path(args.paths[0])):
-        try:
-            md = write_video_report(
-                Path(args.paths[0]), Path(args.out or _default_out(args.paths)), args.anchor, args.method
-            )
-        except VcmbenchError as exc:
-            print(f"vcmbench report: error: {exc}", file=sys.stderr)
-            return 2
-        print(f"report: {md}")
-        return 0
     try:
         # a sharded sweep's folder: its shards merged first (metrics over the union of their items)
         paths = expand_paths(args.paths) if expand_paths else args.paths
@@ -97,22 +85,7 @@ def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | Non
         print(f"vcmbench report: error: {exc}", file=sys.stderr)
         return 2
     for g in rep.groups:
-        print(f"{g.dataset} / {g.model}: BD-rate vs {codec_title(g.points, g.anchor)}")
-        if g.bd:
-            print(text_table(bd_display(g.bd, g.intervals), "lrrrrrrl" if g.intervals is not None else "lrrrrl"))
-        else:
-            print("  (no other codec)")
-        if g.image_anchor:
-            print(f"{g.dataset} / {g.model}: BD-rate vs {codec_title(g.points, g.image_anchor)} (image anchor)")
-            print(
-                text_table(
-                    bd_display(g.bd_image, g.intervals_image), "lrrrrrrl" if g.intervals_image is not None else "lrrrrl"
-                )
-            )
-        if g.intervals is not None:
-            print(f"  intervals: {g.bootstrap}")
-        for n in g.notes:
-            print(f"  note: {n}")
+        print("\n".join(g.summary()))
     for n in rep.notes:
         print(f"note: {n}")
     print(f"report: {rep.markdown}\n        {rep.html}")

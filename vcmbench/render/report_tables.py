@@ -1,5 +1,6 @@
 """The report's tables as shown: rate points, layers, complexity and BD-rate rows formatted for
-markdown and HTML, with their legends. Numbers are formatted here only; they are computed in
+markdown and HTML, with their legends, and the task metrics' labels (image and video runs' alike,
+kept in one place). Numbers are formatted here only; they are computed in
 vcmbench.analysis and vcmbench.bootstrap.
 """
 
@@ -49,6 +50,14 @@ def _metric_label(metric: str | None, task: str = "box") -> str:
     name = None if evaluator is None else evaluator.mask_label if task == "mask" else evaluator.label
     head = "mask mAP (%" if task == "mask" else "mAP (%"
     return f"{head}, {name})" if name else f"{head})"
+
+
+def sequence_metric_label(metric: str) -> str:
+    """The axis label of a video run's task metric: MOTA for tracking sets, else its evaluator's."""
+    from vcmbench.metrics.evaluators import registered
+
+    evaluator = registered().get(metric)
+    return "MOTA (%)" if metric == "mota" else f"{evaluator.label} (%)" if evaluator else metric
 
 
 def _metric_sentence(label: str) -> str:

@@ -1,0 +1,172 @@
+"""The section of a video run's report: per-class RD plots in kbps, per-class and per-sequence BD tables.
+
+A video run writes points.csv (one row per sequence, codec and rate) and classes.csv (one row per
+class of sequences, codec and rate, metrics recomputed jointly over the class's frames). The FCM
+CTC compares codecs per class, so the section's curves and leading BD-rates are the classes' (rate
+in kbps, log x), with each sequence's BD-rate below for the detail; the tables a contributor pastes
+into MPEG's template come from `vcmbench export --format cttc RUN`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from vcmbench.analysis import BDRow, bd_row, choose_anchor
+from vcmbench.errors import VcmbenchError
+from vcmbench.render.jinja import MISSING, figure_align
+from vcmbench.render.report_tables import sequence_metric_label
+from vcmbench.render.sections import block, figure, section
+from vcmbench.tables import Source, codec_order, codec_title, read_points, text_table
+from vcmbench.timing_table import describe, read_timing
+
+#: the columns of the per-class and per-sequence rate-point tables, where the run has them
+SHOWN = ["codec", "rate", "kbps", "map", "ap", "ap50", "mota", "idf1", "hota", "n_failed", "enc_s", "dec_s"]
+
+
+@dataclass
+class VideoSection:
+    """The report's section of one video run: its classes' and sequences' tables, BD rows and figures."""
+
+    run_dir: Path
+    points: pd.DataFrame  # per sequence, with the sweep's own (contended) times
+    classes: pd.DataFrame
+    anchor: str
+    method: str
+    metric: str  # the run's task metric column ('map', or 'mota' on tracking sets)
+    label: str  # its axis label
+    notes: list[str] = field(default_factory=list)
+    figures: dict[str, list[Path]] = field(default_factory=dict)  # class -> [png, svg]
+
+    @property
+    def title(self) -> str:
+        """The section's heading, as an image run's: dataset / model."""
+        return f"{self.points['dataset'].iloc[0]} / {self.points['model'].iloc[0]}"
+
+    def by_class(self, metric: str = "map") -> pd.DataFrame:
+        """The classes' BD-rates (kbps) vs the anchor at equal `metric`: the CTC's comparison."""
+        return bd_table(self.classes, "class", self.anchor, self.method, metric)
+
+    def context(self, out_dir: Path, sources: list[Source]) -> dict:
+        """The section as the templates render it: per-class figures, BD-rates per class (and at equal
+        detection AP on tracking sets) and per sequence, then each class's points, the codec speed and
+        the per-sequence points."""
+        lead = (
+            f"Per class of sequences: rate = the duration-weighted mean of its sequences' kbps, {self.label} "
+            f"recomputed over the class's frames jointly. BD-rates in kbps vs "
+            f"**{codec_title(self.classes, self.anchor)}** ({self.method}); negative = fewer bits for the same "
+            "accuracy. The MPEG template's tables: `vcmbench export --format cttc RUN`."
+        )
+        answer = [_bd_block("BD-rate per class", self.by_class())]
+        if self.metric == "mota":  # tracking sets: MOTA is the task metric, the detections' AP is steadier
+            answer.append(_bd_block("BD-rate per class at equal detection AP", self.by_class("ap")))
+        answer.append(_bd_block("BD-rate per sequence", bd_table(self.points, "sequence", self.anchor, self.method)))
+        details = [
+            _block(f"Class {name}", _rounded(self.classes[self.classes["class"] == name])) for name in self._class_names
+        ]
+        timing = read_timing(self.run_dir)
+        if timing is not None:  # each codec timed alone; the per-sequence rows keep the sweep's own times
+            speed = timing[["codec", "rate", "enc_s", "dec_s"]].rename(
+                columns={"enc_s": "enc s/frame", "dec_s": "dec s/frame"}
+            )
+            details.append(_block("Codec speed", speed.round(4), legends=[f"{describe(timing)}."]))
+        details.append(
+            _block("Rate points per sequence", _rounded(self.points).assign(sequence=self.points["sequence"]))
+        )
+        figures = [
+            figure(out_dir, paths, f"class {name}: {self.label} vs kbps") for name, paths in self.figures.items()
+        ]
+        return section(self.title, [lead], self.notes, figures, answer, details)
+
+    def summary(self) -> list[str]:
+        """The per-class BD-rate table `vcmbench report` prints, and the notes."""
+        by_class = self.by_class()
+        head = f"{self.title}: BD-rate per class vs {codec_title(self.classes, self.anchor)}"
+        table = text_table(by_class, figure_align(by_class)) if len(by_class) else "  (no other codec)"
+        return [head, table] + [f"  note: {n}" for n in self.notes]
+
+    @property
+    def _class_names(self) -> list[str]:
+        return list(dict.fromkeys(self.classes["class"]))
+
+
+def video_section(source: Source, out_dir: Path, anchor: str | None, method: str) -> VideoSection:
+    """Read a video run's tables, choose its anchor on the classes and draw each class's RD curves."""
+    from vcmbench.render.plots import rd_plot
+
+    run_dir = source.path
+    if not (run_dir / "classes.csv").is_file():
+        raise VcmbenchError(
+            f"{run_dir}: a video run (points per sequence) without classes.csv, which its report compares "
+            "codecs on; finish the run (`vcmbench run` resumes it) or merge its shards (`vcmbench merge`)"
+        )
+    # read again, not the source's points: those carry the timing pass's times, these the sweep's own
+    points = read_points(run_dir / "points.csv")
+    classes = read_points(run_dir / "classes.csv")
+    if points.empty or classes.empty:
+        raise VcmbenchError(f"{run_dir}: the video run has no complete rate points yet; finish the run first")
+    chosen, note = choose_anchor(classes, anchor)
+    metric = str(classes["metric"].iloc[0])
+    sec = VideoSection(run_dir, points, classes, chosen, method, metric, sequence_metric_label(metric))
+    if note:
+        sec.notes.append(note)
+    for name in sec._class_names:
+        sec.figures[name] = rd_plot(
+            classes[classes["class"] == name],
+            out_dir / "figures" / f"rd_class_{name}",
+            title=f"class {name}: {sec.label} vs kbps",
+            anchor=chosen,
+            metric="map",
+            metric_label=sec.label,
+            rate_col="kbps",
+        )
+    return sec
+
+
+def bd_table(points: pd.DataFrame, key: str, anchor: str, method: str, metric: str = "map") -> pd.DataFrame:
+    """BD-rate (kbps) of every codec vs the anchor at equal `metric`, per value of `key` (class or sequence)."""
+    rows = []
+    for name in list(dict.fromkeys(points[key])):
+        sub = points[points[key] == name]
+        for codec in codec_order(sub):
+            if codec == anchor:
+                continue
+            r: BDRow = bd_row(
+                sub[sub.codec == anchor], sub[sub.codec == codec], codec, anchor, method, metric, rate_col="kbps"
+            )
+            rows.append(
+                {
+                    key: name,
+                    "codec": codec,
+                    "BD-rate (%)": _fmt(r.bd_rate, "+.2f"),
+                    "BD-metric": _fmt(r.bd_metric, "+.3f"),
+                    "overlap": f"{r.overlap_fraction * 100:.0f}%" if r.ok else MISSING,
+                    "note": r.note,
+                }
+            )
+    return pd.DataFrame(rows, columns=[key, "codec", "BD-rate (%)", "BD-metric", "overlap", "note"])
+
+
+def _bd_block(heading: str, table: pd.DataFrame) -> dict:
+    """A BD-rate table of the section (the HTML styles its note column as text)."""
+    return block(heading, table, figure_align(table), bd=True)
+
+
+def _block(heading: str, table: pd.DataFrame, legends: list[str] | None = None) -> dict:
+    """A detail table, aligned by its cells: names left, figures right."""
+    return block(heading, table, figure_align(table), legends=legends)
+
+
+def _fmt(v: float, spec: str) -> str:
+    return MISSING if pd.isna(v) else format(v, spec)
+
+
+def _rounded(df: pd.DataFrame) -> pd.DataFrame:
+    """The SHOWN columns the table has, floats to 4 significant digits (large ones whole)."""
+    out = df[[c for c in SHOWN if c in df.columns]].copy()
+    for c in out.columns:
+        if pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c].map(lambda v: MISSING if pd.isna(v) else f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}")
+    return out
