@@ -10,7 +10,7 @@ from vcmbench.errors import ConfigError
 from vcmbench.render.report import write_report
 from vcmbench.run import run_sweep
 from vcmbench.settings import RunSettings
-from vcmbench.timing_table import COLUMNS, TIMING_FILE
+from vcmbench.timing_table import COLUMNS, LOAD_COLUMNS, TIMING_FILE, describe
 
 SMALL = [
     "dataset.count=2",
@@ -29,7 +29,8 @@ def test_the_report_shows_the_timing_pass_and_points_keep_the_sweeps_times(tmp_p
     )
     timing = pd.read_csv(tmp_path / "run" / TIMING_FILE, dtype={"rate": str})
     points = pd.read_csv(tmp_path / "run" / "points.csv", dtype={"rate": str})
-    assert list(timing.columns) == COLUMNS
+    assert list(timing.columns) == COLUMNS + LOAD_COLUMNS
+    assert (timing.cores >= 1).all() and (timing.others_cores >= 0).all()
     assert set(zip(timing.codec, timing.rate)) == set(zip(points.codec, points.rate))
     assert (timing["items"] == 1).all() and (timing.arithmetic == "native").all()  # the sweep was exact
     assert (timing.enc_s > 0).all() and (timing.dec_s > 0).all()
@@ -90,3 +91,32 @@ def test_a_sequence_sets_pass_times_its_first_sequence_per_frame(tmp_path):
     assert len(timing) == 1 and timing["items"].tolist() == [1] and (timing.enc_s > 0).all()
     report = write_report([tmp_path / "run"], tmp_path / "report", bootstrap=None).markdown.read_text()
     assert "### Codec speed" in report and "a timing pass after the sweep" in report
+
+
+@pytest.mark.timeout(60)
+def test_a_pass_beside_a_busy_process_measures_it_and_the_report_warns():
+    """What else ran during the pass is measured (the machine's busy CPU time less this process's),
+    so a report never shows contended times as the codecs' own without saying so."""
+    import subprocess
+    import sys
+    import time
+
+    from vcmbench.timing_pass import _cpu_seconds, _others_cores
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        before = _cpu_seconds()
+        time.sleep(1.5)
+        others = _others_cores(before, _cpu_seconds())
+    finally:
+        busy.kill()
+        busy.wait()
+    assert others > 0.5  # the spinning process alone keeps one core busy
+    row = {"codec": "raw", "rate": "x", "enc_s": 0.1, "dec_s": 0.1, "items": 2, "arithmetic": "native"}
+    table = pd.DataFrame([{**row, "threads": 1, "cpu": "some CPU", "others_cores": others, "cores": 2}])
+    assert "WARNING: other processes kept" in describe(table) and "contended too" in describe(table)
+    idle = describe(table.assign(others_cores=0.01))
+    assert "WARNING" not in idle and "other processes: 0.01 of its 2 cores busy during the pass" in idle
+    assert "what else ran was not measured" in describe(table.assign(others_cores=float("nan")))
+    assert "other processes" not in describe(table.drop(columns=LOAD_COLUMNS))  # a pass made before

@@ -18,6 +18,8 @@ payloads and detections are thrown away: only the clock readings are kept.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from vcmbench.atomic import write_bytes
 from vcmbench.datasets.sequences import SequenceRecord
 from vcmbench.item_coding import ItemCoder
 from vcmbench.settings import TimingSettings
-from vcmbench.timing_table import COLUMNS, TIMING_FILE
+from vcmbench.timing_table import COLUMNS, LOAD_COLUMNS, TIMING_FILE
 
 log = logging.getLogger("vcmbench.run")
 
@@ -56,6 +58,7 @@ def time_alone(coder: ItemCoder, items: Sequence, settings: TimingSettings, swee
     timed = list(items)[: min(settings.items, 1) if sequences else settings.items]
     warm_up = [] if sequences else timed[:1]
     rows = []
+    before = _cpu_seconds()
     try:
         with determinism.arithmetic(mode):
             for k, item in enumerate(warm_up + timed):
@@ -64,8 +67,9 @@ def time_alone(coder: ItemCoder, items: Sequence, settings: TimingSettings, swee
                         rows.append({"codec": rec.codec, "rate": rec.rate, "enc_s": rec.enc_s, "dec_s": rec.dec_s})
     finally:
         coder.fidelity, coder.workers, coder.codec_times_only = fidelity, workers, False
+    others = _others_cores(before, _cpu_seconds())
     if not rows:
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=COLUMNS + LOAD_COLUMNS)
     table = (
         pd.DataFrame(rows)
         .groupby(["codec", "rate"], sort=False)
@@ -76,7 +80,32 @@ def time_alone(coder: ItemCoder, items: Sequence, settings: TimingSettings, swee
         arithmetic="exact" if mode == "exact" else "native",
         threads=torch.get_num_threads(),
         cpu=determinism.cpu_model(),
-    )[COLUMNS]
+        others_cores=others,
+        cores=os.cpu_count() or 1,
+    )[COLUMNS + LOAD_COLUMNS]
+
+
+def _cpu_seconds() -> tuple[float, float, float] | None:
+    """(wall clock, CPU seconds the whole machine spent busy, CPU seconds of this process and its
+    waited-for children: the external encoders), or None where /proc/stat cannot be read."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user .. steal, not guest (counted in user)
+    t = os.times()
+    return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def _others_cores(before: tuple | None, after: tuple | None) -> float:
+    """The cores other processes kept busy on average between two `_cpu_seconds` readings: the
+    machine's busy CPU time less this process's own, over the wall time (NaN where not measurable)."""
+    if before is None or after is None or after[0] <= before[0]:
+        return float("nan")
+    others = (after[1] - before[1]) - (after[2] - before[2])
+    return max(0.0, others / (after[0] - before[0]))
 
 
 def write_timing(run_dir: Path, coder: ItemCoder, items: Sequence, settings: TimingSettings, sweep_mode: str) -> None:
