@@ -92,7 +92,7 @@ def item_points(
         row = wanted.get((codec, rate)) if wanted is not None else None
         if wanted is not None and (row is None or int(row.bytes) != sum(r.bytes for r in ordered)):
             continue
-        if any(r.frames for r in ordered):
+        if any(r.is_sequence for r in ordered):
             raise VcmbenchError(f"{codec} {rate}: sequence records; the bootstrap resamples images only (for now)")
         point = ItemPoint(
             codec,

@@ -76,8 +76,25 @@ class RunLock:
         self.release()
 
 
+class FrameResult(NamedTuple):
+    """One frame's results in a record: its image id, detection rows and their masks (if any)."""
+
+    frame_id: int
+    detections: list[list[float]]
+    masks: list[str]
+
+
 @dataclass
 class Record:
+    """One (item, codec, rate): the item's bytes and times, and per frame its results.
+
+    A work item is a sequence of frames and an image is a one-frame item; read a record's results
+    through `frame_results()` (and `item_id`), which are the same for both. On disk an image's one
+    frame keeps its fields `detections` / `masks` and a sequence's frames `frame_*` (with
+    `image_id` the sequence id): the line format every run folder, shard and reference already has,
+    so runs made before still resume and merge.
+    """
+
     image_id: int
     codec: str
     rate: str
@@ -120,6 +137,27 @@ class Record:
     @property
     def key(self) -> tuple[int, str, str, str]:
         return (self.image_id, self.codec, self.rate, self.setup)
+
+    @property
+    def item_id(self) -> int:
+        """The work item's id: an image's, or a sequence's (its frames have their own)."""
+        return self.image_id
+
+    @property
+    def is_sequence(self) -> bool:
+        return bool(self.frames)
+
+    def frame_results(self) -> list[FrameResult]:
+        """Each frame's results in order: an image record's one frame, a sequence record's frames."""
+        if self.frames:
+            masks = self.frame_masks or [[] for _ in self.frame_ids]
+            return [FrameResult(*f) for f in zip(self.frame_ids, self.frame_detections, masks)]
+        return [FrameResult(self.image_id, self.detections, self.masks)]
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether the network segmented: the record's frames carry instance masks."""
+        return bool(self.masks or self.frame_masks)
 
 
 class RecordsCorrupt(VcmbenchError):
@@ -274,7 +312,7 @@ def coco_results(records: list[Record]) -> list[dict]:
     under the frames' image ids."""
     out = []
     for r in records:
-        for image_id, rows, masks in _detections_by_image(r):
+        for image_id, rows, masks in r.frame_results():
             for i, d in enumerate(rows):
                 row = {"image_id": image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
                 if masks:
@@ -292,14 +330,6 @@ def encode_masks(masks) -> list[str]:
         return []
     dense = np.asfortranarray(np.asarray(masks, dtype=np.uint8).transpose(1, 2, 0))
     return [rle["counts"].decode("ascii") for rle in mask_utils.encode(dense)]
-
-
-def _detections_by_image(r: Record) -> list[tuple[int, list[list[float]], list[str]]]:
-    """(image id, detection rows, their masks) of each frame a record covers: an image's one."""
-    if r.frames:
-        masks = r.frame_masks or [[] for _ in r.frame_ids]
-        return list(zip(r.frame_ids, r.frame_detections, masks))
-    return [(r.image_id, r.detections, r.masks)]
 
 
 def write_detections(records: list[Record], image_ids: list[int], folder: Path) -> None:

@@ -49,10 +49,13 @@ BUILTIN = (
 class ItemRecord(Protocol):
     """What an evaluator reads of a record (`vcmbench.records.Record`, a layer above the metrics)."""
 
-    image_id: int
-    masks: list
-    frame_masks: list
-    frame_detections: list
+    @property
+    def item_id(self) -> int: ...
+
+    @property
+    def has_masks(self) -> bool: ...
+
+    def frame_results(self) -> list: ...
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def segments(items: ItemSet, records: Sequence[ItemRecord]) -> bool:
     network segments (its evaluator says what a box-only annotation means: COCO refuses it,
     OpenImages ignores the objects without a mask as the challenge does); a video set only where
     every object has a mask, since video sets may annotate boxes alone (the synthetic videos)."""
-    if not any(r.masks or r.frame_masks for r in records):
+    if not any(r.has_masks for r in records):
         return False
     return items.sequences is None or has_mask_truth(items.annotation_file)
 

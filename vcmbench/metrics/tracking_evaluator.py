@@ -34,11 +34,14 @@ def tracking_scores(
     by_id = {s.sequence_id: s for s in dataset.sequences}
     pairs = {}
     for r in records:
-        seq = by_id[r.image_id]
+        seq = by_id[r.item_id]
         key = ("tracks", seq.sequence_id)
         if key not in memo:
             truth = dataset.ground_truth_tracks[seq.sequence_id]
-            memo[key] = ([truth[f] for f in seq.frame_ids], track_sequence(r.frame_detections, **(items.tracker or {})))
+            memo[key] = (
+                [truth[f] for f in seq.frame_ids],
+                track_sequence([f.detections for f in r.frame_results()], **(items.tracker or {})),
+            )
         pairs[seq.name] = memo[key]
     combined = evaluate_sequences(pairs)[COMBINED]
     return {k: combined[k] for k in COLUMNS}
