@@ -168,6 +168,13 @@ def score_items(items: ItemSet, records: Sequence[ItemRecord], results: list[dic
     return SetScores(lead.name, columns[lead.headline], columns)
 
 
+def scores_boxes(metric: str) -> bool:
+    """Whether the evaluator a points table's `metric` column names is a box metric (a dataset's
+    own, as `coco`); False for one that outranks it on some sets (tracking's `mota`)."""
+    evaluator = registered().get(metric)
+    return evaluator is not None and evaluator.evaluate is not None
+
+
 def axis_label(metric: str) -> str:
     """How a report labels a points table's `map` whose `metric` column says `metric`: the
     evaluator's label in percent ("MOTA (%)", "COCO AP@[.5:.95] (%)"), else the name itself."""

@@ -52,14 +52,6 @@ def _metric_label(metric: str | None, task: str = "box") -> str:
     return f"{head}, {name})" if name else f"{head})"
 
 
-def sequence_metric_label(metric: str) -> str:
-    """The axis label of a video run's task metric: MOTA for tracking sets, else its evaluator's."""
-    from vcmbench.metrics.evaluators import registered
-
-    evaluator = registered().get(metric)
-    return "MOTA (%)" if metric == "mota" else f"{evaluator.label} (%)" if evaluator else metric
-
-
 def _metric_sentence(label: str) -> str:
     head, _, inner = label.partition(" (%, ")
     return f"{head}: {inner[:-1]}, in percent" if inner else f"{head} in percent"

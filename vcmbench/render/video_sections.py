@@ -16,8 +16,8 @@ import pandas as pd
 
 from vcmbench.analysis import BDRow, bd_row, choose_anchor
 from vcmbench.errors import VcmbenchError
+from vcmbench.metrics.evaluators import axis_label, scores_boxes
 from vcmbench.render.jinja import MISSING, figure_align
-from vcmbench.render.report_tables import sequence_metric_label
 from vcmbench.render.sections import block, figure, section
 from vcmbench.tables import Source, codec_order, codec_title, read_points, text_table
 from vcmbench.timing_table import describe, read_timing
@@ -35,7 +35,7 @@ class VideoSection:
     classes: pd.DataFrame
     anchor: str
     method: str
-    metric: str  # the run's task metric column ('map', or 'mota' on tracking sets)
+    metric: str  # the evaluator whose headline is the points' `map` (a tracking set's: mota)
     label: str  # its axis label
     notes: list[str] = field(default_factory=list)
     figures: dict[str, list[Path]] = field(default_factory=dict)  # class -> [png, svg]
@@ -60,7 +60,7 @@ class VideoSection:
             "accuracy. The MPEG template's tables: `vcmbench export --format cttc RUN`."
         )
         answer = [_bd_block("BD-rate per class", self.by_class())]
-        if self.metric == "mota":  # tracking sets: MOTA is the task metric, the detections' AP is steadier
+        if not scores_boxes(self.metric):  # e.g. MOTA of a tracking set: the detections' AP is steadier
             answer.append(_bd_block("BD-rate per class at equal detection AP", self.by_class("ap")))
         answer.append(_bd_block("BD-rate per sequence", bd_table(self.points, "sequence", self.anchor, self.method)))
         details = [
@@ -109,7 +109,7 @@ def video_section(source: Source, out_dir: Path, anchor: str | None, method: str
         raise VcmbenchError(f"{run_dir}: the video run has no complete rate points yet; finish the run first")
     chosen, note = choose_anchor(classes, anchor)
     metric = str(classes["metric"].iloc[0])
-    sec = VideoSection(run_dir, points, classes, chosen, method, metric, sequence_metric_label(metric))
+    sec = VideoSection(run_dir, points, classes, chosen, method, metric, axis_label(metric))
     if note:
         sec.notes.append(note)
     for name in sec._class_names:
