@@ -28,7 +28,8 @@ demo: install
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist); ruff first, so a lint error fails fast.
 # loadfile: a test file's tests run on one worker, in order, so a module fixture (the default run, the
-# video run) is made once, not once per worker.
+# video run) is made once, not once per worker; files go out in collection order, the longest first
+# (tests/conftest.py LONGEST_FIRST), not xdist's default of the most tests first.
 # `make test` is the quick suite; `make e2e` the end-to-end runs marked slow (the default run, the
 # video and Mask R-CNN reduced runs, the wheel, SLURM). CI (.ci/run) runs both.
 TEST_WORKERS ?= 2
@@ -36,10 +37,10 @@ test: install detectron2
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	bash scripts/lint_docker.sh
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 e2e: install detectron2
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m slow
 
 # The CI regression references (anchors/README.md): the default run (20 scenes, what CI runs)
 # and the same codecs over 50 scenes (benchmarks/default_scenes.py: how far the BD-rates move).
