@@ -11,10 +11,12 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from vcmbench.errors import MetricError
 from vcmbench.metrics.bd import MIN_POINTS, compare
+from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, monotonic_values
 from vcmbench.tables import codec_order, codecs_with_role
 from vcmbench.types import TASK_COLUMNS
 
@@ -59,6 +61,7 @@ class BDRow:
     reason: str | None = None  # why no figure could be computed
     n_failed: int = 0
     dominated: tuple[str, ...] = ()  # "codec rate" of points left out: more bits, no higher metric
+    fitted: tuple[str, ...] = ()  # curves whose metric values the monotonic rule replaced by its fit
 
     @property
     def ok(self) -> bool:
@@ -79,6 +82,8 @@ class BDRow:
             parts.append(f"{WARN} {self.n_failed} failed decode(s) in its points")
         if self.dominated:
             parts.append("dominated point(s) left out (more bits, no higher mAP): " + ", ".join(self.dominated))
+        if self.fitted:
+            parts.append("not rising with rate, replaced by a monotonic cubic fit: " + ", ".join(self.fitted))
         return "; ".join(parts)
 
 
@@ -114,6 +119,18 @@ def pareto_positions(metric_by_rate) -> tuple[list[int], list[int]]:
     return keep, dropped
 
 
+def monotonic_front(pts: pd.DataFrame, rate_col: str = "bpp", metric: str = "map") -> tuple[pd.DataFrame, bool]:
+    """The monotonic rule's curve (metrics.curve_fitting): every point, sorted by rate, with the
+    metric column replaced by the monotonic cubic fit where the measured one does not rise with
+    rate. Returns (points, whether the values were replaced)."""
+    pts = pts.sort_values(rate_col, kind="stable")
+    measured = pd.to_numeric(pts[metric], errors="coerce").to_numpy(float)
+    values = monotonic_values(pd.to_numeric(pts[rate_col], errors="coerce").to_numpy(float), measured)
+    if np.array_equal(values, measured, equal_nan=True):
+        return pts, False
+    return pts.assign(**{metric: values}), True
+
+
 def bd_row(
     anchor_pts: pd.DataFrame,
     test_pts: pd.DataFrame,
@@ -122,11 +139,20 @@ def bd_row(
     method: str = "pchip",
     metric: str = "map",
     rate_col: str = "bpp",
+    curve: str = DEFAULT_CURVE,
 ) -> BDRow:
+    """BD figures of one codec vs the anchor, each curve first taken through the `curve` rule
+    (pareto: dominated points left out; monotonic: a non-rising curve replaced by its fit); a
+    comparison that cannot be made gets its reason instead of figures."""
+    check_curve(curve)
     row = BDRow(codec, anchor)
     if "n_failed" in test_pts:
         row.n_failed = int(pd.to_numeric(test_pts.n_failed, errors="coerce").fillna(0).sum())
-    if len(test_pts) > 1 and len(anchor_pts) > 1:
+    if curve == "monotonic":
+        test_pts, t_fit = monotonic_front(test_pts, rate_col, metric)
+        anchor_pts, a_fit = monotonic_front(anchor_pts, rate_col, metric)
+        row.fitted = tuple(who for who, fit in ((codec, t_fit), (f"anchor {anchor}", a_fit)) if fit)
+    elif len(test_pts) > 1 and len(anchor_pts) > 1:
         dominated = []
         test_front, d_test = pareto_front(test_pts, rate_col, metric)
         anchor_front, d_anchor = pareto_front(anchor_pts, rate_col, metric)
@@ -158,10 +184,16 @@ def bd_row(
     return row
 
 
-def bd_rows(points: pd.DataFrame, anchor: str, method: str = "pchip", metric: str = "map") -> list[BDRow]:
+def bd_rows(
+    points: pd.DataFrame, anchor: str, method: str = "pchip", metric: str = "map", curve: str = DEFAULT_CURVE
+) -> list[BDRow]:
     """Every codec of one (dataset, model) group vs the anchor (the anchor itself left out)."""
     a = points[points.codec == anchor]
-    return [bd_row(a, points[points.codec == c], c, anchor, method, metric) for c in codec_order(points) if c != anchor]
+    return [
+        bd_row(a, points[points.codec == c], c, anchor, method, metric, curve=curve)
+        for c in codec_order(points)
+        if c != anchor
+    ]
 
 
 def uncompressed_line(points: pd.DataFrame) -> tuple[str, float] | None:

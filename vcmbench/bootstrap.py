@@ -10,8 +10,9 @@ Per resample a point's rate is 8 x (drawn bytes) / (drawn pixels), each item cou
 times as it was drawn, and its metric comes from `metrics.item_matches`: detections matched to
 ground truth once per item, aggregated under the draw's weights (weights of all ones give the
 points table's mAP to the last bit, which `load_run_items` checks). The BD-rate of a resample
-uses the same pareto front and interpolation as the report's (`analysis.pareto_front`,
-`metrics.bd`); a resample on which the curves do not overlap has no BD-rate and is counted, not
+uses the same curve rule and interpolation as the report's (`analysis.pareto_front`, or the
+monotonic fit of `metrics.curve_fitting`, and `metrics.bd`: the fit is redone on each resample's
+curve); a resample on which the curves do not overlap has no BD-rate and is counted, not
 imputed. Reported: the full-set figure, the resamples' median and percentile interval, and the
 share of resamples with BD-rate below 0. The seed is a setting: the same seed, the same interval.
 """
@@ -29,6 +30,7 @@ import pandas as pd
 from vcmbench.analysis import pareto_positions
 from vcmbench.errors import ConfigError, MetricError, VcmbenchError
 from vcmbench.metrics.bd import MIN_POINTS, bd_rate
+from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, monotonic_values
 from vcmbench.metrics.item_matches import ItemMatches, match_items
 from vcmbench.records import Record, coco_results, read_records
 from vcmbench.settings import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED
@@ -182,16 +184,19 @@ def _curves(
     return np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
 
 
-def _front(rate: np.ndarray, metric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The report's pareto front (analysis.pareto_positions) of one resample's curve."""
+def _front(rate: np.ndarray, metric: np.ndarray, curve: str = DEFAULT_CURVE) -> tuple[np.ndarray, np.ndarray]:
+    """The report's curve rule on one resample's curve: its pareto front (analysis.pareto_positions)
+    or every point with the monotonic fit's values (analysis.monotonic_front)."""
     order = np.argsort(rate, kind="stable")
+    if curve == "monotonic":
+        return rate[order], monotonic_values(rate[order], metric[order])
     keep = order[pareto_positions(metric[order])[0]]
     return rate[keep], metric[keep]
 
 
-def _bd(a_rate, a_metric, t_rate, t_metric, method: str) -> float:
-    ar, am = _front(a_rate, a_metric)
-    tr, tm = _front(t_rate, t_metric)
+def _bd(a_rate, a_metric, t_rate, t_metric, method: str, curve: str = DEFAULT_CURVE) -> float:
+    ar, am = _front(a_rate, a_metric, curve)
+    tr, tm = _front(t_rate, t_metric, curve)
     if len(ar) < MIN_POINTS or len(tr) < MIN_POINTS:
         return math.nan
     try:
@@ -218,9 +223,12 @@ def bootstrap_pair(
     level: float = DEFAULT_LEVEL,
     seed: int = DEFAULT_SEED,
     cache: dict | None = None,
+    curve: str = DEFAULT_CURVE,
 ) -> BDInterval:
     """BD-rate of `test` vs `anchor` on the full set and on each row of `weights` (the same rows
-    for both curves: paired); a FixedCurve anchor stays as it is while the test is resampled."""
+    for both curves: paired); a FixedCurve anchor stays as it is while the test is resampled.
+    `curve`: the rule each curve goes through first (metrics.curve_fitting.CURVES)."""
+    check_curve(curve)
     fixed = isinstance(anchor, FixedCurve)
     name = test[0].codec if test else "?"
     anchor_name = anchor.codec if fixed else (anchor[0].codec if anchor else "?")
@@ -248,9 +256,9 @@ def bootstrap_pair(
     else:
         aa, am = _curves(anchor, None, cache)
         ar, amr = _curves(anchor, weights, cache)
-    estimate = _bd(aa[:, 0], am[:, 0], ta[:, 0], tm[:, 0], method)
+    estimate = _bd(aa[:, 0], am[:, 0], ta[:, 0], tm[:, 0], method, curve)
     tr, tmr = _curves(test, weights, cache)
-    values = np.array([_bd(ar[:, b], amr[:, b], tr[:, b], tmr[:, b], method) for b in range(n)])
+    values = np.array([_bd(ar[:, b], amr[:, b], tr[:, b], tmr[:, b], method, curve) for b in range(n)])
     valid = values[np.isfinite(values)]
     if not valid.size:
         return BDInterval(
@@ -294,6 +302,7 @@ def bootstrap_bd(
     method: str = "pchip",
     level: float = DEFAULT_LEVEL,
     cache: dict | None = None,
+    curve: str = DEFAULT_CURVE,
 ) -> list[BDInterval]:
     """Every codec vs the anchor, all on one set of resamples of the run's items. `cache`: each
     point's resampled values, shared by calls with the same items, `n_resamples` and `seed` (the
@@ -301,7 +310,16 @@ def bootstrap_bd(
     weights = resample_weights(len(items.item_ids), n_resamples, seed)
     cache = {} if cache is None else cache
     return [
-        bootstrap_pair(items.curve(c), items.curve(anchor), weights, method=method, level=level, seed=seed, cache=cache)
+        bootstrap_pair(
+            items.curve(c),
+            items.curve(anchor),
+            weights,
+            method=method,
+            level=level,
+            seed=seed,
+            cache=cache,
+            curve=curve,
+        )
         for c in codecs
         if c != anchor
     ]

@@ -46,6 +46,7 @@ from vcmbench.bootstrap import (
 )
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
+from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, curve_heading
 from vcmbench.tables import codec_order, encoder_of, load_sources, merge_points, read_points, text_table
 
 __all__ = ["EXIT_OK", "EXIT_REGRESSION", "EXIT_UNUSABLE", "Check", "regress", "regress_main", "DEFAULT_REFERENCE"]
@@ -79,12 +80,13 @@ class Check:
         return self.status in (UNUSABLE, MISSING, ENVIRONMENT)
 
 
-def _bd_ok(ref: pd.DataFrame, metric: str, rate_col: str = "bpp") -> bool:
+def _bd_ok(ref: pd.DataFrame, metric: str, rate_col: str = "bpp", curve: str = DEFAULT_CURVE) -> bool:
     """Whether the reference makes a BD curve: 4 or more points on its pareto front (a small set's
-    noisy metric can leave fewer: such a reference is compared point by point)."""
+    noisy metric can leave fewer: such a reference is compared point by point); under the monotonic
+    rule every point stays, so 4 or more points whose metric varies."""
     if len(ref) < MIN_POINTS or ref[metric].nunique(dropna=True) <= 1:
         return False
-    return len(pareto_front(ref, rate_col, metric)[0]) >= MIN_POINTS
+    return curve == "monotonic" or len(pareto_front(ref, rate_col, metric)[0]) >= MIN_POINTS
 
 
 def _pct(new: float, old: float) -> float:
@@ -179,8 +181,9 @@ def _bd(
     metric: str,
     rate_col: str = "bpp",
     significance: Significance | None = None,
+    curve: str = DEFAULT_CURVE,
 ) -> Check:
-    r = bd_row(ref, run, codec, "reference", method, metric, rate_col)
+    r = bd_row(ref, run, codec, "reference", method, metric, rate_col, curve)
     if not r.ok:
         return Check(ds, model, codec, "BD-rate", math.nan, r.reason or "", UNUSABLE)
     detail = (
@@ -189,10 +192,12 @@ def _bd(
     )
     if r.n_failed:
         detail += f"; {r.n_failed} failed decode(s) in the run"
+    if r.fitted:
+        detail += f"; monotonic cubic fit of {', '.join(r.fitted)}"
     status = REGRESSION if r.bd_rate > tol else (BETTER if r.bd_rate < -tol else OK)
     if significance is None:
         return Check(ds, model, codec, "BD-rate", r.bd_rate, detail, status, f"BD-rate {r.bd_rate:+.2f}%")
-    iv = _interval(significance, codec, method, ref, metric)
+    iv = _interval(significance, codec, method, ref, metric, curve)
     if iv is None or not iv.ok:
         why = "no per-item records of it in the run" if iv is None else iv.reason
         return Check(ds, model, codec, "BD-rate", r.bd_rate, f"{detail}; no bootstrap: {why}", UNUSABLE)
@@ -215,7 +220,9 @@ def _bd(
     )
 
 
-def _interval(sig: Significance, codec: str, method: str, ref: pd.DataFrame, metric: str) -> BDInterval | None:
+def _interval(
+    sig: Significance, codec: str, method: str, ref: pd.DataFrame, metric: str, curve: str = DEFAULT_CURVE
+) -> BDInterval | None:
     """One-sided bounds at alpha: the two-sided interval of level 1 - 2 alpha."""
     if sig.run_items is None or not sig.run_items.curve(codec):
         return None
@@ -226,8 +233,9 @@ def _interval(sig: Significance, codec: str, method: str, ref: pd.DataFrame, met
         anchor: list[ItemPoint] | FixedCurve = sig.ref_items.curve(codec)
     else:
         anchor = FixedCurve(codec, ref["bpp"].to_numpy(float), ref[metric].to_numpy(float))
+    level, seed = 1 - 2 * sig.alpha, sig.settings.seed
     return bootstrap_pair(
-        sig.run_items.curve(codec), anchor, weights, method=method, level=1 - 2 * sig.alpha, seed=sig.settings.seed
+        sig.run_items.curve(codec), anchor, weights, method=method, level=level, seed=seed, curve=curve
     )
 
 
@@ -262,9 +270,11 @@ def regress(
     method: str = "pchip",
     metric: str = "map",
     significance: Significance | None = None,
+    curve: str = DEFAULT_CURVE,
 ) -> list[Check]:
     """One Check per (dataset, model, codec) of the reference; per (dataset, model, class, codec),
-    in kbps, when the reference is a classes table."""
+    in kbps, when the reference is a classes table. `curve`: the BD curve rule (metrics.curve_fitting)."""
+    check_curve(curve)
     video = is_classes_table(reference)
     keys, rate_col = (
         (["dataset", "model", "class", "codec"], "kbps") if video else (["dataset", "model", "codec"], "bpp")
@@ -281,10 +291,9 @@ def regress(
         elif (why := _image_count_mismatch(ref, mine)) is not None:
             checks.append(Check(ds, model, codec, "-", math.nan, why, UNUSABLE))
         else:
-            if _bd_ok(ref, metric, rate_col):
-                check = _bd(
-                    ds, model, codec, ref, mine, tolerance, method, metric, rate_col, None if video else significance
-                )
+            if _bd_ok(ref, metric, rate_col, curve):
+                sig = None if video else significance
+                check = _bd(ds, model, codec, ref, mine, tolerance, method, metric, rate_col, sig, curve)
             else:
                 check = _per_point(ds, model, codec, ref, mine, tolerance, metric, rate_col)
             changed = _encoder_change(ref, mine, key[-1])
@@ -360,6 +369,13 @@ def regress_main(argv: list[str]) -> int:
     ap.add_argument("--method", choices=list(METHODS), default="pchip", help="BD interpolation (default: pchip)")
     ap.add_argument("--metric", default="map", help="metric column (default: map)")
     ap.add_argument(
+        "--curve",
+        default=DEFAULT_CURVE,
+        metavar="RULE",
+        help="how a curve whose metric does not rise with rate is made monotonic before BD: pareto "
+        "(default: dominated points left out) or monotonic (MPEG's monotonic cubic fit of its values)",
+    )
+    ap.add_argument(
         "--alpha",
         type=float,
         default=None,
@@ -371,6 +387,7 @@ def regress_main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed for --alpha")
     args = ap.parse_args(argv)
     try:
+        check_curve(args.curve, "--curve")
         if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
             raise VcmbenchError(f"--tolerance {args.tolerance}: give a percentage >= 0 (e.g. 1.0)")
         if args.alpha is not None and not 0 < args.alpha < 0.5:
@@ -430,7 +447,8 @@ def regress_main(argv: list[str]) -> int:
             print(f"vcmbench regress: error: {exc}", file=sys.stderr)
             return EXIT_UNUSABLE
         significance = Significance(args.alpha, settings, run_items, ref_items)
-    checks = regress(run, reference, args.tolerance, args.method, args.metric, significance)
+    checks = regress(run, reference, args.tolerance, args.method, args.metric, significance, args.curve)
+    rule = f", {curve_heading(args.curve)}" if curve_heading(args.curve) else ""
     gate = (
         f"significance: alpha {args.alpha:g}, {args.resamples} resamples, seed {args.seed}, "
         f"{'paired with the reference run' if significance and significance.ref_items else 'reference fixed'}; "
@@ -439,7 +457,7 @@ def regress_main(argv: list[str]) -> int:
     )
     print(
         f"vcmbench regress: {args.run} vs {ref_path}, tolerance {args.tolerance:g}% "
-        f"({gate}BD-rate via {args.method}; single-point codecs: bpp and {args.metric} point by point)"
+        f"({gate}BD-rate via {args.method}{rule}; single-point codecs: bpp and {args.metric} point by point)"
     )
     print(_table(checks, len(ref_groups) > 1))
     for n in notes:

@@ -27,7 +27,11 @@ Class rows come from the run's classes.csv: their mAP is evaluated jointly over 
 frames, which cannot be rebuilt from per-sequence numbers, so an export without it is refused.
 
 Beside the two template CSVs, every codec other than the anchor gets a BD-rate summary (kbps
-vs end_accuracy, vcmbench.metrics.bd) per sequence and per class.
+vs end_accuracy, vcmbench.metrics.bd) per sequence and per class. `--curve monotonic` takes its
+BD-rates on MPEG's monotonic cubic fit of curves whose accuracy does not rise with rate
+(vcmbench.metrics.curve_fitting) instead of their pareto fronts; the summary then has a `curve`
+column saying so. The template CSVs keep the measured accuracies either way: the spreadsheet is
+given what was measured, and applies its own rule.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import pandas as pd
 
 from vcmbench.analysis import BDRow, bd_row, choose_anchor
 from vcmbench.errors import VcmbenchError
+from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, curve_heading
 from vcmbench.tables import REQUIRED_COLUMNS, codec_order, codec_title, encoder_of, groups, text_table
 
 __all__ = [
@@ -207,12 +212,12 @@ def _by_rate(rows: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def _bd(anchor_rows: pd.DataFrame, test_rows: pd.DataFrame, codec: str, anchor: str, what: str) -> BDRow:
+def _bd(anchor_rows: pd.DataFrame, test_rows: pd.DataFrame, codec: str, anchor: str, what: str, curve: str) -> BDRow:
     if test_rows.empty:
         return BDRow(codec, anchor, reason=f"{codec} has no points for this {what}")
     if anchor_rows.empty:
         return BDRow(codec, anchor, reason=f"anchor {anchor} has no points for this {what}")
-    return bd_row(anchor_rows, test_rows, codec, anchor, metric="map", rate_col="kbps")
+    return bd_row(anchor_rows, test_rows, codec, anchor, metric="map", rate_col="kbps", curve=curve)
 
 
 def _bd_cells(level: str, name: str, cls: str, row: BDRow) -> dict[str, str]:
@@ -235,15 +240,21 @@ def _bd_cells(level: str, name: str, cls: str, row: BDRow) -> dict[str, str]:
 
 
 def export_cttc(
-    points: pd.DataFrame, classes: pd.DataFrame | None, out_dir: Path, anchor: str | None = None
+    points: pd.DataFrame,
+    classes: pd.DataFrame | None,
+    out_dir: Path,
+    anchor: str | None = None,
+    curve: str = DEFAULT_CURVE,
 ) -> list[Path]:
     """Write, per (dataset, model, codec), `<slug>-sequences.csv` and `<slug>-classes.csv` in the
     template's layout (CTTC_LAYOUT) and, for every codec but the anchor, `<slug>-bdrate.csv`
     (BD-rate vs the anchor per sequence and per class). Returns the paths written.
 
     `anchor`: the codec the BD-rates are taken against (default: per (dataset, model), the
-    codec of role feature_anchor, as vcmbench.analysis.choose_anchor picks it).
+    codec of role feature_anchor, as vcmbench.analysis.choose_anchor picks it). `curve`: the BD
+    curve rule (metrics.curve_fitting); other than the default, a `curve` column names it.
     """
+    check_curve(curve)
     _check_video(points, "these points")
     if classes is None:
         raise _missing_classes("these points")
@@ -292,16 +303,19 @@ def export_cttc(
             for cls, seqs in order:
                 for s in seqs:
                     a, t = anchor_pts[anchor_pts.sequence == s], seq_pts[seq_pts.sequence == s]
-                    bd.append(_bd_cells("sequence", s, cls, _bd(a, t, codec, chosen, "sequence")))
+                    bd.append(_bd_cells("sequence", s, cls, _bd(a, t, codec, chosen, "sequence", curve)))
             for cls, _ in order:
                 a, t = anchor_classes[anchor_classes["class"] == cls], codec_classes[codec_classes["class"] == cls]
-                bd.append(_bd_cells("class", cls, cls, _bd(a, t, codec, chosen, "class")))
+                bd.append(_bd_cells("class", cls, cls, _bd(a, t, codec, chosen, "class", curve)))
             path = out_dir / f"{stem}-bdrate.csv"
             summary = pd.DataFrame(bd, columns=BD_COLUMNS).assign(**{"anchor encoder": encoder_of(pts, chosen)})
+            if curve_heading(curve):  # the default's file keeps its columns
+                summary.insert(summary.columns.get_loc("note"), "curve", curve)
             summary.to_csv(path, index=False)
             written.append(path)
             summary = summary[summary.level == "class"][["name", "BD-rate (%)", "BD-accuracy", "note"]]
-            print(f"{dataset} / {model}: {codec} vs {codec_title(pts, chosen)} (BD-rate on kbps, per class)")
+            rule = f", {curve_heading(curve)}" if curve_heading(curve) else ""
+            print(f"{dataset} / {model}: {codec} vs {codec_title(pts, chosen)} (BD-rate on kbps, per class{rule})")
             print(text_table(summary, "lrrl"))
     return written
 
@@ -395,13 +409,21 @@ def export_main(argv: list[str]) -> int:
         metavar="CODEC",
         help="codec the BD-rates are taken against (default: the codec of role feature_anchor)",
     )
+    ap.add_argument(
+        "--curve",
+        default=DEFAULT_CURVE,
+        metavar="RULE",
+        help="how a curve whose accuracy does not rise with rate is made monotonic before BD: pareto "
+        "(default: dominated points left out) or monotonic (MPEG's monotonic cubic fit of its values)",
+    )
     args = ap.parse_args(argv)
     try:
+        check_curve(args.curve, "--curve")
         loaded = [load_run(raw) for raw in args.runs]
         points = _merge([p for p, _ in loaded], ["dataset", "model", "codec", "rate", "sequence"], "points")
         classes = _merge([c for _, c in loaded], ["dataset", "model", "codec", "rate", "class"], "classes")
         out = Path(args.out) if args.out else _default_out(args.runs[0])
-        written = export_cttc(points, classes, out, args.anchor)
+        written = export_cttc(points, classes, out, args.anchor, args.curve)
     except VcmbenchError as exc:
         print(f"vcmbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

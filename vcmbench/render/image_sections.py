@@ -31,6 +31,7 @@ from vcmbench.analysis import (
 )
 from vcmbench.bootstrap import BDInterval, BootstrapSettings, bootstrap_bd, items_of_sources
 from vcmbench.errors import VcmbenchError
+from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, curve_heading
 from vcmbench.render.report_tables import (
     _TASK_WORDS,
     BD_LEGEND,
@@ -69,6 +70,7 @@ class GroupReport:
     task: str = "box"  # the section's task metric (types.TASK_COLUMNS): its points are metric_view's
     task_rank: int = 0  # 0: the run's task metric; 1: the other one the model has (masks -> boxes)
     task_choice: str = "auto"  # the run's `task_metric` setting, as given
+    curve: str = DEFAULT_CURVE  # the curve rule of its BD rows (metrics.curve_fitting), named in the headings
 
     @property
     def title(self) -> str:
@@ -81,7 +83,7 @@ class GroupReport:
         anchor = codec_title(self.points, self.anchor)
         answer = [
             block(
-                f"BD-rate vs {anchor} (anchor)",
+                f"BD-rate vs {anchor} (anchor){self._rule}",
                 bd_display(self.bd, self.intervals) if self.bd else None,
                 _bd_align(self.intervals),
                 legends=[BD_LEGEND, f"Intervals: {self.bootstrap}."],
@@ -93,7 +95,7 @@ class GroupReport:
             answer.append(
                 block(
                     f"BD-rate vs {codec_title(self.points, self.image_anchor)} "
-                    "(image anchor: remote inference on the decoded image)",
+                    f"(image anchor: remote inference on the decoded image){self._rule}",
                     bd_display(self.bd_image, self.intervals_image),
                     _bd_align(self.intervals_image),
                     bd=True,
@@ -137,18 +139,24 @@ class GroupReport:
     def summary(self) -> list[str]:
         """The BD-rate tables `vcmbench report` prints, with their intervals' settings and the notes."""
         head = f"{self.dataset} / {self.model}"
-        lines = [f"{head}: BD-rate vs {codec_title(self.points, self.anchor)}"]
+        lines = [f"{head}: BD-rate vs {codec_title(self.points, self.anchor)}{self._rule}"]
         lines.append(
             text_table(bd_display(self.bd, self.intervals), _bd_align(self.intervals))
             if self.bd
             else "  (no other codec)"
         )
         if self.image_anchor:
-            lines.append(f"{head}: BD-rate vs {codec_title(self.points, self.image_anchor)} (image anchor)")
+            lines.append(f"{head}: BD-rate vs {codec_title(self.points, self.image_anchor)} (image anchor){self._rule}")
             lines.append(text_table(bd_display(self.bd_image, self.intervals_image), _bd_align(self.intervals_image)))
         if self.intervals is not None:
             lines.append(f"  intervals: {self.bootstrap}")
         return lines + [f"  note: {n}" for n in self.notes]
+
+    @property
+    def _rule(self) -> str:
+        """The curve rule as the BD tables' headings name it (nothing for the default, pareto)."""
+        named = curve_heading(self.curve)
+        return f", {named}" if named else ""
 
 
 def _bd_align(intervals: dict[str, BDInterval] | None) -> str:
@@ -165,6 +173,7 @@ def build_groups(
     plots: bool = True,
     bootstrap: BootstrapSettings | None = None,
     include_foreign: bool = False,
+    curve: str = DEFAULT_CURVE,
 ) -> list[GroupReport]:
     """One section per (dataset, model) and task metric (boxes; masks too for a segmenting model),
     the run's task metric first."""
@@ -196,6 +205,7 @@ def build_groups(
                     bootstrap,
                     metric_by_dataset.get(dataset),
                     include_foreign,
+                    curve,
                 )
             )
     return out
@@ -216,6 +226,7 @@ def _group(
     bootstrap: BootstrapSettings | None,
     evaluator: str | None,
     include_foreign: bool = False,
+    curve: str = DEFAULT_CURVE,
 ) -> GroupReport:
     """One section of the report: a (dataset, model) group's points under one task metric."""
     from vcmbench.render import plots as plotting
@@ -223,7 +234,17 @@ def _group(
     foreign = foreign_codecs(pts)
     compared = pts if include_foreign or not foreign else pts[~pts.codec.isin(foreign)]
     a, note = choose_anchor(compared if len(compared) else pts, anchor)
-    g = GroupReport(dataset, model, a, pts, bd_rows(compared, a, method), task=task, task_rank=rank, task_choice=choice)
+    g = GroupReport(
+        dataset,
+        model,
+        a,
+        pts,
+        bd_rows(compared, a, method, curve=curve),
+        task=task,
+        task_rank=rank,
+        task_choice=choice,
+        curve=curve,
+    )
     if note:
         g.notes.append(note)
     if foreign:
@@ -244,7 +265,7 @@ def _group(
     # an image anchor (remote inference) beside another anchor gets a second BD-rate table
     image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and has_curve(pts, c)), None)
     if image_anchor is not None:
-        g.image_anchor, g.bd_image = image_anchor, bd_rows(compared, image_anchor, method)
+        g.image_anchor, g.bd_image = image_anchor, bd_rows(compared, image_anchor, method, curve=curve)
     if bootstrap is not None and bootstrap.resamples and task == "box":
         _add_intervals(g, sources, bootstrap, method)
     elif bootstrap is not None and bootstrap.resamples:
@@ -305,6 +326,7 @@ def _add_intervals(g: GroupReport, sources: list[Source], settings: BootstrapSet
             method=method,
             level=settings.level,
             cache=cache,
+            curve=g.curve,
         )
         setattr(g, attr, {iv.codec: iv for iv in found})
 

@@ -31,6 +31,7 @@ from vcmbench.analysis import POOR_OVERLAP, WARN, BDRow, bd_rows, choose_anchor
 from vcmbench.bootstrap import BootstrapSettings
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS
+from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, curve_sentence
 from vcmbench.render.image_sections import GroupReport, build_groups
 from vcmbench.render.jinja import CSS, templates
 from vcmbench.render.report_tables import bd_display
@@ -88,6 +89,7 @@ def build_sections(
     method: str,
     bootstrap: BootstrapSettings | None,
     include_foreign: bool,
+    curve: str = DEFAULT_CURVE,
 ) -> tuple[list[Section], list[str]]:
     """The report's sections and general notes: the one place that tells a video run from an image run."""
     video = [s for s in sources if is_video_run(s)]
@@ -97,7 +99,7 @@ def build_sections(
             f"not merged with {len(sources) - 1} other source(s)"
         )
     if video:  # compared per class in kbps; the bootstrap resamples images, a video run has no intervals
-        return [video_section(video[0], out_dir, anchor, method)], []
+        return [video_section(video[0], out_dir, anchor, method, curve)], []
     points, notes = merge_points(sources)
     for src in sources:  # codecs a run left out: trained for another network (vcmbench.domain)
         for left in (src.versions or {}).get("left_out") or []:
@@ -112,6 +114,7 @@ def build_sections(
             method,
             bootstrap=bootstrap.check("--") if bootstrap else None,
             include_foreign=include_foreign,
+            curve=curve,
         )
     )
     return groups, notes
@@ -132,7 +135,7 @@ def _versions_df(v: dict) -> pd.DataFrame:
     return pd.DataFrame({"package": list(v), "version": [str(x) for x in v.values()]})
 
 
-def report_context(rep: Report, method: str, generated: str) -> dict:
+def report_context(rep: Report, method: str, generated: str, curve: str = DEFAULT_CURVE) -> dict:
     """Everything report.md and report.html show, computed once: both templates render it."""
     groups = [g.context(rep.out_dir, rep.sources) for g in rep.groups]
     first_with = _first_with_versions(rep.sources)
@@ -156,6 +159,7 @@ def report_context(rep: Report, method: str, generated: str) -> dict:
     return {
         "generated": generated,
         "method": method,
+        "curve_rule": curve_sentence(curve),
         "notes": rep.notes,
         "groups": groups,
         "sources": sources,
@@ -184,19 +188,22 @@ def write_report(
     method: str = "pchip",
     bootstrap: BootstrapSettings | None = DEFAULT_BOOTSTRAP,
     include_foreign: bool = False,
+    curve: str = DEFAULT_CURVE,
 ) -> Report:
     """Load the sources, build their sections and write report.md, report.html and the figures under
-    out_dir. An image run's or a video run's, as the tables say; the command line and `vcmbench run`
-    both come here, so neither has to know which."""
+        out_dir. An image run's or a video run's, as the tables say; the command line and `vcmbench run`
+        both come here, so neither has to know which. `curve`: the rule that makes each curve rise with
+    rate before BD (metrics.curve_fitting.CURVES)."""
     if method not in METHODS:
         raise VcmbenchError(f"unknown BD interpolation method {method!r}; choose one of {METHODS}")
+    check_curve(curve)
     sources = load_sources(paths)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    groups, notes = build_sections(sources, out_dir, anchor, method, bootstrap, include_foreign)
+    groups, notes = build_sections(sources, out_dir, anchor, method, bootstrap, include_foreign, curve)
     rep = Report(out_dir, out_dir / "report.md", out_dir / "report.html", groups, sources, notes)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    context = report_context(rep, method, generated)
+    context = report_context(rep, method, generated, curve)
     rep.markdown.write_text(render_markdown(context), encoding="utf-8")
     rep.html.write_text(render_html(context), encoding="utf-8")
     return rep

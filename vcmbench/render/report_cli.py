@@ -18,6 +18,7 @@ from vcmbench.analysis import POOR_OVERLAP, WARN, bd_row
 from vcmbench.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, BootstrapSettings
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
+from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, curve_heading
 from vcmbench.render.jinja import MISSING
 from vcmbench.render.report import write_report
 from vcmbench.render.report_tables import _fmt
@@ -56,6 +57,13 @@ def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | Non
     )
     ap.add_argument("--method", choices=METHODS, default="pchip", help="BD interpolation (default: pchip)")
     ap.add_argument(
+        "--curve",
+        default=DEFAULT_CURVE,
+        metavar="RULE",
+        help="how a curve whose metric does not rise with rate is made monotonic before BD: pareto "
+        "(default: dominated points left out) or monotonic (MPEG's monotonic cubic fit of its values)",
+    )
+    ap.add_argument(
         "--resamples",
         type=int,
         default=DEFAULT_RESAMPLES,
@@ -72,6 +80,7 @@ def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | Non
     args = ap.parse_args(argv)
     try:
         # a sharded sweep's folder: its shards merged first (metrics over the union of their items)
+        check_curve(args.curve, "--curve")
         paths = expand_paths(args.paths) if expand_paths else args.paths
         rep = write_report(
             paths,
@@ -80,6 +89,7 @@ def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | Non
             args.method,
             BootstrapSettings(args.resamples, args.seed, args.level),
             args.include_foreign,
+            args.curve,
         )
     except VcmbenchError as exc:
         print(f"vcmbench report: error: {exc}", file=sys.stderr)
@@ -106,8 +116,16 @@ def bdrate_main(argv: list[str]) -> int:
     ap.add_argument("--codec", nargs="*", help="codecs of TEST.csv to compare (default: all)")
     ap.add_argument("--method", choices=list(METHODS), default="pchip")
     ap.add_argument("--metric", default="map")
+    ap.add_argument(
+        "--curve",
+        default=DEFAULT_CURVE,
+        metavar="RULE",
+        help="how a curve whose metric does not rise with rate is made monotonic before BD: pareto "
+        "(default: dominated points left out) or monotonic (MPEG's monotonic cubic fit of its values)",
+    )
     args = ap.parse_args(argv)
     try:
+        check_curve(args.curve, "--curve")
         anchor = read_points(Path(args.anchor))
         test_path = Path(args.test)
         test = read_points(test_path / "points.csv" if test_path.is_dir() else test_path)
@@ -128,7 +146,7 @@ def bdrate_main(argv: list[str]) -> int:
         print(f"vcmbench bdrate: error: {exc}", file=sys.stderr)
         return 2
     a = anchor[anchor.codec == a_codec]
-    rows = [bd_row(a, test[test.codec == c], c, a_codec, args.method, args.metric) for c in codecs]
+    rows = [bd_row(a, test[test.codec == c], c, a_codec, args.method, args.metric, curve=args.curve) for c in codecs]
     table = pd.DataFrame(
         [
             {
@@ -144,6 +162,8 @@ def bdrate_main(argv: list[str]) -> int:
         ]
     )
     print(f"anchor: {codec_title(a, a_codec)}")
+    if curve_heading(args.curve):
+        print(f"curve: {curve_heading(args.curve)} (curves whose {args.metric} does not rise with rate)")
     print(text_table(table, "llrrrrl"))
     failed = [r for r in rows if not r.ok]
     if any(r.poor_overlap for r in rows):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from vcmbench.analysis import BDRow, bd_row, choose_anchor
 from vcmbench.errors import VcmbenchError
+from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, curve_heading
 from vcmbench.metrics.evaluators import axis_label, scores_boxes
 from vcmbench.render.jinja import MISSING, figure_align
 from vcmbench.render.sections import block, figure, section
@@ -39,6 +40,7 @@ class VideoSection:
     label: str  # its axis label
     notes: list[str] = field(default_factory=list)
     figures: dict[str, list[Path]] = field(default_factory=dict)  # class -> [png, svg]
+    curve: str = DEFAULT_CURVE  # the BD rows' curve rule (metrics.curve_fitting), named in the headings
 
     @property
     def title(self) -> str:
@@ -47,7 +49,7 @@ class VideoSection:
 
     def by_class(self, metric: str = "map") -> pd.DataFrame:
         """The classes' BD-rates (kbps) vs the anchor at equal `metric`: the CTC's comparison."""
-        return bd_table(self.classes, "class", self.anchor, self.method, metric)
+        return bd_table(self.classes, "class", self.anchor, self.method, metric, self.curve)
 
     def context(self, out_dir: Path, sources: list[Source]) -> dict:
         """The section as the templates render it: per-class figures, BD-rates per class (and at equal
@@ -56,13 +58,14 @@ class VideoSection:
         lead = (
             f"Per class of sequences: rate = the duration-weighted mean of its sequences' kbps, {self.label} "
             f"recomputed over the class's frames jointly. BD-rates in kbps vs "
-            f"**{codec_title(self.classes, self.anchor)}** ({self.method}); negative = fewer bits for the same "
+            f"**{codec_title(self.classes, self.anchor)}** ({self.method}{self._rule}); negative = fewer bits for the same "
             "accuracy. The MPEG template's tables: `vcmbench export --format cttc RUN`."
         )
-        answer = [_bd_block("BD-rate per class", self.by_class())]
+        answer = [_bd_block(f"BD-rate per class{self._rule}", self.by_class())]
         if not scores_boxes(self.metric):  # e.g. MOTA of a tracking set: the detections' AP is steadier
-            answer.append(_bd_block("BD-rate per class at equal detection AP", self.by_class("ap")))
-        answer.append(_bd_block("BD-rate per sequence", bd_table(self.points, "sequence", self.anchor, self.method)))
+            answer.append(_bd_block(f"BD-rate per class at equal detection AP{self._rule}", self.by_class("ap")))
+        per_sequence = bd_table(self.points, "sequence", self.anchor, self.method, curve=self.curve)
+        answer.append(_bd_block(f"BD-rate per sequence{self._rule}", per_sequence))
         details = [
             _block(f"Class {name}", _rounded(self.classes[self.classes["class"] == name])) for name in self._class_names
         ]
@@ -83,16 +86,24 @@ class VideoSection:
     def summary(self) -> list[str]:
         """The per-class BD-rate table `vcmbench report` prints, and the notes."""
         by_class = self.by_class()
-        head = f"{self.title}: BD-rate per class vs {codec_title(self.classes, self.anchor)}"
+        head = f"{self.title}: BD-rate per class vs {codec_title(self.classes, self.anchor)}{self._rule}"
         table = text_table(by_class, figure_align(by_class)) if len(by_class) else "  (no other codec)"
         return [head, table] + [f"  note: {n}" for n in self.notes]
+
+    @property
+    def _rule(self) -> str:
+        """The curve rule as headings name it (nothing for the default, pareto)."""
+        named = curve_heading(self.curve)
+        return f", {named}" if named else ""
 
     @property
     def _class_names(self) -> list[str]:
         return list(dict.fromkeys(self.classes["class"]))
 
 
-def video_section(source: Source, out_dir: Path, anchor: str | None, method: str) -> VideoSection:
+def video_section(
+    source: Source, out_dir: Path, anchor: str | None, method: str, curve: str = DEFAULT_CURVE
+) -> VideoSection:
     """Read a video run's tables, choose its anchor on the classes and draw each class's RD curves."""
     from vcmbench.render.plots import rd_plot
 
@@ -109,7 +120,7 @@ def video_section(source: Source, out_dir: Path, anchor: str | None, method: str
         raise VcmbenchError(f"{run_dir}: the video run has no complete rate points yet; finish the run first")
     chosen, note = choose_anchor(classes, anchor)
     metric = str(classes["metric"].iloc[0])
-    sec = VideoSection(run_dir, points, classes, chosen, method, metric, axis_label(metric))
+    sec = VideoSection(run_dir, points, classes, chosen, method, metric, axis_label(metric), curve=curve)
     if note:
         sec.notes.append(note)
     for name in sec._class_names:
@@ -125,7 +136,9 @@ def video_section(source: Source, out_dir: Path, anchor: str | None, method: str
     return sec
 
 
-def bd_table(points: pd.DataFrame, key: str, anchor: str, method: str, metric: str = "map") -> pd.DataFrame:
+def bd_table(
+    points: pd.DataFrame, key: str, anchor: str, method: str, metric: str = "map", curve: str = DEFAULT_CURVE
+) -> pd.DataFrame:
     """BD-rate (kbps) of every codec vs the anchor at equal `metric`, per value of `key` (class or sequence)."""
     rows = []
     for name in list(dict.fromkeys(points[key])):
@@ -134,7 +147,14 @@ def bd_table(points: pd.DataFrame, key: str, anchor: str, method: str, metric: s
             if codec == anchor:
                 continue
             r: BDRow = bd_row(
-                sub[sub.codec == anchor], sub[sub.codec == codec], codec, anchor, method, metric, rate_col="kbps"
+                sub[sub.codec == anchor],
+                sub[sub.codec == codec],
+                codec,
+                anchor,
+                method,
+                metric,
+                rate_col="kbps",
+                curve=curve,
             )
             rows.append(
                 {
