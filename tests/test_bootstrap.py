@@ -185,3 +185,107 @@ def test_too_few_points_is_said_not_computed():
     weights = resample_weights(len(IDS), 10, 0)
     r = bootstrap_pair(items.curve("short"), items.curve("anchor"), weights)
     assert not r.ok and "3 rate point(s), BD-rate needs 4" in r.reason
+
+
+# ------------------------------------------------------------------ resamples without a BD-rate
+
+SATURATING = [0.30, 0.10, 0.05, 0.045, 0.04]  # the top three points' mAP close: a draw can reorder them
+
+
+@pytest.fixture(scope="module")
+def saturating():
+    """An anchor and a codec (0.8 x its bytes, other detections) whose curves saturate: on some
+    draws of the 12 images a top point's mAP falls below a cheaper one's and the pareto rule
+    leaves a curve with 3 points."""
+    return run_items(
+        records("vtm", bits, SATURATING),
+        records("sat", lambda p, im: bits(p, im) * 0.8, SATURATING, seed=100),
+    )
+
+
+def _pareto_counts(items: RunItems, weights: np.ndarray) -> dict[str, int]:
+    """Brute force: each draw's curves rebuilt point by point and put through the report's pareto
+    rule (analysis.pareto_front on a points table), the cause written out by hand."""
+    import pandas as pd
+
+    from vcmbench.analysis import pareto_front
+    from vcmbench.metrics.bd import bd_rate
+
+    drawn = {c: [p.values(weights) for p in items.curve(c)] for c in ("vtm", "sat")}
+    causes: dict[str, int] = {}
+    for b in range(weights.shape[0]):
+        fronts = {}
+        for c, values in drawn.items():
+            table = pd.DataFrame({"bpp": [v[0][b] for v in values], "map": [v[1][b] for v in values]})
+            fronts[c] = pareto_front(table)[0]
+        kept = {c: len(f) for c, f in fronts.items()}
+        short = [f"{who} kept {kept[c]}" for c, who in (("vtm", "anchor vtm"), ("sat", "sat")) if kept[c] < 4]
+        if short:
+            cause = " and ".join(short) + " < 4 points after the pareto rule"
+        else:
+            a, t = fronts["vtm"], fronts["sat"]
+            try:
+                bd_rate(a.bpp, a["map"], t.bpp, t["map"])
+                continue
+            except Exception as exc:  # noqa: BLE001 - any other failure would be a cause this case does not expect
+                cause = f"unexpected: {exc}"
+        causes[cause] = causes.get(cause, 0) + 1
+    return causes
+
+
+def test_draws_without_a_bd_rate_are_counted_by_cause_and_the_monotonic_fit_keeps_them(saturating):
+    n, seed = 300, 1
+    (pareto,) = bootstrap_bd(saturating, "vtm", ["sat"], n_resamples=n, seed=seed)
+    (monotonic,) = bootstrap_bd(saturating, "vtm", ["sat"], n_resamples=n, seed=seed, curve="monotonic")
+    # the counts add up to the draws left out, and each draw is named as the brute force names it
+    assert pareto.ok and 0 < pareto.n_dropped == n - pareto.n_valid
+    assert dict(pareto.dropped) == _pareto_counts(saturating, resample_weights(len(IDS), n, seed))
+    assert {cause for cause, _ in pareto.dropped} == {
+        "anchor vtm kept 3 < 4 points after the pareto rule",
+        "sat kept 3 < 4 points after the pareto rule",
+        "anchor vtm kept 3 and sat kept 3 < 4 points after the pareto rule",
+    }
+    assert [k for _, k in pareto.dropped] == sorted((k for _, k in pareto.dropped), reverse=True)
+    note = pareto.dropped_note()
+    assert note.startswith(f"{pareto.n_dropped} of {n} resamples have no BD-rate (anchor vtm kept 3 < 4 points")
+    assert "conditioned on a resample having a BD-rate" in note and "overlap" not in note
+    # under the monotonic fit no curve loses a point: that cause is gone, every draw has a BD-rate
+    assert not any("pareto rule" in cause for cause, _ in monotonic.dropped)
+    assert monotonic.n_dropped == 0 and monotonic.n_valid == n and monotonic.dropped_note() == ""
+
+
+def test_a_pair_with_no_bd_rate_on_any_draw_says_why_in_its_reason(saturating):
+    """A reference curve above any mAP the images can give (over 100 %): no draw overlaps it, and
+    the reason counts that cause, the only one where the old wording "overlap" was right."""
+    from vcmbench.bootstrap import FixedCurve
+
+    above = FixedCurve("ref", np.array([0.1, 0.2, 0.4, 0.8]), np.array([101.0, 102.0, 103.0, 104.0]))
+    r = bootstrap_pair(saturating.curve("sat"), above, resample_weights(len(IDS), 20, 0), curve="monotonic")
+    assert not r.ok and r.n_valid == 0 and r.n_dropped == 20
+    assert r.reason == "no resample had a BD-rate (the two curves' mAP ranges do not overlap: 20)"
+
+
+def test_the_report_row_and_the_gate_say_how_many_draws_were_dropped_and_why(saturating):
+    import pandas as pd
+
+    from vcmbench.analysis import bd_rows
+    from vcmbench.bootstrap import BootstrapSettings
+    from vcmbench.regress import Significance, _bd
+    from vcmbench.render.report_tables import BD_LEGEND, bd_display
+
+    rows = [
+        {"codec": c, "rate": p.rate, "bpp": float(p.values(None)[0][0]), "map": float(p.values(None)[1][0])}
+        for c in ("vtm", "sat")
+        for p in saturating.curve(c)
+    ]
+    points = pd.DataFrame(rows)
+    (iv,) = bootstrap_bd(saturating, "vtm", ["sat"], n_resamples=300, seed=1)
+    (shown,) = bd_display(bd_rows(points, "vtm"), {"sat": iv}).to_dict("records")
+    assert iv.dropped_note() in shown["note"] and "without overlap" not in shown["note"]
+    assert "conditioned on a resample having a BD-rate" in BD_LEGEND
+    # the gate: the run against itself as a paired reference; the bounds come with the dropped draws
+    sat = points[points.codec == "sat"]
+    sig = Significance(0.05, BootstrapSettings(300, 1), saturating, saturating)
+    check = _bd("coco_mini", "m", "sat", sat, sat, 1.0, "pchip", "map", significance=sig)
+    assert "resamples have no BD-rate (the reference kept 3" in check.detail
+    assert "conditioned on a resample having a BD-rate" in check.detail

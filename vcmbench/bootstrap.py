@@ -12,14 +12,19 @@ ground truth once per item, aggregated under the draw's weights (weights of all 
 points table's mAP to the last bit, which `load_run_items` checks). The BD-rate of a resample
 uses the same curve rule and interpolation as the report's (`analysis.pareto_front`, or the
 monotonic fit of `metrics.curve_fitting`, and `metrics.bd`: the fit is redone on each resample's
-curve); a resample on which the curves do not overlap has no BD-rate and is counted, not
-imputed. Reported: the full-set figure, the resamples' median and percentile interval, and the
-share of resamples with BD-rate below 0. The seed is a setting: the same seed, the same interval.
+curve). A resample whose curves give no BD-rate (a curve left with fewer than 4 points by the
+pareto rule, mAP ranges that do not overlap, ...) is left out, not imputed, and counted by its
+cause (`metrics.bd_causes`): the interval is then conditioned on a resample having a BD-rate, and
+the report says how many were dropped and why, so a reader can judge what that conditioning hides.
+Reported: the full-set figure, the resamples' median and percentile interval, the share of
+resamples with BD-rate below 0, and the dropped resamples by cause. The seed is a setting: the
+same seed, the same interval.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +35,7 @@ import pandas as pd
 from vcmbench.analysis import pareto_positions
 from vcmbench.errors import ConfigError, MetricError, VcmbenchError
 from vcmbench.metrics.bd import MIN_POINTS, bd_rate
+from vcmbench.metrics.bd_causes import NOT_FINITE, failure_cause, kept_too_few
 from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, monotonic_values
 from vcmbench.metrics.item_matches import ItemMatches, match_items
 from vcmbench.records import Record, coco_results, read_records
@@ -164,10 +170,41 @@ class BDInterval:
     seed: int
     level: float
     reason: str | None = None
+    # the resamples without a BD-rate, by cause (metrics.bd_causes), the most frequent first
+    dropped: tuple[tuple[str, int], ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.reason is None and self.n_valid > 0
+
+    @property
+    def n_dropped(self) -> int:
+        """Resamples without a BD-rate: those left out of the interval (all of them when it has none)."""
+        return sum(n for _, n in self.dropped)
+
+    def dropped_note(self) -> str:
+        """What a report row says of its dropped resamples: how many of how many, each cause with
+        its count, and that the interval is conditioned on the rest ("" when none was dropped).
+        Why: a resample left out is not a resample that agrees; an interval over 946 of 1000 draws
+        describes images on which both curves keep their shape, and the reader must know which."""
+        if not self.n_dropped:
+            return ""
+        return (
+            f"{self.n_dropped} of {self.n_resamples} resamples have no BD-rate ({causes_text(self.dropped)}) "
+            "and are left out: the interval and P(BD<0) are conditioned on a resample having a BD-rate"
+        )
+
+
+def causes_text(dropped: Sequence[tuple[str, int]]) -> str:
+    """Each cause with its count, in the order given: "cause: n, cause: n"."""
+    return ", ".join(f"{cause}: {n}" for cause, n in dropped)
+
+
+def count_causes(causes: Sequence[str | None]) -> tuple[tuple[str, int], ...]:
+    """The causes of the resamples without a BD-rate (None: one with a BD-rate), counted, the most
+    frequent first (ties by name, so the order does not depend on the draws' order)."""
+    counts = Counter(c for c in causes if c is not None)
+    return tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _curves(
@@ -194,15 +231,30 @@ def _front(rate: np.ndarray, metric: np.ndarray, curve: str = DEFAULT_CURVE) -> 
     return rate[keep], metric[keep]
 
 
-def _bd(a_rate, a_metric, t_rate, t_metric, method: str, curve: str = DEFAULT_CURVE) -> float:
+def _bd(
+    a_rate: np.ndarray,
+    a_metric: np.ndarray,
+    t_rate: np.ndarray,
+    t_metric: np.ndarray,
+    method: str,
+    curve: str = DEFAULT_CURVE,
+    names: tuple[str, str] = ("the anchor", "the test"),
+) -> tuple[float, str | None]:
+    """One curve pair's BD-rate after the curve rule and, when it has none (NaN or infinite), why
+    (metrics.bd_causes; `names`: the anchor's and the test's, as the cause names them). The value
+    is bd_rate's, untouched: the cause is worked out only on a failure, so the draws kept, and
+    the interval, are those of the value alone."""
     ar, am = _front(a_rate, a_metric, curve)
     tr, tm = _front(t_rate, t_metric, curve)
-    if len(ar) < MIN_POINTS or len(tr) < MIN_POINTS:
-        return math.nan
+    short = [(who, len(r)) for who, r in zip(names, (ar, tr), strict=True) if len(r) < MIN_POINTS]
+    if short:
+        return math.nan, kept_too_few(short, curve)
     try:
-        return bd_rate(ar, am, tr, tm, method=method)
-    except MetricError:
-        return math.nan
+        value = bd_rate(ar, am, tr, tm, method=method)
+    except MetricError as exc:
+        cause = failure_cause(ar, am, tr, tm, anchor=names[0], test=names[1], rule=curve, method=method)
+        return math.nan, cause or str(exc).split(";")[0].strip()
+    return value, None if math.isfinite(value) else NOT_FINITE
 
 
 @dataclass(frozen=True)
@@ -224,10 +276,13 @@ def bootstrap_pair(
     seed: int = DEFAULT_SEED,
     cache: dict | None = None,
     curve: str = DEFAULT_CURVE,
+    names: tuple[str, str] | None = None,
 ) -> BDInterval:
     """BD-rate of `test` vs `anchor` on the full set and on each row of `weights` (the same rows
     for both curves: paired); a FixedCurve anchor stays as it is while the test is resampled.
-    `curve`: the rule each curve goes through first (metrics.curve_fitting.CURVES)."""
+    `curve`: the rule each curve goes through first (metrics.curve_fitting.CURVES). `names`: how
+    the causes of dropped resamples name the anchor's and the test's curve (default "anchor A"
+    and the codec; the gate, whose two curves are one codec's, says reference and run)."""
     check_curve(curve)
     fixed = isinstance(anchor, FixedCurve)
     name = test[0].codec if test else "?"
@@ -256,9 +311,12 @@ def bootstrap_pair(
     else:
         aa, am = _curves(anchor, None, cache)
         ar, amr = _curves(anchor, weights, cache)
-    estimate = _bd(aa[:, 0], am[:, 0], ta[:, 0], tm[:, 0], method, curve)
+    names = names or (f"anchor {anchor_name}", name)
+    estimate = _bd(aa[:, 0], am[:, 0], ta[:, 0], tm[:, 0], method, curve, names)[0]
     tr, tmr = _curves(test, weights, cache)
-    values = np.array([_bd(ar[:, b], amr[:, b], tr[:, b], tmr[:, b], method, curve) for b in range(n)])
+    drawn = [_bd(ar[:, b], amr[:, b], tr[:, b], tmr[:, b], method, curve, names) for b in range(n)]
+    values = np.array([value for value, _ in drawn])
+    dropped = count_causes([cause for _, cause in drawn])
     valid = values[np.isfinite(values)]
     if not valid.size:
         return BDInterval(
@@ -273,7 +331,8 @@ def bootstrap_pair(
             n,
             seed,
             level,
-            reason="no resample gave overlapping curves",
+            reason=f"no resample had a BD-rate ({causes_text(dropped)})",
+            dropped=dropped,
         )
     tail = (1.0 - level) / 2.0 * 100.0
     lo, hi = np.percentile(valid, [tail, 100.0 - tail])
@@ -289,6 +348,7 @@ def bootstrap_pair(
         n,
         seed,
         level,
+        dropped=dropped,
     )
 
 

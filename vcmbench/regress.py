@@ -207,6 +207,8 @@ def _bd(
         f"{'' if significance.ref_items else ', reference curve held fixed'}: "
         f"{sure} sure BD-rate > {iv.lo:+.2f}% and < {iv.hi:+.2f}%"
     )
+    if iv.n_dropped:  # the bounds are of the resamples that had a BD-rate: say how many did not, and why
+        detail += f"; {iv.dropped_note()}"
     status = REGRESSION if iv.lo > tol else (BETTER if iv.hi < -tol else OK)
     return Check(
         ds,
@@ -235,7 +237,14 @@ def _interval(
         anchor = FixedCurve(codec, ref["bpp"].to_numpy(float), ref[metric].to_numpy(float))
     level, seed = 1 - 2 * sig.alpha, sig.settings.seed
     return bootstrap_pair(
-        sig.run_items.curve(codec), anchor, weights, method=method, level=level, seed=seed, curve=curve
+        sig.run_items.curve(codec),
+        anchor,
+        weights,
+        method=method,
+        level=level,
+        seed=seed,
+        curve=curve,
+        names=("the reference", "the run"),
     )
 
 

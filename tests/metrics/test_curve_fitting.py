@@ -150,8 +150,8 @@ def test_bd_rate_on_the_fit_of_a_wobbly_curve_at_80_percent_of_the_bits_is_minus
     assert not pareto.ok and "3 rate points, BD-rate needs 4" in pareto.reason
     assert pareto.dominated == ("wobbly qp=34", "wobbly qp=28", "wobbly qp=25")
     # the bootstrap's per-resample rule is the same
-    value = bootstrap_bd_of_curves(RATES, G, RATES * 0.8, WOBBLY, "pchip", "monotonic")
-    assert value == pytest.approx(-20.0, abs=1e-9)
+    value, cause = bootstrap_bd_of_curves(RATES, G, RATES * 0.8, WOBBLY, "pchip", "monotonic")
+    assert value == pytest.approx(-20.0, abs=1e-9) and cause is None
     with pytest.raises(ConfigError, match="curve='fit'"):
         bd_row(anchor, test, "wobbly", "anchor", curve="fit")
 

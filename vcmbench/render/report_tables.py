@@ -26,7 +26,10 @@ BD_LEGEND = (
     f"least {MIN_POINTS} rate points per curve with mAP rising with bpp, and overlapping mAP ranges). "
     f"*interval*: where the BD-rate of the same codecs would fall on other images like these (a "
     f"paired bootstrap over the images; its settings follow); *P(BD<0)*: the share of resamples in "
-    f"which the codec needs fewer bits than the anchor."
+    f"which the codec needs fewer bits than the anchor. A resample whose curves give no BD-rate (a "
+    f"curve left with fewer than {MIN_POINTS} points by the pareto rule, mAP ranges that do not "
+    f"overlap, ...) is left out: the note says how many of how many and why, each cause with its "
+    f"count, and the interval and P(BD<0) are then conditioned on a resample having a BD-rate."
 )
 
 
@@ -181,14 +184,10 @@ def bd_display(rows: list[BDRow], intervals: dict[str, BDInterval] | None = None
             usable = iv is not None and iv.ok and r.ok
             row["interval (%)"] = f"{iv.lo:+.2f} … {iv.hi:+.2f}" if usable else MISSING
             row["P(BD<0)"] = f"{iv.p_below_0:.3f}" if usable else MISSING
-            if usable and iv.n_valid < iv.n_resamples:
-                row["note"] = "; ".join(
-                    x
-                    for x in (
-                        row["note"],
-                        f"{iv.n_resamples - iv.n_valid} resample(s) without overlap left out of the interval",
-                    )
-                    if x
-                )
+            if usable:
+                dropped = iv.dropped_note()
+            else:  # a figure without an interval: say why (e.g. no resample had a BD-rate, by cause)
+                dropped = f"no interval: {iv.reason}" if iv is not None and r.ok and iv.reason else ""
+            row["note"] = "; ".join(x for x in (row["note"], dropped) if x)
         out.append(row)
     return pd.DataFrame(out, columns=columns)
