@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             "  sweep    a sweep cut into shards, run by a launcher (--launcher local|slurm), then merged\n"
             "  merge    the shards of a sweep (dataset.shard=K/N) -> one run folder, metrics over the union\n"
             "  regress  exit 1 when a run loses BD-rate against a reference points table\n"
-            "  export   a video run's results as CSVs in a reporting template's layout (--format cttc: MPEG FCM)\n"
+            "  export   a run's results as MPEG's platform writes them for a template (--format cttc: MPEG FCM)\n"
             "  golden   recompute the exact mode's stage digests here; --check FILE compares, --write FILE replaces"
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2

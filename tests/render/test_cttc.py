@@ -1,4 +1,6 @@
-"""`vcmbench export --format cttc`: a video run's tables in the MPEG FCM CTTC template's layout."""
+"""`vcmbench export --format cttc`: vcmbench's extras (a video run's tables in the template's columns,
+the BD-rate summary) and the CLI. The platform's own `final_<SET>.csv` is checked against hand-made
+files in test_cttc_platform.py."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from vcmbench.errors import VcmbenchError
 from vcmbench.render.cttc import BD_COLUMNS, CTTC_COLUMNS, export_cttc
 
 EXPECTED_HEADER = [
-    "Dataset", "qp", "bitrate (kbps)", "end_accuracy", "y_psnr", "nn_part_1", "encode", "decode", "nn_part_2",
+    "Dataset", "qp", "bitrate (kbps)", "end_accuracy", "nn_part_1", "encode", "decode", "nn_part_2",
 ]  # fmt: skip
 
 # The dataset's order: class CLASS-C before CLASS-AB and Traffic before Kimono, on purpose not alphabetical.
@@ -106,7 +108,7 @@ def exported(tmp_path):
     points = _points()
     classes = _classes(points)
     paths = export_cttc(points, classes, tmp_path / "cttc")
-    return points, classes, {p.name: p for p in paths}
+    return points, classes, {p.relative_to(tmp_path / "cttc").as_posix(): p for p in paths}
 
 
 @pytest.mark.timeout(120)
@@ -114,11 +116,17 @@ def test_files_and_exact_header(exported):
     _, _, files = exported
     stems = ["sfu_mini__frcnn__anchor_vtm", "sfu_mini__frcnn__test_codec"]
     assert sorted(files) == sorted(
-        [f"{s}-sequences.csv" for s in stems] + [f"{s}-classes.csv" for s in stems] + [f"{stems[1]}-bdrate.csv"]
+        [f"{s}-sequences.csv" for s in stems]
+        + [f"{s}-classes.csv" for s in stems]
+        + [f"{s}/final_SFU.csv" for s in stems]  # the platform's file (Traffic, Kimono, BQSquare: SFU's names)
+        + [f"{stems[1]}-bdrate.csv"]
     )  # no BD-rate file for the anchor itself
     assert CTTC_COLUMNS == EXPECTED_HEADER
     for name, path in files.items():
         header = path.read_text().splitlines()[0].split(",")
+        if name.endswith("final_SFU.csv"):
+            assert header == ["", *EXPECTED_HEADER]  # pandas' unnamed index first
+            continue
         expected = BD_COLUMNS if name.endswith("-bdrate.csv") else EXPECTED_HEADER
         assert [h.strip('"') for h in header] == expected, name
 
@@ -149,7 +157,6 @@ def test_values_are_the_tables(exported):
             src = src.iloc[0]
             assert row["bitrate (kbps)"] == pytest.approx(src.kbps, abs=1e-6)
             assert row["end_accuracy"] == pytest.approx(src["map"], abs=1e-4)
-            assert pd.isna(row["y_psnr"])
             # times: seconds over all the sequence's frames (the tables hold seconds per frame)
             assert row["encode"] == pytest.approx(src.enc_s * src.frames, abs=1e-4)
             assert row["decode"] == pytest.approx(src.dec_s * src.frames, abs=1e-4)
@@ -188,10 +195,14 @@ def test_anchor_can_be_overridden(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_image_run_points_are_refused(tmp_path):
+def test_image_run_points_give_only_the_platform_file(tmp_path):
     image_points = _points().drop(columns=["sequence", "class", "kbps", "frames", "fps"])
-    with pytest.raises(VcmbenchError, match=r"needs a video run \(points with sequence/class/kbps\).*is an image run"):
-        export_cttc(image_points, None, tmp_path)
+    image_points = image_points.drop_duplicates(["codec", "rate"])
+    paths = export_cttc(image_points, None, tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in paths) == [
+        "anchor_vtm/final_sfu_mini.csv",
+        "test_codec/final_sfu_mini.csv",
+    ]
 
 
 @pytest.mark.timeout(120)
@@ -222,6 +233,8 @@ def test_cli_exports_a_run_folder(tmp_path):
     out = run / "export" / "cttc"
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
+            "sfu_mini__frcnn__anchor_vtm",  # final_SFU.csv
+            "sfu_mini__frcnn__test_codec",
             "sfu_mini__frcnn__anchor_vtm-sequences.csv",
             "sfu_mini__frcnn__anchor_vtm-classes.csv",
             "sfu_mini__frcnn__test_codec-sequences.csv",
@@ -234,19 +247,13 @@ def test_cli_exports_a_run_folder(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_cli_refuses_a_run_without_classes_and_an_image_run(tmp_path):
+def test_cli_refuses_a_video_run_without_classes(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     _points().to_csv(run / "points.csv", index=False)
     proc = _run_cli("export", "--format", "cttc", str(run))
     assert proc.returncode == 2
     assert proc.stderr.count("vcmbench: error:") == 1 and "classes.csv" in proc.stderr
-    _points().drop(columns=["sequence", "class"]).to_csv(run / "points.csv", index=False)
-    proc = _run_cli("export", "--format", "cttc", str(run))
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        f"vcmbench: error: export --format cttc needs a video run (points with sequence/class/kbps); {run} is an image run"
-    ]
 
 
 @pytest.mark.timeout(120)

@@ -1,37 +1,28 @@
-"""`vcmbench export --format cttc`: a video run's results in the layout of MPEG FCM's reporting template.
+"""`vcmbench export --format cttc`: a run's results as MPEG's platform writes them for the FCM CTTC template.
 
 Contributors to the MPEG FCM (Feature Coding for Machines) common test and training conditions
-(CTTC) paste per-sequence and per-class results into the group's reporting spreadsheet. The
-layout written here follows the CSV that the reference software CompressAI-Vision produces for
-that spreadsheet (its `scripts/metrics/gen_mpeg_cttc_csv.py` over the pipeline's per-sequence
-summaries): one row per sequence (or class) and rate point, with the columns of `CTTC_COLUMNS`:
+(CTTC) paste per-sequence and per-class results into the group's reporting spreadsheet, from the
+csv that the reference software CompressAI-Vision writes (`scripts/metrics/gen_mpeg_cttc_csv.py`
+over the pipeline's per-sequence summaries). The export writes, per codec:
 
-    Dataset         the sequence's name (on the class rows: the class's, e.g. CLASS-AB)
-    qp              the rate point (vcmbench's `rate` label: the QP of a QP-driven codec)
-    bitrate (kbps)  8 * bytes * fps / (1000 * frames); on class rows the class's total bits over
-                    its total duration (classes.csv `kbps`)
-    end_accuracy    the task metric in percent: COCO AP@[.5:.95] (mAP), or MOTA for tracking sets
-    y_psnr          left empty, as the reference leaves it (FCM does not measure it)
-    nn_part_1       seconds of the network's front part (features) over all frames
-    encode          seconds of feature encoding over all frames
-    decode          seconds of feature decoding over all frames
-    nn_part_2       seconds of the network's back part (task head) over all frames
+* `final_<SET>.csv`, that file as the platform writes it (vcmbench.render.cttc_platform: columns,
+  rows, class groups and sequence names of the platform's sets, vcmbench.render.cttc_tables), for
+  video runs in `<dataset>__<model>__<codec>/` and for image runs in `<codec>/`;
 
-Times are totals in seconds over the sequence's (or class's) frames, as the reference's
-summaries accumulate them; vcmbench's tables hold seconds per frame, so they are multiplied by
-`frames`. Rows go by class, then sequence (both in the order the run lists them, i.e. the
-dataset's), then rate point from the highest bitrate to the lowest (the template lists QPs in
-increasing order, i.e. bitrates decreasing).
+and, for video runs, vcmbench's own extras beside it (not the platform's):
+
+* `<dataset>__<model>__<codec>-sequences.csv` and `-classes.csv`: the run's own sequences and
+  classes (its names, its class grouping, its `rate` labels in the qp column, class times as totals
+  over the class's frames) in the columns of `CTTC_LAYOUT`, rate points from the highest bitrate
+  to the lowest;
+* `-bdrate.csv` for every codec other than the anchor: a BD-rate summary (kbps vs end_accuracy,
+  vcmbench.metrics.bd) per sequence and per class. `--curve monotonic` takes its BD-rates on
+  MPEG's monotonic cubic fit of curves whose accuracy does not rise with rate
+  (vcmbench.metrics.curve_fitting) instead of their pareto fronts; the summary then has a `curve`
+  column saying so. The other files keep the measured accuracies either way.
 
 Class rows come from the run's classes.csv: their mAP is evaluated jointly over all the class's
-frames, which cannot be rebuilt from per-sequence numbers, so an export without it is refused.
-
-Beside the two template CSVs, every codec other than the anchor gets a BD-rate summary (kbps
-vs end_accuracy, vcmbench.metrics.bd) per sequence and per class. `--curve monotonic` takes its
-BD-rates on MPEG's monotonic cubic fit of curves whose accuracy does not rise with rate
-(vcmbench.metrics.curve_fitting) instead of their pareto fronts; the summary then has a `curve`
-column saying so. The template CSVs keep the measured accuracies either way: the spreadsheet is
-given what was measured, and applies its own rule.
+frames, which cannot be rebuilt from per-sequence numbers, so a video export without it is refused.
 """
 
 from __future__ import annotations
@@ -47,6 +38,7 @@ import pandas as pd
 from vcmbench.analysis import BDRow, bd_row, choose_anchor
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, curve_heading
+from vcmbench.render.cttc_platform import write_image_final, write_video_final
 from vcmbench.tables import REQUIRED_COLUMNS, codec_order, codec_title, encoder_of, groups, text_table
 
 __all__ = [
@@ -60,14 +52,13 @@ __all__ = [
 
 FORMATS = ("cttc",)
 
-# (template column, vcmbench column, format): the one place the template's layout is defined.
-# A format of "" is an empty column; "total" formats multiply seconds per frame by `frames`.
+# (template column, vcmbench column, format) of the extras (`-sequences.csv`, `-classes.csv`);
+# "total" formats multiply seconds per frame by `frames`.
 CTTC_LAYOUT: tuple[tuple[str, str | None, str], ...] = (
     ("Dataset", "name", "s"),
     ("qp", "rate", "s"),
     ("bitrate (kbps)", "kbps", ".6f"),
     ("end_accuracy", "map", ".4f"),
-    ("y_psnr", None, ""),
     ("nn_part_1", "front_s", "total"),
     ("encode", "enc_s", "total"),
     ("decode", "dec_s", "total"),
@@ -90,7 +81,7 @@ BD_COLUMNS = [
     "note",
 ]
 
-VIDEO_COLUMNS = ["sequence", "class", "kbps", "frames"]
+VIDEO_COLUMNS = ["sequence", "class", "kbps", "frames", "fps"]
 CLASS_COLUMNS = ["dataset", "model", "codec", "rate", "class", "frames", "kbps", "map"]
 _TEXT = {"dataset": str, "model": str, "codec": str, "rate": str, "sequence": str, "class": str}
 _NUMERIC = (
@@ -114,11 +105,15 @@ _NUMERIC = (
 # --------------------------------------------------------------------------------------------
 
 
-def _check_video(points: pd.DataFrame, label: str) -> None:
+def _split(points: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(video points: rows naming a sequence, image points: the others)."""
     if "sequence" not in points.columns:
-        raise VcmbenchError(
-            f"export --format cttc needs a video run (points with sequence/class/kbps); {label} is an image run"
-        )
+        return points.iloc[:0], points
+    video = points["sequence"].notna() & (points["sequence"].astype(str) != "nan")
+    return points[video], points[~video]
+
+
+def _check_video(points: pd.DataFrame, label: str) -> None:
     missing = [c for c in VIDEO_COLUMNS if c not in points.columns]
     if missing:
         raise VcmbenchError(
@@ -245,26 +240,42 @@ def export_cttc(
     out_dir: Path,
     anchor: str | None = None,
     curve: str = DEFAULT_CURVE,
+    label: str = "these points",
 ) -> list[Path]:
-    """Write, per (dataset, model, codec), `<slug>-sequences.csv` and `<slug>-classes.csv` in the
-    template's layout (CTTC_LAYOUT) and, for every codec but the anchor, `<slug>-bdrate.csv`
-    (BD-rate vs the anchor per sequence and per class). Returns the paths written.
+    """Write the platform's `final_<SET>.csv` per codec (vcmbench.render.cttc_platform): for a
+    video run's (dataset, model, codec) in `<slug>/`, for an image run's codec in `<codec>/`; and,
+    for video runs, the extras `<slug>-sequences.csv`, `<slug>-classes.csv` (CTTC_LAYOUT) and, for
+    every codec but the anchor, `<slug>-bdrate.csv` (BD-rate vs the anchor per sequence and per
+    class). Returns the paths written. `label` names the input in error messages.
 
     `anchor`: the codec the BD-rates are taken against (default: per (dataset, model), the
     codec of role feature_anchor, as vcmbench.analysis.choose_anchor picks it). `curve`: the BD
     curve rule (metrics.curve_fitting); other than the default, a `curve` column names it.
     """
     check_curve(curve)
-    _check_video(points, "these points")
-    if classes is None:
-        raise _missing_classes("these points")
-    missing = [c for c in CLASS_COLUMNS if c not in classes.columns]
-    if missing:
-        raise VcmbenchError(
-            f"classes.csv lacks column(s) {missing} (has {list(classes.columns)}); it needs {CLASS_COLUMNS}"
-        )
-    points, classes = _numeric(points), _numeric(classes)
+    video, images = _split(points)
     out_dir = Path(out_dir)
+    written: list[Path] = []
+    if not video.empty:
+        _check_video(video, label)
+        if classes is None:
+            raise _missing_classes(label)
+        missing = [c for c in CLASS_COLUMNS if c not in classes.columns]
+        if missing:
+            raise VcmbenchError(
+                f"{label}: classes.csv lacks column(s) {missing} (has {list(classes.columns)}); it needs {CLASS_COLUMNS}"
+            )
+        written += _export_video(_numeric(video), _numeric(classes), out_dir, anchor, curve, label)
+    if not images.empty:
+        images = _numeric(images)
+        for codec in codec_order(images):
+            written += write_image_final(images[images.codec == codec], out_dir / _slug(codec), label)
+    return written
+
+
+def _export_video(
+    points: pd.DataFrame, classes: pd.DataFrame, out_dir: Path, anchor: str | None, curve: str, label: str
+) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for (dataset, model), pts in groups(points):
@@ -279,16 +290,17 @@ def export_cttc(
             lacking = [c for c in _order(seq_pts["class"]) if c not in set(codec_classes["class"])]
             if lacking:
                 raise VcmbenchError(
-                    f"{dataset} / {model}: classes.csv has no rows for class(es) {lacking} of codec {codec!r}; "
-                    "pass the classes.csv the same run wrote beside its points.csv"
+                    f"{label}: {dataset} / {model}: classes.csv has no rows for class(es) {lacking} of codec "
+                    f"{codec!r}; pass the classes.csv the same run wrote beside its points.csv"
                 )
+            stem = _slug(dataset, model, codec)
+            written.append(write_video_final(seq_pts, codec_classes, out_dir / stem, label))
             seq_rows = pd.concat(
                 [_by_rate(seq_pts[seq_pts.sequence == s]) for _, seqs in order for s in seqs], ignore_index=True
             )
             class_rows = pd.concat(
                 [_by_rate(codec_classes[codec_classes["class"] == c]) for c, _ in order], ignore_index=True
             )
-            stem = _slug(dataset, model, codec)
             for suffix, table in (
                 ("sequences", _template_rows(seq_rows, "sequence")),
                 ("classes", _template_rows(class_rows, "class")),
@@ -298,26 +310,32 @@ def export_cttc(
                 written.append(path)
             if codec == chosen:
                 continue
-            anchor_pts, anchor_classes = pts[pts.codec == chosen], cls_rows[cls_rows.codec == chosen]
-            bd = []
-            for cls, seqs in order:
-                for s in seqs:
-                    a, t = anchor_pts[anchor_pts.sequence == s], seq_pts[seq_pts.sequence == s]
-                    bd.append(_bd_cells("sequence", s, cls, _bd(a, t, codec, chosen, "sequence", curve)))
-            for cls, _ in order:
-                a, t = anchor_classes[anchor_classes["class"] == cls], codec_classes[codec_classes["class"] == cls]
-                bd.append(_bd_cells("class", cls, cls, _bd(a, t, codec, chosen, "class", curve)))
-            path = out_dir / f"{stem}-bdrate.csv"
-            summary = pd.DataFrame(bd, columns=BD_COLUMNS).assign(**{"anchor encoder": encoder_of(pts, chosen)})
-            if curve_heading(curve):  # the default's file keeps its columns
-                summary.insert(summary.columns.get_loc("note"), "curve", curve)
-            summary.to_csv(path, index=False)
-            written.append(path)
-            summary = summary[summary.level == "class"][["name", "BD-rate (%)", "BD-accuracy", "note"]]
-            rule = f", {curve_heading(curve)}" if curve_heading(curve) else ""
-            print(f"{dataset} / {model}: {codec} vs {codec_title(pts, chosen)} (BD-rate on kbps, per class{rule})")
-            print(text_table(summary, "lrrl"))
+            written.append(_bd_summary(pts, cls_rows, order, codec, chosen, curve, out_dir / f"{stem}-bdrate.csv"))
     return written
+
+
+def _bd_summary(pts, cls_rows, order, codec: str, chosen: str, curve: str, path: Path) -> Path:
+    """`<slug>-bdrate.csv`: `codec` against the anchor `chosen`, per sequence then per class."""
+    seq_pts, codec_classes = pts[pts.codec == codec], cls_rows[cls_rows.codec == codec]
+    anchor_pts, anchor_classes = pts[pts.codec == chosen], cls_rows[cls_rows.codec == chosen]
+    bd = []
+    for cls, seqs in order:
+        for s in seqs:
+            a, t = anchor_pts[anchor_pts.sequence == s], seq_pts[seq_pts.sequence == s]
+            bd.append(_bd_cells("sequence", s, cls, _bd(a, t, codec, chosen, "sequence", curve)))
+    for cls, _ in order:
+        a, t = anchor_classes[anchor_classes["class"] == cls], codec_classes[codec_classes["class"] == cls]
+        bd.append(_bd_cells("class", cls, cls, _bd(a, t, codec, chosen, "class", curve)))
+    summary = pd.DataFrame(bd, columns=BD_COLUMNS).assign(**{"anchor encoder": encoder_of(pts, chosen)})
+    if curve_heading(curve):  # the default's file keeps its columns
+        summary.insert(summary.columns.get_loc("note"), "curve", curve)
+    summary.to_csv(path, index=False)
+    dataset, model = pts.dataset.iloc[0], pts.model.iloc[0]
+    summary = summary[summary.level == "class"][["name", "BD-rate (%)", "BD-accuracy", "note"]]
+    rule = f", {curve_heading(curve)}" if curve_heading(curve) else ""
+    print(f"{dataset} / {model}: {codec} vs {codec_title(pts, chosen)} (BD-rate on kbps, per class{rule})")
+    print(text_table(summary, "lrrl"))
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,32 +369,44 @@ def _points_files(raw: str) -> list[Path]:
         if found:
             return found
         raise VcmbenchError(
-            f"{p}: no points.csv in this folder or below it; pass a video run's folder (results/<run>/, "
-            "holding points.csv and classes.csv) or a points .csv"
+            f"{p}: no points.csv in this folder or below it; pass a run's folder (results/<run>/, "
+            "holding points.csv and, for a video run, classes.csv) or a points .csv"
         )
-    raise VcmbenchError(f"{p}: no such file or folder; pass a video run's folder (holding points.csv and classes.csv)")
+    raise VcmbenchError(
+        f"{p}: no such file or folder; pass a run's folder (holding points.csv and, for a video run, classes.csv)"
+    )
 
 
-def load_run(raw: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The points and class rows of one RUN argument (a run folder, a sweep folder, a points .csv)."""
+def load_run(raw: str) -> tuple[pd.DataFrame, pd.DataFrame | None, list[Path]]:
+    """The points and class rows (None for an image run) of one RUN argument (a run folder, a sweep
+    folder, a points .csv), and the points files read."""
     points, classes = [], []
-    for pts_csv in _points_files(raw):
+    files = _points_files(raw)
+    for pts_csv in files:
         pts = _read(pts_csv, "points table")
         missing = [c for c in REQUIRED_COLUMNS if c not in pts.columns]
         if missing:
             raise VcmbenchError(f"{pts_csv}: not a points table: column(s) {missing} missing (has {list(pts.columns)})")
-        _check_video(pts, raw)
+        points.append(pts)
+        if "sequence" not in pts.columns:
+            continue  # an image run: no class rows
+        _check_video(pts, str(pts_csv))
         cls_csv = _classes_beside(pts_csv)
         if not cls_csv.is_file():
             raise _missing_classes(f"{raw} (expected {cls_csv})")
-        points.append(pts)
         classes.append(_read(cls_csv, "classes table"))
-    return pd.concat(points, ignore_index=True), pd.concat(classes, ignore_index=True)
+    return (
+        pd.concat(points, ignore_index=True),
+        pd.concat(classes, ignore_index=True) if classes else None,
+        files,
+    )
 
 
-def _merge(frames: list[pd.DataFrame], key: list[str], what: str) -> pd.DataFrame:
+def _merge(frames: list[pd.DataFrame], key: list[str], what: str) -> pd.DataFrame | None:
+    if not frames:
+        return None
     merged = pd.concat(frames, ignore_index=True, sort=False)
-    dup = merged.duplicated(key, keep="last")
+    dup = merged.duplicated([k for k in key if k in merged.columns], keep="last")
     if dup.any():
         print(f"note: {int(dup.sum())} {what} row(s) given twice; the later RUN's are used")
     return merged[~dup].reset_index(drop=True)
@@ -390,18 +420,19 @@ def _default_out(raw: str) -> Path:
 def export_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="vcmbench export",
-        description="Write a video run's per-sequence and per-class results in the column layout of MPEG FCM's "
-        "CTTC reporting template (one CSV pair per dataset, model and codec), and a BD-rate "
-        "summary (kbps vs end accuracy) of every codec against the anchor.",
+        description="Write a run's results as MPEG's platform writes them for the FCM CTTC reporting template "
+        "(final_<SET>.csv per codec: gen_mpeg_cttc_csv.py's layout), and, for a video run, vcmbench's own "
+        "per-sequence and per-class CSVs and a BD-rate summary (kbps vs end accuracy) of every codec "
+        "against the anchor.",
     )
     ap.add_argument("--format", required=True, choices=FORMATS, help="export format (cttc: MPEG FCM CTTC template)")
     ap.add_argument(
         "runs",
         nargs="+",
         metavar="RUN",
-        help="video run folder (results/<run>/ holding points.csv and classes.csv), a folder of run "
-        "folders, or a points .csv (its class rows: classes.csv beside points.csv, else "
-        "NAME.classes.csv beside NAME.csv)",
+        help="run folder (results/<run>/ holding points.csv and, for a video run, classes.csv), a folder "
+        "of run folders, or a points .csv (a video run's class rows: classes.csv beside points.csv, "
+        "else NAME.classes.csv beside NAME.csv)",
     )
     ap.add_argument("--out", metavar="DIR", help="output folder (default: <first RUN>/export/cttc)")
     ap.add_argument(
@@ -420,10 +451,14 @@ def export_main(argv: list[str]) -> int:
     try:
         check_curve(args.curve, "--curve")
         loaded = [load_run(raw) for raw in args.runs]
-        points = _merge([p for p, _ in loaded], ["dataset", "model", "codec", "rate", "sequence"], "points")
-        classes = _merge([c for _, c in loaded], ["dataset", "model", "codec", "rate", "class"], "classes")
+        points = _merge([p for p, _, _ in loaded], ["dataset", "model", "codec", "rate", "sequence"], "points")
+        classes = _merge(
+            [c for _, c, _ in loaded if c is not None], ["dataset", "model", "codec", "rate", "class"], "classes"
+        )
+        files = [f for _, _, fs in loaded for f in fs]
+        label = str(files[0]) if len(files) == 1 else ", ".join(args.runs)
         out = Path(args.out) if args.out else _default_out(args.runs[0])
-        written = export_cttc(points, classes, out, args.anchor, args.curve)
+        written = export_cttc(points, classes, out, args.anchor, args.curve, label)
     except VcmbenchError as exc:
         print(f"vcmbench: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
