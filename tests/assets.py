@@ -28,6 +28,49 @@ COCO_MINI_DATASET = [
 ]  # fmt: skip
 
 
+# A quick `vcmbench run` on the mini set's first 2 images: torchvision's R50-FPN with random weights at a
+# small input size, one process, no progress bar.
+FAST_RUN = [
+    *COCO_MINI_DATASET,
+    "dataset.max_images=2",
+    "model=frcnn_r50_fpn",
+    "model.weights=none",
+    "model.min_size=256",
+    "model.max_size=384",
+    "sweep.progress=false",
+    "sweep.workers=1",
+]
+
+# What a test of another property may leave out of a run: the complexity counts (kmac_*) and the
+# task-fidelity figures (the back's second pass on untouched features).
+SKIP_FIGURES = ["complexity=false", "fidelity=false"]
+
+
+def fast_run_cfg(*overrides: str):
+    """The run config of FAST_RUN with these overrides."""
+    from vcmbench.config import compose_config
+
+    return compose_config("config", [*FAST_RUN, *overrides])
+
+
+def video_run_cfg(tmp_path: Path, *overrides: str):
+    """A run over the synthetic videos' first 3 frames (drawn into tmp_path/cache), one process, no report."""
+    from vcmbench.config import compose_config
+
+    return compose_config(
+        "config",
+        [
+            "dataset=synthetic_video",
+            f"dataset.cache_dir={tmp_path / 'cache'}",
+            "dataset.max_frames=3",
+            "sweep.progress=false",
+            "sweep.workers=1",
+            "report=false",
+            *overrides,
+        ],
+    )
+
+
 def coco_mini_image_paths(n: int) -> list[Path]:
     """The first n mini-set images by file name."""
     paths = sorted(COCO_MINI_IMAGES.glob("*.jpg"))[:n]

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tests.assets import FAST_RUN
 from vcmbench.cli import main
 
 # (command line after `vcmbench run`, words the one line must contain)
@@ -154,3 +155,23 @@ def test_a_run_builds_each_codec_once(tmp_path, monkeypatch):
     assert main(argv) == 0
     assert sorted(built) == ["raw", "raw16"]
     assert (tmp_path / "run" / "points.csv").is_file()
+
+
+def test_bad_config_value_gives_clear_error(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vcmbench",
+            "run",
+            *FAST_RUN,
+            "codec=raw",
+            "codec.raw.dtype=int8",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "codec.raw.dtype='int8'" in proc.stderr and "float16" in proc.stderr

@@ -1,5 +1,7 @@
 """One coding path: an image is a one-frame item of the loop that codes sequences, and sequences get
-what images get (masks, task fidelity, image fidelity)."""
+what images get (masks, task fidelity, image fidelity); a failure (an encoder's crash, a corrupt
+payload, one the back rejects) costs its item and rate point only; a codec of its own kind runs
+through the same loop."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.assets import SKIP_FIGURES, fast_run_cfg, video_run_cfg
 from vcmbench.config import compose_config
 from vcmbench.datasets.base import ImageRecord
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
@@ -120,3 +123,88 @@ def test_a_crash_on_the_receiver_side_keeps_the_images_finished_points(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, tmp_path / "run")
     assert [r.codec for r in read_records(tmp_path / "run" / "records.jsonl")] == ["raw", "raw16"]
+
+
+def test_decode_failure_is_recorded_and_sweep_goes_on(tmp_path):
+    cfg = fast_run_cfg(
+        "codec=raw", "+codec.bad._target_=tests.codecs_for_tests.CorruptingRaw", "+codec.bad.name=bad", *SKIP_FIGURES
+    )
+    points = run_sweep(cfg, tmp_path).set_index("codec")
+    assert points.loc["bad", "n_failed"] == 2 and points.loc["raw", "n_failed"] == 0
+    assert points.loc["bad", "bytes"] == points.loc["raw", "bytes"]  # the bits were still spent
+    recs = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
+    bad = [r for r in recs if r["codec"] == "bad"]
+    assert all(r["status"] == "decode_failed" and "checksum" in r["error"] for r in bad)
+
+
+def test_encode_failure_is_recorded_and_sweep_goes_on(tmp_path):
+    """An encoder that crashes on one image costs that image and rate point only."""
+    cfg = fast_run_cfg(
+        "codec=raw", "+codec.flaky._target_=tests.codecs_for_tests.FailingRaw", "+codec.flaky.name=flaky", *SKIP_FIGURES
+    )
+    points = run_sweep(cfg, tmp_path).set_index("codec")
+    recs = {(r["codec"], r["image_id"]): r for r in map(json.loads, (tmp_path / "records.jsonl").open())}
+    failed = recs[("flaky", 802)]  # 000000000802.jpg, the portrait one of the first two
+    assert failed["status"] == "encode_failed" and "simulated encoder crash" in failed["error"]
+    assert failed["bytes"] == 0 and failed["detections"] == []
+    assert recs[("flaky", 139)]["status"] == "ok"
+    assert recs[("flaky", 139)]["bytes"] == recs[("raw", 139)]["bytes"]
+    assert points.loc["flaky", "n_failed"] == 1 and points.loc["raw", "n_failed"] == 0
+    assert points.loc["flaky", "bytes"] == recs[("raw", 139)]["bytes"]  # a lost payload sends nothing
+    # the failed image has no detections in the evaluated results; the other image keeps all of its own
+    dets = json.loads((tmp_path / "detections" / "flaky" / "dtype=float32.json").read_text())
+    assert {d["image_id"] for d in dets} == {139} and len(dets) == len(recs[("raw", 139)]["detections"]) > 0
+    # A rerun keeps the failure as a finished record: nothing is redone.
+    before = (tmp_path / "records.jsonl").read_text()
+    run_sweep(cfg, tmp_path)
+    assert (tmp_path / "records.jsonl").read_text() == before
+
+
+def test_a_codec_of_its_own_kind_runs_through_the_same_loop(tmp_path):
+    """The runner only uses what a codec declares (takes, transmit_encode/decode): an image carried
+    losslessly by a codec of no stock kind gives the raw features' detections exactly."""
+    cfg = fast_run_cfg("codec=raw", "+codec.raw_image._target_=tests.codecs_for_tests.RawImage", *SKIP_FIGURES)
+    points = run_sweep(cfg, tmp_path).set_index("codec")
+    recs = {(r["codec"], r["image_id"]): r for r in map(json.loads, (tmp_path / "records.jsonl").open())}
+    for image_id in (139, 802):
+        carried, raw = recs[("raw_image", image_id)], recs[("raw", image_id)]
+        assert carried["status"] == "ok" and len(raw["detections"]) > 0
+        assert carried["detections"] == raw["detections"]
+        assert carried["extra"]["image_psnr"] == float("inf")
+    assert points.loc["raw_image", "bytes"] == sum(4 + 3 * h * w for h, w in [(426, 640), (640, 424)])
+
+
+@pytest.mark.timeout(300)
+def test_a_payload_the_back_rejects_is_that_items_decode_failure(tmp_path):
+    """A header overwritten after encoding: the payload decodes, the back raises ShapeError;
+    the item records decode_failed with the reason and the sweep finishes."""
+    cfg = fast_run_cfg(
+        "codec=[raw,anchor_vvc]",
+        "codec.anchor_vvc._target_=tests.codecs_for_tests.HeaderOverwrittenFrames",
+        "codec.anchor_vvc.rates=[41]",
+        *SKIP_FIGURES,
+    )
+    points = run_sweep(cfg, tmp_path).set_index("codec")
+    assert points.loc["anchor_vvc", "n_failed"] == 2 and points.loc["raw", "n_failed"] == 0
+    recs = [json.loads(x) for x in (tmp_path / "records.jsonl").read_text().splitlines()]
+    bad = [r for r in recs if r["codec"] == "anchor_vvc"]
+    assert len(bad) == 2 and all(
+        r["status"] == "decode_failed" and r["error"].startswith("ShapeError: ") and "p5" in r["error"] for r in bad
+    ), [r["error"] for r in bad]
+
+
+@pytest.mark.timeout(300)
+def test_a_corrupted_sequence_payload_is_a_failure_of_that_point_only(tmp_path):
+    cfg = video_run_cfg(
+        tmp_path,
+        "codec=raw",
+        "dataset.max_frames=2",
+        "+codec.bad._target_=tests.codecs_for_tests.CorruptingRaw",
+        "+codec.bad.name=bad",
+    )
+    points = run_sweep(cfg, tmp_path / "run")
+    bad, good = points[points.codec == "bad"], points[points.codec == "raw"]
+    assert (bad.n_failed == 1).all() and (good.n_failed == 0).all()
+    assert list(bad.bytes) == list(good.bytes)  # the bits were spent
+    recs = [json.loads(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert all(r["status"] == "decode_failed" and "checksum" in r["error"] for r in recs if r["codec"] == "bad")

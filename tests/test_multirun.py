@@ -1,4 +1,5 @@
-"""Sweeps past one process: Hydra multirun on joblib for real; the SLURM and Ray launcher configs compose.
+"""Sweeps past one process: Hydra multirun on the basic launcher (one run folder per job) and on joblib
+for real; the SLURM and Ray launcher configs compose.
 
 No cluster here: the SLURM (submitit) and Ray presets are checked by composing them with the
 run config and validating the launcher node; the joblib path runs two jobs in parallel on the
@@ -13,27 +14,18 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from omegaconf import MISSING, OmegaConf
 
-from tests.assets import COCO_MINI_DATASET
+from tests.assets import FAST_RUN
 from vcmbench.config import compose_config
 from vcmbench.regress import regress_main
 from vcmbench.render.report_cli import report_main
 
-FAST = [
-    *COCO_MINI_DATASET,
-    "dataset.max_images=2",
-    "model=frcnn_r50_fpn",
-    "model.weights=none",
-    "model.min_size=256",
-    "model.max_size=384",
-    "sweep.progress=false",
-    "sweep.threads=1",
-    "sweep.workers=1",
-]
+FAST = [*FAST_RUN, "sweep.threads=1"]
 RUN_NAME = "mr"
 
 
@@ -149,3 +141,29 @@ def test_ray_launcher_config_composes_without_ray(monkeypatch):
     except Exception:
         return
     OmegaConf.merge(OmegaConf.structured(RayLauncherConf), node)
+
+
+def test_multirun_basic_launcher_writes_one_dir_per_job(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vcmbench",
+            "run",
+            "-m",
+            *FAST,
+            "dataset.max_images=1",
+            "codec=raw,raw16",
+            f"results_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tables = sorted(tmp_path.glob("multirun/*/*/points.csv"))
+    assert len(tables) == 2
+    merged = pd.concat([pd.read_csv(t) for t in tables])
+    assert sorted(merged.codec) == ["raw", "raw16"]
+    ratio = merged.set_index("codec").bytes
+    assert np.isclose((ratio["raw"] - 34) / (ratio["raw16"] - 34), 2.0)

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from tests.assets import CHECKPOINTS
 from vcmbench.config import compose_config
 from vcmbench.datasets import synthetic
+from vcmbench.datasets.synthetic_video import build as build_video
 from vcmbench.errors import CheckpointError
 from vcmbench.types import LEVELS
 from vcmbench.vision.ci_frcnn import DEFAULT_WEIGHTS, build
@@ -40,6 +41,21 @@ def test_front_back_equals_unsplit_model(weights, random_det):
         assert len(ref) >= 50
         assert torch.equal(ref.boxes, out.boxes)
         assert torch.equal(ref.scores, out.scores)
+        assert torch.equal(ref.labels, out.labels)
+
+
+@pytest.mark.timeout(120)
+def test_split_is_exact_on_every_frame(tmp_path):
+    """The committed checkpoint split, on each frame of a panning synthetic video."""
+    detector = build(weights=DEFAULT_WEIGHTS)
+    spec = [{"name": "pan", "class": "A", "frames": 6, "fps": 30, "pan": [2, 1]}]
+    ds = build_video(sequences=spec, cache_dir=tmp_path, max_frames=3)
+    for sample in ds.frames(ds.sequences[0]):
+        ref = detector.full(sample.image)
+        front = detector.front(sample.image)
+        out = detector.back(front.features, front.meta)
+        assert len(ref) > 0
+        assert torch.equal(ref.boxes, out.boxes) and torch.equal(ref.scores, out.scores)
         assert torch.equal(ref.labels, out.labels)
 
 
