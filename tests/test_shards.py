@@ -171,9 +171,11 @@ def test_merge_refuses_missing_changed_and_overlapping_shards(sharded, tmp_path,
     changed = tmp_path / "changed"
     shutil.copytree(shards[3], changed)
     cfg = OmegaConf.load(changed / "config.resolved.yaml")
-    cfg.threads = 2  # features depend on the thread count: another setting, not another shard
+    cfg.sweep.threads = 2  # features depend on the thread count: another setting, not another shard
     (changed / "config.resolved.yaml").write_text(OmegaConf.to_yaml(cfg))
-    with pytest.raises(MergeError, match=r"sweep.threads=2, but .* has threads=1; merge the shards of one sweep only"):
+    with pytest.raises(
+        MergeError, match=r"sweep.threads=2, but .* has sweep.threads=1; merge the shards of one sweep only"
+    ):
         merge_runs([*shards[:3], changed], tmp_path / "m")
 
     with pytest.raises(MergeError, match="overlapping shards: .* are both shard 2/4"):
