@@ -46,7 +46,7 @@ from vcmbench.bootstrap import (
 )
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
-from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, curve_heading
+from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, add_curve_argument, check_curve, curve_heading
 from vcmbench.tables import codec_order, encoder_of, load_sources, merge_points, read_points, text_table
 
 __all__ = ["EXIT_OK", "EXIT_REGRESSION", "EXIT_UNUSABLE", "Check", "regress", "regress_main", "DEFAULT_REFERENCE"]
@@ -377,13 +377,7 @@ def regress_main(argv: list[str]) -> int:
     )
     ap.add_argument("--method", choices=list(METHODS), default="pchip", help="BD interpolation (default: pchip)")
     ap.add_argument("--metric", default="map", help="metric column (default: map)")
-    ap.add_argument(
-        "--curve",
-        default=DEFAULT_CURVE,
-        metavar="RULE",
-        help="how a curve whose metric does not rise with rate is made monotonic before BD: pareto "
-        "(default: dominated points left out) or monotonic (MPEG's monotonic cubic fit of its values)",
-    )
+    add_curve_argument(ap)
     ap.add_argument(
         "--alpha",
         type=float,

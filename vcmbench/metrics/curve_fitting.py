@@ -73,6 +73,18 @@ def check_curve(curve: str, name: str = "curve") -> str:
     return curve
 
 
+def add_curve_argument(parser, metric: str = "metric") -> None:
+    """`--curve RULE` on a command line (bdrate, report, regress, export), one wording everywhere;
+    the caller checks the value with `check_curve(args.curve, "--curve")` for the one-line error."""
+    parser.add_argument(
+        "--curve",
+        default=DEFAULT_CURVE,
+        metavar="RULE",
+        help=f"how a curve whose {metric} does not rise with rate is made monotonic before BD: pareto "
+        "(default: dominated points left out) or monotonic (MPEG's monotonic cubic fit of its values)",
+    )
+
+
 def curve_heading(curve: str) -> str:
     """What a BD table's heading adds for the curve rule: nothing for the default (pareto), whose
     tables read as they always have, else the rule's name."""

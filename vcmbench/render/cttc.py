@@ -37,7 +37,7 @@ import pandas as pd
 
 from vcmbench.analysis import BDRow, bd_row, choose_anchor
 from vcmbench.errors import VcmbenchError
-from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, curve_heading
+from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, add_curve_argument, check_curve, curve_heading
 from vcmbench.render.cttc_platform import write_image_final, write_video_final
 from vcmbench.tables import REQUIRED_COLUMNS, codec_order, codec_title, encoder_of, groups, text_table
 
@@ -440,13 +440,7 @@ def export_main(argv: list[str]) -> int:
         metavar="CODEC",
         help="codec the BD-rates are taken against (default: the codec of role feature_anchor)",
     )
-    ap.add_argument(
-        "--curve",
-        default=DEFAULT_CURVE,
-        metavar="RULE",
-        help="how a curve whose accuracy does not rise with rate is made monotonic before BD: pareto "
-        "(default: dominated points left out) or monotonic (MPEG's monotonic cubic fit of its values)",
-    )
+    add_curve_argument(ap, "accuracy")
     args = ap.parse_args(argv)
     try:
         check_curve(args.curve, "--curve")

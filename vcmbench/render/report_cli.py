@@ -18,7 +18,7 @@ from vcmbench.analysis import POOR_OVERLAP, WARN, bd_row
 from vcmbench.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, BootstrapSettings
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.bd import METHODS, MIN_POINTS
-from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, curve_heading
+from vcmbench.metrics.curve_fitting import add_curve_argument, check_curve, curve_heading
 from vcmbench.render.jinja import MISSING
 from vcmbench.render.report import write_report
 from vcmbench.render.report_tables import _fmt
@@ -56,13 +56,7 @@ def report_main(argv: list[str], expand_paths: Callable[[list[str]], list] | Non
         "--out", metavar="DIR", help="output folder (default: RUN_DIR/report for one run, else results/report)"
     )
     ap.add_argument("--method", choices=METHODS, default="pchip", help="BD interpolation (default: pchip)")
-    ap.add_argument(
-        "--curve",
-        default=DEFAULT_CURVE,
-        metavar="RULE",
-        help="how a curve whose metric does not rise with rate is made monotonic before BD: pareto "
-        "(default: dominated points left out) or monotonic (MPEG's monotonic cubic fit of its values)",
-    )
+    add_curve_argument(ap)
     ap.add_argument(
         "--resamples",
         type=int,
@@ -116,13 +110,7 @@ def bdrate_main(argv: list[str]) -> int:
     ap.add_argument("--codec", nargs="*", help="codecs of TEST.csv to compare (default: all)")
     ap.add_argument("--method", choices=list(METHODS), default="pchip")
     ap.add_argument("--metric", default="map")
-    ap.add_argument(
-        "--curve",
-        default=DEFAULT_CURVE,
-        metavar="RULE",
-        help="how a curve whose metric does not rise with rate is made monotonic before BD: pareto "
-        "(default: dominated points left out) or monotonic (MPEG's monotonic cubic fit of its values)",
-    )
+    add_curve_argument(ap)
     args = ap.parse_args(argv)
     try:
         check_curve(args.curve, "--curve")
