@@ -44,7 +44,7 @@ e2e: install detectron2
 
 # The CI regression references (anchors/README.md): the default run (20 scenes, what CI runs)
 # and the same codecs over 50 scenes (benchmarks/default_scenes.py: how far the BD-rates move).
-VIDEO_CI_CODECS := anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw
+VIDEO_CI_CODECS := anchor_vvc,pack_tile,learned_interleaved,hybrid_vvc,image_vvc,raw
 # the reduced segmentation run (tests/vision/test_ci_maskrcnn.py: MASK_RUN)
 MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=8 'codec=[raw,anchor_vvc,learned_interleaved]' complexity=false
 ci-reference: install

@@ -21,8 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 COMMON = ["dataset.count=2", "sweep.workers=1", "report=false", "sweep.progress=false", "complexity=false"]
 SMALL = [
     *COMMON,
-    "codec=[anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw]",
+    "codec=[anchor_vvc,pack_tile,learned_interleaved,hybrid_vvc,image_vvc,raw]",
     "codec.anchor_vvc.rates=[37,45]",
+    "codec.hybrid_vvc.rates=[37]",
     "codec.pack_tile.rates=[37]",
     "codec.learned_interleaved.rates=[2]",
     "codec.image_vvc.rates=[37]",

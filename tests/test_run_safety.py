@@ -18,12 +18,13 @@ import pytest
 from vcmbench.records import RecordsCorrupt, RecordStore, RunLock
 
 REPO = Path(__file__).resolve().parents[1]
-# Four synthetic scenes, an external codec (VVC through ffmpeg) and a learned one, three rates each.
+# Four synthetic scenes, an external codec (VVC through ffmpeg) and one with networks around an external
+# codec (the hybrid: reduction, VVC, restoration), three rates each.
 SWEEP = [
     "dataset.count=4",
-    "codec=[anchor_vvc,learned_interleaved]",
+    "codec=[anchor_vvc,hybrid_vvc]",
     "codec.anchor_vvc.rates=[37,41,45]",
-    "codec.learned_interleaved.rates=[1,2,3]",
+    "codec.hybrid_vvc.rates=[32,37,42]",
 ]
 TINY = ["dataset.count=2", "codec=raw"]
 COMMON = ["sweep.workers=1", "report=false", "sweep.progress=false", "fidelity=false", "complexity=false"]

@@ -20,7 +20,7 @@ from vcmbench.regress import EXIT_OK, regress_main
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "anchors" / "ci" / "video-classes.csv"
-CODECS = "anchor_vvc,pack_tile,learned_interleaved,image_vvc,raw"  # the Makefile's VIDEO_CI_CODECS
+CODECS = "anchor_vvc,pack_tile,learned_interleaved,hybrid_vvc,image_vvc,raw"  # the Makefile's VIDEO_CI_CODECS
 TOLERANCE = "2.0"  # as the image gate; the reference itself is reproduced exactly
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]

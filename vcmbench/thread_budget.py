@@ -10,6 +10,10 @@ loose the codecs keep their fixed counts, because their bytes would otherwise de
 
 from __future__ import annotations
 
+import contextlib
+
+import torch
+
 _CAP: list[int | None] = [None]
 
 
@@ -22,3 +26,19 @@ def capped(threads: int | None) -> int | None:
     """A codec's thread count under this process's cap (None stays None: the caller's setting)."""
     cap = _CAP[0]
     return threads if threads is None or cap is None else min(threads, cap)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block on `n` torch threads (capped by the worker's budget), then restore the caller's:
+    codecs fix their own count so their numbers never depend on the caller's."""
+    n = capped(n)
+    if not n or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

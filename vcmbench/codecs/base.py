@@ -133,7 +133,8 @@ class Codec(ABC):
 
     #: whether the codec's whole work is torch operations (a learned codec), so a MAC count of
     #: its encode and decode is its complexity; False for external encoders and entropy coders
-    #: that torch does not see (their complexity is only their measured time)
+    #: that torch does not see (their complexity is only their measured time); the hybrid codec counts
+    #: its networks' MACs, its inner VVC codec only time
     counts_macs: bool = False
 
     def prepare(self, rate: RatePoint) -> None:

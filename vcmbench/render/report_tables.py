@@ -150,7 +150,8 @@ COMPLEXITY_LEGEND = (
     "Complexity in kMAC per input pixel (thousands of multiply-accumulates), counted by torch's "
     "FlopCounterMode on the set's first image: the front on the image, the learned encoder (analysis, "
     "hyper-analysis and the hyper-decoder it needs for the scales) and decoder (hyper-decoder and "
-    "synthesis) on its features, the back on the decoded features. External encoders run outside torch: "
+    "synthesis) on its features (the hybrid codec: its reduction and restoration networks; its inner VVC "
+    "codec adds time only), the back on the decoded features. External encoders run outside torch: "
     "for them only time is measured (*time only*), and front/back are those networks on the uncompressed "
     "features. enc s / dec s: wall seconds per image, as in the rate-points table (a *time only* row: the mean over its rate points)."
 )

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from vcmbench.atomic import torch_save
+from vcmbench.codecs.hybrid.network import ARCH as HYBRID_ARCH
+from vcmbench.codecs.hybrid.network import build_hybrid_net
 from vcmbench.codecs.learned.models import FeatureCompressionNet, build_net
 from vcmbench.errors import CheckpointError, ConfigError
 
@@ -189,7 +191,7 @@ def load_checkpoint(path: str | Path) -> tuple[FeatureCompressionNet, dict]:
     parent is read first (and must be the one it was made from)."""
     path = Path(path)
     arch, net_kwargs, meta, stored = _checked_state(path)
-    net = build_net(arch, **net_kwargs)
+    net = _build(arch, net_kwargs)
     try:
         net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in stored.items()})
     except RuntimeError as exc:
@@ -198,6 +200,14 @@ def load_checkpoint(path: str | Path) -> tuple[FeatureCompressionNet, dict]:
     for p in net.parameters():
         p.requires_grad_(False)
     return net, meta
+
+
+def _build(arch: str, net_kwargs: dict) -> torch.nn.Module:
+    """The network a checkpoint describes: a learned codec's, or the hybrid codec's reduction and
+    restoration pair (stored in this same format: 7-bit weights, fingerprint, parents)."""
+    if arch == HYBRID_ARCH:
+        return build_hybrid_net(**net_kwargs)
+    return build_net(arch, **net_kwargs)
 
 
 def _checked_state(path: Path, depth: int = 0) -> tuple[str, dict, dict, dict[str, torch.Tensor]]:

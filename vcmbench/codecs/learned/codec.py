@@ -25,7 +25,6 @@ Their public names are re-exported here, where scripts, tests and `vcmbench.trai
 
 from __future__ import annotations
 
-import contextlib
 import math
 import struct
 import warnings
@@ -48,7 +47,7 @@ from vcmbench.codecs.learned.models import FeatureCompressionNet
 from vcmbench.codecs.tiling import Reader
 from vcmbench.errors import CheckpointError, ConfigError, PayloadError, ShapeError
 from vcmbench.paths import display_path, resolve_data_path
-from vcmbench.thread_budget import capped
+from vcmbench.thread_budget import torch_threads as _threads
 from vcmbench.types import LEVELS, Features
 
 #: arch -> payload tag
@@ -59,20 +58,6 @@ MAX_P2_CELLS = 512 * 512  # decode bound: P2 grid of a 2048 x 2048 input (stride
 
 
 _SHA_CACHE: dict[tuple, str] = {}
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    n = capped(n)  # a sweep's worker may cap it (vcmbench.thread_budget)
-    if not n or n == torch.get_num_threads():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def resolve_dir(path: str) -> Path:
