@@ -61,8 +61,9 @@ def image_table(points: pd.DataFrame) -> dict:
 
 
 def video_table(classes: pd.DataFrame) -> dict:
-    print("\n## Video: BD-rate of hybrid_vvc per class (mAP vs kbps, pchip)\n")
-    print("| class | anchor | BD-rate % | mAP interval | share of the anchor's range |\n|---|---|---:|---|---:|")
+    metric = str(classes.metric.iloc[0]) if "metric" in classes else "map"
+    print(f"\n## Video: BD-rate of hybrid_vvc per class (the run's task metric, {metric}, vs kbps, pchip)\n")
+    print(f"| class | anchor | BD-rate % | {metric} interval | share of the anchor's range |\n|---|---|---:|---|---:|")
     out = {}
     for cls, group in classes.groupby("class"):
         test = group[group.codec == TEST]
