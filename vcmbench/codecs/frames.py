@@ -42,10 +42,19 @@ import numpy as np
 import torch
 
 from vcmbench.codecs.backends.codec import ExternalBackend, build_backend
-from vcmbench.codecs.base import FeatureCodec, RatePoint, Received, read_shape_table, register_tags, shape_table
+from vcmbench.codecs.base import FeatureCodec, RatePoint, Received, register_tags
 from vcmbench.codecs.frame_layouts import ChannelFrames, FrameLayout, LevelMosaics, StackedMosaic
 from vcmbench.codecs.frame_layouts import greedy_chain as greedy_chain
-from vcmbench.codecs.sequence import SequenceEncoder, SequenceInfo, check_gop_settings, ctc_gop
+from vcmbench.codecs.sequence import SEQUENCE_VERSION as SEQUENCE_VERSION
+from vcmbench.codecs.sequence import (
+    SequenceEncoder,
+    SequenceInfo,
+    check_gop_settings,
+    ctc_gop,
+    frame_shapes,
+    read_sequence_head,
+    sequence_head,
+)
 from vcmbench.codecs.tiling import (
     Reader,
     check_finite,
@@ -62,13 +71,9 @@ from vcmbench.codecs.tiling import (
     split_mode_byte,
     unpack_ranges,
     unpack_streams,
-    uvarint,
 )
 from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError, ShapeError
-from vcmbench.types import LEVELS, Features, FrontOutput, ImageMeta, check_features
-
-#: container version of a sequence payload (the per-image payload is version 1)
-SEQUENCE_VERSION = 2
+from vcmbench.types import LEVELS, Features, FrontOutput, ImageMeta
 
 #: EE1.2 global range for OpenImages detection features (Faster R-CNN X101-FPN, detectron2)
 EE12_OPENIMAGES_RANGE = (-22.3948, 20.3891)
@@ -272,15 +277,8 @@ class FrameCodec(FeatureCodec):
 
     def sequence_decode(self, payload: bytes, metas: Sequence[ImageMeta]) -> Iterator[Received]:
         """The frames of a sequence payload (FrameSequenceEncoder's), decoded one at a time."""
-        payload = bytes(payload)
-        shapes, end = read_shape_table(payload, self.tag, SEQUENCE_VERSION, self.name)
-        check_plausible(shapes, self.name)
-        r = Reader(memoryview(payload)[end:], self.name)
-        frames = r.uvarint()
-        if frames != len(metas):
-            raise PayloadError(
-                f"{self.name}: payload holds {frames} frames, the sequence has {len(metas)} (corrupt header)"
-            )
+        shapes, r = read_sequence_head(bytes(payload), self.tag, self.name, len(metas))
+        frames = len(metas)
         bits, ranges, plan, video_shapes = self._read_head(r, shapes)
         streams = unpack_streams(r, len(video_shapes))
         depth = sample_depth(bits)
@@ -343,7 +341,7 @@ class FrameSequenceEncoder(SequenceEncoder):
         side, _ = c.layout.encode(q, shapes, self.fill)
         flags = c.layout.flags(True)
         self.plan = c.layout.read(Reader(side, c.name), shapes, flags)
-        self.head = shape_table(c.tag, SEQUENCE_VERSION, shapes) + uvarint(self.info.frames)
+        self.head = sequence_head(c.tag, shapes, self.info.frames)
         self.head += bytes([mode_byte(c.quantiser.range, flags), coding_byte(bits, c.backend.family_id)])
         self.head += pack_ranges(c.quantiser.range, self.ranges) + side
         value = None if c.knob == "bits" else self.rate.value
@@ -355,13 +353,7 @@ class FrameSequenceEncoder(SequenceEncoder):
 
     def add(self, image: torch.Tensor, front: FrontOutput) -> None:
         features = front.features
-        check_features(features)
-        shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
-        if self.sinks and shapes != self.shapes:
-            raise ShapeError(
-                f"codec.{self.codec.name}: a frame's features are {shapes}, the sequence's first were "
-                f"{self.shapes}; a sequence's frames must share one size"
-            )
+        shapes = frame_shapes(features, self.shapes if self.sinks else [], self.codec.name)
         levels = [features[k].detach().to("cpu", torch.float32).numpy() for k in LEVELS]
         check_finite(levels)
         q = [quantize(x, lo, hi, self.bits) for x, (lo, hi) in zip(levels, self.ranges)]

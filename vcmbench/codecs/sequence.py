@@ -36,11 +36,21 @@ from dataclasses import dataclass
 import torch
 
 from vcmbench.codecs.backends.gop import ALL_INTRA, Gop
-from vcmbench.codecs.base import Codec, RatePoint, Received, check_container, register_tags
-from vcmbench.codecs.tiling import Reader, uvarint
-from vcmbench.errors import ConfigError, PayloadError
-from vcmbench.types import FrontOutput, ImageMeta
+from vcmbench.codecs.base import (
+    Codec,
+    RatePoint,
+    Received,
+    check_container,
+    read_shape_table,
+    register_tags,
+    shape_table,
+)
+from vcmbench.codecs.tiling import Reader, check_plausible, uvarint
+from vcmbench.errors import ConfigError, PayloadError, ShapeError
+from vcmbench.types import LEVELS, FrontOutput, ImageMeta, check_features
 
+#: container version of a feature codec's own sequence payload (its per-image payload is version 1)
+SEQUENCE_VERSION = 2
 FRAMEWISE_TAG = b"SEQF"
 FRAMEWISE_VERSION = 1
 register_tags(f"{__name__}.FramewiseEncoder", FRAMEWISE_TAG)
@@ -123,6 +133,37 @@ def framewise_decode(codec: Codec, payload: bytes, metas: Sequence[ImageMeta]) -
         yield codec.transmit_decode(reader.take(reader.uvarint()), meta)
     if reader.remaining:
         raise PayloadError(f"{codec.name}: {reader.remaining} bytes after the last frame (corrupt payload)")
+
+
+def sequence_head(tag: bytes, shapes, frames: int) -> bytes:
+    """The start of a feature codec's own sequence payload: the container's shape table with version
+    SEQUENCE_VERSION, then the frame count (uvarint); the codec's fields follow."""
+    return shape_table(tag, SEQUENCE_VERSION, shapes) + uvarint(frames)
+
+
+def read_sequence_head(payload: bytes, tag: bytes, who: str, frames: int) -> tuple[list[tuple[int, int, int]], Reader]:
+    """Inverse of `sequence_head` for a sequence of `frames` frames: (the levels' shapes, a reader at the
+    codec's fields); PayloadError for a header this decoder did not write or another frame count."""
+    shapes, end = read_shape_table(payload, tag, SEQUENCE_VERSION, who)
+    check_plausible(shapes, who)
+    reader = Reader(memoryview(payload)[end:], who)
+    n = reader.uvarint()
+    if n != frames:
+        raise PayloadError(f"{who}: payload holds {n} frames, the sequence has {frames} (corrupt header)")
+    return shapes, reader
+
+
+def frame_shapes(features, first: list[tuple[int, int, int]], who: str) -> list[tuple[int, int, int]]:
+    """A sequence frame's level shapes (C, H, W), checked: features of the split, and the same shapes as
+    the sequence's first frame (`first`; empty at the first frame)."""
+    check_features(features)
+    shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
+    if first and shapes != first:
+        raise ShapeError(
+            f"codec.{who}: a frame's features are {shapes}, the sequence's first were {first}; a sequence's "
+            "frames must share one size"
+        )
+    return shapes
 
 
 def needs_sequence_range(codec: Codec) -> bool:

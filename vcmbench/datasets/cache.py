@@ -60,3 +60,19 @@ def plain(value: Any) -> Any:
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     return value
+
+
+def converted(cache_file: Path, fingerprint: str, convert, description: str, options: dict, fmt: int) -> dict[str, Any]:
+    """A set's COCO json: the cached one if it was made from the same inputs, else `convert()`'s,
+    stamped with what it was made from (`info`) and written to `cache_file`."""
+    data = read_cached(cache_file, fingerprint)
+    if data is None:
+        data = convert()
+        data["info"] = {
+            "description": description,
+            "vcmbench_fingerprint": fingerprint,
+            "vcmbench_format": fmt,
+            "source": options,
+        }
+        write_cached(cache_file, data)
+    return data

@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vcmbench.datasets.cache import cache_root, digest, plain, read_cached, write_cached
+from vcmbench.datasets.cache import cache_root, converted, digest, plain
 from vcmbench.datasets.images import image_size
-from vcmbench.datasets.sequences import SequenceDataset, sequences_from_coco
+from vcmbench.datasets.sequences import SequenceDataset, first_frames, sequences_from_coco
 from vcmbench.datasets.shards import shardable
 from vcmbench.errors import DatasetError
 from vcmbench.paths import is_none
@@ -408,18 +408,12 @@ def assemble(
     folder = default_cache_dir() if cache_dir is None or is_none(cache_dir) else Path(str(cache_dir)).expanduser()
     cache_file = folder / f"{name}-{digest(options)[:12]}.json"
     fp = digest({"options": options, "inputs": [s.stats for s in seqs]})
-    data = read_cached(cache_file, fp)
-    if data is None:
+
+    def build() -> dict:
         log.info("converting %d MOT sequences of %s to COCO json %s", len(seqs), name, cache_file)
-        data = convert(seqs, classes, options["seq_class"], rule, labels)
-        data["info"] = {
-            "description": f"vcmbench {name}: MOT-challenge folder converted to COCO format",
-            "vcmbench_fingerprint": fp,
-            "vcmbench_format": CACHE_FORMAT,
-            "source": options,
-        }
-        write_cached(cache_file, data)
-    recs = sequences_from_coco(data, cache_file)
-    if max_frames is not None and not is_none(max_frames):
-        recs = [dataclasses.replace(s, frames=s.frames[: int(max_frames)]) for s in recs]
+        return convert(seqs, classes, options["seq_class"], rule, labels)
+
+    description = f"vcmbench {name}: MOT-challenge folder converted to COCO format"
+    data = converted(cache_file, fp, build, description, options, CACHE_FORMAT)
+    recs = first_frames(sequences_from_coco(data, cache_file), max_frames)
     return SequenceDataset(name, cache_file, root, recs, tracking=True)

@@ -47,7 +47,6 @@ input's path, size and mtime, and rebuilt only when one changes.
 from __future__ import annotations
 
 import configparser
-import dataclasses
 import logging
 import pickle
 import zipfile
@@ -57,10 +56,10 @@ from typing import Any
 
 import numpy as np
 
-from vcmbench.datasets.cache import cache_root, digest, plain, read_cached, write_cached
+from vcmbench.datasets.cache import cache_root, converted, digest, plain
 from vcmbench.datasets.images import image_size
 from vcmbench.datasets.pandaset_categories import PANDASET_CATEGORIES
-from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord, sequences_from_coco
+from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord, first_frames, sequences_from_coco
 from vcmbench.datasets.shards import shardable
 from vcmbench.errors import DatasetError
 from vcmbench.paths import is_none
@@ -354,19 +353,13 @@ def build(
     cache = default_cache_dir() if cache_dir is None or is_none(cache_dir) else Path(str(cache_dir)).expanduser()
     cache_file = cache / f"{name}-{digest(options)[:12]}.json"
     fp = digest({"options": options, "inputs": [s.stats for s in sources]})
-    data = read_cached(cache_file, fp)
-    if data is None:
+
+    def build() -> dict:
         log.info("converting %d PandaSet sequences of %s to COCO json %s", len(sources), name, cache_file)
-        data = convert(sources)
-        data["info"] = {
-            "description": f"vcmbench {name}: PandaSet (MPEG FCM layout) frames; points stay in the npz files",
-            "vcmbench_fingerprint": fp,
-            "vcmbench_format": CACHE_FORMAT,
-            "source": options,
-        }
-        write_cached(cache_file, data)
-    recs = sequences_from_coco(data, cache_file)
-    if max_frames is not None and not is_none(max_frames):
-        recs = [dataclasses.replace(s, frames=s.frames[: int(max_frames)]) for s in recs]
+        return convert(sources)
+
+    description = f"vcmbench {name}: PandaSet (MPEG FCM layout) frames; points stay in the npz files"
+    data = converted(cache_file, fp, build, description, options, CACHE_FORMAT)
+    recs = first_frames(sequences_from_coco(data, cache_file), max_frames)
     points_files = {sid: s.npz for sid, s in enumerate(sources, start=1)}
     return PandaSetDataset(name, cache_file, folder, recs, points_files)

@@ -11,6 +11,7 @@ computed). Frames are loaded one at a time (`frames`): a sequence is never held 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from vcmbench.datasets.base import ImageRecord, Sample, item_view, load_sample
 from vcmbench.errors import DatasetError
+from vcmbench.paths import is_none
 
 
 @dataclass(frozen=True)
@@ -150,3 +152,10 @@ def sequences_from_coco(coco: dict, where: Path) -> list[SequenceRecord]:
         ordered = tuple(r for _, r in sorted(frames.get(sid, []), key=lambda t: t[0]))
         out.append(SequenceRecord(sid, str(s["name"]), str(s.get("class", "all")), float(s["fps"]), ordered))
     return out
+
+
+def first_frames(sequences: list[SequenceRecord], max_frames) -> list[SequenceRecord]:
+    """`dataset.max_frames`: each sequence's first N frames (null or none: all of them)."""
+    if max_frames is None or is_none(max_frames):
+        return sequences
+    return [dataclasses.replace(s, frames=s.frames[: int(max_frames)]) for s in sequences]

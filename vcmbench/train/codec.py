@@ -34,7 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.errors import ConfigError
-from vcmbench.train.loop import STATE_NAME, Schedule, config_key, finish, run_loop
+from vcmbench.train.loop import STATE_NAME, Schedule, config_key, finish, run_loop, training_device
 
 HEADER_BYTES = 30 + 5  # container header (base.py) + model id + quality
 
@@ -77,14 +77,6 @@ def _lambda(cfg: DictConfig, node: DictConfig, quality: int) -> float:
     if not 1 <= quality <= len(lambdas):
         raise ConfigError(f"quality={quality}: codec lambdas are {lambdas}; choose 1..{len(lambdas)} or set lmbda=")
     return float(lambdas[quality - 1])
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda: no CUDA device here; use device=auto or device=cpu")
-    return torch.device(name)
 
 
 class CropSampler:
@@ -312,34 +304,40 @@ def build_training_net(arch: str, net_kwargs: dict, stats: dict, init_from: str 
     return net, None
 
 
+def training_setup(cfg: DictConfig, out_dir: str, detector=None) -> tuple:
+    """What every feature-codec trainer starts from: (its output folder, the device, whether to show
+    progress, the cached features of train_set and of val_set), with cfg.threads applied."""
+    from vcmbench.codecs.learned.features import feature_set
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    device = training_device(str(cfg.get("device", "auto")))
+    progress = bool(cfg.get("progress", True))
+    f = cfg.features
+    train_fs = feature_set(cfg.model, cfg.train_set, f.get("cache_dir"), f.get("train_images"), progress, detector)
+    val_fs = feature_set(cfg.model, cfg.val_set, f.get("cache_dir"), f.get("val_images"), progress, detector)
+    return out, device, progress, train_fs, val_fs
+
+
 def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     """Train one quality of a learned codec; writes q{K}.pt/.json (+ CSV logs) into `out_dir`."""
     from hydra.utils import instantiate
 
     from vcmbench.codecs.learned.codec import save_checkpoint
-    from vcmbench.codecs.learned.features import feature_set, front_digest
     from vcmbench.codecs.learned.models import count_parameters
+    from vcmbench.codecs.learned.trained_on import trained_on_facts
 
     name, node = _codec_node(cfg)
     quality = int(cfg.quality)
     lmbda = _lambda(cfg, node, quality)
     arch = str(node.arch)
     net_kwargs = net_settings(node, quality, name)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    device = _device(str(cfg.get("device", "auto")))
-    progress = bool(cfg.get("progress", True))
-
-    fcfg = cfg.features
     detector = None
     if float(cfg.loss.get("task_weight", 0.0)) > 0:
         detector = instantiate(cfg.model)
-    train_fs = feature_set(
-        cfg.model, cfg.train_set, fcfg.get("cache_dir"), fcfg.get("train_images"), progress, detector
-    )
-    val_fs = feature_set(cfg.model, cfg.val_set, fcfg.get("cache_dir"), fcfg.get("val_images"), progress, detector)
+    out, device, progress, train_fs, val_fs = training_setup(cfg, out_dir, detector)
     n_levels = [s[0] for s in train_fs.shapes[0]]
     if any(c != int(net_kwargs.get("N", 256)) for c in n_levels):
         raise ConfigError(f"the front gives {n_levels}-channel levels; set codec.{name}.net.N to match")
@@ -402,18 +400,12 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
         names = ["loss", "bpp", "D", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "rel_p2", "task", "aux"]
         return dict(zip(names, (float(v.detach()) for v in (loss, bpp, d, *mses, rel_p2, tterm, aux))))
 
-    o = cfg.optimizer
     result = run_loop(
         step_fn,
         out=out,
         steps=steps,
         optimizer=opt,
-        schedule=Schedule(
-            steps,
-            int(o.get("warmup_steps", 0)),
-            float(o.get("final_lr_fraction", 0.1)),
-            str(o.get("schedule", "cosine")),
-        ),
+        schedule=Schedule.of(cfg.optimizer, steps),
         state={"net": net, "opt": opt, "aux_opt": aux_opt},
         config_key=_config_key(cfg, lmbda),
         resume=bool(cfg.get("resume", True)),
@@ -436,14 +428,7 @@ def train_codec(cfg: DictConfig, out_dir: str) -> dict:
     net.to("cpu").eval()
     v_est = validate(net, val_fs, torch.device("cpu"), lmbda, level_weights, cfg.get("val_limit"))
     ck = out / f"q{quality}.pt"
-    trained_on = {
-        "network": train_fs.front.get("name"),
-        "split": str(cfg.model.get("split", "fpn")),
-        "sha256": train_fs.front.get("sha256"),
-        "channels": int(net_kwargs.get("N", 256)),
-        "data": str(cfg.train_set.get("name")),
-        "front": front_digest(cfg.model),
-    }
+    trained_on = trained_on_facts(cfg.model, cfg.train_set, train_fs.front, int(net_kwargs.get("N", 256)))
     meta = {"codec": name, "quality": quality, "lambda": lmbda, "front": train_fs.front, "trained_on": trained_on}
     meta = save_checkpoint(net, ck, arch, net_kwargs, meta)
     v_bytes = validate_bytes(net, val_fs, cfg.get("val_limit"))

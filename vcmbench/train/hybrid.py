@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import platform
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.codecs.hybrid.network import ARCH
 from vcmbench.errors import ConfigError
-from vcmbench.train.codec import CropSampler, _device, _overrides, _valid_mse, level_weights_of, relative_error
+from vcmbench.train.codec import CropSampler, _overrides, _valid_mse, level_weights_of, relative_error, training_setup
 from vcmbench.train.loop import Schedule, config_key, finish, run_loop
 
 HEADER_BYTES = 30 + 13  # container header + model id, range, coding byte
@@ -149,8 +148,8 @@ def train_hybrid(cfg: DictConfig, out_dir: str) -> dict:
     """Train the hybrid codec's networks; writes hybrid.pt/.json (+ CSV log) into `out_dir`."""
     from vcmbench.codecs.hybrid.network import build_hybrid_net
     from vcmbench.codecs.learned.checkpoint import save_checkpoint
-    from vcmbench.codecs.learned.features import feature_set, front_digest
     from vcmbench.codecs.learned.models import count_parameters
+    from vcmbench.codecs.learned.trained_on import trained_on_facts
 
     (name,) = cfg.codec.keys()
     node = cfg.codec[name]
@@ -160,15 +159,7 @@ def train_hybrid(cfg: DictConfig, out_dir: str) -> dict:
     cal_qps = [int(v) for v in training.get("calibrate_qps", list(range(12, 53, 5)))]
     if not qp_lo <= qp_hi or not cal_qps:
         raise ConfigError(f"codec.{name}.training: qp_range {qp_lo}..{qp_hi} and calibrate_qps {cal_qps} must be set")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    device = _device(str(cfg.get("device", "auto")))
-    progress = bool(cfg.get("progress", True))
-    fcfg = cfg.features
-    train_fs = feature_set(cfg.model, cfg.train_set, fcfg.get("cache_dir"), fcfg.get("train_images"), progress)
-    val_fs = feature_set(cfg.model, cfg.val_set, fcfg.get("cache_dir"), fcfg.get("val_images"), progress)
+    out, device, progress, train_fs, val_fs = training_setup(cfg, out_dir)
     channels = [s[0] for s in train_fs.shapes[0]]
     if any(c != int(net_kwargs.get("N", 256)) for c in channels):
         raise ConfigError(f"the front gives {channels}-channel levels; set codec.{name}.net.N to match")
@@ -223,7 +214,6 @@ def train_hybrid(cfg: DictConfig, out_dir: str) -> dict:
         names = ["loss", "mse_p2", "mse_p3", "mse_p4", "mse_p5", "mse_p6", "rel_p2", "bpp_proxy"]
         return dict(zip(names, (float(v.detach()) for v in (loss, *mses, rel_p2, bpp))))
 
-    o = cfg.optimizer
     steps = int(cfg.steps)
     key = config_key(
         OmegaConf.to_container(cfg, resolve=True),
@@ -234,9 +224,7 @@ def train_hybrid(cfg: DictConfig, out_dir: str) -> dict:
         out=out,
         steps=steps,
         optimizer=opt,
-        schedule=Schedule(
-            steps, int(o.get("warmup_steps", 0)), float(o.get("final_lr_fraction", 0.1)), str(o.get("schedule"))
-        ),
+        schedule=Schedule.of(cfg.optimizer, steps),
         state={"net": net, "opt": opt},
         config_key=key,
         resume=bool(cfg.get("resume", True)),
@@ -250,14 +238,7 @@ def train_hybrid(cfg: DictConfig, out_dir: str) -> dict:
     )
 
     net.to("cpu").eval()
-    trained_on = {
-        "network": train_fs.front.get("name"),
-        "split": str(cfg.model.get("split", "fpn")),
-        "sha256": train_fs.front.get("sha256"),
-        "channels": int(net_kwargs.get("N", 256)),
-        "data": str(cfg.train_set.get("name")),
-        "front": front_digest(cfg.model),
-    }
+    trained_on = trained_on_facts(cfg.model, cfg.train_set, train_fs.front, int(net_kwargs.get("N", 256)))
     ck = out / "hybrid.pt"
     meta = {"codec": name, "front": train_fs.front, "trained_on": trained_on}
     meta = save_checkpoint(net, ck, ARCH, net_kwargs, meta)

@@ -49,6 +49,17 @@ class Schedule:
         if self.kind not in ("cosine", "constant"):
             raise ConfigError(f"optimizer.schedule={self.kind!r}: choose cosine or constant")
 
+    @classmethod
+    def of(cls, optimizer_cfg, steps: int) -> Schedule:
+        """The schedule a trainer's `optimizer:` node describes (warmup_steps, final_lr_fraction, schedule)."""
+        o = optimizer_cfg
+        return cls(
+            steps,
+            int(o.get("warmup_steps", 0)),
+            float(o.get("final_lr_fraction", 0.1)),
+            str(o.get("schedule", "cosine")),
+        )
+
     def factor(self, step: int, time_fraction: float = 0.0) -> float:
         warm = self.warmup_steps
         if warm > 0 and step < warm:
@@ -170,6 +181,15 @@ def run_loop(
         cpu_s=time.process_time() - clock["cpu0"],
         losses=losses,
     )
+
+
+def training_device(name: str) -> torch.device:
+    """device=auto (CUDA where there is one) | cpu | cuda; one line where CUDA is asked for and absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda: no CUDA device here; use device=auto or device=cpu")
+    return torch.device(name)
 
 
 def config_key(config: dict, ignore: Sequence[str]) -> str:

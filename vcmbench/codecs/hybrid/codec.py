@@ -36,21 +36,26 @@ from vcmbench.codecs.base import (
     FeatureCodec,
     RatePoint,
     Received,
-    read_shape_table,
     register_tags,
-    shape_table,
 )
-from vcmbench.codecs.frames import SEQUENCE_VERSION
 from vcmbench.codecs.hybrid.network import ARCH, HybridNet
 from vcmbench.codecs.hybrid.packing import BITS, frame_size, pack, unpack, value_range
 from vcmbench.codecs.learned.checkpoint import load_checkpoint
 from vcmbench.codecs.learned.models import pad_levels
-from vcmbench.codecs.sequence import SequenceEncoder, SequenceInfo, check_gop_settings, ctc_gop
-from vcmbench.codecs.tiling import Reader, check_plausible, uvarint
+from vcmbench.codecs.sequence import (
+    SequenceEncoder,
+    SequenceInfo,
+    check_gop_settings,
+    ctc_gop,
+    frame_shapes,
+    read_sequence_head,
+    sequence_head,
+)
+from vcmbench.codecs.tiling import Reader, check_plausible
 from vcmbench.errors import CheckpointError, ConfigError, ExternalCodecError, PayloadError, ShapeError
 from vcmbench.paths import display_path, resolve_data_path
 from vcmbench.thread_budget import torch_threads as _threads
-from vcmbench.types import LEVELS, Features, FrontOutput, ImageMeta, check_features
+from vcmbench.types import LEVELS, Features, FrontOutput, ImageMeta
 
 TAG = b"HYBV"
 register_tags(f"{__name__}.HybridCodec", TAG)
@@ -212,15 +217,8 @@ class HybridCodec(FeatureCodec):
 
     def sequence_decode(self, payload: bytes, metas: Sequence[ImageMeta]) -> Iterator[Received]:
         """The frames of a sequence payload, decoded and restored one at a time."""
-        payload = bytes(payload)
-        shapes, end = read_shape_table(payload, self.tag, SEQUENCE_VERSION, self.name)
-        check_plausible(shapes, self.name)
-        r = Reader(memoryview(payload)[end:], self.name)
-        frames = r.uvarint()
-        if frames != len(metas):
-            raise PayloadError(
-                f"{self.name}: payload holds {frames} frames, the sequence has {len(metas)} (corrupt header)"
-            )
+        shapes, r = read_sequence_head(bytes(payload), self.tag, self.name, len(metas))
+        frames = len(metas)
         lo, hi = self._read_head(r)
         c, h, w = self.reduced_shape(shapes)
         fh, fw = frame_size(c, h, w)
@@ -248,16 +246,8 @@ class HybridSequenceEncoder(SequenceEncoder):
         self.shapes: list[tuple[int, int, int]] = []
 
     def add(self, image: torch.Tensor, front: FrontOutput) -> None:
-        features = front.features
-        check_features(features)
-        shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
-        if self.shapes and shapes != self.shapes:
-            raise ShapeError(
-                f"codec.{self.codec.name}: a frame's features are {shapes}, the sequence's first were "
-                f"{self.shapes}; a sequence's frames must share one size"
-            )
-        self.shapes = shapes
-        self.reduced.append(self.codec.reduce(features))
+        self.shapes = frame_shapes(front.features, self.shapes, self.codec.name)
+        self.reduced.append(self.codec.reduce(front.features))
 
     def finish(self) -> bytes:
         if not self.reduced:
@@ -275,5 +265,4 @@ class HybridSequenceEncoder(SequenceEncoder):
         except BaseException:
             sink.abort()
             raise
-        head = shape_table(c.tag, SEQUENCE_VERSION, self.shapes) + uvarint(n)
-        return head + c._head(lo, hi) + stream
+        return sequence_head(c.tag, self.shapes, n) + c._head(lo, hi) + stream

@@ -22,6 +22,21 @@ def read_checkpoint_info(path: Path, stored_meta: Callable[[Path], dict]) -> dic
     return stored_meta(path)
 
 
+def trained_on_facts(model_cfg, train_set_cfg, front: dict, channels: int) -> dict:
+    """The `trained_on` block a trainer writes into a checkpoint's json: the front's name, split, weights
+    sha256 and front digest, the levels' channel count and the training set's name."""
+    from vcmbench.codecs.learned.features import front_digest
+
+    return {
+        "network": front.get("name"),
+        "split": str(model_cfg.get("split", "fpn")),
+        "sha256": front.get("sha256"),
+        "channels": int(channels),
+        "data": str(train_set_cfg.get("name")),
+        "front": front_digest(model_cfg),
+    }
+
+
 def trained_on_of(info: dict) -> dict:
     """The `trained_on` facts of a checkpoint's info (see Codec.trained_on), with `front`: the
     digest of the trained network's front weights, from the checkpoint or from its weights file."""
