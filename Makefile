@@ -44,15 +44,13 @@ e2e: install detectron2
 
 # The CI regression references (anchors/README.md): the default run (20 scenes, what CI runs)
 # and the same codecs over 50 scenes (benchmarks/default_scenes.py: how far the BD-rates move).
-VIDEO_CI_CODECS := anchor_vvc,pack_tile,learned_interleaved,hybrid_vvc,image_vvc,raw
 # the reduced segmentation run (tests/vision/test_ci_maskrcnn.py: MASK_RUN)
 MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=8 'codec=[raw,anchor_vvc,learned_interleaved]' complexity=false
 ci-reference: install
 	rm -rf results/ci-reference results/ci-reference-50 results/ci-reference-video results/ci-reference-maskrcnn
 	$(BIN)/vcmbench run sweep.progress=false report=false hydra.run.dir=results/ci-reference
 	cp results/ci-reference/points.csv anchors/ci/points.csv
-	$(BIN)/vcmbench run sweep.progress=false report=false dataset=synthetic_video dataset.max_frames=6 \
-	    'codec=[$(VIDEO_CI_CODECS)]' hydra.run.dir=results/ci-reference-video
+	$(BIN)/vcmbench run sweep.progress=false report=false dataset=synthetic_video hydra.run.dir=results/ci-reference-video
 	cp results/ci-reference-video/classes.csv anchors/ci/video-classes.csv
 	cp results/ci-reference-video/points.csv anchors/ci/video-points.csv
 	$(BIN)/vcmbench run sweep.progress=false report=false $(MASK_CI_RUN) hydra.run.dir=results/ci-reference-maskrcnn

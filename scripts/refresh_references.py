@@ -26,7 +26,7 @@ SWEEPS = {
     "20": ([], {"points.csv": "points.csv"}),
     "50": (["dataset.count=50"], {"points-50.csv": "points.csv"}),
     "video": (
-        ["dataset=synthetic_video", "dataset.max_frames=6"],
+        ["dataset=synthetic_video"],
         {"video-points.csv": "points.csv", "video-classes.csv": "classes.csv"},
     ),
     # the Makefile's MASK_CI_RUN, less its codec list (tests/vision/test_ci_maskrcnn.py: MASK_RUN)

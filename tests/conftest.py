@@ -24,7 +24,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 #: idle at the end (longest processing time first). Unlisted files follow in their usual order.
 LONGEST_FIRST = (
     "tests/test_default_run.py",  # 760: the offline default run
-    "tests/test_video_default.py",  # 300: the reduced video run
+    "tests/test_video_default.py",  # 300: the video default
     "tests/vision/test_ci_maskrcnn.py",  # 160
     "tests/test_shards.py",  # 155 (SLURM)
     "tests/test_regress.py",  # 135

@@ -289,3 +289,37 @@ def test_the_report_row_and_the_gate_say_how_many_draws_were_dropped_and_why(sat
     check = _bd("coco_mini", "m", "sat", sat, sat, 1.0, "pchip", "map", significance=sig)
     assert "resamples have no BD-rate (the reference kept 3" in check.detail
     assert "conditioned on a resample having a BD-rate" in check.detail
+
+
+@pytest.mark.timeout(120)
+def test_the_process_pool_gives_the_same_intervals_and_points_as_this_process(monkeypatch):
+    """bootstrap_bd and item_points spread their calls over processes when there are many
+    (process_map); forced onto the pool here, every figure equals the one-process run's."""
+    import vcmbench.bootstrap as bootstrap
+
+    rng = np.random.default_rng(1)
+    factor = {im["id"]: float(rng.uniform(0.6, 1.2)) for im in GT["images"]}
+    recs = [records("anchor", bits), records("mixed", lambda p, im: bits(p, im) * factor[im["id"]], seed=100)]
+    items = run_items(*recs)
+    serial = bootstrap_bd(items, "anchor", ["mixed", "anchor"], n_resamples=300, seed=3)
+    monkeypatch.setattr(bootstrap, "PARALLEL_RESAMPLES", 1)  # every call set goes to the pool
+    monkeypatch.setattr(bootstrap, "PARALLEL_POINTS", 1)
+    pooled_items = run_items(*recs)
+    assert pooled_items.points.keys() == items.points.keys()
+    pooled = bootstrap_bd(pooled_items, "anchor", ["mixed", "anchor"], n_resamples=300, seed=3)
+    assert [(r.codec, r.estimate, r.lo, r.hi, r.median, r.n_valid) for r in pooled] == [
+        (r.codec, r.estimate, r.lo, r.hi, r.median, r.n_valid) for r in serial
+    ]
+
+
+def test_resamples_scored_in_blocks_equal_one_block():
+    """ItemMatches.score takes many resamples in blocks of SCORE_ROWS: the same numbers as one."""
+    from vcmbench.metrics import item_matches
+
+    items = run_items(records("anchor", bits))
+    w = resample_weights(len(IDS), 3 * item_matches.SCORE_ROWS + 5, seed=2)
+    point = items.curve("anchor")[0]
+    blocks = point.matches.score(w)
+    whole = item_matches.evaluator_named("coco").score(point.matches.classes, w, False)
+    for key in ("map", "ap50"):
+        np.testing.assert_array_equal(blocks[key], whole[key])

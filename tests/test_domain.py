@@ -64,10 +64,10 @@ def test_the_default_selection_leaves_the_trained_codecs_out_and_says_so():
     cfg = compose_config("config", [*OTHER, *QUIET])
     verdict = DomainCheck([], set())
     names = [j.codec.name for j in build_jobs(cfg, verdict)]
-    assert verdict.left_out == ["hybrid_vvc", "joint_interleaved_vvc", "learned_cascade", "learned_interleaved"]
+    assert verdict.left_out == ["hybrid_vvc", "joint_interleaved_vvc", "learned_interleaved"]
     assert not set(verdict.left_out) & set(names) and "anchor_vvc" in names and "raw" in names
     assert verdict.note().startswith(
-        "left out hybrid_vvc, joint_interleaved_vvc, learned_cascade, learned_interleaved: trained for another network "
+        "left out hybrid_vvc, joint_interleaved_vvc, learned_interleaved: trained for another network "
         "than "
         "frcnn_r50_fpn"
     )

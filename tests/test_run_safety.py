@@ -186,3 +186,63 @@ def test_the_command_line_names_the_damaged_line_and_repair_resumes(tmp_path):
     assert repaired.returncode == 0, repaired.stderr[-2000:]
     assert path.read_text().splitlines() == good
     assert os.path.getsize(path) > 0
+
+
+def _children(pid: int) -> set[int]:
+    """Direct children of `pid` (Linux /proc)."""
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return out
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited orphan waiting for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads children from Linux /proc")
+def test_workers_end_when_the_sweep_process_is_killed(tmp_path):
+    """SIGKILL of `vcmbench run` mid-sweep leaves no worker coding on: each exits once its parent is gone."""
+    cmd = [sys.executable, "-m", "vcmbench", "run", "sweep.workers=2", "report=false", "sweep.progress=false"]
+    proc = subprocess.Popen(
+        [*cmd, *SWEEP, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        workers = {c for c in _children(proc.pid) if _is_worker(c)}
+        if len(workers) == 2:
+            break
+        time.sleep(0.2)
+    assert len(workers) == 2, "the sweep never started its two workers"
+    records = tmp_path / "run" / "records.jsonl"
+    while proc.poll() is None and time.monotonic() < deadline and not (records.is_file() and records.stat().st_size):
+        time.sleep(0.1)  # killed mid-sweep: the workers are coding, not starting
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_running(w) for w in workers):
+        time.sleep(0.2)
+    alive = [w for w in workers if _running(w)]
+    for w in alive:
+        os.kill(w, signal.SIGKILL)
+    assert not alive, f"workers {alive} kept running after their sweep was killed"

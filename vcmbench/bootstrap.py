@@ -38,8 +38,15 @@ from vcmbench.metrics.bd import MIN_POINTS, bd_rate
 from vcmbench.metrics.bd_causes import NOT_FINITE, failure_cause, kept_too_few
 from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, monotonic_values
 from vcmbench.metrics.item_matches import ItemMatches, match_items
+from vcmbench.process_map import process_map
 from vcmbench.records import Record, coco_results, read_records
 from vcmbench.settings import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED
+
+#: points from which item_points matches them on a pool of processes (one COCO evaluation each)
+PARALLEL_POINTS = 16
+#: resamples x calls from which the bootstrap's calls go to a pool of processes (process_map):
+#: the default report's 1,000 resamples of ~50 points take tens of seconds on one core
+PARALLEL_RESAMPLES = 3000
 
 
 @dataclass
@@ -92,7 +99,7 @@ def item_points(
     wanted = None
     if points is not None:
         wanted = {(str(row.codec), str(row.rate)): row for row in points.itertuples()}
-    out: dict[str, list[ItemPoint]] = {}
+    chosen = []
     for (codec, rate, _setup), recs in by_key.items():
         if len(recs) != len(ids):
             continue
@@ -102,12 +109,21 @@ def item_points(
             continue
         if any(r.is_sequence for r in ordered):
             raise VcmbenchError(f"{codec} {rate}: sequence records; the bootstrap resamples images only (for now)")
+        chosen.append((codec, rate, ordered, row))
+    # matching each point to the ground truth is the real evaluator's work, point by point: on the cores
+    matched = process_map(
+        match_items,
+        [(metric, annotation_file, coco_results(o), ids) for _, _, o, _ in chosen],
+        min_calls=PARALLEL_POINTS,
+    )
+    out: dict[str, list[ItemPoint]] = {}
+    for (codec, rate, ordered, row), matches in zip(chosen, matched, strict=True):
         point = ItemPoint(
             codec,
             rate,
             np.array([r.bytes for r in ordered], dtype=np.float64),
             np.array([r.pixels for r in ordered], dtype=np.float64),
-            match_items(metric, annotation_file, coco_results(ordered), ids),
+            matches,
         )
         if row is not None:
             full = float(point.values(None)[1][0])
@@ -369,20 +385,27 @@ def bootstrap_bd(
     report's two BD tables: one matching and one set of scores per point, not one per table)."""
     weights = resample_weights(len(items.item_ids), n_resamples, seed)
     cache = {} if cache is None else cache
-    return [
-        bootstrap_pair(
-            items.curve(c),
-            items.curve(anchor),
-            weights,
-            method=method,
-            level=level,
-            seed=seed,
-            cache=cache,
-            curve=curve,
-        )
-        for c in codecs
-        if c != anchor
-    ]
+    tests = [c for c in codecs if c != anchor]
+    # each point scored on every resample once (the anchor's serve every pair), then each pair's
+    # BD-rates: independent calls, spread over the cores when there are many (process_map)
+    points = [p for c in [anchor, *tests] for p in items.curve(c) if (p.codec, p.rate, False) not in cache]
+    heavy = PARALLEL_RESAMPLES // max(n_resamples, 1)
+    for p, values in zip(points, process_map(_values, [(p, weights) for p in points], min_calls=heavy), strict=True):
+        cache[(p.codec, p.rate, False)] = values
+    calls = []
+    for c in tests:
+        pair = items.curve(c) + items.curve(anchor)
+        own = {k: v for k, v in cache.items() if (k[0], k[1]) in {(p.codec, p.rate) for p in pair}}
+        calls.append((items.curve(c), items.curve(anchor), weights, method, level, seed, own, curve))
+    return process_map(_pair, calls, min_calls=heavy)
+
+
+def _values(point: ItemPoint, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return point.values(weights)
+
+
+def _pair(test, anchor, weights, method, level, seed, cache, curve) -> BDInterval:
+    return bootstrap_pair(test, anchor, weights, method=method, level=level, seed=seed, cache=cache, curve=curve)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -63,11 +64,13 @@ __all__ = [
 _WORKER: dict[str, object] = {}
 
 
-def _worker_init(cfg_yaml: str, threads: int, workers: int, queue) -> None:
-    """Build this worker's ItemCoder once; records go back through `queue` as they finish."""
+def _worker_init(cfg_yaml: str, threads: int, workers: int, queue, parent: int) -> None:
+    """Build this worker's ItemCoder once; records go back through `queue` as they finish. `parent`:
+    the sweep's process id, whose end ends this worker."""
     import warnings
 
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    _exit_with_parent(parent)
     cfg = OmegaConf.create(cfg_yaml)
     torch.set_num_threads(threads)
     coder = ItemCoder(cfg)
@@ -76,6 +79,24 @@ def _worker_init(cfg_yaml: str, threads: int, workers: int, queue) -> None:
     if mode == "exact":  # no number depends on threads there: the codecs' own threads must not oversubscribe
         thread_budget.limit(threads)
     _WORKER.update(coder=coder, queue=queue, mode=mode)
+
+
+def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """End this worker when the sweep's process `parent` is gone (killed: SIGTERM or SIGKILL leave a
+    process pool's workers running, coding items nobody will write, on cores a rerun needs). A
+    daemon thread watches this process's parent id: an orphan is adopted by another process (init),
+    also when the sweep died while this worker was still starting. Portable; no signal needed."""
+    import threading
+
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _worker_code(image: ImageRecord, todo: list[tuple[int, int]]) -> tuple[int, BaseException | None]:
@@ -116,7 +137,7 @@ def _code_in_workers(
         settings.workers,
         mp_context=ctx,
         initializer=_worker_init,
-        initargs=(OmegaConf.to_yaml(cfg, resolve=True), settings.threads, settings.workers, queue),
+        initargs=(OmegaConf.to_yaml(cfg, resolve=True), settings.threads, settings.workers, queue, os.getpid()),
     ) as pool:
         pending = {pool.submit(_worker_code, image, todo) for image, todo in work}
         expected = received = 0

@@ -239,7 +239,7 @@ def default_cfg():
 def test_default_yaml(default_cfg, tmp_path):
     cfg = default_cfg.copy()
     assert cfg._target_ == "vcmbench.datasets.synthetic_video.build" and cfg.name == "synthetic_video"
-    assert cfg.seed == 2_000_000 and (cfg.height, cfg.width) == (256, 256) and cfg.max_frames is None
+    assert cfg.seed == 2_000_000 and (cfg.height, cfg.width) == (256, 256) and cfg.max_frames == 6
     specs = synthetic_video.parse_sequences(cfg.sequences)
     assert len(specs) == 4 and len({s.seq_class for s in specs}) == 2
     assert 40 <= sum(s.frames for s in specs) <= 60 and len({s.frames for s in specs}) == 4

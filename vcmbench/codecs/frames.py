@@ -51,6 +51,7 @@ from vcmbench.codecs.sequence import (
     SequenceInfo,
     check_gop_settings,
     ctc_gop,
+    decoded_frames,
     frame_shapes,
     read_sequence_head,
     sequence_head,
@@ -285,20 +286,9 @@ class FrameCodec(FeatureCodec):
         decoders = [
             self.backend.open_decoder(st, frames * n, h, w, depth) for st, (n, h, w) in zip(streams, video_shapes)
         ]
-        try:
-            for _ in range(frames):
-                videos = [np.stack([next(d) for _ in range(n)]) for d, (n, _, _) in zip(decoders, video_shapes)]
-                yield Received(features=self._features(videos, shapes, plan, bits, ranges))
-            for d in decoders:  # each decoder checks its end: nothing left over, a clean exit
-                for _ in d:
-                    raise PayloadError(f"{self.name}: a bitstream holds more frames than the header says")
-        except ExternalCodecError as exc:
-            raise PayloadError(f"{self.name}: the {self.backend.family} bitstream does not decode: {exc}") from None
-        except StopIteration:
-            raise PayloadError(f"{self.name}: a bitstream holds fewer frames than the header says") from None
-        finally:
-            for d in decoders:
-                d.close()
+        per_frame = [n for n, _, _ in video_shapes]
+        for videos in decoded_frames(decoders, per_frame, frames, self.name, self.backend.family):
+            yield Received(features=self._features(videos, shapes, plan, bits, ranges))
 
 
 class FrameSequenceEncoder(SequenceEncoder):

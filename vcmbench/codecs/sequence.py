@@ -33,6 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from vcmbench.codecs.backends.gop import ALL_INTRA, Gop
@@ -46,7 +47,7 @@ from vcmbench.codecs.base import (
     shape_table,
 )
 from vcmbench.codecs.tiling import Reader, check_plausible, uvarint
-from vcmbench.errors import ConfigError, PayloadError, ShapeError
+from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError, ShapeError
 from vcmbench.types import LEVELS, FrontOutput, ImageMeta, check_features
 
 #: container version of a feature codec's own sequence payload (its per-image payload is version 1)
@@ -164,6 +165,28 @@ def frame_shapes(features, first: list[tuple[int, int, int]], who: str) -> list[
             "frames must share one size"
         )
     return shapes
+
+
+def decoded_frames(
+    decoders: Sequence[Iterator[np.ndarray]], per_frame: Sequence[int], frames: int, who: str, family: str
+) -> Iterator[list[np.ndarray]]:
+    """Each of a sequence's `frames`, as the pictures its videos' decoders give for it (`per_frame[i]`
+    from decoder i, stacked), with the checks every sequence decoder needs: a video that holds more or
+    fewer pictures than the header says, or that does not decode, is a PayloadError naming `who`; the
+    decoders are closed at the end, an early one included."""
+    try:
+        for _ in range(frames):
+            yield [np.stack([next(d) for _ in range(n)]) for d, n in zip(decoders, per_frame, strict=True)]
+        for d in decoders:  # each decoder checks its end: nothing left over, a clean exit
+            for _ in d:
+                raise PayloadError(f"{who}: a bitstream holds more frames than the header says")
+    except ExternalCodecError as exc:
+        raise PayloadError(f"{who}: the {family} bitstream does not decode: {exc}") from None
+    except StopIteration:
+        raise PayloadError(f"{who}: a bitstream holds fewer frames than the header says") from None
+    finally:
+        for d in decoders:
+            d.close()
 
 
 def needs_sequence_range(codec: Codec) -> bool:

@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from vcmbench.errors import ConfigError
 from vcmbench.train.loop import STATE_NAME, Schedule, config_key, finish, run_loop, training_device
 
-HEADER_BYTES = 30 + 5  # container header (base.py) + model id + quality
+PAYLOAD_FIELDS = 5  # the learned payload's model id (4) and quality (1) before the range-coded stream
 
 
 def _codec_node(cfg: DictConfig) -> tuple[str, DictConfig]:
@@ -217,8 +217,10 @@ def level_weights_of(loss_cfg) -> list[float]:
 
 @torch.no_grad()
 def validate_bytes(net, fs, limit: int | None = None) -> dict:
-    """Real range-coded payloads on val images: bpp from bytes (with the 35-byte header) and decoded MSE."""
-    from vcmbench.codecs.learned.codec import decode_levels, encode_levels
+    """Real range-coded payloads on val images: bpp from bytes (with the container's shape table and the
+    payload's fields, as LearnedCodec writes them) and decoded MSE."""
+    from vcmbench.codecs.base import shape_table
+    from vcmbench.codecs.learned.codec import TAGS, LearnedCodec, decode_levels, encode_levels
     from vcmbench.codecs.learned.models import level_mse
 
     n = len(fs) if limit is None else min(limit, len(fs))
@@ -233,7 +235,8 @@ def validate_bytes(net, fs, limit: int | None = None) -> dict:
         enc_s += t1 - t0
         dec = [o[0, :, : t.shape[-2], : t.shape[-1]] for o, t in zip(dec, lv)]
         mse_sum += np.array([float(m) for m in level_mse(dec, lv)])
-        tot_bytes += len(stream) + HEADER_BYTES
+        shapes = [tuple(int(d) for d in t.shape) for t in lv]
+        tot_bytes += len(shape_table(TAGS["interleaved"], LearnedCodec.version, shapes)) + PAYLOAD_FIELDS + len(stream)
         tot_px += fs.pixels[i]
     mse = mse_sum / max(n, 1)
     return {

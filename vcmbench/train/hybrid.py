@@ -29,8 +29,6 @@ from vcmbench.errors import ConfigError
 from vcmbench.train.codec import CropSampler, _overrides, _valid_mse, level_weights_of, relative_error, training_setup
 from vcmbench.train.loop import Schedule, config_key, finish, run_loop
 
-HEADER_BYTES = 30 + 13  # container header + model id, range, coding byte
-
 
 def is_hybrid(node: DictConfig) -> bool:
     """Whether a codec node is the hybrid codec (trained here, not by the learned codecs' trainer)."""
@@ -110,32 +108,27 @@ def noise_std(table: dict[int, float], qps: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate_real(net, fs, backend, qps, limit: int | None) -> dict:
-    """Real payloads (packing + the inner codec) on `fs`: per QP, bpp from bytes (with the header) and
-    the decoded features' MSE per level and P2's relative error."""
-    from vcmbench.codecs.hybrid.packing import BITS, pack, unpack, value_range
-    from vcmbench.codecs.learned.models import level_mse, pad_levels
+def validate_real(codec, fs, limit: int | None) -> dict:
+    """Real payloads of `codec` (a HybridCodec on the checkpoint just saved: container, packing, the
+    inner codec, restoration, as a run codes) on `fs`: per QP, bpp from the payloads' bytes and the
+    decoded features' MSE per level (p6: p5 subsampled, as the back makes it) and P2's relative error."""
+    from vcmbench.codecs.learned.models import level_mse
+    from vcmbench.types import LEVELS
 
     n = len(fs) if limit is None else min(int(limit), len(fs))
     out = {}
-    for qp in qps:
+    for rate in codec.rates:
         total_bytes, total_px, mse, power = 0, 0.0, np.zeros(5), 0.0
         for i in range(n):
-            lv = [t.unsqueeze(0) for t in fs.load(i)]
-            padded, _ = pad_levels(lv, net.total_stride)
-            reduced = net.reduce(padded)[0].numpy()
-            lo, hi = value_range(reduced)
-            frame = pack(reduced, lo, hi)
-            stream = backend.encode(frame[None], BITS, "qp", int(qp), intra=True)
-            dec = backend.decode(stream, (1, *frame.shape), BITS)[0]
-            rebuilt = net.restore(torch.from_numpy(unpack(dec, *reduced.shape, lo, hi)).unsqueeze(0))
-            rebuilt = [o[..., : t.shape[-2], : t.shape[-1]] for o, t in zip(rebuilt, lv)]
-            mse += np.array([float(m) for m in level_mse(rebuilt, lv)])
-            power += float(lv[0].pow(2).mean())
-            total_bytes += len(stream) + HEADER_BYTES
+            levels = fs.load(i)
+            payload = codec.encode(dict(zip(LEVELS, levels, strict=True)), rate)
+            decoded = codec.decode(payload)
+            mse += np.array([float(m) for m in level_mse([decoded[k] for k in LEVELS], levels)])
+            power += float(levels[0].pow(2).mean())
+            total_bytes += len(payload)
             total_px += fs.pixels[i]
         mse /= max(n, 1)
-        out[int(qp)] = {
+        out[int(rate.value)] = {
             "bpp": 8 * total_bytes / max(total_px, 1.0),
             "bytes_per_image": total_bytes / max(n, 1),
             "mse": dict(zip(("p2", "p3", "p4", "p5", "p6"), [float(v) for v in mse])),
@@ -146,6 +139,7 @@ def validate_real(net, fs, backend, qps, limit: int | None) -> dict:
 
 def train_hybrid(cfg: DictConfig, out_dir: str) -> dict:
     """Train the hybrid codec's networks; writes hybrid.pt/.json (+ CSV log) into `out_dir`."""
+    from vcmbench.codecs.hybrid.codec import HybridCodec
     from vcmbench.codecs.hybrid.network import build_hybrid_net
     from vcmbench.codecs.learned.checkpoint import save_checkpoint
     from vcmbench.codecs.learned.models import count_parameters
@@ -268,7 +262,7 @@ def train_hybrid(cfg: DictConfig, out_dir: str) -> dict:
         "device": str(device),
         "inner_codec": backend.describe(),
         "final_train_loss": round(float(np.mean(result.losses[-50:])), 6) if result.losses else None,
-        "val": validate_real(net, val_fs, backend, rates, cfg.get("val_limit")),
+        "val": validate_real(HybridCodec(name, str(ck), backend, rates), val_fs, cfg.get("val_limit")),
         "command": "vcmbench train " + " ".join(_overrides()),
         "torch": torch.__version__,
         "python": platform.python_version(),

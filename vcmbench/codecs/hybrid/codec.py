@@ -41,12 +41,13 @@ from vcmbench.codecs.base import (
 from vcmbench.codecs.hybrid.network import ARCH, HybridNet
 from vcmbench.codecs.hybrid.packing import BITS, frame_size, pack, unpack, value_range
 from vcmbench.codecs.learned.checkpoint import load_checkpoint
-from vcmbench.codecs.learned.models import pad_levels
+from vcmbench.codecs.learned.models import bounded_levels, pad_levels, padded_p2
 from vcmbench.codecs.sequence import (
     SequenceEncoder,
     SequenceInfo,
     check_gop_settings,
     ctc_gop,
+    decoded_frames,
     frame_shapes,
     read_sequence_head,
     sequence_head,
@@ -139,9 +140,7 @@ class HybridCodec(FeatureCodec):
     def reduced_shape(self, shapes) -> tuple[int, int, int]:
         """(channels, H, W) of the reduced tensor for features of these shapes (P2 padded to the net's stride)."""
         net, _ = self.net()
-        h2, w2 = shapes[0][1], shapes[0][2]
-        s = net.total_stride
-        hp, wp = -(-h2 // s) * s, -(-w2 // s) * s
+        hp, wp = padded_p2(shapes[0][1], shapes[0][2], net.total_stride)
         return net.channels, hp // net.grid_stride, wp // net.grid_stride
 
     def reduce(self, features: Features) -> np.ndarray:
@@ -162,12 +161,8 @@ class HybridCodec(FeatureCodec):
         net, _ = self.net()
         with _threads(self.threads), torch.no_grad():
             out = net.restore(torch.from_numpy(reduced).unsqueeze(0))
-        lim = net.feat_absmax * 2.0
-        feats = {}
-        for i, (lvl, (_c, h, w)) in enumerate(zip(LEVELS, shapes)):
-            t = torch.nan_to_num(out[i][0, :, :h, :w].contiguous(), nan=0.0)
-            feats[lvl] = t.clamp_(-float(lim[i]), float(lim[i]))
-        return feats
+        cropped = [o[0, :, :h, :w] for o, (_c, h, w) in zip(out, shapes)]
+        return dict(zip(LEVELS, bounded_levels(cropped, net.feat_absmax), strict=True))
 
     def _head(self, lo: float, hi: float) -> bytes:
         _, meta = self.net()
@@ -223,17 +218,8 @@ class HybridCodec(FeatureCodec):
         c, h, w = self.reduced_shape(shapes)
         fh, fw = frame_size(c, h, w)
         decoder = self.backend.open_decoder(r.rest(), frames, fh, fw, BITS)
-        try:
-            for _ in range(frames):
-                yield Received(features=self.restore(unpack(next(decoder), c, h, w, lo, hi), shapes))
-            for _ in decoder:
-                raise PayloadError(f"{self.name}: the bitstream holds more frames than the header says")
-        except ExternalCodecError as exc:
-            raise PayloadError(f"{self.name}: the {self.backend.family} bitstream does not decode: {exc}") from None
-        except StopIteration:
-            raise PayloadError(f"{self.name}: the bitstream holds fewer frames than the header says") from None
-        finally:
-            decoder.close()
+        for (frame,) in decoded_frames([decoder], [1], frames, self.name, self.backend.family):
+            yield Received(features=self.restore(unpack(frame[0], c, h, w, lo, hi), shapes))
 
 
 class HybridSequenceEncoder(SequenceEncoder):

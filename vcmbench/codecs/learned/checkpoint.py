@@ -199,7 +199,7 @@ def load_checkpoint(path: str | Path) -> tuple[FeatureCompressionNet, dict]:
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return net, meta
+    return net, dict(meta)  # a copy: the checked state is cached (_checked_state)
 
 
 def _build(arch: str, net_kwargs: dict) -> torch.nn.Module:
@@ -213,12 +213,19 @@ def _build(arch: str, net_kwargs: dict) -> torch.nn.Module:
 def _checked_state(path: Path, depth: int = 0) -> tuple[str, dict, dict, dict[str, torch.Tensor]]:
     """(arch, net settings, meta, the state dict as it codes) of a checkpoint file, its parent chain
     rebuilt and every fingerprint checked. The files' parsed contents are cached by (path, size,
-    mtime), so the rate points of one chain decompress each parent once; the checks run every time."""
+    mtime), so the rate points of one chain decompress each parent once; so is the checked state,
+    while the file and the parent state it was rebuilt on are those of the check (a changed
+    parent is a new state object, so its children are checked again): a worker that loads the
+    four rate points of a chain checks each file once, not the chain's head four times.
+    The returned tensors are shared: callers copy them (load_state_dict does)."""
     st = path.stat() if path.is_file() else None
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns) if st else (str(path), -1, -1)
     fmt, arch, net_kwargs, meta, base, codes, parent_info = _read_blob(*key)
-    stored = dict(base)
     reference = _parent_state(path, parent_info, depth) if parent_info is not None else None
+    hit = _CHECKED.get(key)
+    if hit is not None and hit[0] is reference:
+        return hit[1]
+    stored = dict(base)
     for k, (q, step) in codes.items():
         stored[k] = _dequantize(reference[k] if reference is not None else torch.zeros(q.shape), q, step)
     fp = (
@@ -228,7 +235,14 @@ def _checked_state(path: Path, depth: int = 0) -> tuple[str, dict, dict, dict[st
     )
     if fp != meta.get("fingerprint"):
         raise CheckpointError(f"{path}: fingerprint mismatch (the file is corrupt or was edited); recreate it")
+    if len(_CHECKED) >= 32:
+        _CHECKED.pop(next(iter(_CHECKED)))
+    _CHECKED[key] = (reference, (arch, net_kwargs, meta, stored))
     return arch, net_kwargs, meta, stored
+
+
+#: (path, size, mtime) -> (the parent state it was rebuilt on, its checked state): _checked_state
+_CHECKED: dict[tuple, tuple] = {}
 
 
 @lru_cache(maxsize=16)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
-from vcmbench.codecs.learned.models import CONTEXT_KERNEL, FeatureCompressionNet, pad_levels
+from vcmbench.codecs.learned.models import CONTEXT_KERNEL, FeatureCompressionNet, bounded_levels, pad_levels
 from vcmbench.errors import PayloadError
 
 #: Symbols are clamped to +-SYMBOL_LIMIT before coding. CompressAI's rANS encoder loops forever
@@ -210,6 +210,4 @@ def decode_levels(
         y_hat = torch.tensor(y_sym, dtype=torch.float32).view(1, net.M, *y_shape) + means
     if verify and _reencode(tabs, z_sym, z_idx, y_sym, y_idx) != bytes(stream):
         raise PayloadError(f"{who}: the entropy-coded stream is corrupt (its decoded symbols do not re-encode to it)")
-    out = net.g_s(_channels_last([y_hat.clamp_(-1e4, 1e4)])[0])
-    lim = net.feat_absmax * 2.0
-    return [torch.nan_to_num(t.contiguous(), nan=0.0).clamp_(-float(lim[i]), float(lim[i])) for i, t in enumerate(out)]
+    return bounded_levels(net.g_s(_channels_last([y_hat.clamp_(-1e4, 1e4)])[0]), net.feat_absmax)

@@ -422,15 +422,28 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def bounded_levels(levels: Sequence[Tensor], feat_absmax: Tensor) -> list[Tensor]:
+    """Decoded levels as the back may take them: NaN made 0 and each level clamped to twice the largest
+    magnitude its network saw in training, so no payload (a damaged one included) sends inf or huge
+    values into the detector. The learned and the hybrid codecs' decoders end here."""
+    lim = feat_absmax * 2.0
+    return [
+        torch.nan_to_num(t.contiguous(), nan=0.0).clamp_(-float(lim[i]), float(lim[i])) for i, t in enumerate(levels)
+    ]
+
+
+def padded_p2(h2: int, w2: int, multiple: int) -> tuple[int, int]:
+    """P2's size after pad_levels: each side rounded up to a multiple of `multiple` (at least one)."""
+    return max(1, math.ceil(h2 / multiple)) * multiple, max(1, math.ceil(w2 / multiple)) * multiple
+
+
 def pad_levels(levels: Sequence[Tensor], multiple: int) -> tuple[list[Tensor], tuple[int, int]]:
     """Replicate-pad (B, N, H_l, W_l) levels so P2 is a multiple of `multiple` and each level half the last.
 
     Returns the padded levels and the padded P2 size. Level l (0 = p2) gets
     ceil(P2/multiple)*multiple / 2**l; its real size must fit inside (FPN sizes do).
     """
-    h2, w2 = levels[0].shape[-2:]
-    hp = max(1, math.ceil(h2 / multiple)) * multiple
-    wp = max(1, math.ceil(w2 / multiple)) * multiple
+    hp, wp = padded_p2(*levels[0].shape[-2:], multiple)
     out = []
     for i, t in enumerate(levels):
         th, tw = hp >> i, wp >> i
