@@ -31,7 +31,7 @@ demo: install
 # video run) is made once, not once per worker; files go out in collection order, the longest first
 # (tests/conftest.py LONGEST_FIRST), not xdist's default of the most tests first.
 # `make test` is the quick suite; `make e2e` the end-to-end runs marked slow (the default run, the
-# video and Mask R-CNN reduced runs, the wheel, SLURM). CI (.ci/run) runs both.
+# video default, the reduced Mask R-CNN run, the wheel, SLURM). CI (.ci/run) runs both.
 TEST_WORKERS ?= 2
 test: install detectron2
 	$(BIN)/ruff check .
