@@ -43,7 +43,7 @@ class ImageMeta:
 @dataclass
 class Detections:
     """Detections of one image in original-image pixel coordinates (x1, y1, x2, y2), with masks
-    when the task network segments."""
+    when the task network segments and keypoints when it estimates poses."""
 
     boxes: Tensor  # (N, 4) float32
     scores: Tensor  # (N,) float32
@@ -51,6 +51,12 @@ class Detections:
     # (N, H, W) bool instance masks in original-image pixels (Mask R-CNN: its mask probabilities
     # pasted into the image and thresholded at 0.5, as its own postprocessing does); None: boxes only
     masks: Tensor | None = None
+    # (N, K, 3) float32 keypoints in original-image pixels: x, y and visibility as the network returns
+    # it (torchvision's Keypoint R-CNN: always 1); None: no keypoint head. New fields go last, with
+    # defaults: callers build Detections positionally as (boxes, scores, labels, masks).
+    keypoints: Tensor | None = None
+    # (N, K) float32 per-keypoint scores (torchvision: the heatmap maximum, a logit, not a probability)
+    keypoint_scores: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.scores.numel())

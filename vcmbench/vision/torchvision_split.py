@@ -1,4 +1,4 @@
-"""torchvision Faster R-CNN and Mask R-CNN R50-FPN (v1 and v2) cut after the FPN, or before it.
+"""torchvision Faster R-CNN, Mask R-CNN (v1 and v2) and Keypoint R-CNN R50-FPN cut after the FPN, or before it.
 
 `split="fpn"` (MPEG-VCM's cut): the front runs GeneralizedRCNNTransform + backbone (ResNet
 body + FPN) and keeps levels '0'..'3' (p2..p5). The back rebuilds 'pool' (p6) from p5 and
@@ -7,7 +7,9 @@ runs the RPN, ROI heads and postprocess, exactly the calls GeneralizedRCNN.forwa
 channels at strides 4..32) and the back starts with the FPN (BackboneWithFPN.forward is
 body then fpn, so the cut changes no arithmetic); the four levels travel in the same slots. Mask R-CNN's
 back keeps its masks: the mask head's probabilities, pasted into the original image by the
-same postprocess, thresholded at 0.5 (torchvision's and COCO's convention).
+same postprocess, thresholded at 0.5 (torchvision's and COCO's convention). Keypoint R-CNN's back
+keeps its keypoints: (x, y, visibility) per keypoint, rescaled to the original image by the same
+postprocess, and the keypoint head's heatmap scores, exactly as the unsplit model returns them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from vcmbench.vision.base import SplitDetector
 
 _TV_KEYS = ("0", "1", "2", "3")
 SPLITS = ("fpn", "backbone")
-ARCHS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2")
+ARCHS = (
+    "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "maskrcnn_resnet50_fpn",
+    "maskrcnn_resnet50_fpn_v2",
+    "keypointrcnn_resnet50_fpn",
+)
+KEYPOINT_ARCHS = ("keypointrcnn_resnet50_fpn",)
+COCO_KEYPOINTS = 17  # COCO's person keypoints, the number torchvision's COCO weights predict
 MASK_THRESHOLD = 0.5
 
 
@@ -44,7 +54,15 @@ def build_torchvision_frcnn(arch: str, weights: str | None, num_classes: int, **
             "fasterrcnn_resnet50_fpn_v2": detection.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
             "maskrcnn_resnet50_fpn": detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
             "maskrcnn_resnet50_fpn_v2": detection.MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+            "keypointrcnn_resnet50_fpn": detection.KeypointRCNN_ResNet50_FPN_Weights.COCO_V1,
         }[arch]
+        # torchvision rejects another keypoint count with a ValueError, which the download guard
+        # below would misreport as a network failure: say what is wrong before trying
+        if kwargs.get("num_keypoints", COCO_KEYPOINTS) != COCO_KEYPOINTS:
+            raise ConfigError(
+                f"model.num_keypoints={kwargs['num_keypoints']}: torchvision's COCO weights predict "
+                f"{COCO_KEYPOINTS} keypoints; use {COCO_KEYPOINTS}, or a local checkpoint (model.weights=PATH)"
+            )
         try:
             return builder(weights=enum, **kwargs)
         except Exception as exc:  # network errors come in many types (URLError, socket, SSL)
@@ -141,8 +159,18 @@ def _body_channels(model: torch.nn.Module) -> list[int]:
 
 
 def _to_detections(d: dict[str, Tensor]) -> Detections:
+    """torchvision's per-image output dict as Detections; the keys a head did not produce stay None."""
     masks = d["masks"][:, 0] > MASK_THRESHOLD if "masks" in d else None  # (N, 1, H, W) probabilities
-    return Detections(boxes=d["boxes"].float(), scores=d["scores"].float(), labels=d["labels"].long(), masks=masks)
+    keypoints = d["keypoints"].float() if "keypoints" in d else None  # (N, K, 3), already in original pixels
+    keypoint_scores = d["keypoints_scores"].float() if "keypoints_scores" in d else None  # (N, K)
+    return Detections(
+        boxes=d["boxes"].float(),
+        scores=d["scores"].float(),
+        labels=d["labels"].long(),
+        masks=masks,
+        keypoints=keypoints,
+        keypoint_scores=keypoint_scores,
+    )
 
 
 def coco91_category_ids() -> list[int]:
@@ -162,10 +190,13 @@ def build(
     max_size: int = 1333,
     category_ids: list[int] | str | None = "coco91",
     split: str = "fpn",
+    num_keypoints: int = COCO_KEYPOINTS,
 ) -> TorchvisionSplit:
-    """Hydra target: `model=frcnn_r50_fpn` / `frcnn_r50_fpn_v2` / `maskrcnn_r50_fpn` / `maskrcnn_r50_fpn_v2`.
-    `seed` fixes random init."""
+    """Hydra target: `model=frcnn_r50_fpn` / `frcnn_r50_fpn_v2` / `maskrcnn_r50_fpn` / `maskrcnn_r50_fpn_v2` /
+    `keypointrcnn_r50_fpn`. `seed` fixes random init. `num_keypoints` reaches only the keypoint
+    builder: the other builders pass unknown keywords on to their model class, which rejects it."""
     torch.manual_seed(seed)
+    extra = {"num_keypoints": int(num_keypoints)} if arch in KEYPOINT_ARCHS else {}
     model = build_torchvision_frcnn(
         arch,
         weights,
@@ -174,6 +205,7 @@ def build(
         box_detections_per_img=detections_per_img,
         min_size=min_size,
         max_size=max_size,
+        **extra,
     )
     cats = coco91_category_ids() if category_ids == "coco91" else (list(category_ids) if category_ids else None)
     return TorchvisionSplit(model, name or arch, cats, split)
