@@ -125,6 +125,7 @@ class Point:
     rows: list[list[list[float]]] = field(default_factory=list)
     masks: list[list[str]] = field(default_factory=list)
     mask_size: list[int] = field(default_factory=list)
+    keypoints: list[list[list[float]]] = field(default_factory=list)  # per frame, per detection: x, y, v, ...
     layers: dict[str, int] = field(default_factory=dict)
     layer_s: dict[str, float] = field(default_factory=dict)
     figures: list[dict[str, float]] = field(default_factory=list)  # per frame: image and task fidelity
@@ -341,6 +342,8 @@ class ItemCoder:
         if dets.masks is not None:
             p.masks.append(encode_masks(dets.masks.cpu().numpy()))
             p.mask_size = [int(v) for v in dets.masks.shape[-2:]]
+        if dets.keypoints is not None:
+            p.keypoints.append(dets.keypoints.double().reshape(len(dets), -1).tolist())
         p.decoded = feature_digest(features, p.decoded)
         for layer, size in received.layers.items():
             p.layers[layer] = p.layers.get(layer, 0) + size
@@ -383,9 +386,11 @@ class ItemCoder:
         if frames.is_sequence:
             rec.frame_detections = p.rows
             rec.frame_masks = p.masks
+            rec.frame_keypoints = p.keypoints
         else:
             rec.detections = p.rows[0] if p.rows else []  # none in the timing pass's mode
             rec.masks = p.masks[0] if p.masks else []
+            rec.keypoints = p.keypoints[0] if p.keypoints else []
         rec.mask_size = p.mask_size if p.masks else []
         return rec
 

@@ -77,11 +77,13 @@ class RunLock:
 
 
 class FrameResult(NamedTuple):
-    """One frame's results in a record: its image id, detection rows and their masks (if any)."""
+    """One frame's results in a record: its image id, detection rows and their masks and keypoints
+    (if the network gives them: one entry per detection row)."""
 
     frame_id: int
     detections: list[list[float]]
     masks: list[str]
+    keypoints: list[list[float]] = []  # noqa: RUF012 - a NamedTuple default, never mutated
 
 
 @dataclass
@@ -133,6 +135,11 @@ class Record:
     # the same feature_hash exactly when the environment computes the same features
     feature_hash: str = ""
     decoded_hash: str = ""
+    # a keypoint network's keypoints, one entry per detection row: [x1, y1, v1, x2, y2, v2, ...] in
+    # original-image pixels (COCO keypoint results' layout); `frame_keypoints[k]` those of frame k.
+    # Empty for networks without keypoints, and then left out of the records.jsonl line
+    keypoints: list[list[float]] = field(default_factory=list)
+    frame_keypoints: list[list[list[float]]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[int, str, str, str]:
@@ -151,13 +158,19 @@ class Record:
         """Each frame's results in order: an image record's one frame, a sequence record's frames."""
         if self.frames:
             masks = self.frame_masks or [[] for _ in self.frame_ids]
-            return [FrameResult(*f) for f in zip(self.frame_ids, self.frame_detections, masks)]
-        return [FrameResult(self.image_id, self.detections, self.masks)]
+            keypoints = self.frame_keypoints or [[] for _ in self.frame_ids]
+            return [FrameResult(*f) for f in zip(self.frame_ids, self.frame_detections, masks, keypoints)]
+        return [FrameResult(self.image_id, self.detections, self.masks, self.keypoints)]
 
     @property
     def has_masks(self) -> bool:
         """Whether the network segmented: the record's frames carry instance masks."""
         return bool(self.masks or self.frame_masks)
+
+    @property
+    def has_keypoints(self) -> bool:
+        """Whether the network gave keypoints: the record's frames carry them."""
+        return bool(self.keypoints or any(self.frame_keypoints))
 
 
 class RecordsCorrupt(VcmbenchError):
@@ -225,6 +238,9 @@ def _stored(rec: Record) -> dict:
         d["frame_masks"] = [_pack(m) if m else "" for m in d["frame_masks"]]
     else:
         del d["frame_masks"]  # image records and box-only sequences: their lines stay as they were
+    for key in ("keypoints", "frame_keypoints"):
+        if not d[key]:
+            del d[key]  # networks without keypoints: their lines stay as they were
     return d
 
 
@@ -308,15 +324,17 @@ def complete_groups(records: list[Record], image_ids: list[int]) -> dict[tuple[s
 
 def coco_results(records: list[Record]) -> list[dict]:
     """The records' detections as COCO results (what any COCO tool re-evaluates), with their
-    `segmentation` RLE when the network segments; a sequence record gives its frames' detections
+    `segmentation` RLE when the network segments and their `keypoints` when it gives them; a sequence record gives its frames' detections
     under the frames' image ids."""
     out = []
     for r in records:
-        for image_id, rows, masks in r.frame_results():
+        for image_id, rows, masks, keypoints in r.frame_results():
             for i, d in enumerate(rows):
                 row = {"image_id": image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
                 if masks:
                     row["segmentation"] = {"size": list(r.mask_size), "counts": masks[i]}
+                if keypoints:
+                    row["keypoints"] = keypoints[i]
                 out.append(row)
     return out
 

@@ -137,3 +137,22 @@ def test_the_mode_replaces_passes_and_refuses():
     assert top.indices.tolist() == [1, 2]  # ties in index order
     assert counted[-1].item() == 45
     assert flags.dtype == torch.int64 and flags.item() == int((x > 0).sum())
+
+
+@pytest.mark.timeout(30)
+def test_bicubic_is_aten_s_cubic_convolution_in_a_fixed_order():
+    """Keypoint R-CNN resizes its heatmaps bicubically: the exact version takes ATen's taps and weights
+    (A = -0.75, edge-clamped) and equals its float64 kernel to rounding, by size or scale, both corner
+    conventions; inside the mode F.interpolate reaches it and gives the same bits on every call."""
+    img = torch.randn(2, 3, 7, 9, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    for corners in (False, True):
+        for size, scale in (((20, 13), None), ((5, 4), None), (None, (2.5, 1.7))):
+            ours = fn.upsample_bicubic2d(img, size, corners, scale)
+            kw = {"size": size} if size else {"scale_factor": scale}
+            ref = F.interpolate(img, mode="bicubic", align_corners=corners, **kw)
+            assert ours.shape == ref.shape and (ours - ref).abs().max() < 1e-12
+    x = img.float()
+    with ExactArithmetic():
+        a = F.interpolate(x, size=(56, 56), mode="bicubic", align_corners=False)
+        b = F.interpolate(x, size=(56, 56), mode="bicubic", align_corners=False)
+    assert torch.equal(a, b) and torch.equal(a, fn.upsample_bicubic2d(x, (56, 56), False, None))

@@ -63,3 +63,32 @@ def test_coco_weights_with_another_keypoint_count_fail_before_downloading(monkey
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(ConfigError, match="model.num_keypoints=14.*predict 17 keypoints"):
         build(arch=ARCH, weights="coco", num_classes=2, num_keypoints=14)
+
+
+@pytest.mark.timeout(300)
+def test_a_run_of_the_keypoint_network_keeps_each_detection_s_keypoints(tmp_path):
+    """`vcmbench run model=keypointrcnn_r50_fpn` through a real codec: every record holds one list of
+    17 x (x, y, v) per detection row, and the same again from the raw features as from the anchor's
+    decoded ones would be a coincidence (the keypoints come from the decoded features)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.assets import COCO_MINI_DATASET, REPO
+
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "vcmbench", "run", *COCO_MINI_DATASET, "dataset.max_images=1",
+        "model=keypointrcnn_r50_fpn", "model.min_size=128", "model.max_size=160", "model.score_thresh=0.0",
+        "model.detections_per_img=5", "codec=[raw,anchor_vvc]", "codec.anchor_vvc.rates=[45]", "report=false",
+        "sweep.workers=1", "sweep.progress=false", "complexity=false", "fidelity=false", f"hydra.run.dir={out}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+    assert {r["codec"] for r in records} == {"raw", "anchor_vvc"}
+    for r in records:
+        assert r["status"] == "ok" and len(r["detections"]) >= 1
+        assert len(r["keypoints"]) == len(r["detections"]) and all(len(k) == 17 * 3 for k in r["keypoints"])
+    by_codec = {r["codec"]: r["keypoints"] for r in records}
+    assert by_codec["raw"] != by_codec["anchor_vvc"]

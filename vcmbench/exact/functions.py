@@ -198,6 +198,59 @@ def upsample_bilinear2d(x: Tensor, output_size, align_corners: bool, scale_facto
     return out.to(x.dtype)
 
 
+CUBIC_A = -0.75  # ATen's (and OpenCV's) cubic convolution coefficient
+
+
+def _cubic_taps(n_in: int, n_out: int, align_corners: bool, scale: float | None) -> tuple[Tensor, Tensor]:
+    """Per output position: the four source indices (clamped to the edge, as ATen reads them) and their
+    cubic-convolution weights, in float64 (ATen's source index for cubic: not clamped at 0)."""
+    dst = torch.arange(n_out, dtype=torch.float64)
+    if align_corners:
+        src = dst * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        src = (dst + 0.5) * ((1.0 / scale) if scale else n_in / n_out) - 0.5
+    base = torch.floor(src)
+    t = src - base
+    a = CUBIC_A
+    x1, x2 = t + 1.0, 1.0 - t
+    weights = torch.stack(
+        [
+            ((a * x1 - 5.0 * a) * x1 + 8.0 * a) * x1 - 4.0 * a,
+            ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0,
+            ((a + 2.0) * x2 - (a + 3.0)) * x2 * x2 + 1.0,
+            ((a * (x2 + 1.0) - 5.0 * a) * (x2 + 1.0) + 8.0 * a) * (x2 + 1.0) - 4.0 * a,
+        ],
+        dim=1,
+    )
+    index = (base.to(torch.int64)[:, None] + torch.arange(-1, 3)[None, :]).clamp(0, n_in - 1)
+    return index, weights
+
+
+def upsample_bicubic2d(x: Tensor, output_size, align_corners: bool, scale_factors) -> Tensor:
+    """Bicubic resampling (ATen's cubic convolution, A = -0.75, edge-clamped taps, no antialias): along
+    the columns, then the rows, each output the four taps' weighted sum in one fixed order, in float64.
+    `scale_factors` (h, w), where given, place the source positions as ATen does (1 / scale), also
+    beside an output size."""
+    h, w = x.shape[-2:]
+    sh, sw = (None, None) if scale_factors is None else (float(v) if v else None for v in scale_factors)
+    if output_size is not None:
+        oh, ow = (int(v) for v in output_size)
+    else:
+        oh, ow = math.floor(h * sh), math.floor(w * sw)
+    x64 = _f64(x)
+    index, weight = _cubic_taps(w, ow, align_corners, sw)
+    index, weight = index.to(x.device), weight.to(x.device)
+    cols = x64.index_select(-1, index[:, 0]) * weight[:, 0]
+    for k in range(1, 4):
+        cols = cols + x64.index_select(-1, index[:, k]) * weight[:, k]
+    index, weight = _cubic_taps(h, oh, align_corners, sh)
+    index, weight = index.to(x.device), weight.to(x.device).reshape(-1, 4, 1)
+    out = cols.index_select(-2, index[:, 0]) * weight[:, 0]
+    for k in range(1, 4):
+        out = out + cols.index_select(-2, index[:, k]) * weight[:, k]
+    return out.to(x.dtype)
+
+
 def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> tuple[Tensor, Tensor]:
     """The k largest (smallest) by a stable sort: ties keep their index order, on every machine."""
     values, indices = torch.sort(x, dim=dim, descending=largest, stable=True)

@@ -333,6 +333,13 @@ _REPLACE: dict[str, Callable[[dict], object]] = {
     "aten.upsample_bilinear2d": lambda a: fn.upsample_bilinear2d(
         a["input"], a.get("output_size"), a["align_corners"], a.get("scale_factors")
     ),
+    # .vec (input, output_size, align_corners, scale_factors) and .default (self, ..., scales_h, scales_w)
+    "aten.upsample_bicubic2d": lambda a: fn.upsample_bicubic2d(
+        a["input"] if "input" in a else a["self"],
+        a.get("output_size"),
+        a["align_corners"],
+        a.get("scale_factors") or (a.get("scales_h"), a.get("scales_w")),
+    ),
     "aten.grid_sampler": lambda a: _grid_sample(a),
     "aten.grid_sampler_2d": lambda a: _grid_sample(a),
     "aten.topk": lambda a: fn.topk(a["self"], int(a["k"]), a["dim"], a["largest"], a["sorted"]),

@@ -43,6 +43,7 @@ BUILTIN = (
     "vcmbench.metrics.detection_evaluators",
     "vcmbench.metrics.segmentation_evaluator",
     "vcmbench.metrics.tracking_evaluator",
+    "vcmbench.metrics.keypoint_evaluator",
 )
 
 
@@ -54,6 +55,9 @@ class ItemRecord(Protocol):
 
     @property
     def has_masks(self) -> bool: ...
+
+    @property
+    def has_keypoints(self) -> bool: ...
 
     def frame_results(self) -> list: ...
 

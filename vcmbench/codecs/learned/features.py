@@ -142,6 +142,7 @@ BACK_ONLY = (
     "roi_",
     "representation",
     "category_ids",
+    "num_keypoints",
 )
 
 
