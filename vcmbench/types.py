@@ -43,7 +43,7 @@ class ImageMeta:
 @dataclass
 class Detections:
     """Detections of one image in original-image pixel coordinates (x1, y1, x2, y2), with masks
-    when the task network segments."""
+    when the task network segments and a semantic map when it also labels every pixel."""
 
     boxes: Tensor  # (N, 4) float32
     scores: Tensor  # (N,) float32
@@ -51,6 +51,10 @@ class Detections:
     # (N, H, W) bool instance masks in original-image pixels (Mask R-CNN: its mask probabilities
     # pasted into the image and thresholded at 0.5, as its own postprocessing does); None: boxes only
     masks: Tensor | None = None
+    # (H, W) int64 per-pixel class of the original image (Panoptic FPN: argmax of its semantic
+    # logits after sem_seg_postprocess); None: no semantic head. Last, with a default, because
+    # Detections is built positionally (boxes, scores, labels, masks) elsewhere.
+    semantic: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.scores.numel())
