@@ -43,7 +43,8 @@ class ImageMeta:
 @dataclass
 class Detections:
     """Detections of one image in original-image pixel coordinates (x1, y1, x2, y2), with masks
-    when the task network segments and keypoints when it estimates poses."""
+    when the task network segments, keypoints when it estimates poses and a semantic map when it
+    also labels every pixel."""
 
     boxes: Tensor  # (N, 4) float32
     scores: Tensor  # (N,) float32
@@ -57,6 +58,9 @@ class Detections:
     keypoints: Tensor | None = None
     # (N, K) float32 per-keypoint scores (torchvision: the heatmap maximum, a logit, not a probability)
     keypoint_scores: Tensor | None = None
+    # (H, W) int64 per-pixel class of the original image (Panoptic FPN: argmax of its semantic
+    # logits after sem_seg_postprocess); None: no semantic head
+    semantic: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.scores.numel())

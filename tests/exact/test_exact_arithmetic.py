@@ -119,6 +119,26 @@ def test_functions_match_independent_references():
         assert torch.allclose(ours, F.grid_sample(img, grid, align_corners=corners), atol=1e-5)
 
 
+def test_group_norm_is_close_and_the_same_bits_at_any_thread_count():
+    """Panoptic FPN's semantic head normalises with GroupNorm: the mode replaces it, in and out of inference mode."""
+    x = torch.randn(2, 64, 19, 23, generator=torch.Generator().manual_seed(4)) * 3 + 1
+    norm = torch.nn.GroupNorm(32, 64)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-1, 1)
+        want = norm(x)
+    outs = []
+    for threads in (1, 2):
+        with _threads(threads), ExactArithmetic():
+            with torch.inference_mode():
+                outs.append(norm(x))
+            with torch.no_grad():
+                outs.append(norm(x))
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    assert torch.allclose(outs[0], want, atol=1e-5)
+    assert torch.equal(outs[0], fn.group_norm(x, 32, norm.weight.detach(), norm.bias.detach(), norm.eps))
+
+
 def test_the_mode_replaces_passes_and_refuses():
     x = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(5))
     torch.manual_seed(0)

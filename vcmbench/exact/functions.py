@@ -165,6 +165,23 @@ def batch_norm_eval(
     return (_f64(x) * a.reshape(shape) + b.reshape(shape)).to(x.dtype)
 
 
+def group_norm(x: Tensor, num_groups: int, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+    """Group norm (Panoptic FPN's semantic head) with tree-summed group means and biased variances in
+    float64, then (x - mean) / sqrt(var + eps) * w + b: ATen's kernel sums in a vectorised order."""
+    n, c = x.shape[:2]
+    groups = _f64(x).reshape(n, int(num_groups), -1)
+    count = groups.shape[-1]
+    centred = groups - tree_sum64(groups, [2], keepdim=True) / count
+    var = tree_sum64(centred * centred, [2], keepdim=True) / count
+    out = (centred / torch.sqrt(var + float(eps))).reshape(x.shape)
+    shape = (1, c) + (1,) * (x.dim() - 2)
+    if weight is not None:
+        out = out * _f64(weight).reshape(shape)
+    if bias is not None:
+        out = out + _f64(bias).reshape(shape)
+    return out.to(x.dtype)
+
+
 def _source_index(n_in: int, n_out: int, align_corners: bool, scale: float | None):
     """Per output position: lower source index, upper index, weight of the upper (ATen's convention)."""
     dst = torch.arange(n_out, dtype=torch.float64)

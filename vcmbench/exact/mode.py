@@ -9,7 +9,7 @@ metric calls, and
   order per output, no instruction-set dispatch);
 - replaces the ones that are not: convolutions and matrix products by exact integer
   accumulation (`integer.py`), exp/log/sigmoid/softmax by fixed sequences of exact operations,
-  sums and means by a fixed pairwise tree, batch norm and bilinear resampling by separate
+  sums and means by a fixed pairwise tree, batch norm, group norm and bilinear resampling by separate
   roundings (`functions.py`), top-k and sort by a stable sort (ties in index order);
 - refuses any other operation on float tensors with one line naming it, so a new network or
   codec cannot quietly bring back machine-dependent numbers.
@@ -327,6 +327,12 @@ _REPLACE: dict[str, Callable[[dict], object]] = {
     "aten.batch_norm": _batch_norm,
     "aten._native_batch_norm_legit_no_training": lambda a: (
         fn.batch_norm_eval(a["input"], a["weight"], a["bias"], a["running_mean"], a["running_var"], a["eps"]),
+        torch.empty(0),
+        torch.empty(0),
+    ),
+    "aten.group_norm": lambda a: fn.group_norm(a["input"], a["num_groups"], a["weight"], a["bias"], a["eps"]),
+    "aten.native_group_norm": lambda a: (  # what group_norm becomes outside inference mode
+        fn.group_norm(a["input"], a["group"], a["weight"], a["bias"], a["eps"]),
         torch.empty(0),
         torch.empty(0),
     ),

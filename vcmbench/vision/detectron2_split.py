@@ -1,10 +1,12 @@
-"""detectron2 R-CNN FPN models (Faster and Mask R-CNN, R50 and X101-32x8d) cut after the FPN.
+"""detectron2 R-CNN FPN models (Faster and Mask R-CNN, R50 and X101-32x8d; Panoptic FPN) cut after the FPN.
 
 The front runs the DefaultPredictor preprocessing (ResizeShortestEdge, the config's channel
 order, pixel normalization, padding to the FPN's size divisibility) and the backbone (ResNet
 body + FPN), and keeps p2..p5. The back rebuilds p6 from p5 and runs the proposal generator,
 ROI heads and detector_postprocess, exactly the calls GeneralizedRCNN.inference makes.
-X101-32x8d-FPN is the MPEG-VCM feature anchor's network.
+X101-32x8d-FPN is the MPEG-VCM feature anchor's network. For a PanopticFPN (the MPEG FCM CTTC's
+semantic segmentation network on PandaSet, R101) the back also runs the semantic head on the
+same features and sem_seg_postprocess, as PanopticFPN.inference does, and returns the argmax map.
 
 detectron2 is an optional extra (`bash scripts/install_detectron2.sh`): this module imports
 it only inside `build` and the methods, so importing vcmbench never requires it.
@@ -37,6 +39,9 @@ CONFIGS = (
 )
 """Configs the exactness tests cover; any GeneralizedRCNN + FPN(LastLevelMaxPool) config should work
 (`model=d2_mask_rcnn_x101_fpn` is X101's body, tested with Faster R-CNN, under R50's tested mask head)."""
+PANOPTIC_CONFIG = "COCO-PanopticSegmentation/panoptic_fpn_R_101_3x.yaml"
+"""The MPEG FCM CTTC's semantic segmentation network (PandaSet); tested on its own (tests/vision/test_panoptic_split.py)
+because R101 with a semantic head is too slow for the parametrized detector tests above."""
 
 
 def require_detectron2() -> None:
@@ -166,11 +171,16 @@ def coco80_category_ids() -> list[int]:
 
 
 class Detectron2Split(SplitDetector):
-    """Split wrapper around a detectron2 GeneralizedRCNN whose backbone is an FPN with LastLevelMaxPool."""
+    """Split wrapper around a detectron2 GeneralizedRCNN whose backbone is an FPN with LastLevelMaxPool.
+
+    A PanopticFPN (a GeneralizedRCNN with a `sem_seg_head`) is split at the same place: its
+    semantic head reads the same p2..p5, so one feature payload serves both outputs.
+    """
 
     def __init__(self, model: torch.nn.Module, cfg: CfgNode, name: str, category_ids: list[int] | None = None):
         from detectron2.data import transforms as T
         from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
+        from detectron2.modeling.meta_arch.panoptic_fpn import PanopticFPN
 
         backbone = model.backbone
         if not isinstance(backbone, FPN) or not isinstance(backbone.top_block, LastLevelMaxPool):
@@ -183,6 +193,8 @@ class Detectron2Split(SplitDetector):
         if list(shapes) != [*LEVELS, "p6"]:
             raise ConfigError(f"model {name}: FPN outputs {list(shapes)}, expected {[*LEVELS, 'p6']}")
         self.model = model.eval()
+        # Semantic output only for PanopticFPN: its inference is the one whose postprocessing we replay.
+        self.semantic = isinstance(model, PanopticFPN)
         self.cfg = cfg
         self.name = name
         self.category_ids = category_ids
@@ -226,7 +238,7 @@ class Detectron2Split(SplitDetector):
 
     @torch.inference_mode()
     def back(self, features: Features, meta: ImageMeta) -> Detections:
-        from detectron2.modeling.postprocessing import detector_postprocess
+        from detectron2.modeling.postprocessing import detector_postprocess, sem_seg_postprocess
         from detectron2.structures import ImageList
 
         check_features(features, self.out_channels)
@@ -236,25 +248,34 @@ class Detectron2Split(SplitDetector):
         # a zero-stride view of the padded size stands in for pixels the receiver never sees.
         h, w = meta.padded_size
         placeholder = torch.zeros((), dtype=torch.float32, device=self.device).expand(1, 3, h, w)
-        images = ImageList(placeholder, [tuple(int(v) for v in meta.resized_size)])
+        resized = tuple(int(v) for v in meta.resized_size)
+        images = ImageList(placeholder, [resized])
+        height, width = (int(v) for v in meta.original_size)
+        semantic = None
+        if self.semantic:  # first, as PanopticFPN.inference orders it
+            logits, _ = self.model.sem_seg_head(fpn, None)
+            semantic = sem_seg_postprocess(logits[0], resized, height, width)
         proposals, _ = self.model.proposal_generator(images, fpn, None)
         results, _ = self.model.roi_heads(images, fpn, proposals, None)
-        height, width = meta.original_size
-        return _to_detections(detector_postprocess(results[0], int(height), int(width)))
+        return _to_detections(detector_postprocess(results[0], height, width), semantic)
 
     @torch.inference_mode()
     def full(self, image: Tensor) -> Detections:
-        return _to_detections(self.model([self.model_input(image)])[0]["instances"])
+        out = self.model([self.model_input(image)])[0]
+        return _to_detections(out["instances"], out.get("sem_seg"))
 
 
-def _to_detections(inst: Instances) -> Detections:
+def _to_detections(inst: Instances, sem_seg: Tensor | None = None) -> Detections:
     """Boxes, scores and labels on the CPU, and Mask R-CNN's masks (pasted into the original image
-    by detector_postprocess, thresholded at 0.5) when the model segments."""
+    by detector_postprocess, thresholded at 0.5) when the model segments. `sem_seg`: a PanopticFPN's
+    (classes, H, W) logits after sem_seg_postprocess; kept as the argmax map, the per-pixel class
+    PanopticFPN itself hands to its panoptic combination (the logits would be 54 floats per pixel)."""
     return Detections(
         boxes=inst.pred_boxes.tensor.detach().float().cpu(),
         scores=inst.scores.detach().float().cpu(),
         labels=inst.pred_classes.detach().long().cpu(),
         masks=inst.pred_masks.detach().bool().cpu() if inst.has("pred_masks") else None,
+        semantic=sem_seg.detach().argmax(dim=0).long().cpu() if sem_seg is not None else None,
     )
 
 
@@ -272,7 +293,8 @@ def build(
     opts: Sequence[Any] | Mapping[str, Any] | None = None,
     split: str = "fpn",
 ) -> Detectron2Split:
-    """Hydra target: `model=d2_frcnn_r50_fpn` / `d2_frcnn_x101_fpn` / `d2_mask_rcnn_r50_fpn`.
+    """Hydra target: `model=d2_frcnn_r50_fpn` / `d2_frcnn_x101_fpn` / `d2_mask_rcnn_r50_fpn` /
+    `d2_panoptic_fpn_r101` (the PanopticFPN adds the semantic map, `Detections.semantic`).
 
     `weights`: 'none' (random init, fixed by `seed`), 'model_zoo' (detectron2's download),
     or a local checkpoint path. `category_ids`: 'coco80' maps detectron2's 80 contiguous COCO
