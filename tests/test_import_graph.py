@@ -31,6 +31,7 @@ LAYERS = [
         "exact",
         "thread_budget",
         "run_config",
+        "process_map",
     },
     {"datasets"},
     {"vision"},

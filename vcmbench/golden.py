@@ -2,7 +2,8 @@
 
 For a few default scenes `compute` records, stage by stage, sha256 digests of what the pipeline
 makes in `determinism=exact`: the scene's pixels, the front's features per level (ci_frcnn, ci_maskrcnn and the
-backbone split), the back's detections on them, and for every default codec at one rate point the
+backbone split), the back's detections on them, and for every default codec (and each variant the
+default run leaves out, `meta.variant_of`) at one rate point the
 payload, the features the receiver gets (decoded, or the receiver's front on a decoded image) and
 the back's detections on those. `tests/expected/golden.json` holds them; the suite recomputes them
 on whatever machine it runs on, and `diverged` names the first stage that differs (front before
@@ -24,7 +25,7 @@ from hydra.utils import instantiate
 
 from vcmbench import determinism
 from vcmbench.config import build as build_codec
-from vcmbench.config import compose_config, selected_codec_configs
+from vcmbench.config import all_codec_configs, codec_meta, compose_config, selected_codec_configs
 from vcmbench.types import Detections, Features
 from vcmbench.vision.base import SplitDetector
 
@@ -53,8 +54,19 @@ def detections_digest(dets: Detections) -> str:
     return h.hexdigest()
 
 
+def golden_codec_names() -> list[str]:
+    """Every default codec and every variant the default run leaves out (`meta.variant_of`): the
+    digests keep covering the variants, which no default run codes any more."""
+    return [
+        name
+        for name, node in all_codec_configs(include_optional=True).items()
+        if codec_meta(node).get("in_default_run", True) or codec_meta(node).get("variant_of")
+    ]
+
+
 def _codecs(overrides: Sequence[str], names: Iterable[str] | None) -> dict:
-    cfg = compose_config("config", [*overrides, *([f"codec=[{','.join(names)}]"] if names is not None else [])])
+    names = golden_codec_names() if names is None else list(names)
+    cfg = compose_config("config", [*overrides, f"codec=[{','.join(names)}]"])
     return {name: build_codec(node) for name, node in selected_codec_configs(cfg).items()}
 
 
