@@ -24,8 +24,8 @@ import torch
 from hydra.utils import instantiate
 
 from vcmbench import determinism
-from vcmbench.config import build as build_codec
 from vcmbench.config import all_codec_configs, codec_meta, compose_config, selected_codec_configs
+from vcmbench.config import build as build_codec
 from vcmbench.types import Detections, Features
 from vcmbench.vision.base import SplitDetector
 
