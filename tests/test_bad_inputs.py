@@ -28,7 +28,7 @@ COMMAND_LINE_CASES = [
     ("config", ["run", "determinism=sometimes"], "determinism='sometimes'"),
     ("config", ["run", "sweep.repair=maybe"], "sweep.repair='maybe'"),
     ("config", ["run", "complexity=often"], "complexity='often'"),
-    ("config", ["run", "task_metric=keypoints"], "task_metric='keypoints'"),
+    ("config", ["run", "task_metric=pose"], "task_metric='pose'"),
     ("config", ["run", "model.split=neck"], "model.split='neck'"),
     (
         "config",

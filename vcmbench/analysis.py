@@ -207,18 +207,22 @@ def uncompressed_line(points: pd.DataFrame) -> tuple[str, float] | None:
 
 def task_metrics(points: pd.DataFrame, choice: str | None) -> list[str]:
     """The task metrics a group's report shows, the one its headline BD-rates stand for first:
-    `choice` (the run's `task_metric`; None or auto: mask where the points have mask AP, else
-    box), then any other one the points have (a segmenting model's report shows both)."""
+    `choice` (the run's `task_metric`; None or auto: keypoints where the points have keypoint AP,
+    else mask where they have mask AP, else box), then any other one the points have (a segmenting
+    or keypoint model's report shows its boxes too)."""
     have = [
         task
         for task, (col, _) in TASK_COLUMNS.items()
         if col in points.columns and pd.to_numeric(points[col], errors="coerce").notna().any()
     ]
-    first = ("mask" if "mask" in have else "box") if choice in (None, "auto") else choice
+    if choice in (None, "auto"):  # the network's own task: poses, else masks, else boxes
+        first = next((t for t in ("keypoints", "mask") if t in have), "box")
+    else:
+        first = choice
     if first not in have:
         raise MetricError(
             f"task_metric={first}: these points have no {TASK_COLUMNS[first][0]} values (the model "
-            f"does not segment); use task_metric=box or auto"
+            f"does not give them, or the set has no such ground truth); use task_metric=box or auto"
         )
     return [first, *(t for t in have if t != first)]
 

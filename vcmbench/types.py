@@ -22,7 +22,11 @@ LEVELS: tuple[str, ...] = ("p2", "p3", "p4", "p5")
 Features = dict[str, Tensor]
 """One image's FPN levels: name -> float32 tensor of shape (C, H, W)."""
 
-TASK_COLUMNS: dict[str, tuple[str, str]] = {"box": ("map", "ap50"), "mask": ("map_segm", "ap50_segm")}
+TASK_COLUMNS: dict[str, tuple[str, str]] = {
+    "box": ("map", "ap50"),
+    "mask": ("map_segm", "ap50_segm"),
+    "keypoints": ("map_kp", "ap50_kp"),
+}
 """Task metric -> its points-table columns (mAP, AP50): boxes (detection) or masks (instance
 segmentation). Config `task_metric` picks the one a report's BD-rates and RD plots use."""
 

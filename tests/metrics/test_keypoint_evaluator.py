@@ -88,3 +88,27 @@ def test_the_registered_evaluator_scores_the_records_keypoints_as_cocoeval_does(
     assert best.map_kp == pytest.approx(100.0)
     boxes = [Record(**{**r.__dict__, "keypoints": []}) for r in records]
     assert "map_kp" not in build_points(boxes, "hands", "m", "coco", gt, [1, 2, 3]).columns
+
+
+@pytest.mark.timeout(120)
+def test_a_keypoint_run_s_report_leads_with_keypoint_ap_and_keeps_the_boxes(tmp_path):
+    """task_metric=auto: a points table with keypoint AP gets a keypoint section first (its BD-rates
+    and plots on map_kp), then the boxes; task_metric=keypoints on a box-only table is refused."""
+    import pandas as pd
+
+    from tests.assets import REPO
+    from vcmbench.analysis import task_metrics
+    from vcmbench.errors import MetricError
+    from vcmbench.render.report import write_report
+
+    pts = pd.read_csv(REPO / "anchors" / "ci" / "points.csv")
+    with pytest.raises(MetricError, match="task_metric=keypoints: these points have no map_kp"):
+        task_metrics(pts, "keypoints")
+    pts = pts.assign(map_kp=pts["map"] * 0.8, ap50_kp=pts["ap50"] * 0.9)
+    assert task_metrics(pts, "auto") == ["keypoints", "box"] and task_metrics(pts, "box") == ["box", "keypoints"]
+    table = tmp_path / "points.csv"
+    pts.to_csv(table, index=False)
+    write_report([table], tmp_path / "report", bootstrap=None)
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## synthetic_val / ci_frcnn (keypoints)" in md and "keypoint mAP: COCO keypoint AP (OKS), in percent" in md
+    assert md.index("keypoints (pose estimation)") < md.index("boxes (detection)")

@@ -273,7 +273,7 @@ def _group(
     g.metric_label = _metric_label(group_metric(pts, evaluator), task)
     if plots:
         stem = out_dir / "figures" / (slug(dataset, model) + ("" if task == "box" else f"__{task}"))
-        title = f"{dataset} / {model}" + ("" if task == "box" else f" ({task}s)")
+        title = f"{dataset} / {model}" + ("" if task == "box" else f" ({_TASK_WORDS[task].split()[0]})")
         g.figures["rd"] = plotting.rd_plot(
             marked_foreign(pts, foreign),
             stem.with_name(stem.name + "-rd"),

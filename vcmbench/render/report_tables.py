@@ -43,15 +43,25 @@ def _fmt(v, spec: str) -> str:
     return format(f, spec)
 
 
-_TASK_WORDS = {"box": "boxes (detection)", "mask": "masks (instance segmentation)"}
+_TASK_WORDS = {
+    "box": "boxes (detection)",
+    "mask": "masks (instance segmentation)",
+    "keypoints": "keypoints (pose estimation)",
+}
+#: what a task's mAP columns are called in a section's tables ("" for boxes)
+_TASK_HEAD = {"box": "", "mask": "mask ", "keypoints": "keypoint "}
 
 
 def _metric_label(metric: str | None, task: str = "box") -> str:
     from vcmbench.metrics.evaluators import registered
 
-    evaluator = registered().get(metric or "")
-    name = None if evaluator is None else evaluator.mask_label if task == "mask" else evaluator.label
-    head = "mask mAP (%" if task == "mask" else "mAP (%"
+    if task == "keypoints":  # one evaluator scores poses, whatever the set's box evaluator
+        evaluator = registered().get("keypoints")
+        name = evaluator.label if evaluator is not None else None
+    else:
+        evaluator = registered().get(metric or "")
+        name = None if evaluator is None else evaluator.mask_label if task == "mask" else evaluator.label
+    head = f"{_TASK_HEAD[task]}mAP (%"
     return f"{head}, {name})" if name else f"{head})"
 
 
@@ -62,7 +72,7 @@ def _metric_sentence(label: str) -> str:
 
 def points_display(points: pd.DataFrame, anchor: str | None, task: str = "box") -> pd.DataFrame:
     """The rate-points table; `task` names the mAP columns (a mask section's are mask AP)."""
-    head = "mask " if task == "mask" else ""
+    head = _TASK_HEAD[task]
     foreign = set(foreign_codecs(points))
     rows = []
     for codec in codec_order(points):
