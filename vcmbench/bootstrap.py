@@ -394,8 +394,8 @@ def bootstrap_bd(
         cache[(p.codec, p.rate, False)] = values
     calls = []
     for c in tests:
-        pair = items.curve(c) + items.curve(anchor)
-        own = {k: v for k, v in cache.items() if (k[0], k[1]) in {(p.codec, p.rate) for p in pair}}
+        pair = {(p.codec, p.rate) for p in items.curve(c) + items.curve(anchor)}
+        own = {k: v for k, v in cache.items() if (k[0], k[1]) in pair}
         calls.append((items.curve(c), items.curve(anchor), weights, method, level, seed, own, curve))
     return process_map(_pair, calls, min_calls=heavy)
 

@@ -34,7 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.errors import ConfigError
-from vcmbench.train.loop import STATE_NAME, Schedule, config_key, finish, run_loop, training_device
+from vcmbench.train.loop import RUN_ONLY_KEYS, STATE_NAME, Schedule, config_key, finish, run_loop, training_device
 
 PAYLOAD_FIELDS = 5  # the learned payload's model id (4) and quality (1) before the range-coded stream
 
@@ -257,20 +257,7 @@ def _config_key(cfg: DictConfig, lmbda: float) -> str:
     config["codec"] = {
         name: {"arch": str(node.arch), "net": net_settings(node, int(cfg.quality), name), "lambda": lmbda}
     }
-    return config_key(
-        config,
-        (
-            "resume",
-            "progress",
-            "copy_to",
-            "threads",
-            "log_every",
-            "val_every",
-            "checkpoint_every",
-            "max_minutes",
-            "results_dir",
-        ),
-    )
+    return config_key(config, RUN_ONLY_KEYS)
 
 
 def _overrides() -> list[str]:

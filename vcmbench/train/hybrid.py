@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from vcmbench.codecs.hybrid.network import ARCH
 from vcmbench.errors import ConfigError
 from vcmbench.train.codec import CropSampler, _overrides, _valid_mse, level_weights_of, relative_error, training_setup
-from vcmbench.train.loop import Schedule, config_key, finish, run_loop
+from vcmbench.train.loop import RUN_ONLY_KEYS, Schedule, config_key, finish, run_loop
 
 
 def is_hybrid(node: DictConfig) -> bool:
@@ -209,10 +209,7 @@ def train_hybrid(cfg: DictConfig, out_dir: str) -> dict:
         return dict(zip(names, (float(v.detach()) for v in (loss, *mses, rel_p2, bpp))))
 
     steps = int(cfg.steps)
-    key = config_key(
-        OmegaConf.to_container(cfg, resolve=True),
-        ("resume", "progress", "copy_to", "threads", "log_every", "val_every", "checkpoint_every", "results_dir"),
-    )
+    key = config_key(OmegaConf.to_container(cfg, resolve=True), RUN_ONLY_KEYS)
     result = run_loop(
         step_fn,
         out=out,

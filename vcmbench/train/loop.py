@@ -192,6 +192,21 @@ def training_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+#: the feature-codec trainers' settings that say how a training runs, not what it trains (where it
+#: logs, how often it saves, how long it may take): a resumed run may change them
+RUN_ONLY_KEYS = (
+    "resume",
+    "progress",
+    "copy_to",
+    "threads",
+    "log_every",
+    "val_every",
+    "checkpoint_every",
+    "max_minutes",
+    "results_dir",
+)
+
+
 def config_key(config: dict, ignore: Sequence[str]) -> str:
     """A run's configuration without the keys that do not change its result: what a saved
     train state must match to be resumed."""
