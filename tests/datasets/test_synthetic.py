@@ -109,3 +109,47 @@ def test_photo_backgrounds_are_deterministic(tmp_path):
     hashes = [_sha(a.image_dir / r.file_name) for r in a.records]
     assert hashes == [_sha(b.image_dir / r.file_name) for r in b.records]
     assert hashes != [_sha(plain.image_dir / r.file_name) for r in plain.records]
+
+
+@pytest.mark.timeout(60)
+def test_keypoints_are_the_shapes_extreme_pixels_and_unlabeled_pixels_are_the_unannotated_objects(tmp_path):
+    """Each annotation's four keypoints lie on the object's box edges where visible (v=2: its own
+    visible pixel), the set's categories name them with sigmas, and the image's unlabeled pixels are
+    object pixels outside every annotated mask."""
+    from pycocotools import mask as mask_utils
+
+    from vcmbench.metrics.keypoints import keypoint_ap
+
+    ds = synthetic.build("val", seed_start=1_000_000, count=12, height=256, width=256, cache_dir=tmp_path)
+    data = json.loads(ds.annotation_file.read_text())
+    assert all(c["keypoints"] == list(synthetic.KEYPOINTS) and len(c["sigmas"]) == 4 for c in data["categories"])
+    hidden = unlabeled = 0
+    for a in data["annotations"]:
+        kp = np.array(a["keypoints"], float).reshape(4, 3)
+        m = mask_utils.decode({"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()})
+        assert a["num_keypoints"] == int((kp[:, 2] > 0).sum()) >= 1
+        x, y, w, h = a["bbox"]
+        for k, (px, py, v) in enumerate(kp):
+            if v == 2:  # a visible extreme pixel is the object's own and on its visible box's edge
+                col, row = int(px - 0.5), int(py - 0.5)
+                assert m[row, col] == 1
+                assert [row == y, col == x + w - 1, row == y + h - 1, col == x][k]
+            hidden += v == 1
+    for image in data["images"]:
+        if "unlabeled" in image:
+            rle = image["unlabeled"]
+            free = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+            annotated = np.zeros_like(free)
+            for a in data["annotations"]:
+                if a["image_id"] == image["id"]:
+                    seg = a["segmentation"]
+                    annotated |= mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()}) > 0
+            assert free.any() and not (free & annotated).any()
+            unlabeled += 1
+    assert hidden > 0 and unlabeled > 0
+    # the ground truth's own keypoints as results score 100 keypoint AP
+    results = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "keypoints": a["keypoints"], "score": 1.0}
+        for a in data["annotations"]
+    ]
+    assert keypoint_ap(ds.annotation_file, results, ds.image_ids)["map"] == pytest.approx(100.0)

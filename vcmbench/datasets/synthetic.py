@@ -12,8 +12,10 @@ and squashed, filled with a texture (solid, stripes, checks, gradient, grain) in
 its class's (``CLASS_HUE_PROB`` of the objects; 1.0: all) with random saturation and
 brightness: classes differ in shape and in colour, as "strong but learnable" classes should. Objects drawn later occlude earlier ones; the annotation
 is the *visible* part: bbox = visible extent, area = visible pixel count, segmentation = the
-visible pixels (COCO RLE, for mask AP), and objects with less than ``MIN_VISIBLE`` of their
-pixels visible (occluded or off the image) are not annotated.
+visible pixels (COCO RLE, for mask AP), keypoints = the four extreme pixels of the whole shape
+(top, right, bottom, left; visible, hidden or off the image: COCO's v = 2, 1, 0), and objects with
+less than ``MIN_VISIBLE`` of their pixels visible (occluded or off the image) are not annotated:
+their pixels are the image's ``unlabeled`` ones, which a semantic map scores as don't-care.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from vcmbench.errors import DatasetError
 from vcmbench.paths import is_none
 
 GENERATOR_VERSION = 2
-ANNOTATION_VERSION = 2  # 2: every object's visible mask as COCO RLE (`segmentation`); the pixels are unchanged
-"""Bump when the drawing changes: it is part of the cache key."""
+ANNOTATION_VERSION = 3  # 2: every object's visible mask as COCO RLE; 3: keypoints and unlabeled pixels; same pixels
+"""GENERATOR_VERSION: bump when the drawing changes (it is part of the image cache key);
+ANNOTATION_VERSION: when only the annotations do (it names the annotation file)."""
 
 CATEGORIES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring", "crescent", "arrow")
 """Category id ``k + 1`` is ``CATEGORIES[k]``."""
@@ -51,6 +54,9 @@ MAX_FRACTION = 0.5  # largest object extent as a fraction of the shorter image s
 MIN_OBJECTS, MAX_OBJECTS = 4, 16
 MIN_VISIBLE = 0.3  # annotate an object only if at least this fraction of it is visible
 MIN_BOX = 6  # ... and its visible box is at least this many pixels wide and high
+KEYPOINTS: tuple[str, ...] = ("top", "right", "bottom", "left")
+"""Every shape's keypoints: the extreme pixels of its whole (unoccluded) mask, in image directions."""
+KEYPOINT_SIGMA = 0.08  # per-keypoint OKS sigma (COCO's person sigmas span 0.025..0.107)
 CLASS_HUE_PROB = 1.0  # fraction of objects whose hue is their class's hue (the rest: random)
 PHOTO_PROB = 0.5  # with a background folder: fraction of scenes on a photograph
 
@@ -63,10 +69,63 @@ class Annotation:
     visible: float  # visible fraction of the object's full mask
     # the visible pixels as COCO compressed RLE {"size": [h, w], "counts": str}: instance masks
     segmentation: dict | None = None
+    # COCO keypoint triplets (x, y, v) of KEYPOINTS: v = 2 visible, 1 hidden behind a later object,
+    # 0 (with x = y = 0) off the image; x, y are the pixel's centre (column + 0.5, row + 0.5)
+    keypoints: tuple[float, ...] | None = None
 
 
-def categories() -> list[dict]:
-    return [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CATEGORIES)]
+@dataclass(frozen=True)
+class Scene:
+    """One drawn scene: the image, its annotated objects, and the pixels of the objects too small or
+    too hidden to annotate (`unlabeled`, image-sized bool): a semantic map scores them as don't-care,
+    since calling them background or their class would both be defensible."""
+
+    image: np.ndarray
+    annotations: list[Annotation]
+    unlabeled: np.ndarray
+
+
+def categories(keypoints: bool = True) -> list[dict]:
+    """The shape classes; with `keypoints` (the scenes' json) each names the four extreme-point
+    keypoints and their OKS sigmas, so the set scores keypoint AP (metrics.keypoints) as it scores
+    box and mask AP. The videos annotate boxes only, and their categories name no keypoints."""
+    named = {
+        "keypoints": list(KEYPOINTS),
+        "skeleton": [[1, 2], [2, 3], [3, 4], [4, 1]],
+        "sigmas": [KEYPOINT_SIGMA] * len(KEYPOINTS),
+    }
+    return [
+        {"id": k + 1, "name": n, "supercategory": "shape", **(named if keypoints else {})}
+        for k, n in enumerate(CATEGORIES)
+    ]
+
+
+def _extreme_points(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(row, column) in the tight crop `mask` of its top, right, bottom and left extreme pixels: the
+    middle one of the run of mask pixels on the first row, last column, last row, first column."""
+    h, w = mask.shape
+    top, bottom = np.flatnonzero(mask[0]), np.flatnonzero(mask[h - 1])
+    left, right = np.flatnonzero(mask[:, 0]), np.flatnonzero(mask[:, w - 1])
+    return [
+        (0, int(top[top.size // 2])),
+        (int(right[right.size // 2]), w - 1),
+        (h - 1, int(bottom[bottom.size // 2])),
+        (int(left[left.size // 2]), 0),
+    ]
+
+
+def _keypoints(mask: np.ndarray, y0: int, x0: int, owner: np.ndarray, index: int) -> tuple[float, ...]:
+    """COCO triplets of an object drawn with its crop's corner at (y0, x0), `owner` the final map of
+    which object each pixel shows."""
+    height, width = owner.shape
+    out: list[float] = []
+    for r, c in _extreme_points(mask):
+        y, x = y0 + r, x0 + c
+        if 0 <= y < height and 0 <= x < width:
+            out += [x + 0.5, y + 0.5, 2.0 if owner[y, x] == index else 1.0]
+        else:
+            out += [0.0, 0.0, 0.0]
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -201,10 +260,16 @@ def render(
     seed: int, height: int = 320, width: int = 320, photos: tuple[str, ...] = ()
 ) -> tuple[np.ndarray, list[Annotation]]:
     """One scene: uint8 (H, W, 3) RGB image and the annotations of its visible objects."""
+    scene = render_scene(seed, height, width, photos)
+    return scene.image, scene.annotations
+
+
+def render_scene(seed: int, height: int = 320, width: int = 320, photos: tuple[str, ...] = ()) -> Scene:
+    """One scene with everything known about it (`render` keeps the image and annotations)."""
     rng = np.random.Generator(np.random.PCG64(int(seed)))
     img = _background(height, width, rng, photos)
     owner = np.full((height, width), -1, np.int32)
-    objects = []  # (category_id, full pixel count, region it was drawn into)
+    objects = []  # (category_id, full pixel count, region it was drawn into, full mask, its corner)
     max_size = max(MIN_SIZE + 1.0, MAX_FRACTION * min(height, width))
     for i in range(int(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))):
         k = int(rng.integers(0, len(CATEGORIES)))
@@ -221,7 +286,7 @@ def render(
         c2 = _hsv(hue + rng.uniform(-0.08, 0.08), rng.uniform(0.2, 1.0), rng.uniform(0.15, 1.0))
         tex = _texture(mh, mw, c1, c2, rng)
         region = (slice(y0 + sy0, y0 + max(sy0, sy1)), slice(x0 + sx0, x0 + max(sx0, sx1)))
-        objects.append((k + 1, int(mask.sum()), region))
+        objects.append((k + 1, int(mask.sum()), region, mask, (y0, x0)))
         if sy1 <= sy0 or sx1 <= sx0:
             continue
         m = mask[sy0:sy1, sx0:sx1]
@@ -230,7 +295,8 @@ def render(
     anns = []
     ids = owner.ravel()
     counts = np.bincount(ids[ids >= 0], minlength=len(objects))
-    for i, (cat, full, region) in enumerate(objects):
+    labelled = np.zeros(len(objects) + 1, bool)  # index -1 (no object) stays False
+    for i, (cat, full, region, mask, (y0, x0)) in enumerate(objects):
         vis = int(counts[i])
         if vis == 0 or vis < MIN_VISIBLE * full:
             continue
@@ -239,8 +305,11 @@ def render(
         w, h = int(xs.max()) + region[1].start - x + 1, int(ys.max()) + region[0].start - y + 1
         if w < MIN_BOX or h < MIN_BOX:
             continue
-        anns.append(Annotation(cat, (x, y, w, h), vis, vis / full, _rle(owner == i)))
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8), anns
+        labelled[i] = True
+        keypoints = _keypoints(mask, y0, x0, owner, i)
+        anns.append(Annotation(cat, (x, y, w, h), vis, vis / full, _rle(owner == i), keypoints))
+    unlabeled = (owner >= 0) & ~labelled[owner]
+    return Scene(np.clip(np.rint(img), 0, 255).astype(np.uint8), anns, unlabeled)
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -290,10 +359,19 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def coco_annotations(records: list[tuple[int, str, list[Annotation]]], height: int, width: int) -> dict:
+def coco_annotations(
+    records: list[tuple[int, str, list[Annotation]] | tuple[int, str, list[Annotation], np.ndarray]],
+    height: int,
+    width: int,
+) -> dict:
+    """The COCO json of scenes given as (seed, file name, annotations[, unlabeled pixels]): an image
+    with unlabeled pixels lists them as RLE under its `unlabeled` key (absent: none)."""
     images, anns = [], []
-    for seed, file_name, objs in records:
-        images.append({"id": seed, "file_name": file_name, "height": height, "width": width})
+    for seed, file_name, objs, *rest in records:
+        image = {"id": seed, "file_name": file_name, "height": height, "width": width}
+        if rest and rest[0] is not None and rest[0].any():
+            image["unlabeled"] = _rle(rest[0])
+        images.append(image)
         for a in objs:
             anns.append(
                 {
@@ -305,6 +383,11 @@ def coco_annotations(records: list[tuple[int, str, list[Annotation]]], height: i
                     "iscrowd": 0,
                     "visible": round(a.visible, 4),
                     **({"segmentation": a.segmentation} if a.segmentation is not None else {}),
+                    **(
+                        {"keypoints": list(a.keypoints), "num_keypoints": sum(v > 0 for v in a.keypoints[2::3])}
+                        if a.keypoints is not None
+                        else {}
+                    ),
                 }
             )
     return {
@@ -335,7 +418,8 @@ def build(
     Images go to ``<cache_dir>/<key>/<seed>.png`` (key: generator version, size and
     background folder) and are drawn only when missing, so sets that share seeds share
     files; the annotation file is ``instances_<seed_start>_<count>_a<ANNOTATION_VERSION>.json``
-    beside them, with each object's box, visible area and visible mask (RLE).
+    beside them, with each object's box, visible area, visible mask (RLE) and keypoints, and each
+    image's unlabeled pixels (RLE).
     ``cache_dir`` defaults to ``$VCMBENCH_CACHE/synthetic`` or ``~/.cache/vcmbench/synthetic``.
     """
     count, height, width, seed_start = int(count), int(height), int(width), int(seed_start)
@@ -359,11 +443,11 @@ def build(
     if not ann_file.is_file() or any(not (folder / f"{s:08d}.png").is_file() for s in seeds):
         recs = []
         for s in seeds:
-            image, objs = render(s, height, width, photos)
+            scene = render_scene(s, height, width, photos)
             path = folder / f"{s:08d}.png"
             if not path.is_file():
-                write_bytes(path, png_bytes(image))
-            recs.append((s, path.name, objs))
+                write_bytes(path, png_bytes(scene.image))
+            recs.append((s, path.name, scene.annotations, scene.unlabeled))
         data = coco_annotations(recs, height, width)
         write_bytes(ann_file, json.dumps(data).encode())
     records = [ImageRecord(s, f"{s:08d}.png", height, width) for s in seeds]

@@ -474,6 +474,6 @@ def _render_all(
         "sequences": seqs,
         "images": images,
         "annotations": anns,
-        "categories": categories(),
+        "categories": categories(keypoints=False),
         "tracks": tracks,
     }
