@@ -11,6 +11,7 @@ float32's rounding), and casts once to the input's dtype.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -218,9 +219,12 @@ def upsample_bilinear2d(x: Tensor, output_size, align_corners: bool, scale_facto
 CUBIC_A = -0.75  # ATen's (and OpenCV's) cubic convolution coefficient
 
 
+@functools.lru_cache(maxsize=1024)
 def _cubic_taps(n_in: int, n_out: int, align_corners: bool, scale: float | None) -> tuple[Tensor, Tensor]:
     """Per output position: the four source indices (clamped to the edge, as ATen reads them) and their
-    cubic-convolution weights, in float64 (ATen's source index for cubic: not clamped at 0)."""
+    cubic-convolution weights, in float64 (ATen's source index for cubic: not clamped at 0). Cached:
+    Keypoint R-CNN resamples every detection's heatmaps to its box, sizes that recur; callers only
+    read the tensors."""
     dst = torch.arange(n_out, dtype=torch.float64)
     if align_corners:
         src = dst * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)

@@ -25,7 +25,7 @@ from vcmbench.errors import ConfigError
 from vcmbench.train.loop import Schedule, config_key, finish, run_loop
 
 
-def _targets(anns, size: tuple[int, int], masks: bool = False) -> dict[str, torch.Tensor]:
+def _targets(anns, size: tuple[int, int], masks: bool = False, keypoints: bool = False) -> dict[str, torch.Tensor]:
     boxes = torch.tensor(
         [[a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]] for a in anns], dtype=torch.float32
     ).reshape(-1, 4)
@@ -37,19 +37,50 @@ def _targets(anns, size: tuple[int, int], masks: bool = False) -> dict[str, torc
         rles = [{"size": a.segmentation["size"], "counts": a.segmentation["counts"].encode()} for a in anns]
         dense = mask_utils.decode(rles) if rles else np.zeros((*size, 0), np.uint8)
         out["masks"] = torch.from_numpy(np.ascontiguousarray(dense.transpose(2, 0, 1)))
+    if keypoints:  # (N, K, 3): x, y, visibility (Keypoint R-CNN's targets; v = 0 is not learned from)
+        k = len(anns[0].keypoints) // 3 if anns else 4
+        out["keypoints"] = torch.tensor([a.keypoints for a in anns], dtype=torch.float32).reshape(-1, k, 3)
     return out
 
 
-def train_batch(step: int, batch_size: int, seed_start: int, scenes: int, size: int, photos=(), masks: bool = False):
+def semantic_target(scene) -> torch.Tensor:
+    """(H, W) int64 class map of a synthetic scene: 0 background, each annotated object's visible
+    pixels its category id, the unlabeled objects' pixels `ci_heads.IGNORE`."""
+    from pycocotools import mask as mask_utils
+
+    from vcmbench.vision.ci_heads import IGNORE
+
+    target = np.zeros(scene.unlabeled.shape, np.int64)
+    for a in scene.annotations:
+        rle = {"size": a.segmentation["size"], "counts": a.segmentation["counts"].encode()}
+        target[mask_utils.decode(rle) > 0] = a.category_id
+    target[scene.unlabeled] = IGNORE
+    return torch.from_numpy(target)
+
+
+def train_batch(
+    step: int,
+    batch_size: int,
+    seed_start: int,
+    scenes: int,
+    size: int,
+    photos=(),
+    masks: bool = False,
+    keypoints: bool = False,
+    semantic: bool = False,
+):
     """The images (float 0..1) and targets of one step: a pure function of the step."""
-    from vcmbench.datasets.synthetic import render
+    from vcmbench.datasets.synthetic import render_scene
 
     images, targets = [], []
     for j in range(batch_size):
         seed = seed_start + (step * batch_size + j) % scenes
-        img, anns = render(seed, size, size, photos)
-        images.append(torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0))
-        targets.append(_targets(anns, (size, size), masks))
+        scene = render_scene(seed, size, size, photos)
+        images.append(torch.from_numpy(scene.image).permute(2, 0, 1).float().div_(255.0))
+        target = _targets(scene.annotations, (size, size), masks, keypoints)
+        if semantic:
+            target["semantic"] = semantic_target(scene)
+        targets.append(target)
     return images, targets
 
 
@@ -69,7 +100,8 @@ def _optimizer(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.Optimizer
 
 @torch.inference_mode()
 def evaluate(split, dataset, image_ids=None, progress: bool = False) -> dict[str, float]:
-    """COCO AP/AP50 (percent) of a split detector's full model on (a subset of) a dataset."""
+    """COCO AP/AP50 (percent) of a split detector's full model on (a subset of) a dataset, with mask
+    AP, keypoint AP and mIoU (`semantic_miou`) where the network gives masks, keypoints, a class map."""
     from tqdm import tqdm
 
     from vcmbench.metrics.detection import coco_ap, detections_to_coco
@@ -78,6 +110,7 @@ def evaluate(split, dataset, image_ids=None, progress: bool = False) -> dict[str
     wanted = set(dataset.image_ids if image_ids is None else image_ids)
     recs = [r for r in dataset.records if r.image_id in wanted]
     dets: list[dict] = []
+    maps: dict[int, np.ndarray] = {}
     for rec in tqdm(recs, desc="val", unit="img", disable=not progress, leave=False):
         sample = dataset.load(rec)
         d = split.full(sample.image)
@@ -85,18 +118,47 @@ def evaluate(split, dataset, image_ids=None, progress: bool = False) -> dict[str
         if d.masks is not None:
             for row, counts in zip(rows, encode_masks(d.masks.numpy())):
                 row["segmentation"] = {"size": list(d.masks.shape[1:]), "counts": counts}
+        if d.keypoints is not None:
+            for row, points in zip(rows, d.keypoints.tolist()):
+                row["keypoints"] = [v for point in points for v in point]
+        if d.semantic is not None:
+            maps[rec.image_id] = d.semantic.numpy()
         dets += rows
     ids = [r.image_id for r in recs]
     scores = coco_ap(dataset.annotation_file, dets, ids)
     if dets and "segmentation" in dets[0]:
         segm = coco_ap(dataset.annotation_file, dets, ids, iou_type="segm")
         scores.update({"map_segm": segm["map"], "ap50_segm": segm["ap50"]})
+    if dets and "keypoints" in dets[0]:
+        from vcmbench.metrics.keypoints import keypoint_ap
+
+        kp = keypoint_ap(dataset.annotation_file, dets, ids)
+        scores.update({"map_kp": kp["map"], "ap50_kp": kp["ap50"]})
+    if maps:
+        scores["miou"] = _synthetic_miou(dataset, maps)
     return scores
+
+
+def _synthetic_miou(dataset, maps: dict[int, np.ndarray]) -> float:
+    """mIoU (percent) over every pixel of the scenes (their seeds are their image ids), background
+    and the 8 classes, the unlabeled objects' pixels ignored: one confusion matrix pooled over the set."""
+    from vcmbench.datasets.synthetic import CATEGORIES, list_photos, render_scene
+    from vcmbench.metrics.semseg import confusion_matrix, score
+    from vcmbench.vision.ci_heads import IGNORE
+
+    classes = len(CATEGORIES) + 1
+    total = np.zeros((classes, classes), np.int64)
+    photos = list_photos(getattr(dataset, "backgrounds", None))
+    for image_id, predicted in maps.items():
+        h, w = predicted.shape
+        truth = semantic_target(render_scene(image_id, h, w, photos)).numpy()
+        total += confusion_matrix(truth, predicted, classes, ignore_label=IGNORE)
+    return score(total, list(range(classes))).miou
 
 
 def _model_kwargs(cfg: DictConfig) -> dict:
     kw = OmegaConf.to_container(cfg.model, resolve=True)
-    for key in ("_target_", "name", "weights", "seed", "category_ids", "split"):
+    for key in ("_target_", "name", "weights", "seed", "category_ids", "split", "semantic_ids"):
         kw.pop(key, None)
     return kw
 
@@ -210,13 +272,20 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
     model = build_training_model(cfg)
     started_from = _start_from(model, cfg)
     segments = bool(cfg.model.get("mask_head", False))
+    poses = bool(cfg.model.get("keypoint_head", False))
+    labels_pixels = bool(cfg.model.get("semantic_head", False))
+    trained = list(cfg.get("train_only") or [])
+    if labels_pixels and trained and all(p.startswith("semantic_head") for p in trained):
+        model.detector_losses = False  # the frozen detector's losses would train nothing
     name = str(cfg.model.get("name", "ci_frcnn"))
     optimizer = _optimizer(model, cfg)
     torch.manual_seed(int(cfg.seed) + 1)  # the RPN/ROI samplers' RNG
     clip = float(cfg.optimizer.clip_grad_norm or 0)
 
     def step_fn(step: int) -> dict[str, float]:
-        images, targets = train_batch(step, bs, int(tr.seed_start), int(tr.scenes), size, photos, segments)
+        images, targets = train_batch(
+            step, bs, int(tr.seed_start), int(tr.scenes), size, photos, segments, poses, labels_pixels
+        )
         parts = model(images, targets)
         loss = sum(parts.values())
         if not torch.isfinite(loss):
@@ -247,6 +316,8 @@ def _train(cfg: DictConfig, out_dir: str) -> dict:
             "loss_classifier",
             "loss_box_reg",
             *(["loss_mask"] if segments else []),
+            *(["loss_keypoint"] if poses else []),
+            *(["loss_semantic"] if labels_pixels else []),
         ],
         log_name="loss.csv",
         log_every=int(cfg.log_every),

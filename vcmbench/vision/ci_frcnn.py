@@ -189,22 +189,34 @@ def build_model(
     mask_head: bool = False,
     mask_mid: int = 64,
     mask_convs: int = 2,
+    keypoint_head: bool = False,
+    num_keypoints: int = 4,
+    keypoint_mid: int = 32,
+    keypoint_convs: int = 4,
+    semantic_head: bool = False,
+    semantic_mid: int = 64,
 ) -> nn.Module:
     """The torchvision FasterRCNN (random init; seed torch before calling for a fixed one), or with
     `mask_head` its MaskRCNN (ci_maskrcnn): 14x14 RoIAlign on p2..p5, `mask_convs` 3x3 convs of
-    `mask_mid` channels (torchvision's head: four of 256) and the usual 2x deconv predictor."""
-    from torchvision.models.detection import FasterRCNN, MaskRCNN
+    `mask_mid` channels (torchvision's head: four of 256) and the usual 2x deconv predictor; with
+    `keypoint_head` its KeypointRCNN (ci_keypoints), with `semantic_head` the Faster R-CNN plus a
+    semantic FPN head (ci_semseg): `vision.ci_heads`. One head at most."""
+    from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
     from torchvision.ops import MultiScaleRoIAlign
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+    from vcmbench.vision.ci_heads import SemanticFPNHead, SemanticRCNN, keypoint_modules
+
     widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
     if len(widths) != 4 or len(blocks) != 4:
         raise ConfigError(f"model.widths={list(widths)} / model.blocks={list(blocks)}: need 4 entries (strides 4..32)")
     if len(anchor_sizes) != 5:
         raise ConfigError(f"model.anchor_sizes={anchor_sizes}: need 5 levels (p2..p6), each a size or a list of sizes")
+    if sum(map(bool, (mask_head, keypoint_head, semantic_head))) > 1:
+        raise ConfigError("model.mask_head / keypoint_head / semantic_head: a ci network has one extra head at most")
     if fpn_block not in ("dwsep", "conv3x3"):
         raise ConfigError(f"model.fpn_block={fpn_block!r}: choose 'dwsep' or 'conv3x3'")
     body = CompactBody(widths, blocks)
@@ -226,8 +238,16 @@ def build_model(
         featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=int(roi_sampling_ratio)
     )
     box_head = ConvFCBoxHead(int(fpn_channels), int(box_mid), int(representation))
-    masks = {}
+    masks: dict = {}
+    model_class: type = FasterRCNN
+    if keypoint_head:
+        masks = keypoint_modules(fpn_channels, keypoint_mid, keypoint_convs, num_keypoints, roi_sampling_ratio)
+        model_class = KeypointRCNN
+    if semantic_head:
+        masks = {"semantic_head": SemanticFPNHead(int(fpn_channels), int(semantic_mid), int(num_classes))}
+        model_class = SemanticRCNN
     if mask_head:
+        model_class = MaskRCNN
         from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
         masks = {
@@ -237,7 +257,7 @@ def build_model(
             "mask_head": MaskRCNNHeads(int(fpn_channels), [int(mask_mid)] * int(mask_convs), 1),
             "mask_predictor": MaskRCNNPredictor(int(mask_mid), int(mask_mid), int(num_classes)),
         }
-    return (MaskRCNN if mask_head else FasterRCNN)(
+    return model_class(
         backbone,
         num_classes=None,
         min_size=int(image_size),
@@ -323,6 +343,7 @@ def build(
     """
     import inspect
 
+    semantic_ids = arch.pop("semantic_ids", None)  # what the semantic map's labels are (ci_semseg: categories)
     known = set(inspect.signature(build_model).parameters)
     unknown = sorted(set(arch) - known)
     if unknown:
@@ -339,4 +360,6 @@ def build(
     model = build_model(num_classes=int(num_classes), **arch)
     if path is not None:
         load_state(model, path)
-    return TorchvisionSplit(model, name, list(category_ids) if category_ids else None, split)
+    split_model = TorchvisionSplit(model, name, list(category_ids) if category_ids else None, split)
+    split_model.semantic_ids = None if is_none(semantic_ids) else str(semantic_ids)
+    return split_model

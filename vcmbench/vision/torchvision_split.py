@@ -141,6 +141,11 @@ class TorchvisionSplit(SplitDetector):
         proposals, _ = self.model.rpn(images, fpn)
         dets, _ = self.model.roi_heads(fpn, proposals, images.image_sizes)
         dets = self.model.transform.postprocess(dets, images.image_sizes, [tuple(meta.original_size)])
+        head = getattr(self.model, "semantic_head", None)
+        if head is not None:  # ci_semseg: the per-pixel classes from the same levels, as its forward does
+            from vcmbench.vision.ci_heads import semantic_map
+
+            dets[0]["semantic"] = semantic_map(head, fpn, (h, w), meta.resized_size, meta.original_size)
         return _to_detections(dets[0])
 
     @torch.inference_mode()
@@ -163,6 +168,7 @@ def _to_detections(d: dict[str, Tensor]) -> Detections:
     masks = d["masks"][:, 0] > MASK_THRESHOLD if "masks" in d else None  # (N, 1, H, W) probabilities
     keypoints = d["keypoints"].float() if "keypoints" in d else None  # (N, K, 3), already in original pixels
     keypoint_scores = d["keypoints_scores"].float() if "keypoints_scores" in d else None  # (N, K)
+    semantic = d["semantic"].long() if "semantic" in d else None  # (H, W) class per pixel
     return Detections(
         boxes=d["boxes"].float(),
         scores=d["scores"].float(),
@@ -170,6 +176,7 @@ def _to_detections(d: dict[str, Tensor]) -> Detections:
         masks=masks,
         keypoints=keypoints,
         keypoint_scores=keypoint_scores,
+        semantic=semantic,
     )
 
 
