@@ -42,7 +42,7 @@ from vcmbench.jobs import CodecJob, build_jobs
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
 from vcmbench.records import Record, encode_masks
 from vcmbench.settings import RunSettings
-from vcmbench.types import LEVELS, Detections, FrontOutput, ImageMeta, feature_digest
+from vcmbench.types import Detections, Features, FrontOutput, ImageMeta, feature_digest, feature_names
 from vcmbench.vision.base import SplitDetector
 
 log = logging.getLogger("vcmbench.run")  # the sweep's log, as run.py's
@@ -352,7 +352,7 @@ class ItemCoder:
         figures: dict[str, float] = {}
         if received.image is not None:
             figures.update(image_fidelity(view.sample.image, received.image))
-        if view.pristine is not None and features[LEVELS[0]].shape == view.front.features[LEVELS[0]].shape:
+        if view.pristine is not None and _same_shapes(features, view.front.features):
             figures.update(fidelity(view.front.features, features, view.pristine, dets))
         p.figures.append(figures)
 
@@ -397,11 +397,14 @@ class ItemCoder:
     def _sequence_ranges(self, frames: ItemFrames) -> tuple[tuple[tuple[float, float], ...], float]:
         """Each level's (min, max) over the sequence's frames: a pass of the front, one frame at a time."""
         t0 = time.perf_counter()
-        lo = [float("inf")] * len(LEVELS)
-        hi = [float("-inf")] * len(LEVELS)
+        lo: list[float] = []
+        hi: list[float] = []
         for sample in frames.samples():
             feats = self.detector.front(sample.image).features
-            for i, k in enumerate(LEVELS):
+            names = feature_names(feats)
+            if not lo:
+                lo, hi = [float("inf")] * len(names), [float("-inf")] * len(names)
+            for i, k in enumerate(names):
                 lo[i], hi[i] = min(lo[i], float(feats[k].min())), max(hi[i], float(feats[k].max()))
         return tuple(zip(lo, hi)), time.perf_counter() - t0
 
@@ -414,6 +417,12 @@ class FrameView:
     sample: Sample
     front: FrontOutput | None
     pristine: Detections | None
+
+
+def _same_shapes(decoded: Features, sent: Features) -> bool:
+    """Whether the receiver got the tensors the front sent, by name and shape (an image codec's
+    receiver runs the front on a decoded image of another size: no feature fidelity then)."""
+    return set(decoded) == set(sent) and all(decoded[k].shape == sent[k].shape for k in sent)
 
 
 def _mean_figures(per_frame: list[dict[str, float]]) -> dict[str, float]:

@@ -20,7 +20,12 @@ LEVELS: tuple[str, ...] = ("p2", "p3", "p4", "p5")
 (`model.split=backbone`) sends its backbone's C2..C5 in the same four slots (same strides)."""
 
 Features = dict[str, Tensor]
-"""One image's FPN levels: name -> float32 tensor of shape (C, H, W)."""
+"""One image's tensors at the split: name -> float32 tensor of shape (C, H, W). An FPN's (or a
+backbone's) four levels are named `LEVELS`; another split (JDE's three route tensors) names its own,
+in the order its front gives them (`feature_names`)."""
+
+MAX_FEATURE_NAME = 32
+"""Longest tensor name a split may use: names of other splits travel in the payload (codecs.base)."""
 
 TASK_COLUMNS: dict[str, tuple[str, str]] = {
     "box": ("map", "ap50"),
@@ -81,11 +86,28 @@ def p6_from_p5(p5: Tensor) -> Tensor:
     return F.max_pool2d(p5, kernel_size=1, stride=2, padding=0)
 
 
+def feature_names(features: Features) -> tuple[str, ...]:
+    """The order a split's tensors are coded in: p2..p5 for an FPN's (or a backbone's, in the same
+    slots), whatever order the dict has; another split's in its front's order."""
+    return LEVELS if set(features) == set(LEVELS) else tuple(features)
+
+
+def is_pyramid(features: Features) -> bool:
+    """Whether the tensors are the four levels p2..p5: what the learned and hybrid codecs were
+    trained on and the FPN backs take."""
+    return set(features) == set(LEVELS)
+
+
 def check_features(features: Features, expected_channels: int | Sequence[int] | None = None) -> None:
     """Shared guard for backs and codecs: fail early with a message that says what is wrong.
-    `expected_channels`: one count for every level (an FPN's), or one per level (a backbone's C2..C5)."""
+    `expected_channels`: one count for every level (an FPN's), or one per level (a backbone's C2..C5).
+    Tensors named otherwise than p2..p5 (a split of another shape) are checked each on its own: 3-d,
+    floating point, not empty, a short ASCII name."""
     from vcmbench.errors import ShapeError
 
+    if features and not set(features) & set(LEVELS):
+        _check_named_tensors(features)
+        return
     missing = [k for k in LEVELS if k not in features]
     if missing:
         raise ShapeError(f"features lack levels {missing}; a front must produce {list(LEVELS)}")
@@ -108,13 +130,32 @@ def check_features(features: Features, expected_channels: int | Sequence[int] | 
         raise ShapeError("features must be floating point tensors")
 
 
+def _check_named_tensors(features: Features) -> None:
+    from vcmbench.errors import ShapeError
+
+    if len(features) > 127:
+        raise ShapeError(f"a split sends {len(features)} tensors; the payload container holds at most 127")
+    for name, t in features.items():
+        if not (isinstance(name, str) and 0 < len(name) <= MAX_FEATURE_NAME and name.isascii() and name.isprintable()):
+            raise ShapeError(
+                f"feature tensor name {name!r}: use 1..{MAX_FEATURE_NAME} printable ASCII characters (it is coded)"
+            )
+        if t.dim() != 3:
+            raise ShapeError(f"feature tensor {name} has shape {tuple(t.shape)}; expected (C, H, W)")
+        if 0 in t.shape:
+            raise ShapeError(f"feature tensor {name} is empty: shape {tuple(t.shape)}")
+        if not torch.is_floating_point(t):
+            raise ShapeError("features must be floating point tensors")
+
+
 def feature_digest(features: Features, into=None):
-    """blake2b over p2..p5 as contiguous float32 bytes (with their shapes): `into` (a running
-    hash, e.g. over a sequence's frames) is updated and returned; otherwise a new one."""
+    """blake2b over the tensors (p2..p5, or a split's own in its order) as contiguous float32 bytes
+    (with their shapes): `into` (a running hash, e.g. over a sequence's frames) is updated and
+    returned; otherwise a new one."""
     import hashlib
 
     h = into if into is not None else hashlib.blake2b(digest_size=16)
-    for k in LEVELS:
+    for k in feature_names(features):
         t = features[k].detach().to("cpu", torch.float32).contiguous()
         h.update(repr(tuple(t.shape)).encode())
         h.update(t.numpy().tobytes())

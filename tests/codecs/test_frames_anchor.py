@@ -198,7 +198,10 @@ def test_config_errors_name_the_setting(codec_from_yaml):
     with pytest.raises(ConfigError, match=r"codec\.a\.knob=bits"):
         codec_from_yaml("anchor_vvc", name="a", knob="bits")
     with pytest.raises(ConfigError, match=r"codec\.a\.layout\.grid"):
-        codec_from_yaml("anchor_vvc", name="a", layout__grid=[4, 2])
+        codec_from_yaml("anchor_vvc", name="a", layout__grid=[4, 0])
+    with pytest.raises(ConfigError, match=r"codec\.a\.layout\.grid=\[4, 2\]: 2 row counts for a split of 4 tensors"):
+        wrong = codec_from_yaml("anchor_vvc", name="a", layout__grid=[4, 2])
+        wrong.encode(synthetic(h=16, w=24), wrong.rates[0])
     with pytest.raises(ConfigError, match=r"codec\.a\.gop=inter.*intra frames only"):
         codec_from_yaml("anchor_vvc", name="a", gop="inter")
     with pytest.raises(ConfigError, match=r"codec\.a\.rates: qp=64 outside 0\.\.63"):

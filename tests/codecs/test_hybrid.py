@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from vcmbench.codecs.base import read_shape_table
+from vcmbench.codecs.base import read_feature_table
 from vcmbench.codecs.frames import SEQUENCE_VERSION
 from vcmbench.codecs.hybrid.codec import TAG
 from vcmbench.codecs.hybrid.packing import BITS, MAX_SAMPLE, frame_size, pack, tile_grid, unpack, value_range
@@ -52,7 +52,7 @@ def test_an_image_payload_is_its_container_fields_and_a_real_vvc_bitstream(hybri
     features = fronts[0].features
     _, meta = hybrid.net()
     payload = hybrid.encode(features, hybrid.rate_point(37))
-    shapes, end = read_shape_table(payload, TAG, 1, "test")
+    _names, shapes, end = read_feature_table(payload, TAG, 1, "test")
     assert shapes == [tuple(features[k].shape) for k in LEVELS]
     r = Reader(memoryview(payload)[end:], "test")
     assert r.take(4).hex() == meta["model_id"]
@@ -89,7 +89,7 @@ def test_a_sequence_is_one_low_delay_video_with_one_range(hybrid, fronts):
     for f in fronts:
         enc.add(None, f)
     payload = enc.finish()
-    shapes, end = read_shape_table(payload, TAG, SEQUENCE_VERSION, "test")
+    _names, shapes, end = read_feature_table(payload, TAG, SEQUENCE_VERSION, "test")
     r = Reader(memoryview(payload)[end:], "test")
     assert r.uvarint() == len(fronts)
     r.take(4)
@@ -114,7 +114,7 @@ def test_a_sequence_is_one_low_delay_video_with_one_range(hybrid, fronts):
 @pytest.mark.timeout(120)
 def test_damaged_payloads_are_refused(hybrid, fronts):
     payload = bytearray(hybrid.encode(fronts[0].features, hybrid.rate_point(47)))
-    _, end = read_shape_table(bytes(payload), TAG, 1, "test")
+    _, _, end = read_feature_table(bytes(payload), TAG, 1, "test")
     other_model = bytearray(payload)
     other_model[end] ^= 0xFF
     with pytest.raises(PayloadError, match="another .*checkpoint"):
@@ -228,7 +228,7 @@ def test_vtm_is_the_inner_codec_by_configuration(codec_from_yaml, fronts, tmp_pa
     features = fronts[0].features
     payload = codec.encode(features, codec.rates[0])
     assert json.loads(log.read_text())["opts"]["QP"] == "37"
-    _, end = read_shape_table(payload, TAG, 1, "test")
+    _, _, end = read_feature_table(payload, TAG, 1, "test")
     assert payload[end + 12] == 1  # the VVC family, as libvvenc's
     decoded = codec.decode(payload)
     assert _relative_p2_error(decoded, features) < 1.0

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from vcmbench.errors import ConfigError, PayloadError, ShapeError
-from vcmbench.types import LEVELS, Features, FrontOutput, ImageMeta, check_features
+from vcmbench.types import LEVELS, Features, FrontOutput, ImageMeta, check_features, feature_names, is_pyramid
 
 #: payload tag -> the codec (module.class, or module.class:variant) that writes it
 PAYLOAD_TAGS: dict[bytes, str] = {}
@@ -177,26 +177,25 @@ class FeatureCodec(Codec):
     # -- public API -----------------------------------------------------------------
     def encode(self, features: Features, rate: RatePoint) -> bytes:
         check_features(features)
-        shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
-        return shape_table(self.tag, self.version, shapes) + self._encode_body(features, rate, shapes)
+        names = feature_names(features)
+        ordered = {k: features[k] for k in names}
+        shapes = [tuple(int(s) for s in ordered[k].shape) for k in names]
+        return shape_table(self.tag, self.version, shapes, names) + self._encode_body(ordered, rate, shapes)
 
     def decode(self, payload: bytes) -> Features:
         payload = bytes(payload)
-        shapes, end = read_shape_table(payload, self.tag, self.version, self.name)
-        feats = self._decode_body(memoryview(payload)[end:], shapes)
-        for lvl, s in zip(LEVELS, shapes):
-            if tuple(feats[lvl].shape) != tuple(s):
-                raise PayloadError(f"{self.name}: decoded {lvl} has shape {tuple(feats[lvl].shape)}, header says {s}")
-        return feats
+        names, shapes, end = read_feature_table(payload, self.tag, self.version, self.name)
+        return keyed_tensors(self._decode_body(memoryview(payload)[end:], shapes), names, shapes, self.name)
 
     # -- subclass hooks ------------------------------------------------------------------
     @abstractmethod
     def _encode_body(self, features: Features, rate: RatePoint, shapes: list[tuple[int, int, int]]) -> bytes:
-        """Everything after the shape table; must carry whatever else decode needs."""
+        """Everything after the shape table; must carry whatever else decode needs. `features` come
+        in the table's order (`feature_names`), `shapes` are theirs."""
 
     @abstractmethod
-    def _decode_body(self, body: memoryview, shapes: list[tuple[int, int, int]]) -> Features:
-        """Inverse of `_encode_body`; raise PayloadError on anything malformed."""
+    def _decode_body(self, body: memoryview, shapes: list[tuple[int, int, int]]) -> list[torch.Tensor]:
+        """Inverse of `_encode_body`: the tensors in the table's order; PayloadError on anything malformed."""
 
 
 class ImageCodec(Codec):
@@ -315,29 +314,79 @@ def check_container(payload: bytes, fixed: int, tag: bytes, version: int, who: s
         raise PayloadError(f"{who}: payload version {payload[4]}, this decoder reads {version}")
 
 
-def shape_table(tag: bytes, version: int, shapes: Sequence[tuple[int, int, int]]) -> bytes:
-    """The feature container's header: tag, version, level count and each level's (C, H, W)."""
-    for lvl, s in zip(LEVELS, shapes):
+NAMED = 0x80
+"""Flag of the shape table's count byte: the tensors' names follow the shapes (a split other than p2..p5)."""
+
+
+def shape_table(
+    tag: bytes, version: int, shapes: Sequence[tuple[int, int, int]], names: Sequence[str] = LEVELS
+) -> bytes:
+    """The feature container's header: tag, version, tensor count and each tensor's (C, H, W). For
+    p2..p5 that is all (the receiver's network names them); a split of other tensors sets the
+    count's NAMED bit and writes each name after the shapes (u8 length, ASCII), since the decoder
+    must hand the back its tensors by name and nothing reaches it outside the payload."""
+    for name, s in zip(names, shapes, strict=True):
         if any(d > 0xFFFF for d in s):
-            raise ShapeError(f"feature level {lvl} shape {s} exceeds the container's 65535 limit")
-    return tag + struct.pack(">BB", version, len(shapes)) + b"".join(struct.pack(">HHH", *s) for s in shapes)
+            raise ShapeError(f"feature tensor {name} shape {s} exceeds the container's 65535 limit")
+    table = b"".join(struct.pack(">HHH", *s) for s in shapes)
+    if tuple(names) == LEVELS:
+        return tag + struct.pack(">BB", version, len(shapes)) + table
+    coded = [n.encode("ascii") for n in names]
+    return tag + struct.pack(">BB", version, NAMED | len(shapes)) + table + b"".join(bytes([len(n)]) + n for n in coded)
 
 
-def read_shape_table(payload: bytes, tag: bytes, version: int, who: str) -> tuple[list[tuple[int, int, int]], int]:
-    """Inverse of shape_table: (shapes, offset after the table); PayloadError for anything else."""
+def read_feature_table(
+    payload: bytes, tag: bytes, version: int, who: str
+) -> tuple[tuple[str, ...], list[tuple[int, int, int]], int]:
+    """Inverse of shape_table: (names, shapes, offset after the table); PayloadError for anything else."""
     fixed = 6
     check_container(payload, fixed, tag, version, who)
-    n = payload[5]
-    if n != len(LEVELS):
+    named, n = bool(payload[5] & NAMED), payload[5] & ~NAMED
+    if not named and n != len(LEVELS):
         raise PayloadError(f"{who}: payload says {n} levels, expected {len(LEVELS)} (corrupt header)")
+    if n == 0:
+        raise PayloadError(f"{who}: payload says it holds no tensor (corrupt header)")
     end = fixed + 6 * n
     if len(payload) < end:
         raise PayloadError(f"{who}: payload truncated inside the shape table")
     shapes = [struct.unpack(">HHH", payload[fixed + 6 * i : fixed + 6 * i + 6]) for i in range(n)]
-    for lvl, s in zip(LEVELS, shapes):
+    names: tuple[str, ...] = LEVELS
+    if named:
+        found = []
+        for _ in range(n):
+            size = payload[end] if end < len(payload) else 0
+            if size == 0 or end + 1 + size > len(payload):
+                raise PayloadError(f"{who}: payload truncated inside the tensor names (corrupt header)")
+            found.append(bytes(payload[end + 1 : end + 1 + size]).decode("ascii", errors="replace"))
+            end += 1 + size
+        if len(set(found)) != n:
+            raise PayloadError(f"{who}: payload names a tensor twice: {found} (corrupt header)")
+        names = tuple(found)
+    for name, s in zip(names, shapes):
         if 0 in s:
-            raise PayloadError(f"{who}: level {lvl} has empty shape {s} (corrupt header)")
-    return shapes, end
+            raise PayloadError(f"{who}: tensor {name} has empty shape {s} (corrupt header)")
+    return names, shapes, end
+
+
+def require_pyramid(features: Features, who: str) -> None:
+    """A codec trained on FPN levels (learned, hybrid) meeting another split's tensors: one line."""
+    if not is_pyramid(features):
+        raise ConfigError(
+            f"codec {who}: its networks code the four FPN levels p2..p5 they were trained on; this network's "
+            f"split sends {list(features)}. Code them with raw, raw16, anchor_*, pack_* or the image codecs"
+        )
+
+
+def keyed_tensors(
+    tensors: Sequence[torch.Tensor], names: Sequence[str], shapes: Sequence[tuple[int, int, int]], who: str
+) -> Features:
+    """A decoder's tensors (in the table's order) under their names, each checked against the table."""
+    if len(tensors) != len(names):
+        raise PayloadError(f"{who}: decoded {len(tensors)} tensors, the header lists {len(names)}")
+    for name, t, s in zip(names, tensors, shapes):
+        if tuple(t.shape) != tuple(s):
+            raise PayloadError(f"{who}: decoded {name} has shape {tuple(t.shape)}, header says {s}")
+    return dict(zip(names, tensors))
 
 
 def check_image(image: torch.Tensor, who: str) -> None:

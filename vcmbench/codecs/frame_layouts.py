@@ -27,7 +27,6 @@ import numpy as np
 
 from vcmbench.codecs.tiling import MosaicLayout, Reader, pack_order, unpack_order, uvarint
 from vcmbench.errors import ConfigError, PayloadError
-from vcmbench.types import LEVELS
 
 
 class FrameLayout(ABC):
@@ -77,10 +76,12 @@ class StackedMosaic(FrameLayout):
 
     def __init__(self, grid: Sequence[int] | None = None):
         self.grid = None if grid is None else [int(r) for r in grid]
+        self.setting = "layout"
 
     def check(self, setting: str) -> None:
-        if self.grid is not None and (len(self.grid) != len(LEVELS) or min(self.grid) < 1):
-            raise ConfigError(f"{setting}.grid={self.grid}: give {len(LEVELS)} positive row counts, one per level")
+        self.setting = setting
+        if self.grid is not None and (not self.grid or min(self.grid) < 1):
+            raise ConfigError(f"{setting}.grid={self.grid}: give positive row counts, one per tensor (p2..p5: four)")
 
     def flags(self, inter: bool) -> int:
         return self.EXPLICIT_GRID if self.grid is not None else 0
@@ -91,6 +92,11 @@ class StackedMosaic(FrameLayout):
         return MosaicLayout.for_shapes(shapes, grids)
 
     def encode(self, q, shapes, fill):
+        if self.grid is not None and len(self.grid) != len(shapes):
+            raise ConfigError(
+                f"{self.setting}.grid={self.grid}: {len(self.grid)} row counts for a split of {len(shapes)} tensors; "
+                f"give one per tensor, or grid=null for the near-square grids"
+            )
         side = b"".join(uvarint(r) for r in self.grid) if self.grid is not None else b""
         return side, [self._mosaic(shapes, self.grid).pack(q, fill)[None]]
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from vcmbench.codecs.backends.codec import ExternalBackend, build_backend
-from vcmbench.codecs.base import FeatureCodec, RatePoint, Received, register_tags
+from vcmbench.codecs.base import FeatureCodec, RatePoint, Received, keyed_tensors, register_tags
 from vcmbench.codecs.frame_layouts import ChannelFrames, FrameLayout, LevelMosaics, StackedMosaic
 from vcmbench.codecs.frame_layouts import greedy_chain as greedy_chain
 from vcmbench.codecs.sequence import SEQUENCE_VERSION as SEQUENCE_VERSION
@@ -74,7 +74,7 @@ from vcmbench.codecs.tiling import (
     unpack_streams,
 )
 from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError, ShapeError
-from vcmbench.types import LEVELS, Features, FrontOutput, ImageMeta
+from vcmbench.types import Features, FrontOutput, ImageMeta, feature_names
 
 #: EE1.2 global range for OpenImages detection features (Faster R-CNN X101-FPN, detectron2)
 EE12_OPENIMAGES_RANGE = (-22.3948, 20.3891)
@@ -111,7 +111,8 @@ class UniformQuantiser:
             raise ConfigError(f"{setting}.bits={self.bits}: choose 1..10 bits per quantised value")
 
     def quantise(self, features: Features, bits: int) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
-        levels = [features[k].detach().to("cpu", torch.float32).numpy() for k in LEVELS]
+        """The tensors (in the coding order, `feature_names`) as samples, and each one's range."""
+        levels = [features[k].detach().to("cpu", torch.float32).numpy() for k in feature_names(features)]
         ranges = compute_ranges(levels, self.range, float(self.global_min), float(self.global_max))
         return [quantize(x, lo, hi, bits) for x, (lo, hi) in zip(levels, ranges)], ranges
 
@@ -221,7 +222,7 @@ class FrameCodec(FeatureCodec):
         return head + pack_streams(streams)
 
     # -- decode ---------------------------------------------------------------------------
-    def _decode_body(self, body, shapes) -> Features:
+    def _decode_body(self, body, shapes) -> list[torch.Tensor]:
         check_plausible(shapes, self.name)
         r = Reader(body, self.name)
         bits, ranges, plan, video_shapes = self._read_head(r, shapes)
@@ -255,17 +256,14 @@ class FrameCodec(FeatureCodec):
             raise PayloadError(f"{self.name}: {exc} (corrupt header)") from None
         return bits, ranges, plan, video_shapes
 
-    def _features(self, videos: list[np.ndarray], shapes, plan, bits: int, ranges) -> Features:
-        """Decoded videos of one frame -> the dequantised levels."""
+    def _features(self, videos: list[np.ndarray], shapes, plan, bits: int, ranges) -> list[torch.Tensor]:
+        """Decoded videos of one frame -> the dequantised tensors, in the coding order."""
         try:
             q = self.layout.levels(videos, shapes, plan)
         except ShapeError as exc:
             raise PayloadError(f"{self.name}: {exc} (corrupt header)") from None
         m = (1 << bits) - 1
-        return {
-            lvl: torch.from_numpy(dequantize(np.minimum(x, m), lo, hi, bits))
-            for lvl, x, (lo, hi) in zip(LEVELS, q, ranges)
-        }
+        return [torch.from_numpy(dequantize(np.minimum(x, m), lo, hi, bits)) for x, (lo, hi) in zip(q, ranges)]
 
     # -- sequences ------------------------------------------------------------------------
     @property
@@ -278,7 +276,7 @@ class FrameCodec(FeatureCodec):
 
     def sequence_decode(self, payload: bytes, metas: Sequence[ImageMeta]) -> Iterator[Received]:
         """The frames of a sequence payload (FrameSequenceEncoder's), decoded one at a time."""
-        shapes, r = read_sequence_head(bytes(payload), self.tag, self.name, len(metas))
+        names, shapes, r = read_sequence_head(bytes(payload), self.tag, self.name, len(metas))
         frames = len(metas)
         bits, ranges, plan, video_shapes = self._read_head(r, shapes)
         streams = unpack_streams(r, len(video_shapes))
@@ -288,7 +286,8 @@ class FrameCodec(FeatureCodec):
         ]
         per_frame = [n for n, _, _ in video_shapes]
         for videos in decoded_frames(decoders, per_frame, frames, self.name, self.backend.family):
-            yield Received(features=self._features(videos, shapes, plan, bits, ranges))
+            tensors = self._features(videos, shapes, plan, bits, ranges)
+            yield Received(features=keyed_tensors(tensors, names, shapes, self.name))
 
 
 class FrameSequenceEncoder(SequenceEncoder):
@@ -305,7 +304,7 @@ class FrameSequenceEncoder(SequenceEncoder):
         self.codec, self.rate, self.info = codec, rate, info
         self.bits = codec._bits_for(rate)
         self.fill = 1 << (self.bits - 1)
-        self.ranges = self._ranges()  # the sequence's, known before its first frame
+        self.ranges = self._ranges()  # the sequence's, known before its first frame (global: one pair for all)
         self.sinks = []
         self.shapes: list[tuple[int, int, int]] = []
         self.head = b""
@@ -318,20 +317,20 @@ class FrameSequenceEncoder(SequenceEncoder):
                 bounds, c.quantiser.range, float(c.quantiser.global_min), float(c.quantiser.global_max)
             )
         if c.quantiser.range == "global":
-            return [(float(np.float32(c.quantiser.global_min)), float(np.float32(c.quantiser.global_max)))] * 4
+            return [(float(np.float32(c.quantiser.global_min)), float(np.float32(c.quantiser.global_max)))]
         raise ConfigError(
             f"codec.{c.name}: range {c.quantiser.range} needs the sequence's range before its "
             "first frame (SequenceInfo.ranges)"
         )
 
-    def _start(self, q: list[np.ndarray], shapes) -> None:
+    def _start(self, q: list[np.ndarray], shapes, names: tuple[str, ...]) -> None:
         """At the first frame: the layout plan (from its samples), the header, the encoders."""
         c, bits = self.codec, self.bits
         self.shapes = shapes
         side, _ = c.layout.encode(q, shapes, self.fill)
         flags = c.layout.flags(True)
         self.plan = c.layout.read(Reader(side, c.name), shapes, flags)
-        self.head = sequence_head(c.tag, shapes, self.info.frames)
+        self.head = sequence_head(c.tag, shapes, self.info.frames, names)
         self.head += bytes([mode_byte(c.quantiser.range, flags), coding_byte(bits, c.backend.family_id)])
         self.head += pack_ranges(c.quantiser.range, self.ranges) + side
         value = None if c.knob == "bits" else self.rate.value
@@ -344,11 +343,14 @@ class FrameSequenceEncoder(SequenceEncoder):
     def add(self, image: torch.Tensor, front: FrontOutput) -> None:
         features = front.features
         shapes = frame_shapes(features, self.shapes if self.sinks else [], self.codec.name)
-        levels = [features[k].detach().to("cpu", torch.float32).numpy() for k in LEVELS]
+        names = feature_names(features)
+        levels = [features[k].detach().to("cpu", torch.float32).numpy() for k in names]
         check_finite(levels)
-        q = [quantize(x, lo, hi, self.bits) for x, (lo, hi) in zip(levels, self.ranges)]
+        if len(self.ranges) == 1 and len(levels) > 1:  # the global range, the same for every tensor
+            self.ranges = self.ranges * len(levels)
+        q = [quantize(x, lo, hi, self.bits) for x, (lo, hi) in zip(levels, self.ranges, strict=True)]
         if not self.sinks:
-            self._start(q, shapes)
+            self._start(q, shapes, names)
         for sink, video in zip(self.sinks, self.codec.layout.arrange(q, self.plan, self.fill)):
             sink.write(video)
 

@@ -7,7 +7,7 @@ import torch
 
 from vcmbench.codecs.base import FeatureCodec, RatePoint, register_tags, strip_crc, with_crc
 from vcmbench.errors import ConfigError, PayloadError
-from vcmbench.types import LEVELS, Features
+from vcmbench.types import Features
 
 _DTYPES = {"float32": np.dtype(">f4"), "float16": np.dtype(">f2")}
 _TAGS = {"float32": b"RAW4", "float16": b"RAW2"}
@@ -15,9 +15,10 @@ register_tags(f"{__name__}.RawCodec", *_TAGS.values())
 
 
 class RawCodec(FeatureCodec):
-    """p2..p5 as big-endian floats, level after level, with a CRC32.
+    """The split's tensors (p2..p5, or any others) as big-endian floats, one after the other, with a CRC32.
 
-    Payload = header (6 + 24 bytes) + 4 or 2 bytes per element + 4 bytes CRC.
+    Payload = header (6 + 24 bytes for p2..p5; `codecs.base.shape_table`) + 4 or 2 bytes per element
+    + 4 bytes CRC.
     """
 
     knob = "dtype"
@@ -34,19 +35,19 @@ class RawCodec(FeatureCodec):
 
     def _encode_body(self, features: Features, rate: RatePoint, shapes) -> bytes:
         dt = _DTYPES[self.dtype]
-        parts = [features[k].detach().cpu().float().numpy().astype(dt).tobytes() for k in LEVELS]
+        parts = [t.detach().cpu().float().numpy().astype(dt).tobytes() for t in features.values()]
         return with_crc(b"".join(parts))
 
-    def _decode_body(self, body, shapes) -> Features:
+    def _decode_body(self, body, shapes) -> list[torch.Tensor]:
         data = strip_crc(body, self.name)
         dt = _DTYPES[self.dtype]
         need = sum(int(np.prod(s)) for s in shapes) * dt.itemsize
         if len(data) != need:
             raise PayloadError(f"{self.name}: body has {len(data)} bytes, shapes need {need} (truncated payload)")
-        out, off = {}, 0
-        for lvl, s in zip(LEVELS, shapes):
+        out, off = [], 0
+        for s in shapes:
             n = int(np.prod(s)) * dt.itemsize
             arr = np.frombuffer(data, dtype=dt, count=n // dt.itemsize, offset=off).astype(np.float32)
-            out[lvl] = torch.from_numpy(arr.reshape(s))
+            out.append(torch.from_numpy(arr.reshape(s)))
             off += n
         return out

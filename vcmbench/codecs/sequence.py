@@ -42,13 +42,13 @@ from vcmbench.codecs.base import (
     RatePoint,
     Received,
     check_container,
-    read_shape_table,
+    read_feature_table,
     register_tags,
     shape_table,
 )
 from vcmbench.codecs.tiling import Reader, check_plausible, uvarint
 from vcmbench.errors import ConfigError, ExternalCodecError, PayloadError, ShapeError
-from vcmbench.types import LEVELS, FrontOutput, ImageMeta, check_features
+from vcmbench.types import LEVELS, FrontOutput, ImageMeta, check_features, feature_names
 
 #: container version of a feature codec's own sequence payload (its per-image payload is version 1)
 SEQUENCE_VERSION = 2
@@ -136,29 +136,34 @@ def framewise_decode(codec: Codec, payload: bytes, metas: Sequence[ImageMeta]) -
         raise PayloadError(f"{codec.name}: {reader.remaining} bytes after the last frame (corrupt payload)")
 
 
-def sequence_head(tag: bytes, shapes, frames: int) -> bytes:
-    """The start of a feature codec's own sequence payload: the container's shape table with version
-    SEQUENCE_VERSION, then the frame count (uvarint); the codec's fields follow."""
-    return shape_table(tag, SEQUENCE_VERSION, shapes) + uvarint(frames)
+def sequence_head(tag: bytes, shapes, frames: int, names: Sequence[str] = LEVELS) -> bytes:
+    """The start of a feature codec's own sequence payload: the container's shape table (with the
+    tensors' names for a split other than p2..p5) with version SEQUENCE_VERSION, then the frame count
+    (uvarint); the codec's fields follow."""
+    return shape_table(tag, SEQUENCE_VERSION, shapes, names) + uvarint(frames)
 
 
-def read_sequence_head(payload: bytes, tag: bytes, who: str, frames: int) -> tuple[list[tuple[int, int, int]], Reader]:
-    """Inverse of `sequence_head` for a sequence of `frames` frames: (the levels' shapes, a reader at the
-    codec's fields); PayloadError for a header this decoder did not write or another frame count."""
-    shapes, end = read_shape_table(payload, tag, SEQUENCE_VERSION, who)
+def read_sequence_head(
+    payload: bytes, tag: bytes, who: str, frames: int
+) -> tuple[tuple[str, ...], list[tuple[int, int, int]], Reader]:
+    """Inverse of `sequence_head` for a sequence of `frames` frames: (the tensors' names and shapes, a
+    reader at the codec's fields); PayloadError for a header this decoder did not write or another
+    frame count."""
+    names, shapes, end = read_feature_table(payload, tag, SEQUENCE_VERSION, who)
     check_plausible(shapes, who)
     reader = Reader(memoryview(payload)[end:], who)
     n = reader.uvarint()
     if n != frames:
         raise PayloadError(f"{who}: payload holds {n} frames, the sequence has {frames} (corrupt header)")
-    return shapes, reader
+    return names, shapes, reader
 
 
 def frame_shapes(features, first: list[tuple[int, int, int]], who: str) -> list[tuple[int, int, int]]:
-    """A sequence frame's level shapes (C, H, W), checked: features of the split, and the same shapes as
-    the sequence's first frame (`first`; empty at the first frame)."""
+    """A sequence frame's tensor shapes (C, H, W) in the coding order (`feature_names`), checked:
+    features of the split, and the same shapes as the sequence's first frame (`first`; empty at the
+    first frame)."""
     check_features(features)
-    shapes = [tuple(int(s) for s in features[k].shape) for k in LEVELS]
+    shapes = [tuple(int(s) for s in features[k].shape) for k in feature_names(features)]
     if first and shapes != first:
         raise ShapeError(
             f"codec.{who}: a frame's features are {shapes}, the sequence's first were {first}; a sequence's "

@@ -37,6 +37,7 @@ from vcmbench.codecs.base import (
     RatePoint,
     Received,
     register_tags,
+    require_pyramid,
 )
 from vcmbench.codecs.hybrid.network import ARCH, HybridNet
 from vcmbench.codecs.hybrid.packing import BITS, frame_size, pack, unpack, value_range
@@ -144,6 +145,7 @@ class HybridCodec(FeatureCodec):
         return net.channels, hp // net.grid_stride, wp // net.grid_stride
 
     def reduce(self, features: Features) -> np.ndarray:
+        require_pyramid(features, self.name)
         net, _ = self.net()
         shapes = [tuple(int(v) for v in features[k].shape) for k in LEVELS]
         if any(s[0] != net.N for s in shapes):
@@ -195,7 +197,9 @@ class HybridCodec(FeatureCodec):
         stream = self.backend.encode(frame[None], BITS, "qp", rate.value, intra=True)
         return self._head(lo, hi) + stream
 
-    def _decode_body(self, body, shapes) -> Features:
+    def _decode_body(self, body, shapes) -> list[torch.Tensor]:
+        if len(shapes) != len(LEVELS):
+            raise PayloadError(f"{self.name}: the payload holds {len(shapes)} tensors; this codec codes p2..p5")
         check_plausible(shapes, self.name)
         r = Reader(body, self.name)
         lo, hi = self._read_head(r)
@@ -204,7 +208,7 @@ class HybridCodec(FeatureCodec):
             frame = self.backend.decode(r.rest(), (1, *frame_size(c, h, w)), BITS)[0]
         except ExternalCodecError as exc:
             raise PayloadError(f"{self.name}: the {self.backend.family} bitstream does not decode: {exc}") from None
-        return self.restore(unpack(frame, c, h, w, lo, hi), shapes)
+        return list(self.restore(unpack(frame, c, h, w, lo, hi), shapes).values())
 
     # -- sequences ---------------------------------------------------------------------------------
     def sequence_encoder(self, rate: RatePoint, info: SequenceInfo) -> SequenceEncoder:
@@ -212,7 +216,9 @@ class HybridCodec(FeatureCodec):
 
     def sequence_decode(self, payload: bytes, metas: Sequence[ImageMeta]) -> Iterator[Received]:
         """The frames of a sequence payload, decoded and restored one at a time."""
-        shapes, r = read_sequence_head(bytes(payload), self.tag, self.name, len(metas))
+        names, shapes, r = read_sequence_head(bytes(payload), self.tag, self.name, len(metas))
+        if names != LEVELS:
+            raise PayloadError(f"{self.name}: the payload holds tensors {list(names)}; this codec codes p2..p5")
         frames = len(metas)
         lo, hi = self._read_head(r)
         c, h, w = self.reduced_shape(shapes)

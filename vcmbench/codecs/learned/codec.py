@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from vcmbench.codecs.base import FeatureCodec, RatePoint, register_tags
+from vcmbench.codecs.base import FeatureCodec, RatePoint, register_tags, require_pyramid
 from vcmbench.codecs.learned.checkpoint import FORMAT as FORMAT
 from vcmbench.codecs.learned.checkpoint import FORMAT_V1 as FORMAT_V1
 from vcmbench.codecs.learned.checkpoint import WEIGHT_LEVELS as WEIGHT_LEVELS
@@ -205,6 +205,7 @@ class LearnedCodec(FeatureCodec):
 
     # -- payload ------------------------------------------------------------------------------
     def _encode_body(self, features: Features, rate: RatePoint, shapes) -> bytes:
+        require_pyramid(features, self.name)
         q = int(rate.value)
         net, meta = self.net(q)
         if any(s[0] != net.N for s in shapes):  # the same for every image of this model: a setting, not a shape
@@ -253,7 +254,9 @@ class LearnedCodec(FeatureCodec):
                     f"{h2}x{w2} (each level must be about half the one before)"
                 )
 
-    def _decode_body(self, body, shapes) -> Features:
+    def _decode_body(self, body, shapes) -> list[torch.Tensor]:
+        if len(shapes) != len(LEVELS):
+            raise PayloadError(f"{self.name}: the payload holds {len(shapes)} tensors; this codec codes p2..p5")
         r = Reader(body, self.name)
         model_id = r.take(4).hex()
         q = r.u8()
@@ -284,7 +287,7 @@ class LearnedCodec(FeatureCodec):
             raise PayloadError(
                 f"{self.name}: the entropy-coded stream does not decode ({type(exc).__name__}: {exc})"
             ) from None
-        return {k: t[0, : s[0], : s[1], : s[2]].contiguous() for k, t, s in zip(LEVELS, levels, shapes)}
+        return [t[0, : s[0], : s[1], : s[2]].contiguous() for t, s in zip(levels, shapes)]
 
 
 def net_front_name(codec: LearnedCodec, quality: int) -> str:
