@@ -52,8 +52,8 @@ class ImageMeta:
 @dataclass
 class Detections:
     """Detections of one image in original-image pixel coordinates (x1, y1, x2, y2), with masks
-    when the task network segments, keypoints when it estimates poses and a semantic map when it
-    also labels every pixel."""
+    when the task network segments, keypoints when it estimates poses, a semantic map when it
+    also labels every pixel and appearance embeddings when it re-identifies (a tracker's input)."""
 
     boxes: Tensor  # (N, 4) float32
     scores: Tensor  # (N,) float32
@@ -70,6 +70,10 @@ class Detections:
     # (H, W) int64 per-pixel class of the original image (Panoptic FPN: argmax of its semantic
     # logits after sem_seg_postprocess); None: no semantic head
     semantic: Tensor | None = None
+    # (N, D) float32 appearance embeddings, one unit-length row per detection (JDE: its YOLO heads'
+    # embedding branch, L2-normalised inside the network as its tracker takes them); None: no
+    # embedding head
+    embeddings: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.scores.numel())
