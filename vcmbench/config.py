@@ -199,9 +199,14 @@ OmegaConf.register_new_resolver("codec_yaml", _codec_yaml, replace=True)
 
 
 def _split_tag(split: object) -> str:
-    """`${split_tag:${model.split}}`: nothing for the FPN cut, `@backbone` otherwise, so a run
-    split elsewhere gets its own run folder (as its points get their own model name)."""
-    return "" if split in (None, "fpn") else f"@{split}"
+    """`${split_tag:${model.split}}`: nothing for the FPN cut, `@backbone` (`@tvd`, ...) otherwise, so a
+    run split elsewhere gets its own run folder (as its points get their own model name); a list of
+    layers (JDE's `model.split=[36,61,74]`) is `@l36-61-74`, a folder name."""
+    if split in (None, "fpn"):
+        return ""
+    if isinstance(split, (list, tuple)) or (hasattr(split, "__len__") and not isinstance(split, str)):
+        return "@l" + "-".join(str(int(v)) for v in split)
+    return f"@{split}"
 
 
 OmegaConf.register_new_resolver("split_tag", _split_tag, replace=True)

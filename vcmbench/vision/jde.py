@@ -138,7 +138,9 @@ class JDESplit(SplitDetector):
         self.conf_thres = float(conf_thres)
         self.nms_thres = float(nms_thres)
         self.width, self.height = int(width), int(height)
-        self.name = f"{name}@{split_tag or parse_split(list(self.split_layers))[0]}"
+        #: what the points table's `split` column says: the preset (tvd, hieve) or l<a>-<b>-<c>
+        self.split = split_tag or parse_split(list(self.split_layers))[0]
+        self.name = f"{name}@{self.split}"
         self._check_split()
         self.feature_names = tuple(f"l{i}" for i in self.split_layers)
         shapes = [net.shapes[i] for i in self.split_layers]
