@@ -207,16 +207,16 @@ def uncompressed_line(points: pd.DataFrame) -> tuple[str, float] | None:
 
 def task_metrics(points: pd.DataFrame, choice: str | None) -> list[str]:
     """The task metrics a group's report shows, the one its headline BD-rates stand for first:
-    `choice` (the run's `task_metric`; None or auto: keypoints where the points have keypoint AP,
-    else mask where they have mask AP, else box), then any other one the points have (a segmenting
-    or keypoint model's report shows its boxes too)."""
+    `choice` (the run's `task_metric`; None or auto: semseg where the points have mIoU, else
+    keypoints where they have keypoint AP, else mask where they have mask AP, else box), then any
+    other one the points have (a segmenting or keypoint model's report shows its boxes too)."""
     have = [
         task
         for task, (col, _) in TASK_COLUMNS.items()
         if col in points.columns and pd.to_numeric(points[col], errors="coerce").notna().any()
     ]
-    if choice in (None, "auto"):  # the network's own task: poses, else masks, else boxes
-        first = next((t for t in ("keypoints", "mask") if t in have), "box")
+    if choice in (None, "auto"):  # the network's own task: pixels' categories, else poses, else masks, else boxes
+        first = next((t for t in ("semseg", "keypoints", "mask") if t in have), "box")
     else:
         first = choice
     if first not in have:
@@ -233,7 +233,7 @@ def metric_view(points: pd.DataFrame, task: str) -> pd.DataFrame:
     if task == "box":
         return points
     m, a = TASK_COLUMNS[task]
-    ap50 = pd.to_numeric(points[a], errors="coerce") if a in points.columns else math.nan
+    ap50 = pd.to_numeric(points[a], errors="coerce") if a is not None and a in points.columns else math.nan
     return points.assign(map=pd.to_numeric(points[m], errors="coerce"), ap50=ap50)
 
 

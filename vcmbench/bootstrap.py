@@ -9,7 +9,9 @@ codecs share (hard images are hard for both) cancels as it does in the point est
 Per resample a point's rate is 8 x (drawn bytes) / (drawn pixels), each item counted as many
 times as it was drawn, and its metric comes from `metrics.item_matches`: detections matched to
 ground truth once per item, aggregated under the draw's weights (weights of all ones give the
-points table's mAP to the last bit, which `load_run_items` checks). The BD-rate of a resample
+points table's mAP to the last bit, which `load_run_items` checks). A task other than the boxes
+is resampled the same way where its evaluator scores items from their records (`match_records`:
+mIoU from one confusion matrix per image, summed under the weights). The BD-rate of a resample
 uses the same curve rule and interpolation as the report's (`analysis.pareto_front`, or the
 monotonic fit of `metrics.curve_fitting`, and `metrics.bd`: the fit is redone on each resample's
 curve). A resample whose curves give no BD-rate (a curve left with fewer than 4 points by the
@@ -37,10 +39,12 @@ from vcmbench.errors import ConfigError, MetricError, VcmbenchError
 from vcmbench.metrics.bd import MIN_POINTS, bd_rate
 from vcmbench.metrics.bd_causes import NOT_FINITE, failure_cause, kept_too_few
 from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, check_curve, monotonic_values
+from vcmbench.metrics.evaluators import ItemSet, item_scorer
 from vcmbench.metrics.item_matches import ItemMatches, match_items
 from vcmbench.process_map import process_map
 from vcmbench.records import Record, coco_results, read_records
 from vcmbench.settings import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED
+from vcmbench.types import TASK_COLUMNS
 
 #: points from which item_points matches them on a pool of processes (one COCO evaluation each)
 PARALLEL_POINTS = 16
@@ -57,13 +61,14 @@ class ItemPoint:
     rate: str
     bytes: np.ndarray  # (items,)
     pixels: np.ndarray  # (items,)
-    matches: ItemMatches
+    matches: ItemMatches  # or any per-item figures with `score(weights)` (an evaluator's match_records)
+    column: str = "map"  # the figure of `matches.score` that is the point's metric
 
     def values(self, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(bpp, map) per row of weights (None: the full set, one row)."""
+        """(bpp, metric) per row of weights (None: the full set, one row)."""
         w = np.ones((1, len(self.bytes))) if weights is None else weights
         bpp = 8.0 * (w @ self.bytes) / (w @ self.pixels)
-        return bpp, self.matches.score(w)["map"]
+        return bpp, self.matches.score(w)[self.column]
 
 
 @dataclass
@@ -85,11 +90,17 @@ def item_points(
     annotation_file: str | Path,
     item_ids: Sequence[int],
     points: pd.DataFrame | None = None,
+    task: str = "box",
 ) -> dict[str, list[ItemPoint]]:
     """Group records into per-item points, covering every item. With `points` (the run's
     points table), the records of each (codec, rate) whose bytes add up to that row's are used
-    (a run folder can hold records of older settings), and the full-set mAP is checked against
-    the row's: a mismatch means the records are not those of the table."""
+    (a run folder can hold records of older settings), and the full-set metric is checked against
+    the row's: a mismatch means the records are not those of the table. `task`: whose metric
+    (types.TASK_COLUMNS; other than box: an evaluator with `match_records` fills its column)."""
+    column = TASK_COLUMNS[task][0]
+    scorer = None if task == "box" else item_scorer(column)
+    if task != "box" and scorer is None:
+        raise VcmbenchError(f"the bootstrap resamples no {column}: its evaluator scores no item alone")
     ids = sorted(int(i) for i in item_ids)
     wanted_ids = set(ids)
     by_key: dict[tuple[str, str, str], dict[int, Record]] = {}
@@ -111,11 +122,13 @@ def item_points(
             raise VcmbenchError(f"{codec} {rate}: sequence records; the bootstrap resamples images only (for now)")
         chosen.append((codec, rate, ordered, row))
     # matching each point to the ground truth is the real evaluator's work, point by point: on the cores
-    matched = process_map(
-        match_items,
-        [(metric, annotation_file, coco_results(o), ids) for _, _, o, _ in chosen],
-        min_calls=PARALLEL_POINTS,
-    )
+    if scorer is not None:
+        items = ItemSet(metric, Path(annotation_file), ids)
+        calls = [(scorer.match_records, items, o) for _, _, o, _ in chosen]
+        matched = process_map(_call, calls, min_calls=PARALLEL_POINTS)
+    else:
+        calls = [(metric, annotation_file, coco_results(o), ids) for _, _, o, _ in chosen]
+        matched = process_map(match_items, calls, min_calls=PARALLEL_POINTS)
     out: dict[str, list[ItemPoint]] = {}
     for (codec, rate, ordered, row), matches in zip(chosen, matched, strict=True):
         point = ItemPoint(
@@ -124,21 +137,27 @@ def item_points(
             np.array([r.bytes for r in ordered], dtype=np.float64),
             np.array([r.pixels for r in ordered], dtype=np.float64),
             matches,
+            column if scorer is not None else "map",
         )
         if row is not None:
-            full = float(point.values(None)[1][0])
-            if not (full == float(row.map) or (math.isnan(full) and math.isnan(float(row.map)))):
+            full, want = float(point.values(None)[1][0]), float(getattr(row, column))
+            if not (full == want or (math.isnan(full) and math.isnan(want))):
                 raise VcmbenchError(
-                    f"{codec} {rate}: its records give mAP {full!r} over the full set, the points "
-                    f"table {float(row.map)!r}; the records are not those of this table"
+                    f"{codec} {rate}: its records give {column} {full!r} over the full set, the points "
+                    f"table {want!r}; the records are not those of this table"
                 )
         out.setdefault(codec, []).append(point)
     return out
 
 
-def load_run_items(run_dir: str | Path) -> RunItems:
-    """A run folder's per-item points: its records, its dataset (instantiated from the run's own
-    config.resolved.yaml for the ground truth) and its points table (to pick the right records)."""
+def _call(function, *args):
+    return function(*args)
+
+
+def load_run_items(run_dir: str | Path, task: str = "box") -> RunItems:
+    """A run folder's per-item points of `task`'s metric: its records, its dataset (instantiated from
+    the run's own config.resolved.yaml for the ground truth) and its points table (to pick the right
+    records)."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -151,9 +170,8 @@ def load_run_items(run_dir: str | Path) -> RunItems:
     if not hasattr(dataset, "annotation_file") or getattr(dataset, "sequences", None) is not None:
         raise VcmbenchError(f"{run_dir}: a video run; the bootstrap resamples images only (for now)")
     points = pd.read_csv(run_dir / "points.csv", dtype={"rate": str, "codec": str}, float_precision="round_trip")
-    items = item_points(
-        read_records(run_dir / "records.jsonl"), dataset.metric, dataset.annotation_file, dataset.image_ids, points
-    )
+    records = read_records(run_dir / "records.jsonl")
+    items = item_points(records, dataset.metric, dataset.annotation_file, dataset.image_ids, points, task)
     first = points.iloc[0] if len(points) else None
     return RunItems(
         str(first.dataset) if first is not None else str(dataset.name),
@@ -438,10 +456,10 @@ class BootstrapSettings:
         )
 
 
-def items_of_sources(sources: Sequence, dataset: str, model: str) -> RunItems | None:
-    """The per-item points of every run folder among `sources` (tables.Source) for one
-    (dataset, model), merged like their points tables (a later source's codec wins); None when
-    no run folder there has records, or their items differ (no pairing possible)."""
+def items_of_sources(sources: Sequence, dataset: str, model: str, task: str = "box") -> RunItems | None:
+    """The per-item points of `task`'s metric of every run folder among `sources` (tables.Source)
+    for one (dataset, model), merged like their points tables (a later source's codec wins); None
+    when no run folder there has records, or their items differ (no pairing possible)."""
     merged: RunItems | None = None
     for src in sources:
         if src.kind != "run" or not (Path(src.path) / "records.jsonl").is_file():
@@ -449,7 +467,7 @@ def items_of_sources(sources: Sequence, dataset: str, model: str) -> RunItems | 
         pts = src.points
         if not ((pts.dataset == dataset) & (pts.model == model)).any():
             continue
-        items = _load_cached(Path(src.path))
+        items = _load_cached(Path(src.path), task)
         if merged is None:
             merged = RunItems(dataset, model, items.item_ids, dict(items.points))
         elif merged.item_ids == items.item_ids:
@@ -457,11 +475,17 @@ def items_of_sources(sources: Sequence, dataset: str, model: str) -> RunItems | 
     return merged
 
 
-_LOADED: dict[tuple[str, float], RunItems] = {}
+_LOADED: dict[tuple[str, float, str], RunItems] = {}
 
 
-def _load_cached(run_dir: Path) -> RunItems:
-    key = (str(run_dir.resolve()), (run_dir / "records.jsonl").stat().st_mtime)
+def _load_cached(run_dir: Path, task: str = "box") -> RunItems:
+    key = (str(run_dir.resolve()), (run_dir / "records.jsonl").stat().st_mtime, task)
     if key not in _LOADED:
-        _LOADED[key] = load_run_items(run_dir)
+        _LOADED[key] = load_run_items(run_dir, task)
     return _LOADED[key]
+
+
+def resamples_task(task: str) -> bool:
+    """Whether the bootstrap gives intervals on `task`'s metric (box AP, and every task whose
+    evaluator scores items alone: mIoU)."""
+    return task == "box" or item_scorer(TASK_COLUMNS[task][0]) is not None

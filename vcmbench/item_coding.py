@@ -40,7 +40,7 @@ from vcmbench.datasets.shards import instantiate_whole
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.jobs import CodecJob, build_jobs
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
-from vcmbench.records import Record, encode_masks
+from vcmbench.records import Record, encode_masks, encode_semantic
 from vcmbench.settings import RunSettings
 from vcmbench.types import Detections, Features, FrontOutput, ImageMeta, feature_digest, feature_names
 from vcmbench.vision.base import SplitDetector
@@ -126,6 +126,7 @@ class Point:
     masks: list[list[str]] = field(default_factory=list)
     mask_size: list[int] = field(default_factory=list)
     keypoints: list[list[list[float]]] = field(default_factory=list)  # per frame, per detection: x, y, v, ...
+    semantic: list[str] = field(default_factory=list)  # per frame: the stored semantic map (records.encode_semantic)
     layers: dict[str, int] = field(default_factory=dict)
     layer_s: dict[str, float] = field(default_factory=dict)
     figures: list[dict[str, float]] = field(default_factory=list)  # per frame: image and task fidelity
@@ -344,6 +345,8 @@ class ItemCoder:
             p.mask_size = [int(v) for v in dets.masks.shape[-2:]]
         if dets.keypoints is not None:
             p.keypoints.append(dets.keypoints.double().reshape(len(dets), -1).tolist())
+        if dets.semantic is not None:
+            p.semantic.append(encode_semantic(dets.semantic))
         p.decoded = feature_digest(features, p.decoded)
         for layer, size in received.layers.items():
             p.layers[layer] = p.layers.get(layer, 0) + size
@@ -387,10 +390,12 @@ class ItemCoder:
             rec.frame_detections = p.rows
             rec.frame_masks = p.masks
             rec.frame_keypoints = p.keypoints
+            rec.frame_semantic = p.semantic
         else:
             rec.detections = p.rows[0] if p.rows else []  # none in the timing pass's mode
             rec.masks = p.masks[0] if p.masks else []
             rec.keypoints = p.keypoints[0] if p.keypoints else []
+            rec.semantic = p.semantic[0] if p.semantic else ""
         rec.mask_size = p.mask_size if p.masks else []
         return rec
 

@@ -5,9 +5,9 @@ n_images, bytes, pixels, bpp, map, ap50, enc_s, dec_s, front_s, back_s, plus
 n_failed, `workers` / `contended` (how many images were coded in parallel while the
 times were taken; contended times include the others' load), `role`, `encoder` (what made the
 bits and its preset: a CodecLabel) and `metric` (the evaluator whose headline is `map`), the
-other columns of every evaluator that applies (metrics.evaluators: mask AP, tracking), and any
-per-record extras, averaged over the images; a record's layer sizes (`layer_bytes` of layered
-codecs) are summed like `bytes` into `bytes_<layer>` with a `bpp_<layer>` column each.
+other columns of every evaluator that applies (metrics.evaluators: mask AP, tracking, keypoint AP,
+mIoU), and any per-record extras, averaged over the images; a record's layer sizes (`layer_bytes`
+of layered codecs) are summed like `bytes` into `bytes_<layer>` with a `bpp_<layer>` column each.
 
 Images and sequences share one core over a group of records (`tally`, `extras`, `group_scores`);
 they differ only in their layout: a sequence's rows add kbps and keep the box AP in `ap`, and
@@ -16,6 +16,7 @@ sequences get a second table per class.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,12 +74,12 @@ def build_points(
             "rate": rate,
             **_pick(t, "n_images", "n_failed", "bytes", "pixels", "bpp"),
             "map": scores.map,
-            "ap50": scores.columns["ap50"],
+            "ap50": scores.columns.get("ap50", math.nan),  # NaN where no box metric applies (mIoU's sets)
             **_pick(t, *TIMES),
             # whether enc_s/dec_s were taken while other images were coded in parallel
             **_pick(t, "workers", "contended"),
             **label_columns(labels, codec),
-            "metric": scores.metric,  # the evaluator that gave map: coco | oid
+            "metric": scores.metric,  # the evaluator that gave map: coco | oid | miou
             **_pick(t, *HASHES),
             **{k: v for k, v in scores.columns.items() if k not in ("map", "ap50")},
             **extras(recs, t["pixels"]),
@@ -257,6 +258,8 @@ def _sequence_totals(recs: list[Record], seqs: list[SequenceRecord]) -> dict:
 
 def _sequence_scores(scores: SetScores) -> dict:
     """A sequence table's scores: the box AP stays in `ap` beside the headline `map` (MOTA on a
-    tracking set), then the other evaluators' columns."""
+    tracking set), then the other evaluators' columns; `ap` and `ap50` are NaN where no box metric
+    applies (PandaSet, scored by mIoU alone)."""
     rest = {k: v for k, v in scores.columns.items() if k not in ("map", "ap50")}
-    return {"ap": scores.columns["map"], "ap50": scores.columns["ap50"], "map": scores.map, **rest}
+    box = {k: scores.columns.get(k, math.nan) for k in ("map", "ap50")}
+    return {"ap": box["map"], "ap50": box["ap50"], "map": scores.map, **rest}

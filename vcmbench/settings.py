@@ -106,7 +106,7 @@ class RunSettings:
     report: bool
     complexity: bool = True  # kmac_* columns (vcmbench/metrics/complexity.py)
     determinism: str = "exact"  # exact | loose (vcmbench/determinism.py)
-    task_metric: str = "auto"  # the report's task metric: box | mask | keypoints | auto
+    task_metric: str = "auto"  # the report's task metric: box | mask | keypoints | semseg | auto
     timing: TimingSettings = TimingSettings()  # the timing pass after the sweep (vcmbench.timing_pass)
     repair: bool = False  # drop a damaged records.jsonl's bad lines and redo their work
     tracker: tuple[tuple[str, object], ...] = ()  # the tracker's settings (vision.tracker), as pairs
@@ -167,7 +167,8 @@ def check_task_metric(value: object) -> str:
     choices = ["auto", *TASK_COLUMNS]
     if not isinstance(value, str) or value not in choices:
         raise ConfigError(
-            f"task_metric={value!r}: choose one of {choices} (auto: keypoints where the model gives them, else mask where it segments, else box)"
+            f"task_metric={value!r}: choose one of {choices} (auto: semseg where the points have mIoU, else "
+            "keypoints where the model gives them, else mask where it segments, else box)"
         )
     return value
 

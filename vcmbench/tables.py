@@ -40,7 +40,9 @@ class Source:
 def read_points(path: Path) -> pd.DataFrame:
     """Read a points table, checking the columns a report needs."""
     try:
-        df = pd.read_csv(path, dtype={"rate": str, "codec": str, "dataset": str, "model": str})
+        # names as written: PandaSet's sequences are "057", not 57
+        text = {"rate": str, "codec": str, "dataset": str, "model": str, "sequence": str, "class": str}
+        df = pd.read_csv(path, dtype=text)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise VcmbenchError(f"{path}: cannot read it as a points table (csv): {exc}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]

@@ -27,13 +27,15 @@ in the order its front gives them (`feature_names`)."""
 MAX_FEATURE_NAME = 32
 """Longest tensor name a split may use: names of other splits travel in the payload (codecs.base)."""
 
-TASK_COLUMNS: dict[str, tuple[str, str]] = {
+TASK_COLUMNS: dict[str, tuple[str, str | None]] = {
     "box": ("map", "ap50"),
     "mask": ("map_segm", "ap50_segm"),
     "keypoints": ("map_kp", "ap50_kp"),
+    "semseg": ("miou", None),
 }
-"""Task metric -> its points-table columns (mAP, AP50): boxes (detection) or masks (instance
-segmentation). Config `task_metric` picks the one a report's BD-rates and RD plots use."""
+"""Task metric -> its points-table columns (the accuracy, and its AP50 where it has one): boxes
+(detection), masks (instance segmentation), keypoints (pose estimation) or semantic segmentation
+(mIoU, no AP50). Config `task_metric` picks the one a report's BD-rates and RD plots use."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,12 @@ class Detections:
     keypoints: Tensor | None = None
     # (N, K) float32 per-keypoint scores (torchvision: the heatmap maximum, a logit, not a probability)
     keypoint_scores: Tensor | None = None
-    # (H, W) int64 per-pixel class of the original image (Panoptic FPN: argmax of its semantic
-    # logits after sem_seg_postprocess); None: no semantic head
+    # (H, W) int64 per-pixel category of the original image, in the ids the detection rows carry
+    # (the model's category_ids applied: dataset category ids), 0 where no category is (background,
+    # or no segment); None: the network labels no pixel. Panoptic FPN: its panoptic result
+    # (detectron2's combine_semantic_and_instance_outputs: things' instance masks over the semantic
+    # head's stuff), things as COCO ids 1..90 and stuff as COCO panoptic ids 92..200; ci_semseg:
+    # 0 background, 1..8 the synthetic categories
     semantic: Tensor | None = None
     # (N, D) float32 appearance embeddings, one unit-length row per detection (JDE: its YOLO heads'
     # embedding branch, L2-normalised inside the network as its tracker takes them); None: no

@@ -176,3 +176,13 @@ def test_bicubic_is_aten_s_cubic_convolution_in_a_fixed_order():
         a = F.interpolate(x, size=(56, 56), mode="bicubic", align_corners=False)
         b = F.interpolate(x, size=(56, 56), mode="bicubic", align_corners=False)
     assert torch.equal(a, b) and torch.equal(a, fn.upsample_bicubic2d(x, (56, 56), False, None))
+
+
+def test_reductions_over_no_rows_give_no_rows():
+    """A back with no detection left (a random-init Panoptic FPN on a tiny frame) takes the softmax of a
+    (0, classes) tensor: the exact mode gives the empty result, as torch does, not a reshape error."""
+    assert fn.tree_sum64(torch.zeros(0, 81), [1]).shape == (0,)
+    assert fn.tree_sum64(torch.zeros(0, 81), [1], keepdim=True).shape == (0, 1)
+    with ExactArithmetic():
+        out = torch.zeros(0, 81).softmax(dim=-1)
+    assert out.shape == (0, 81)

@@ -105,3 +105,35 @@ def test_a_missing_rate_point_is_one_error(tmp_path):
     points, classes = _tracking_points([("hieve-13", "HIEVE-1080P"), ("hieve-16", "HIEVE-1080P")])
     with pytest.raises(VcmbenchError, match="no row for sequence hieve-13 at qp=42"):
         export_cttc(points.iloc[1:], classes, tmp_path)
+
+
+@pytest.mark.timeout(120)
+def test_pandaset_rows_carry_miou_and_each_class_the_mean_of_its_sequences(tmp_path):
+    """final_PANDASET.csv as gen_mpeg_cttc_csv.py writes it: sequences in pandaset.json's order, then
+    PANDAM1..3, whose end_accuracy is the mean of their sequences' mIoUs (compute_per_class_miou.py;
+    the run's classes.csv holds it) and whose bitrate is duration-weighted."""
+    seqs = [("058", "PANDAM1", 80), ("057", "PANDAM1", 40), ("003", "PANDAM2", 80), ("124", "PANDAM3", 80)]
+    miou = {"057": 30.0, "058": 45.5, "003": 12.25, "124": 60.0}
+    rows = [
+        {"dataset": "pandaset", "model": "m", "codec": "vtm", "rate": f"qp={qp}", "sequence": s, "class": c,
+         "frames": n, "fps": 30.0, "bpp": 0.1, "kbps": 1000.0 / qp * (2 if s == "057" else 1),
+         "map": miou[s] - (qp - 37) / 2, "role": "feature_anchor", "metric": "miou"}
+        for s, c, n in seqs for qp in (42, 37)
+    ]  # fmt: skip
+    points = pd.DataFrame(rows)
+    points["miou"] = points["map"]
+    classes = points.groupby(["dataset", "model", "codec", "rate", "class"], as_index=False, sort=False).agg(
+        frames=("frames", "sum"), kbps=("kbps", "mean"), map=("map", "mean"), role=("role", "first")
+    )  # the mean of the sequences' mIoUs, as semseg_evaluator gives a points set's class
+    export_cttc(points, classes, tmp_path)
+    out = pd.read_csv(tmp_path / "pandaset__m__vtm" / "final_PANDASET.csv", dtype={"Dataset": str})
+    order = ["057", "058", "003", "124"]  # pandaset.json's order, not the run's or the names'
+    assert list(out.Dataset) == [s for s in order for _ in range(2)] + [
+        c for c in ("PANDAM1", "PANDAM2", "PANDAM3") for _ in range(2)
+    ]
+    assert list(out.qp) == [37, 42] * 4 + [0, 1] * 3
+    pandam1 = out[out.Dataset == "PANDAM1"]
+    assert pandam1.end_accuracy.tolist() == [(30.0 + 45.5) / 2, (27.5 + 43.0) / 2]
+    # bitrate: the duration-weighted mean (057 is half as long as 058 and twice the kbps)
+    assert pandam1["bitrate (kbps)"].iloc[0] == pytest.approx((2000 / 37 * 40 + 1000 / 37 * 80) / 120)
+    assert out[out.Dataset == "124"].end_accuracy.tolist() == [60.0, 57.5]

@@ -1,6 +1,6 @@
 """detectron2 Panoptic FPN R101 split (the MPEG FCM CTTC's semantic segmentation network): front then back on
-untouched features must give exactly what the unsplit PanopticFPN returns: its instances and the argmax of
-its "sem_seg" logits.
+untouched features must give exactly what the unsplit PanopticFPN returns: its instances and its panoptic
+result ("panoptic_seg": things pasted over the semantic head's stuff), as a map of COCO category ids.
 
 Like test_detectron2_split.py, these tests do not skip without detectron2: CI installs it first, and a
 silent skip would hide a broken install. The model is random-init (seeded) and runs at 128/160 pixels,
@@ -17,8 +17,15 @@ from omegaconf import OmegaConf
 from torchvision.io import ImageReadMode, read_image
 
 from tests.assets import COCO_MINI_IMAGES
+from vcmbench.datasets.pandaset_categories import COCO_STUFF
 from vcmbench.types import Detections
-from vcmbench.vision.detectron2_split import PANOPTIC_CONFIG, Detectron2Split, build
+from vcmbench.vision.detectron2_split import (
+    PANOPTIC_CONFIG,
+    Detectron2Split,
+    build,
+    coco80_category_ids,
+    coco_stuff_ids,
+)
 
 IMAGE = "000000000139.jpg"
 SMALL = dict(
@@ -26,7 +33,8 @@ SMALL = dict(
     detections_per_img=30,
     min_size=128,
     max_size=160,
-    opts={"MODEL.RPN.POST_NMS_TOPK_TEST": 100},
+    # random-init scores are ~0.02, under the merge's default 0.5: no thing would reach the panoptic map
+    opts={"MODEL.RPN.POST_NMS_TOPK_TEST": 100, "MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH": 0.0},
 )
 MIN_DETECTIONS = 10  # so an empty instance output cannot pass the equality checks vacuously
 YAML = Path(__file__).resolve().parents[2] / "vcmbench" / "conf" / "model" / "d2_panoptic_fpn_r101.yaml"
@@ -77,11 +85,17 @@ def test_front_back_equals_unsplit_panoptic_fpn(panoptic):
     assert split.masks is not None and torch.equal(split.masks, inst.pred_masks)
     assert bool(split.masks.any()), "every mask is empty; the mask comparison would be vacuous"
 
-    want = raw["sem_seg"].argmax(dim=0)
+    # the panoptic result's segments as category ids: things by their COCO id, stuff by its COCO panoptic id
+    segments, info = raw["panoptic_seg"]
+    things, stuff = coco80_category_ids(), coco_stuff_ids()
+    want = torch.zeros(segments.shape, dtype=torch.int64)
+    for s in info:
+        want[segments == s["id"]] = things[s["category_id"]] if s["isthing"] else stuff[s["category_id"] - 1]
+    assert {s["isthing"] for s in info} == {True, False}, "things and stuff must both be in the map"
     assert split.semantic is not None and torch.equal(split.semantic, want)
     assert split.semantic.dtype == torch.int64 and split.semantic.shape == tuple(image.shape[-2:])
-    assert split.semantic.unique().numel() > 1, "a one-class map would make the comparison vacuous"
-    assert int(split.semantic.max()) < det.cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    assert split.semantic.unique().numel() > 2, "a map of few categories would make the comparison vacuous"
+    assert set(split.semantic.unique().tolist()) <= {0, *things, *stuff}
 
     assert full.semantic is not None and torch.equal(full.semantic, split.semantic)  # `full` is the same model
     assert torch.equal(full.boxes, split.boxes) and torch.equal(full.masks, split.masks)
@@ -111,6 +125,11 @@ def test_exact_mode_runs_panoptic_fpn(panoptic):
     assert exact.semantic is not None and exact.semantic.shape == split.semantic.shape
     assert float((exact.semantic == split.semantic).float().mean()) > 0.99
     assert abs(len(exact) - len(split)) <= 0.2 * len(split)
+
+
+def test_stuff_ids_are_coco_panoptic_s_as_the_pandaset_table_has_them():
+    """Stuff class k of the semantic head is COCO panoptic's k-th stuff id: the ids the PandaSet tables key."""
+    assert coco_stuff_ids() == [cid for cid, _, _ in COCO_STUFF]
 
 
 def test_detections_without_semantic_keep_positional_construction():

@@ -58,7 +58,13 @@ import numpy as np
 
 from vcmbench.datasets.cache import cache_root, converted, digest, plain
 from vcmbench.datasets.images import image_size
-from vcmbench.datasets.pandaset_categories import PANDASET_CATEGORIES
+from vcmbench.datasets.pandaset_categories import (
+    PANDASET_CATEGORIES,
+    VCM_CATEGORIES,
+    VCM_EVAL_CATEGORIES,
+    vcm_of_coco_array,
+    vcm_of_pandaset_array,
+)
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord, first_frames, sequences_from_coco
 from vcmbench.datasets.shards import shardable
 from vcmbench.errors import DatasetError
@@ -108,6 +114,10 @@ class PandaSetDataset(SequenceDataset):
     """PandaSet sequences: JPEG frames, and per frame the labelled points the evaluator scores."""
 
     metric = "miou"  # the evaluator it names: SEMANTICSEG-EVAL's mIoU over labelled points (metrics/semseg.py)
+    # How metrics.semseg_evaluator scores its points (a LabelledPoints set): both sides brought to the VCM
+    # categories, the mean over the platform's ten
+    point_categories = VCM_CATEGORIES
+    scored_categories = VCM_EVAL_CATEGORIES
 
     def __init__(
         self,
@@ -132,6 +142,18 @@ class PandaSetDataset(SequenceDataset):
                 "it changed during the run: rerun"
             )
         return {fid: frames[k] for fid, k in index.items()}
+
+    @staticmethod
+    def truth_categories(categories: np.ndarray) -> np.ndarray:
+        """Ground-truth points' PandaSet categories -> VCM categories (the platform's table)."""
+        return vcm_of_pandaset_array(categories)
+
+    @staticmethod
+    def predicted_categories(ids: np.ndarray) -> np.ndarray:
+        """A network's category ids at the points -> VCM categories: the ids of Panoptic FPN's map
+        (`Detections.semantic`: COCO thing ids, COCO panoptic stuff ids, 0 where no segment is)
+        through the platform's COCO -> PandaSet -> VCM tables."""
+        return vcm_of_coco_array(ids)
 
 
 def default_cache_dir() -> Path:

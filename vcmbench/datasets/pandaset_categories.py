@@ -24,6 +24,8 @@ positive (`vcmbench.metrics.semseg`).
 
 from __future__ import annotations
 
+import numpy as np
+
 from vcmbench.datasets.coco_categories import COCO_CATEGORIES
 from vcmbench.errors import MetricError
 
@@ -135,3 +137,27 @@ def vcm_of_coco(category_id: int) -> int:
             "of COCO panoptic; map the model's labels to COCO panoptic ids first"
         )
     return PANDASET_TO_VCM[_PANDASET_OF_COCO[category_id]]
+
+
+#: VCM category of each COCO panoptic id 0..200 (-1: an id that is neither a thing nor a stuff)
+_VCM_OF_COCO_TABLE = np.array([vcm_of_coco(i) if i in _PANDASET_OF_COCO else -1 for i in range(201)], dtype=np.int64)
+_VCM_OF_PANDASET_TABLE = np.array(PANDASET_TO_VCM, dtype=np.int64)
+
+
+def vcm_of_coco_array(ids: np.ndarray) -> np.ndarray:
+    """`vcm_of_coco` of every id of an integer array at once (a panoptic map's ids at the points)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    inside = (ids >= 0) & (ids < len(_VCM_OF_COCO_TABLE))
+    out = np.where(inside, _VCM_OF_COCO_TABLE[np.where(inside, ids, 0)], -1)
+    if (out < 0).any():
+        vcm_of_coco(int(ids[out < 0].flat[0]))  # raises, naming the id
+    return out
+
+
+def vcm_of_pandaset_array(categories: np.ndarray) -> np.ndarray:
+    """`vcm_of_pandaset` of every category of an integer array at once (ground-truth points)."""
+    cats = np.asarray(categories, dtype=np.int64)
+    bad = (cats < 0) | (cats >= len(_VCM_OF_PANDASET_TABLE))
+    if bad.any():
+        vcm_of_pandaset(int(cats[bad].flat[0]))  # raises, naming the category
+    return _VCM_OF_PANDASET_TABLE[cats]

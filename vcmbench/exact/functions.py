@@ -101,7 +101,8 @@ def tree_reduce64(x: Tensor, dims: Sequence[int], keepdim: bool = False, product
         return x
     rest = [d for d in range(x.dim()) if d not in dims]
     moved = x.permute(*rest, *dims)
-    flat = moved.reshape(*moved.shape[: len(rest)], -1)
+    # the reduced size given, not -1: a tensor with an empty kept dim (no detections) has no -1 to infer
+    flat = moved.reshape(*moved.shape[: len(rest)], math.prod(moved.shape[len(rest) :]))
     if flat.shape[-1] == 0:
         out = torch.full(flat.shape[:-1], 1.0 if product else 0.0, dtype=torch.float64, device=x.device)
     while flat.shape[-1] > 1:

@@ -17,9 +17,12 @@ with its index:
   order here, the file system's listing order there).
 
 Cells: numbers as Python writes a float in full (`repr`, what pandas writes), the QP as an integer,
-a missing number as an empty cell. end_accuracy is in percent (vcmbench's `map`: COCO AP, MOTA;
-`map_segm` for the OpenImages segmentation set). Times are seconds over all the sequence's frames
-(all the set's images), vcmbench's seconds per frame times `frames` (`n_images`).
+a missing number as an empty cell. end_accuracy is in percent (vcmbench's `map`: COCO AP, MOTA,
+PandaSet's mIoU; `map_segm` for the OpenImages segmentation set). PandaSet (PANDAM1..3): a class
+row's end_accuracy is the plain mean of its sequences' mIoUs, the platform's
+`compute_per_class_miou.py`, which the run's classes.csv holds (vcmbench.metrics.semseg_evaluator);
+its bitrate and times are duration-weighted as for every set. Times are seconds over all the
+sequence's frames (all the set's images), vcmbench's seconds per frame times `frames` (`n_images`).
 
 Where a rate label is not one knob's number (a joint codec's `quality=2+qp=42`), the qp cell holds
 the label and rate points are ordered by bitrate, highest first (as increasing QPs are). Sets the
@@ -49,7 +52,8 @@ What still differs from the platform's script (31165da), and why:
   platform file: written in the same layout as `final_<dataset>.csv`.
 * Files: the platform writes `final_<SET>.csv` into its result folder; here into
   `<out>/<dataset>__<model>__<codec>/` (video) or `<out>/<codec>/` (images).
-* PandaSet's table is there for names only: vcmbench has no PandaSet dataset module.
+* PandaSet: the platform averages its sequences' mIoUs read from their eval_info jsons for a class
+  row; here classes.csv holds that mean (vcmbench.metrics.semseg_evaluator), read as for every set.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from vcmbench.analysis import (
     task_metrics,
     uncompressed_line,
 )
-from vcmbench.bootstrap import BDInterval, BootstrapSettings, bootstrap_bd, items_of_sources
+from vcmbench.bootstrap import BDInterval, BootstrapSettings, bootstrap_bd, items_of_sources, resamples_task
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, curve_heading
 from vcmbench.render.report_tables import (
@@ -102,6 +102,7 @@ class GroupReport:
                 )
             )
         timing = timing_sentence(sources, self.dataset, self.model)
+        rate_points = points_display(self.points, self.anchor, self.task)
         details = [
             block(
                 "Codecs",
@@ -114,8 +115,8 @@ class GroupReport:
             ),
             block(
                 "Rate points",
-                points_display(self.points, self.anchor, self.task),
-                "llrrrrrrr",
+                rate_points,
+                "ll" + "r" * (len(rate_points.columns) - 2),
                 legends=[
                     f"{_metric_sentence(self.metric_label)}; {timing}; failed: images whose payload did not "
                     f"decode ({WARN} marks points with failures)."
@@ -130,8 +131,9 @@ class GroupReport:
         complexity = complexity_display(self.points)
         if len(complexity):
             details.append(block("Complexity", complexity, "llrrrrrr", legends=[COMPLEXITY_LEGEND]))
+        measure = self.metric_label.split(" (")[0]  # mAP, mask mAP, keypoint mAP, mIoU
         figures = [
-            figure(out_dir, paths, f"{self.dataset} / {self.model}: {_FIGURE_ALT[kind]}")
+            figure(out_dir, paths, f"{self.dataset} / {self.model}: {_FIGURE_ALT[kind].replace('mAP', measure)}")
             for kind, paths in self.figures.items()
         ]
         return section(self.title, [_task_line(self)], self.notes, figures, answer, details)
@@ -266,10 +268,12 @@ def _group(
     image_anchor = next((c for c in codecs_with_role(pts, "image_anchor") if c != a and has_curve(pts, c)), None)
     if image_anchor is not None:
         g.image_anchor, g.bd_image = image_anchor, bd_rows(compared, image_anchor, method, curve=curve)
-    if bootstrap is not None and bootstrap.resamples and task == "box":
+    if bootstrap is not None and bootstrap.resamples and resamples_task(task):
         _add_intervals(g, sources, bootstrap, method)
     elif bootstrap is not None and bootstrap.resamples:
-        g.bootstrap = "off: the bootstrap resamples box matches only (the mask section's BD-rates have no interval)"
+        g.bootstrap = (
+            f"off: the bootstrap resamples box matches and mIoU only (the {task} section's BD-rates have no interval)"
+        )
     g.metric_label = _metric_label(group_metric(pts, evaluator), task)
     if plots:
         stem = out_dir / "figures" / (slug(dataset, model) + ("" if task == "box" else f"__{task}"))
@@ -300,7 +304,7 @@ def _group(
 def _add_intervals(g: GroupReport, sources: list[Source], settings: BootstrapSettings, method: str) -> None:
     """Bootstrap intervals of both BD tables, from the group's run folders' records."""
     try:
-        items = items_of_sources(sources, g.dataset, g.model)
+        items = items_of_sources(sources, g.dataset, g.model, g.task)
     except VcmbenchError as exc:  # e.g. the run's dataset is not on this machine: the report still comes
         g.bootstrap = f"off: {exc}"
         g.notes.append(f"no BD-rate intervals: {exc}")

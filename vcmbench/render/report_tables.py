@@ -15,6 +15,7 @@ from vcmbench.bootstrap import BDInterval
 from vcmbench.metrics.bd import MIN_POINTS
 from vcmbench.render.jinja import MISSING
 from vcmbench.tables import codec_order
+from vcmbench.types import TASK_COLUMNS
 
 BD_LEGEND = (
     f"BD-rate: bits of the codec relative to the anchor at equal mAP, in percent, averaged over the "
@@ -47,32 +48,36 @@ _TASK_WORDS = {
     "box": "boxes (detection)",
     "mask": "masks (instance segmentation)",
     "keypoints": "keypoints (pose estimation)",
+    "semseg": "semantic segmentation (mIoU)",
 }
-#: what a task's mAP columns are called in a section's tables ("" for boxes)
-_TASK_HEAD = {"box": "", "mask": "mask ", "keypoints": "keypoint "}
+#: what a task's accuracy column is called in a section's tables (its AP50: "mAP" -> "AP50")
+_TASK_MEASURE = {"box": "mAP", "mask": "mask mAP", "keypoints": "keypoint mAP", "semseg": "mIoU"}
 
 
 def _metric_label(metric: str | None, task: str = "box") -> str:
     from vcmbench.metrics.evaluators import registered
 
-    if task == "keypoints":  # one evaluator scores poses, whatever the set's box evaluator
-        evaluator = registered().get("keypoints")
-        name = evaluator.label if evaluator is not None else None
-    else:
+    if task in ("box", "mask"):  # the set's box evaluator, on boxes or masks
         evaluator = registered().get(metric or "")
         name = None if evaluator is None else evaluator.mask_label if task == "mask" else evaluator.label
-    head = f"{_TASK_HEAD[task]}mAP (%"
-    return f"{head}, {name})" if name else f"{head})"
+    else:  # one evaluator fills the task's column, whatever the set's box evaluator (keypoints, mIoU)
+        column = TASK_COLUMNS[task][0]
+        evaluator = next((e for e in registered().values() if column in e.columns), None)
+        name = evaluator.label if evaluator is not None else None
+    measure = _TASK_MEASURE[task]
+    return f"{measure} (%, {name})" if name and name != measure else f"{measure} (%)"
 
 
 def _metric_sentence(label: str) -> str:
     head, _, inner = label.partition(" (%, ")
-    return f"{head}: {inner[:-1]}, in percent" if inner else f"{head} in percent"
+    return f"{head}: {inner[:-1]}, in percent" if inner else f"{head.removesuffix(' (%)')} in percent"
 
 
 def points_display(points: pd.DataFrame, anchor: str | None, task: str = "box") -> pd.DataFrame:
-    """The rate-points table; `task` names the mAP columns (a mask section's are mask AP)."""
-    head = _TASK_HEAD[task]
+    """The rate-points table; `task` names the accuracy columns (a mask section's are mask AP, a
+    semantic segmentation section's mIoU, with no AP50)."""
+    measure = _TASK_MEASURE[task]
+    ap50 = measure.replace("mAP", "AP50") if TASK_COLUMNS[task][1] else None
     foreign = set(foreign_codecs(points))
     rows = []
     for codec in codec_order(points):
@@ -84,19 +89,23 @@ def points_display(points: pd.DataFrame, anchor: str | None, task: str = "box") 
             else:
                 failed = f"{int(n_fail)}/{_fmt(n_img, '.0f')} {WARN}" if n_fail > 0 else "0"
             name = f"{codec} {WARN} foreign" if codec in foreign else codec
-            rows.append(
+            row = {
+                "codec": f"{codec} (anchor)" if codec == anchor else name,
+                "rate": str(r.rate),
+                "bpp": _fmt(r.bpp, ".4g"),
+                f"{measure} (%)": _fmt(r["map"], ".2f"),
+            }
+            if ap50:
+                row[f"{ap50} (%)"] = _fmt(r.get("ap50"), ".2f")
+            row.update(
                 {
-                    "codec": f"{codec} (anchor)" if codec == anchor else name,
-                    "rate": str(r.rate),
-                    "bpp": _fmt(r.bpp, ".4g"),
-                    f"{head}mAP (%)": _fmt(r["map"], ".2f"),
-                    f"{head}AP50 (%)": _fmt(r.get("ap50"), ".2f"),
                     "enc (s/img)": _fmt(r.get("enc_s"), ".3g"),
                     "dec (s/img)": _fmt(r.get("dec_s"), ".3g"),
                     "images": _fmt(n_img, ".0f"),
                     "failed": failed,
                 }
             )
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -17,14 +17,15 @@ import pandas as pd
 from vcmbench.analysis import BDRow, bd_row, choose_anchor
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, curve_heading
-from vcmbench.metrics.evaluators import axis_label, scores_boxes
+from vcmbench.metrics.evaluators import axis_label, class_rule, scores_boxes
 from vcmbench.render.jinja import MISSING, figure_align
 from vcmbench.render.sections import block, figure, section
 from vcmbench.tables import Source, codec_order, codec_title, read_points, text_table
 from vcmbench.timing_table import describe, read_timing
 
 #: the columns of the per-class and per-sequence rate-point tables, where the run has them
-SHOWN = ["codec", "rate", "kbps", "map", "ap", "ap50", "mota", "idf1", "hota", "n_failed", "enc_s", "dec_s"]
+SHOWN = ["codec", "rate", "kbps", "map", "ap", "ap50", "mota", "idf1", "hota", "miou", "n_failed", "enc_s", "dec_s"]
+OPTIONAL = ("ap", "ap50", "mota", "idf1", "hota", "miou")  # shown where the run has them
 
 
 @dataclass
@@ -57,12 +58,13 @@ class VideoSection:
         the per-sequence points."""
         lead = (
             f"Per class of sequences: rate = the duration-weighted mean of its sequences' kbps, {self.label} "
-            f"recomputed over the class's frames jointly. BD-rates in kbps vs "
+            f"{class_rule(self.metric)}. BD-rates in kbps vs "
             f"**{codec_title(self.classes, self.anchor)}** ({self.method}{self._rule}); negative = fewer bits for the same "
             "accuracy. The MPEG template's tables: `vcmbench export --format cttc RUN`."
         )
         answer = [_bd_block(f"BD-rate per class{self._rule}", self.by_class())]
-        if not scores_boxes(self.metric):  # e.g. MOTA of a tracking set: the detections' AP is steadier
+        # e.g. MOTA of a tracking set: the detections' AP is steadier (a set scored by mIoU alone has none)
+        if not scores_boxes(self.metric) and _has_values(self.classes, "ap"):
             answer.append(_bd_block(f"BD-rate per class at equal detection AP{self._rule}", self.by_class("ap")))
         per_sequence = bd_table(self.points, "sequence", self.anchor, self.method, curve=self.curve)
         answer.append(_bd_block(f"BD-rate per sequence{self._rule}", per_sequence))
@@ -179,13 +181,19 @@ def _block(heading: str, table: pd.DataFrame, legends: list[str] | None = None) 
     return block(heading, table, figure_align(table), legends=legends)
 
 
+def _has_values(table: pd.DataFrame, column: str) -> bool:
+    return column in table.columns and bool(pd.to_numeric(table[column], errors="coerce").notna().any())
+
+
 def _fmt(v: float, spec: str) -> str:
     return MISSING if pd.isna(v) else format(v, spec)
 
 
 def _rounded(df: pd.DataFrame) -> pd.DataFrame:
-    """The SHOWN columns the table has, floats to 4 significant digits (large ones whole)."""
-    out = df[[c for c in SHOWN if c in df.columns]].copy()
+    """The SHOWN columns the table has (a metric column without any value left out: the box AP of a
+    set scored by mIoU alone), floats to 4 significant digits (large ones whole)."""
+    empty = {c for c in OPTIONAL if c in df.columns and not _has_values(df, c)}
+    out = df[[c for c in SHOWN if c in df.columns and c not in empty]].copy()
     for c in out.columns:
         if pd.api.types.is_float_dtype(out[c]):
             out[c] = out[c].map(lambda v: MISSING if pd.isna(v) else f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}")

@@ -6,7 +6,19 @@ body + FPN), and keeps p2..p5. The back rebuilds p6 from p5 and runs the proposa
 ROI heads and detector_postprocess, exactly the calls GeneralizedRCNN.inference makes.
 X101-32x8d-FPN is the MPEG-VCM feature anchor's network. For a PanopticFPN (the MPEG FCM CTTC's
 semantic segmentation network on PandaSet, R101) the back also runs the semantic head on the
-same features and sem_seg_postprocess, as PanopticFPN.inference does, and returns the argmax map.
+same features and sem_seg_postprocess, then the panoptic merge, all as PanopticFPN.inference does.
+
+The panoptic merge is detectron2's `combine_semantic_and_instance_outputs` with the model's own
+thresholds (cfg MODEL.PANOPTIC_FPN.COMBINE: overlap 0.5, stuff area 4096 pixels, instance score
+0.5 by default: the values MPEG's platform passes, CompressAI-Vision's
+`panoptic_rcnn_R_101_FPN_3x`): instances of score >= 0.5 pasted in score order, each dropped when
+more than half of it is already taken, then the semantic head's stuff classes over what is left,
+each kept where it covers at least 4096 pixels. Its (segment ids, segments) become one map of
+category ids (`Detections.semantic`, `panoptic_categories`): a thing segment its COCO category id
+(the `category_ids` of its class), a stuff segment its COCO panoptic id (92..200), 0 where no
+segment is. That one map is what the platform scores (SEMANTICSEG-EVAL reads its panoptic result,
+not the semantic head's argmax), and the PandaSet tables map its ids to PandaSet and VCM categories
+(`vcmbench.datasets.pandaset_categories.vcm_of_coco`).
 
 detectron2 is an optional extra (`bash scripts/install_detectron2.sh`): this module imports
 it only inside `build` and the methods, so importing vcmbench never requires it.
@@ -170,14 +182,45 @@ def coco80_category_ids() -> list[int]:
     return ids
 
 
+def coco_stuff_ids() -> list[int]:
+    """COCO panoptic's 53 stuff category ids (92..200) in id order: stuff class k (1..53) of a
+    COCO Panoptic FPN's semantic head is the k-th (its class 0 stands for all things)."""
+    from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
+
+    ids = [c["id"] for c in COCO_CATEGORIES if c["isthing"] == 0]
+    assert len(ids) == 53 and ids == sorted(ids)
+    return ids
+
+
+def panoptic_categories(
+    panoptic_seg: Tensor, segments: list[dict], thing_ids: list[int] | None, stuff_ids: list[int]
+) -> Tensor:
+    """detectron2's panoptic result (segment ids per pixel, and each segment's `isthing` and class)
+    -> an int64 map of category ids: a thing segment's class k is `thing_ids[k]` (k itself without
+    them), a stuff segment's class k (1..53) `stuff_ids[k - 1]`, 0 where no segment is."""
+    lut = torch.zeros(max([s["id"] for s in segments], default=0) + 1, dtype=torch.int64)
+    for s in segments:
+        k = int(s["category_id"])
+        lut[int(s["id"])] = (thing_ids[k] if thing_ids is not None else k) if s["isthing"] else stuff_ids[k - 1]
+    return lut[panoptic_seg.long().cpu()]
+
+
 class Detectron2Split(SplitDetector):
     """Split wrapper around a detectron2 GeneralizedRCNN whose backbone is an FPN with LastLevelMaxPool.
 
     A PanopticFPN (a GeneralizedRCNN with a `sem_seg_head`) is split at the same place: its
-    semantic head reads the same p2..p5, so one feature payload serves both outputs.
+    semantic head reads the same p2..p5, so one feature payload serves both outputs, which the
+    back merges into its panoptic map (`Detections.semantic`, module docstring).
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: CfgNode, name: str, category_ids: list[int] | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: CfgNode,
+        name: str,
+        category_ids: list[int] | None = None,
+        stuff_ids: list[int] | None = None,
+    ):
         from detectron2.data import transforms as T
         from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
         from detectron2.modeling.meta_arch.panoptic_fpn import PanopticFPN
@@ -195,6 +238,13 @@ class Detectron2Split(SplitDetector):
         self.model = model.eval()
         # Semantic output only for PanopticFPN: its inference is the one whose postprocessing we replay.
         self.semantic = isinstance(model, PanopticFPN)
+        if self.semantic and (stuff_ids is None or len(stuff_ids) + 1 != cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES):
+            raise ConfigError(
+                f"model {name}: a Panoptic FPN's map names its stuff classes by COCO panoptic ids: it needs the "
+                f"53 stuff ids of its {cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES}-class semantic head (COCO panoptic's, "
+                "given by build with category_ids=coco80)"
+            )
+        self.stuff_ids = stuff_ids
         self.cfg = cfg
         self.name = name
         self.category_ids = category_ids
@@ -251,31 +301,47 @@ class Detectron2Split(SplitDetector):
         resized = tuple(int(v) for v in meta.resized_size)
         images = ImageList(placeholder, [resized])
         height, width = (int(v) for v in meta.original_size)
-        semantic = None
+        logits = None
         if self.semantic:  # first, as PanopticFPN.inference orders it
             logits, _ = self.model.sem_seg_head(fpn, None)
-            semantic = sem_seg_postprocess(logits[0], resized, height, width)
         proposals, _ = self.model.proposal_generator(images, fpn, None)
         results, _ = self.model.roi_heads(images, fpn, proposals, None)
-        return _to_detections(detector_postprocess(results[0], height, width), semantic)
+        instances = detector_postprocess(results[0], height, width)
+        if logits is None:
+            return _to_detections(instances)
+        from detectron2.modeling.meta_arch.panoptic_fpn import combine_semantic_and_instance_outputs
+
+        m = self.model
+        panoptic = combine_semantic_and_instance_outputs(
+            instances,
+            sem_seg_postprocess(logits[0], resized, height, width).argmax(dim=0),
+            m.combine_overlap_thresh,
+            m.combine_stuff_area_thresh,
+            m.combine_instances_score_thresh,
+        )
+        return _to_detections(instances, self._categories(panoptic))
 
     @torch.inference_mode()
     def full(self, image: Tensor) -> Detections:
         out = self.model([self.model_input(image)])[0]
-        return _to_detections(out["instances"], out.get("sem_seg"))
+        panoptic = out.get("panoptic_seg")
+        return _to_detections(out["instances"], self._categories(panoptic) if panoptic is not None else None)
+
+    def _categories(self, panoptic: tuple[Tensor, list[dict]]) -> Tensor:
+        assert self.stuff_ids is not None  # __init__ checks it for a PanopticFPN
+        return panoptic_categories(panoptic[0], panoptic[1], self.category_ids, self.stuff_ids)
 
 
-def _to_detections(inst: Instances, sem_seg: Tensor | None = None) -> Detections:
+def _to_detections(inst: Instances, semantic: Tensor | None = None) -> Detections:
     """Boxes, scores and labels on the CPU, and Mask R-CNN's masks (pasted into the original image
-    by detector_postprocess, thresholded at 0.5) when the model segments. `sem_seg`: a PanopticFPN's
-    (classes, H, W) logits after sem_seg_postprocess; kept as the argmax map, the per-pixel class
-    PanopticFPN itself hands to its panoptic combination (the logits would be 54 floats per pixel)."""
+    by detector_postprocess, thresholded at 0.5) when the model segments. `semantic`: a PanopticFPN's
+    panoptic map as category ids (`panoptic_categories`)."""
     return Detections(
         boxes=inst.pred_boxes.tensor.detach().float().cpu(),
         scores=inst.scores.detach().float().cpu(),
         labels=inst.pred_classes.detach().long().cpu(),
         masks=inst.pred_masks.detach().bool().cpu() if inst.has("pred_masks") else None,
-        semantic=sem_seg.detach().argmax(dim=0).long().cpu() if sem_seg is not None else None,
+        semantic=semantic,
     )
 
 
@@ -294,7 +360,7 @@ def build(
     split: str = "fpn",
 ) -> Detectron2Split:
     """Hydra target: `model=d2_frcnn_r50_fpn` / `d2_frcnn_x101_fpn` / `d2_mask_rcnn_r50_fpn` /
-    `d2_panoptic_fpn_r101` (the PanopticFPN adds the semantic map, `Detections.semantic`).
+    `d2_panoptic_fpn_r101` (the PanopticFPN adds its panoptic map, `Detections.semantic`).
 
     `weights`: 'none' (random init, fixed by `seed`), 'model_zoo' (detectron2's download),
     or a local checkpoint path. `category_ids`: 'coco80' maps detectron2's 80 contiguous COCO
@@ -333,4 +399,8 @@ def build(
         raise ConfigError(f"model.category_ids={category_ids!r}: use 'coco80', a list of ids, or null")
     else:
         cats = list(category_ids) if category_ids else None
-    return Detectron2Split(model, cfg, name or Path(config_name).stem, cats)
+    # a COCO Panoptic FPN (80 things, 53 stuff): its map's stuff ids are COCO panoptic's
+    coco_panoptic = category_ids == "coco80" and int(cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES) == 54
+    return Detectron2Split(
+        model, cfg, name or Path(config_name).stem, cats, coco_stuff_ids() if coco_panoptic else None
+    )
