@@ -158,7 +158,7 @@ def _synthetic_miou(dataset, maps: dict[int, np.ndarray]) -> float:
 
 def _model_kwargs(cfg: DictConfig) -> dict:
     kw = OmegaConf.to_container(cfg.model, resolve=True)
-    for key in ("_target_", "name", "weights", "seed", "category_ids", "split", "semantic_ids"):
+    for key in ("_target_", "name", "weights", "seed", "category_ids", "split"):
         kw.pop(key, None)
     return kw
 

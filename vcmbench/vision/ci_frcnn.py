@@ -343,7 +343,6 @@ def build(
     """
     import inspect
 
-    semantic_ids = arch.pop("semantic_ids", None)  # what the semantic map's labels are (ci_semseg: categories)
     known = set(inspect.signature(build_model).parameters)
     unknown = sorted(set(arch) - known)
     if unknown:
@@ -360,6 +359,4 @@ def build(
     model = build_model(num_classes=int(num_classes), **arch)
     if path is not None:
         load_state(model, path)
-    split_model = TorchvisionSplit(model, name, list(category_ids) if category_ids else None, split)
-    split_model.semantic_ids = None if is_none(semantic_ids) else str(semantic_ids)
-    return split_model
+    return TorchvisionSplit(model, name, list(category_ids) if category_ids else None, split)
