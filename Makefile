@@ -46,8 +46,11 @@ e2e: install detectron2
 # and the same codecs over 50 scenes (benchmarks/default_scenes.py: how far the BD-rates move).
 # the reduced segmentation run (tests/vision/test_ci_maskrcnn.py: MASK_RUN)
 MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=8 'codec=[raw,anchor_vvc,learned_interleaved]' complexity=false
+# the reduced task runs of ci_semseg and ci_keypoints (tests/vision/test_ci_task_runs.py: TASK_RUN)
+TASK_CI_RUN := dataset.max_images=4 'codec=[raw,anchor_vvc,pack_tile]' complexity=false timing.items=0
 ci-reference: install
-	rm -rf results/ci-reference results/ci-reference-50 results/ci-reference-video results/ci-reference-maskrcnn
+	rm -rf results/ci-reference results/ci-reference-50 results/ci-reference-video results/ci-reference-maskrcnn \
+		results/ci-reference-semseg results/ci-reference-keypoints
 	$(BIN)/vcmbench run sweep.progress=false report=false hydra.run.dir=results/ci-reference
 	cp results/ci-reference/points.csv anchors/ci/points.csv
 	$(BIN)/vcmbench run sweep.progress=false report=false dataset=synthetic_video hydra.run.dir=results/ci-reference-video
@@ -55,6 +58,10 @@ ci-reference: install
 	cp results/ci-reference-video/points.csv anchors/ci/video-points.csv
 	$(BIN)/vcmbench run sweep.progress=false report=false $(MASK_CI_RUN) hydra.run.dir=results/ci-reference-maskrcnn
 	cp results/ci-reference-maskrcnn/points.csv anchors/ci/maskrcnn-points.csv
+	$(BIN)/vcmbench run sweep.progress=false report=false model=ci_semseg $(TASK_CI_RUN) hydra.run.dir=results/ci-reference-semseg
+	cp results/ci-reference-semseg/points.csv anchors/ci/semseg-points.csv
+	$(BIN)/vcmbench run sweep.progress=false report=false model=ci_keypoints $(TASK_CI_RUN) hydra.run.dir=results/ci-reference-keypoints
+	cp results/ci-reference-keypoints/points.csv anchors/ci/keypoints-points.csv
 	$(BIN)/vcmbench run sweep.progress=false report=false dataset.count=50 hydra.run.dir=results/ci-reference-50
 	cp results/ci-reference-50/points.csv anchors/ci/points-50.csv
 

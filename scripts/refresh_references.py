@@ -34,6 +34,15 @@ SWEEPS = {
         ["model=ci_maskrcnn", "dataset.max_images=8", "complexity=false"],
         {"maskrcnn-points.csv": "points.csv"},
     ),
+    # the Makefile's TASK_CI_RUN per task model, less its codec list (tests/vision/test_ci_task_runs.py)
+    "semseg": (
+        ["model=ci_semseg", "dataset.max_images=4", "complexity=false", "timing.items=0"],
+        {"semseg-points.csv": "points.csv"},
+    ),
+    "keypoints": (
+        ["model=ci_keypoints", "dataset.max_images=4", "complexity=false", "timing.items=0"],
+        {"keypoints-points.csv": "points.csv"},
+    ),
 }
 
 

@@ -33,6 +33,7 @@ from vcmbench.bootstrap import BDInterval, BootstrapSettings, bootstrap_bd, item
 from vcmbench.errors import VcmbenchError
 from vcmbench.metrics.curve_fitting import DEFAULT_CURVE, curve_heading
 from vcmbench.render.report_tables import (
+    _TASK_TITLES,
     _TASK_WORDS,
     BD_LEGEND,
     COMPLEXITY_LEGEND,
@@ -76,7 +77,7 @@ class GroupReport:
     def title(self) -> str:
         """The section's heading: a second task metric of the same model is named in it."""
         plain = self.task == "box" and not self.task_rank
-        return f"{self.dataset} / {self.model}" + ("" if plain else f" ({_TASK_WORDS[self.task].split()[0]})")
+        return f"{self.dataset} / {self.model}" + ("" if plain else f" ({_TASK_TITLES[self.task]})")
 
     def context(self, out_dir: Path, sources: list[Source]) -> dict:
         """The section as the templates render it: figures, the BD-rate tables, then the details."""
@@ -277,7 +278,7 @@ def _group(
     g.metric_label = _metric_label(group_metric(pts, evaluator), task)
     if plots:
         stem = out_dir / "figures" / (slug(dataset, model) + ("" if task == "box" else f"__{task}"))
-        title = f"{dataset} / {model}" + ("" if task == "box" else f" ({_TASK_WORDS[task].split()[0]})")
+        title = f"{dataset} / {model}" + ("" if task == "box" else f" ({_TASK_TITLES[task]})")
         g.figures["rd"] = plotting.rd_plot(
             marked_foreign(pts, foreign),
             stem.with_name(stem.name + "-rd"),

@@ -50,6 +50,8 @@ _TASK_WORDS = {
     "keypoints": "keypoints (pose estimation)",
     "semseg": "semantic segmentation (mIoU)",
 }
+#: a task's word in section and figure titles ("synthetic_val / ci_semseg (semantic segmentation)")
+_TASK_TITLES = {"box": "boxes", "mask": "masks", "keypoints": "keypoints", "semseg": "semantic segmentation"}
 #: what a task's accuracy column is called in a section's tables (its AP50: "mAP" -> "AP50")
 _TASK_MEASURE = {"box": "mAP", "mask": "mask mAP", "keypoints": "keypoint mAP", "semseg": "mIoU"}
 
