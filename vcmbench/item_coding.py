@@ -40,7 +40,7 @@ from vcmbench.datasets.shards import instantiate_whole
 from vcmbench.errors import ConfigError, MissingDependencyError, PayloadError
 from vcmbench.jobs import CodecJob, build_jobs
 from vcmbench.metrics.fidelity import fidelity, image_fidelity
-from vcmbench.records import Record, encode_masks, encode_semantic
+from vcmbench.records import Record, encode_embeddings, encode_masks, encode_semantic
 from vcmbench.settings import RunSettings
 from vcmbench.types import Detections, Features, FrontOutput, ImageMeta, feature_digest, feature_names
 from vcmbench.vision.base import SplitDetector
@@ -127,6 +127,7 @@ class Point:
     mask_size: list[int] = field(default_factory=list)
     keypoints: list[list[list[float]]] = field(default_factory=list)  # per frame, per detection: x, y, v, ...
     semantic: list[str] = field(default_factory=list)  # per frame: the stored semantic map (records.encode_semantic)
+    embeddings: list[str] = field(default_factory=list)  # per frame: the stored embeddings (records.encode_embeddings)
     layers: dict[str, int] = field(default_factory=dict)
     layer_s: dict[str, float] = field(default_factory=dict)
     figures: list[dict[str, float]] = field(default_factory=list)  # per frame: image and task fidelity
@@ -347,6 +348,8 @@ class ItemCoder:
             p.keypoints.append(dets.keypoints.double().reshape(len(dets), -1).tolist())
         if dets.semantic is not None:
             p.semantic.append(encode_semantic(dets.semantic))
+        if dets.embeddings is not None:
+            p.embeddings.append(encode_embeddings(dets.embeddings))
         p.decoded = feature_digest(features, p.decoded)
         for layer, size in received.layers.items():
             p.layers[layer] = p.layers.get(layer, 0) + size
@@ -391,11 +394,13 @@ class ItemCoder:
             rec.frame_masks = p.masks
             rec.frame_keypoints = p.keypoints
             rec.frame_semantic = p.semantic
+            rec.frame_embeddings = p.embeddings
         else:
             rec.detections = p.rows[0] if p.rows else []  # none in the timing pass's mode
             rec.masks = p.masks[0] if p.masks else []
             rec.keypoints = p.keypoints[0] if p.keypoints else []
             rec.semantic = p.semantic[0] if p.semantic else ""
+            rec.embeddings = p.embeddings[0] if p.embeddings else ""
         rec.mask_size = p.mask_size if p.masks else []
         return rec
 

@@ -165,14 +165,16 @@ def build_sequence_points(
     one payload, kbps = 8 x bytes x fps / (1000 x frames), bpp over all its frames' pixels, and
     every evaluator that applies (metrics.evaluators) over its frames: the box AP and AP50
     (pycocotools) in `ap` / `ap50`, mask AP where the network segments and the set has masks, and,
-    for tracking sets, MOTA / IDF1 / HOTA (TrackEval) of the tracker (`tracker`: ByteTracker
-    settings) run on the decoded detections; `map` is the headline evaluator's (MOTA for tracking
+    for tracking sets, MOTA / IDF1 / HOTA (TrackEval) of the tracker run on the decoded detections
+    (`tracker`: the `tracker:` settings; its kind decided once over all the records, `vision.trackers`,
+    and named in a `tracker` column); `map` is the headline evaluator's (MOTA for tracking
     sets, AP otherwise; docs/design.md). Per class: kbps is the mean of its sequences' kbps
     weighted by duration, and every metric is recomputed jointly over the class's frames (AP over
     the union of its frames, MOTA/IDF1/HOTA combined over its sequences), as the CTC does; times
     are per frame over the class's frames.
     """
     by_id = {s.sequence_id: s for s in dataset.sequences}
+    tracker, ran = _tracker(dataset, records, tracker)
     seq_rows, class_rows = [], []
     for (codec, rate), recs in complete_groups(records, dataset.image_ids).items():
         common = {"dataset": dataset.name, "model": model_name, "codec": codec, "rate": rate}
@@ -189,6 +191,7 @@ def build_sequence_points(
                 **_sequence_scores(scores),
                 **label_columns(labels, codec),
                 "metric": scores.metric,
+                **ran,
             }
             row.update(extras([r], row["pixels"]))
             seq_rows.append(row)
@@ -209,6 +212,7 @@ def build_sequence_points(
                 **_sequence_scores(scores),
                 **label_columns(labels, codec),
                 "metric": scores.metric,
+                **ran,
             }
             row.update(extras(members, row["pixels"]))
             class_rows.append(row)
@@ -221,6 +225,18 @@ def build_sequence_points(
         ).reset_index(drop=True)
         classes = classes.sort_values(["codec", "class", "kbps"], kind="stable").reset_index(drop=True)
     return points, classes
+
+
+def _tracker(dataset: SequenceDataset, records: list[Record], tracker: dict | None) -> tuple[dict | None, dict]:
+    """The tracker settings with `kind` decided over all the records (vision.trackers: one tracker for
+    the whole run, a failed sequence's included), and the rows' `tracker` column naming it; the
+    settings as given and no column for sets without track ids."""
+    if not dataset.tracking:
+        return tracker, {}
+    from vcmbench.vision.trackers import TrackerChoice
+
+    kind = TrackerChoice.from_settings(tracker).resolve(any(r.has_embeddings for r in records))
+    return {**(tracker or {}), "kind": kind}, {"tracker": kind}
 
 
 def feature_hashes(recs: list[Record]) -> dict[str, str]:

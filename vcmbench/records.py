@@ -14,8 +14,16 @@ as a PNG image, base64-encoded behind the tag `png:` (`encode_semantic`): one gr
 pixel values are the ids, 8-bit when every id is below 256, else 16-bit (ids up to 65535). A PNG
 because its row filters and deflate make the few large regions of a segmentation small (measured:
 about 15 kB for a 1920x1080 map of thirty regions, a few hundred bytes for a 64x36 one) and because
-any tool opens it (`base64 -d`, then an image viewer). The fields of keypoints and semantic maps are left
-out of the lines of networks without them, which stay byte for byte what they were.
+any tool opens it (`base64 -d`, then an image viewer). A re-identifying network's appearance embeddings
+(`Detections.embeddings`, JDE's: one unit vector per detection row, what its tracker associates by)
+are kept per frame as `embeddings` (an image) or `frame_embeddings` (one per frame), so the tracker
+runs again from the records alone (`encode_embeddings`): `f16:<D>:` then the base64 of the (N, D)
+rows as little-endian IEEE float16, row after row in the order of the detection rows (N = the frame's
+row count; a frame without detections is `f16:<D>:`). Half precision because it keeps a unit vector's
+components to 5e-4 (cosine distances move by about 1e-3, against JDE's association threshold of 0.7)
+at half the bytes: 512 components take 1 KiB per detection, 1.4 KiB of base64. The fields of keypoints,
+semantic maps and embeddings are left out of the lines of networks without them, which stay byte for
+byte what they were.
 """
 
 from __future__ import annotations
@@ -90,14 +98,16 @@ class RunLock:
 
 class FrameResult(NamedTuple):
     """One frame's results in a record: its image id, detection rows and their masks and keypoints
-    (if the network gives them: one entry per detection row), and its semantic map as stored
-    (`encode_semantic`; "" when the network labels no pixel)."""
+    (if the network gives them: one entry per detection row), its semantic map as stored
+    (`encode_semantic`; "" when the network labels no pixel) and its detections' embeddings as stored
+    (`encode_embeddings`; "" when the network gives none)."""
 
     frame_id: int
     detections: list[list[float]]
     masks: list[str]
     keypoints: list[list[float]] = []  # noqa: RUF012 - a NamedTuple default, never mutated
     semantic: str = ""
+    embeddings: str = ""
 
 
 @dataclass
@@ -159,6 +169,10 @@ class Record:
     # one, and then left out of the records.jsonl line
     semantic: str = ""
     frame_semantic: list[str] = field(default_factory=list)
+    # a re-identifying network's appearance embeddings of the detection rows (`encode_embeddings`);
+    # `frame_embeddings[k]` those of frame k. Empty for networks without them, left out of the line
+    embeddings: str = ""
+    frame_embeddings: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[int, str, str, str]:
@@ -179,8 +193,10 @@ class Record:
             masks = self.frame_masks or [[] for _ in self.frame_ids]
             keypoints = self.frame_keypoints or [[] for _ in self.frame_ids]
             semantic = self.frame_semantic or ["" for _ in self.frame_ids]
-            return [FrameResult(*f) for f in zip(self.frame_ids, self.frame_detections, masks, keypoints, semantic)]
-        return [FrameResult(self.image_id, self.detections, self.masks, self.keypoints, self.semantic)]
+            embeddings = self.frame_embeddings or ["" for _ in self.frame_ids]
+            frames = zip(self.frame_ids, self.frame_detections, masks, keypoints, semantic, embeddings)
+            return [FrameResult(*f) for f in frames]
+        return [FrameResult(self.image_id, self.detections, self.masks, self.keypoints, self.semantic, self.embeddings)]
 
     @property
     def has_masks(self) -> bool:
@@ -197,10 +213,20 @@ class Record:
         """Whether the network labelled every pixel: the record's frames carry semantic maps."""
         return bool(self.semantic or any(self.frame_semantic))
 
+    @property
+    def has_embeddings(self) -> bool:
+        """Whether the network gave appearance embeddings: the record's frames carry them."""
+        return bool(self.embeddings or any(self.frame_embeddings))
+
     def semantic_maps(self) -> list:
         """Each frame's semantic map, in `frame_results()`'s order: an (H, W) int64 array of category
         ids, or None for a frame without one (a failed item's)."""
         return [decode_semantic(f.semantic) if f.semantic else None for f in self.frame_results()]
+
+    def embedding_arrays(self) -> list:
+        """Each frame's embeddings, in `frame_results()`'s order: an (N, D) float32 array, one row per
+        detection row, or None for a frame without them (a failed item's, a network without any)."""
+        return [decode_embeddings(f.embeddings) if f.embeddings else None for f in self.frame_results()]
 
 
 class RecordsCorrupt(VcmbenchError):
@@ -268,9 +294,9 @@ def _stored(rec: Record) -> dict:
         d["frame_masks"] = [_pack(m) if m else "" for m in d["frame_masks"]]
     else:
         del d["frame_masks"]  # image records and box-only sequences: their lines stay as they were
-    for key in ("keypoints", "frame_keypoints", "semantic", "frame_semantic"):
+    for key in ("keypoints", "frame_keypoints", "semantic", "frame_semantic", "embeddings", "frame_embeddings"):
         if not d[key]:
-            del d[key]  # networks without keypoints or semantic maps: their lines stay as they were
+            del d[key]  # networks without keypoints, semantic maps or embeddings: their lines stay as they were
     return d
 
 
@@ -358,7 +384,7 @@ def coco_results(records: list[Record]) -> list[dict]:
     under the frames' image ids."""
     out = []
     for r in records:
-        for image_id, rows, masks, keypoints, _semantic in r.frame_results():
+        for image_id, rows, masks, keypoints, *_ in r.frame_results():
             for i, d in enumerate(rows):
                 row = {"image_id": image_id, "bbox": d[:4], "score": d[4], "category_id": int(d[5])}
                 if masks:
@@ -407,6 +433,36 @@ def decode_semantic(stored: str):
             return np.asarray(image).astype(np.int64)
     except (OSError, ValueError) as exc:
         raise ValueError(f"semantic: not a stored semantic map ({exc})") from None
+
+
+EMBEDDINGS_F16 = "f16:"  # a frame's embeddings: f16:<D>: then base64 float16 rows
+
+
+def encode_embeddings(embeddings) -> str:
+    """(N, D) embeddings (a tensor or an array) -> `f16:<D>:` + the base64 of their little-endian
+    float16 bytes, row after row (the module doc)."""
+    import numpy as np
+
+    rows = np.asarray(embeddings.detach().cpu() if hasattr(embeddings, "detach") else embeddings, dtype=np.float32)
+    if rows.ndim != 2:
+        raise ValueError(f"embeddings are (N, D) rows, one per detection, not an array of shape {rows.shape}")
+    data = rows.astype("<f2").tobytes()
+    return f"{EMBEDDINGS_F16}{rows.shape[1]}:" + base64.b64encode(data).decode("ascii")
+
+
+def decode_embeddings(stored: str):
+    """`encode_embeddings`' string -> the (N, D) float32 array of the embeddings, as stored (float16)."""
+    import numpy as np
+
+    tag, dim, data = (stored.split(":", 2) + ["", ""])[:3]
+    try:
+        raw = base64.b64decode(data, validate=True)
+        d = int(dim)
+        if f"{tag}:" != EMBEDDINGS_F16 or d < 1 or len(raw) % (2 * d):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"embeddings: not stored embeddings ({EMBEDDINGS_F16}<D>:<base64>): {stored[:24]!r}") from None
+    return np.frombuffer(raw, dtype="<f2").astype(np.float32).reshape(-1, d)
 
 
 def encode_masks(masks) -> list[str]:

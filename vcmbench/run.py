@@ -43,6 +43,7 @@ from vcmbench.records import Record, RecordStore, RunLock
 from vcmbench.settings import RunSettings
 from vcmbench.timing_pass import write_timing
 from vcmbench.vision.base import SplitDetector
+from vcmbench.vision.trackers import TrackerChoice
 
 log = logging.getLogger("vcmbench.run")
 
@@ -188,6 +189,8 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float, timing_pass: bool) ->
     whole, shard = instantiate_whole(cfg.dataset)
     dataset = select_shard(whole, shard) if shard is not None else whole
     detector: SplitDetector = instantiate(cfg.model)
+    if isinstance(dataset, SequenceDataset) and dataset.tracking:  # the tracker's settings, before any work
+        TrackerChoice.from_settings(settings.tracker_settings).resolve(detector.embeds)
     verdict = DomainCheck()
     jobs = build_jobs(cfg, verdict)
     left_out = verdict.note()

@@ -50,15 +50,34 @@ class BootstrapNode:
 
 
 @dataclass
-class TrackerNode:
-    """The tracker run on each sequence's decoded detections (vcmbench.vision.tracker)."""
+class JDETrackerNode:
+    """JDE's own tracker (vcmbench.vision.jde_tracker.JDETrackerSettings); the reference's defaults."""
 
+    conf_thres: Any = 0.5
+    track_buffer: Any = 30
+    frame_rate: Any = "sequence"  # each sequence's fps, or a number (30: the MPEG platform's)
+    embedding_alpha: Any = 0.9
+    motion_lambda: Any = 0.98
+    embedding_thresh: Any = 0.7
+    iou_thresh: Any = 0.5
+    unconfirmed_thresh: Any = 0.7
+    min_box_area: Any = 200.0
+    max_aspect_ratio: Any = 1.6
+
+
+@dataclass
+class TrackerNode:
+    """The tracker run on each sequence's decoded detections (vcmbench.vision.trackers): `kind`, the
+    ByteTrack-style tracker's settings (vcmbench.vision.tracker) and JDE's under `jde`."""
+
+    kind: Any = "auto"
     high_score: float = 0.7
     low_score: float = 0.1
     new_track_score: float = 0.8
     match_iou: float = 0.2
     max_age: int = 30
     per_class: bool = False
+    jde: JDETrackerNode = field(default_factory=JDETrackerNode)
 
 
 @dataclass

@@ -109,7 +109,8 @@ class RunSettings:
     task_metric: str = "auto"  # the report's task metric: box | mask | keypoints | semseg | auto
     timing: TimingSettings = TimingSettings()  # the timing pass after the sweep (vcmbench.timing_pass)
     repair: bool = False  # drop a damaged records.jsonl's bad lines and redo their work
-    tracker: tuple[tuple[str, object], ...] = ()  # the tracker's settings (vision.tracker), as pairs
+    # the tracker's settings (vision.trackers: kind, ByteTracker's, jde: JDE's), as pairs (jde's too)
+    tracker: tuple[tuple[str, object], ...] = ()
     # the report's intervals (bootstrap.BootstrapSettings): resamples, seed, coverage
     bootstrap: tuple[int, int, float] = (DEFAULT_RESAMPLES, DEFAULT_SEED, DEFAULT_LEVEL)
 
@@ -130,13 +131,18 @@ class RunSettings:
             task_metric=check_task_metric(cfg.get("task_metric", "auto")),
             timing=TimingSettings.from_config(cfg.get("timing")),
             repair=as_bool(sweep.get("repair", False), "sweep.repair"),
-            tracker=tuple(sorted(_plain(cfg.get("tracker")).items())),
+            tracker=_pairs(_plain(cfg.get("tracker"))),
             bootstrap=_bootstrap(cfg.get("bootstrap")),
         )
 
     @property
     def tracker_settings(self) -> dict[str, object]:
-        return dict(self.tracker)
+        return {k: dict(v) if isinstance(v, tuple) else v for k, v in self.tracker}
+
+
+def _pairs(node: dict) -> tuple[tuple[str, object], ...]:
+    """A settings mapping as sorted pairs, a nested mapping (tracker.jde) as pairs too: hashable."""
+    return tuple(sorted((k, _pairs(v) if isinstance(v, dict) else v) for k, v in node.items()))
 
 
 def _plain(node) -> dict:

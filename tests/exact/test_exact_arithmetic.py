@@ -186,3 +186,26 @@ def test_reductions_over_no_rows_give_no_rows():
     with ExactArithmetic():
         out = torch.zeros(0, 81).softmax(dim=-1)
     assert out.shape == (0, 81)
+
+
+def test_euclidean_norm_is_a_fixed_tree_of_squares_and_other_orders_are_refused():
+    """JDE's back L2-normalises its embeddings (`F.normalize`: linalg_vector_norm of order 2): float64 squares
+    (exact for float32 inputs) summed by the fixed tree, one correctly rounded sqrt; the same bits at any thread
+    count, within a float32 rounding of torch's. Detections of no rows give no rows."""
+    emb = torch.randn(37, 512, generator=torch.Generator().manual_seed(3))
+    runs, before = [], torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with ExactArithmetic():
+                runs.append((F.normalize(emb, dim=-1), torch.linalg.vector_norm(emb, dim=(0, 1))))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    assert torch.allclose(runs[0][0], F.normalize(emb, dim=-1), atol=1e-7)
+    reference = math.sqrt(math.fsum(v * v for v in emb.double().flatten().tolist()))
+    assert runs[0][1].item() == pytest.approx(reference, rel=1e-7)
+    with ExactArithmetic():
+        assert F.normalize(torch.zeros(0, 512), dim=-1).shape == (0, 512)
+        with pytest.raises(ConfigError, match="linalg_vector_norm of order 1"):
+            torch.linalg.vector_norm(emb, ord=1)

@@ -255,3 +255,51 @@ def test_tracker_settings_errors():
         TrackerSettings(high_score=0.7, new_track_score=0.6)
     settings = TrackerSettings(max_age=5)
     assert ByteTracker(settings, per_class=True).settings == TrackerSettings(max_age=5, per_class=True)
+
+
+# --------------------------------------------------------------------------- the platform's conventions (motmetrics)
+
+BOX = [0.0, 0.0, 100.0, 100.0]
+
+
+@pytest.mark.timeout(60)
+def test_clear_mot_counts_as_the_platforms_motmetrics_by_hand():
+    """One object over 5 frames, worked with motmetrics' rules (the MPEG platform's MOTA; MOTAccumulator.update):
+    a pair matches at distance 1 - IoU <= 0.5, a still-valid correspondence is carried forward before the
+    Hungarian step, and a switch is a match to another track than the object's last one, however long ago."""
+    gt = [[(7, BOX, PERSON)] for _ in range(5)]
+    tracks = [
+        [[1, *BOX, 1.0, PERSON]],  # t0: track 1, IoU 1: MATCH
+        # t1: track 1 at IoU exactly 0.5 (distance 0.5: still a pair) is carried forward; track 2 (IoU 1) is FP
+        [[1, 0.0, 0.0, 100.0, 50.0, 1.0, PERSON], [2, *BOX, 1.0, PERSON]],
+        [[2, *BOX, 1.0, PERSON]],  # t2: track 1 gone, track 2 matched: SWITCH (1 -> 2)
+        [],  # t3: MISS
+        [[1, *BOX, 1.0, PERSON]],  # t4: track 1 again: SWITCH (2 -> 1), two frames after the last match
+    ]
+    r = evaluate_sequences({"s": (gt, tracks)})["s"]
+    # GT 5, TP 4 (t0, t1, t2, t4), FP 1 (t1), FN 1 (t3), IDSW 2: MOTA = 1 - (1 + 1 + 2) / 5 = 0.2
+    assert (r["gt_dets"], r["tp"], r["fp"], r["fn"], r["id_switches"]) == (5, 4, 1, 1, 2)
+    assert r["mota"] == pytest.approx(20.0)
+    # MOTP: the matches' mean IoU, (1 + 0.5 + 1 + 1) / 4
+    assert r["motp"] == pytest.approx(87.5)
+    just_under = [[[1, 0.0, 0.0, 100.0, 49.99, 1.0, PERSON]]]  # IoU 0.4999: no pair, FP + FN
+    u = evaluate_sequences({"s": (gt[:1], just_under)})["s"]
+    assert (u["tp"], u["fp"], u["fn"]) == (0, 1, 1)
+
+
+@pytest.mark.timeout(60)
+def test_where_trackeval_and_motmetrics_differ_a_pairing_is_kept_one_frame_only():
+    """The one rule TrackEval (used here) and the platform's motmetrics apply differently (metrics.tracking):
+    after a frame where the object is missed while another track exists, motmetrics still carries the object's
+    last pairing (track 1) forward, TrackEval matches the better-overlapping track 2 and counts a switch."""
+    gt = [[(7, BOX, PERSON)] for _ in range(3)]
+    tracks = [
+        [[1, *BOX, 1.0, PERSON]],
+        [[9, 500.0, 500.0, 50.0, 50.0, 1.0, PERSON]],  # the object missed; a track elsewhere (FP)
+        [[1, 0.0, 0.0, 100.0, 60.0, 1.0, PERSON], [2, *BOX, 1.0, PERSON]],  # IoU 0.6 and 1
+    ]
+    r = evaluate_sequences({"s": (gt, tracks)})["s"]
+    # TrackEval: TP 2, FP 2, FN 1, IDSW 1: MOTA = 1 - 4 / 3. motmetrics: track 1 carried forward (MATCH),
+    # IDSW 0: MOTA = 1 - 3 / 3 = 0
+    assert (r["tp"], r["fp"], r["fn"], r["id_switches"]) == (2, 2, 1, 1)
+    assert r["mota"] == pytest.approx(-100 / 3)

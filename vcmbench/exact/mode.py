@@ -257,6 +257,15 @@ def _prod(a):
     return fn.tree_reduce64(x, dims, bool(a.get("keepdim") or False), product=True).to(a.get("dtype") or x.dtype)
 
 
+def _vector_norm(a):
+    """The Euclidean norm (`F.normalize`'s): squares summed in float64 by the fixed tree, one sqrt."""
+    x, order = a["self"], a["ord"]
+    if order != 2:
+        raise _refusal(f"aten.linalg_vector_norm of order {order}")
+    squares = fn.tree_sum64(x.to(torch.float64) ** 2, fn.reduced_dims(x, a.get("dim")), bool(a.get("keepdim")))
+    return torch.sqrt(squares).to(a.get("dtype") or x.dtype)
+
+
 def _grid_sample(a):
     if a["interpolation_mode"] != 0 or a["padding_mode"] != 0 or a["input"].dim() != 4:
         raise _refusal("grid_sample other than 2-d bilinear with zero padding")
@@ -352,6 +361,7 @@ _REPLACE: dict[str, Callable[[dict], object]] = {
     "aten.argsort": lambda a: torch.sort(a["self"], dim=a["dim"], descending=a["descending"], stable=True).indices,
     "aten.sort": lambda a: torch.sort(a["self"], dim=a["dim"], descending=a["descending"], stable=True),
     "aten.pow": _pow,
+    "aten.linalg_vector_norm": _vector_norm,
     "aten.prod": _prod,
     "aten.rsqrt": lambda a: 1.0 / torch.sqrt(a["self"]),
     "aten.square": lambda a: a["self"] * a["self"],

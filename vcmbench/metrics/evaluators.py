@@ -77,6 +77,11 @@ class ItemRecord(Protocol):
 
     def semantic_maps(self) -> list: ...
 
+    @property
+    def has_embeddings(self) -> bool: ...
+
+    def embedding_arrays(self) -> list: ...
+
 
 @dataclass(frozen=True)
 class ItemSet:
@@ -88,7 +93,8 @@ class ItemSet:
     #: the set the items are sequences of (None for images): its sequences and, for a tracking set,
     #: their ground-truth tracks
     sequences: SequenceDataset | None = None
-    tracker: Mapping[str, Any] | None = None  # ByteTracker settings (vision.tracker) for tracking sets
+    #: the `tracker:` settings for tracking sets (vision.trackers.TrackerChoice: kind, ByteTracker's, jde)
+    tracker: Mapping[str, Any] | None = None
 
 
 #: (items, their records, the records' detections as COCO results, a memo) -> {column: value};

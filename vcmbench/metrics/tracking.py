@@ -27,6 +27,21 @@ jointly with TrackEval's ``combine_sequences`` (counts summed, then the ratios c
 MOTA combined = 1 - sum(FN + FP + IDSW) / sum(GT), not a mean of per-sequence MOTAs): that is how
 the tracking conditions report one figure per class of sequences.
 
+**MOTA as the MPEG FCM platform computes it.** The platform (CompressAI-Vision's ``MOT_JDE_Eval`` and
+``scripts/metrics/compute_per_class_mota.py``) scores with py-motmetrics: ``motmetrics.utils.CLEAR_MOT_M``
+for TVD, ``compare_to_groundtruth`` for HiEve, an IoU distance capped at 0.5, and one figure per class
+from ``compute_many(..., generate_overall=True)`` (counts summed, then MOTA). Both libraries implement
+the CLEAR MOT protocol of the MOT challenge (Bernardin and Stiefelhagen 2008; MOT16):
+MOTA = 1 - (FN + FP + IDSW) / GT; a pair matches at IoU >= 0.5 (0.5 itself included); a correspondence
+still overlapping enough is kept, the other pairs are matched by the Hungarian algorithm; a switch is
+an object matched to another track than at its last match, however many frames ago. They count alike
+(tests/metrics/test_tracking.py works one case by hand with those rules) but for one rule: motmetrics
+carries a pairing forward from the object's *last match*, TrackEval only from the *previous frame*
+(or the last frame with any track). So an object missed for a frame while other tracks exist, back
+under its old track and also overlapped better by another one, is a switch here and a match on the
+platform (pinned by a test): MOTA can differ in such frames. The ground-truth rows are the
+platform's (`datasets.fcm_tracking`); the tracks those of JDE's tracker for JDE (`vision.trackers`).
+
 TrackEval is imported when a metric is computed, so importing this module is cheap and works
 without it; a missing TrackEval is a `MissingDependencyError` naming the pip command.
 """

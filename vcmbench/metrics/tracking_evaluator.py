@@ -1,6 +1,8 @@
 """Multi-object tracking, registered: MOTA, IDF1, HOTA and identity switches (TrackEval, in
 `metrics.tracking`) of the tracker run on each sequence's decoded detections, for sets whose
-annotations carry track ids.
+annotations carry track ids. Which tracker: `tracker.kind` (`vision.trackers`: JDE's own on records
+with appearance embeddings, the ByteTrack-style one on boxes alone), decided over the run's records
+when the points are built (`ItemSet.tracker["kind"]`); left at auto, over the records scored here.
 
 MOTA is the rate-distortion metric of a tracking set (its headline outranks the box AP, which the
 sequence tables keep in `ap`), as the MPEG tracking conditions report it. Over several sequences
@@ -27,21 +29,23 @@ def tracking_scores(
 ) -> Mapping[str, float]:
     """The combined tracking figures of the records' sequences. Each sequence is tracked once per
     (codec, rate) group (`memo`), though it is scored alone and again in its class."""
-    from vcmbench.vision.tracker import track_sequence  # the registry's lookups stay free of torch
+    from vcmbench.vision.trackers import TrackerChoice  # the registry's lookups stay free of torch
 
     dataset = items.sequences
     assert dataset is not None  # tracks_identities
     by_id = {s.sequence_id: s for s in dataset.sequences}
+    choice = TrackerChoice.from_settings(items.tracker)
+    # decided over the whole run (points.py): a group whose every item failed has no embeddings, yet is
+    # tracked like the others (its empty frames give no tracks)
+    kind = choice.kind if choice.kind != "auto" else choice.resolve(any(r.has_embeddings for r in records))
     pairs = {}
     for r in records:
         seq = by_id[r.item_id]
-        key = ("tracks", seq.sequence_id)
+        key = ("tracks", kind, seq.sequence_id)
         if key not in memo:
             truth = dataset.ground_truth_tracks[seq.sequence_id]
-            memo[key] = (
-                [truth[f] for f in seq.frame_ids],
-                track_sequence([f.detections for f in r.frame_results()], **(items.tracker or {})),
-            )
+            frames = [(f.detections, e) for f, e in zip(r.frame_results(), r.embedding_arrays())]
+            memo[key] = ([truth[f] for f in seq.frame_ids], choice.track(frames, seq.fps, kind))
         pairs[seq.name] = memo[key]
     combined = evaluate_sequences(pairs)[COMBINED]
     return {k: combined[k] for k in COLUMNS}

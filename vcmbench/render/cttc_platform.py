@@ -31,10 +31,11 @@ sequences sorted by name and classes in the run's order.
 
 What still differs from the platform's script (31165da), and why:
 
-* Numbers are vcmbench's measurements: its evaluation (pycocotools AP; MOTA of its own tracker, not
-  JDE) and its times (seconds per frame times frames, so their last digits differ from the
-  platform's accumulated sums). The layout is the platform's; the values agree as far as the
-  measurements do.
+* Numbers are vcmbench's measurements: its evaluation (pycocotools AP; MOTA by TrackEval, not
+  motmetrics, of the tracker the run's `tracker` column names: JDE's own for JDE, as on the platform,
+  else vcmbench's ByteTrack-style one) and its times (seconds per frame times frames, so their last
+  digits differ from the platform's accumulated sums). The layout is the platform's; the values agree
+  as far as the measurements do.
 * No `encode_<module>` / `decode_<module>` columns (the platform adds them when its codec reports
   per-module times) and no `inv_mse` (when its pipeline computes a feature MSE): vcmbench measures
   neither. Codecs that code the image (the platform's remote-inference pipeline, whose summaries have

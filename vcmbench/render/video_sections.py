@@ -26,6 +26,13 @@ from vcmbench.timing_table import describe, read_timing
 #: the columns of the per-class and per-sequence rate-point tables, where the run has them
 SHOWN = ["codec", "rate", "kbps", "map", "ap", "ap50", "mota", "idf1", "hota", "miou", "n_failed", "enc_s", "dec_s"]
 OPTIONAL = ("ap", "ap50", "mota", "idf1", "hota", "miou")  # shown where the run has them
+#: a tracking set's `tracker` column (vision.trackers) in the section's words
+TRACKERS = {
+    "jde": "JDE's own tracker on the decoded detections and their appearance embeddings (embedding "
+    "association gated by motion, then IoU, Kalman filter), as the MPEG FCM tracking conditions run it",
+    "bytetrack": "vcmbench's ByteTrack-style tracker on the decoded boxes alone (not JDE's: its MOTA is not a "
+    "CTTC report's)",
+}
 
 
 @dataclass
@@ -61,7 +68,7 @@ class VideoSection:
             f"{class_rule(self.metric)}. BD-rates in kbps vs "
             f"**{codec_title(self.classes, self.anchor)}** ({self.method}{self._rule}); negative = fewer bits for the same "
             "accuracy. The MPEG template's tables: `vcmbench export --format cttc RUN`."
-        )
+        ) + self._tracked
         answer = [_bd_block(f"BD-rate per class{self._rule}", self.by_class())]
         # e.g. MOTA of a tracking set: the detections' AP is steadier (a set scored by mIoU alone has none)
         if not scores_boxes(self.metric) and _has_values(self.classes, "ap"):
@@ -91,6 +98,15 @@ class VideoSection:
         head = f"{self.title}: BD-rate per class vs {codec_title(self.classes, self.anchor)}{self._rule}"
         table = text_table(by_class, figure_align(by_class)) if len(by_class) else "  (no other codec)"
         return [head, table] + [f"  note: {n}" for n in self.notes]
+
+    @property
+    def _tracked(self) -> str:
+        """Which tracker made the tracks scored (a tracking set's `tracker` column), as a sentence."""
+        kinds = list(dict.fromkeys(self.classes["tracker"].dropna())) if "tracker" in self.classes else []
+        if not kinds:
+            return ""
+        said = ", ".join(TRACKERS.get(str(k), f"`{k}`") for k in kinds)
+        return f" Tracks: {said} (`tracker.kind`; another tracker re-scores the run without recoding)."
 
     @property
     def _rule(self) -> str:

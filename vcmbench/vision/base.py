@@ -22,6 +22,9 @@ class SplitDetector(ABC):
     name: str = "detector"
     #: label index (model output) -> dataset category id; None means identity.
     category_ids: list[int] | None = None
+    #: whether `back` gives each detection an appearance embedding (`Detections.embeddings`: a
+    #: re-identifying network's, JDE's), which JDE's tracker needs (vision.trackers)
+    embeds: bool = False
 
     @abstractmethod
     def front(self, image: Tensor) -> FrontOutput:

@@ -121,6 +121,7 @@ class JDESplit(SplitDetector):
     """
 
     category_ids = [PERSON_CATEGORY_ID]  # label 0 -> COCO person
+    embeds = True  # its detections carry the embedding branch's vectors (JDE's tracker runs on them)
 
     def __init__(
         self,

@@ -61,13 +61,12 @@ counter per tracker (JDE's is global to the process), and the rows are returned 
 are float64 throughout (JDE keeps the embeddings' moving average in float32): only a cost within
 rounding of a threshold could match differently.
 
-**Wiring (not done yet)**: a JDE network's back yields, with each frame's boxes and scores, an
-``embeddings`` ``(N, D)`` tensor, one row per detection. The run is meant to pick the tracker from the
-network: ``tracker.kind: jde`` for such networks (``tracker.kind: byte`` stays the default for
-detectors without embeddings), and hand each sequence's ``(detection rows, embeddings)`` frames to
-`jde_track_sequence` in place of `vision.tracker.track_sequence`; its rows have the same layout, so
-`vcmbench.metrics.tracking` scores them unchanged. The ``tracker.*`` keys then are
-`JDETrackerSettings` fields, ``frame_rate`` set from the sequence's fps.
+**In a run** (`vision.trackers`): a JDE network's back yields an ``embeddings`` ``(N, D)`` tensor with
+each frame's boxes, the records keep it (`records.encode_embeddings`), and ``tracker.kind: auto`` (or
+``jde``) hands each sequence's ``(detection rows, embeddings)`` frames to `jde_track_sequence` in place of
+`vision.tracker.track_sequence` when the points are built; its rows have the same layout, so
+`vcmbench.metrics.tracking` scores them unchanged. The ``tracker.jde.*`` keys are `JDETrackerSettings`
+fields, ``frame_rate`` the sequence's fps unless set.
 """
 
 from __future__ import annotations
@@ -129,13 +128,13 @@ class JDETrackerSettings:
             value = getattr(self, f.name)
             if f.name == "track_buffer":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ConfigError(f"tracker.track_buffer={value!r}: not an integer >= 0; use e.g. 30")
+                    raise ConfigError(f"tracker.jde.track_buffer={value!r}: not an integer >= 0; use e.g. 30")
                 continue
             finite = f.name != "max_aspect_ratio"
             if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-                raise ConfigError(f"tracker.{f.name}={value!r}: not a number; use a number")
+                raise ConfigError(f"tracker.jde.{f.name}={value!r}: not a number; use a number")
             if finite and not math.isfinite(value):
-                raise ConfigError(f"tracker.{f.name}={value!r}: not finite; use a finite number")
+                raise ConfigError(f"tracker.jde.{f.name}={value!r}: not finite; use a finite number")
         ranges = {
             "conf_thres": (0.0, 1.0, "a score in [0, 1)"),
             "embedding_alpha": (0.0, 1.0, "a weight in [0, 1]"),
@@ -144,12 +143,12 @@ class JDETrackerSettings:
         for name, (lo, hi, what) in ranges.items():
             value = getattr(self, name)
             if not lo <= value <= hi or (name == "conf_thres" and value == hi):
-                raise ConfigError(f"tracker.{name}={value!r}: out of range; use {what}")
+                raise ConfigError(f"tracker.jde.{name}={value!r}: out of range; use {what}")
         for name in ("frame_rate", "embedding_thresh", "iou_thresh", "unconfirmed_thresh", "max_aspect_ratio"):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"tracker.{name}={getattr(self, name)!r}: not positive; use a number > 0")
+                raise ConfigError(f"tracker.jde.{name}={getattr(self, name)!r}: not positive; use a number > 0")
         if self.min_box_area < 0:
-            raise ConfigError(f"tracker.min_box_area={self.min_box_area!r}: negative; use an area >= 0 (0: no filter)")
+            raise ConfigError(f"tracker.jde.min_box_area={self.min_box_area!r}: negative; use an area >= 0 (0: off)")
 
     @property
     def max_time_lost(self) -> int:
@@ -294,7 +293,7 @@ class JDETracker:
         unknown = sorted(set(overrides) - set(SETTING_NAMES))
         if unknown:
             raise ConfigError(
-                f"{', '.join('tracker.' + k for k in unknown)}: not a JDE tracker setting; "
+                f"{', '.join('tracker.jde.' + k for k in unknown)}: not a JDE tracker setting; "
                 f"valid keys: {', '.join(SETTING_NAMES)}"
             )
         self.settings = dataclasses.replace(settings, **overrides)  # re-checks the values
