@@ -55,7 +55,7 @@ class JDETrackerNode:
 
     conf_thres: Any = 0.5
     track_buffer: Any = 30
-    frame_rate: Any = "sequence"  # each sequence's fps, or a number (30: the MPEG platform's)
+    frame_rate: Any = 30  # the MPEG platform's, for every sequence; "sequence": each sequence's fps
     embedding_alpha: Any = 0.9
     motion_lambda: Any = 0.98
     embedding_thresh: Any = 0.7

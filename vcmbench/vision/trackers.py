@@ -10,11 +10,11 @@ Two trackers:
   JDE with: appearance embeddings first, then IoU, with JDE's Kalman filter and track life cycle. It
   needs the detections' embeddings, which the records carry for a re-identifying network (JDE:
   `model=jde_1088x608`; `records.encode_embeddings`). Its settings are ``tracker.jde.*``
-  (`JDETrackerSettings`); ``tracker.jde.frame_rate: sequence`` (the default) takes each sequence's
-  fps, as JDE's ``track.py`` takes seqinfo.ini's frameRate, and sets how many frames a lost track is
-  kept (``track_buffer`` frames at 30 fps, one second at any rate). The MPEG platform's JDE wrapper
-  (CompressAI-Vision ``model_wrappers/jde.py``) leaves its ``frame_rate`` at 30 for every sequence:
-  ``tracker.jde.frame_rate=30`` gives its numbers on TVD (50 fps; HiEve is 30 fps, where both agree).
+  (`JDETrackerSettings`); ``tracker.jde.frame_rate`` sets how many frames a lost track is kept
+  (``track_buffer`` frames at 30 fps). The default, 30 for every sequence, is the MPEG platform's
+  (CompressAI-Vision ``model_wrappers/jde.py`` never passes another), so CTTC reports' TVD numbers
+  (50 fps) are reproduced; ``tracker.jde.frame_rate=sequence`` takes each sequence's fps, as JDE's
+  own ``track.py`` takes seqinfo.ini's frameRate (HiEve is 30 fps, where both agree).
 - ``auto`` (the default): ``jde`` when the run's records carry embeddings, else ``bytetrack``.
 
 The kind is decided once over all the run's records (`TrackerChoice.resolve`), so a sequence whose
