@@ -307,7 +307,11 @@ def test_a_semseg_run_s_report_leads_with_miou_and_keeps_the_boxes(tmp_path):
     pts.to_csv(table, index=False)
     write_report([table], tmp_path / "report", bootstrap=None)
     md = (tmp_path / "report" / "report.md").read_text()
-    section = md[md.index("## synthetic_val / ci_frcnn (semantic segmentation)") : md.index("## synthetic_val / ci_frcnn (boxes)")]
+    section = md[
+        md.index("## synthetic_val / ci_frcnn (semantic segmentation)") : md.index(
+            "## synthetic_val / ci_frcnn (boxes)"
+        )
+    ]
     assert "semantic segmentation (mIoU), the task metric" in section and "mIoU in percent" in section
     assert "| mIoU (%) |" in section and "AP50" not in section.split("Rate points")[1].split("\n\n")[1]
     assert (tmp_path / "report" / "figures" / "synthetic_val__ci_frcnn__semseg-rd.png").is_file()
