@@ -83,6 +83,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from vcmbench.errors import ConfigError, ShapeError
+from vcmbench.vision.tracker import merged_settings
 
 __all__ = ["CHI2INV95_4DOF", "JDEKalmanFilter", "JDETrackerSettings", "JDETracker", "jde_track_sequence", "pixel_iou"]
 
@@ -156,7 +157,6 @@ class JDETrackerSettings:
         return int(self.frame_rate / 30.0 * self.track_buffer)
 
 
-SETTING_NAMES = tuple(f.name for f in dataclasses.fields(JDETrackerSettings))
 
 
 class JDEKalmanFilter:
@@ -283,20 +283,7 @@ class JDETracker:
     """
 
     def __init__(self, settings: JDETrackerSettings | None = None, **overrides: Any) -> None:
-        if settings is None:
-            settings = JDETrackerSettings()
-        elif not isinstance(settings, JDETrackerSettings):
-            raise ConfigError(
-                f"tracker settings: a {type(settings).__name__}, not a JDETrackerSettings; "
-                "pass JDETrackerSettings(...) or keyword settings"
-            )
-        unknown = sorted(set(overrides) - set(SETTING_NAMES))
-        if unknown:
-            raise ConfigError(
-                f"{', '.join('tracker.jde.' + k for k in unknown)}: not a JDE tracker setting; "
-                f"valid keys: {', '.join(SETTING_NAMES)}"
-            )
-        self.settings = dataclasses.replace(settings, **overrides)  # re-checks the values
+        self.settings = merged_settings(JDETrackerSettings, settings, overrides, "tracker.jde", "JDE tracker")
         self.kalman = JDEKalmanFilter()
         self._tracked: list[_Track] = []  # confirmed and unconfirmed tracks, state tracked
         self._lost: list[_Track] = []

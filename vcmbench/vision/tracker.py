@@ -128,7 +128,26 @@ class TrackerSettings:
             raise ConfigError(f"tracker.per_class={self.per_class!r}: not a boolean; use true or false")
 
 
-SETTING_NAMES = tuple(f.name for f in dataclasses.fields(TrackerSettings))
+
+
+def merged_settings(kind: type, settings: object, overrides: dict, prefix: str, noun: str):
+    """A tracker's settings: `settings` (a `kind` dataclass, or None for its defaults) with keyword
+    `overrides`, each checked (an unknown key or a settings object of another kind is a ConfigError
+    naming `prefix.KEY`; the dataclass re-checks the values)."""
+    names = [f.name for f in dataclasses.fields(kind)]
+    if settings is None:
+        settings = kind()
+    elif not isinstance(settings, kind):
+        raise ConfigError(
+            f"tracker settings: a {type(settings).__name__}, not a {kind.__name__}; "
+            f"pass {kind.__name__}(...) or keyword settings"
+        )
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{', '.join(f'{prefix}.{k}' for k in unknown)}: not a {noun} setting; valid keys: {', '.join(names)}"
+        )
+    return dataclasses.replace(settings, **overrides)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -210,20 +229,7 @@ class ByteTracker:
     """
 
     def __init__(self, settings: TrackerSettings | None = None, **overrides: object) -> None:
-        if settings is None:
-            settings = TrackerSettings()
-        elif not isinstance(settings, TrackerSettings):
-            raise ConfigError(
-                f"tracker settings: a {type(settings).__name__}, not a TrackerSettings; "
-                "pass TrackerSettings(...) or keyword settings"
-            )
-        unknown = sorted(set(overrides) - set(SETTING_NAMES))
-        if unknown:
-            raise ConfigError(
-                f"{', '.join('tracker.' + k for k in unknown)}: not a tracker setting; "
-                f"valid keys: {', '.join(SETTING_NAMES)}"
-            )
-        self.settings = dataclasses.replace(settings, **overrides)  # re-checks the values
+        self.settings = merged_settings(TrackerSettings, settings, overrides, "tracker", "tracker")
         self._tracks: list[_Track] = []
         self._frame = 0
         self._next_id = 1
