@@ -157,8 +157,6 @@ class JDETrackerSettings:
         return int(self.frame_rate / 30.0 * self.track_buffer)
 
 
-
-
 class JDEKalmanFilter:
     """JDE's (DeepSORT's) constant-velocity Kalman filter on ``(cx, cy, a, h, vcx, vcy, va, vh)``.
 

@@ -128,8 +128,6 @@ class TrackerSettings:
             raise ConfigError(f"tracker.per_class={self.per_class!r}: not a boolean; use true or false")
 
 
-
-
 def merged_settings(kind: type, settings: object, overrides: dict, prefix: str, noun: str):
     """A tracker's settings: `settings` (a `kind` dataclass, or None for its defaults) with keyword
     `overrides`, each checked (an unknown key or a settings object of another kind is a ConfigError
