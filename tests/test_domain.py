@@ -77,6 +77,20 @@ def test_the_default_selection_leaves_the_trained_codecs_out_and_says_so():
     assert own.left_out == [] and own.foreign == set()
 
 
+@pytest.mark.timeout(120)
+def test_sweep_workers_build_the_codecs_the_sweep_kept_not_the_ones_it_left_out():
+    """A default selection on another network, coded by worker processes: each worker's config names
+    only the kept codecs, in the jobs' order, so it builds them (it used to rebuild the whole
+    selection as named and refuse the left-out codecs, killing the sweep)."""
+    from vcmbench.run import worker_config
+
+    cfg = compose_config("config", [*OTHER, *QUIET])
+    kept = [j.codec.name for j in build_jobs(cfg, DomainCheck([], set()))]
+    worker = worker_config(cfg, kept)
+    assert list(worker.codec) == kept
+    assert [j.codec.name for j in build_jobs(worker, DomainCheck([], set()))] == kept
+
+
 @pytest.mark.timeout(300)
 def test_allow_foreign_codes_anyway_and_marks_the_rows(tmp_path):
     from vcmbench.render.report import write_report

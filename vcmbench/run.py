@@ -115,11 +115,23 @@ def _worker_code(image: ImageRecord, todo: list[tuple[int, int]]) -> tuple[int, 
     return sent, None
 
 
+def worker_config(cfg: DictConfig, kept: list[str]) -> DictConfig:
+    """The config a sweep worker builds its codecs from: the codecs this process selected and kept
+    (`kept`, the jobs' names in order), named. Workers are not under Hydra, so for `codec: null` they
+    would list only the packaged codecs (a user's --config-dir ones lost), and they would take every
+    one of a default selection as named, refusing the codecs this process left out for another network."""
+    selected = selected_codec_configs(cfg)
+    out = cfg.copy()
+    OmegaConf.update(out, "codec", {name: selected[name] for name in kept}, merge=False, force_add=True)
+    return out
+
+
 def _code_in_workers(
     cfg: DictConfig,
     work: list[tuple[ImageRecord, list[tuple[int, int]]]],
     settings: RunSettings,
     save: Callable[[Record], None],
+    kept: list[str],
 ) -> None:
     """A pool of worker processes, fed image by image; this process is the only writer.
 
@@ -127,10 +139,7 @@ def _code_in_workers(
     keep N images in flight. Every record that reached this process is saved before the
     first error is raised: a failing image costs no finished work.
     """
-    # The codecs as this process selected them (a user's --config-dir codecs included): workers
-    # are not under Hydra and would list only the packaged ones for `codec: null`.
-    cfg = cfg.copy()
-    OmegaConf.update(cfg, "codec", selected_codec_configs(cfg), merge=False, force_add=True)
+    cfg = worker_config(cfg, kept)
     ctx = mp.get_context("spawn")  # no fork after torch has started its thread pools
     queue = ctx.Queue()
     error: BaseException | None = None
@@ -235,7 +244,7 @@ def _sweep(cfg: DictConfig, run_dir: Path, started: float, timing_pass: bool) ->
     coder = ItemCoder(cfg, jobs, whole, detector)
     try:
         if settings.workers > 1 and len(work) > 1:
-            _code_in_workers(cfg, work, settings, save)
+            _code_in_workers(cfg, work, settings, save, [job.codec.name for job in jobs])
         elif work:
             with determinism.arithmetic(settings.determinism):
                 for image, todo in work:
