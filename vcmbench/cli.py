@@ -156,6 +156,7 @@ def _hydra_task(module: str, func: str, config_name: str) -> Callable[[list[str]
 COMMANDS = {
     "run": lambda argv: _hydra_app(_run, "config", argv, _check_run),
     "train-detector": _hydra_task("vcmbench.train.detector", "train_detector", "train_detector"),
+    "train-jde": _hydra_task("vcmbench.train.jde", "train_jde", "train_jde"),
     "train": _hydra_task("vcmbench.train.feature_codec", "train_feature_codec", "train"),
     "train-predictor": _lazy("vcmbench.train.predictor", "main"),
     "report": _report,
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             f"usage: vcmbench {{{'|'.join(COMMANDS)}}} [args]\n"
             "  run      sweep codecs x rate points (Hydra overrides follow; -m for multirun)\n"
             "  train-detector  train the offline CI detector ci_frcnn on synthetic scenes\n"
+            "  train-jde  train the offline CI JDE ci_jde (tracking) on synthetic videos\n"
             "  train    train a learned or hybrid feature codec (codec=learned_interleaved|learned_cascade|hybrid_vvc)\n"
             "  train-predictor  train the joint codec's feature -> image predictor (residual mode)\n"
             "  report   tables, BD-rate and RD plots of one or more runs (md, html, png, svg)\n"
