@@ -83,6 +83,7 @@ def score_tracking(split, dataset) -> dict:
     from vcmbench.vision.tracker import track_sequence
 
     byte_settings = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml").tracker, resolve=True)
+    byte_settings = {k: v for k, v in byte_settings.items() if k not in ("kind", "jde")}  # ByteTrack's own keys
     truth = dataset.ground_truth_tracks
     jde_pairs, byte_pairs, classes = {}, {}, {}
     for seq in dataset.sequences:

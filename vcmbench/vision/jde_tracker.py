@@ -157,6 +157,10 @@ class JDETrackerSettings:
         return int(self.frame_rate / 30.0 * self.track_buffer)
 
 
+SETTING_NAMES = tuple(f.name for f in dataclasses.fields(JDETrackerSettings))
+"""The JDE tracker's setting names, for messages that list them."""
+
+
 class JDEKalmanFilter:
     """JDE's (DeepSORT's) constant-velocity Kalman filter on ``(cx, cy, a, h, vcx, vcy, va, vh)``.
 
