@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vcmbench.errors import ConfigError
-from vcmbench.train.loop import Schedule, config_key, finish, run_loop
+from vcmbench.train.loop import Schedule, config_key, decay_optimizer, finish, run_loop, training_arithmetic
 
 
 def _targets(anns, size: tuple[int, int], masks: bool = False, keypoints: bool = False) -> dict[str, torch.Tensor]:
@@ -85,17 +85,7 @@ def train_batch(
 
 
 def _optimizer(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
-    opt = cfg.optimizer
-    decay, no_decay = [], []
-    for _name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": float(opt.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
-    if opt.name == "adamw":
-        return torch.optim.AdamW(groups, lr=float(opt.lr), betas=(0.9, 0.999))
-    if opt.name == "sgd":
-        return torch.optim.SGD(groups, lr=float(opt.lr), momentum=float(opt.momentum))
-    raise ConfigError(f"optimizer.name={opt.name!r}: choose 'adamw' or 'sgd'")
+    return decay_optimizer((p for p in model.parameters() if p.requires_grad), cfg.optimizer)
 
 
 @torch.inference_mode()
@@ -185,16 +175,8 @@ def train_detector(cfg: DictConfig, out_dir: str) -> dict:
     The returned dict also holds ``losses`` (every step's total loss), which the json does not.
     torch's thread count and deterministic-algorithms flag are restored afterwards.
     """
-    threads = torch.get_num_threads()
-    det, det_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    try:
-        if cfg.threads:
-            torch.set_num_threads(int(cfg.threads))
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    with training_arithmetic(cfg.threads):
         return _train(cfg, out_dir)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det, warn_only=det_warn)
 
 
 def _start_from(model: torch.nn.Module, cfg: DictConfig) -> dict | None:

@@ -49,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from vcmbench.errors import ConfigError
-from vcmbench.train.loop import Schedule, config_key, finish, run_loop
+from vcmbench.train.loop import Schedule, config_key, decay_optimizer, finish, run_loop, training_arithmetic
 
 NAME_KEYS = ("_target_", "name", "weights", "seed", "split", "conf_thres", "nms_thres", "tracker", "width", "height")
 RUN_ONLY = ("resume", "progress", "copy_to", "threads", "val", "log_every", "checkpoint_every", "results_dir")
@@ -122,29 +122,14 @@ class TrainVideos:
 
 
 def _optimizer(params: list[tuple[str, torch.nn.Parameter]], opt) -> torch.optim.Optimizer:
-    decay = [p for _, p in params if p.ndim > 1]
-    no_decay = [p for _, p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": float(opt.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
-    if opt.name == "adamw":
-        return torch.optim.AdamW(groups, lr=float(opt.lr), betas=(0.9, 0.999))
-    if opt.name == "sgd":
-        return torch.optim.SGD(groups, lr=float(opt.lr), momentum=float(opt.momentum))
-    raise ConfigError(f"optimizer.name={opt.name!r}: choose 'adamw' or 'sgd'")
+    return decay_optimizer((p for _, p in params), opt)
 
 
 def train_jde(cfg: DictConfig, out_dir: str) -> dict:
     """Train, store fp16 weights + json in `out_dir`, score on the held-out videos; returns the json
     dict plus ``losses`` (every step's total loss). torch's threads and determinism flag are restored."""
-    threads = torch.get_num_threads()
-    det, det_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    try:
-        if cfg.threads:
-            torch.set_num_threads(int(cfg.threads))
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    with training_arithmetic(cfg.threads):
         return _train(cfg, out_dir)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det, warn_only=det_warn)
 
 
 def _train(cfg: DictConfig, out_dir: str) -> dict:

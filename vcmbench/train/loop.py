@@ -16,12 +16,13 @@ a resume exact, and its schedule. The loop does the rest the same way for all of
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,3 +227,36 @@ def finish(out: Path, info: dict, info_name: str, outputs: Sequence[Path], copy_
             shutil.copyfile(path, dest / Path(path).name)
         info["copied_to"] = str(dest)
     return info
+
+
+@contextlib.contextmanager
+def training_arithmetic(threads: int | None) -> Iterator[None]:
+    """A training's torch settings: `threads` intra-op threads (None/0: as they are) and deterministic
+    algorithms (warn only); both restored afterwards, so a training inside tests or a notebook leaves
+    the process as it found it."""
+    before = torch.get_num_threads()
+    det, det_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        if threads:
+            torch.set_num_threads(int(threads))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+    finally:
+        torch.set_num_threads(before)
+        torch.use_deterministic_algorithms(det, warn_only=det_warn)
+
+
+def decay_optimizer(params: Iterable[torch.nn.Parameter], opt) -> torch.optim.Optimizer:
+    """AdamW or SGD (`opt.name`) with weight decay on the weights of more than one dimension and
+    none on biases and norms; a ConfigError naming optimizer.name for another optimizer."""
+    from vcmbench.errors import ConfigError
+
+    params = list(params)
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": float(opt.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
+    if opt.name == "adamw":
+        return torch.optim.AdamW(groups, lr=float(opt.lr), betas=(0.9, 0.999))
+    if opt.name == "sgd":
+        return torch.optim.SGD(groups, lr=float(opt.lr), momentum=float(opt.momentum))
+    raise ConfigError(f"optimizer.name={opt.name!r}: choose 'adamw' or 'sgd'")
