@@ -54,7 +54,7 @@ from torch import Tensor, nn
 from vcmbench.errors import CheckpointError, ConfigError
 from vcmbench.paths import is_none, resolve_data_path
 from vcmbench.vision.jde import JDESplit
-from vcmbench.vision.jde_cfg import PRED_PER_ANCHOR, Conv, Layer, Route, Shortcut, Upsample, Yolo
+from vcmbench.vision.jde_cfg import Conv, Layer, Route, Shortcut, Upsample, Yolo, head_layers
 from vcmbench.vision.jde_net import IMAGE, JDENetwork, calibrate_random_batch_norm
 from vcmbench.vision.jde_tracker import JDETrackerSettings
 
@@ -77,23 +77,6 @@ ANCHORS: tuple[tuple[float, float], ...] = (
 )  # fmt: skip
 SIZE = 256  # letterbox width and height: the synthetic videos' frame size
 SPLIT_NAMES = ("tvd", "hieve")
-
-
-def _head(width: int, anchor_ids: tuple[int, ...], embedding_dim: int) -> list[Layer]:
-    """One scale's head, JDE's layout (`jde_cfg._head`) at `width` and `embedding_dim`."""
-    return [
-        Conv(width, 1),
-        Conv(2 * width, 3),
-        Conv(width, 1),
-        Conv(2 * width, 3),
-        Conv(width, 1),
-        Conv(2 * width, 3),
-        Conv(len(anchor_ids) * PRED_PER_ANCHOR, 1, batch_norm=False, leaky=False),
-        Route((-3,)),
-        Conv(embedding_dim, 3, batch_norm=False, leaky=False),
-        Route((-3, -1)),
-        Yolo(anchor_ids),
-    ]
 
 
 def ci_jde_layers(
@@ -127,11 +110,11 @@ def ci_jde_layers(
     a = int(anchors_per_scale)
     ids = [tuple(range(k * a, (k + 1) * a)) for k in range(3)]  # anchors finest scale first
     head_starts = [len(layers)]
-    layers += _head(int(head_widths[0]), ids[2], int(embedding_dim))
+    layers += head_layers(int(head_widths[0]), ids[2], int(embedding_dim))
     for width, body_layer, anchor_ids in ((head_widths[1], routes[1], ids[1]), (head_widths[2], routes[0], ids[0])):
         layers += [Route((-7,)), Conv(int(width), 1), Upsample(2), Route((-1, body_layer))]
         head_starts.append(len(layers))
-        layers += _head(int(width), anchor_ids, int(embedding_dim))
+        layers += head_layers(int(width), anchor_ids, int(embedding_dim))
     presets = {"tvd": tuple(routes), "hieve": tuple(reversed(head_starts))}
     return tuple(layers), presets
 

@@ -43,6 +43,7 @@ __all__ = [
     "JDE_LAYERS",
     "layer_inputs",
     "layer_shapes",
+    "head_layers",
 ]
 
 
@@ -120,10 +121,11 @@ def _darknet53() -> list[Layer]:
     return layers
 
 
-def _head(width: int, anchor_ids: tuple[int, ...]) -> list[Layer]:
+def head_layers(width: int, anchor_ids: tuple[int, ...], embedding_dim: int = EMBEDDING_DIM) -> list[Layer]:
     """One scale's 11 layers: five convolutions alternating 1x1 (`width`) and 3x3 (2 x `width`),
-    a 3x3 (2 x `width`), the linear prediction, route back 3 (the fifth convolution), the linear
-    embedding, route (prediction, embedding) and the YOLO block."""
+    a 3x3 (2 x `width`), the linear prediction (one per anchor of `anchor_ids`), route back 3 (the
+    fifth convolution), the linear embedding (`embedding_dim`), route (prediction, embedding) and the
+    YOLO block. ci_jde's heads are these at its own widths."""
     return [
         Conv(width, 1),
         Conv(2 * width, 3),
@@ -131,9 +133,9 @@ def _head(width: int, anchor_ids: tuple[int, ...]) -> list[Layer]:
         Conv(2 * width, 3),
         Conv(width, 1),
         Conv(2 * width, 3),
-        Conv(ANCHORS_PER_SCALE * PRED_PER_ANCHOR, 1, batch_norm=False, leaky=False),
+        Conv(len(anchor_ids) * PRED_PER_ANCHOR, 1, batch_norm=False, leaky=False),
         Route((-3,)),
-        Conv(EMBEDDING_DIM, 3, batch_norm=False, leaky=False),
+        Conv(embedding_dim, 3, batch_norm=False, leaky=False),
         Route((-3, -1)),
         Yolo(anchor_ids),
     ]
@@ -144,10 +146,10 @@ def _jde_layers() -> tuple[Layer, ...]:
     by layer 79 and body layer 61 (86..100), the stride-8 head fed by layer 94 and body layer 36
     (101..115)."""
     layers = _darknet53()
-    layers += _head(512, (8, 9, 10, 11))
+    layers += head_layers(512, (8, 9, 10, 11))
     for width, body_layer, anchor_ids in ((256, 61, (4, 5, 6, 7)), (128, 36, (0, 1, 2, 3))):
         layers += [Route((-7,)), Conv(width, 1), Upsample(2), Route((-1, body_layer))]
-        layers += _head(width, anchor_ids)
+        layers += head_layers(width, anchor_ids)
     return tuple(layers)
 
 
