@@ -23,6 +23,7 @@ import numpy as np
 
 from vcmbench.metrics.detection import GroundTruth, coco_evaluated, oid_matches
 from vcmbench.metrics.evaluators import get as evaluator_named
+from vcmbench.metrics.reference_sort import reference_argsort
 
 __all__ = ["ItemMatches", "match_items"]
 
@@ -175,7 +176,7 @@ def oid_classes(gt: GroundTruth, detections: Sequence[Mapping[str, Any]], ids: l
         entries = m.entries.get(c, [])
         if entries:
             scores = np.concatenate([e[1] for e in entries])
-            order = np.argsort(scores)[::-1]  # average_precision's order
+            order = reference_argsort(scores)[::-1]  # average_precision's order
             item = np.concatenate([np.full(len(e[1]), e[0]) for e in entries])[order]
             tp = np.concatenate([e[2] for e in entries])[order].astype(np.float64)[None]
         else:

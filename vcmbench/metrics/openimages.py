@@ -11,7 +11,8 @@ are written here from its behaviour and pinned by hand-computed tests and golden
 (tests/metrics/test_detection.py, tests/metrics/test_openimages.py).
 
 The rules, per image and class (detections of a class neither verified nor boxed in the image
-are ignored; detections are matched in the order of `np.argsort(scores)[::-1]`):
+are ignored; detections are matched in the order of `np.argsort(scores)[::-1]`, numpy's own sort on
+every CPU: `reference_sort`):
 
 1. Non-group-of objects: each detection goes to its highest-IoU object; it is a TP if that IoU
    is >= 0.5 and the object is still unmatched.
@@ -47,6 +48,7 @@ from vcmbench.metrics.ground_truth import (
     load_ground_truth,
     read_json,
 )
+from vcmbench.metrics.reference_sort import reference_argsort
 
 __all__ = ["OID_IOU", "OidMatches", "average_precision", "box_overlaps", "mask_overlaps", "oid_map50", "oid_matches"]
 
@@ -243,8 +245,9 @@ def average_precision(scores: np.ndarray, tp: np.ndarray, n_pos: int) -> float:
     if tp.size == 0:
         return 0.0
     # Reference rule (tied scores): the order is `np.argsort(scores)[::-1]` over the whole class
-    # (numpy's default sort, reversed), not the input order; ties are where the two differ.
-    order = np.argsort(scores)[::-1]
+    # (numpy's default sort, reversed), not the input order; ties are where the two differ. numpy's
+    # own sort, not the one it picks on an AVX-512 CPU (metrics.reference_sort).
+    order = reference_argsort(scores)[::-1]
     tp = tp[order]
     ctp = np.cumsum(tp)
     precision = ctp / np.arange(1, tp.size + 1)
@@ -317,7 +320,7 @@ def oid_matches(
             valid = (b[:, 0] < b[:, 2]) & (b[:, 1] < b[:, 3])
             if not valid.any():
                 continue
-            order = np.flatnonzero(valid)[np.argsort(s[valid])[::-1]]
+            order = np.flatnonzero(valid)[reference_argsort(s[valid])[::-1]]
             s, b = s[order], b[order]
             if c in info.boxes:
                 if segm:
