@@ -48,9 +48,11 @@ e2e: install detectron2
 MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=8 'codec=[raw,anchor_vvc,learned_interleaved]' complexity=false
 # the reduced task runs of ci_semseg and ci_keypoints (tests/vision/test_ci_task_runs.py: TASK_RUN)
 TASK_CI_RUN := dataset.max_images=4 'codec=[raw,anchor_vvc,pack_tile]' complexity=false timing.items=0
+# the reduced run of the offline CI JDE (tests/vision/test_ci_jde_run.py: JDE_RUN): the video default's 6 frames
+JDE_CI_RUN := model=ci_jde dataset=synthetic_video dataset.max_frames=6 'codec=[raw,anchor_vvc,pack_tile]' complexity=false timing.items=0
 ci-reference: install
 	rm -rf results/ci-reference results/ci-reference-50 results/ci-reference-video results/ci-reference-maskrcnn \
-		results/ci-reference-semseg results/ci-reference-keypoints
+		results/ci-reference-semseg results/ci-reference-keypoints results/ci-reference-jde
 	$(BIN)/vcmbench run sweep.progress=false report=false hydra.run.dir=results/ci-reference
 	cp results/ci-reference/points.csv anchors/ci/points.csv
 	$(BIN)/vcmbench run sweep.progress=false report=false dataset=synthetic_video hydra.run.dir=results/ci-reference-video
@@ -62,6 +64,9 @@ ci-reference: install
 	cp results/ci-reference-semseg/points.csv anchors/ci/semseg-points.csv
 	$(BIN)/vcmbench run sweep.progress=false report=false model=ci_keypoints $(TASK_CI_RUN) hydra.run.dir=results/ci-reference-keypoints
 	cp results/ci-reference-keypoints/points.csv anchors/ci/keypoints-points.csv
+	$(BIN)/vcmbench run sweep.progress=false report=false $(JDE_CI_RUN) hydra.run.dir=results/ci-reference-jde
+	cp results/ci-reference-jde/points.csv anchors/ci/jde-points.csv
+	cp results/ci-reference-jde/classes.csv anchors/ci/jde-classes.csv
 	$(BIN)/vcmbench run sweep.progress=false report=false dataset.count=50 hydra.run.dir=results/ci-reference-50
 	cp results/ci-reference-50/points.csv anchors/ci/points-50.csv
 

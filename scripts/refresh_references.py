@@ -43,6 +43,11 @@ SWEEPS = {
         ["model=ci_keypoints", "dataset.max_images=4", "complexity=false", "timing.items=0"],
         {"keypoints-points.csv": "points.csv"},
     ),
+    # the Makefile's JDE_CI_RUN, less its codec list (tests/vision/test_ci_jde_run.py)
+    "jde": (
+        ["model=ci_jde", "dataset=synthetic_video", "dataset.max_frames=6", "complexity=false", "timing.items=0"],
+        {"jde-points.csv": "points.csv", "jde-classes.csv": "classes.csv"},
+    ),
 }
 
 

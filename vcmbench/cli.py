@@ -97,9 +97,11 @@ def _run(cfg, out_dir: str) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from vcmbench.config import apply_dataset_run_defaults
     from vcmbench.run import run_sweep
     from vcmbench.settings import RunSettings
 
+    apply_dataset_run_defaults(cfg, HydraConfig.get().overrides.task)
     # Multirun jobs each hold one slice of the sweep: their merged report is `vcmbench report SWEEP_DIR`.
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     report = RunSettings.from_config(cfg).report and not multirun

@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
 
-from vcmbench.config import CONFIG_MODULE, forget_checked
+from vcmbench.config import CONFIG_MODULE, apply_dataset_run_defaults, forget_checked
 from vcmbench.errors import ConfigError
 
 # what a config file can check beyond composing: config name -> check of one composed job
@@ -47,6 +47,8 @@ def check_command_line(config_name: str, argv: Sequence[str], check: Check | Non
         overrides.append(f"hydra.searchpath=[file://{folder}]")
     for job in _jobs(overrides, multirun=args.multirun):
         cfg = _compose(config_name, job)
+        if config_name == "config":
+            apply_dataset_run_defaults(cfg, job)  # as the run will (cli._run)
         _check_values_present(cfg)
         if check is not None:
             check(cfg)

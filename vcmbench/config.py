@@ -87,7 +87,10 @@ def compose_config(config_name: str = "config", overrides: Sequence[str] = (), *
         overrides = moved_overrides(overrides)
 
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides), **kwargs)
+        cfg = compose(config_name=config_name, overrides=list(overrides), **kwargs)
+    if config_name == "config":
+        apply_dataset_run_defaults(cfg, overrides)  # as `vcmbench run` does
+    return cfg
 
 
 def runnable_codec_config(node: DictConfig, name: str | None = None) -> DictConfig:
@@ -160,13 +163,50 @@ def _selected_nodes(cfg: DictConfig) -> dict[str, DictConfig]:
 
 
 def selected_codec_configs(cfg: DictConfig) -> dict[str, DictConfig]:
-    """The codecs of this run, ready to instantiate (runnable_codec_config)."""
+    """The codecs of this run, ready to instantiate (runnable_codec_config), at the network's rate
+    points where its model yaml gives some (model_run_defaults)."""
     clean = {}
+    network_rates = model_run_defaults(cfg).get("codec_rates") or {}
+    packaged = all_codec_configs(include_optional=True) if network_rates else {}
     for name, node in _selected_nodes(cfg).items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(f"codec.{name}: not a codec config (no _target_); see conf/codec/*.yaml")
         clean[name] = runnable_codec_config(node, name)
+        own = packaged.get(name)
+        if name in network_rates and own is not None and _same(node.get("rates"), own.get("rates")):
+            clean[name].rates = list(network_rates[name])
     return clean
+
+
+def model_run_defaults(cfg: DictConfig) -> dict:
+    """What a network's yaml asks of a run (`model.run_defaults`) where the packaged defaults, made
+    for ci_frcnn, do not suit it: `codec_rates` (codec -> rate points: the CTC, too, gives each
+    network its own QPs) and `dataset` (setting -> value, e.g. every frame of a video set for a
+    network that tracks). Only a setting left at its packaged value takes it: a codec whose `rates`
+    are its yaml's, a dataset setting not on the command line (apply_dataset_run_defaults)."""
+    model = cfg.get("model")
+    node = model.get("run_defaults") if isinstance(model, DictConfig) else None
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else {}
+
+
+def apply_dataset_run_defaults(cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
+    """Set the dataset settings of `model.run_defaults.dataset` that the dataset has and the command
+    line (`overrides`, Hydra's) does not set; the settings changed, as `dataset.key=value`."""
+    given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    changed = []
+    for key, value in (model_run_defaults(cfg).get("dataset") or {}).items():
+        if key in cfg.dataset and f"dataset.{key}" not in given and not _same(cfg.dataset[key], value):
+            OmegaConf.update(cfg, f"dataset.{key}", value, force_add=True)
+            changed.append(f"dataset.{key}={value}")
+    return changed
+
+
+def _same(a: object, b: object) -> bool:
+    return _plain(a) == _plain(b)
+
+
+def _plain(value: object) -> object:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def codec_allow_foreign(cfg: DictConfig) -> dict[str, bool]:

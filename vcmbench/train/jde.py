@@ -51,7 +51,19 @@ from torch import Tensor
 from vcmbench.errors import ConfigError
 from vcmbench.train.loop import Schedule, config_key, decay_optimizer, finish, run_loop, training_arithmetic
 
-NAME_KEYS = ("_target_", "name", "weights", "seed", "split", "conf_thres", "nms_thres", "tracker", "width", "height")
+NAME_KEYS = (
+    "_target_",
+    "name",
+    "weights",
+    "seed",
+    "split",
+    "conf_thres",
+    "nms_thres",
+    "tracker",
+    "width",
+    "height",
+    "run_defaults",
+)
 RUN_ONLY = ("resume", "progress", "copy_to", "threads", "val", "log_every", "checkpoint_every", "results_dir")
 
 

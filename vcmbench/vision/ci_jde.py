@@ -241,9 +241,11 @@ def build(
     anchors: Sequence[Sequence[float]] = ANCHORS,
     anchors_per_scale: int = ANCHORS_PER_SCALE,
     tracker: Mapping[str, Any] | None = None,
+    run_defaults: Mapping[str, Any] | None = None,
 ) -> JDESplit:
     """Hydra target of `model=ci_jde`: the split network (module doc). `weights`: a checkpoint of
-    `vcmbench train-jde` (default: the committed one) or 'none' (random from `seed`)."""
+    `vcmbench train-jde` (default: the committed one) or 'none' (random from `seed`). `run_defaults`:
+    the run's, not the network's (config.model_run_defaults)."""
     if int(width) % 32 or int(height) % 32:
         raise ConfigError(f"model.width={width}, model.height={height}: the input must be a multiple of 32 both ways")
     # the tracker keeps what the network outputs: JDE's thresholds are the same (0.5)
