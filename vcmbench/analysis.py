@@ -81,7 +81,7 @@ class BDRow:
         if self.n_failed:
             parts.append(f"{WARN} {self.n_failed} failed decode(s) in its points")
         if self.dominated:
-            parts.append("dominated point(s) left out (more bits, no higher mAP): " + ", ".join(self.dominated))
+            parts.append("dominated point(s) left out (more bits, no higher accuracy): " + ", ".join(self.dominated))
         if self.fitted:
             parts.append("not rising with rate, replaced by a monotonic cubic fit: " + ", ".join(self.fitted))
         return "; ".join(parts)
