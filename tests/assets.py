@@ -46,6 +46,18 @@ FAST_RUN = [
 SKIP_FIGURES = ["complexity=false", "fidelity=false"]
 
 
+def run_command_line(out: Path, *overrides: str, timeout: int) -> Path:
+    """`vcmbench run` in a process of its own, as a user types it, into `out` (which it returns); a
+    failure shows the end of its output."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "vcmbench", "run", "sweep.progress=false", f"hydra.run.dir={out}", *overrides]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return out
+
+
 def fast_run_cfg(*overrides: str):
     """The run config of FAST_RUN with these overrides."""
     from vcmbench.config import compose_config

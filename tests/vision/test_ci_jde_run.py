@@ -6,13 +6,10 @@ per-class BD-rate tables on MOTA."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 
-from tests.assets import REPO, assert_same_numbers
+from tests.assets import REPO, assert_same_numbers, run_command_line
 
 #: the Makefile's JDE_CI_RUN (`make ci-reference`)
 JDE_RUN = [
@@ -28,25 +25,7 @@ JDE_RUN = [
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_reduced_jde_run_equals_its_reference_and_reports_mota_per_class(tmp_path):
-    out = tmp_path / "run"
-    cache = tmp_path / "video-cache"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vcmbench",
-            "run",
-            "sweep.progress=false",
-            f"hydra.run.dir={out}",
-            f"dataset.cache_dir={cache}",
-            *JDE_RUN,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=550,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    out = run_command_line(tmp_path / "run", f"dataset.cache_dir={tmp_path / 'video-cache'}", *JDE_RUN, timeout=550)
     classes = pd.read_csv(out / "classes.csv")
     assert set(classes.codec) == {"raw", "anchor_vvc", "pack_tile"} and (classes.tracker == "jde").all()
     anchor_qps = sorted(int(r.split("=")[1]) for r in classes[classes.codec == "anchor_vvc"].rate.unique())

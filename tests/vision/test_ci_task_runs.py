@@ -5,13 +5,10 @@ section is the task's, with BD-rates on its metric."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 
-from tests.assets import REPO, assert_same_numbers
+from tests.assets import REPO, assert_same_numbers, run_command_line
 
 #: the Makefile's SEMSEG_CI_RUN / KEYPOINTS_CI_RUN (`make ci-reference`), with the model in front
 TASK_RUN = ["dataset.max_images=4", "codec=[raw,anchor_vvc,pack_tile]", "complexity=false", "timing.items=0"]
@@ -30,15 +27,7 @@ def task_run(model: str) -> list[str]:
 @pytest.mark.parametrize("model", sorted(TASKS))
 def test_reduced_task_run_equals_its_reference_and_reports_the_task_first(model, tmp_path):
     reference_name, column, section = TASKS[model]
-    out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "vcmbench", "run", "sweep.progress=false", f"hydra.run.dir={out}", *task_run(model)],
-        capture_output=True,
-        text=True,
-        timeout=850,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    out = run_command_line(tmp_path / "run", *task_run(model), timeout=850)
     points = pd.read_csv(out / "points.csv")
     assert set(points.codec) == {"raw", "anchor_vvc", "pack_tile"}
     assert points[column].notna().all() and (points[column] > 0).all()
