@@ -168,17 +168,18 @@ def test_an_anchor_coded_with_another_preset_is_named_as_such(tmp_path, referenc
 
 @pytest.fixture(scope="module")
 def real_runs(tmp_path_factory):
-    """Real sweeps of anchor_hevc (the anchor's frame over x265: quick) and pack_tile on 8 default
-    scenes: the reference and a deliberately worse codec under the same name (the same HEVC
-    streams with 25 % padding: tests.codecs_for_tests.WastefulFrameCodec). (A rerun with another
-    thread count is the reference itself in exact mode: test_determinism shows it, and the gate's
-    verdict on a run against itself is checked below.)"""
+    """Real sweeps of anchor_hevc (the anchor's frame over x265: quick) and pack_tile on 4 default
+    scenes, every rate point of each (the BD curves the gate and the report need): the reference and
+    a deliberately worse codec under the same name (the same HEVC streams with 25 % padding:
+    tests.codecs_for_tests.WastefulFrameCodec). (A rerun with another thread count is the reference
+    itself in exact mode: test_determinism shows it, and the gate's verdict on a run against itself
+    is checked below.)"""
     from vcmbench.config import compose_config
     from vcmbench.run import run_sweep
 
     root = tmp_path_factory.mktemp("gate")
     base = [
-        "dataset.max_images=8",
+        "dataset.max_images=4",
         "codec=[anchor_hevc,pack_tile]",
         "sweep.progress=false",
         "report=false",
@@ -247,7 +248,7 @@ def test_the_report_gives_each_bd_rate_its_interval_and_says_how(real_runs, tmp_
     assert report_main([*args, "--out", str(tmp_path / "a")]) == 0
     assert report_main([*args, "--out", str(tmp_path / "b")]) == 0
     md = (tmp_path / "a" / "report.md").read_text()
-    assert "Intervals: paired bootstrap over the 8 images: 200 resamples, seed 3, 95% percentile intervals." in md
+    assert "Intervals: paired bootstrap over the 4 images: 200 resamples, seed 3, 95% percentile intervals." in md
 
     def bd_row(text: str) -> str:
         return next(

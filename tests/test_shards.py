@@ -1,6 +1,6 @@
 """Sweeps past one machine: shards of the items, merged exactly, run by real launchers.
 
-- 4 shards of 8 scenes (raw, anchor_vvc, learned_interleaved) merged give the unsharded run's
+- 4 shards of 5 scenes (raw, anchor_vvc, learned_interleaved) merged give the unsharded run's
   points, every column but the times;
 - a merge refuses a missing shard, a changed setting and overlapping shards with one line;
 - `vcmbench sweep --launcher local` reports a shard that failed by shard and, run again, codes
@@ -32,9 +32,10 @@ from vcmbench.run import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["sweep.progress=false", "report=false", "sweep.workers=1", "fidelity=false"]
-# the case every sharding rule must hold on: 8 scenes, an uncompressed, a VVC and a learned codec (a rate point each)
-EIGHT = [
-    "dataset.count=8",
+# the case every sharding rule must hold on: 5 scenes (4 shards: one of 2 scenes, three of 1), an
+# uncompressed, a VVC and a learned codec (a rate point each)
+FIVE = [
+    "dataset.count=5",
     "codec=[raw,anchor_vvc,learned_interleaved]",
     "codec.anchor_vvc.rates=[37]",
     "codec.learned_interleaved.rates=[4]",
@@ -111,12 +112,12 @@ def test_a_sequence_set_is_cut_by_sequences(tmp_path):
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
-    """The 8-scene sweep run whole and as 4 shards (each its own run folder)."""
+    """The 5-scene sweep run whole and as 4 shards (each its own run folder)."""
     root = tmp_path_factory.mktemp("shards")
-    whole = run_sweep(compose_config("config", EIGHT), root / "whole")
+    whole = run_sweep(compose_config("config", FIVE), root / "whole")
     shards = []
     for k in range(1, 5):
-        run_sweep(compose_config("config", [*EIGHT, f"dataset.shard={k}/4"]), root / f"shard{k}of4")
+        run_sweep(compose_config("config", [*FIVE, f"dataset.shard={k}/4"]), root / f"shard{k}of4")
         shards.append(root / f"shard{k}of4")
     return root, whole, shards
 
@@ -127,11 +128,11 @@ def test_four_shards_merged_equal_the_unsharded_run(sharded):
     root, whole, shards = sharded
     assert len(whole) == 3 and set(whole.codec) == {"raw", "anchor_vvc", "learned_interleaved"}
     sizes = [int(_read(s / "points.csv").n_images.iloc[0]) for s in shards]
-    assert sum(sizes) == 8 and all(n == 2 for n in sizes)  # equal-size scenes: 2 each
+    assert sizes == [2, 1, 1, 1]  # equal-size scenes: balanced within one scene
     part = _read(shards[0] / "points.csv")
     assert set(part["shard"]) == {"1/4"} and part["partial"].all()  # a shard's own table says what it is
     merged = merge_runs(shards, root / "merged")
-    assert not merged["partial"].any() and (merged.n_images == 8).all()
+    assert not merged["partial"].any() and (merged.n_images == 5).all()
     pd.testing.assert_frame_equal(
         _not_times(_read(root / "merged" / "points.csv")),
         _not_times(_read(root / "whole" / "points.csv")),
@@ -145,7 +146,7 @@ def test_four_shards_merged_equal_the_unsharded_run(sharded):
     union = float(merged.set_index(["codec", "rate"]).loc[("anchor_vvc", "qp=37"), "map"])
     assert abs(union - sum(vvc) / len(vvc)) > 1e-6
     # the merged folder is a run folder: records and detections of every point, and it lists its shards
-    assert len(read_records(root / "merged" / "records.jsonl")) == 8 * 3
+    assert len(read_records(root / "merged" / "records.jsonl")) == 5 * 3
     assert len(list((root / "merged" / "detections").rglob("*.json"))) == 3
     info = json.loads((root / "merged" / "run.json").read_text())
     assert [s["shard"] for s in info["shards"]] == ["1/4", "2/4", "3/4", "4/4"]
@@ -162,10 +163,10 @@ def test_merge_refuses_missing_changed_and_overlapping_shards(sharded, tmp_path,
     root, _, shards = sharded
     assert merge_main([str(s) for s in shards[:3]] + ["--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "shard 4/4 is missing (2 of 8 images)" in err[0] and "--allow-partial" in err[0]
+    assert len(err) == 1 and "shard 4/4 is missing (1 of 5 images)" in err[0] and "--allow-partial" in err[0]
 
     partial = merge_runs(shards[:3], tmp_path / "partial", allow_partial=True)
-    assert partial["partial"].all() and (partial.n_images == 6).all()
+    assert partial["partial"].all() and (partial.n_images == 4).all()
     assert json.loads((tmp_path / "partial" / "run.json").read_text())["partial"] is True
 
     changed = tmp_path / "changed"
@@ -184,11 +185,11 @@ def test_merge_refuses_missing_changed_and_overlapping_shards(sharded, tmp_path,
         merge_runs([root / "whole", shards[0]], tmp_path / "m")
 
     unfinished = tmp_path / "unfinished"
-    shutil.copytree(shards[3], unfinished)
+    shutil.copytree(shards[0], unfinished)  # the shard of 2 scenes
     lines = (unfinished / "records.jsonl").read_text().splitlines(keepends=True)
     (unfinished / "records.jsonl").write_text("".join(lines[:-3]))
-    with pytest.raises(MergeError, match=r"shard 4/4 \(.*unfinished\) is unfinished: 3 of 6 images x rate points"):
-        merge_runs([*shards[:3], unfinished], tmp_path / "m")
+    with pytest.raises(MergeError, match=r"shard 1/4 \(.*unfinished\) is unfinished: 3 of 6 images x rate points"):
+        merge_runs([unfinished, *shards[1:]], tmp_path / "m")
 
 
 @pytest.mark.slow
@@ -200,7 +201,7 @@ def test_report_on_a_sharded_sweep_merges_its_shards(sharded, tmp_path):
         shutil.copytree(s, sweep / s.name)
     inputs = merge_sharded([sweep])
     assert inputs == [sweep / "merged"]
-    assert (_read(sweep / "merged" / "points.csv").n_images == 8).all()
+    assert (_read(sweep / "merged" / "points.csv").n_images == 5).all()
     assert merge_sharded([sweep]) == [sweep / "merged"]  # a merged folder stands for its shards
 
 

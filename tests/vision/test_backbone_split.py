@@ -92,6 +92,7 @@ def _run(out, *overrides: str) -> subprocess.CompletedProcess:
             f"hydra.run.dir={out}",
             "model.split=backbone",
             "dataset.max_images=2",
+            "sweep.workers=1",  # 2 images: worker processes would cost more to start than they save
             *overrides,
         ],
         capture_output=True,
