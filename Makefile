@@ -45,11 +45,11 @@ e2e: install detectron2
 # The CI regression references (anchors/README.md): the default run (20 scenes, what CI runs)
 # and the same codecs over 50 scenes (benchmarks/default_scenes.py: how far the BD-rates move).
 # the reduced segmentation run (tests/vision/test_ci_maskrcnn.py: MASK_RUN)
-MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=8 'codec=[raw,anchor_vvc,learned_interleaved]' complexity=false
+MASK_CI_RUN := model=ci_maskrcnn dataset.max_images=4 'codec=[raw,anchor_vvc,learned_interleaved]' complexity=false
 # the reduced task runs of ci_semseg and ci_keypoints (tests/vision/test_ci_task_runs.py: TASK_RUN)
 TASK_CI_RUN := dataset.max_images=4 'codec=[raw,anchor_vvc,pack_tile]' complexity=false timing.items=0
-# the reduced run of the offline CI JDE (tests/vision/test_ci_jde_run.py: JDE_RUN): the video default's 6 frames
-JDE_CI_RUN := model=ci_jde dataset=synthetic_video dataset.max_frames=6 'codec=[raw,anchor_vvc,pack_tile]' complexity=false timing.items=0
+# the reduced run of the offline CI JDE (tests/vision/test_ci_jde_run.py: JDE_RUN): the first 3 frames of each sequence
+JDE_CI_RUN := model=ci_jde dataset=synthetic_video dataset.max_frames=3 'codec=[raw,anchor_vvc,pack_tile]' complexity=false timing.items=0
 ci-reference: install
 	rm -rf results/ci-reference results/ci-reference-50 results/ci-reference-video results/ci-reference-maskrcnn \
 		results/ci-reference-semseg results/ci-reference-keypoints results/ci-reference-jde

@@ -31,7 +31,7 @@ SWEEPS = {
     ),
     # the Makefile's MASK_CI_RUN, less its codec list (tests/vision/test_ci_maskrcnn.py: MASK_RUN)
     "maskrcnn": (
-        ["model=ci_maskrcnn", "dataset.max_images=8", "complexity=false"],
+        ["model=ci_maskrcnn", "dataset.max_images=4", "complexity=false"],
         {"maskrcnn-points.csv": "points.csv"},
     ),
     # the Makefile's TASK_CI_RUN per task model, less its codec list (tests/vision/test_ci_task_runs.py)
@@ -45,7 +45,7 @@ SWEEPS = {
     ),
     # the Makefile's JDE_CI_RUN, less its codec list (tests/vision/test_ci_jde_run.py)
     "jde": (
-        ["model=ci_jde", "dataset=synthetic_video", "dataset.max_frames=6", "complexity=false", "timing.items=0"],
+        ["model=ci_jde", "dataset=synthetic_video", "dataset.max_frames=3", "complexity=false", "timing.items=0"],
         {"jde-points.csv": "points.csv", "jde-classes.csv": "classes.csv"},
     ),
 }

@@ -1,4 +1,4 @@
-"""The reduced CI run of the offline CI JDE (model=ci_jde, JDE's own tracker): the video default's 6
+"""The reduced CI run of the offline CI JDE (model=ci_jde, JDE's own tracker): the first 3
 frames of each synthetic sequence through the uncompressed features, the MPEG anchor and a packing
 baseline at the network's own QPs (model.run_defaults), every non-time number of the per-sequence
 and per-class tables equal to its reference in anchors/ci to the last bit, and a report with
@@ -15,7 +15,7 @@ from tests.assets import REPO, assert_same_numbers, run_command_line
 JDE_RUN = [
     "model=ci_jde",
     "dataset=synthetic_video",
-    "dataset.max_frames=6",
+    "dataset.max_frames=3",
     "codec=[raw,anchor_vvc,pack_tile]",
     "complexity=false",
     "timing.items=0",

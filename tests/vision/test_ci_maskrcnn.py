@@ -23,11 +23,11 @@ pytestmark = pytest.mark.timeout(600)
 CKPT = CHECKPOINTS / "ci_maskrcnn" / "ci_maskrcnn.pt"
 INFO = CHECKPOINTS / "ci_maskrcnn" / "ci_maskrcnn.json"
 MASK_HEAD = ("roi_heads.mask_head.", "roi_heads.mask_predictor.")
-# CI's reduced segmentation run (anchors/ci/maskrcnn-points.csv, `make ci-reference`): the first 8
+# CI's reduced segmentation run (anchors/ci/maskrcnn-points.csv, `make ci-reference`): the first 4
 # default scenes, the uncompressed features, the MPEG anchor and the learned codec
 MASK_RUN = [
     "model=ci_maskrcnn",
-    "dataset.max_images=8",
+    "dataset.max_images=4",
     "codec=[raw,anchor_vvc,learned_interleaved]",
     "complexity=false",
 ]
