@@ -41,6 +41,10 @@ FAST_RUN = [
     "sweep.workers=1",
 ]
 
+# FAST_RUN's network at a 128-px input size (4 times fewer pixels): for tests of how a run goes (workers,
+# resume, the command line), not of what the network gives.
+SMALL_NET = ["model.min_size=128", "model.max_size=192"]
+
 # What a test of another property may leave out of a run: the complexity counts (kmac_*) and the
 # task-fidelity figures (the back's second pass on untouched features).
 SKIP_FIGURES = ["complexity=false", "fidelity=false"]

@@ -123,6 +123,8 @@ def test_user_config_dir_adds_a_codec(tmp_path):
                 "sweep.progress=false",
                 "report=false",
                 "sweep.workers=1",
+                "complexity=false",
+                "fidelity=false",
                 f"hydra.run.dir={out}",
             ],
             capture_output=True,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.assets import SKIP_FIGURES, fast_run_cfg, video_run_cfg
+from tests.assets import SKIP_FIGURES, SMALL_NET, fast_run_cfg, video_run_cfg
 from vcmbench.config import compose_config
 from vcmbench.datasets.base import ImageRecord
 from vcmbench.datasets.sequences import SequenceDataset, SequenceRecord
@@ -127,7 +127,11 @@ def test_a_crash_on_the_receiver_side_keeps_the_images_finished_points(tmp_path)
 
 def test_decode_failure_is_recorded_and_sweep_goes_on(tmp_path):
     cfg = fast_run_cfg(
-        "codec=raw", "+codec.bad._target_=tests.codecs_for_tests.CorruptingRaw", "+codec.bad.name=bad", *SKIP_FIGURES
+        *SMALL_NET,
+        "codec=raw",
+        "+codec.bad._target_=tests.codecs_for_tests.CorruptingRaw",
+        "+codec.bad.name=bad",
+        *SKIP_FIGURES,
     )
     points = run_sweep(cfg, tmp_path).set_index("codec")
     assert points.loc["bad", "n_failed"] == 2 and points.loc["raw", "n_failed"] == 0
@@ -140,7 +144,11 @@ def test_decode_failure_is_recorded_and_sweep_goes_on(tmp_path):
 def test_encode_failure_is_recorded_and_sweep_goes_on(tmp_path):
     """An encoder that crashes on one image costs that image and rate point only."""
     cfg = fast_run_cfg(
-        "codec=raw", "+codec.flaky._target_=tests.codecs_for_tests.FailingRaw", "+codec.flaky.name=flaky", *SKIP_FIGURES
+        *SMALL_NET,
+        "codec=raw",
+        "+codec.flaky._target_=tests.codecs_for_tests.FailingRaw",
+        "+codec.flaky.name=flaky",
+        *SKIP_FIGURES,
     )
     points = run_sweep(cfg, tmp_path).set_index("codec")
     recs = {(r["codec"], r["image_id"]): r for r in map(json.loads, (tmp_path / "records.jsonl").open())}
@@ -163,7 +171,9 @@ def test_encode_failure_is_recorded_and_sweep_goes_on(tmp_path):
 def test_a_codec_of_its_own_kind_runs_through_the_same_loop(tmp_path):
     """The runner only uses what a codec declares (takes, transmit_encode/decode): an image carried
     losslessly by a codec of no stock kind gives the raw features' detections exactly."""
-    cfg = fast_run_cfg("codec=raw", "+codec.raw_image._target_=tests.codecs_for_tests.RawImage", *SKIP_FIGURES)
+    cfg = fast_run_cfg(
+        *SMALL_NET, "codec=raw", "+codec.raw_image._target_=tests.codecs_for_tests.RawImage", *SKIP_FIGURES
+    )
     points = run_sweep(cfg, tmp_path).set_index("codec")
     recs = {(r["codec"], r["image_id"]): r for r in map(json.loads, (tmp_path / "records.jsonl").open())}
     for image_id in (139, 802):
@@ -179,6 +189,7 @@ def test_a_payload_the_back_rejects_is_that_items_decode_failure(tmp_path):
     """A header overwritten after encoding: the payload decodes, the back raises ShapeError;
     the item records decode_failed with the reason and the sweep finishes."""
     cfg = fast_run_cfg(
+        *SMALL_NET,
         "codec=[raw,anchor_vvc]",
         "codec.anchor_vvc._target_=tests.codecs_for_tests.HeaderOverwrittenFrames",
         "codec.anchor_vvc.rates=[41]",

@@ -1,5 +1,5 @@
 """JDE through a real run: `vcmbench run model=jde_1088x608` (random weights, the real architecture at a
-320x192 letterbox, split at TVD's layers 36, 61, 74) on two small synthetic videos of two classes, through
+256x160 letterbox, split at TVD's layers 36, 61, 74) on two small synthetic videos of two classes, through
 the uncompressed features, the MPEG anchor and a packing baseline, under determinism=exact. The run
 finishes; its records carry each detection's appearance embedding, so `tracker.kind: auto` tracks with
 JDE's own tracker and the tables say so; raw's bytes are the named-tensor container's to the byte; the
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(300)
 SEQUENCES = "[{name: a1, class: A, frames: 3, fps: 30}, {name: b1, class: B, frames: 3, fps: 25, objects: [4, 6]}]"
 #: a random JDE's confidences saturate on synthetic frames (over a thousand boxes above 0.7 per frame);
 #: 0.9999 keeps some 25 to 140 per frame, enough to track and small enough for the records
-MODEL = ["model=jde_1088x608", "model.weights=none", "model.width=320", "model.height=192", "model.conf_thres=0.9999"]
+MODEL = ["model=jde_1088x608", "model.weights=none", "model.width=256", "model.height=160", "model.conf_thres=0.9999"]
 DATASET = [
     "dataset=synthetic_video",
     f"dataset.sequences={SEQUENCES}",
@@ -39,7 +39,7 @@ DATASET = [
 ]
 CODECS = ["codec=[raw,anchor_vvc,pack_tile]", "codec.anchor_vvc.rates=[41]", "codec.pack_tile.rates=[42]"]
 QUIET = ["sweep.workers=1", "sweep.progress=false", "fidelity=false", "timing.items=0"]
-#: what TVD's split sends for a 320x192 letterbox: (name, channels, stride)
+#: what TVD's split sends for a 256x160 letterbox: (name, channels, stride)
 SENT = [("l36", 256, 8), ("l61", 512, 16), ("l74", 1024, 32)]
 
 
@@ -81,9 +81,9 @@ def test_raw_bytes_are_the_named_container_exactly(jde_run):
     4 bytes per float32 element, CRC 4; a sequence: the framewise container (SEQF, version, frame count,
     each frame's length as a uvarint before it)."""
     _, out = jde_run
-    elements = sum(c * (192 // s) * (320 // s) for _, c, s in SENT)
+    elements = sum(c * (160 // s) * (256 // s) for _, c, s in SENT)
     frame = 6 + 6 * len(SENT) + sum(1 + len(n) for n, *_ in SENT) + 4 * elements + 4
-    assert frame == 6 + 18 + 12 + 4 * 430_080 + 4
+    assert frame == 6 + 18 + 12 + 4 * 286_720 + 4
     raw = pd.read_csv(out / "points.csv").query("codec == 'raw'")
     assert list(raw.frames) == [3, 3]
     assert (raw.bytes == 5 + len(uvarint(3)) + 3 * (len(uvarint(frame)) + frame)).all()

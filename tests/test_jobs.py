@@ -3,7 +3,7 @@ reused."""
 
 from __future__ import annotations
 
-from tests.assets import fast_run_cfg
+from tests.assets import SKIP_FIGURES, SMALL_NET, fast_run_cfg
 from vcmbench.run import run_sweep
 
 
@@ -21,7 +21,7 @@ def test_retrained_checkpoint_at_the_same_path_is_another_setup(tmp_path):
 
 
 def test_changed_codec_settings_are_not_reused(tmp_path):
-    run_sweep(fast_run_cfg("codec=raw"), tmp_path)
-    points = run_sweep(fast_run_cfg("codec=raw", "codec.raw.dtype=float16"), tmp_path)
+    run_sweep(fast_run_cfg(*SMALL_NET, *SKIP_FIGURES, "codec=raw"), tmp_path)
+    points = run_sweep(fast_run_cfg(*SMALL_NET, *SKIP_FIGURES, "codec=raw", "codec.raw.dtype=float16"), tmp_path)
     assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 4
     assert points.rate.tolist() == ["dtype=float16"]

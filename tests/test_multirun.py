@@ -20,7 +20,7 @@ import pytest
 import yaml
 from omegaconf import MISSING, OmegaConf
 
-from tests.assets import FAST_RUN, SKIP_FIGURES
+from tests.assets import FAST_RUN, SKIP_FIGURES, SMALL_NET
 from vcmbench.config import compose_config
 from vcmbench.regress import regress_main
 from vcmbench.render.report_cli import report_main
@@ -155,6 +155,8 @@ def test_multirun_basic_launcher_writes_one_dir_per_job(tmp_path):
             "-m",
             *FAST,
             "dataset.max_images=1",
+            *SMALL_NET,
+            *SKIP_FIGURES,
             "codec=raw,raw16",
             f"results_dir={tmp_path}",
         ],

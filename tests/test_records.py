@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.assets import fast_run_cfg
+from tests.assets import SKIP_FIGURES, SMALL_NET, fast_run_cfg
 from tests.codecs_for_tests import CrashingRaw
 from vcmbench.records import Record, decode_embeddings, encode_embeddings, read_records, write_records
 from vcmbench.run import run_sweep
@@ -32,7 +32,7 @@ def test_crash_then_rerun_resumes_without_redoing(tmp_path, monkeypatch):
         "+codec.raw16.name=raw16",
         "+codec.raw16.dtype=float16",
     ]
-    cfg = fast_run_cfg(*codec, "complexity=false")  # counted fronts: the sweep's only
+    cfg = fast_run_cfg(*codec, *SMALL_NET, "complexity=false")  # counted fronts: the sweep's only
     CrashingRaw.encodes, CrashingRaw.crash_after = 0, 1  # image 1 done, crash on image 2's first point
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, tmp_path)
@@ -51,7 +51,7 @@ def test_crash_then_rerun_resumes_without_redoing(tmp_path, monkeypatch):
 
 
 def test_torn_record_line_is_redone(tmp_path):
-    cfg = fast_run_cfg("codec=raw")
+    cfg = fast_run_cfg("codec=raw", *SMALL_NET, *SKIP_FIGURES)
     run_sweep(cfg, tmp_path)
     path = tmp_path / "records.jsonl"
     lines = path.read_text().splitlines()

@@ -15,7 +15,9 @@ def test_parallel_workers_code_sequences_as_a_serial_run_does(tmp_path):
         "codec=[anchor_vvc,learned_interleaved]",
         "codec.anchor_vvc.rates=[41]",
         "codec.learned_interleaved.rates=[2]",
-        "dataset.max_frames=2",
+        # two 2-frame sequences of two classes, one per worker
+        "dataset.sequences=[{name: pan, class: A, frames: 2, fps: 30, pan: [2, 1]},"
+        " {name: still, class: B, frames: 2, fps: 25}]",
         *SKIP_FIGURES,
     ]
     serial = run_sweep(video_run_cfg(tmp_path, *overrides, "sweep.workers=1"), tmp_path / "serial")

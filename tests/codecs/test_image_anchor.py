@@ -14,6 +14,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from tests.assets import SKIP_FIGURES
 from tests.codecs_for_tests import fake_vtm
 from vcmbench.codecs.backends.ffmpeg_codecs import Ffv1Backend, PngBackend, VvencBackend
 from vcmbench.codecs.backends.vtm import VtmBackend
@@ -112,7 +113,7 @@ def _cfg(*overrides: str):
 def test_lossless_image_limit_equals_the_unsplit_detector(tmp_path):
     """The image anchor's uncompressed limit: PNG-coded images through the sweep give exactly the
     accuracy of the unsplit detector (model.full) on the original images."""
-    cfg = _cfg("codec=[image_lossless,image_vvc]", "codec.image_vvc.rates=[27,42]")
+    cfg = _cfg("codec=[image_lossless,image_vvc]", "codec.image_vvc.rates=[27,42]", "sweep.workers=1", *SKIP_FIGURES)
     points = run_sweep(cfg, tmp_path / "run").set_index(["codec", "rate"])
     dataset, detector = instantiate(cfg.dataset), instantiate(cfg.model)
     results = []

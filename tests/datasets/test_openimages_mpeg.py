@@ -258,7 +258,9 @@ def test_a_run_on_a_folder_of_mpeg_files(tmp_path, form):
             f"dataset.root={root}",
             "codec=raw",
             "complexity=false",
+            "fidelity=false",
             "report=false",
+            "sweep.workers=1",  # the dataset is what is tested: no worker processes to start
         ],
         capture_output=True,
         text=True,

@@ -60,11 +60,11 @@ def test_learned_codecs_are_counted_external_ones_are_time_only(tmp_path, small_
 
 def test_a_rerun_counts_nothing_again(tmp_path, monkeypatch):
     """complexity.csv keeps the counts per setup: a rerun with nothing to code runs no front."""
-    from tests.assets import fast_run_cfg
+    from tests.assets import SMALL_NET, fast_run_cfg
     from vcmbench.run import run_sweep
     from vcmbench.vision.torchvision_split import TorchvisionSplit
 
-    cfg = fast_run_cfg("codec=[raw,raw16]")
+    cfg = fast_run_cfg("codec=[raw,raw16]", *SMALL_NET)
     first = run_sweep(cfg, tmp_path)
     assert (tmp_path / "complexity.csv").is_file() and first.kmac_front.gt(0).all()
     calls = {"front": 0}

@@ -12,7 +12,11 @@ from vcmbench.vision.torchvision_split import build
 
 @pytest.mark.parametrize("arch", ["fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2"])
 def test_front_back_equals_unsplit_model(arch, val_images):
-    det = build(arch=arch, weights="none", seed=0, score_thresh=0.0, min_size=320, max_size=512)
+    det = build(arch=arch, weights="none", seed=0, score_thresh=0.0, min_size=192, max_size=320)
+    # fewer proposals (1000 by default): the box head runs once per proposal, and with random weights it
+    # is most of the time; exactness does not depend on how many, and 100 still give 100 detections
+    det.model.rpn._pre_nms_top_n["testing"] = 200
+    det.model.rpn._post_nms_top_n["testing"] = 100
     for image in val_images:
         ref = det.full(image)
         front = det.front(image)
