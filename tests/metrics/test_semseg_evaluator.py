@@ -314,6 +314,7 @@ def test_a_semseg_run_s_report_leads_with_miou_and_keeps_the_boxes(tmp_path):
     ]
     assert "semantic segmentation (mIoU), the task metric" in section and "mIoU in percent" in section
     assert "| mIoU (%) |" in section and "AP50" not in section.split("Rate points")[1].split("\n\n")[1]
+    assert "| BD-mIoU | mIoU range used |" in section  # the BD columns name the section's measure
     assert (tmp_path / "report" / "figures" / "synthetic_val__ci_frcnn__semseg-rd.png").is_file()
     # the BD-rates are the box ones' (mIoU is an affine map of the box mAP here, BD-rate is invariant to it)
     assert section.split("BD-rate vs")[1].split("\n\n")[0].count("| not computed") < 3

@@ -85,7 +85,7 @@ class GroupReport:
         answer = [
             block(
                 f"BD-rate vs {anchor} (anchor){self._rule}",
-                bd_display(self.bd, self.intervals) if self.bd else None,
+                bd_display(self.bd, self.intervals, self.task) if self.bd else None,
                 _bd_align(self.intervals),
                 legends=[BD_LEGEND, f"Intervals: {self.bootstrap}."],
                 bd=True,
@@ -97,7 +97,7 @@ class GroupReport:
                 block(
                     f"BD-rate vs {codec_title(self.points, self.image_anchor)} "
                     f"(image anchor: remote inference on the decoded image){self._rule}",
-                    bd_display(self.bd_image, self.intervals_image),
+                    bd_display(self.bd_image, self.intervals_image, self.task),
                     _bd_align(self.intervals_image),
                     bd=True,
                 )
@@ -144,13 +144,15 @@ class GroupReport:
         head = f"{self.dataset} / {self.model}"
         lines = [f"{head}: BD-rate vs {codec_title(self.points, self.anchor)}{self._rule}"]
         lines.append(
-            text_table(bd_display(self.bd, self.intervals), _bd_align(self.intervals))
+            text_table(bd_display(self.bd, self.intervals, self.task), _bd_align(self.intervals))
             if self.bd
             else "  (no other codec)"
         )
         if self.image_anchor:
             lines.append(f"{head}: BD-rate vs {codec_title(self.points, self.image_anchor)} (image anchor){self._rule}")
-            lines.append(text_table(bd_display(self.bd_image, self.intervals_image), _bd_align(self.intervals_image)))
+            lines.append(
+                text_table(bd_display(self.bd_image, self.intervals_image, self.task), _bd_align(self.intervals_image))
+            )
         if self.intervals is not None:
             lines.append(f"  intervals: {self.bootstrap}")
         return lines + [f"  note: {n}" for n in self.notes]

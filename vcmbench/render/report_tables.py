@@ -186,9 +186,12 @@ LAYERS_LEGEND = (
 )
 
 
-def bd_display(rows: list[BDRow], intervals: dict[str, BDInterval] | None = None) -> pd.DataFrame:
-    """The BD table; with `intervals` (the bootstrap's), each row's interval and P(BD-rate < 0)."""
-    columns = ["codec", "BD-rate (%)", "BD-mAP", "mAP range used", "overlap", "note"]
+def bd_display(rows: list[BDRow], intervals: dict[str, BDInterval] | None = None, task: str = "box") -> pd.DataFrame:
+    """The BD table; with `intervals` (the bootstrap's), each row's interval and P(BD-rate < 0). Its
+    accuracy columns name `task`'s measure: BD-mAP, BD-mIoU, ..."""
+    measure = _TASK_MEASURE[task]
+    gain, span = f"BD-{measure}", f"{measure} range used"
+    columns = ["codec", "BD-rate (%)", gain, span, "overlap", "note"]
     if intervals is not None:
         columns[2:2] = ["interval (%)", "P(BD<0)"]
     out = []
@@ -196,8 +199,8 @@ def bd_display(rows: list[BDRow], intervals: dict[str, BDInterval] | None = None
         row = {
             "codec": r.codec,
             "BD-rate (%)": _fmt(r.bd_rate, "+.2f"),
-            "BD-mAP": _fmt(r.bd_metric, "+.3f"),
-            "mAP range used": (f"{r.overlap_lo:.2f}–{r.overlap_hi:.2f}" if r.ok else MISSING),
+            gain: _fmt(r.bd_metric, "+.3f"),
+            span: (f"{r.overlap_lo:.2f}–{r.overlap_hi:.2f}" if r.ok else MISSING),
             "overlap": _fmt(r.overlap_fraction * 100, ".0f") + ("%" if r.ok else ""),
             "note": r.note,
         }
