@@ -189,16 +189,13 @@ def model_run_defaults(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else {}
 
 
-def apply_dataset_run_defaults(cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
+def apply_dataset_run_defaults(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """Set the dataset settings of `model.run_defaults.dataset` that the dataset has and the command
-    line (`overrides`, Hydra's) does not set; the settings changed, as `dataset.key=value`."""
+    line (`overrides`, Hydra's) does not set (config.resolved.yaml then shows what the run used)."""
     given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
-    changed = []
     for key, value in (model_run_defaults(cfg).get("dataset") or {}).items():
-        if key in cfg.dataset and f"dataset.{key}" not in given and not _same(cfg.dataset[key], value):
+        if key in cfg.dataset and f"dataset.{key}" not in given:
             OmegaConf.update(cfg, f"dataset.{key}", value, force_add=True)
-            changed.append(f"dataset.{key}={value}")
-    return changed
 
 
 def _same(a: object, b: object) -> bool:
